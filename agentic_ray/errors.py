@@ -1,0 +1,175 @@
+"""The exception tree of agentic-ray.
+
+Every error the library raises on purpose is an ``AgenticRayError``; catch that to catch them all::
+
+    AgenticRayError
+    ├── ConfigValidationError        a file (policy, scenario) is invalid; .problems lists every problem
+    ├── PolicyError                  a request does not fit the policy (unknown class, tenant, workflow)
+    │   └── PolicyValidationError    the policy document itself is invalid (also a ConfigValidationError)
+    ├── ScenarioValidationError      a simulator scenario is invalid (a ConfigValidationError)
+    ├── AdmissionError               work was refused before it started; .reason, .rule_ids, .retry_after_s
+    │   ├── BudgetExhausted          its deadline passed, or it cannot be met
+    │   ├── Overloaded               queues are full; retry after .retry_after_s
+    │   ├── NoEligibleReplica        no Serve replica satisfies the placement rules
+    │   └── NoEligibleNode           no Ray node satisfies the placement rules
+    └── CircuitOpen                  the target is ejected by its circuit breaker
+
+Errors cross Ray process boundaries (task and actor results, Serve handles), so each one pickles with
+all of its fields (``__reduce__``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "AdmissionError",
+    "AgenticRayError",
+    "BudgetExhausted",
+    "CircuitOpen",
+    "ConfigValidationError",
+    "NoEligibleNode",
+    "NoEligibleReplica",
+    "Overloaded",
+    "PolicyError",
+    "PolicyValidationError",
+    "Problem",
+    "ScenarioValidationError",
+]
+
+
+class AgenticRayError(Exception):
+    """Base class of every error agentic-ray raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem found in a configuration file.
+
+    ``path`` is the dotted field path (``classes.critical.budget_ms``, ``rules[3].id``), ``reason`` says
+    what is wrong, ``line`` is the 1-based YAML line when known, ``source`` the file name when known.
+    """
+
+    path: str
+    reason: str
+    line: int | None = None
+    source: str | None = None
+
+    def format(self) -> str:
+        """``FILE:LINE: field.path: reason`` (file and line when known), as the CLI prints it."""
+        where = self.source or "<input>"
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        path = self.path or "(document)"
+        return f"{where}: {path}: {self.reason}"
+
+
+class ConfigValidationError(AgenticRayError, ValueError):
+    """A configuration document is invalid. ``problems`` holds every problem found, not only the first."""
+
+    def __init__(self, problems: Iterable[Problem], source: str | None = None) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        self.source = source
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        head = f"{len(self.problems)} problem(s) in {self.source or 'input'}"
+        return head + "".join(f"\n  {p.format()}" for p in self.problems)
+
+    def __reduce__(self):
+        return (self.__class__, (self.problems, self.source))
+
+
+class PolicyError(AgenticRayError):
+    """A request does not fit the active policy: an unknown class, tenant or workflow, for example."""
+
+
+class PolicyValidationError(ConfigValidationError, PolicyError):
+    """The policy document is invalid; the last good policy stays active."""
+
+
+class ScenarioValidationError(ConfigValidationError):
+    """A simulator scenario file is invalid."""
+
+
+class AdmissionError(AgenticRayError):
+    """Work was refused before it started.
+
+    ``reason`` is a short machine-readable cause (``deadline_passed``, ``queue_full``, ...), ``rule_ids``
+    the policy rules involved, ``retry_after_s`` a hint for the caller (``None`` when retrying cannot
+    help), ``detail`` a human sentence.
+    """
+
+    default_reason = "refused"
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        reason: str | None = None,
+        rule_ids: Sequence[str] = (),
+        retry_after_s: float | None = None,
+    ) -> None:
+        self.detail = detail
+        self.reason = reason or self.default_reason
+        self.rule_ids: tuple[str, ...] = tuple(rule_ids)
+        self.retry_after_s = retry_after_s
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        parts = [self.detail or self.reason]
+        if self.detail and self.reason not in self.detail:
+            parts.append(f"reason={self.reason}")
+        if self.rule_ids:
+            parts.append("rules=" + ",".join(self.rule_ids))
+        if self.retry_after_s is not None:
+            parts.append(f"retry_after_s={self.retry_after_s:.3g}")
+        return " ".join(parts)
+
+    def __reduce__(self):
+        return (_rebuild_admission_error, (self.__class__, self.detail, self.reason, self.rule_ids,
+                                           self.retry_after_s))
+
+
+def _rebuild_admission_error(cls, detail, reason, rule_ids, retry_after_s):
+    return cls(detail, reason=reason, rule_ids=rule_ids, retry_after_s=retry_after_s)
+
+
+class BudgetExhausted(AdmissionError):
+    """The work's deadline passed, or no placement can finish it before its deadline."""
+
+    default_reason = "budget_exhausted"
+
+
+class Overloaded(AdmissionError):
+    """Queues are full; ``retry_after_s`` says when a retry may succeed."""
+
+    default_reason = "overloaded"
+
+
+class NoEligibleReplica(AdmissionError):
+    """No Serve replica satisfies the request's placement rules (``rule_ids``)."""
+
+    default_reason = "no_eligible_replica"
+
+
+class NoEligibleNode(AdmissionError):
+    """No Ray node satisfies the task's placement rules (``rule_ids``)."""
+
+    default_reason = "no_eligible_node"
+
+
+class CircuitOpen(AgenticRayError):
+    """The target is ejected by its circuit breaker until ``retry_after_s`` from now."""
+
+    def __init__(self, target: str, retry_after_s: float | None = None) -> None:
+        self.target = target
+        self.retry_after_s = retry_after_s
+        msg = f"circuit open for {target}"
+        if retry_after_s is not None:
+            msg += f"; retry after {retry_after_s:.3g}s"
+        super().__init__(msg)
+
+    def __reduce__(self):
+        return (self.__class__, (self.target, self.retry_after_s))

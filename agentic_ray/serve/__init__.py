@@ -1,0 +1,1 @@
+"""agentic_ray.serve (being built)."""

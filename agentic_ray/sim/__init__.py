@@ -1,0 +1,1 @@
+"""agentic_ray.sim (being built)."""
