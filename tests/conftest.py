@@ -1,0 +1,74 @@
+"""Shared fixtures. Ray-backed fixtures start one real cluster per test session (starting Ray is slow).
+
+Tests use ``RAY_AUTH_MODE=disabled`` everywhere (the README says the same for users' local runs), their
+own temp dir and ports outside Ray's worker range 10002-19999. Two environment variables let parallel
+runs on one machine stay apart: ``AGENTIC_TEST_PORT`` (GCS port of the test cluster, default 26379) and
+``AGENTIC_TEST_TMP`` (temp dir root, default ``/tmp/agr-<pid>``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+# The labelled three-node test cluster: two nodes in eu-west, one in us-east with a GPU-like resource.
+CLUSTER_NODES = (
+    {"labels": {"zone": "eu-west", "accelerator": "cpu"}, "num_cpus": 2},
+    {"labels": {"zone": "eu-west", "accelerator": "cpu"}, "num_cpus": 2},
+    {"labels": {"zone": "us-east", "accelerator": "gpu"}, "num_cpus": 2, "resources": {"fake_gpu": 1}},
+)
+
+
+def _test_port() -> int:
+    return int(os.environ.get("AGENTIC_TEST_PORT", "26379"))
+
+
+def _test_tmp() -> str:
+    root = os.environ.get("AGENTIC_TEST_TMP", f"/tmp/agr-{os.getpid()}")
+    os.makedirs(root, exist_ok=True)
+    os.environ["TMPDIR"] = root  # the dashboard's pymp-* dirs go here too
+    return root
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real ``ray.cluster_utils.Cluster`` with the three labelled nodes of ``CLUSTER_NODES``.
+
+    The driver is connected (``ray.init(address=...)``) for the whole session; tests that add nodes
+    must remove them again. Yields the ``Cluster``.
+    """
+    import ray
+    from ray.cluster_utils import Cluster
+
+    tmp = _test_tmp()
+    head, *workers = CLUSTER_NODES
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args=dict(
+            redis_port=_test_port(),
+            include_dashboard=False,
+            temp_dir=os.path.join(tmp, "ray"),
+            **head,
+        ),
+    )
+    for spec in workers:
+        cluster.add_node(**spec)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, namespace="agentic-tests", log_to_driver=False)
+    try:
+        yield cluster
+    finally:
+        try:
+            from ray import serve
+
+            serve.shutdown()
+        except Exception:
+            pass
+        ray.shutdown()
+        cluster.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
