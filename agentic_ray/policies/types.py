@@ -145,7 +145,7 @@ class NodeAttrs:
     node_id: str = ""
     zone: str = "default"
     accelerator: str = "cpu"
-    labels: Mapping[str, str] = field(default=_EMPTY)
+    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
     def __post_init__(self) -> None:
         if not isinstance(self.labels, MappingProxyType):
