@@ -42,9 +42,8 @@ def test_deadline_arithmetic():
 def test_bad_budget_is_value_error(bad):
     with pytest.raises(ValueError, match="budget_ms"):
         Deadline.after(0.0, bad)
-    with pytest.raises(ValueError):
-        with budget_scope(bad, now=0.0):
-            pass
+    with pytest.raises(ValueError), budget_scope(bad, now=0.0):
+        pass
 
 
 def test_budget_child_is_clipped_to_parent():
