@@ -1,0 +1,298 @@
+"""Compiling a validated ``PolicySpec`` into lookup tables for the hot path, and ``Policy.classify``.
+
+Rule matching is a bitset intersection (the idea of packet classifiers such as Lakshman & Stiliadis,
+"High-speed policy-based packet forwarding using efficient multi-dimensional range matching", 1998):
+for each exact-match field (tenant, class, workflow, data class) a table maps a value to the bitmask of
+rules that accept it (rules that do not match on the field accept every value, including "absent");
+tenant regions are resolved per tenant at compile time and model globs are evaluated once per distinct
+model name (bounded memo). The matching rules are ``table_tenant[t] & table_class[c] & ... & model[m]``.
+Whole classifications (everything but the deadline) are cached per distinct request tuple in a bounded
+LRU, so a repeated request costs one dict look-up plus building the result.
+
+Resolution order: class = request ``qos`` > workflow's class > tenant's class > ``default_class``;
+budget = request ``budget_ms`` > workflow ``budget_ms`` > class ``budget_ms``. Stage budgets are computed
+against the workflow budget (``share * B`` or fixed ms) and scaled by ``budget / B`` when the request
+brings its own budget, so they always fit. With ``stage`` given, the budget is that stage's budget.
+A policy that lists no tenants accepts any tenant name (with no region); one that does rejects others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from types import MappingProxyType
+from typing import Any
+
+from agentic_ray.errors import PolicyError
+from agentic_ray.policies.classification import Classification, CompiledRule, NodeSelector, _Requirement
+from agentic_ray.policies.schema import NodeSelectorSpec, PolicySpec
+from agentic_ray.policies.types import BreakerSettings, QosClass, RequestMeta, RetrySettings, Shedding, StageBudget
+
+__all__ = ["Policy", "Tenant", "Workflow"]
+
+CACHE_SIZE = 4096
+_MODEL_MEMO_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    name: str
+    region: str
+    share: float | None = None
+    qos_class: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    """A workflow; ``budget_ms`` is its end-to-end budget (its class's budget when the YAML gives none)."""
+
+    name: str
+    qos_class: str
+    budget_ms: float
+    stages: tuple[StageBudget, ...]
+
+
+def _selector(spec: NodeSelectorSpec) -> NodeSelector:
+    return NodeSelector(
+        zones=frozenset(spec.zones) if spec.zones is not None else None,
+        zone_prefixes=tuple(spec.zone_prefix) if spec.zone_prefix is not None else None,
+        accelerators=frozenset(spec.accelerators) if spec.accelerators is not None else None,
+        labels=tuple(sorted((k, frozenset(v)) for k, v in (spec.labels or {}).items())),
+    )
+
+
+def _fs(values: Any) -> frozenset[str] | None:
+    return frozenset(values) if values is not None else None
+
+
+def _exact_table(rules: tuple[CompiledRule, ...], field: str) -> tuple[dict[str | None, int], int]:
+    """value -> bitmask of rules accepting it; plus the mask for values no rule names (wildcards only)."""
+    wildcard = 0
+    values: set[str] = set()
+    for i, rule in enumerate(rules):
+        accepted = getattr(rule, field)
+        if accepted is None:
+            wildcard |= 1 << i
+        else:
+            values |= accepted
+    table: dict[str | None, int] = {}
+    for value in values:
+        mask = wildcard
+        for i, rule in enumerate(rules):
+            accepted = getattr(rule, field)
+            if accepted is not None and value in accepted:
+                mask |= 1 << i
+        table[value] = mask
+    return table, wildcard
+
+
+class Policy:
+    """A compiled, immutable policy. Build with ``load_policy`` / ``parse_policy`` / ``default_policy``."""
+
+    def __init__(self, spec: PolicySpec, source: str | None = None) -> None:
+        self.spec = spec
+        self.source = source
+        self.name: str = spec.metadata.name
+        canonical = spec.model_dump(mode="json", by_alias=True)
+        self._canonical_json = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        self.sha256: str = hashlib.sha256(self._canonical_json.encode("utf-8")).hexdigest()
+        self.version: str = spec.metadata.version or f"sha256:{self.sha256[:12]}"
+        admission = spec.admission
+        self.classes: Mapping[str, QosClass] = MappingProxyType(
+            {
+                name: QosClass(
+                    name=name,
+                    priority=c.priority,
+                    budget_ms=float(c.budget_ms),
+                    shedding=Shedding(c.shedding),
+                    max_queue_wait_ms=c.max_queue_wait_ms,
+                    hedge_after_ms=c.hedge_after_ms,
+                    queue_bound=admission.classes[name].queue_bound if name in admission.classes else None,
+                    shed_threshold=admission.classes[name].shed_threshold if name in admission.classes else None,
+                )
+                for name, c in spec.classes.items()
+            }
+        )
+        self.default_class: str = spec.default_class
+        self.tenants: Mapping[str, Tenant] = MappingProxyType(
+            {n: Tenant(n, t.region, t.share, t.qos_class) for n, t in spec.tenants.items()}
+        )
+        workflows: dict[str, Workflow] = {}
+        for n, w in spec.workflows.items():
+            cls = w.qos_class or spec.default_class
+            budget = float(w.budget_ms) if w.budget_ms is not None else self.classes[cls].budget_ms
+            stages = tuple(
+                StageBudget(s.name, float(s.budget_ms) if s.budget_ms is not None else float(s.share) * budget)
+                for s in w.stages
+            )
+            workflows[n] = Workflow(n, cls, budget, stages)
+        self.workflows: Mapping[str, Workflow] = MappingProxyType(workflows)
+        b, r = admission.breaker, admission.retry
+        self.breaker = BreakerSettings(
+            b.consecutive_failures, b.ejection_s, b.max_ejection_s, b.max_ejected_fraction, b.latency_outlier_factor
+        )
+        self.retry = RetrySettings(r.ratio, r.min_per_s, r.max_attempts)
+        self.rules: tuple[CompiledRule, ...] = tuple(
+            CompiledRule(
+                id=rule.id,
+                description=rule.description,
+                tenants=_fs(rule.match.tenant),
+                tenant_regions=tuple(rule.match.tenant_region) if rule.match.tenant_region is not None else None,
+                data_classes=_fs(rule.match.data_class),
+                models=tuple(rule.match.model) if rule.match.model is not None else None,
+                workflows=_fs(rule.match.workflow),
+                classes=_fs(rule.match.qos_class),
+                require=_selector(rule.require),
+                prefer=_selector(rule.prefer),
+            )
+            for rule in spec.rules
+        )
+        self._compile_tables()
+        self._cache: OrderedDict[tuple, tuple] = OrderedDict()
+
+    # -- compilation ---------------------------------------------------------------------------------
+    def _compile_tables(self) -> None:
+        rules = self.rules
+        self._tenant_table, tenant_wild = _exact_table(rules, "tenants")
+        # Fold tenant_region into the tenant table: the region is a function of the tenant.
+        region_wild = sum(1 << i for i, r in enumerate(rules) if r.tenant_regions is None)
+        tenant_masks: dict[str | None, int] = {}
+        for name, tenant in self.tenants.items():
+            region_mask = region_wild
+            for i, r in enumerate(rules):
+                if r.tenant_regions is not None and any(fnmatchcase(tenant.region, p) for p in r.tenant_regions):
+                    region_mask |= 1 << i
+            tenant_masks[name] = self._tenant_table.get(name, tenant_wild) & region_mask
+        self._tenant_masks = tenant_masks
+        self._tenant_unknown_mask = tenant_wild & region_wild  # absent tenant, or any tenant when none listed
+        self._class_table, self._class_wild = _exact_table(rules, "classes")
+        self._workflow_table, self._workflow_wild = _exact_table(rules, "workflows")
+        self._data_table, self._data_wild = _exact_table(rules, "data_classes")
+        self._model_wild = sum(1 << i for i, r in enumerate(rules) if r.models is None)
+        self._model_memo: dict[str | None, int] = {None: self._model_wild}
+        self._selectors_by_mask: dict[int, tuple[tuple[CompiledRule, ...], _Requirement | None]] = {}
+
+    def _model_mask(self, model: str) -> int:
+        mask = self._model_memo.get(model)
+        if mask is None:
+            mask = self._model_wild
+            for i, r in enumerate(self.rules):
+                if r.models is not None and any(fnmatchcase(model, p) for p in r.models):
+                    mask |= 1 << i
+            if len(self._model_memo) >= _MODEL_MEMO_SIZE:
+                self._model_memo.clear()
+                self._model_memo[None] = self._model_wild
+            self._model_memo[model] = mask
+        return mask
+
+    def _rules_for_mask(self, mask: int) -> tuple[tuple[CompiledRule, ...], _Requirement | None]:
+        hit = self._selectors_by_mask.get(mask)
+        if hit is None:
+            matched = tuple(r for i, r in enumerate(self.rules) if mask >> i & 1)
+            hit = (matched, _Requirement.combine([r.require for r in matched]))
+            if len(self._selectors_by_mask) < CACHE_SIZE:
+                self._selectors_by_mask[mask] = hit
+        return hit
+
+    # -- evaluation ----------------------------------------------------------------------------------
+    def classify(self, request: RequestMeta, now: float) -> Classification:
+        """Class, budget, deadline (``now + budget_ms/1000``), stage budgets and matched rules of ``request``.
+
+        Raises ``PolicyError`` naming an unknown class, tenant, workflow or stage.
+        """
+        key = (request.qos, request.budget_ms, request.tenant, request.data_class, request.model,
+               request.workflow, request.stage)  # fmt: skip
+        cache = self._cache
+        hit = cache.get(key)
+        if hit is None:
+            hit = self._classify_uncached(request)
+            cache[key] = hit
+            if len(cache) > CACHE_SIZE:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(key)
+        qos, budget, stages, rule_ids, matched, requirement, class_source, budget_source = hit
+        return Classification(
+            self.name, self.version, self.sha256, qos, budget, now + budget / 1000.0, stages,
+            request.tenant, request.workflow, request.stage, request.model, request.data_class,
+            rule_ids, matched, requirement, class_source, budget_source,
+        )  # fmt: skip
+
+    def _classify_uncached(self, request: RequestMeta) -> tuple:
+        tenant = None
+        if request.tenant is not None:
+            tenant = self.tenants.get(request.tenant)
+            if tenant is None and self.tenants:
+                raise PolicyError(f"unknown tenant {request.tenant!r} (policy {self.name} {self.version})")
+        workflow = None
+        if request.workflow is not None:
+            workflow = self.workflows.get(request.workflow)
+            if workflow is None:
+                raise PolicyError(f"unknown workflow {request.workflow!r} (policy {self.name} {self.version})")
+        if request.qos is not None:
+            cls_name, class_source = request.qos, "request"
+        elif workflow is not None and self.spec.workflows[workflow.name].qos_class is not None:
+            cls_name, class_source = workflow.qos_class, f"workflow:{workflow.name}"
+        elif tenant is not None and tenant.qos_class is not None:
+            cls_name, class_source = tenant.qos_class, f"tenant:{tenant.name}"
+        else:
+            cls_name, class_source = self.default_class, "default"
+        qos = self.classes.get(cls_name)
+        if qos is None:
+            raise PolicyError(f"unknown QoS class {cls_name!r}; defined: {', '.join(self.classes)}")
+        if request.budget_ms is not None:
+            budget, budget_source = float(request.budget_ms), "request"
+        elif workflow is not None:
+            budget, budget_source = workflow.budget_ms, f"workflow:{workflow.name}"
+        else:
+            budget, budget_source = qos.budget_ms, f"class:{qos.name}"
+        stages: tuple[StageBudget, ...] = ()
+        if workflow is not None:
+            stages = workflow.stages
+            if budget != workflow.budget_ms:
+                scale = budget / workflow.budget_ms
+                stages = tuple(StageBudget(s.name, s.budget_ms * scale) for s in stages)
+        if request.stage is not None:
+            if workflow is None:
+                raise PolicyError(f"stage {request.stage!r} given without a workflow")
+            stage = next((s for s in stages if s.name == request.stage), None)
+            if stage is None:
+                raise PolicyError(f"unknown stage {request.stage!r} of workflow {workflow.name!r}")
+            budget, budget_source = stage.budget_ms, f"{budget_source}/stage:{stage.name}"
+        if request.tenant is None:
+            mask = self._tenant_unknown_mask
+        else:
+            mask = self._tenant_masks.get(request.tenant, self._tenant_unknown_mask)
+        mask &= self._class_table.get(qos.name, self._class_wild)
+        mask &= self._workflow_table.get(request.workflow, self._workflow_wild)
+        mask &= self._data_table.get(request.data_class, self._data_wild)
+        if mask:
+            mask &= self._model_mask(request.model) if request.model is not None else self._model_wild
+        matched, requirement = self._rules_for_mask(mask)
+        rule_ids = tuple(r.id for r in matched)
+        return (qos, budget, stages, rule_ids, matched, requirement, class_source, budget_source)
+
+    # -- forms ---------------------------------------------------------------------------------------
+    def canonical(self) -> dict[str, Any]:
+        """The canonical form: every field with defaults filled, YAML key names (hashed with sorted keys)."""
+        return json.loads(self._canonical_json)
+
+    def to_yaml(self) -> str:
+        """The canonical form as YAML (sorted keys)."""
+        import yaml
+
+        return yaml.safe_dump(self.canonical(), sort_keys=True)
+
+    def __reduce__(self):
+        return (_rebuild_policy, (self._canonical_json, self.source))
+
+    def __repr__(self) -> str:
+        return f"Policy(name={self.name!r}, version={self.version!r}, rules={len(self.rules)})"
+
+
+def _rebuild_policy(canonical_json: str, source: str | None) -> Policy:
+    return Policy(PolicySpec.model_validate(json.loads(canonical_json)), source)

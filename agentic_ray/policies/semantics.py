@@ -1,0 +1,181 @@
+"""Meaning checks on a schema-valid policy: references, budgets that must fit, contradictory rules.
+
+``check_semantics(spec)`` returns every ``(field_path, reason)`` it finds (it never stops at the first):
+
+- ``default_class``, a tenant's or workflow's ``class``, rule ``match`` names and ``admission.classes``
+  keys must name defined classes, tenants and workflows;
+- a stage has exactly one of ``share`` / ``budget_ms``; stage names are unique; the stages fit the
+  workflow budget: ``sum(budget_ms) + sum(share) * B <= B`` (B: the workflow's, else its class's budget);
+- a class's ``max_queue_wait_ms`` and ``hedge_after_ms`` are below its ``budget_ms``;
+- rule ids are unique;
+- statically visible contradictions: a rule whose own requirements no node can meet, or two rules where
+  one *covers* the other (it matches every request the other matches) and their requirements on zone,
+  accelerator or a label are disjoint, so the covered rule can never be satisfied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+
+from agentic_ray.policies.schema import MatchSpec, NodeSelectorSpec, PolicySpec, RuleSpec
+
+__all__ = ["check_semantics", "selectors_compatible"]
+
+PathKey = tuple[str | int, ...]
+_EPS = 1e-9
+
+
+def _zone_ok(zones: Iterable[str] | None, prefix_groups: list[tuple[str, ...]]) -> bool:
+    """Is there a zone in ``zones`` (any string when None) starting with one prefix of every group?"""
+    if zones is not None:
+        return any(all(z.startswith(g) for g in prefix_groups) for z in zones)
+    # Any string: the chosen prefixes must form a chain (each a prefix of the longest).
+    groups = [tuple(g) for g in prefix_groups]
+    if not groups:
+        return True
+    for candidate in {p for g in groups for p in g}:
+        if all(any(candidate.startswith(p) for p in g) for g in groups):
+            return True
+    return False
+
+
+def selectors_compatible(selectors: list[NodeSelectorSpec]) -> str | None:
+    """``None`` when some node can satisfy every selector; else the attribute with no possible value."""
+    zone_sets = [set(s.zones) for s in selectors if s.zones is not None]
+    zones: set[str] | None = set.intersection(*zone_sets) if zone_sets else None
+    if zones is not None and not zones:
+        return "zones"
+    prefixes = [tuple(s.zone_prefix) for s in selectors if s.zone_prefix is not None]
+    if not _zone_ok(zones, prefixes):
+        return "zone_prefix"
+    acc_sets = [set(s.accelerators) for s in selectors if s.accelerators is not None]
+    if acc_sets and not set.intersection(*acc_sets):
+        return "accelerators"
+    label_sets: dict[str, list[set[str]]] = {}
+    for s in selectors:
+        for key, values in (s.labels or {}).items():
+            label_sets.setdefault(key, []).append(set(values))
+    for key, sets in label_sets.items():
+        if not set.intersection(*sets):
+            return f"labels.{key}"
+    return None
+
+
+def _covers(general: MatchSpec, specific: MatchSpec, spec: PolicySpec) -> bool:
+    """Does every request that ``specific`` matches also match ``general``? (conservative: may say no)."""
+    for field in ("tenant", "data_class", "model", "workflow", "qos_class"):
+        g, s = getattr(general, field), getattr(specific, field)
+        if g is not None and (s is None or not set(s) <= set(g)):
+            return False
+    if general.tenant_region is not None:
+        g = general.tenant_region
+        if specific.tenant_region is not None and set(specific.tenant_region) <= set(g):
+            return True
+        if specific.tenant is None:
+            return False
+        for name in specific.tenant:
+            tenant = spec.tenants.get(name)
+            if tenant is None or not any(fnmatchcase(tenant.region, pat) for pat in g):
+                return False
+    return True
+
+
+def _check_rules(spec: PolicySpec, out: list[tuple[PathKey, str]]) -> None:
+    seen: dict[str, int] = {}
+    for i, rule in enumerate(spec.rules):
+        if rule.id in seen:
+            out.append((("rules", i, "id"), f"duplicate rule id {rule.id!r} (first at rules[{seen[rule.id]}])"))
+        else:
+            seen[rule.id] = i
+        m = rule.match
+        for field, key, defined, what in (
+            ("tenant", "tenant", spec.tenants, "tenant"),
+            ("workflow", "workflow", spec.workflows, "workflow"),
+            ("qos_class", "class", spec.classes, "class"),
+        ):
+            for j, name in enumerate(getattr(m, field) or ()):
+                if name not in defined:
+                    out.append((("rules", i, "match", key, j), f"undefined {what} {name!r}"))
+        bad = selectors_compatible([rule.require])
+        if bad is not None:
+            out.append((("rules", i, "require", bad.split(".")[0]), f"no node can satisfy this rule's {bad}"))
+    _check_contradictions(spec, out)
+
+
+def _check_contradictions(spec: PolicySpec, out: list[tuple[PathKey, str]]) -> None:
+    rules: list[RuleSpec] = list(spec.rules)
+    for j, specific in enumerate(rules):
+        for i, general in enumerate(rules):
+            if i == j or not _covers(general.match, specific.match, spec):
+                continue
+            if i > j and _covers(specific.match, general.match, spec):
+                continue  # identical selectors: report once, on the later rule
+            bad = selectors_compatible([general.require, specific.require])
+            if bad is not None and selectors_compatible([specific.require]) is None:
+                out.append(
+                    (
+                        ("rules", j, "require", bad.split(".")[0]),
+                        f"contradicts rule {general.id!r} (rules[{i}]), which matches every request this "
+                        f"rule matches: no node satisfies both on {bad}",
+                    )
+                )
+
+
+def check_semantics(spec: PolicySpec) -> list[tuple[PathKey, str]]:
+    """Every meaning problem in ``spec`` as ``(field_path, reason)``; empty when the policy is sound."""
+    out: list[tuple[PathKey, str]] = []
+    classes = spec.classes
+    if spec.default_class not in classes:
+        out.append((("default_class",), f"undefined class {spec.default_class!r}"))
+    for name, cls in classes.items():
+        for field in ("max_queue_wait_ms", "hedge_after_ms"):
+            value = getattr(cls, field)
+            if value is not None and value >= cls.budget_ms:
+                out.append((("classes", name, field), f"{value:g} must be below the class budget {cls.budget_ms:g}"))
+    for name, tenant in spec.tenants.items():
+        if tenant.qos_class is not None and tenant.qos_class not in classes:
+            out.append((("tenants", name, "class"), f"undefined class {tenant.qos_class!r}"))
+    for name, wf in spec.workflows.items():
+        _check_workflow(spec, name, out)
+        del wf
+    for name in spec.admission.classes:
+        if name not in classes:
+            out.append((("admission", "classes", name), f"undefined class {name!r}"))
+    breaker = spec.admission.breaker
+    if breaker.max_ejection_s < breaker.ejection_s:
+        out.append((("admission", "breaker", "max_ejection_s"), "must be >= ejection_s"))
+    _check_rules(spec, out)
+    return out
+
+
+def _check_workflow(spec: PolicySpec, name: str, out: list[tuple[PathKey, str]]) -> None:
+    wf = spec.workflows[name]
+    cls_name = wf.qos_class or spec.default_class
+    if wf.qos_class is not None and wf.qos_class not in spec.classes:
+        out.append((("workflows", name, "class"), f"undefined class {wf.qos_class!r}"))
+    budget = wf.budget_ms
+    if budget is None and cls_name in spec.classes:
+        budget = spec.classes[cls_name].budget_ms
+    names: set[str] = set()
+    fixed = 0.0
+    shares = 0.0
+    for k, stage in enumerate(wf.stages):
+        path = ("workflows", name, "stages", k)
+        if stage.name in names:
+            out.append(((*path, "name"), f"duplicate stage name {stage.name!r}"))
+        names.add(stage.name)
+        if (stage.share is None) == (stage.budget_ms is None):
+            out.append((path, "give exactly one of share or budget_ms"))
+            continue
+        fixed += stage.budget_ms or 0.0
+        shares += stage.share or 0.0
+    if shares > 1 + _EPS:
+        out.append((("workflows", name, "stages"), f"stage shares add up to {shares:g}, over 1"))
+    elif budget is not None and fixed + shares * budget > budget * (1 + _EPS):
+        out.append(
+            (
+                ("workflows", name, "stages"),
+                f"stages need {fixed + shares * budget:g} ms, over the workflow budget {budget:g} ms",
+            )
+        )
