@@ -1,1 +1,45 @@
-"""agentic_ray.scheduling (being built)."""
+"""The pure scheduling core: load estimators, the admission gate, routers, breakers, retry budgets and
+the budget allocator. Nothing here imports ``ray`` or ``asyncio`` or reads a clock: ``now`` (seconds)
+and a seeded ``random.Random`` come in as arguments, decisions come back as values.
+
+Routers are built by name: ``create_router(name, rng, **config)``; ``router_names()`` lists them.
+"""
+
+from agentic_ray.scheduling.admission import (
+    AdmissionGate,
+    Admitted,
+    Dropped,
+    Enqueued,
+    GateSnapshot,
+    Reject,
+    Start,
+)
+from agentic_ray.scheduling.estimators import Ewma, EwmaServiceTime, PeakEwma, PendingRequests
+from agentic_ray.scheduling.registry import create_router, register_router, router_names
+from agentic_ray.scheduling.retry import RetryBudget
+from agentic_ray.scheduling.types import Decision, ReplicaView, Request, Route, Router, Shed, Wait
+
+__all__ = [
+    "AdmissionGate",
+    "Admitted",
+    "Decision",
+    "Dropped",
+    "Enqueued",
+    "Ewma",
+    "EwmaServiceTime",
+    "GateSnapshot",
+    "PeakEwma",
+    "PendingRequests",
+    "Reject",
+    "ReplicaView",
+    "Request",
+    "RetryBudget",
+    "Route",
+    "Router",
+    "Shed",
+    "Start",
+    "Wait",
+    "create_router",
+    "register_router",
+    "router_names",
+]

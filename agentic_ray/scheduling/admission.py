@@ -1,0 +1,447 @@
+"""AdmissionGate: the replica-side tiered, bounded queue.
+
+API (all pure; ``now`` is seconds on the caller's clock)::
+
+    gate = AdmissionGate(slots, classes, default_queue_bound=64, service=None, refuse_infeasible=True)
+    gate.offer(request, now)          -> Start | Enqueued | Reject
+    gate.finish(request_id, now, service_ms=None) -> Admitted   # frees the slot (idempotent)
+    gate.expire(now)                  -> list[Dropped]         # queued work whose deadline passed
+    gate.cancel(request_id)           -> bool                  # removes a *queued* request
+    gate.snapshot()                   -> GateSnapshot
+
+Every result carries request ids so an async wrapper can wake the right waiter: ``Start.request_id``
+may run now; ``Admitted.started`` lists queued requests that may run now; ``Dropped`` entries (in
+``dropped`` / ``evicted`` of every result) are requests that will never start, each with the
+``AdmissionError`` to hand their caller (``BudgetExhausted`` for expired work, ``Overloaded`` for
+evicted work).
+
+Discipline. ``slots`` requests execute at once. Waiting work sits in one bounded queue per QoS class.
+When a slot frees, the next request is taken from the class with the lowest ``priority`` number, and
+within it the earliest deadline (FIFO among equal deadlines). Queued work whose deadline has passed
+(``deadline <= now``) is dropped before it can start. Expiry runs on every ``offer``/``finish``/``expire``.
+
+Bounds. A class's queue bound is ``QosClass.queue_bound`` when set; else, when the class has
+``max_queue_wait_ms`` and a service-time estimate exists, Little's law (L = lambda W with the queue
+drained at ``slots / service`` requests per ms): ``bound = max(1, floor(slots * max_queue_wait_ms /
+ewma_service_ms))``; else ``default_queue_bound``. A request whose class queue is full is rejected at
+once with ``Overloaded(retry_after_s=...)``, the predicted time until the work ahead of it drains
+(``(queued ahead + executing) / slots * service``). Exception: a ``Shedding.NEVER`` request evicts one
+queued ``Shedding.FIRST`` request (the least important: highest priority number, then latest deadline)
+and is admitted over its class bound; the total queued stays the same.
+
+Infeasible arrivals. With ``refuse_infeasible`` (default), a request whose class may be shed (not
+``NEVER``) and whose remaining budget is below the EWMA service time of its model is refused with
+``BudgetExhausted(reason="cannot_meet_deadline")``: it cannot finish in time even if started now.
+A request already past its deadline is always refused (``reason="deadline_passed"``).
+
+Sources: the priority-then-EDF discipline and per-class bounded queues follow the tiered admission
+of Netflix concurrency-limits' partitions and Google's "Handling Overload" (SRE book, ch. 21);
+Little's law (Little, 1961).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentic_ray.errors import AdmissionError, BudgetExhausted, Overloaded
+from agentic_ray.policies.types import QosClass, Shedding
+from agentic_ray.scheduling.estimators import EwmaServiceTime
+from agentic_ray.scheduling.types import Request
+
+__all__ = [
+    "AdmissionGate",
+    "Admitted",
+    "Dropped",
+    "Enqueued",
+    "GateSnapshot",
+    "Reject",
+    "Start",
+]
+
+_DEFAULT_RETRY_AFTER_S = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A request that will never start here; hand ``error`` to its caller."""
+
+    request_id: Any
+    qos: str
+    error: AdmissionError
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """``request_id`` holds a slot and may run now. Call ``finish`` when it is done."""
+
+    request_id: Any
+    dropped: tuple[Dropped, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """``request_id`` waits in its class queue; a later ``finish`` result lists it in ``started``."""
+
+    request_id: Any
+    position: int
+    dropped: tuple[Dropped, ...] = ()
+    evicted: tuple[Dropped, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """``request_id`` was refused; raise ``error`` (``Overloaded`` or ``BudgetExhausted``) to its caller."""
+
+    request_id: Any
+    error: AdmissionError
+    dropped: tuple[Dropped, ...] = ()
+    evicted: tuple[Dropped, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """Result of ``finish``: queued requests that start now, and expired ones dropped on the way."""
+
+    started: tuple[Start, ...] = ()
+    dropped: tuple[Dropped, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GateSnapshot:
+    """The gate's state for metrics and for routers (``queued_by_priority`` feeds ``ReplicaView``)."""
+
+    slots: int
+    executing: int
+    queued: int
+    queued_by_class: Mapping[str, int]
+    queued_by_priority: Mapping[int, int]
+    queue_bounds: Mapping[str, int]
+    ewma_service_ms: float | None
+    service_ms_by_model: Mapping[str, float] = field(default_factory=dict)
+    started_total: int = 0
+    dropped_total: int = 0
+    rejected_total: int = 0
+    evicted_total: int = 0
+
+    @property
+    def ongoing(self) -> int:
+        """Executing plus queued, as Serve's queue-length probe reports it."""
+        return self.executing + self.queued
+
+
+class _Entry:
+    __slots__ = ("live", "request", "seq")
+
+    def __init__(self, request: Request, seq: int) -> None:
+        self.request = request
+        self.seq = seq
+        self.live = True
+
+
+class AdmissionGate:
+    """A replica's tiered admission queue; see the module docstring for the discipline and the API."""
+
+    def __init__(
+        self,
+        slots: int,
+        classes: Mapping[str, QosClass],
+        *,
+        default_queue_bound: int = 64,
+        service: EwmaServiceTime | None = None,
+        refuse_infeasible: bool = True,
+    ) -> None:
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            raise ValueError(f"slots: must be an integer >= 1, got {slots!r}")
+        if (
+            isinstance(default_queue_bound, bool)
+            or not isinstance(default_queue_bound, int)
+            or (default_queue_bound < 0)
+        ):
+            raise ValueError(f"default_queue_bound: must be an integer >= 0, got {default_queue_bound!r}")
+        self.slots = slots
+        self.classes = dict(classes)
+        self.default_queue_bound = default_queue_bound
+        self.service = service if service is not None else EwmaServiceTime()
+        self.refuse_infeasible = refuse_infeasible
+        self._executing: dict[Hashable, Request] = {}
+        self._queued: dict[Hashable, _Entry] = {}
+        # Per class: a heap of (deadline, seq, entry); entries removed out of order are marked dead.
+        self._heaps: dict[str, list[tuple[float, int, _Entry]]] = {}
+        self._count: dict[str, int] = {}
+        self._class_priority: dict[str, int] = {}
+        self._seq = itertools.count()
+        self.started_total = 0
+        self.dropped_total = 0
+        self.rejected_total = 0
+        self.evicted_total = 0
+
+    # ----------------------------------------------------------------- queries
+    def queue_bound(self, qos: str, model: str | None = None) -> int:
+        """The current bound of class ``qos`` (see the module docstring)."""
+        cls = self.classes.get(qos)
+        if cls is None:
+            return self.default_queue_bound
+        if cls.queue_bound is not None:
+            return cls.queue_bound
+        if cls.max_queue_wait_ms is not None:
+            service = self.service.estimate(model)
+            if service is not None and service > 0:
+                return max(1, math.floor(self.slots * cls.max_queue_wait_ms / service))
+        return self.default_queue_bound
+
+    def is_executing(self, request_id: Hashable) -> bool:
+        """True while ``request_id`` holds a slot."""
+        return request_id in self._executing
+
+    def is_queued(self, request_id: Hashable) -> bool:
+        """True while ``request_id`` waits in a queue."""
+        return request_id in self._queued
+
+    def snapshot(self) -> GateSnapshot:
+        """Counts per class and per priority, slots, bounds and the service estimate."""
+        by_priority: dict[int, int] = {}
+        for qos, n in self._count.items():
+            if n:
+                p = self._class_priority[qos]
+                by_priority[p] = by_priority.get(p, 0) + n
+        bounds = {name: self.queue_bound(name) for name in self.classes}
+        return GateSnapshot(
+            slots=self.slots,
+            executing=len(self._executing),
+            queued=len(self._queued),
+            queued_by_class={q: n for q, n in self._count.items() if n},
+            queued_by_priority=by_priority,
+            queue_bounds=bounds,
+            ewma_service_ms=self.service.estimate(),
+            service_ms_by_model=self.service.by_model(),
+            started_total=self.started_total,
+            dropped_total=self.dropped_total,
+            rejected_total=self.rejected_total,
+            evicted_total=self.evicted_total,
+        )
+
+    # ----------------------------------------------------------------- actions
+    def offer(self, request: Request, now: float) -> Start | Enqueued | Reject:
+        """Admit, queue or refuse ``request``. A request id already in the gate is a ``ValueError``."""
+        rid = request.id
+        if rid in self._executing or rid in self._queued:
+            raise ValueError(f"request id {rid!r} is already in the gate")
+        dropped = tuple(self._expire(now))
+        remaining_ms = request.remaining_ms(now)
+        if remaining_ms <= 0:
+            return self._reject(
+                request,
+                BudgetExhausted(
+                    "deadline passed before admission", reason="deadline_passed", rule_ids=request.rule_ids
+                ),
+                dropped,
+            )
+        shedding = self._shedding(request)
+        if self.refuse_infeasible and shedding is not Shedding.NEVER:
+            service = self.service.estimate(request.model)
+            if service is not None and remaining_ms < service:
+                return self._reject(
+                    request,
+                    BudgetExhausted(
+                        f"{remaining_ms:.1f} ms left < {service:.1f} ms service time",
+                        reason="cannot_meet_deadline",
+                        rule_ids=request.rule_ids,
+                    ),
+                    dropped,
+                )
+        if len(self._executing) < self.slots and not self._queued:
+            self._executing[rid] = request
+            self.started_total += 1
+            return Start(rid, dropped)
+        qos = request.qos
+        evicted: tuple[Dropped, ...] = ()
+        if self._count.get(qos, 0) >= self.queue_bound(qos, request.model):
+            victim = self._eviction_victim() if shedding is Shedding.NEVER else None
+            if victim is None:
+                retry = self._retry_after_s(request)
+                return self._reject(
+                    request,
+                    Overloaded(
+                        f"queue of class {qos!r} is full",
+                        reason="queue_full",
+                        rule_ids=request.rule_ids,
+                        retry_after_s=retry,
+                    ),
+                    dropped,
+                )
+            evicted = (self._evict(victim, request),)
+        self._push(request)
+        return Enqueued(rid, self._position(request), dropped, evicted)
+
+    def finish(self, request_id: Hashable, now: float, service_ms: float | None = None) -> Admitted:
+        """Free ``request_id``'s slot and start queued work. Idempotent: a second call returns an empty
+        ``Admitted``. ``service_ms`` (measured execution time) feeds the EWMA service estimate."""
+        request = self._executing.pop(request_id, None)
+        if request is None:
+            return Admitted()
+        if service_ms is not None:
+            self.service.observe(service_ms, now, request.model)
+        dropped = self._expire(now)
+        started = self._start_queued()
+        return Admitted(tuple(started), tuple(dropped))
+
+    def expire(self, now: float) -> list[Dropped]:
+        """Drop queued requests whose deadline has passed (``deadline <= now``); they never start."""
+        dropped = self._expire(now)
+        # Expiry never frees a slot, but a free slot with queued work cannot persist; keep it so.
+        return dropped
+
+    def cancel(self, request_id: Hashable) -> bool:
+        """Remove a queued request (its caller gave up). ``False`` when it is not queued (already
+        started: call ``finish``; unknown; or already removed)."""
+        entry = self._queued.pop(request_id, None)
+        if entry is None:
+            return False
+        entry.live = False
+        self._count[entry.request.qos] -= 1
+        return True
+
+    # ----------------------------------------------------------------- internals
+    def _shedding(self, request: Request) -> Shedding:
+        cls = self.classes.get(request.qos)
+        return cls.shedding if cls is not None else request.shedding
+
+    def _priority(self, request: Request) -> int:
+        cls = self.classes.get(request.qos)
+        return cls.priority if cls is not None else request.priority
+
+    def _push(self, request: Request) -> None:
+        qos = request.qos
+        entry = _Entry(request, next(self._seq))
+        heap = self._heaps.get(qos)
+        if heap is None:
+            heap = self._heaps[qos] = []
+            self._class_priority[qos] = self._priority(request)
+        heapq.heappush(heap, (request.deadline, entry.seq, entry))
+        self._queued[request.id] = entry
+        self._count[qos] = self._count.get(qos, 0) + 1
+
+    def _classes_by_priority(self) -> list[str]:
+        return sorted(self._heaps, key=self._class_priority.__getitem__)
+
+    def _pop_front(self, heap: list[tuple[float, int, _Entry]]) -> _Entry | None:
+        while heap:
+            entry = heap[0][2]
+            if entry.live:
+                return entry
+            heapq.heappop(heap)
+        return None
+
+    def _start_queued(self) -> list[Start]:
+        started: list[Start] = []
+        if len(self._executing) >= self.slots or not self._queued:
+            return started
+        for qos in self._classes_by_priority():
+            heap = self._heaps[qos]
+            while len(self._executing) < self.slots:
+                entry = self._pop_front(heap)
+                if entry is None:
+                    break
+                heapq.heappop(heap)
+                entry.live = False
+                rid = entry.request.id
+                del self._queued[rid]
+                self._count[qos] -= 1
+                self._executing[rid] = entry.request
+                self.started_total += 1
+                started.append(Start(rid))
+            if len(self._executing) >= self.slots:
+                break
+        return started
+
+    def _expire(self, now: float) -> list[Dropped]:
+        dropped: list[Dropped] = []
+        if not self._queued:
+            return dropped
+        for qos, heap in self._heaps.items():
+            while True:
+                entry = self._pop_front(heap)
+                if entry is None or entry.request.deadline > now:
+                    break
+                heapq.heappop(heap)
+                entry.live = False
+                request = entry.request
+                del self._queued[request.id]
+                self._count[qos] -= 1
+                self.dropped_total += 1
+                late_ms = (now - request.deadline) * 1000.0
+                dropped.append(
+                    Dropped(
+                        request.id,
+                        qos,
+                        BudgetExhausted(
+                            f"deadline passed {late_ms:.1f} ms ago while queued",
+                            reason="deadline_passed_in_queue",
+                            rule_ids=request.rule_ids,
+                        ),
+                    )
+                )
+        return dropped
+
+    def _eviction_victim(self) -> _Entry | None:
+        victim: _Entry | None = None
+        for entry in self._queued.values():
+            if self._shedding(entry.request) is not Shedding.FIRST:
+                continue
+            if victim is None:
+                victim = entry
+                continue
+            a = (self._priority(entry.request), entry.request.deadline, entry.seq)
+            b = (self._priority(victim.request), victim.request.deadline, victim.seq)
+            if a > b:
+                victim = entry
+        return victim
+
+    def _evict(self, victim: _Entry, admitted: Request) -> Dropped:
+        request = victim.request
+        self.cancel(request.id)
+        self.evicted_total += 1
+        return Dropped(
+            request.id,
+            request.qos,
+            Overloaded(
+                f"evicted to admit never-shed class {admitted.qos!r}",
+                reason="evicted",
+                rule_ids=request.rule_ids,
+                retry_after_s=self._retry_after_s(request),
+            ),
+        )
+
+    def _work_ahead(self, priority: int) -> int:
+        ahead = len(self._executing)
+        for qos, n in self._count.items():
+            if n and self._class_priority[qos] <= priority:
+                ahead += n
+        return ahead
+
+    def _position(self, request: Request) -> int:
+        """0-based place in the start order (work of higher or equal priority with earlier deadline)."""
+        p = self._priority(request)
+        pos = 0
+        for entry in self._queued.values():
+            if entry.request is request:
+                continue
+            q = self._class_priority[entry.request.qos]
+            if q < p or (q == p and (entry.request.deadline, entry.seq) < (request.deadline, math.inf)):
+                pos += 1
+        return pos
+
+    def _retry_after_s(self, request: Request) -> float:
+        service = self.service.estimate(request.model)
+        if service is None:
+            return _DEFAULT_RETRY_AFTER_S
+        return self._work_ahead(self._priority(request)) / self.slots * service / 1000.0
+
+    def _reject(self, request: Request, error: AdmissionError, dropped: tuple[Dropped, ...]) -> Reject:
+        self.rejected_total += 1
+        return Reject(request.id, error, dropped)

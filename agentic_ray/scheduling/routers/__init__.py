@@ -1,0 +1,1 @@
+"""Router implementations; build them by name with ``agentic_ray.scheduling.create_router``."""

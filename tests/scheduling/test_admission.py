@@ -1,0 +1,210 @@
+from __future__ import annotations
+
+import pytest
+
+from agentic_ray.errors import BudgetExhausted, Overloaded
+from agentic_ray.policies.types import QosClass, Shedding
+from agentic_ray.scheduling.admission import AdmissionGate, Enqueued, Reject, Start
+from agentic_ray.scheduling.estimators import EwmaServiceTime
+from agentic_ray.testing.clock import ManualClock
+
+from .conftest import CLASSES, req
+
+
+def test_starts_until_slots_full_then_queues():
+    gate = AdmissionGate(2, CLASSES)
+    a, b, c = req(), req(), req()
+    assert isinstance(gate.offer(a, 0.0), Start)
+    assert isinstance(gate.offer(b, 0.0), Start)
+    res = gate.offer(c, 0.0)
+    assert isinstance(res, Enqueued) and res.request_id == c.id and res.position == 0
+    snap = gate.snapshot()
+    assert (snap.executing, snap.queued, snap.ongoing) == (2, 1, 3)
+    assert snap.queued_by_class == {"standard": 1} and snap.queued_by_priority == {1: 1}
+
+
+def test_critical_behind_50_sheddable_starts_first():
+    gate = AdmissionGate(1, CLASSES, default_queue_bound=100)
+    first = req("sheddable")
+    assert isinstance(gate.offer(first, 0.0), Start)
+    shed = [req("sheddable") for _ in range(50)]
+    for r in shed:
+        assert isinstance(gate.offer(r, 0.0), Enqueued)
+    critical = req("critical")
+    res = gate.offer(critical, 0.001)
+    assert isinstance(res, Enqueued) and res.position == 0
+    admitted = gate.finish(first.id, 0.01)
+    assert [s.request_id for s in admitted.started] == [critical.id]
+    assert gate.is_executing(critical.id)
+    # then the sheddable ones, in arrival order (equal deadlines: FIFO)
+    admitted = gate.finish(critical.id, 0.02)
+    assert [s.request_id for s in admitted.started] == [shed[0].id]
+
+
+def test_edf_within_a_class():
+    gate = AdmissionGate(1, CLASSES)
+    blocker = req()
+    gate.offer(blocker, 0.0)
+    late = req(budget_ms=900)
+    early = req(budget_ms=300)
+    mid = req(budget_ms=600)
+    for r in (late, early, mid):
+        gate.offer(r, 0.0)
+    order = []
+    current = blocker.id
+    for t in (0.01, 0.02, 0.03):
+        started = gate.finish(current, t).started
+        current = started[0].request_id
+        order.append(current)
+    assert order == [early.id, mid.id, late.id]
+
+
+def test_full_queue_rejects_with_retry_after():
+    classes = dict(CLASSES, standard=QosClass("standard", 1, 1000, queue_bound=2))
+    svc = EwmaServiceTime()
+    svc.observe(100.0, 0.0)
+    gate = AdmissionGate(1, classes, service=svc)
+    gate.offer(req(), 0.0)
+    gate.offer(req(), 0.0)
+    gate.offer(req(), 0.0)
+    res = gate.offer(req(), 0.0)
+    assert isinstance(res, Reject) and isinstance(res.error, Overloaded)
+    assert res.error.reason == "queue_full"
+    # 1 executing + 2 queued ahead, 1 slot, 100 ms each
+    assert res.error.retry_after_s == pytest.approx(0.3)
+    assert gate.snapshot().rejected_total == 1
+    # another class still has room
+    assert isinstance(gate.offer(req("critical"), 0.0), Enqueued)
+
+
+def test_expired_queued_work_is_dropped_and_never_started():
+    gate = AdmissionGate(1, CLASSES)
+    clock = ManualClock()
+    running = req(budget_ms=10_000)
+    gate.offer(running, clock.now())
+    short = req(budget_ms=100)
+    long = req(budget_ms=5000)
+    gate.offer(short, clock.now())
+    gate.offer(long, clock.now())
+    clock.advance(0.2)
+    admitted = gate.finish(running.id, clock.now())
+    assert [d.request_id for d in admitted.dropped] == [short.id]
+    assert isinstance(admitted.dropped[0].error, BudgetExhausted)
+    assert [s.request_id for s in admitted.started] == [long.id]
+    assert not gate.is_executing(short.id) and not gate.is_queued(short.id)
+    assert gate.snapshot().dropped_total == 1
+
+
+def test_expire_reports_drops_once():
+    gate = AdmissionGate(1, CLASSES)
+    gate.offer(req(budget_ms=10_000), 0.0)
+    a = req("critical", budget_ms=50)
+    b = req("sheddable", budget_ms=60)
+    c = req("sheddable", budget_ms=5000)
+    for r in (a, b, c):
+        gate.offer(r, 0.0)
+    assert gate.expire(0.04) == []
+    dropped = gate.expire(0.06)  # deadline <= now counts as passed
+    assert sorted(d.request_id for d in dropped) == sorted([a.id, b.id])
+    assert all(d.error.reason == "deadline_passed_in_queue" for d in dropped)
+    assert gate.expire(0.2) == []
+    assert gate.is_queued(c.id)
+    assert gate.snapshot().queued_by_class == {"sheddable": 1}
+
+
+def test_offer_past_deadline_and_infeasible():
+    svc = EwmaServiceTime()
+    svc.observe(200.0, 0.0)
+    gate = AdmissionGate(4, CLASSES, service=svc)
+    res = gate.offer(req(deadline=1.0), 1.0)
+    assert isinstance(res, Reject) and isinstance(res.error, BudgetExhausted)
+    assert res.error.reason == "deadline_passed"
+    res = gate.offer(req("standard", budget_ms=150), 0.0)
+    assert isinstance(res, Reject) and res.error.reason == "cannot_meet_deadline"
+    # a never-shed class is admitted anyway
+    assert isinstance(gate.offer(req("critical", budget_ms=150), 0.0), Start)
+    # and the check can be turned off
+    lenient = AdmissionGate(4, CLASSES, service=svc, refuse_infeasible=False)
+    assert isinstance(lenient.offer(req("standard", budget_ms=150), 0.0), Start)
+
+
+def test_littles_law_bound():
+    classes = dict(CLASSES, standard=QosClass("standard", 1, 1000, max_queue_wait_ms=250))
+    gate = AdmissionGate(4, classes, default_queue_bound=7)
+    assert gate.queue_bound("standard") == 7  # no service estimate yet
+    gate.finish("nothing", 0.0)
+    gate.service.observe(100.0, 0.0)
+    assert gate.queue_bound("standard") == 10  # 4 slots * 250 ms / 100 ms
+    gate.service.observe(300.0, 0.0)  # EWMA 0.2: 100 + 0.2 * 200 = 140
+    assert gate.queue_bound("standard") == 7  # floor(4 * 250 / 140)
+    for _ in range(4):
+        assert isinstance(gate.offer(req(), 0.0), Start)
+    results = [gate.offer(req(), 0.0) for _ in range(8)]
+    assert [type(r).__name__ for r in results] == ["Enqueued"] * 7 + ["Reject"]
+    assert gate.snapshot().queue_bounds["standard"] == 7
+
+
+def test_finish_is_idempotent_and_feeds_service_estimate():
+    gate = AdmissionGate(1, CLASSES)
+    a, b, c = req(), req(), req()
+    gate.offer(a, 0.0)
+    gate.offer(b, 0.0)
+    gate.offer(c, 0.0)
+    first = gate.finish(a.id, 0.1, service_ms=100.0)
+    assert [s.request_id for s in first.started] == [b.id]
+    again = gate.finish(a.id, 0.2, service_ms=5000.0)
+    assert again.started == () and again.dropped == ()
+    snap = gate.snapshot()
+    assert (snap.executing, snap.queued, snap.started_total) == (1, 1, 2)
+    assert snap.ewma_service_ms == 100.0
+    with pytest.raises(ValueError, match="already in the gate"):
+        gate.offer(b, 0.3)
+
+
+def test_cancel_queued_only_once():
+    gate = AdmissionGate(1, CLASSES)
+    a, b = req(), req()
+    gate.offer(a, 0.0)
+    gate.offer(b, 0.0)
+    assert gate.cancel(a.id) is False  # executing: use finish
+    assert gate.cancel(b.id) is True
+    assert gate.cancel(b.id) is False
+    assert gate.finish(a.id, 0.1).started == ()
+    assert gate.snapshot().queued == 0
+
+
+def test_never_shed_evicts_sheddable_when_full():
+    classes = {
+        "critical": QosClass("critical", 0, 500, shedding=Shedding.NEVER, queue_bound=1),
+        "sheddable": QosClass("sheddable", 2, 5000, shedding=Shedding.FIRST, queue_bound=3),
+        "standard": QosClass("standard", 1, 1000, queue_bound=1),
+    }
+    gate = AdmissionGate(1, classes)
+    gate.offer(req("standard", classes=classes), 0.0)  # executing
+    assert isinstance(gate.offer(req("standard", classes=classes), 0.0), Enqueued)  # standard queue full
+    s1 = req("sheddable", classes=classes, budget_ms=3000)
+    s2 = req("sheddable", classes=classes, budget_ms=4000)
+    for r in (s1, s2):
+        gate.offer(r, 0.0)
+    c1 = req("critical", classes=classes)
+    assert isinstance(gate.offer(c1, 0.0), Enqueued)
+    c2 = req("critical", classes=classes)
+    res = gate.offer(c2, 0.0)
+    assert isinstance(res, Enqueued)
+    assert [e.request_id for e in res.evicted] == [s2.id]  # latest deadline of the least important class
+    assert isinstance(res.evicted[0].error, Overloaded) and res.evicted[0].error.reason == "evicted"
+    assert not gate.is_queued(s2.id) and gate.snapshot().evicted_total == 1
+    # a when_overloaded class does not evict
+    st = gate.offer(req("standard", classes=classes), 0.0)
+    assert isinstance(st, Reject)
+    # nothing left to evict: never-shed is rejected too
+    gate.offer(req("critical", classes=classes), 0.0)  # evicts s1
+    res = gate.offer(req("critical", classes=classes), 0.0)
+    assert isinstance(res, Reject) and isinstance(res.error, Overloaded)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="slots"):
+        AdmissionGate(0, CLASSES)
+    with pytest.raises(ValueError, match="default_queue_bound"):
+        AdmissionGate(1, CLASSES, default_queue_bound=-1)
