@@ -1,0 +1,197 @@
+"""``agentic-ray policy check|explain|diff|schema``: validate, explain, compare and describe policies.
+
+- ``check FILE...``: exit 0 when every file is valid; otherwise every problem of every file is printed
+  as ``FILE:LINE: field.path: reason`` on stderr and the exit code is 2.
+- ``explain FILE --request key=value ... [--node zone=..,accelerator=..,label.k=v] [--json]``: the class,
+  budget, stage budgets, placement constraints and the rule ids that produced them.
+- ``diff OLD NEW [--json]``: the changes in meaning (classes, budgets, rules), not a text diff.
+- ``schema``: the JSON Schema of the policy format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from agentic_ray.errors import Problem
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add ``policy`` and its sub-commands to the ``agentic-ray`` parser."""
+    policy = subparsers.add_parser("policy", help="validate, explain and compare policy files")
+    sub = policy.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
+    policy.set_defaults(func=lambda args: _no_subcommand(policy))
+
+    check = sub.add_parser("check", help="validate policy files; exit 2 listing every problem")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.set_defaults(func=_check)
+
+    explain = sub.add_parser("explain", help="classify one request and say which rules decided what")
+    explain.add_argument("file", metavar="FILE")
+    explain.add_argument(
+        "--request",
+        "-r",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="request attributes: qos, budget_ms, tenant, data_class, model, workflow, stage",
+    )
+    explain.add_argument(
+        "--node",
+        action="append",
+        default=[],
+        metavar="zone=..,accelerator=..,label.KEY=..",
+        help="say whether this node is allowed, and by which rules (repeatable)",
+    )
+    explain.add_argument("--now", type=float, default=0.0, help="clock reading for the deadline (default 0)")
+    explain.add_argument("--json", action="store_true", help="print JSON")
+    explain.set_defaults(func=_explain)
+
+    diff = sub.add_parser("diff", help="changes in meaning between two policies")
+    diff.add_argument("old", metavar="OLD")
+    diff.add_argument("new", metavar="NEW")
+    diff.add_argument("--json", action="store_true", help="print JSON")
+    diff.set_defaults(func=_diff)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the policy format")
+    schema.set_defaults(func=_schema)
+
+
+def _no_subcommand(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _check(args: argparse.Namespace) -> int:
+    from agentic_ray.errors import PolicyValidationError
+    from agentic_ray.policies import load_policy
+
+    failed = False
+    for path in args.files:
+        try:
+            policy = load_policy(path)
+        except PolicyValidationError as exc:
+            failed = True
+            for problem in exc.problems:
+                print(problem.format(), file=sys.stderr)
+            continue
+        except OSError as exc:
+            failed = True
+            print(Problem("", exc.strerror or str(exc), None, path).format(), file=sys.stderr)
+            continue
+        print(f"{path}: ok ({policy.name} {policy.version}, {len(policy.rules)} rules, sha256 {policy.sha256[:12]})")
+    return 2 if failed else 0
+
+
+def _parse_pairs(items: list[str], what: str) -> dict[str, str]:
+    from agentic_ray.cli import UsageError
+
+    out: dict[str, str] = {}
+    for item in items:
+        for pair in item.split(","):
+            if not pair.strip():
+                continue
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise UsageError(f"--{what}: expected KEY=VALUE, got {pair!r}")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _node(spec: str):
+    from agentic_ray.cli import UsageError
+    from agentic_ray.policies import NodeAttrs
+
+    values = _parse_pairs([spec], "node")
+    fields: dict[str, Any] = {"labels": {}}
+    for key, value in values.items():
+        if key.startswith(("label.", "labels.")):
+            fields["labels"][key.split(".", 1)[1]] = value
+        elif key in ("zone", "accelerator", "node_id"):
+            fields[key] = value
+        else:
+            raise UsageError(f"--node: unknown attribute {key!r}; use zone, accelerator, node_id or label.KEY")
+    return NodeAttrs(**fields)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from agentic_ray.cli import UsageError
+    from agentic_ray.errors import PolicyError
+    from agentic_ray.policies import RequestMeta, load_policy
+
+    policy = load_policy(args.file)
+    request = RequestMeta.from_mapping(_parse_pairs(args.request, "request"))
+    nodes = [_node(spec) for spec in args.node]
+    try:
+        decision = policy.classify(request, now=args.now)
+    except PolicyError as exc:
+        raise UsageError(f"--request: {exc}") from None
+    report = decision.explain()
+    if nodes:
+        report["nodes"] = [
+            {
+                "node": {"zone": n.zone, "accelerator": n.accelerator, "labels": dict(n.labels)},
+                "allowed": decision.allows(n),
+                "refused_by": list(decision.refusing_rules(n)),
+                "preference_score": decision.prefers(n),
+            }
+            for n in nodes
+        ]
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+        return 0
+    print(f"policy     {policy.name} {policy.version} (sha256 {policy.sha256[:12]})")
+    print(f"class      {decision.qos.name} (priority {decision.qos.priority}, from {decision.class_source})")
+    print(f"shedding   {decision.qos.shedding.value}")
+    print(f"budget     {decision.budget_ms:g} ms (from {decision.budget_source})")
+    for stage in decision.stages:
+        print(f"  stage    {stage.name}: {stage.budget_ms:g} ms")
+    print(f"rules      {', '.join(decision.rule_ids) or '(none matched)'}")
+    for rule in report["rules"]:
+        parts = []
+        if rule["require"]:
+            parts.append("require " + json.dumps(rule["require"], sort_keys=True))
+        if rule["prefer"]:
+            parts.append("prefer " + json.dumps(rule["prefer"], sort_keys=True))
+        print(f"  {rule['id']}: {'; '.join(parts) or 'no placement constraint'}")
+    print(f"requires   {json.dumps(report['constraints']['require'], sort_keys=True)}")
+    for entry in report.get("nodes", []):
+        verdict = "allowed" if entry["allowed"] else "refused by " + ", ".join(entry["refused_by"])
+        node = entry["node"]
+        print(
+            f"node       zone={node['zone']} accelerator={node['accelerator']} labels={node['labels']}: "
+            f"{verdict} (preference {entry['preference_score']})"
+        )
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from agentic_ray.policies import diff_policies, load_policy
+
+    old, new = load_policy(args.old), load_policy(args.new)
+    changes = diff_policies(old, new)
+    if args.json:
+        payload = {
+            "old": {"name": old.name, "version": old.version, "sha256": old.sha256},
+            "new": {"name": new.name, "version": new.version, "sha256": new.sha256},
+            "changes": [c.to_dict() for c in changes],
+        }
+        print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+        return 0
+    print(f"{old.name} {old.version} -> {new.name} {new.version}: {len(changes)} change(s)")
+    symbol = {"added": "+", "removed": "-", "changed": "~", "reordered": "~"}
+    for change in changes:
+        print(f"  {symbol.get(change.kind, '?')} {change.summary}")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from agentic_ray.policies import policy_json_schema
+
+    print(json.dumps(policy_json_schema(), indent=2, sort_keys=True))
+    return 0
