@@ -55,6 +55,11 @@ def _register_builtins() -> None:
 
     register_router("agentic", AgenticRouter)
     register_router("pow2", PowerOfTwoRouter)
+    from agentic_ray.scheduling.routers.baselines import ROUTERS
+    from agentic_ray.scheduling.routers.oracle import OracleRouter
+
+    for cls in (*ROUTERS, OracleRouter):
+        register_router(cls.name, cls)
 
 
 _register_builtins()
