@@ -1,0 +1,73 @@
+"""The simulated replicas: what each one holds and how it orders the work sent to it.
+
+A replica has ``slots`` execution slots. ``fifo`` replicas (a plain Serve replica) start queued work
+in arrival order; ``gate`` replicas run the scheduling core's ``AdmissionGate`` (priority then EDF,
+expired work dropped, bounded per-class queues reject). ``max_ongoing`` (executing + queued) is
+enforced by the router through ``ReplicaView.ongoing``, which counts requests dispatched to the
+replica and not yet returned (Serve's router-side count). Faults: ``slowdown`` multiplies the service
+time of work started while it lasts; ``crash`` removes the replica and fails everything in flight on it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from agentic_ray.policies.types import NodeAttrs
+from agentic_ray.scheduling.types import ReplicaView
+from agentic_ray.sim.scenario import ReplicaGroupSpec
+
+__all__ = ["SimReplica", "build_replicas"]
+
+
+class SimReplica:
+    """Mutable state of one simulated replica (owned by the run loop)."""
+
+    __slots__ = (
+        "alive",
+        "busy",
+        "fifo",
+        "gate",
+        "group",
+        "jobs",
+        "queued_by_priority",
+        "replica_id",
+        "slots",
+        "slowdown",
+        "view",
+    )
+
+    def __init__(self, replica_id: str, group: int, spec: ReplicaGroupSpec, gate: Any = None) -> None:
+        self.replica_id = replica_id
+        self.group = group
+        self.slots = spec.slots
+        self.alive = True
+        self.busy = 0
+        self.slowdown = 1.0
+        self.fifo: deque[Any] = deque()
+        self.gate = gate
+        self.jobs: dict[Any, Any] = {}
+        self.queued_by_priority: dict[int, int] = {}
+        labels = dict(spec.labels)
+        labels.setdefault("group", spec.name)
+        self.view = ReplicaView(
+            replica_id=replica_id,
+            attrs=NodeAttrs(node_id=replica_id, zone=spec.zone, accelerator=spec.accelerator, labels=labels),
+            slots=spec.slots,
+            max_ongoing=spec.max_ongoing,
+            ongoing=0,
+            queued_by_priority=self.queued_by_priority if gate is not None else {},
+            service_ms={},
+            healthy=True,
+            cost=spec.cost,
+        )
+
+
+def build_replicas(groups: list[ReplicaGroupSpec], make_gate: Any = None) -> list[SimReplica]:
+    """One ``SimReplica`` per replica, ids ``<group>-<index>``; ``make_gate(spec)`` builds gates."""
+    out: list[SimReplica] = []
+    for gi, spec in enumerate(groups):
+        for i in range(spec.count):
+            gate = make_gate(spec) if make_gate is not None else None
+            out.append(SimReplica(f"{spec.name}-{i}", gi, spec, gate))
+    return out
