@@ -14,6 +14,7 @@ from agentic_ray.scheduling.admission import (
     Reject,
     Start,
 )
+from agentic_ray.scheduling.breaker import BreakerState, CircuitBreaker, ReplicaHealth
 from agentic_ray.scheduling.estimators import Ewma, EwmaServiceTime, PeakEwma, PendingRequests
 from agentic_ray.scheduling.registry import create_router, register_router, router_names
 from agentic_ray.scheduling.retry import RetryBudget
@@ -22,6 +23,8 @@ from agentic_ray.scheduling.types import Decision, ReplicaView, Request, Route, 
 __all__ = [
     "AdmissionGate",
     "Admitted",
+    "BreakerState",
+    "CircuitBreaker",
     "Decision",
     "Dropped",
     "Enqueued",
@@ -31,6 +34,7 @@ __all__ = [
     "PeakEwma",
     "PendingRequests",
     "Reject",
+    "ReplicaHealth",
     "ReplicaView",
     "Request",
     "RetryBudget",

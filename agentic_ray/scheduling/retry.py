@@ -59,7 +59,8 @@ class RetryBudget:
         """Whether one more attempt is allowed; does not spend it."""
         if attempt >= self.settings.max_attempts or remaining_ms < expected_ms:
             return False
-        return len(self._retries) < self.allowed(now)
+        allowed = self.allowed(now)  # trims the window first
+        return len(self._retries) < allowed
 
     def try_acquire(self, attempt: int, remaining_ms: float, expected_ms: float, now: float) -> bool:
         """``can_retry`` and, when true, spend one retry."""
