@@ -112,7 +112,10 @@ def _check_contradictions(spec: PolicySpec, out: list[tuple[PathKey, str]]) -> N
             if i > j and _covers(specific.match, general.match, spec):
                 continue  # identical selectors: report once, on the later rule
             bad = selectors_compatible([general.require, specific.require])
-            if bad is not None and selectors_compatible([specific.require]) is None:
+            alone_ok = (
+                selectors_compatible([specific.require]) is None and selectors_compatible([general.require]) is None
+            )
+            if bad is not None and alone_ok:
                 out.append(
                     (
                         ("rules", j, "require", bad.split(".")[0]),

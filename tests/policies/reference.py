@@ -1,0 +1,120 @@
+"""A slow, obviously-correct interpreter of the policy semantics, for the differential test.
+
+It reads the pydantic ``PolicySpec`` directly (not the compiled tables) and evaluates every rule with a
+plain loop, exactly as the documentation states the semantics:
+
+- a rule matches when every ``match`` field it gives holds; a field whose request attribute is absent
+  does not hold; ``model`` and ``tenant_region`` are ``fnmatchcase`` globs; ``class`` is the resolved class;
+- ``allows(node)``: every ``require`` part of every matched rule holds; ``prefers``: count of ``prefer``
+  parts that hold, summed over the matched rules.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any
+
+from agentic_ray.errors import PolicyError
+from agentic_ray.policies.schema import NodeSelectorSpec, PolicySpec
+from agentic_ray.policies.types import NodeAttrs, RequestMeta
+
+
+def reference_classify(spec: PolicySpec, request: RequestMeta, now: float) -> dict[str, Any]:
+    tenant = None
+    if request.tenant is not None:
+        if request.tenant in spec.tenants:
+            tenant = spec.tenants[request.tenant]
+        elif spec.tenants:
+            raise PolicyError(f"unknown tenant {request.tenant}")
+    workflow = None
+    if request.workflow is not None:
+        if request.workflow not in spec.workflows:
+            raise PolicyError(f"unknown workflow {request.workflow}")
+        workflow = spec.workflows[request.workflow]
+
+    if request.qos is not None:
+        class_name = request.qos
+    elif workflow is not None and workflow.qos_class is not None:
+        class_name = workflow.qos_class
+    elif tenant is not None and tenant.qos_class is not None:
+        class_name = tenant.qos_class
+    else:
+        class_name = spec.default_class
+    if class_name not in spec.classes:
+        raise PolicyError(f"unknown class {class_name}")
+
+    workflow_budget = None
+    if workflow is not None:
+        workflow_budget = workflow.budget_ms
+        if workflow_budget is None:
+            workflow_budget = spec.classes[workflow.qos_class or spec.default_class].budget_ms
+
+    if request.budget_ms is not None:
+        budget = request.budget_ms
+    elif workflow is not None:
+        budget = workflow_budget
+    else:
+        budget = spec.classes[class_name].budget_ms
+
+    stages = []
+    if workflow is not None:
+        for stage in workflow.stages:
+            base = stage.budget_ms if stage.budget_ms is not None else stage.share * workflow_budget
+            stages.append((stage.name, base * budget / workflow_budget))
+    if request.stage is not None:
+        if workflow is None:
+            raise PolicyError("stage without workflow")
+        found = [b for name, b in stages if name == request.stage]
+        if not found:
+            raise PolicyError(f"unknown stage {request.stage}")
+        budget = found[0]
+
+    region = tenant.region if tenant is not None else None
+    rule_ids = []
+    for rule in spec.rules:
+        m = rule.match
+        ok = True
+        if m.tenant is not None and request.tenant not in m.tenant:
+            ok = False
+        if m.tenant_region is not None and (region is None or not any(fnmatchcase(region, p) for p in m.tenant_region)):
+            ok = False
+        if m.data_class is not None and request.data_class not in m.data_class:
+            ok = False
+        if m.model is not None and (request.model is None or not any(fnmatchcase(request.model, p) for p in m.model)):
+            ok = False
+        if m.workflow is not None and request.workflow not in m.workflow:
+            ok = False
+        if m.qos_class is not None and class_name not in m.qos_class:
+            ok = False
+        if ok:
+            rule_ids.append(rule.id)
+    return {
+        "class": class_name,
+        "budget_ms": float(budget),
+        "deadline": now + budget / 1000.0,
+        "stages": stages,
+        "rule_ids": rule_ids,
+    }
+
+
+def _parts(sel: NodeSelectorSpec, node: NodeAttrs) -> list[bool]:
+    out = []
+    if sel.zones is not None:
+        out.append(node.zone in sel.zones)
+    if sel.zone_prefix is not None:
+        out.append(any(node.zone.startswith(p) for p in sel.zone_prefix))
+    if sel.accelerators is not None:
+        out.append(node.accelerator in sel.accelerators)
+    for key, values in (sel.labels or {}).items():
+        out.append(key in node.labels and node.labels[key] in values)
+    return out
+
+
+def reference_allows(spec: PolicySpec, rule_ids: list[str], node: NodeAttrs) -> bool:
+    rules = {r.id: r for r in spec.rules}
+    return all(all(_parts(rules[i].require, node)) for i in rule_ids)
+
+
+def reference_prefers(spec: PolicySpec, rule_ids: list[str], node: NodeAttrs) -> int:
+    rules = {r.id: r for r in spec.rules}
+    return sum(sum(_parts(rules[i].prefer, node)) for i in rule_ids)
