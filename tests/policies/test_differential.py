@@ -96,15 +96,15 @@ def random_request(rng: random.Random, policy: Policy) -> RequestMeta:
     def maybe(values: list, p: float = 0.6):
         return rng.choice(values) if values and rng.random() < p else None
 
-    workflow = maybe(sorted(policy.workflows) + ["w-unknown"], 0.4)
+    workflow = maybe([*sorted(policy.workflows), "w-unknown"], 0.4)
     stage = None
     if workflow is not None and rng.random() < 0.4:
         stage = rng.choice(["s0", "s1", "s-unknown"])
     return RequestMeta(
-        qos=maybe(sorted(policy.classes) + ["c-unknown"], 0.3),
+        qos=maybe([*sorted(policy.classes), "c-unknown"], 0.3),
         budget_ms=maybe([20.0, 400.0, 1500.0], 0.3),
-        tenant=maybe(sorted(policy.tenants) + ["t-unknown"], 0.7),
-        data_class=maybe(DATA_CLASSES + ["other"], 0.5),
+        tenant=maybe([*sorted(policy.tenants), "t-unknown"], 0.7),
+        data_class=maybe([*DATA_CLASSES, "other"], 0.5),
         model=maybe(MODELS, 0.7),
         workflow=workflow,
         stage=stage,
@@ -113,7 +113,7 @@ def random_request(rng: random.Random, policy: Policy) -> RequestMeta:
 
 def random_node(rng: random.Random) -> NodeAttrs:
     labels = {k: rng.choice(v) for k, v in LABELS.items() if rng.random() < 0.6}
-    return NodeAttrs(node_id="n", zone=rng.choice(ZONES + ["default"]), accelerator=rng.choice(ACCELERATORS),
+    return NodeAttrs(node_id="n", zone=rng.choice([*ZONES, "default"]), accelerator=rng.choice(ACCELERATORS),
                      labels=labels)  # fmt: skip
 
 
