@@ -14,6 +14,14 @@ from agentic_ray.scheduling.admission import (
     Reject,
     Start,
 )
+from agentic_ray.scheduling.allocator import (
+    Allocation,
+    ClassAllocation,
+    ClassDemand,
+    NodeAllocation,
+    NodeCapacity,
+    allocate,
+)
 from agentic_ray.scheduling.breaker import BreakerState, CircuitBreaker, ReplicaHealth
 from agentic_ray.scheduling.estimators import Ewma, EwmaServiceTime, PeakEwma, PendingRequests
 from agentic_ray.scheduling.registry import create_router, register_router, router_names
@@ -23,14 +31,19 @@ from agentic_ray.scheduling.types import Decision, ReplicaView, Request, Route, 
 __all__ = [
     "AdmissionGate",
     "Admitted",
+    "Allocation",
     "BreakerState",
     "CircuitBreaker",
+    "ClassAllocation",
+    "ClassDemand",
     "Decision",
     "Dropped",
     "Enqueued",
     "Ewma",
     "EwmaServiceTime",
     "GateSnapshot",
+    "NodeAllocation",
+    "NodeCapacity",
     "PeakEwma",
     "PendingRequests",
     "Reject",
@@ -43,6 +56,7 @@ __all__ = [
     "Shed",
     "Start",
     "Wait",
+    "allocate",
     "create_router",
     "register_router",
     "router_names",
