@@ -209,7 +209,7 @@ def allocate(
                 levels.append((rate, svc))
                 names.append([k])
         out: dict[str, float] = {}
-        for group, w in zip(names, priority_waits_ms(node.slots, levels)):
+        for group, w in zip(names, priority_waits_ms(node.slots, levels), strict=True):
             for k in group:
                 out[k] = w
         return out
