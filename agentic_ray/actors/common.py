@@ -1,0 +1,143 @@
+"""Names, settings and the checkpoint of the control plane (shared by the actors and the SDK).
+
+Actor names (namespace ``agentic``), all detached and restartable:
+
+- ``agentic-global``                     the GlobalCoordinator
+- ``agentic-zone-<zone>``                one ZoneCoordinator per zone
+- ``agentic-agent-<first 12 hex of node id>``  one NodeAgent per alive node
+
+The checkpoint lives in Ray's internal KV (GCS; it survives actor restarts and is readable from any
+worker without an actor call), namespace ``agentic``:
+
+- ``checkpoint``       JSON: policy history (YAML text, source, sha256, revision) and the last allocation
+- ``policy/active``    the sha256 of the active policy
+- ``policy/<sha256>``  the canonical YAML of that policy (workers read it to classify child tasks)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "AGENT_PREFIX",
+    "GLOBAL_NAME",
+    "NAMESPACE",
+    "ControlPlaneConfig",
+    "agent_name",
+    "kv_get",
+    "kv_put",
+    "read_active_policy",
+    "zone_name",
+]
+
+NAMESPACE = "agentic"
+GLOBAL_NAME = "agentic-global"
+AGENT_PREFIX = "agentic-agent-"
+_KV_NS = "agentic"
+
+
+def agent_name(node_id: str) -> str:
+    """``agentic-agent-<first 12 hex digits of the node id>``."""
+    return AGENT_PREFIX + node_id[:12]
+
+
+def zone_name(zone: str) -> str:
+    """``agentic-zone-<zone>`` with characters outside ``[A-Za-z0-9_.-]`` replaced by ``_``."""
+    return "agentic-zone-" + re.sub(r"[^A-Za-z0-9_.-]", "_", zone)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlPlaneConfig:
+    """Timing and drift settings of the control plane (seconds). JSON-able via ``to_dict``.
+
+    ``report_interval_s``: agents -> zone and zone -> global report period. ``reconcile_interval_s``:
+    how often the global coordinator compares agents with ``ray.nodes()`` (a joining node gets its
+    agent within about this plus actor start-up). ``stale_after_s``: a node whose agent has not
+    reported for this long is left out of the cluster view. ``burn_windows``: ``(long_s, short_s,
+    threshold)`` triples (SRE workbook defaults 1 h/5 min at 14.4 and 6 h/30 min at 6).
+    """
+
+    report_interval_s: float = 0.5
+    reconcile_interval_s: float = 0.25
+    allocate_interval_s: float = 1.0
+    stale_after_s: float = 5.0
+    ack_timeout_s: float = 10.0
+    slo_target: float = 0.99
+    p99_window_s: float = 60.0
+    min_samples: int = 20
+    burn_windows: tuple[tuple[float, float, float], ...] = ((3600.0, 300.0, 14.4), (21600.0, 1800.0, 6.0))
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in (
+            "report_interval_s",
+            "reconcile_interval_s",
+            "allocate_interval_s",
+            "stale_after_s",
+            "ack_timeout_s",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name}: must be a number > 0, got {value!r}")
+        object.__setattr__(self, "burn_windows", tuple(tuple(w) for w in self.burn_windows))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ControlPlaneConfig:
+        return cls(**(data or {}))
+
+    def drift_config(self):
+        """The ``DriftConfig`` these settings describe."""
+        from agentic_ray.actors.drift import BurnWindow, DriftConfig
+
+        return DriftConfig(
+            slo_target=self.slo_target,
+            windows=tuple(BurnWindow(*w) for w in self.burn_windows),
+            p99_window_s=self.p99_window_s,
+            min_samples=self.min_samples,
+        )
+
+
+def kv_put(key: str, value: bytes | str) -> None:
+    """Write ``key`` in the control plane's internal-KV namespace (overwrites)."""
+    from ray.experimental import internal_kv
+
+    data = value.encode() if isinstance(value, str) else value
+    internal_kv._internal_kv_put(key, data, overwrite=True, namespace=_KV_NS)
+
+
+def kv_get(key: str) -> bytes | None:
+    """Read ``key`` from the control plane's internal-KV namespace (``None`` when absent)."""
+    from ray.experimental import internal_kv
+
+    return internal_kv._internal_kv_get(key, namespace=_KV_NS)
+
+
+def read_active_policy() -> tuple[str, str] | None:
+    """``(sha256, canonical YAML)`` of the active policy from the KV, or ``None`` before any rollout."""
+    sha = kv_get("policy/active")
+    if not sha:
+        return None
+    text = kv_get("policy/" + sha.decode())
+    return None if text is None else (sha.decode(), text.decode())
+
+
+def load_checkpoint() -> dict[str, Any] | None:
+    """The coordinator's checkpoint dict, or ``None``."""
+    raw = kv_get("checkpoint")
+    return None if raw is None else json.loads(raw)
+
+
+def save_checkpoint(state: dict[str, Any]) -> None:
+    """Write the coordinator's checkpoint and the active-policy keys."""
+    history = state.get("history") or []
+    for entry in history:
+        kv_put("policy/" + entry["sha256"], entry["text"])
+    if history:
+        kv_put("policy/active", history[-1]["sha256"])
+    kv_put("checkpoint", json.dumps(state, sort_keys=True))

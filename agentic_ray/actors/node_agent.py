@@ -1,0 +1,213 @@
+"""NodeAgent: one per alive Ray node, pinned to it; the node's local view and admission decisions.
+
+It holds the node's accelerator state (``AcceleratorProbe``), the in-flight count per QoS class, EWMA
+service times per (class, workflow), the per-class caps of its budget lease (pushed by its zone from
+the global BudgetAllocator) and the policy version it acknowledged. Workers account tasks with it in
+batches (``record_batch``, fire-and-forget); it decides admission locally (``admit`` and the
+``closed_classes`` it publishes: a class is closed while its in-flight count is at its cap).
+
+Every ``report_interval_s`` it sends its snapshot plus the summary *delta* (``ClassSummary`` per key)
+to its ZoneCoordinator. A restarted agent (``max_restarts=-1``) gets a new ``incarnation`` and
+re-registers on its first report. Created by the GlobalCoordinator with
+``NodeAffinitySchedulingStrategy(node_id, soft=False)``, ``num_cpus=0``, ``lifetime="detached"``.
+
+``stats()`` is the telemetry seam: a JSON-able dict (see its docstring).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+import ray
+
+from agentic_ray.actors.common import NAMESPACE, ControlPlaneConfig, zone_name
+from agentic_ray.actors.probe import AcceleratorProbe
+from agentic_ray.actors.summary import ClassSummary, summary_key
+from agentic_ray.scheduling.estimators import Ewma
+
+__all__ = ["NodeAgent", "NodeAgentImpl"]
+
+log = logging.getLogger(__name__)
+
+_PROBE_EVERY_S = 2.0
+
+
+class NodeAgentImpl:
+    """The agent's state and logic without the actor wrapper (also usable in-process)."""
+
+    def __init__(
+        self, node_id: str, attrs: dict[str, Any], config: dict[str, Any] | None = None, nvml: Any | None = None
+    ) -> None:
+        self.node_id = node_id
+        self.attrs = dict(attrs)
+        self.zone = str(attrs.get("zone", "default"))
+        self.config = ControlPlaneConfig.from_dict(config)
+        self.incarnation = uuid.uuid4().hex[:8]
+        self.started_at = time.time()
+        self.probe = AcceleratorProbe(nvml=nvml)
+        self.accelerator: dict[str, Any] = self.probe.sample()
+        self._probed_at = time.monotonic()
+        self.policy_sha: str | None = None
+        self.policy_version: str | None = None
+        self.caps: dict[str, int] = {}
+        self.lease: dict[str, Any] = {}
+        self.inflight: dict[str, int] = {}
+        self.ewma: dict[str, Ewma] = {}
+        self.delta: dict[str, ClassSummary] = {}
+        self.totals = {"started": 0, "finished": 0, "errors": 0, "missed": 0, "refused": 0}
+        self.reports_sent = 0
+        self.report_errors = 0
+
+    # -- accounting (called by workers, batched) ---------------------------------------------------
+    def record_batch(self, events: list[tuple]) -> int:
+        """Apply worker events; returns how many were applied.
+
+        ``("start", qos)``; ``("end", qos, workflow, service_ms, latency_ms, ok, met_deadline)``;
+        ``("refused", qos, workflow, latency_ms)`` (a task that did not start: its deadline had passed).
+        """
+        now = time.time()
+        for ev in events:
+            kind, qos = ev[0], ev[1]
+            if kind == "start":
+                self.inflight[qos] = self.inflight.get(qos, 0) + 1
+                self.totals["started"] += 1
+            elif kind == "end":
+                _, _, workflow, service_ms, latency_ms, ok, met = ev
+                self.inflight[qos] = max(0, self.inflight.get(qos, 0) - 1)
+                key = summary_key(qos, workflow)
+                self._summary(qos, workflow).record(latency_ms, ok, met)
+                self.ewma.setdefault(key, Ewma(alpha=0.2)).observe(max(0.0, service_ms), now)
+                self.totals["finished"] += 1
+                self.totals["errors"] += 0 if ok else 1
+                self.totals["missed"] += 0 if (met or not ok) else 1
+            elif kind == "refused":
+                _, _, workflow, latency_ms = ev
+                self._summary(qos, workflow).record(max(0.0, latency_ms), True, False)
+                self.totals["refused"] += 1
+        return len(events)
+
+    def _summary(self, qos: str, workflow: str | None) -> ClassSummary:
+        key = summary_key(qos, workflow)
+        s = self.delta.get(key)
+        if s is None:
+            s = self.delta[key] = ClassSummary(qos, workflow)
+        return s
+
+    # -- admission ---------------------------------------------------------------------------------
+    def closed_classes(self) -> list[str]:
+        """Classes whose in-flight count reached the cap of this node's lease."""
+        return sorted(q for q, cap in self.caps.items() if self.inflight.get(q, 0) >= cap)
+
+    def admit(self, qos: str) -> bool:
+        """Local admission: True while ``qos``'s in-flight count is below its cap (no cap: True)."""
+        cap = self.caps.get(qos)
+        return cap is None or self.inflight.get(qos, 0) < cap
+
+    # -- control from above ------------------------------------------------------------------------
+    def set_policy(self, policy: Any) -> str:
+        """Adopt a compiled ``Policy``; returns its sha256 as the acknowledgement."""
+        self.policy_sha = policy.sha256
+        self.policy_version = policy.version
+        return policy.sha256
+
+    def set_lease(self, caps: dict[str, int], granted_at: float, lease_s: float, revision: int) -> int:
+        """Adopt per-class caps from the allocator; returns ``revision`` as the acknowledgement."""
+        self.caps = {str(k): int(v) for k, v in caps.items()}
+        self.lease = {"granted_at": granted_at, "expires_at": granted_at + lease_s, "revision": revision}
+        return revision
+
+    # -- reporting ---------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """The node as placement sees it (JSON-able)."""
+        if time.monotonic() - self._probed_at >= _PROBE_EVERY_S:
+            self.accelerator = self.probe.sample()
+            self._probed_at = time.monotonic()
+        return {
+            "node_id": self.node_id,
+            "zone": self.zone,
+            "attrs": self.attrs,
+            "incarnation": self.incarnation,
+            "started_at": self.started_at,
+            "at": time.time(),
+            "inflight": sum(self.inflight.values()),
+            "inflight_by_class": dict(self.inflight),
+            "closed_classes": self.closed_classes(),
+            "service_ms": {k: e.estimate() for k, e in self.ewma.items()},
+            "accelerator": self.accelerator,
+            "policy_sha": self.policy_sha,
+            "caps": dict(self.caps),
+        }
+
+    def take_report(self) -> dict[str, Any]:
+        """Snapshot plus the summary delta since the previous report (the delta is reset)."""
+        delta, self.delta = self.delta, {}
+        return {"snapshot": self.snapshot(), "summaries": {k: s.to_dict() for k, s in delta.items()}}
+
+    def stats(self) -> dict[str, Any]:
+        """Telemetry seam: snapshot + totals + lease + policy version + report counters (JSON-able)."""
+        out = self.snapshot()
+        out.update(
+            totals=dict(self.totals),
+            lease=dict(self.lease),
+            policy_version=self.policy_version,
+            reports_sent=self.reports_sent,
+            report_errors=self.report_errors,
+        )
+        return out
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class NodeAgent:
+    """The Ray actor around ``NodeAgentImpl``; starts its report loop on construction."""
+
+    def __init__(self, node_id: str, attrs: dict[str, Any], config: dict[str, Any] | None = None) -> None:
+        self.impl = NodeAgentImpl(node_id, attrs, config)
+        self._zone = None
+        self._task = asyncio.get_event_loop().create_task(self._report_loop())
+
+    async def _report_loop(self) -> None:
+        interval = self.impl.config.report_interval_s
+        while True:
+            try:
+                if self._zone is None:
+                    self._zone = ray.get_actor(zone_name(self.impl.zone), namespace=NAMESPACE)
+                await self._zone.report.remote(self.impl.take_report())
+                self.impl.reports_sent += 1
+            except Exception as exc:  # zone not there yet / restarting: look it up again next time
+                self._zone = None
+                self.impl.report_errors += 1
+                log.debug("agent %s: report failed: %s", self.impl.node_id[:12], exc)
+            await asyncio.sleep(interval)
+
+    async def record_batch(self, events: list[tuple]) -> int:
+        return self.impl.record_batch(events)
+
+    async def admit(self, qos: str) -> bool:
+        return self.impl.admit(qos)
+
+    async def set_policy(self, policy: Any) -> str:
+        return self.impl.set_policy(policy)
+
+    async def set_lease(self, caps: dict[str, int], granted_at: float, lease_s: float, revision: int) -> int:
+        return self.impl.set_lease(caps, granted_at, lease_s, revision)
+
+    async def snapshot(self) -> dict[str, Any]:
+        return self.impl.snapshot()
+
+    async def stats(self) -> dict[str, Any]:
+        return self.impl.stats()
+
+    async def identity(self) -> dict[str, Any]:
+        """``node_id`` given, the node it really runs on, ``incarnation`` and ``pid``."""
+        import os
+
+        return {
+            "node_id": self.impl.node_id,
+            "running_on": ray.get_runtime_context().get_node_id(),
+            "incarnation": self.impl.incarnation,
+            "pid": os.getpid(),
+        }

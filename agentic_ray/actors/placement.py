@@ -1,0 +1,174 @@
+"""Choosing a node for one task from the cached cluster view. Pure: no Ray, no clock, no global random.
+
+Algorithm (per ``.remote()`` call, microseconds):
+
+1. **Eligible** nodes: alive, allowed by the policy classification (``classification.allows(attrs)``:
+   residency / accelerator rules), of the requested accelerator kind when the task names one, and
+   holding every custom resource the task asks for (by total, not free, capacity).
+   None eligible -> ``NoEligibleNode`` with the rule ids, at once.
+2. **Rank** eligible nodes by ``(-prefers, gate_closed, load, rotation)``: the policy's preference
+   score first, then nodes whose agent keeps the class's admission gate open, then the least loaded,
+   where ``load = (in-flight reported by the agent + tasks this caller placed since that report) / CPUs``
+   (join-the-shortest-queue on a stale view, corrected locally so a burst spreads between refreshes),
+   then a rotating tie-break so equal nodes share work.
+3. The result is a ``Placement`` naming the node (submitted with ``NodeAffinitySchedulingStrategy``).
+
+When the view is missing or stale (agents unreachable), ``fallback_placement`` keeps residency: if every
+known node is allowed, plain Ray scheduling; otherwise a ``label_selector`` on the allowed zones
+(``{"zone": "in(a,b)"}``), so a fallback never breaks a residency rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentic_ray.errors import NoEligibleNode
+from agentic_ray.policies.types import NodeAttrs
+
+__all__ = ["NodeView", "Placement", "choose_node", "fallback_placement", "node_attrs_from_ray"]
+
+ZONE_LABEL = "zone"
+RAY_ZONE_LABEL = "ray.io/availability-zone"
+
+
+def node_attrs_from_ray(node_id: str, labels: Mapping[str, str], resources: Mapping[str, float]) -> NodeAttrs:
+    """``NodeAttrs`` of a Ray node: zone from label ``zone``, else ``ray.io/availability-zone``, else
+    ``default``; accelerator from label ``accelerator``, else ``gpu`` when the node has GPUs, else ``cpu``."""
+    zone = labels.get(ZONE_LABEL) or labels.get(RAY_ZONE_LABEL) or "default"
+    accelerator = labels.get("accelerator") or ("gpu" if resources.get("GPU", 0) > 0 else "cpu")
+    return NodeAttrs(node_id=node_id, zone=zone, accelerator=accelerator, labels=dict(labels))
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """One node as the placement sees it (built from the agents' snapshots)."""
+
+    attrs: NodeAttrs
+    resources: Mapping[str, float] = field(default_factory=dict)
+    inflight: int = 0
+    closed_classes: frozenset[str] = frozenset()
+    alive: bool = True
+
+    @property
+    def node_id(self) -> str:
+        return self.attrs.node_id
+
+    @property
+    def cpus(self) -> float:
+        return max(1.0, float(self.resources.get("CPU", 1.0)))
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where to submit: ``node_id`` (affinity) or ``label_selector`` (fallback) or neither (plain Ray)."""
+
+    node_id: str | None
+    label_selector: Mapping[str, str] | None = None
+    rule_ids: tuple[str, ...] = ()
+    reason: str = "ranked"
+
+
+def _missing_resource(node: NodeView, resources: Mapping[str, float]) -> bool:
+    return any(node.resources.get(name, 0.0) < amount for name, amount in resources.items() if amount > 0)
+
+
+def _eligible(
+    classification: Any,
+    nodes: Sequence[NodeView],
+    accelerator: str | None,
+    resources: Mapping[str, float],
+) -> list[NodeView]:
+    out = []
+    for node in nodes:
+        if not node.alive:
+            continue
+        if accelerator is not None and node.attrs.accelerator != accelerator:
+            continue
+        if resources and _missing_resource(node, resources):
+            continue
+        if not classification.allows(node.attrs):
+            continue
+        out.append(node)
+    return out
+
+
+def choose_node(
+    classification: Any,
+    nodes: Sequence[NodeView],
+    *,
+    qos: str,
+    accelerator: str | None = None,
+    resources: Mapping[str, float] | None = None,
+    placed_since_view: Mapping[str, int] | None = None,
+    rotation: int = 0,
+) -> Placement:
+    """Pick a node for a task of class ``qos``; raises ``NoEligibleNode`` (with rule ids) when none fits.
+
+    ``classification`` is the policy's ``Classification`` (``allows``, ``prefers``, ``rule_ids``);
+    ``placed_since_view`` counts tasks this caller placed per node since the view was taken;
+    ``rotation`` is any changing integer (a call counter) used as the last tie-break.
+    """
+    resources = resources or {}
+    eligible = _eligible(classification, nodes, accelerator, resources)
+    rule_ids = tuple(classification.rule_ids)
+    if not eligible:
+        why = []
+        if accelerator is not None:
+            why.append(f"accelerator={accelerator}")
+        if resources:
+            why.append("resources=" + ",".join(f"{k}:{v:g}" for k, v in sorted(resources.items())))
+        extra = tuple(f"task.{w.split('=')[0]}" for w in why)
+        raise NoEligibleNode(
+            f"no alive node satisfies the placement of class {qos!r}"
+            + (f" ({', '.join(why)})" if why else "")
+            + f" among {sum(1 for n in nodes if n.alive)} alive node(s)",
+            rule_ids=rule_ids + extra,
+        )
+    placed = placed_since_view or {}
+    n = len(eligible)
+
+    def rank(item: tuple[int, NodeView]) -> tuple[int, int, float, int]:
+        index, node = item
+        load = (node.inflight + placed.get(node.node_id, 0)) / node.cpus
+        return (-int(classification.prefers(node.attrs)), qos in node.closed_classes, load, (index - rotation) % n)
+
+    best = min(enumerate(eligible), key=rank)[1]
+    return Placement(node_id=best.node_id, rule_ids=rule_ids, reason="ranked")
+
+
+def _one_of(values: Sequence[str]) -> str:
+    return values[0] if len(values) == 1 else f"in({','.join(values)})"
+
+
+def fallback_placement(
+    classification: Any,
+    known_nodes: Sequence[NodeView],
+    *,
+    qos: str,
+    accelerator: str | None = None,
+) -> Placement:
+    """Placement without a fresh view: plain Ray when every known node is allowed, else a zone selector.
+
+    Raises ``NoEligibleNode`` when no known node is allowed at all (nothing could ever run it).
+    """
+    allowed = [n for n in known_nodes if classification.allows(n.attrs)]
+    if accelerator is not None:
+        allowed = [n for n in allowed if n.attrs.accelerator == accelerator]
+    rule_ids = tuple(classification.rule_ids)
+    if known_nodes and not allowed:
+        raise NoEligibleNode(f"no known node satisfies the placement of class {qos!r}", rule_ids=rule_ids)
+    selector: dict[str, str] = {}
+    if known_nodes and len(allowed) < len(known_nodes):
+        # Restrict to the zones (and accelerator kinds) of the allowed nodes: residency rules are per
+        # zone, so every node of an allowed zone keeps the data where the policy wants it.
+        zone_key = ZONE_LABEL if all(ZONE_LABEL in n.attrs.labels for n in allowed) else RAY_ZONE_LABEL
+        selector[zone_key] = _one_of(sorted({n.attrs.zone for n in allowed}))
+        kinds = sorted({n.attrs.accelerator for n in allowed})
+        labelled = all("accelerator" in n.attrs.labels for n in known_nodes)
+        if labelled and accelerator is None and len(kinds) < len({n.attrs.accelerator for n in known_nodes}):
+            selector["accelerator"] = _one_of(kinds)
+    if accelerator is not None and all("accelerator" in n.attrs.labels for n in known_nodes):
+        selector["accelerator"] = accelerator
+    return Placement(node_id=None, label_selector=selector or None, rule_ids=rule_ids, reason="fallback")

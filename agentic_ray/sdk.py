@@ -1,0 +1,624 @@
+"""The SDK: ``init``/``shutdown``, ``@task``, ``budget``, ``apply_policy``/``rollback_policy``, ``status``.
+
+``@agentic_ray.task(qos=..., budget_ms=..., workflow=..., stage=..., accelerator=..., tenant=...,
+data_class=..., **ray_options)`` wraps a function like ``@ray.remote``; ``f.remote(...)``:
+
+1. classifies the call with the active policy (``PolicyError`` for an unknown class, tenant or workflow,
+   raised before anything is submitted); the deadline is ``min(now + budget, enclosing deadline)``,
+   and a deadline that already passed raises ``BudgetExhausted`` at once;
+2. places it from the **cached cluster view** (the GlobalCoordinator's merged agent snapshots,
+   refreshed by a background thread every ``VIEW_REFRESH_S``; no actor call on this path) with
+   ``placement.choose_node``, and submits with ``NodeAffinitySchedulingStrategy(node, soft=False)``;
+   ``NoEligibleNode`` (with rule ids) when no node can satisfy the rules. When the view is unavailable
+   or stale, ``placement.fallback_placement``: plain Ray scheduling if the policy allows every known
+   node, else a ``label_selector`` on the allowed zones, so residency holds;
+3. on the worker, a wrapper refuses to start after the deadline (``BudgetExhausted``, the function is
+   not called), runs the function inside ``deadline_scope`` (child tasks inherit the remaining budget),
+   and accounts start/end with the node's agent through a batching background thread.
+
+Every process (driver or worker) has one ``_Runtime`` holding the policy (read from the KV by sha256)
+and the view. Deadlines are wall-clock seconds (``time.time()``) because they cross processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from agentic_ray.actors.common import (
+    GLOBAL_NAME,
+    NAMESPACE,
+    ControlPlaneConfig,
+    agent_name,
+    kv_get,
+    read_active_policy,
+)
+from agentic_ray.actors.placement import NodeView, Placement, choose_node, fallback_placement
+from agentic_ray.budget import Budget, Deadline, budget_scope, current_deadline, deadline_scope
+from agentic_ray.errors import BudgetExhausted
+from agentic_ray.policies import NodeAttrs, Policy, RequestMeta, default_policy, load_policy
+
+__all__ = [
+    "AgenticRemoteFunction",
+    "apply_policy",
+    "budget",
+    "cluster_view",
+    "init",
+    "rollback_policy",
+    "shutdown",
+    "status",
+    "task",
+]
+
+log = logging.getLogger(__name__)
+
+VIEW_REFRESH_S = 0.2
+VIEW_STALE_S = 3.0
+_AGENTIC_KEYS = ("qos", "budget_ms", "workflow", "stage", "accelerator", "tenant", "data_class", "model")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Per-process runtime: policy + cluster view
+# ---------------------------------------------------------------------------------------------------
+class _Runtime:
+    """Policy and cluster-view cache of this process; a daemon thread refreshes the view."""
+
+    def __init__(self) -> None:
+        self.policy: Policy = default_policy()
+        self.policy_sha: str | None = None
+        self._policies: dict[str, Policy] = {}
+        self.nodes: list[NodeView] = []
+        self.view_at = 0.0  # monotonic time of the last good view
+        self.view_error: str | None = None
+        self.placed: dict[str, int] = {}
+        self.rotation = 0
+        self.started_ray = False
+        self._stop = threading.Event()
+        self._global = None
+        self._load_policy_from_kv()
+        self._thread = threading.Thread(target=self._refresh_loop, name="agentic-view", daemon=True)
+        self._thread.start()
+
+    # -- policy --------------------------------------------------------------------------------------
+    def _adopt_policy_sha(self, sha: str) -> None:
+        if sha == self.policy_sha:
+            return
+        policy = self._policies.get(sha)
+        if policy is None:
+            text = kv_get("policy/" + sha)
+            if text is None:
+                return
+            from agentic_ray.policies import parse_policy
+
+            policy = self._policies[sha] = parse_policy(text.decode(), "<control plane>")
+        self.policy, self.policy_sha = policy, sha
+
+    def _load_policy_from_kv(self) -> None:
+        try:
+            active = read_active_policy()
+        except Exception:
+            active = None
+        if active is not None:
+            self._adopt_policy_sha(active[0])
+
+    # -- view ----------------------------------------------------------------------------------------
+    def _global_handle(self):
+        import ray
+
+        if self._global is None:
+            self._global = ray.get_actor(GLOBAL_NAME, namespace=NAMESPACE)
+        return self._global
+
+    def refresh(self, timeout: float = 2.0) -> dict[str, Any]:
+        """Fetch the view now (also called by the thread)."""
+        import ray
+
+        view = ray.get(self._global_handle().view.remote(), timeout=timeout)
+        nodes = [
+            NodeView(
+                attrs=NodeAttrs(n["node_id"], n["zone"], n["accelerator"], n["labels"]),
+                resources=n["resources"],
+                inflight=int(n["inflight"]),
+                closed_classes=frozenset(n["closed_classes"]),
+            )
+            for n in view["nodes"]
+        ]
+        self._adopt_policy_sha(view["policy_sha"])
+        self.nodes = nodes
+        self.placed = {}
+        self.view_at = time.monotonic()
+        self.view_error = None
+        return view
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(VIEW_REFRESH_S):
+            try:
+                self.refresh()
+            except Exception as exc:
+                self._global = None
+                self.view_error = repr(exc)
+
+    def view_fresh(self) -> bool:
+        return bool(self.nodes) and time.monotonic() - self.view_at <= VIEW_STALE_S
+
+    def known_nodes(self) -> list[NodeView]:
+        """Nodes of the last view, or of ``ray.nodes()`` when there never was one."""
+        if self.nodes:
+            return self.nodes
+        import ray
+
+        from agentic_ray.actors.placement import node_attrs_from_ray
+
+        return [
+            NodeView(
+                node_attrs_from_ray(n["NodeID"], n.get("Labels") or {}, n.get("Resources") or {}),
+                resources=n.get("Resources") or {},
+            )
+            for n in ray.nodes()
+            if n.get("Alive")
+        ]
+
+    def place(self, classification: Any, accelerator: str | None, resources: dict[str, float]) -> Placement:
+        qos = classification.qos.name
+        if self.view_fresh():
+            self.rotation += 1
+            placement = choose_node(
+                classification,
+                self.nodes,
+                qos=qos,
+                accelerator=accelerator,
+                resources=resources,
+                placed_since_view=self.placed,
+                rotation=self.rotation,
+            )
+            self.placed[placement.node_id] = self.placed.get(placement.node_id, 0) + 1
+            return placement
+        return fallback_placement(classification, self.known_nodes(), qos=qos, accelerator=accelerator)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+_RUNTIME: _Runtime | None = None
+_RUNTIME_LOCK = threading.Lock()
+
+
+def _runtime() -> _Runtime:
+    global _RUNTIME
+    rt = _RUNTIME
+    if rt is not None:
+        return rt
+    import ray
+
+    if not ray.is_initialized():
+        init()
+        return _RUNTIME  # type: ignore[return-value]
+    with _RUNTIME_LOCK:
+        if _RUNTIME is None:
+            _RUNTIME = _Runtime()
+        return _RUNTIME
+
+
+# ---------------------------------------------------------------------------------------------------
+# Worker side: deadline check, context, accounting
+# ---------------------------------------------------------------------------------------------------
+class _Accountant:
+    """Buffers task events in this worker and sends them to the node's agent every 0.1 s."""
+
+    FLUSH_S = 0.1
+
+    def __init__(self) -> None:
+        self.events: deque = deque()
+        self.dropped = 0
+        self._agent = None
+        self._thread = threading.Thread(target=self._loop, name="agentic-accounting", daemon=True)
+        self._thread.start()
+
+    def add(self, event: tuple) -> None:
+        self.events.append(event)
+
+    def _loop(self) -> None:
+        import ray
+
+        while True:
+            time.sleep(self.FLUSH_S)
+            if not self.events:
+                continue
+            batch = []
+            while self.events and len(batch) < 1000:
+                batch.append(self.events.popleft())
+            try:
+                if self._agent is None:
+                    node_id = ray.get_runtime_context().get_node_id()
+                    self._agent = ray.get_actor(agent_name(node_id), namespace=NAMESPACE)
+                self._agent.record_batch.remote(batch)
+            except Exception:
+                self._agent = None
+                self.dropped += len(batch)
+
+
+_ACCOUNTANT: _Accountant | None = None
+
+
+def _account(event: tuple) -> None:
+    global _ACCOUNTANT
+    if _ACCOUNTANT is None:
+        with _RUNTIME_LOCK:
+            if _ACCOUNTANT is None:
+                _ACCOUNTANT = _Accountant()
+    _ACCOUNTANT.add(event)
+
+
+def _refuse(ctx: tuple, started: float) -> BudgetExhausted:
+    deadline_at, qos, workflow, _stage, submitted, name = ctx
+    _account(("refused", qos, workflow, (started - submitted) * 1000.0))
+    late_ms = (started - deadline_at) * 1000.0
+    return BudgetExhausted(
+        f"task {name} not started: its deadline passed {late_ms:.1f} ms before it could start",
+        reason="deadline_passed",
+    )
+
+
+def _make_worker_function(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``fn`` so the first argument is the agentic context ``(deadline_at, qos, workflow, stage,
+    submitted_at, name)``. No ``functools.wraps``: Ray checks arguments against the visible signature."""
+
+    def _finish(ctx: tuple, started: float, ok: bool) -> None:
+        end = time.time()
+        _account(("end", ctx[1], ctx[2], (end - started) * 1000.0, (end - ctx[4]) * 1000.0, ok, end <= ctx[0]))
+
+    if inspect.iscoroutinefunction(fn):
+
+        async def run_async(ctx: tuple, *args: Any, **kwargs: Any) -> Any:
+            started = time.time()
+            if started >= ctx[0]:
+                raise _refuse(ctx, started)
+            _account(("start", ctx[1]))
+            ok = False
+            try:
+                with deadline_scope(Deadline(ctx[0])):
+                    result = await fn(*args, **kwargs)
+                ok = True
+                return result
+            finally:
+                _finish(ctx, started, ok)
+
+        runner: Callable[..., Any] = run_async
+    else:
+
+        def run(ctx: tuple, *args: Any, **kwargs: Any) -> Any:
+            started = time.time()
+            if started >= ctx[0]:
+                raise _refuse(ctx, started)
+            _account(("start", ctx[1]))
+            ok = False
+            try:
+                with deadline_scope(Deadline(ctx[0])):
+                    result = fn(*args, **kwargs)
+                ok = True
+                return result
+            finally:
+                _finish(ctx, started, ok)
+
+        runner = run
+    runner.__name__ = getattr(fn, "__name__", "task")
+    runner.__qualname__ = getattr(fn, "__qualname__", runner.__name__)
+    runner.__module__ = getattr(fn, "__module__", __name__)
+    runner.__doc__ = fn.__doc__
+    return runner
+
+
+# ---------------------------------------------------------------------------------------------------
+# Driver side: the remote function
+# ---------------------------------------------------------------------------------------------------
+def _required_resources(ray_options: dict[str, Any]) -> dict[str, float]:
+    resources = dict(ray_options.get("resources") or {})
+    if ray_options.get("num_gpus"):
+        resources["GPU"] = float(ray_options["num_gpus"])
+    return resources
+
+
+class AgenticRemoteFunction:
+    """What ``@agentic_ray.task`` returns: ``.remote(*args, **kwargs)`` and ``.options(**overrides)``."""
+
+    def __init__(
+        self, fn: Callable[..., Any], agentic: dict[str, Any], ray_options: dict[str, Any], remote_fn: Any = None
+    ) -> None:
+        self._fn = fn
+        self._agentic = dict(agentic)
+        self._meta = RequestMeta(**{k: v for k, v in agentic.items() if k != "accelerator"})
+        self._accelerator: str | None = agentic.get("accelerator")
+        self._ray_options = dict(ray_options)
+        if "scheduling_strategy" in ray_options or "label_selector" in ray_options:
+            raise ValueError(
+                "scheduling_strategy/label_selector: placement is decided by the policy; "
+                "express placement as policy rules"
+            )
+        self._resources = _required_resources(ray_options)
+        self._remote_fn = remote_fn
+        self._by_node: dict[Any, Any] = {}
+        self.__name__ = getattr(fn, "__name__", "task")
+        self.__doc__ = fn.__doc__
+
+    def _base(self) -> Any:
+        if self._remote_fn is None:
+            import ray
+
+            runner = _make_worker_function(self._fn)
+            self._remote_fn = ray.remote(**self._ray_options)(runner) if self._ray_options else ray.remote(runner)
+        return self._remote_fn
+
+    def options(self, **overrides: Any) -> AgenticRemoteFunction:
+        """A copy with agentic fields (``qos``, ``budget_ms``, ...) and/or Ray options overridden."""
+        agentic = dict(self._agentic)
+        ray_options = dict(self._ray_options)
+        for key, value in overrides.items():
+            (agentic if key in _AGENTIC_KEYS else ray_options)[key] = value
+        agentic = {k: v for k, v in agentic.items() if v is not None}
+        same_ray = ray_options == self._ray_options
+        return AgenticRemoteFunction(self._fn, agentic, ray_options, self._remote_fn if same_ray else None)
+
+    def _submitter(self, placement: Placement) -> Any:
+        key = (placement.node_id, tuple(sorted((placement.label_selector or {}).items())))
+        sub = self._by_node.get(key)
+        if sub is None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            if placement.node_id is not None:
+                sub = self._base().options(
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(placement.node_id, soft=False)
+                )
+            elif placement.label_selector:
+                sub = self._base().options(label_selector=dict(placement.label_selector))
+            else:
+                sub = self._base()
+            if len(self._by_node) > 256:
+                self._by_node.clear()
+            self._by_node[key] = sub
+        return sub
+
+    def decide(self, now: float | None = None) -> tuple[Any, float, Placement]:
+        """The policy decision and placement ``.remote()`` would use: ``(classification, deadline_at,
+        placement)``. Raises what ``.remote()`` raises before submitting (``PolicyError``,
+        ``BudgetExhausted``, ``NoEligibleNode``)."""
+        rt = _runtime()
+        now = time.time() if now is None else now
+        classification = rt.policy.classify(self._meta, now)
+        deadline_at = classification.deadline
+        parent = current_deadline()
+        if parent is not None and parent.at < deadline_at:
+            deadline_at = parent.at
+        if now >= deadline_at:
+            raise BudgetExhausted(
+                f"task {self.__name__} not submitted: the enclosing budget ran out "
+                f"{(now - deadline_at) * 1000.0:.1f} ms ago",
+                reason="deadline_passed",
+                rule_ids=classification.rule_ids,
+            )
+        placement = rt.place(classification, self._accelerator, self._resources)
+        return classification, deadline_at, placement
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Classify, place and submit; returns the ``ObjectRef`` (as ``ray.remote``'s ``.remote()``)."""
+        now = time.time()
+        classification, deadline_at, placement = self.decide(now)
+        ctx = (deadline_at, classification.qos.name, classification.workflow, classification.stage, now, self.__name__)
+        return self._submitter(placement).remote(ctx, *args, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"{self.__name__} is an agentic_ray.task; call {self.__name__}.remote(...)")
+
+
+def task(
+    fn: Callable[..., Any] | None = None,
+    *,
+    qos: str | None = None,
+    budget_ms: float | None = None,
+    workflow: str | None = None,
+    stage: str | None = None,
+    accelerator: str | None = None,
+    tenant: str | None = None,
+    data_class: str | None = None,
+    model: str | None = None,
+    **ray_options: Any,
+) -> Any:
+    """``@agentic_ray.task`` / ``@agentic_ray.task(qos="critical", budget_ms=150, ...)``: a drop-in for
+    ``@ray.remote`` on functions. ``budget_ms <= 0`` raises ``ValueError`` here; an unknown class,
+    tenant or workflow raises ``PolicyError`` at ``.remote()`` before anything is submitted.
+    ``accelerator`` restricts the nodes to that accelerator kind (node label ``accelerator``).
+    Other keyword arguments are Ray task options (``num_cpus``, ``resources``, ``max_retries``...)."""
+    agentic = {
+        k: v
+        for k, v in dict(
+            qos=qos,
+            budget_ms=budget_ms,
+            workflow=workflow,
+            stage=stage,
+            accelerator=accelerator,
+            tenant=tenant,
+            data_class=data_class,
+            model=model,
+        ).items()
+        if v is not None
+    }
+
+    def wrap(f: Callable[..., Any]) -> AgenticRemoteFunction:
+        if not callable(f) or inspect.isclass(f):
+            raise TypeError("agentic_ray.task decorates functions (use Ray actors for classes)")
+        return AgenticRemoteFunction(f, agentic, ray_options)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+# ---------------------------------------------------------------------------------------------------
+# Budgets in driver code
+# ---------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def budget(ms: float) -> Iterator[Budget]:
+    """``with agentic_ray.budget(150):`` -- tasks submitted in the block get at most the time left
+    (never more than an enclosing budget). ``ms <= 0`` raises ``ValueError``."""
+    with budget_scope(ms, time.time()) as b:
+        yield b
+
+
+# ---------------------------------------------------------------------------------------------------
+# Life cycle and policy rollout
+# ---------------------------------------------------------------------------------------------------
+def _global_coordinator(config: ControlPlaneConfig | None = None) -> Any:
+    from agentic_ray.actors.global_coordinator import GlobalCoordinator
+
+    return GlobalCoordinator.options(
+        name=GLOBAL_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote((config or ControlPlaneConfig()).to_dict())
+
+
+def _as_policy(policy: Any) -> tuple[Policy, str]:
+    if isinstance(policy, Policy):
+        return policy, policy.source or "<policy object>"
+    if isinstance(policy, (str, os.PathLike)):
+        return load_policy(policy), os.fspath(policy)
+    raise TypeError(f"policy: expected a path or a Policy, got {type(policy).__name__}")
+
+
+def init(
+    policy: Any = None,
+    address: str | None = None,
+    *,
+    config: ControlPlaneConfig | None = None,
+    wait_s: float = 30.0,
+    **ray_init_kwargs: Any,
+) -> dict[str, Any]:
+    """Connect to Ray (or start an embedded local Ray) and make sure the control plane runs.
+
+    ``address`` / ``RAY_ADDRESS`` (set by ``ray job submit``) connect to a cluster; otherwise a local
+    Ray starts. Idempotent: when Ray is already initialised it is reused. ``policy`` (path or
+    ``Policy``) is validated here (``PolicyValidationError``, nothing changed) and rolled out; without it
+    the control plane keeps its active policy (the built-in default at first start). Waits up to
+    ``wait_s`` for every alive node's agent to report. Returns the policy info.
+    """
+    global _RUNTIME
+    import ray
+
+    new_policy = _as_policy(policy) if policy is not None else None
+    started = False
+    if not ray.is_initialized():
+        ray_init_kwargs.setdefault("log_to_driver", True)
+        if address is not None:
+            ray.init(address=address, **ray_init_kwargs)
+        else:
+            ray.init(**ray_init_kwargs)  # RAY_ADDRESS when set, else a new local instance
+            started = "RAY_ADDRESS" not in os.environ
+    coordinator = _global_coordinator(config)
+    info = ray.get(coordinator.policy.remote(), timeout=60)
+    if new_policy is not None:
+        info = ray.get(coordinator.apply_policy.remote(new_policy[0], new_policy[1], True), timeout=120)
+    with _RUNTIME_LOCK:
+        if _RUNTIME is None:
+            _RUNTIME = _Runtime()
+        _RUNTIME.started_ray = _RUNTIME.started_ray or started
+    rt = _RUNTIME
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            view = rt.refresh(timeout=10)
+            if view["nodes"] and all(n["reported"] for n in view["nodes"]):
+                break
+        except Exception as exc:
+            rt.view_error = repr(exc)
+        if time.monotonic() > deadline:
+            log.warning("agentic_ray.init: not every agent reported within %.0f s", wait_s)
+            break
+        time.sleep(0.1)
+    return info
+
+
+def shutdown(stop_control_plane: bool | None = None) -> None:
+    """Stop this process's view thread; with ``stop_control_plane`` (default: only when ``init`` started
+    the local Ray) kill the coordinators and agents and clear their checkpoint; then ``ray.shutdown()``
+    when ``init`` started Ray."""
+    global _RUNTIME
+    import ray
+
+    rt = _RUNTIME
+    _RUNTIME = None
+    started = bool(rt and rt.started_ray)
+    if rt is not None:
+        rt.stop()
+    if stop_control_plane is None:
+        stop_control_plane = started
+    if stop_control_plane and ray.is_initialized():
+        stop_control_plane_actors()
+    if started and ray.is_initialized():
+        ray.shutdown()
+
+
+def stop_control_plane_actors() -> None:
+    """Kill every actor in namespace ``agentic`` and delete the checkpoint keys."""
+    import ray
+    from ray.experimental import internal_kv
+
+    try:
+        g = ray.get_actor(GLOBAL_NAME, namespace=NAMESPACE)
+        ray.kill(g, no_restart=True)
+    except ValueError:
+        pass
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry.get("namespace") == NAMESPACE:
+            with contextlib.suppress(Exception):
+                ray.kill(ray.get_actor(entry["name"], namespace=NAMESPACE), no_restart=True)
+    for key in internal_kv._internal_kv_list("", namespace=NAMESPACE):
+        internal_kv._internal_kv_del(key, namespace=NAMESPACE)
+
+
+def apply_policy(path_or_policy: Any, wait: bool = True) -> dict[str, Any]:
+    """Validate (``PolicyValidationError`` for an invalid document: the active policy stays), version
+    and push a policy to every agent. Returns ``{name, version, sha256, revision, source, acked,
+    missing}`` (node ids that acknowledged / did not within the timeout)."""
+    import ray
+
+    policy, source = _as_policy(path_or_policy)
+    rt = _runtime()
+    info = ray.get(rt._global_handle().apply_policy.remote(policy, source, wait), timeout=120)
+    rt._policies[policy.sha256] = policy
+    rt._adopt_policy_sha(policy.sha256)
+    return info
+
+
+def rollback_policy(wait: bool = True) -> dict[str, Any]:
+    """Return to the previous policy version (``ValueError`` when there is none)."""
+    import ray
+
+    rt = _runtime()
+    info = ray.get(rt._global_handle().rollback_policy.remote(wait), timeout=120)
+    rt._load_policy_from_kv()
+    return info
+
+
+def status() -> dict[str, Any]:
+    """The GlobalCoordinator's ``status()`` (JSON-able; see its docstring)."""
+    import ray
+
+    return ray.get(_runtime()._global_handle().status.remote(), timeout=30)
+
+
+def cluster_view() -> dict[str, Any]:
+    """This process's cached view: age, nodes, active policy, last refresh error."""
+    rt = _runtime()
+    return {
+        "age_s": time.monotonic() - rt.view_at if rt.view_at else None,
+        "fresh": rt.view_fresh(),
+        "policy_sha": rt.policy_sha,
+        "policy_version": rt.policy.version,
+        "nodes": [
+            {"node_id": n.node_id, "zone": n.attrs.zone, "accelerator": n.attrs.accelerator, "inflight": n.inflight}
+            for n in rt.nodes
+        ],
+        "error": rt.view_error,
+    }
