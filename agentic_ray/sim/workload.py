@@ -80,7 +80,12 @@ def build_workload(scenario: Scenario, seed: int, policy: Any = None) -> Workloa
     """Generate the requests of ``scenario`` for ``seed`` (classified by ``policy`` when given).
 
     Trace records keep their own class, model and tenant; missing ones are drawn from the mixes.
+    Without ``policy``, the scenario's own policy file (if any) is loaded.
     """
+    if policy is None and scenario.policy is not None:
+        from agentic_ray.policies import load_policy
+
+        policy = load_policy(scenario.policy)
     wl = scenario.workload
     records = _arrivals(scenario, stream(seed, "arrivals"))
     attr_rng = stream(seed, "attributes")
