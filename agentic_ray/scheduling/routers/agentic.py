@@ -75,7 +75,7 @@ class AgenticRouter(PendingRouter):
         self.margin_ms = margin_ms
         self.default_service_ms = default_service_ms
         self.alpha = alpha
-        self.ewma: dict[tuple[str, str], float] = {}
+        self._ewma_by_model: dict[str, dict[str, float]] = {}
         self.hedge_budget = RetryBudget(hedge_budget) if hedge_budget is not None else None
 
     def wait_order(self, request: Request) -> tuple[float, ...]:
@@ -88,13 +88,13 @@ class AgenticRouter(PendingRouter):
         """Feed the (replica, model) EWMA with a successful request's service time; clear its pending."""
         super().observe(request, replica_id, service_ms, latency_ms, ok, now)
         if ok and service_ms is not None and math.isfinite(service_ms) and service_ms >= 0:
-            key = (replica_id, request.model)
-            old = self.ewma.get(key)
-            self.ewma[key] = service_ms if old is None else old + self.alpha * (service_ms - old)
+            per_replica = self._ewma_by_model.setdefault(request.model, {})
+            old = per_replica.get(replica_id)
+            per_replica[replica_id] = service_ms if old is None else old + self.alpha * (service_ms - old)
 
     def service_ms(self, replica: ReplicaView, model: str) -> float:
         """The service-time estimate this router uses for ``model`` on ``replica``."""
-        s = self.ewma.get((replica.replica_id, model))
+        s = self._ewma_by_model.get(model, {}).get(replica.replica_id)
         if s is None:
             sm = replica.service_ms
             s = sm.get(model) or sm.get("default") or self.default_service_ms
@@ -115,14 +115,18 @@ class AgenticRouter(PendingRouter):
         model = request.model
         prio = request.priority
         pending = self.pending
-        ewma = self.ewma
+        ewma = self._ewma_by_model.get(model) or {}
         default_s = self.default_service_ms
+        inf = math.inf
         placed = 0
         healthy = 0
-        min_util = math.inf
-        best_meet: tuple[float, float, ReplicaView] | None = None
-        fastest: tuple[float, ReplicaView] | None = None
-        second: tuple[float, ReplicaView] | None = None
+        min_util = inf
+        meet: ReplicaView | None = None
+        meet_cost = meet_pred = inf
+        fastest: ReplicaView | None = None
+        fastest_pred = inf
+        second: ReplicaView | None = None
+        second_pred = inf
         need = (remaining - self.margin_ms) / self.safety_factor
         for r in replicas:
             if allows is not None and not allows(r.attrs):
@@ -131,45 +135,40 @@ class AgenticRouter(PendingRouter):
             if not r.healthy:
                 continue
             healthy += 1
+            rid = r.replica_id
             ongoing = r.ongoing
-            p = pending.get(r.replica_id, 0)
+            p = pending.get(rid, 0)
             if p > ongoing:
-                ongoing_eff = p
-            else:
-                ongoing_eff = ongoing
-            if ongoing_eff >= r.max_ongoing:
+                ongoing = p
+            max_ongoing = r.max_ongoing
+            if ongoing >= max_ongoing:
                 continue
             qbp = r.queued_by_priority
+            ahead = ongoing
             if qbp:
-                behind = 0
                 for q, k in qbp.items():
                     if q > prio:
-                        behind += k
-                ahead = ongoing_eff - behind
+                        ahead -= k
                 if ahead < 0:
                     ahead = 0
-            else:
-                ahead = ongoing_eff
-            s = ewma.get((r.replica_id, model))
+            s = ewma.get(rid)
             if s is None:
                 sm = r.service_ms
                 s = sm.get(model) or sm.get("default") or default_s
             slots = r.slots
             pred = s if ahead < slots else (ahead - slots + 1) / slots * s + s
-            cap = r.max_ongoing if r.max_ongoing != math.inf else slots
-            util = (ongoing_eff + 1) / cap
+            util = (ongoing + 1) / (slots if max_ongoing == inf else max_ongoing)
             if util < min_util:
                 min_util = util
             if pred <= need:
-                key = (r.cost, pred)
-                if best_meet is None or key < best_meet[:2]:
-                    best_meet = (r.cost, pred, r)
-            if fastest is None or pred < fastest[0]:
-                if fastest is not None:
-                    second = fastest
-                fastest = (pred, r)
-            elif second is None or pred < second[0]:
-                second = (pred, r)
+                cost = r.cost
+                if cost < meet_cost or (cost == meet_cost and pred < meet_pred):
+                    meet, meet_cost, meet_pred = r, cost, pred
+            if pred < fastest_pred:
+                second, second_pred = fastest, fastest_pred
+                fastest, fastest_pred = r, pred
+            elif pred < second_pred:
+                second, second_pred = r, pred
         if placed == 0:
             return Shed("no_eligible_replica", None, request.rule_ids, math.nan)
         if healthy == 0:
@@ -178,24 +177,24 @@ class AgenticRouter(PendingRouter):
             return Wait("all_replicas_full")
         shedding, threshold = self._shedding(request)
         if shedding is not Shedding.NEVER and threshold is not None and min(min_util, 1.0) > threshold:
-            return Shed("over_shed_threshold", fastest[0] / 1000.0, request.rule_ids, fastest[0])
-        if best_meet is not None:
-            pred, chosen, reason = best_meet[1], best_meet[2], "meets_budget"
+            return Shed("over_shed_threshold", fastest_pred / 1000.0, request.rule_ids, fastest_pred)
+        if meet is not None:
+            pred, chosen, reason = meet_pred, meet, "meets_budget"
         elif shedding is Shedding.NEVER:
-            pred, chosen, reason = fastest[0], fastest[1], "fastest_never_shed"
+            pred, chosen, reason = fastest_pred, fastest, "fastest_never_shed"
         else:
-            return Shed("cannot_meet_deadline", fastest[0] / 1000.0, request.rule_ids, fastest[0])
+            return Shed("cannot_meet_deadline", fastest_pred / 1000.0, request.rule_ids, fastest_pred)
         hedge_id = None
         hedge_after = request.hedge_after_ms
         if hedge_after is not None and self.hedge_budget is not None:
             self.hedge_budget.record_request(now)
-            other = second if fastest[1] is chosen else fastest
+            other, other_pred = (second, second_pred) if fastest is chosen else (fastest, fastest_pred)
             if (
                 other is not None
-                and hedge_after + other[0] <= remaining
-                and self.hedge_budget.try_acquire(1, remaining, other[0], now)
+                and hedge_after + other_pred <= remaining
+                and self.hedge_budget.try_acquire(1, remaining, other_pred, now)
             ):
-                hedge_id = other[1].replica_id
+                hedge_id = other.replica_id
         return Route(
             chosen.replica_id,
             pred,
