@@ -212,9 +212,15 @@ class Policy:
             hit = self._classify_uncached(request)
             cache[key] = hit
             if len(cache) > CACHE_SIZE:
-                cache.popitem(last=False)
+                try:  # noqa: SIM105 (suppress() costs more on this hot path)
+                    cache.popitem(last=False)
+                except KeyError:  # another thread evicted first; each OrderedDict op is atomic
+                    pass
         else:
-            cache.move_to_end(key)
+            try:  # noqa: SIM105
+                cache.move_to_end(key)
+            except KeyError:  # evicted by another thread between get() and here
+                pass
         qos, budget, stages, rule_ids, matched, requirement, class_source, budget_source = hit
         return Classification(
             self.name, self.version, self.sha256, qos, budget, now + budget / 1000.0, stages,

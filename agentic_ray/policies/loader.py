@@ -141,7 +141,7 @@ def _schema_problems(exc: ValidationError, data: Any, index: _LineIndex, source:
     seen: set[tuple[str, str]] = set()
     for err in exc.errors(include_url=False):
         path = _locate(tuple(err["loc"]), data)
-        reason = err["msg"]
+        reason = err["msg"].replace("valid tuple", "list").replace("valid dictionary", "mapping")
         if err["type"] == "extra_forbidden":
             reason = "unknown key"
         elif err["type"] == "missing":

@@ -116,3 +116,9 @@ def test_examples_diff_and_schema() -> None:
     assert schema["additionalProperties"] is False
     assert {"apiVersion", "kind", "metadata", "classes", "default_class"} <= set(schema["required"])
     assert "class" in schema["$defs"]["MatchSpec"]["properties"]
+
+
+def test_to_yaml_round_trips_to_the_same_hash() -> None:
+    for policy in (load_policy(EXAMPLES / "platform.yaml"), load_policy(EXAMPLES / "minimal.yaml")):
+        again = parse_policy(policy.to_yaml())
+        assert again.sha256 == policy.sha256 and again.version == policy.version

@@ -226,3 +226,9 @@ def test_problem_format_has_file_line_path_reason() -> None:
     with pytest.raises(PolicyValidationError) as info:
         parse_policy(HEAD + "classes:\n  standard: {priority: 1, budget_ms: -1}\n", source="f.yaml")
     assert info.value.problems[0].format().startswith("f.yaml:6: classes.standard.budget_ms: ")
+
+
+def test_lists_and_mappings_are_named_in_type_errors() -> None:
+    probs = problems_of(HEAD + CLASSES + "rules: {id: a}\ntenants: [a]\n")
+    assert ("rules", "Input should be a list", 8) in probs
+    assert ("tenants", "Input should be a mapping", 9) in probs
