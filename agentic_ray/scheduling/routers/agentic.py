@@ -128,6 +128,8 @@ class AgenticRouter(PendingRouter):
         second: ReplicaView | None = None
         second_pred = inf
         need = (remaining - self.margin_ms) / self.safety_factor
+        shedding, threshold = self._shedding(request)
+        use_util = threshold is not None and shedding is not Shedding.NEVER
         for r in replicas:
             if allows is not None and not allows(r.attrs):
                 continue
@@ -137,9 +139,10 @@ class AgenticRouter(PendingRouter):
             healthy += 1
             rid = r.replica_id
             ongoing = r.ongoing
-            p = pending.get(rid, 0)
-            if p > ongoing:
-                ongoing = p
+            if pending:
+                p = pending.get(rid, 0)
+                if p > ongoing:
+                    ongoing = p
             max_ongoing = r.max_ongoing
             if ongoing >= max_ongoing:
                 continue
@@ -157,9 +160,10 @@ class AgenticRouter(PendingRouter):
                 s = sm.get(model) or sm.get("default") or default_s
             slots = r.slots
             pred = s if ahead < slots else (ahead - slots + 1) / slots * s + s
-            util = (ongoing + 1) / (slots if max_ongoing == inf else max_ongoing)
-            if util < min_util:
-                min_util = util
+            if use_util:
+                util = (ongoing + 1) / (slots if max_ongoing == inf else max_ongoing)
+                if util < min_util:
+                    min_util = util
             if pred <= need:
                 cost = r.cost
                 if cost < meet_cost or (cost == meet_cost and pred < meet_pred):
@@ -175,8 +179,7 @@ class AgenticRouter(PendingRouter):
             return Shed("no_healthy_replica", 1.0, request.rule_ids, math.nan)
         if fastest is None:
             return Wait("all_replicas_full")
-        shedding, threshold = self._shedding(request)
-        if shedding is not Shedding.NEVER and threshold is not None and min(min_util, 1.0) > threshold:
+        if use_util and min(min_util, 1.0) > threshold:
             return Shed("over_shed_threshold", fastest_pred / 1000.0, request.rule_ids, fastest_pred)
         if meet is not None:
             pred, chosen, reason = meet_pred, meet, "meets_budget"
