@@ -81,6 +81,7 @@ class Start:
 
     request_id: Any
     dropped: tuple[Dropped, ...] = ()
+    evicted: tuple[Dropped, ...] = ()  # always empty; present so every offer result has the same fields
 
 
 @dataclass(frozen=True, slots=True)

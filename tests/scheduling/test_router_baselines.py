@@ -113,3 +113,10 @@ def test_oracle_drop_late():
     d = r.choose(req(budget_ms=100), [ReplicaView("a")], 0.0)
     assert isinstance(d, Shed) and d.reason == "cannot_meet_deadline"
     assert isinstance(r.choose(req(budget_ms=300), [ReplicaView("a")], 0.0), Route)
+
+
+def test_peak_ewma_ignores_failed_results_without_latency():
+    r = create_router("peak_ewma_p2c", random.Random(0))
+    r.on_dispatch(req(), "a", 0.0)
+    r.observe(req(), "a", float("nan"), float("nan"), False, 0.0)
+    assert r.pending["a"] == 0 and "a" not in r.latency

@@ -20,6 +20,9 @@ Headroom: a class with ``shed_threshold`` (and shedding other than ``never``) is
 threshold (utilisation = ongoing / max_ongoing, or ongoing / slots when unbounded, capped at 1), even if
 it could meet its own budget, so that less critical work goes first and critical work keeps headroom.
 
+Circuit breakers: the caller folds a ``CircuitBreaker`` into ``ReplicaView.healthy``
+(``breaker.available(replica_id, now)``); an unhealthy replica is never chosen.
+
 Other outcomes: no replica passes placement -> ``Shed("no_eligible_replica", rule_ids)``; all of them
 unhealthy -> ``Shed("no_healthy_replica", retry_after_s=1)``; all at ``max_ongoing`` -> ``Wait``;
 deadline already passed -> ``Shed("deadline_passed")``.

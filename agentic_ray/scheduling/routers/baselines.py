@@ -15,6 +15,7 @@ default (``respect_placement=False``), as for ``pow2``; pass ``True`` to filter 
 
 from __future__ import annotations
 
+import math
 import random
 
 from agentic_ray.scheduling.estimators import PeakEwma
@@ -148,6 +149,8 @@ class PeakEwmaP2CRouter(_UnawareRouter):
     ) -> None:
         """Feed the replica's peak-EWMA latency and clear its pending count."""
         super().observe(request, replica_id, service_ms, latency_ms, ok, now)
+        if latency_ms is None or not math.isfinite(latency_ms) or latency_ms < 0:
+            return
         est = self.latency.get(replica_id)
         if est is None:
             est = self.latency[replica_id] = PeakEwma(self.decay_s)
