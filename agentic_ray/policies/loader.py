@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from agentic_ray.errors import PolicyValidationError, Problem
 from agentic_ray.policies.schema import PolicySpec
-from agentic_ray.policies.semantics import check_semantics
+from agentic_ray.policies.semantics import check_references_raw, check_semantics
 
 __all__ = ["MAX_POLICY_BYTES", "format_path", "load_policy", "parse_policy", "parse_spec"]
 
@@ -156,6 +156,10 @@ def _schema_problems(exc: ValidationError, data: Any, index: _LineIndex, source:
     return problems
 
 
+def _by_line(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: p.line if p.line is not None else 0)
+
+
 def parse_spec(text: str | bytes, source: str = "<string>") -> PolicySpec:
     """Validate a policy document (shape and meaning) and return its pydantic model.
 
@@ -169,12 +173,17 @@ def parse_spec(text: str | bytes, source: str = "<string>") -> PolicySpec:
     try:
         spec = PolicySpec.model_validate(data)
     except ValidationError as exc:
-        raise PolicyValidationError(_schema_problems(exc, data, index, source), source) from None
+        problems = _schema_problems(exc, data, index, source)
+        reported = {p.path for p in problems}
+        for path, reason in check_references_raw(data):
+            if format_path(path) not in reported:
+                problems.append(Problem(format_path(path), reason, index.line_of(path), source))
+        raise PolicyValidationError(_by_line(problems), source) from None
     problems = [
         Problem(format_path(path), reason, index.line_of(path), source) for path, reason in check_semantics(spec)
     ]
     if problems:
-        raise PolicyValidationError(problems, source)
+        raise PolicyValidationError(_by_line(problems), source)
     return spec
 
 

@@ -15,12 +15,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
+from typing import Any
 
 from agentic_ray.policies.schema import MatchSpec, NodeSelectorSpec, PolicySpec, RuleSpec
 
-__all__ = ["check_semantics", "selectors_compatible"]
+__all__ = ["check_references_raw", "check_semantics", "selectors_compatible"]
 
 PathKey = tuple[str | int, ...]
 _EPS = 1e-9
@@ -182,3 +183,53 @@ def _check_workflow(spec: PolicySpec, name: str, out: list[tuple[PathKey, str]])
                 f"stages need {fixed + shares * budget:g} ms, over the workflow budget {budget:g} ms",
             )
         )
+
+
+def check_references_raw(data: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
+    """Name checks that need no valid schema: run on the raw YAML data when the schema check failed, so
+    that ``policy check`` still lists undefined classes/tenants/workflows and duplicate rule ids then.
+    Anything of the wrong shape is skipped here (the schema check already reported it)."""
+    out: list[tuple[PathKey, str]] = []
+
+    def names(section: str) -> set[str] | None:
+        value = data.get(section)
+        return {str(k) for k in value} if isinstance(value, Mapping) else None
+
+    classes, tenants, workflows = names("classes"), names("tenants"), names("workflows")
+
+    def ref(path: PathKey, value: Any, defined: set[str] | None, what: str) -> None:
+        if defined is not None and isinstance(value, str) and value not in defined:
+            out.append((path, f"undefined {what} {value!r}"))
+
+    ref(("default_class",), data.get("default_class"), classes, "class")
+    for section in ("tenants", "workflows"):
+        entries = data.get(section)
+        if isinstance(entries, Mapping):
+            for name, entry in entries.items():
+                if isinstance(entry, Mapping):
+                    ref((section, str(name), "class"), entry.get("class"), classes, "class")
+    admission = data.get("admission")
+    if isinstance(admission, Mapping) and isinstance(admission.get("classes"), Mapping):
+        for name in admission["classes"]:
+            ref(("admission", "classes", str(name)), str(name), classes, "class")
+    rules = data.get("rules")
+    seen: dict[Any, int] = {}
+    for i, rule in enumerate(rules if isinstance(rules, list) else ()):
+        if not isinstance(rule, Mapping):
+            continue
+        rule_id = rule.get("id")
+        if isinstance(rule_id, str) and rule_id in seen:
+            out.append((("rules", i, "id"), f"duplicate rule id {rule_id!r} (first at rules[{seen[rule_id]}])"))
+        elif isinstance(rule_id, str):
+            seen[rule_id] = i
+        match = rule.get("match")
+        if not isinstance(match, Mapping):
+            continue
+        for key, defined, what in (("tenant", tenants or set(), "tenant"), ("workflow", workflows or set(),
+                                    "workflow"), ("class", classes, "class")):  # fmt: skip
+            value = match.get(key)
+            values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+            for j, item in enumerate(values):
+                path = ("rules", i, "match", key) if isinstance(value, str) else ("rules", i, "match", key, j)
+                ref(path, item, defined, what)
+    return out

@@ -232,3 +232,31 @@ def test_lists_and_mappings_are_named_in_type_errors() -> None:
     probs = problems_of(HEAD + CLASSES + "rules: {id: a}\ntenants: [a]\n")
     assert ("rules", "Input should be a list", 8) in probs
     assert ("tenants", "Input should be a mapping", 9) in probs
+
+
+def test_name_problems_are_listed_even_when_the_schema_check_fails() -> None:
+    text = textwrap.dedent(
+        """\
+        apiVersion: agentic-ray/v1
+        kind: Policy
+        metadata: {name: bad}
+        default_class: gold
+        classes:
+          standard: {priority: 1, budget_ms: -1}
+        tenants:
+          t1: {region: eu, class: silver}
+        rules:
+          - {id: a, match: {tenant: ghost, class: [standard, bronze]}}
+          - {id: a, bogus: 1}
+        """
+    )
+    probs = problems_of(text)
+    assert [(p, line) for p, _, line in probs] == [
+        ("default_class", 4),
+        ("classes.standard.budget_ms", 6),
+        ("tenants.t1.class", 8),
+        ("rules[0].match.tenant", 10),
+        ("rules[0].match.class[1]", 10),
+        ("rules[1].bogus", 11),
+        ("rules[1].id", 11),
+    ]
