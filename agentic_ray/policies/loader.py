@@ -24,7 +24,14 @@ __all__ = ["MAX_POLICY_BYTES", "format_path", "load_policy", "parse_policy", "pa
 
 MAX_POLICY_BYTES = 1024 * 1024
 
+MAX_NODES = 200_000  # YAML nodes after alias expansion
+
 PathKey = tuple[str | int, ...]
+
+
+class _TooLarge(Exception):
+    def __init__(self, path: PathKey, line: int) -> None:
+        self.path, self.line = path, line
 
 
 def format_path(path: PathKey) -> str:
@@ -44,8 +51,12 @@ class _LineIndex:
     def __init__(self) -> None:
         self.lines: dict[PathKey, int] = {}
         self.duplicates: list[tuple[PathKey, int]] = []
+        self.visited = 0
 
     def walk(self, node: yaml.Node, path: PathKey) -> None:
+        self.visited += 1
+        if self.visited > MAX_NODES:  # aliases can make a small file expand exponentially
+            raise _TooLarge(path, node.start_mark.line + 1)
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
@@ -96,6 +107,8 @@ def _load_yaml(text: str, source: str) -> tuple[Any, _LineIndex]:
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
+    except RecursionError:
+        raise PolicyValidationError([Problem("", "YAML nested too deeply", None, source)], source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -106,7 +119,13 @@ def _load_yaml(text: str, source: str) -> tuple[Any, _LineIndex]:
     index = _LineIndex()
     if node is None or data is None:
         raise PolicyValidationError([Problem("", "empty document: expected a Policy mapping", 1, source)], source)
-    index.walk(node, ())
+    try:
+        index.walk(node, ())
+    except _TooLarge as exc:
+        reason = f"document expands to over {MAX_NODES} YAML nodes (aliases?)"
+        raise PolicyValidationError([Problem("", reason, exc.line, source)], source) from None
+    except RecursionError:
+        raise PolicyValidationError([Problem("", "YAML nested too deeply", None, source)], source) from None
     if not isinstance(data, Mapping):
         raise PolicyValidationError(
             [Problem("", f"expected a mapping at the top level, got {type(data).__name__}", 1, source)], source

@@ -140,9 +140,8 @@ def check_semantics(spec: PolicySpec) -> list[tuple[PathKey, str]]:
     for name, tenant in spec.tenants.items():
         if tenant.qos_class is not None and tenant.qos_class not in classes:
             out.append((("tenants", name, "class"), f"undefined class {tenant.qos_class!r}"))
-    for name, wf in spec.workflows.items():
+    for name in spec.workflows:
         _check_workflow(spec, name, out)
-        del wf
     for name in spec.admission.classes:
         if name not in classes:
             out.append((("admission", "classes", name), f"undefined class {name!r}"))

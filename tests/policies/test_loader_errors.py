@@ -260,3 +260,12 @@ def test_name_problems_are_listed_even_when_the_schema_check_fails() -> None:
         ("rules[1].bogus", 11),
         ("rules[1].id", 11),
     ]
+
+
+def test_alias_bombs_and_deep_nesting_are_refused_quickly() -> None:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 10):
+        prev, cur = chr(96 + i), chr(97 + i)
+        lines.append(f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    assert "expands to over" in problems_of("\n".join(lines) + "\n")[0][1]
+    assert problems_of("[" * 5000 + "]" * 5000)[0][1] == "YAML nested too deeply"
