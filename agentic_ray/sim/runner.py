@@ -9,6 +9,8 @@ Life of a request (all times virtual)::
         Shed     -> counted shed at once
         Wait     -> held at the router, ordered by router.wait_order(request) (ties FIFO); retried in
                     that order whenever a replica reports back or changes, while some replica has room
+                    (the scan stops at the first unconstrained request told to wait again, or after
+                    64 placement-constrained ones)
 
 Requests refused or dropped by a replica's gate are counted ``shed`` and reported back to the router
 with ``ok=False``; requests on a replica when it crashes are counted ``failed``. Requests still held at
@@ -40,6 +42,7 @@ __all__ = ["RunResult", "run_router"]
 _AT_REPLICA, _DONE, _RETURN, _FAULT_START, _FAULT_END, _CRASH = range(6)
 _COMPLETED, _SHED, _FAILED = 1, 2, 3
 _SERVICE_EWMA_ALPHA = 0.1
+_MAX_HELD_SCAN = 64  # placement-constrained waiters retried per replica event before giving up
 
 
 class _Job:
@@ -67,6 +70,7 @@ class RunResult:
     shed_reasons: dict[str, int] = field(default_factory=dict)
     wall_ns: int | None = None
     total_requests: int = 0
+    tenants: dict[str, ClassStats] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The per-router JSON object of the ``agentic-ray sim`` output."""
@@ -84,6 +88,8 @@ class RunResult:
             "violations": self.violations,
             "shed_reasons": dict(sorted(self.shed_reasons.items())),
         }
+        if self.tenants:
+            out["tenants"] = {name: summarize(s) for name, s in sorted(self.tenants.items())}
         if self.wall_ns:
             out["sim_requests_per_s"] = round(self.total_requests / (self.wall_ns / 1e9), 1)
         return out
@@ -145,17 +151,27 @@ class _Run:
         stats = self._stats(job)
         if stats is None:
             return
-        stats.requests += 1
-        if outcome == _COMPLETED:
-            stats.completed += 1
-            stats.latencies_ms.append((now - job.request.arrival) * 1000.0)
-            if now <= job.request.deadline + 1e-12:
-                stats.within_budget += 1
-        elif outcome == _SHED:
-            stats.shed += 1
+        tenant = job.request.tenant
+        targets = (stats,) if tenant is None else (stats, self._tenant_stats(tenant))
+        for st in targets:
+            st.requests += 1
+            if outcome == _COMPLETED:
+                st.completed += 1
+                st.latencies_ms.append((now - job.request.arrival) * 1000.0)
+                if now <= job.request.deadline + 1e-12:
+                    st.within_budget += 1
+            elif outcome == _SHED:
+                st.shed += 1
+            else:
+                st.failed += 1
+        if outcome == _SHED:
             self.result.shed_reasons[reason] = self.result.shed_reasons.get(reason, 0) + 1
-        else:
-            stats.failed += 1
+
+    def _tenant_stats(self, tenant: str) -> ClassStats:
+        st = self.result.tenants.get(tenant)
+        if st is None:
+            st = self.result.tenants[tenant] = ClassStats()
+        return st
 
     # ----------------------------------------------------------------- routing
     def _choose(self, job: _Job, now: float) -> bool:
@@ -203,6 +219,10 @@ class _Run:
             entry = heapq.heappop(waiting)
             if not self._choose(entry[2], now):
                 held.append(entry)
+                # An unconstrained request that must wait means every later one would too (same
+                # replicas); only placement-constrained ones may fit elsewhere, and only so many are tried.
+                if entry[2].request.allows is None or len(held) >= _MAX_HELD_SCAN:
+                    break
         for entry in held:
             heapq.heappush(waiting, entry)
 

@@ -113,6 +113,9 @@ class ClassSpec(_Model):
     priority: Annotated[int, Field(ge=0)] = 0
     shedding: Shedding = Shedding.WHEN_OVERLOADED
     hedge_after_ms: Positive | None = None
+    max_queue_wait_ms: Positive | None = None
+    queue_bound: Annotated[int, Field(ge=0)] | None = None
+    shed_threshold: Annotated[float, Field(gt=0, le=1)] | None = None
 
 
 class PoissonSpec(_Model):

@@ -55,7 +55,14 @@ def scenario_classes(scenario: Scenario, policy: Any = None) -> dict[str, QosCla
         return dict(policy.classes)
     return {
         name: QosClass(
-            name=name, priority=c.priority, budget_ms=c.budget_ms, shedding=c.shedding, hedge_after_ms=c.hedge_after_ms
+            name=name,
+            priority=c.priority,
+            budget_ms=c.budget_ms,
+            shedding=c.shedding,
+            max_queue_wait_ms=c.max_queue_wait_ms,
+            hedge_after_ms=c.hedge_after_ms,
+            queue_bound=c.queue_bound,
+            shed_threshold=c.shed_threshold,
         )
         for name, c in (scenario.classes or {}).items()
     }
