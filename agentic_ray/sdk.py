@@ -274,40 +274,28 @@ def _make_worker_function(fn: Callable[..., Any]) -> Callable[..., Any]:
         end = time.time()
         _account(("end", ctx[1], ctx[2], (end - started) * 1000.0, (end - ctx[4]) * 1000.0, ok, end <= ctx[0]))
 
+    call = fn
     if inspect.iscoroutinefunction(fn):
+        # Ray refuses ``async def`` tasks; run the coroutine to completion in the worker instead.
+        import asyncio
 
-        async def run_async(ctx: tuple, *args: Any, **kwargs: Any) -> Any:
-            started = time.time()
-            if started >= ctx[0]:
-                raise _refuse(ctx, started)
-            _account(("start", ctx[1]))
-            ok = False
-            try:
-                with deadline_scope(Deadline(ctx[0])):
-                    result = await fn(*args, **kwargs)
-                ok = True
-                return result
-            finally:
-                _finish(ctx, started, ok)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return asyncio.run(fn(*args, **kwargs))
 
-        runner: Callable[..., Any] = run_async
-    else:
+    def runner(ctx: tuple, *args: Any, **kwargs: Any) -> Any:
+        started = time.time()
+        if started >= ctx[0]:
+            raise _refuse(ctx, started)
+        _account(("start", ctx[1]))
+        ok = False
+        try:
+            with deadline_scope(Deadline(ctx[0])):
+                result = call(*args, **kwargs)
+            ok = True
+            return result
+        finally:
+            _finish(ctx, started, ok)
 
-        def run(ctx: tuple, *args: Any, **kwargs: Any) -> Any:
-            started = time.time()
-            if started >= ctx[0]:
-                raise _refuse(ctx, started)
-            _account(("start", ctx[1]))
-            ok = False
-            try:
-                with deadline_scope(Deadline(ctx[0])):
-                    result = fn(*args, **kwargs)
-                ok = True
-                return result
-            finally:
-                _finish(ctx, started, ok)
-
-        runner = run
     runner.__name__ = getattr(fn, "__name__", "task")
     runner.__qualname__ = getattr(fn, "__qualname__", runner.__name__)
     runner.__module__ = getattr(fn, "__module__", __name__)

@@ -1,0 +1,38 @@
+"""Shared helpers of the control-plane integration tests (module-scoped ``agentic_ray.init``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+FRAUD_POLICY = REPO / "examples" / "policies" / "fraud.yaml"
+
+
+def test_config():
+    """Short windows so drift alerts rise and clear within seconds."""
+    from agentic_ray.actors.common import ControlPlaneConfig
+
+    return ControlPlaneConfig(
+        report_interval_s=0.25,
+        reconcile_interval_s=0.2,
+        allocate_interval_s=0.5,
+        p99_window_s=2.0,
+        min_samples=5,
+        burn_windows=((3.0, 1.0, 2.0),),
+    )
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as exc:  # the actor may be restarting
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")

@@ -1,0 +1,192 @@
+"""@agentic_ray.task on a real three-node Ray cluster: placement, deadlines, refusal, bad input."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import ray
+
+from tests.integration._control_plane import FRAUD_POLICY, test_config
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def agentic(ray_cluster):
+    from agentic_ray import sdk
+
+    sdk.init(policy=str(FRAUD_POLICY), config=test_config(), wait_s=60)
+    yield sdk
+    sdk.shutdown(stop_control_plane=True)
+
+
+def test_one_named_agent_per_node_pinned_to_it(agentic):
+    from agentic_ray.actors.common import NAMESPACE, agent_name
+
+    node_ids = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+    assert len(node_ids) == 3
+    for node_id in node_ids:
+        agent = ray.get_actor(agent_name(node_id), namespace=NAMESPACE)
+        ident = ray.get(agent.identity.remote(), timeout=30)
+        assert ident["node_id"] == node_id
+        assert ident["running_on"] == node_id
+        assert agent_name(node_id) == "agentic-agent-" + node_id[:12]
+
+
+def test_eu_pii_tasks_never_leave_eu_zones(agentic):
+    @agentic.task(tenant="bank-eu", data_class="pii", budget_ms=30_000, num_cpus=0)
+    def where():
+        return ray.get_runtime_context().get_node_labels()["zone"]
+
+    @agentic.task(tenant="bank-us", data_class="pii", budget_ms=30_000, num_cpus=0)
+    def where_us():
+        return ray.get_runtime_context().get_node_labels()["zone"]
+
+    zones = ray.get([where.remote() for _ in range(60)], timeout=120)
+    assert len(zones) == 60
+    assert all(z.startswith("eu-") for z in zones), zones
+    assert len(set(ray.get([where_us.remote() for _ in range(5)], timeout=60))) == 1
+
+
+def test_deadline_propagates_to_child_tasks(agentic):
+    @agentic.task(qos="standard", budget_ms=20_000, num_cpus=0)
+    def child():
+        d = agentic_current_deadline()
+        return None if d is None else d.at
+
+    @agentic.task(qos="standard", budget_ms=5_000, num_cpus=0)
+    def parent():
+        d = agentic_current_deadline()
+        return d.at, ray.get(child.remote(), timeout=60)
+
+    t0 = time.time()
+    parent_deadline, child_deadline = ray.get(parent.remote(), timeout=60)
+    assert t0 < parent_deadline <= t0 + 5.0 + 0.5
+    # The child asked for 20 s but may not outlive its parent: it inherits the parent's deadline.
+    assert child_deadline == pytest.approx(parent_deadline)
+
+
+def agentic_current_deadline():
+    from agentic_ray.budget import current_deadline
+
+    return current_deadline()
+
+
+def test_driver_budget_scope_caps_task_deadline(agentic):
+    @agentic.task(qos="sheddable", num_cpus=0)
+    def deadline_seen():
+        return agentic_current_deadline().at
+
+    t0 = time.time()
+    with agentic.budget(3_000):
+        seen = ray.get(deadline_seen.remote(), timeout=60)
+    assert seen <= t0 + 3.0 + 0.5  # sheddable's own budget is 5 s; the scope's 3 s wins
+
+
+def test_task_whose_budget_ran_out_does_not_start(agentic, ray_cluster):
+    from agentic_ray.errors import BudgetExhausted
+
+    @ray.remote(num_cpus=0)
+    class Marker:
+        def __init__(self):
+            self.calls = 0
+
+        def hit(self):
+            self.calls += 1
+
+        def count(self):
+            return self.calls
+
+    marker = Marker.remote()
+
+    @ray.remote(num_cpus=0, resources={"fake_gpu": 1})
+    def hold_gpu(seconds):
+        time.sleep(seconds)
+        return True
+
+    @agentic.task(qos="standard", budget_ms=300, num_cpus=0, resources={"fake_gpu": 1})
+    def side_effect(m):
+        ray.get(m.hit.remote())
+        return "ran"
+
+    holder = hold_gpu.remote(2.0)
+    time.sleep(0.3)  # let the holder take the only fake_gpu
+    late = side_effect.remote(marker)
+    with pytest.raises(BudgetExhausted):
+        ray.get(late, timeout=60)
+    assert ray.get(holder, timeout=60)
+    assert ray.get(marker.count.remote(), timeout=30) == 0
+    # Same task with enough budget runs (so the refusal above was the deadline, not the task).
+    assert ray.get(side_effect.options(budget_ms=30_000).remote(marker), timeout=60) == "ran"
+    assert ray.get(marker.count.remote(), timeout=30) == 1
+
+
+def test_child_submitted_after_parent_deadline_is_refused(agentic):
+    from agentic_ray.errors import BudgetExhausted
+
+    @agentic.task(qos="standard", num_cpus=0)
+    def child():
+        return "ran"
+
+    @agentic.task(qos="standard", budget_ms=200, num_cpus=0)
+    def slow_parent():
+        time.sleep(0.4)
+        try:
+            child.remote()
+        except BudgetExhausted as exc:
+            return exc.reason
+        return "submitted"
+
+    assert ray.get(slow_parent.remote(), timeout=60) == "deadline_passed"
+
+
+def test_bad_input_is_refused_before_submission(agentic):
+    from agentic_ray.errors import NoEligibleNode, PolicyError
+
+    def noop():
+        return 1
+
+    with pytest.raises(ValueError, match="budget_ms"):
+        agentic.task(budget_ms=0)(noop)
+    with pytest.raises(ValueError, match="budget_ms"):
+        agentic.task(budget_ms=-5)(noop)
+    with pytest.raises(PolicyError, match="class"):
+        agentic.task(qos="platinum")(noop).remote()
+    with pytest.raises(PolicyError, match="tenant"):
+        agentic.task(tenant="nobody")(noop).remote()
+    with pytest.raises(PolicyError, match="workflow"):
+        agentic.task(workflow="nope")(noop).remote()
+    # EU residency + a GPU: the only GPU node is in us-east.
+    t0 = time.monotonic()
+    with pytest.raises(NoEligibleNode) as info:
+        agentic.task(tenant="bank-eu", accelerator="gpu")(noop).remote()
+    assert "eu-residency" in info.value.rule_ids
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_gpu_task_lands_on_gpu_node(agentic):
+    @agentic.task(tenant="bank-us", accelerator="gpu", budget_ms=30_000, num_cpus=0)
+    def where():
+        return ray.get_runtime_context().get_node_labels()["accelerator"]
+
+    assert set(ray.get([where.remote() for _ in range(5)], timeout=60)) == {"gpu"}
+
+
+def test_options_override_and_plain_call_is_refused(agentic):
+    @agentic.task(qos="standard", num_cpus=0)
+    def add(a, b=1):
+        return a + b
+
+    assert ray.get(add.remote(1, b=2), timeout=60) == 3
+    assert ray.get(add.options(qos="critical", num_cpus=0).remote(5), timeout=60) == 6
+    with pytest.raises(TypeError):
+        add(1)
+
+
+def test_async_task(agentic):
+    @agentic.task(qos="standard", num_cpus=0)
+    async def double(x):
+        return 2 * x
+
+    assert ray.get(double.remote(21), timeout=60) == 42
