@@ -104,19 +104,36 @@ def _check_rules(spec: PolicySpec, out: list[tuple[PathKey, str]]) -> None:
     _check_contradictions(spec, out)
 
 
+_PAIRWISE_LIMIT = 1000  # rules with requirements; above it only identical selectors are compared
+
+
 def _check_contradictions(spec: PolicySpec, out: list[tuple[PathKey, str]]) -> None:
-    rules: list[RuleSpec] = list(spec.rules)
-    for j, specific in enumerate(rules):
-        for i, general in enumerate(rules):
+    # Only rules that require something can contradict; each is checked alone before pairing.
+    indexed = [
+        (i, r)
+        for i, r in enumerate(spec.rules)
+        if r.require != NodeSelectorSpec() and selectors_compatible([r.require]) is None
+    ]
+    if len(indexed) <= _PAIRWISE_LIMIT:
+        groups = [indexed]
+    else:  # O(n): compare only rules whose match blocks are identical
+        by_match: dict[str, list[tuple[int, RuleSpec]]] = {}
+        for i, r in indexed:
+            by_match.setdefault(r.match.model_dump_json(), []).append((i, r))
+        groups = list(by_match.values())
+    for group in groups:
+        _check_group(spec, group, out)
+
+
+def _check_group(spec: PolicySpec, group: list[tuple[int, RuleSpec]], out: list[tuple[PathKey, str]]) -> None:
+    for j, specific in group:
+        for i, general in group:
             if i == j or not _covers(general.match, specific.match, spec):
                 continue
             if i > j and _covers(specific.match, general.match, spec):
                 continue  # identical selectors: report once, on the later rule
             bad = selectors_compatible([general.require, specific.require])
-            alone_ok = (
-                selectors_compatible([specific.require]) is None and selectors_compatible([general.require]) is None
-            )
-            if bad is not None and alone_ok:
+            if bad is not None:
                 out.append(
                     (
                         ("rules", j, "require", bad.split(".")[0]),
