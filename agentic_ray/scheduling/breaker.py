@@ -13,9 +13,10 @@ A closed replica is ejected when
 
 unless ejecting it would put more than ``max_ejected_fraction`` of the known replicas out (open or
 half-open): ``ejected + 1 <= floor(max_ejected_fraction * known)``, as Envoy's ``max_ejection_percent``.
-The k-th ejection of a replica lasts ``min(ejection_s * 2**(k-1), max_ejection_s)`` (k never decays
-here, unlike Envoy's multiplier). A failed half-open probe re-ejects regardless of the fraction cap (the
-replica was already counted as out).
+The k-th ejection of a replica lasts ``min(ejection_s * 2**(k-1), max_ejection_s)``; like Envoy's
+ejection multiplier, k decays by one for every such period the replica then stays closed, so a replica
+that recovered for good goes back to short ejections. A failed half-open probe re-ejects regardless
+of the fraction cap (the replica was already counted as out).
 
 Use: a router sets ``ReplicaView.healthy = breaker.available(replica_id, now)``, calls
 ``on_dispatch(replica_id, now)`` when it sends (this takes the half-open probe) and ``record(...)``
@@ -55,7 +56,7 @@ class ReplicaHealth:
 
 
 class _Replica:
-    __slots__ = ("ejections", "failures", "latency", "probe_out", "state", "until")
+    __slots__ = ("closed_since", "ejections", "failures", "latency", "probe_out", "state", "until")
 
     def __init__(self) -> None:
         self.state = BreakerState.CLOSED
@@ -64,6 +65,7 @@ class _Replica:
         self.failures = 0
         self.latency: float | None = None
         self.probe_out = False
+        self.closed_since = 0.0
 
 
 class CircuitBreaker:
@@ -136,7 +138,7 @@ class CircuitBreaker:
                 return state  # a late result from before the ejection; the probe is still to come
             r.probe_out = False
             if ok:
-                r.state, r.until, r.failures = BreakerState.CLOSED, None, 0
+                r.state, r.until, r.failures, r.closed_since = BreakerState.CLOSED, None, 0, now
                 if latency_ms is not None:
                     r.latency = latency_ms  # start afresh; the old average made it an outlier
             else:
@@ -144,10 +146,20 @@ class CircuitBreaker:
             return r.state
         if state is BreakerState.OPEN:
             return state
+        self._decay(r, now)
         r.failures = 0 if ok else r.failures + 1
         if r.failures >= self.settings.consecutive_failures or self._latency_outlier(r):
             self._open(r, now)
         return r.state
+
+    def _decay(self, r: _Replica, now: float) -> None:
+        s = self.settings
+        while r.ejections > 0:
+            period = min(s.ejection_s * 2 ** (r.ejections - 1), s.max_ejection_s)
+            if now - r.closed_since < period:
+                break
+            r.ejections -= 1
+            r.closed_since += period
 
     def _latency_outlier(self, r: _Replica) -> bool:
         factor = self.settings.latency_outlier_factor

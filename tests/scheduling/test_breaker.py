@@ -81,3 +81,34 @@ def test_bad_settings():
         CircuitBreaker(BreakerSettings(max_ejected_fraction=1.5))
     with pytest.raises(ValueError, match="ejection_s"):
         CircuitBreaker(BreakerSettings(ejection_s=10.0, max_ejection_s=1.0))
+
+
+
+def _twice_ejected_then_recovered():
+    from agentic_ray.policies.types import BreakerSettings
+    from agentic_ray.scheduling.breaker import BreakerState, CircuitBreaker
+
+    b = CircuitBreaker(BreakerSettings(consecutive_failures=1, ejection_s=1.0, max_ejection_s=60,
+                                       max_ejected_fraction=1.0), ["r"])
+    b.record("r", False, None, 0.0)  # ejected for 1 s
+    assert b.retry_after_s("r", 0.0) == 1.0
+    b.on_dispatch("r", 1.0)  # half-open probe
+    b.record("r", False, None, 1.0)  # fails: ejected for 2 s
+    assert b.retry_after_s("r", 1.0) == 2.0
+    b.on_dispatch("r", 3.0)
+    b.record("r", True, 5.0, 3.0)  # probe succeeds
+    assert b.state("r", 3.0) is BreakerState.CLOSED
+    return b
+
+
+def test_ejection_time_doubles_while_failures_recur():
+    b = _twice_ejected_then_recovered()
+    b.record("r", False, None, 3.5)  # fails again soon after: third ejection, 4 s
+    assert b.retry_after_s("r", 3.5) == 4.0
+
+
+def test_ejection_multiplier_decays_after_staying_healthy():
+    b = _twice_ejected_then_recovered()
+    b.record("r", True, 5.0, 3.0 + 2.0 + 1.0)  # closed for 2 s then 1 s more: multiplier back to 0
+    b.record("r", False, None, 6.0)
+    assert b.retry_after_s("r", 6.0) == 1.0
