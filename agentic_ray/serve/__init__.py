@@ -1,1 +1,43 @@
-"""agentic_ray.serve (being built)."""
+"""agentic-ray on Ray Serve: the agentic request router, the replica admission gate, the HTTP ingress.
+
+    import agentic_ray.serve as ars
+
+    @ars.deployment(slots=2, policy="policy.yaml")
+    class Model: ...
+
+The Ray-importing pieces load lazily, so importing this package does not import Ray.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentic_ray.serve.deployment import deployment, ungated
+from agentic_ray.serve.hooks import DecisionEvent, DecisionHook, DecisionStats, NoopHook
+from agentic_ray.serve.meta import HEADERS, META_KWARG, HeaderError
+
+__all__ = [
+    "HEADERS",
+    "META_KWARG",
+    "AgenticIngress",
+    "AgenticRequestRouter",
+    "DecisionEvent",
+    "DecisionHook",
+    "DecisionStats",
+    "HeaderError",
+    "NoopHook",
+    "deployment",
+    "ungated",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AgenticRequestRouter":
+        from agentic_ray.serve.router import AgenticRequestRouter
+
+        return AgenticRequestRouter
+    if name == "AgenticIngress":
+        from agentic_ray.serve.ingress import AgenticIngress
+
+        return AgenticIngress
+    raise AttributeError(name)

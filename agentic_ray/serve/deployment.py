@@ -1,0 +1,234 @@
+"""``@agentic_ray.deployment``: a drop-in for ``@serve.deployment`` with the agentic router and gate.
+
+    @agentic_ray.deployment(num_replicas=3, slots=2, policy="policy.yaml")
+    class Model:
+        async def __call__(self, prompt: str) -> str: ...
+
+    handle = serve.run(Model.bind())
+    handle.remote("hi", qos="critical", budget_ms=80).result()
+
+What it adds to the class (a subclass is made; the user's class is untouched):
+
+- every public method and ``__call__`` runs through the replica's ``ReplicaAdmission`` (an
+  ``AdmissionGate``: ``slots`` concurrent calls, per-class bounded queues, priority then earliest
+  deadline, expired work dropped). Methods marked ``@ungated`` (and ``reconfigure``, ``check_health``,
+  ``record_*``) bypass it. Sync methods run in a worker thread so the gate's loop stays free;
+- ``record_replica_metadata`` publishing ``zone``, ``accelerator``, ``labels``, ``slots``, ``cost``: from
+  the node's Ray labels (``zone``, ``accelerator``; ``"gpu"`` when the replica holds GPUs), overridden by
+  an ``agentic_replica_attrs(self) -> dict`` method on the class when present (e.g. a replica that knows
+  its own kind); and ``record_routing_stats`` publishing the gate's snapshot;
+- ``request_router_config`` naming ``AgenticRequestRouter`` with the policy's text, and
+  ``max_ongoing_requests = slots + sum of per-class queue bounds`` so Serve hands queued work to the
+  gate (which orders it) instead of holding it in the caller's FIFO.
+
+Streaming (generator) methods are not gated. Every other keyword is passed to ``serve.deployment``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agentic_ray.policies import Policy, default_policy, load_policy
+from agentic_ray.serve.hooks import DecisionHook, load_hook
+from agentic_ray.serve.meta import pop_meta, request_meta, to_request
+
+__all__ = ["deployment", "ungated"]
+
+_UNGATED_ATTR = "__agentic_ungated__"
+_NEVER_GATED = {"reconfigure", "check_health", "record_routing_stats", "record_replica_metadata",
+                "record_autoscaling_stats", "agentic_replica_attrs", "agentic_gate_stats"}  # fmt: skip
+
+
+def ungated(method: Callable) -> Callable:
+    """Mark a deployment method to bypass the admission gate (health, stats, control calls)."""
+    setattr(method, _UNGATED_ATTR, True)
+    return method
+
+
+def _resolve_policy(policy: Policy | str | Path | None) -> Policy:
+    if policy is None:
+        return default_policy()
+    if isinstance(policy, Policy):
+        return policy
+    return load_policy(policy)
+
+
+def _ungated_names(cls: type) -> list[str]:
+    return [name for name, member in inspect.getmembers(cls) if getattr(member, _UNGATED_ATTR, False)]
+
+
+def _strip_meta(method: Callable) -> Callable:
+    """An ungated method still receives the router's ``_agentic`` keyword: drop it."""
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def stripped_async(self, *args: Any, **kwargs: Any) -> Any:
+            pop_meta(kwargs)
+            return await method(self, *args, **kwargs)
+
+        return stripped_async
+
+    @functools.wraps(method)
+    def stripped(self, *args: Any, **kwargs: Any) -> Any:
+        pop_meta(kwargs)
+        return method(self, *args, **kwargs)
+
+    return stripped
+
+
+def _gated_names(cls: type) -> list[str]:
+    names = []
+    for name, member in inspect.getmembers(cls):
+        if name != "__call__" and name.startswith("_"):
+            continue
+        if name in _NEVER_GATED or not callable(member) or isinstance(member, type):
+            continue
+        if getattr(member, _UNGATED_ATTR, False):
+            continue
+        if inspect.isgeneratorfunction(member) or inspect.isasyncgenfunction(member):
+            continue
+        if name == "__call__" and member is object.__call__:
+            continue
+        names.append(name)
+    return names
+
+
+def _wrap_method(name: str, method: Callable) -> Callable:
+    is_async = inspect.iscoroutinefunction(method)
+
+    @functools.wraps(method)
+    async def gated(self, *args: Any, **kwargs: Any) -> Any:
+        admission = self._agentic_admission
+        meta = pop_meta(kwargs)
+        now = time.time()
+        classification = self._agentic_policy.classify(request_meta(meta), now)
+        request = to_request(classification, admission.next_id(), now, meta.get("deadline"), meta.get("model"))
+
+        async def call() -> Any:
+            if is_async:
+                return await method(self, *args, **kwargs)
+            return await asyncio.to_thread(method, self, *args, **kwargs)
+
+        return await admission.run(request, call)
+
+    return gated
+
+
+def _node_attrs(slots: int) -> dict[str, Any]:
+    import ray
+
+    ctx = ray.get_runtime_context()
+    labels = {str(k): str(v) for k, v in (ctx.get_node_labels() or {}).items()}
+    gpus = ctx.get_assigned_resources().get("GPU", 0)
+    accelerator = labels.get("accelerator") or ("gpu" if gpus else "cpu")
+    return {
+        "zone": labels.get("zone") or labels.get("ray.io/availability-zone") or "default",
+        "accelerator": accelerator,
+        "labels": {k: v for k, v in labels.items() if not k.startswith("ray.io/")},
+        "slots": slots,
+        "cost": 1.0 if accelerator == "cpu" else 2.0,
+        "node_id": ctx.get_node_id(),
+    }
+
+
+def deployment(
+    _cls: type | None = None,
+    *,
+    policy: Policy | str | Path | None = None,
+    slots: int = 1,
+    default_queue_bound: int = 16,
+    routing_stats_period_s: float = 0.25,
+    router_options: dict[str, Any] | None = None,
+    decision_hook: str | None = None,
+    router_hook: str | None = None,
+    seed: int = 0,
+    **serve_options: Any,
+) -> Any:
+    """Like ``@serve.deployment``, plus the agentic router and a tiered admission gate per replica.
+
+    ``policy``: a ``Policy``, a YAML path, or ``None`` for the built-in policy. ``slots``: calls a replica
+    runs at once. ``default_queue_bound``: queue bound of classes whose policy sets none.
+    ``routing_stats_period_s``: how often replicas publish their queues to routers. ``router_options``:
+    keyword config of the pure agentic router. ``decision_hook`` / ``router_hook``: import paths of the
+    decision hooks of the gate / the router (see ``agentic_ray.serve.hooks``). Any other keyword goes to
+    ``serve.deployment`` (``max_ongoing_requests`` and ``request_router_config`` are set here).
+    """
+    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+        raise ValueError(f"slots: must be an integer >= 1, got {slots!r}")
+    for key in ("request_router_config", "max_ongoing_requests"):
+        if key in serve_options:
+            raise ValueError(f"{key}: set by agentic_ray.deployment; use slots/default_queue_bound instead")
+    compiled = _resolve_policy(policy)
+    load_hook(decision_hook)  # validate the path early
+    load_hook(router_hook)
+
+    def wrap(cls: type) -> Any:
+        from ray import serve
+        from ray.serve.config import RequestRouterConfig
+
+        from agentic_ray.scheduling.admission import AdmissionGate
+        from agentic_ray.serve.replica_gate import ReplicaAdmission
+        from agentic_ray.serve.router import AgenticRequestRouter
+
+        if not isinstance(cls, type):
+            raise TypeError("agentic_ray.deployment decorates a class")
+        user_init = cls.__init__
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            user_init(self, *args, **kwargs)
+            self._agentic_policy = compiled
+            attrs = _node_attrs(slots)
+            own = getattr(self, "agentic_replica_attrs", None)
+            if callable(own):
+                attrs.update(own() or {})
+            self._agentic_attrs = attrs
+            hook: DecisionHook = load_hook(decision_hook)
+            gate = AdmissionGate(int(attrs["slots"]), compiled.classes, default_queue_bound=default_queue_bound)
+            self._agentic_admission = ReplicaAdmission(gate, hook=hook, policy_version=compiled.version)
+
+        def record_replica_metadata(self) -> dict[str, Any]:
+            return dict(self._agentic_attrs)
+
+        def record_routing_stats(self) -> dict[str, Any]:
+            return self._agentic_admission.routing_stats()
+
+        namespace: dict[str, Any] = {
+            "__init__": __init__,
+            "record_replica_metadata": record_replica_metadata,
+            "record_routing_stats": record_routing_stats,
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "__doc__": cls.__doc__,
+        }
+        for name in _gated_names(cls):
+            namespace[name] = _wrap_method(name, getattr(cls, name))
+        for name in _ungated_names(cls):
+            namespace[name] = _strip_meta(getattr(cls, name))
+        gated_cls = type(cls.__name__, (cls,), namespace)
+
+        bounds = sum(
+            (c.queue_bound if c.queue_bound is not None else default_queue_bound) for c in compiled.classes.values()
+        )
+        router_config = RequestRouterConfig(
+            request_router_class=AgenticRequestRouter,
+            request_router_kwargs={
+                "policy_yaml": compiled.to_yaml(),
+                "seed": seed,
+                "router": dict(router_options or {}),
+                "decision_hook": router_hook,
+                "ungated_methods": _ungated_names(cls),
+            },
+            request_routing_stats_period_s=routing_stats_period_s,
+            request_routing_stats_timeout_s=max(1.0, routing_stats_period_s * 4),
+        )
+        return serve.deployment(
+            gated_cls, max_ongoing_requests=slots + bounds, request_router_config=router_config, **serve_options
+        )
+
+    return wrap(_cls) if _cls is not None else wrap

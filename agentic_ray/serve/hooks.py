@@ -1,0 +1,117 @@
+"""The decision hook: the one seam through which the Serve router and the replica gate report decisions.
+
+Telemetry (metrics, OpenTelemetry spans, the decision log) plugs in here. The router and the replica
+admission wrapper call ``hook.record(event)`` once per decision with a frozen ``DecisionEvent``; the
+default hook (``NoopHook``) does nothing. A hook must be cheap and must not raise (errors are swallowed
+and counted, so telemetry can never break serving).
+
+The router is built by Serve from JSON-serialisable kwargs, so hooks are named by import path
+(``"package.module:attribute"``); the attribute is a hook object or a zero-argument factory.
+``load_hook(None)`` is the no-op hook.
+
+``DecisionStats`` is a small in-process hook that keeps decision latencies and outcome counts; the
+demo uses it (the router of handle calls runs in the caller's process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+__all__ = ["DecisionEvent", "DecisionHook", "DecisionStats", "NoopHook", "load_hook", "safe_record"]
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionEvent:
+    """One decision. ``where`` is ``"router"`` or ``"gate"``; ``outcome`` is ``route``, ``shed``,
+    ``wait`` (router) or ``start``, ``enqueue``, ``reject``, ``drop``, ``evict`` (gate).
+
+    ``decision_us`` is the time the pure core took to decide (router only, else ``None``);
+    ``predicted_ms`` and ``remaining_ms`` are the figures the decision used (``None`` when unknown).
+    """
+
+    where: str
+    outcome: str
+    request_id: str
+    qos: str
+    reason: str = ""
+    replica_id: str | None = None
+    predicted_ms: float | None = None
+    remaining_ms: float | None = None
+    rule_ids: tuple[str, ...] = ()
+    policy_version: str = ""
+    decision_us: float | None = None
+    at: float = 0.0
+    extra: dict = field(default_factory=dict, compare=False)
+
+
+@runtime_checkable
+class DecisionHook(Protocol):
+    """Receives every decision; must be cheap and must not block."""
+
+    def record(self, event: DecisionEvent) -> None: ...
+
+
+class NoopHook:
+    """The default hook: does nothing."""
+
+    def record(self, event: DecisionEvent) -> None:
+        return None
+
+
+class DecisionStats:
+    """Keeps router decision latencies (µs) and outcome counts in memory; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.decision_us: list[float] = []
+        self.outcomes: Counter[tuple[str, str, str]] = Counter()
+
+    def record(self, event: DecisionEvent) -> None:
+        with self._lock:
+            if event.decision_us is not None:
+                self.decision_us.append(event.decision_us)
+            self.outcomes[(event.where, event.outcome, event.reason)] += 1
+
+    def reset(self) -> None:
+        """Forget everything recorded so far."""
+        with self._lock:
+            self.decision_us.clear()
+            self.outcomes.clear()
+
+
+# The process-wide instance the demo names as "agentic_ray.serve.hooks:PROCESS_STATS".
+PROCESS_STATS = DecisionStats()
+
+
+def load_hook(spec: str | DecisionHook | None) -> DecisionHook:
+    """A hook from an object, an import path ``"pkg.mod:attr"`` (object or zero-arg factory), or None.
+
+    A bad path raises ``ValueError`` naming it.
+    """
+    if spec is None:
+        return NoopHook()
+    if not isinstance(spec, str):
+        if not callable(getattr(spec, "record", None)):
+            raise ValueError(f"decision_hook: {spec!r} has no record(event) method")
+        return spec
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"decision_hook: expected 'package.module:attribute', got {spec!r}")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"decision_hook: cannot load {spec!r}: {exc}") from None
+    if not callable(getattr(obj, "record", None)) and callable(obj):
+        obj = obj()
+    return load_hook(obj)
+
+
+def safe_record(hook: DecisionHook, event: DecisionEvent) -> None:
+    """Call ``hook.record(event)``; a failing hook never breaks a decision."""
+    with contextlib.suppress(Exception):  # telemetry must not break serving
+        hook.record(event)

@@ -1,0 +1,126 @@
+"""Request metadata on the Serve path: how QoS, budget, tenant and deadline travel with a request.
+
+Wire format. Every request routed by ``AgenticRequestRouter`` carries one keyword argument,
+``_agentic`` (``META_KWARG``): a plain dict with the ``RequestMeta`` fields that are set (``qos``,
+``budget_ms``, ``tenant``, ``data_class``, ``workflow``, ``model``, ``stage``) plus ``deadline``, an
+absolute ``time.time()`` instant fixed by the first hop that saw the request (the HTTP ingress, or the
+router of a handle call). The replica wrapper installed by ``@agentic_ray.deployment`` removes it before
+the user's method runs.
+
+Callers of a handle may instead pass the bare keywords ``qos``, ``budget_ms``, ``tenant``,
+``data_class`` and ``workflow`` (``HANDLE_META_KEYS``): ``h.remote(x, qos="critical", budget_ms=80)``.
+The router folds them into ``_agentic``; these names are therefore reserved on agentic deployments.
+
+HTTP: headers ``x-qos``, ``x-budget-ms``, ``x-tenant``, ``x-data-class``, ``x-workflow`` (``HEADERS``).
+A bad value raises ``HeaderError`` naming the header (the ingress answers 400).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from agentic_ray.policies.types import RequestMeta
+from agentic_ray.scheduling.types import Request
+
+__all__ = [
+    "HANDLE_META_KEYS",
+    "HEADERS",
+    "META_KWARG",
+    "HeaderError",
+    "meta_from_headers",
+    "pop_meta",
+    "request_meta",
+    "to_request",
+]
+
+META_KWARG = "_agentic"
+HANDLE_META_KEYS = ("qos", "budget_ms", "tenant", "data_class", "workflow")
+HEADERS = {
+    "x-qos": "qos",
+    "x-budget-ms": "budget_ms",
+    "x-tenant": "tenant",
+    "x-data-class": "data_class",
+    "x-workflow": "workflow",
+}
+_META_FIELDS = ("qos", "budget_ms", "tenant", "data_class", "workflow", "model", "stage")
+
+
+class HeaderError(ValueError):
+    """An HTTP header carries a bad value. ``header`` names it, ``reason`` says why."""
+
+    def __init__(self, header: str, reason: str) -> None:
+        self.header = header
+        self.reason = reason
+        super().__init__(f"{header}: {reason}")
+
+    def __reduce__(self):
+        return (HeaderError, (self.header, self.reason))
+
+
+def pop_meta(kwargs: MutableMapping[str, Any]) -> dict[str, Any]:
+    """Remove the agentic metadata from call ``kwargs`` and return it as one dict.
+
+    Merges ``_agentic`` with the bare ``HANDLE_META_KEYS`` (``_agentic`` wins). ``None`` values are
+    dropped. Does not validate: ``request_meta`` does.
+    """
+    meta: dict[str, Any] = {}
+    for key in HANDLE_META_KEYS:
+        if key in kwargs:
+            value = kwargs.pop(key)
+            if value is not None:
+                meta[key] = value
+    wire = kwargs.pop(META_KWARG, None)
+    if isinstance(wire, Mapping):
+        meta.update({k: v for k, v in wire.items() if v is not None})
+    return meta
+
+
+def request_meta(meta: Mapping[str, Any]) -> RequestMeta:
+    """The ``RequestMeta`` of a wire dict (``deadline`` is ignored). ``ValueError`` names a bad field."""
+    return RequestMeta.from_mapping({k: meta[k] for k in _META_FIELDS if k in meta})
+
+
+def meta_from_headers(headers: Mapping[str, str]) -> dict[str, Any]:
+    """The wire dict of an HTTP request's headers (no deadline yet). Raises ``HeaderError``."""
+    meta: dict[str, Any] = {}
+    lowered = {str(k).lower(): v for k, v in headers.items()}
+    for header, key in HEADERS.items():
+        raw = lowered.get(header)
+        if raw is None:
+            continue
+        value = str(raw).strip()
+        if not value:
+            raise HeaderError(header, "empty value")
+        if key == "budget_ms":
+            try:
+                number = float(value)
+            except ValueError:
+                raise HeaderError(header, f"not a number: {value!r}") from None
+            if not math.isfinite(number) or number <= 0:
+                raise HeaderError(header, f"must be a finite number > 0, got {value!r}")
+            meta[key] = number
+        else:
+            meta[key] = value
+    return meta
+
+
+def to_request(classification: Any, request_id: Any, now: float, deadline: float | None, model: str | None) -> Request:
+    """The scheduling core's ``Request`` for a classified request; ``deadline`` overrides the class's."""
+    request = Request.from_classification(classification, request_id, now, model)
+    if deadline is not None and deadline != request.deadline:
+        return Request(
+            id=request.id,
+            qos=request.qos,
+            priority=request.priority,
+            arrival=request.arrival,
+            deadline=float(deadline),
+            model=request.model,
+            shedding=request.shedding,
+            hedge_after_ms=request.hedge_after_ms,
+            allows=request.allows,
+            rule_ids=request.rule_ids,
+            tenant=request.tenant,
+        )
+    return request

@@ -1,0 +1,147 @@
+"""The replica side of admission: an asyncio wrapper around the pure ``AdmissionGate``.
+
+Each replica of an ``@agentic_ray.deployment`` holds one ``ReplicaAdmission``. A call is offered to the
+gate with ``now = time.time()`` (deadlines are wall-clock, they cross processes):
+
+- ``Start``    -> the call runs at once;
+- ``Enqueued`` -> the call awaits a future that ``finish`` of an earlier call resolves when the gate
+  starts it (priority, then earliest deadline). A timer at the request's deadline runs ``expire``, so
+  work whose deadline passes while queued is dropped before it starts and its caller gets
+  ``BudgetExhausted(reason="deadline_passed_in_queue")``;
+- ``Reject``   -> the typed ``AdmissionError`` (``Overloaded`` / ``BudgetExhausted``) is raised to the
+  caller and the user's code never runs.
+
+Evicted and dropped requests get their error through their waiting future. A cancelled waiter leaves
+the queue (``gate.cancel``); a cancelled running call frees its slot. Every outcome is reported to the
+decision hook. The gate's ``snapshot()`` feeds ``record_routing_stats`` (queued per class priority, EWMA
+service times) so routers see the queue ahead of each class.
+
+All methods run on the replica's event loop (Serve runs user code on one loop per replica).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agentic_ray.errors import BudgetExhausted
+from agentic_ray.scheduling.admission import AdmissionGate, Admitted, Dropped, Enqueued, Reject
+from agentic_ray.scheduling.types import Request
+from agentic_ray.serve.hooks import DecisionEvent, DecisionHook, NoopHook, safe_record
+
+__all__ = ["ReplicaAdmission"]
+
+
+class ReplicaAdmission:
+    """Runs calls through an ``AdmissionGate`` on the current event loop (see the module docstring)."""
+
+    def __init__(self, gate: AdmissionGate, *, hook: DecisionHook | None = None, policy_version: str = "") -> None:
+        self.gate = gate
+        self.hook = hook or NoopHook()
+        self.policy_version = policy_version
+        self._waiters: dict[Any, asyncio.Future] = {}
+        self._ids = itertools.count()
+        self.completed_total = 0
+        self.failed_total = 0
+
+    def next_id(self) -> str:
+        """A request id unique within this replica."""
+        return f"q{next(self._ids)}"
+
+    async def run(self, request: Request, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Admit ``request`` and run ``call()`` when the gate starts it; raise its error when refused."""
+        now = time.time()
+        decision = self.gate.offer(request, now)
+        self._fail(decision.dropped)
+        if isinstance(decision, Reject):
+            self._fail(decision.evicted)
+            self._event("reject", request, decision.error.reason, now)
+            raise decision.error
+        if isinstance(decision, Enqueued):
+            self._fail(decision.evicted)
+            self._event("enqueue", request, "queued", now, position=decision.position)
+            await self._wait_for_start(request)
+        else:
+            self._event("start", request, "slot_free", now)
+        started = time.perf_counter()
+        ok = False
+        try:
+            result = await call()
+            ok = True
+            return result
+        finally:
+            service_ms = (time.perf_counter() - started) * 1000.0
+            if ok:
+                self.completed_total += 1
+            else:
+                self.failed_total += 1
+            self._on_admitted(self.gate.finish(request.id, time.time(), service_ms if ok else None))
+
+    async def _wait_for_start(self, request: Request) -> None:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._waiters[request.id] = future
+        delay = max(0.0, request.deadline - time.time()) + 0.001
+        timer = loop.call_later(delay, self._expire)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if not self.gate.cancel(request.id) and self.gate.is_executing(request.id):
+                self._on_admitted(self.gate.finish(request.id, time.time()))
+            raise
+        finally:
+            timer.cancel()
+            self._waiters.pop(request.id, None)
+
+    def _expire(self) -> None:
+        self._fail(self.gate.expire(time.time()))
+
+    def _on_admitted(self, admitted: Admitted) -> None:
+        self._fail(admitted.dropped)
+        for start in admitted.started:
+            future = self._waiters.get(start.request_id)
+            if future is not None and not future.done():
+                future.set_result(None)
+            elif future is None or future.cancelled():
+                # Its caller went away between start and wake-up: give the slot back.
+                self._on_admitted(self.gate.finish(start.request_id, time.time()))
+
+    def _fail(self, dropped: tuple[Dropped, ...] | list[Dropped]) -> None:
+        for item in dropped:
+            future = self._waiters.get(item.request_id)
+            outcome = "drop" if isinstance(item.error, BudgetExhausted) else "evict"
+            safe_record(
+                self.hook,
+                DecisionEvent("gate", outcome, str(item.request_id), item.qos, item.error.reason,
+                              policy_version=self.policy_version, at=time.time()),
+            )  # fmt: skip
+            if future is not None and not future.done():
+                future.set_exception(item.error)
+
+    def _event(self, outcome: str, request: Request, reason: str, now: float, **extra: Any) -> None:
+        safe_record(
+            self.hook,
+            DecisionEvent("gate", outcome, str(request.id), request.qos, reason,
+                          remaining_ms=request.remaining_ms(now), rule_ids=request.rule_ids,
+                          policy_version=self.policy_version, at=now, extra=extra),
+        )  # fmt: skip
+
+    def routing_stats(self) -> dict[str, Any]:
+        """What the replica publishes for routers (``record_routing_stats``)."""
+        snap = self.gate.snapshot()
+        return {
+            "executing": snap.executing,
+            "queued": snap.queued,
+            "queued_by_priority": {str(p): n for p, n in snap.queued_by_priority.items()},
+            "queued_by_class": dict(snap.queued_by_class),
+            "service_ms": {k: round(v, 3) for k, v in snap.service_ms_by_model.items()},
+            "ewma_service_ms": snap.ewma_service_ms,
+            "started_total": snap.started_total,
+            "dropped_total": snap.dropped_total,
+            "rejected_total": snap.rejected_total,
+            "completed_total": self.completed_total,
+            "failed_total": self.failed_total,
+        }

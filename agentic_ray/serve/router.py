@@ -1,0 +1,271 @@
+"""``AgenticRequestRouter``: Ray Serve's ``RequestRouter`` driven by the pure ``agentic`` router.
+
+One instance runs in every caller process (the driver of handle calls, each ingress replica, each
+proxy). Per routing attempt (``choose_replicas``) it
+
+1. reads the request's metadata from the call kwargs (``meta.pop_meta``: ``_agentic`` or the bare
+   ``qos``/``budget_ms``/... keywords), classifies it with the compiled policy at ``now = time.time()``
+   and fixes its absolute deadline in ``kwargs["_agentic"]`` so the replica's gate sees the same one;
+2. builds a ``ReplicaView`` per candidate: zone, accelerator, labels, slots and cost from
+   ``record_replica_metadata`` (published once by each replica), queued work per class priority and
+   EWMA service times per model from ``record_routing_stats`` (refreshed by the controller every
+   ``request_routing_stats_period_s``), in-flight counts from Serve's router-local queue-length cache,
+   ``healthy`` from a ``CircuitBreaker`` fed with each result (errors that are not ``AdmissionError``
+   count as failures; a dead or unavailable replica is ejected);
+3. asks the pure router (``registry.create_router("agentic", rng, classes=...)``, placement rules
+   through ``Classification.allows``) and acts on its decision:
+
+   - ``Route``  -> returns ``[[replica]]`` (a singleton rank: Serve sends there, or re-asks if full);
+   - ``Wait``   -> sets ``routing_context.should_backoff`` and returns ``[]`` (Serve backs off, re-asks);
+   - ``Shed``   -> fails ``pending_request.future`` with a typed ``AdmissionError`` (``BudgetExhausted``,
+     ``Overloaded`` or ``NoEligibleReplica``, with ``retry_after_s`` and the rule ids), removes the
+     request from the router's indices, and returns one candidate so Serve's routing loop sees the
+     finished future and stops (raising inside ``choose_replicas`` would be swallowed and hang the
+     request; see notes/ray-2.60.md 2.5).
+
+A request that comes back after a replica rejected it (Serve's retry, recognisable by its reset
+future) spends the policy's ``RetryBudget``; once that is exhausted it is shed with
+``Overloaded(reason="retry_budget_exhausted")``. Every decision goes to the decision hook.
+
+Configuration (``RequestRouterConfig.request_router_kwargs``, JSON): ``policy_yaml`` (text; default:
+the built-in policy), ``seed``, ``router`` (keyword config of the pure router: ``safety_margin``,
+``margin_ms``, ``default_service_ms``), ``decision_hook`` (import path, see ``hooks``),
+``ungated_methods`` (method names routed without the policy: Serve's least-queue choice).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections import OrderedDict
+from typing import Any
+
+from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
+
+from agentic_ray.errors import AdmissionError, BudgetExhausted, NoEligibleReplica, Overloaded, PolicyError
+from agentic_ray.policies import Policy, default_policy, parse_policy
+from agentic_ray.policies.types import NodeAttrs
+from agentic_ray.scheduling.breaker import CircuitBreaker
+from agentic_ray.scheduling.registry import create_router
+from agentic_ray.scheduling.retry import RetryBudget
+from agentic_ray.scheduling.types import ReplicaView, Request, Route, Shed, Wait
+from agentic_ray.serve.hooks import DecisionEvent, NoopHook, load_hook, safe_record
+from agentic_ray.serve.meta import META_KWARG, pop_meta, request_meta, to_request
+
+__all__ = ["AgenticRequestRouter", "shed_error"]
+
+_MAX_TRACKED = 100_000
+
+
+def shed_error(shed: Shed) -> AdmissionError:
+    """The typed error a caller gets for a router ``Shed`` decision."""
+    reason = shed.reason
+    detail = f"shed by the agentic router: {reason}"
+    if not math.isnan(shed.predicted_ms):
+        detail += f" (predicted {shed.predicted_ms:.1f} ms)"
+    if reason == "no_eligible_replica":
+        return NoEligibleReplica(detail, reason=reason, rule_ids=shed.rule_ids)
+    if reason in ("deadline_passed", "cannot_meet_deadline"):
+        return BudgetExhausted(detail, reason=reason, rule_ids=shed.rule_ids, retry_after_s=shed.retry_after_s)
+    return Overloaded(detail, reason=reason, rule_ids=shed.rule_ids, retry_after_s=shed.retry_after_s)
+
+
+class _Tracked:
+    __slots__ = ("future_id", "replica_id", "request", "routed_at")
+
+    def __init__(self, request: Request, future_id: int) -> None:
+        self.request = request
+        self.future_id = future_id
+        self.replica_id: str | None = None
+        self.routed_at = 0.0
+
+
+def _replica_key(replica_id: ReplicaID) -> str:
+    return replica_id.unique_id
+
+
+class AgenticRequestRouter(RequestRouter):
+    """Deadline- and placement-aware Serve request router (see the module docstring)."""
+
+    def initialize_state(self, **kwargs: Any) -> None:
+        """Build the policy, the pure router, breaker, retry budget and hook from ``request_router_kwargs``."""
+        text = kwargs.get("policy_yaml")
+        self.policy: Policy = parse_policy(text, source="<deployment policy>") if text else default_policy()
+        self.core = create_router(
+            "agentic", random.Random(int(kwargs.get("seed", 0))), classes=self.policy.classes,
+            **dict(kwargs.get("router") or {}),
+        )  # fmt: skip
+        self.breaker = CircuitBreaker(self.policy.breaker)
+        self.retry_budget = RetryBudget(self.policy.retry)
+        self.hook = load_hook(kwargs.get("decision_hook"))
+        self.ungated_methods = frozenset(kwargs.get("ungated_methods") or ())
+        self._views: dict[str, ReplicaView] = {}
+        self._by_key: dict[str, RunningReplica] = {}
+        self._tracked: OrderedDict[str, _Tracked] = OrderedDict()
+
+    # -- replica facts --------------------------------------------------------------------------------
+    def update_replicas(self, replicas: list[RunningReplica]) -> None:
+        """Refresh the static facts and published stats of every replica (then Serve's own update)."""
+        super().update_replicas(replicas)
+        if not hasattr(self, "_views"):
+            return
+        views: dict[str, ReplicaView] = {}
+        by_key: dict[str, RunningReplica] = {}
+        for r in replicas:
+            key = _replica_key(r.replica_id)
+            md = r.replica_metadata or {}
+            stats = r.routing_stats or {}
+            labels = {str(k): str(v) for k, v in (md.get("labels") or {}).items()}
+            views[key] = ReplicaView(
+                replica_id=key,
+                attrs=NodeAttrs(
+                    node_id=r.node_id or "",
+                    zone=str(md.get("zone") or "default"),
+                    accelerator=str(md.get("accelerator") or "cpu"),
+                    labels=labels,
+                ),
+                slots=int(md.get("slots") or 1),
+                max_ongoing=float(r.max_ongoing_requests),
+                queued_by_priority={int(p): int(n) for p, n in (stats.get("queued_by_priority") or {}).items()},
+                service_ms={str(m): float(v) for m, v in (stats.get("service_ms") or {}).items()},
+                cost=float(md.get("cost") or 1.0),
+            )
+            views[key].ongoing = int(stats.get("executing", 0)) + int(stats.get("queued", 0))
+            by_key[key] = r
+            self.breaker.add(key)
+        for gone in set(self._views) - set(views):
+            self.breaker.remove(gone)
+        self._views, self._by_key = views, by_key
+
+    def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
+        super().on_replica_actor_died(replica_id)
+        self.breaker.record(_replica_key(replica_id), False, None, time.time())
+
+    def on_replica_actor_unavailable(self, replica_id: ReplicaID) -> None:
+        super().on_replica_actor_unavailable(replica_id)
+        self.breaker.record(_replica_key(replica_id), False, None, time.time())
+
+    # -- routing --------------------------------------------------------------------------------------
+    async def choose_replicas(
+        self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
+    ) -> list[list[RunningReplica]]:
+        """One routing attempt: route, wait or shed ``pending_request`` (see the module docstring)."""
+        if pending_request is None or pending_request.future.done():
+            return [candidate_replicas[:1]] if candidate_replicas else []
+        if pending_request.metadata.call_method in self.ungated_methods:
+            return [candidate_replicas]  # control calls: Serve's least-queue choice, no policy
+        now = time.time()
+        internal_id = pending_request.metadata.internal_request_id
+        tracked = self._tracked.get(internal_id)
+        if tracked is None:
+            try:
+                tracked = self._track(pending_request, internal_id, now)
+            except (PolicyError, ValueError) as exc:
+                return self._fail(pending_request, candidate_replicas, exc)
+            self.retry_budget.record_request(now)
+        elif tracked.future_id != id(pending_request.future):
+            # Serve re-routes a request a replica rejected: a retry, paid from the retry budget.
+            tracked.future_id = id(pending_request.future)
+            request = tracked.request
+            if not self.retry_budget.try_acquire(1, request.remaining_ms(now), 0.0, now):
+                shed = Shed("retry_budget_exhausted", 1.0, request.rule_ids)
+                return self._shed(pending_request, candidate_replicas, request, shed, now, None)
+        request = tracked.request
+        views = self._candidate_views(candidate_replicas, now)
+        started = time.perf_counter()
+        decision = self.core.choose(request, views, now)
+        decision_us = (time.perf_counter() - started) * 1e6
+        if isinstance(decision, Route):
+            replica = self._by_key.get(decision.replica_id)
+            self._event("route", request, decision.reason, now, decision.replica_id,
+                        decision.predicted_ms, decision_us)  # fmt: skip
+            return [[replica]] if replica is not None else []
+        if isinstance(decision, Wait):
+            pending_request.routing_context.should_backoff = True
+            self._event("wait", request, decision.reason, now, None, None, decision_us)
+            return []
+        return self._shed(pending_request, candidate_replicas, request, decision, now, decision_us)
+
+    def _track(self, pending_request: PendingRequest, internal_id: str, now: float) -> _Tracked:
+        kwargs = pending_request.kwargs
+        meta = pop_meta(kwargs)
+        classification = self.policy.classify(request_meta(meta), now)
+        deadline = meta.get("deadline")
+        request = to_request(classification, internal_id, now, deadline, meta.get("model"))
+        meta["deadline"] = request.deadline
+        meta["qos"] = request.qos
+        kwargs[META_KWARG] = meta
+        tracked = _Tracked(request, id(pending_request.future))
+        self._tracked[internal_id] = tracked
+        if len(self._tracked) > _MAX_TRACKED:
+            self._tracked.popitem(last=False)
+        return tracked
+
+    def _candidate_views(self, candidates: list[RunningReplica], now: float) -> list[ReplicaView]:
+        cache = self.replica_queue_len_cache
+        views: list[ReplicaView] = []
+        for r in candidates:
+            key = _replica_key(r.replica_id)
+            view = self._views.get(key)
+            if view is None:
+                continue
+            cached = cache.get(r.replica_id)
+            if cached is not None:
+                view.ongoing = cached
+            view.healthy = self.breaker.available(key, now)
+            views.append(view)
+        return views
+
+    def _shed(self, pending_request, candidates, request: Request, shed: Shed, now: float, decision_us) -> list:
+        self._event("shed", request, shed.reason, now, None, shed.predicted_ms, decision_us)
+        self._tracked.pop(pending_request.metadata.internal_request_id, None)
+        return self._fail(pending_request, candidates, shed_error(shed))
+
+    def _fail(self, pending_request: PendingRequest, candidates: list[RunningReplica], error: Exception) -> list:
+        if not pending_request.future.done():
+            pending_request.future.set_exception(error)
+        self._remove_pending_request_from_indices(pending_request)
+        # One candidate, so Serve's loop yields, sees the finished future and stops routing it.
+        return [candidates[:1]] if candidates else []
+
+    def _event(self, outcome, request: Request, reason, now, replica_id, predicted_ms, decision_us) -> None:
+        if isinstance(self.hook, NoopHook):
+            return
+        pm = None if predicted_ms is None or math.isnan(predicted_ms) else predicted_ms
+        safe_record(
+            self.hook,
+            DecisionEvent("router", outcome, str(request.id), request.qos, reason, replica_id, pm,
+                          request.remaining_ms(now), request.rule_ids, self.policy.version, decision_us, now),
+        )  # fmt: skip
+
+    # -- feedback -------------------------------------------------------------------------------------
+    def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
+        """The replica accepted the request: count it pending there and watch its result."""
+        internal_id = pending_request.metadata.internal_request_id
+        tracked = self._tracked.get(internal_id)
+        if tracked is None:
+            return
+        now = time.time()
+        key = _replica_key(replica_id)
+        tracked.replica_id = key
+        tracked.routed_at = now
+        self.core.on_dispatch(tracked.request, key, now)
+        self.breaker.on_dispatch(key, now)
+        loop = self._event_loop
+        with contextlib.suppress(Exception):  # a result type without callbacks: no breaker feed
+            result.add_done_callback(lambda value: loop.call_soon_threadsafe(self._on_result, key, value, now))
+
+    def _on_result(self, key: str, value: Any, routed_at: float) -> None:
+        failed = isinstance(value, BaseException) and not isinstance(value, AdmissionError)
+        self.breaker.record(key, not failed, (time.time() - routed_at) * 1000.0, time.time())
+
+    def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
+        """The request finished (any outcome): it is no longer pending at its replica."""
+        tracked = self._tracked.pop(internal_request_id, None)
+        if tracked is None or tracked.replica_id is None:
+            return
+        now = time.time()
+        latency_ms = (now - tracked.routed_at) * 1000.0
+        self.core.observe(tracked.request, tracked.replica_id, math.nan, latency_ms, True, now)

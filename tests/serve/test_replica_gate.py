@@ -1,0 +1,140 @@
+"""The replica admission gate on real Serve: priority order, typed rejection, expiry before start."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
+
+POLICY = """
+apiVersion: agentic-ray/v1
+kind: Policy
+metadata: {name: gate-test}
+default_class: standard
+classes:
+  critical: {priority: 0, budget_ms: 100, shedding: never}
+  standard: {priority: 1, budget_ms: 500, shedding: when_overloaded}
+  sheddable: {priority: 2, budget_ms: 2000, shedding: first}
+admission:
+  classes:
+    sheddable: {queue_bound: 6}
+"""
+
+
+@pytest.fixture(scope="module")
+def worker(ray_cluster, tmp_path_factory):
+    from ray import serve
+
+    import agentic_ray.serve as ars
+
+    path = tmp_path_factory.mktemp("policy") / "policy.yaml"
+    path.write_text(POLICY)
+
+    @ars.deployment(policy=str(path), slots=1, num_replicas=1, ray_actor_options={"num_cpus": 0})
+    class Worker:
+        def __init__(self) -> None:
+            self.started: list[str] = []
+
+        async def work(self, tag: str, secs: float) -> str:
+            import asyncio
+
+            self.started.append(tag)
+            await asyncio.sleep(secs)
+            return tag
+
+        @ars.ungated
+        def log(self) -> list[str]:
+            return list(self.started)
+
+        @ars.ungated
+        def gate(self) -> dict:
+            return self._agentic_admission.routing_stats()
+
+    serve.start(proxy_location="Disabled")
+    handle = serve.run(Worker.bind(), name="gate-test", route_prefix=None)
+    try:
+        yield handle
+    finally:
+        serve.delete("gate-test")
+
+
+def _wait_queued(handle, n: int, timeout_s: float = 30.0) -> None:
+    end = time.time() + timeout_s
+    while time.time() < end:
+        if handle.gate.remote().result(timeout_s=10)["queued"] >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"gate never held {n} queued requests")
+
+
+def _wait_idle(handle, timeout_s: float = 30.0) -> None:
+    end = time.time() + timeout_s
+    while time.time() < end:
+        stats = handle.gate.remote().result(timeout_s=10)
+        if stats["queued"] == 0 and stats["executing"] == 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError("worker never became idle")
+
+
+def test_critical_starts_before_queued_sheddable(worker):
+    work = worker.work
+    blocker = work.remote("blocker", 1.0, qos="critical", budget_ms=60_000)
+    _wait_started(worker, "blocker")
+    sheddable = [work.remote(f"s{i}", 0.05, qos="sheddable", budget_ms=60_000) for i in range(5)]
+    _wait_queued(worker, 5)
+    critical = work.remote("crit", 0.05, qos="critical", budget_ms=60_000)
+    assert critical.result(timeout_s=60) == "crit"
+    assert blocker.result(timeout_s=60) == "blocker"
+    assert [r.result(timeout_s=60) for r in sheddable] == [f"s{i}" for i in range(5)]
+    log = worker.log.remote().result(timeout_s=10)
+    assert log.index("crit") < min(log.index(f"s{i}") for i in range(5))
+    assert log.index("blocker") < log.index("crit")
+    _wait_idle(worker)
+
+
+def test_full_gate_rejects_with_typed_error_and_never_runs(worker):
+    from agentic_ray.errors import AdmissionError, Overloaded
+
+    work = worker.work
+    blocker = work.remote("blocker2", 1.0, qos="critical", budget_ms=60_000)
+    _wait_started(worker, "blocker2")
+    queued = [work.remote(f"q{i}", 0.01, qos="sheddable", budget_ms=60_000) for i in range(6)]
+    _wait_queued(worker, 6)
+    extra = work.remote("overflow", 0.01, qos="sheddable", budget_ms=60_000)
+    with pytest.raises(Overloaded) as info:
+        extra.result(timeout_s=60)
+    assert isinstance(info.value, AdmissionError)
+    assert info.value.reason in ("queue_full", "over_shed_threshold")
+    blocker.result(timeout_s=60)
+    for r in queued:
+        r.result(timeout_s=60)
+    assert "overflow" not in worker.log.remote().result(timeout_s=10)
+    _wait_idle(worker)
+
+
+def test_expired_request_is_never_started(worker):
+    from agentic_ray.errors import BudgetExhausted
+
+    work = worker.work
+    blocker = work.remote("blocker3", 1.5, qos="critical", budget_ms=60_000)
+    _wait_started(worker, "blocker3")
+    late = work.remote("late", 0.01, qos="critical", budget_ms=300)
+    with pytest.raises(BudgetExhausted) as info:
+        late.result(timeout_s=60)
+    assert info.value.reason == "deadline_passed_in_queue"
+    blocker.result(timeout_s=60)
+    time.sleep(0.2)
+    assert "late" not in worker.log.remote().result(timeout_s=10)
+    _wait_idle(worker)
+
+
+def _wait_started(handle, tag: str, timeout_s: float = 30.0) -> None:
+    end = time.time() + timeout_s
+    while time.time() < end:
+        if tag in handle.log.remote().result(timeout_s=10):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{tag} never started")
