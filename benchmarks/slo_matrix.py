@@ -1,0 +1,404 @@
+"""SLO matrix: every benchmark scenario with every registered router, on the same seeded workload.
+
+For each scenario in ``benchmarks/scenarios/`` (steady, surge, straggler, failure, heterogeneous, hol,
+tenant_skew, large64) the simulator builds one seeded workload (arrivals, classes, models, tenants and
+per-replica-group service demands) and runs each router on it; figures per class: SLO attainment
+(completed within budget / all requests; shed and failed are misses), p50/p99/p99.9 latency, goodput
+(completed within budget per measured second), shed and failed counts, placement violations, router
+decision time (``time.perf_counter_ns`` around each ``choose``; includes the timer's own overhead) and
+the simulator's speed (requests simulated per second of wall time, timer overhead included).
+
+A load sweep runs ``steady`` at 0.5x to 1.5x of its nominal capacity (sum over replicas of
+slots / mean service time) and records SLO attainment against offered load.
+
+Floors reported (not asserted): in ``surge`` and ``heterogeneous``, ``agentic``'s critical SLO attainment
+>= 99.9 %, its goodput >= 95 % of ``oracle``'s (``oracle`` with ``drop_late``: a central EDF queue with
+clairvoyant service times that sheds what cannot finish in time), >= 95 % of its shed requests from the
+``sheddable`` class; router decision p99 <= 50 us with 64 replicas (``large64``); the simulator runs
+>= 20,000 requests per wall second with ``agentic``. ``pow2`` (Ray Serve's default) is reported beside
+every figure.
+
+Writes ``benchmarks/results/slo_matrix.json``, ``slo_matrix.md`` and, when matplotlib is importable,
+``slo_matrix_cdf_<scenario>.png`` (latency CDF per class) and ``slo_matrix_load_sweep.png``.
+
+Usage: ``python benchmarks/slo_matrix.py [--quick] [--scenarios a,b] [--routers a,b] [--out DIR]
+[--no-plots]``. ``--quick`` compresses every scenario's time axis 6x (durations, warm-up, faults and
+burst periods) and sweeps three load levels; the smoke test uses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform as host_platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agentic_ray.scheduling.registry import router_names
+from agentic_ray.sim import Scenario, load_scenario, scale_load, simulate_runs
+from agentic_ray.sim.scenario import MmppSpec, PoissonSpec, RampSpec
+
+HERE = Path(__file__).resolve().parent
+SCENARIO_DIR = HERE / "scenarios"
+RESULTS_DIR = HERE / "results"
+SCENARIOS = ("steady", "surge", "straggler", "failure", "heterogeneous", "hol", "tenant_skew", "large64")
+FLOOR_SCENARIOS = ("surge", "heterogeneous")
+SWEEP_SCENARIO = "steady"
+SWEEP_LEVELS = (0.5, 0.75, 1.0, 1.25, 1.5)
+QUICK_SWEEP_LEVELS = (0.5, 1.0, 1.5)
+QUICK_TIME_FACTOR = 1 / 6
+CDF_POINTS = 400
+
+
+def capacity_rps(sc: Scenario) -> float:
+    """Nominal capacity: sum over replicas of slots / mean service time (model mix weighted)."""
+    models = sc.workload.models
+    total_w = sum(models.values())
+    cap = 0.0
+    for g in sc.replicas:
+        dists = {m: spec.build() for m, spec in g.service.items()}
+        mean_ms = sum(w * (dists.get(m) or dists["default"]).mean for m, w in models.items()) / total_w
+        cap += g.count * g.slots * 1000.0 / mean_ms
+    return cap
+
+
+def offered_rps(sc: Scenario) -> float:
+    """Long-run mean arrival rate of the scenario (traces: not computed, ``nan``)."""
+    a = sc.workload.arrivals
+    if isinstance(a, PoissonSpec):
+        return a.rate_rps
+    if isinstance(a, MmppSpec):
+        return (a.base_rps * (a.burst_every_s - a.burst_for_s) + a.burst_rps * a.burst_for_s) / a.burst_every_s
+    if isinstance(a, RampSpec):
+        return (a.from_rps + a.to_rps) / 2
+    return float("nan")
+
+
+def compress_time(sc: Scenario, factor: float) -> Scenario:
+    """``sc`` with its time axis scaled by ``factor``: duration, warm-up, faults and MMPP periods."""
+    groups = []
+    for g in sc.replicas:
+        faults = [
+            f.model_copy(update={"at_s": f.at_s * factor, "for_s": None if f.for_s is None else f.for_s * factor})
+            for f in g.faults
+        ]
+        groups.append(g.model_copy(update={"faults": faults}))
+    a = sc.workload.arrivals
+    if isinstance(a, MmppSpec):
+        a = a.model_copy(update={"burst_every_s": a.burst_every_s * factor, "burst_for_s": a.burst_for_s * factor})
+    workload = sc.workload.model_copy(update={"arrivals": a})
+    return sc.model_copy(
+        update={
+            "duration_s": sc.duration_s * factor,
+            "warmup_s": sc.warmup_s * factor,
+            "replicas": groups,
+            "workload": workload,
+        }
+    )
+
+
+def _cdf(latencies: list[float]) -> list[list[float]]:
+    """Up to ``CDF_POINTS`` (latency_ms, fraction) points of the empirical CDF."""
+    xs = sorted(latencies)
+    n = len(xs)
+    if n == 0:
+        return []
+    step = max(1, n // CDF_POINTS)
+    pts = [[round(xs[i], 3), round((i + 1) / n, 5)] for i in range(0, n, step)]
+    if pts[-1][1] != 1.0:
+        pts.append([round(xs[-1], 3), 1.0])
+    return pts
+
+
+def _shed_from(res: dict[str, Any], cls: str) -> float | None:
+    total = res["overall"]["shed"]
+    return None if total == 0 else res["classes"].get(cls, {}).get("shed", 0) / total
+
+
+def run_scenario(sc: Scenario, routers: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run ``routers`` on ``sc``; returns the JSON figures and the latency CDF points per router/class."""
+    wall0 = time.perf_counter()
+    runs = simulate_runs(sc, routers, timer=time.perf_counter_ns)
+    results = {name: r.to_json() for name, r in runs.items()}
+    cdfs = {name: {c: _cdf(s.latencies_ms) for c, s in r.classes.items()} for name, r in runs.items()}
+    doc = {
+        "scenario": sc.name,
+        "seed": sc.seed,
+        "duration_s": sc.duration_s,
+        "replicas": sc.replica_count,
+        "capacity_rps": round(capacity_rps(sc), 1),
+        "offered_rps": round(offered_rps(sc), 1),
+        "wall_s": round(time.perf_counter() - wall0, 2),
+        "results": results,
+    }
+    return doc, cdfs
+
+
+def sweep(sc: Scenario, routers: Sequence[str], levels: Sequence[float]) -> list[dict[str, Any]]:
+    """SLO attainment of each router with ``sc``'s load scaled to ``level`` x capacity."""
+    cap, offered = capacity_rps(sc), offered_rps(sc)
+    out = []
+    for level in levels:
+        scaled = scale_load(sc, level * cap / offered)
+        runs = simulate_runs(scaled, routers)
+        row: dict[str, Any] = {"load": level, "offered_rps": round(level * cap, 1), "routers": {}}
+        for name, r in runs.items():
+            j = r.to_json()
+            row["routers"][name] = {
+                "slo_attainment": j["overall"]["slo_attainment"],
+                "classes": {c: v["slo_attainment"] for c, v in j["classes"].items()},
+                "goodput_rps": j["goodput_rps"],
+            }
+        out.append(row)
+    return out
+
+
+def floors(docs: dict[str, Any]) -> dict[str, Any]:
+    """The reported floors (see the module docstring), for ``agentic`` and ``pow2`` side by side."""
+    out: dict[str, Any] = {}
+    for name in FLOOR_SCENARIOS:
+        doc = docs.get(name)
+        if doc is None:
+            continue
+        res = doc["results"]
+        oracle_goodput = res.get("oracle", {}).get("goodput_rps")
+        entry = {}
+        for router in ("agentic", "pow2"):
+            if router not in res:
+                continue
+            r = res[router]
+            crit = r["classes"].get("critical", {}).get("slo_attainment")
+            ratio = None if not oracle_goodput else round(r["goodput_rps"] / oracle_goodput, 4)
+            shed_frac = _shed_from(r, "sheddable")
+            entry[router] = {
+                "critical_slo_attainment": crit,
+                "critical_slo_ok": crit is not None and crit >= 0.999,
+                "goodput_vs_oracle": ratio,
+                "goodput_ok": ratio is not None and ratio >= 0.95,
+                "shed_total": r["overall"]["shed"],
+                "shed_from_sheddable": None if shed_frac is None else round(shed_frac, 4),
+                "shed_ok": shed_frac is None or shed_frac >= 0.95,
+            }
+        out[name] = entry
+    big = docs.get("large64")
+    if big is not None:
+        out["decision_us_p99_64_replicas"] = {
+            r: {"p99_us": big["results"][r]["decision_us_p99"], "ok": big["results"][r]["decision_us_p99"] <= 50}
+            for r in ("agentic", "pow2")
+            if r in big["results"]
+        }
+    speed = {}
+    for router in ("agentic", "pow2"):
+        vals = [d["results"][router]["sim_requests_per_s"] for d in docs.values() if router in d["results"]]
+        if vals:
+            speed[router] = {"min_requests_per_s": min(vals), "ok": min(vals) >= 20_000}
+    out["sim_speed"] = speed
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def _num(x: float | None, spec: str = ".1f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The Markdown tables of ``report``."""
+    lines = [
+        "# SLO matrix",
+        "",
+        f"Generated by `benchmarks/slo_matrix.py{' --quick' if report['quick'] else ''}`"
+        f" on {report['host']}. Same seeded workload for every router of a scenario. SLO columns:",
+        "completed within budget / all requests (%). Shed: total, and the share from `sheddable`.",
+        "",
+    ]
+    for name, doc in report["scenarios"].items():
+        lines += [
+            f"## {name}",
+            "",
+            f"{doc['replicas']} replicas, capacity {doc['capacity_rps']} rps, offered {doc['offered_rps']} rps,"
+            f" {doc['duration_s']} s, seed {doc['seed']}.",
+            "",
+            "| router | critical SLO | standard SLO | sheddable SLO | all SLO | goodput rps | critical p99 ms |"
+            " all p99 ms | shed (sheddable %) | failed | violations | decision p99 us | sim req/s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for router, r in doc["results"].items():
+            cls = r["classes"]
+            shed_frac = _shed_from(r, "sheddable")
+            lines.append(
+                f"| {router} | {_pct(cls.get('critical', {}).get('slo_attainment'))} "
+                f"| {_pct(cls.get('standard', {}).get('slo_attainment'))} "
+                f"| {_pct(cls.get('sheddable', {}).get('slo_attainment'))} "
+                f"| {_pct(r['overall']['slo_attainment'])} | {_num(r['goodput_rps'])} "
+                f"| {_num(cls.get('critical', {}).get('p99_ms'))} | {_num(r['overall']['p99_ms'])} "
+                f"| {r['overall']['shed']} ({_pct(shed_frac)}) | {r['overall']['failed']} | {r['violations']} "
+                f"| {_num(r['decision_us_p99'], '.2f')} | {_num(r.get('sim_requests_per_s'), '.0f')} |"
+            )
+        if any("tenants" in r for r in doc["results"].values()):
+            lines += ["", "Per tenant SLO attainment (%):", ""]
+            tenants = sorted(next(r["tenants"] for r in doc["results"].values() if "tenants" in r))
+            lines += ["| router | " + " | ".join(tenants) + " |", "|---|" + "---|" * len(tenants)]
+            for router, r in doc["results"].items():
+                t = r.get("tenants", {})
+                lines.append(
+                    f"| {router} | " + " | ".join(_pct(t.get(x, {}).get("slo_attainment")) for x in tenants) + " |"
+                )
+        lines.append("")
+    if report["sweep"]:
+        routers = list(report["sweep"][0]["routers"])
+        lines += [
+            f"## Load sweep ({SWEEP_SCENARIO}): overall / critical SLO attainment (%)",
+            "",
+            "| load x capacity | offered rps | " + " | ".join(routers) + " |",
+            "|---|---|" + "---|" * len(routers),
+        ]
+        for row in report["sweep"]:
+            cells = [
+                f"{_pct(row['routers'][r]['slo_attainment'])} / {_pct(row['routers'][r]['classes'].get('critical'))}"
+                for r in routers
+            ]
+            lines.append(f"| {row['load']} | {row['offered_rps']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    fl = report["floors"]
+    lines += [
+        "## Floors (reported, not asserted)",
+        "",
+        "| scenario | router | critical SLO >= 99.9 % | goodput >= 95 % of oracle | >= 95 % of shed from sheddable |",
+        "|---|---|---|---|---|",
+    ]
+    for name in FLOOR_SCENARIOS:
+        for router, e in fl.get(name, {}).items():
+            crit_ok = "ok" if e["critical_slo_ok"] else "MISS"
+            lines.append(
+                f"| {name} | {router} | {_pct(e['critical_slo_attainment'])} {crit_ok} "
+                f"| {_pct(e['goodput_vs_oracle'])} {'ok' if e['goodput_ok'] else 'MISS'} "
+                f"| {_pct(e['shed_from_sheddable'])} of {e['shed_total']} {'ok' if e['shed_ok'] else 'MISS'} |"
+            )
+    lines.append("")
+    for router, e in fl.get("decision_us_p99_64_replicas", {}).items():
+        lines.append(
+            f"- decision p99 with 64 replicas, {router}: {_num(e['p99_us'], '.2f')} us "
+            f"({'ok' if e['ok'] else 'MISS'}, floor 50 us)"
+        )
+    for router, e in fl.get("sim_speed", {}).items():
+        lines.append(
+            f"- simulator speed with {router}: >= {e['min_requests_per_s']:.0f} requests per wall second "
+            f"in every scenario ({'ok' if e['ok'] else 'MISS'}, floor 20,000)"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plots(report: dict[str, Any], cdfs: dict[str, Any], out_dir: Path) -> list[str]:
+    """Latency CDF per class per scenario, and SLO attainment against offered load; [] without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    written = []
+    for scenario, per_router in cdfs.items():
+        classes = sorted({c for r in per_router.values() for c in r})
+        fig, axes = plt.subplots(1, len(classes), figsize=(5 * len(classes), 4), squeeze=False)
+        budgets = report["scenarios"][scenario].get("budgets_ms", {})
+        for ax, cls in zip(axes[0], classes, strict=True):
+            for router, by_class in per_router.items():
+                pts = by_class.get(cls) or []
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], label=router)
+            if cls in budgets:
+                ax.axvline(budgets[cls], color="grey", linestyle="--", linewidth=1)
+            ax.set_xscale("log")
+            ax.set_title(f"{scenario}: {cls}")
+            ax.set_xlabel("latency (ms), completed requests")
+            ax.set_ylabel("fraction")
+            ax.grid(True, alpha=0.3)
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / f"slo_matrix_cdf_{scenario}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path.name)
+    if report["sweep"]:
+        rows = report["sweep"]
+        routers = list(rows[0]["routers"])
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for router in routers:
+            xs = [r["load"] for r in rows]
+            axes[0].plot(xs, [r["routers"][router]["classes"].get("critical") for r in rows], marker="o", label=router)
+            axes[1].plot(xs, [r["routers"][router]["slo_attainment"] for r in rows], marker="o", label=router)
+        for ax, title in zip(axes, ("critical", "all classes"), strict=True):
+            ax.set_title(f"{SWEEP_SCENARIO}: SLO attainment, {title}")
+            ax.set_xlabel("offered load / capacity")
+            ax.set_ylabel("SLO attainment")
+            ax.grid(True, alpha=0.3)
+        axes[0].legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / "slo_matrix_load_sweep.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path.name)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="compress time 6x and sweep three load levels")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated scenario names")
+    parser.add_argument("--routers", default=None, help="comma-separated routers (default: all registered)")
+    parser.add_argument("--out", default=str(RESULTS_DIR), help="output folder")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the load sweep")
+    args = parser.parse_args(argv)
+    routers = args.routers.split(",") if args.routers else router_names()
+    names = [s for s in args.scenarios.split(",") if s]
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    factor = QUICK_TIME_FACTOR if args.quick else 1.0
+    t0 = time.perf_counter()
+    docs: dict[str, Any] = {}
+    cdfs: dict[str, Any] = {}
+    for name in names:
+        sc = load_scenario(SCENARIO_DIR / f"{name}.yaml")
+        if factor != 1.0:
+            sc = compress_time(sc, factor)
+        doc, cdf = run_scenario(sc, routers)
+        doc["budgets_ms"] = {n: c.budget_ms for n, c in (sc.classes or {}).items()}
+        docs[name], cdfs[name] = doc, cdf
+        print(f"{name}: {doc['wall_s']} s", file=sys.stderr)
+    rows: list[dict[str, Any]] = []
+    if not args.no_sweep and SWEEP_SCENARIO in names:
+        sc = load_scenario(SCENARIO_DIR / f"{SWEEP_SCENARIO}.yaml")
+        sc = compress_time(sc, factor * 0.5)
+        rows = sweep(sc, routers, QUICK_SWEEP_LEVELS if args.quick else SWEEP_LEVELS)
+        print("sweep done", file=sys.stderr)
+    report = {
+        "benchmark": "slo_matrix",
+        "quick": args.quick,
+        "host": f"{host_platform.node()} / Python {host_platform.python_version()} / {host_platform.machine()}",
+        "routers": list(routers),
+        "scenarios": docs,
+        "sweep": rows,
+        "floors": {},
+        "wall_s": 0.0,
+    }
+    report["floors"] = floors(docs)
+    report["plots"] = [] if args.no_plots else plots(report, cdfs, out_dir)
+    report["wall_s"] = round(time.perf_counter() - t0, 1)
+    (out_dir / "slo_matrix.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+    md = markdown(report)
+    (out_dir / "slo_matrix.md").write_text(md)
+    print(md)
+    print(f"total wall time {report['wall_s']} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
