@@ -165,10 +165,12 @@ def fallback_placement(
         # zone, so every node of an allowed zone keeps the data where the policy wants it.
         zone_key = ZONE_LABEL if all(ZONE_LABEL in n.attrs.labels for n in allowed) else RAY_ZONE_LABEL
         selector[zone_key] = _one_of(sorted({n.attrs.zone for n in allowed}))
-        kinds = sorted({n.attrs.accelerator for n in allowed})
+        zones = {n.attrs.zone for n in allowed}
+        leaks = [n for n in known_nodes if n.attrs.zone in zones and n not in allowed]
         labelled = all("accelerator" in n.attrs.labels for n in known_nodes)
-        if labelled and accelerator is None and len(kinds) < len({n.attrs.accelerator for n in known_nodes}):
-            selector["accelerator"] = _one_of(kinds)
+        if leaks and labelled and accelerator is None:
+            # The zone alone would admit refused nodes (an accelerator rule): narrow by kind too.
+            selector["accelerator"] = _one_of(sorted({n.attrs.accelerator for n in allowed}))
     if accelerator is not None and all("accelerator" in n.attrs.labels for n in known_nodes):
         selector["accelerator"] = accelerator
     return Placement(node_id=None, label_selector=selector or None, rule_ids=rule_ids, reason="fallback")

@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parents[2]
 FRAUD_POLICY = REPO / "examples" / "policies" / "fraud.yaml"
 
 
-def test_config():
+def short_config():
     """Short windows so drift alerts rise and clear within seconds."""
     from agentic_ray.actors.common import ControlPlaneConfig
 

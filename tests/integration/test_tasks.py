@@ -7,7 +7,7 @@ import time
 import pytest
 import ray
 
-from tests.integration._control_plane import FRAUD_POLICY, test_config
+from tests.integration._control_plane import FRAUD_POLICY, short_config
 
 pytestmark = pytest.mark.ray
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.ray
 def agentic(ray_cluster):
     from agentic_ray import sdk
 
-    sdk.init(policy=str(FRAUD_POLICY), config=test_config(), wait_s=60)
+    sdk.init(policy=str(FRAUD_POLICY), config=short_config(), wait_s=60)
     yield sdk
     sdk.shutdown(stop_control_plane=True)
 

@@ -1,0 +1,67 @@
+"""Names, config, leases and the NodeAgent's logic in-process; the pure modules stay free of Ray."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from agentic_ray.actors.common import ControlPlaneConfig, agent_name, zone_name
+from agentic_ray.actors.leases import static_caps
+from agentic_ray.policies import load_policy
+
+
+def test_names():
+    assert agent_name("a" * 56) == "agentic-agent-" + "a" * 12
+    assert zone_name("eu-west") == "agentic-zone-eu-west"
+    assert zone_name("us east/1") == "agentic-zone-us_east_1"
+
+
+def test_config_round_trip_and_validation():
+    cfg = ControlPlaneConfig(report_interval_s=0.25, burn_windows=[[4, 1, 2]])
+    assert ControlPlaneConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.drift_config().windows[0].long_s == 4
+    assert ControlPlaneConfig().report_interval_s == 0.5
+    with pytest.raises(ValueError, match="report_interval_s"):
+        ControlPlaneConfig(report_interval_s=0)
+
+
+def test_static_caps_scale_with_cpus():
+    policy = load_policy("examples/policies/fraud.yaml")
+    caps = static_caps(policy, {"a": {"resources": {"CPU": 2.0}}, "b": {"resources": {}}})
+    assert caps["a"] == {"critical": 128, "standard": 256, "sheddable": 512}
+    assert caps["b"]["critical"] == 64
+
+
+def test_pure_modules_do_not_import_ray():
+    code = (
+        "import sys\n"
+        "import agentic_ray.actors.drift, agentic_ray.actors.summary, agentic_ray.actors.placement\n"
+        "import agentic_ray.actors.probe, agentic_ray.actors.leases, agentic_ray.testing.nvml\n"
+        "import agentic_ray, agentic_ray.policies\n"
+        "assert 'ray' not in sys.modules, 'ray imported'\n"
+        "assert 'asyncio' not in sys.modules or True\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_node_agent_logic_in_process():
+    from agentic_ray.actors.node_agent import NodeAgentImpl
+    from agentic_ray.testing.nvml import FakeGpu, FakeNvml
+
+    agent = NodeAgentImpl("n" * 56, {"zone": "eu-west"}, nvml=FakeNvml([FakeGpu(util_pct=40)]))
+    assert agent.snapshot()["accelerator"]["gpus"][0]["util_pct"] == 40.0
+    agent.set_lease({"critical": 2}, granted_at=0.0, lease_s=3.0, revision=7)
+    agent.record_batch([("start", "critical"), ("start", "critical")])
+    assert not agent.admit("critical") and agent.closed_classes() == ["critical"]
+    assert agent.admit("standard")
+    agent.record_batch([("end", "critical", "fraud", 12.0, 30.0, True, True),
+                        ("refused", "critical", "fraud", 200.0)])  # fmt: skip
+    assert agent.admit("critical")
+    report = agent.take_report()
+    s = report["summaries"]["critical|fraud"]
+    assert (s["count"], s["missed"]) == (2, 1)
+    assert report["snapshot"]["service_ms"]["critical|fraud"] == 12.0
+    assert agent.take_report()["summaries"] == {}
+    assert agent.stats()["totals"] == {"started": 2, "finished": 1, "errors": 0, "missed": 0, "refused": 1}
