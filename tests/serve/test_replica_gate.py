@@ -58,6 +58,7 @@ def worker(ray_cluster, tmp_path_factory):
         yield handle
     finally:
         serve.delete("gate-test")
+        serve.shutdown()
 
 
 def _wait_queued(handle, n: int, timeout_s: float = 30.0) -> None:

@@ -1,0 +1,111 @@
+"""HTTP ingress: headers become request metadata; admission errors become HTTP statuses.
+
+``ingress_app(model_app, policy=...)`` binds an ``AgenticIngress`` in front of an agentic deployment::
+
+    app = ingress_app(Model.bind(), policy="policy.yaml")
+    serve.run(app, route_prefix="/")
+    # curl -H 'x-qos: critical' -H 'x-budget-ms: 80' -d '{"prompt": "hi"}' http://127.0.0.1:8000/
+
+Per request the ingress reads ``x-qos``, ``x-budget-ms``, ``x-tenant``, ``x-data-class``, ``x-workflow``,
+classifies them with the policy (so an unknown class or tenant is refused before any work), fixes the
+absolute deadline (``time.time() + budget``) and calls the model's handle with the JSON body as its one
+argument and the metadata as ``_agentic``. The model's router (running in this ingress replica) and
+the replicas' gates do the rest.
+
+Status codes (``http_error``):
+
+- 400 ``{"error": "bad_header", "header": ..., "detail": ...}``: a bad header value, an unknown class,
+  tenant or workflow; 400 ``{"error": "bad_body"}`` for a body that is not JSON;
+- 429 + ``Retry-After``: ``Overloaded`` (queue full, shed above threshold, retry budget spent);
+- 503 + ``Retry-After``: ``BudgetExhausted`` that cannot meet its budget (retry later);
+  503 without it: ``NoEligibleReplica`` (no replica satisfies the placement rules; retrying won't help);
+- 504: the deadline passed (while queued at the replica or at the router).
+
+``Retry-After`` is whole seconds, rounded up, at least 1 (RFC 9110 section 10.2.3).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+from ray import serve
+from starlette.requests import Request as HttpRequest
+from starlette.responses import JSONResponse
+
+from agentic_ray.errors import AdmissionError, BudgetExhausted, NoEligibleReplica, Overloaded, PolicyError
+from agentic_ray.policies import Policy, default_policy, load_policy, parse_policy
+from agentic_ray.serve.meta import META_KWARG, HeaderError, meta_from_headers, request_meta
+
+__all__ = ["AgenticIngress", "http_error", "ingress_app"]
+
+_DEADLINE_REASONS = ("deadline_passed", "deadline_passed_in_queue")
+
+
+def http_error(error: AdmissionError) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """``(status, headers, json body)`` for an admission error (see the module docstring)."""
+    body = {"error": error.reason, "detail": str(error), "rule_ids": list(error.rule_ids)}
+    headers: dict[str, str] = {}
+    retry = error.retry_after_s
+    if isinstance(error, BudgetExhausted) and error.reason in _DEADLINE_REASONS:
+        return 504, headers, body
+    if isinstance(error, NoEligibleReplica):
+        return 503, headers, body
+    headers["Retry-After"] = str(max(1, math.ceil(retry if retry is not None else 1.0)))
+    if isinstance(error, Overloaded):
+        return 429, headers, body
+    return 503, headers, body
+
+
+def _policy_error_header(error: PolicyError) -> str:
+    text = str(error).lower()
+    for word, header in (("tenant", "x-tenant"), ("workflow", "x-workflow"), ("stage", "x-workflow")):
+        if word in text:
+            return header
+    return "x-qos"
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+class AgenticIngress:
+    """The HTTP front of an agentic deployment (see the module docstring)."""
+
+    def __init__(self, model: Any, policy_yaml: str | None = None, method_name: str = "__call__") -> None:
+        self.policy: Policy = parse_policy(policy_yaml, source="<ingress policy>") if policy_yaml else default_policy()
+        self.model = model.options(method_name=method_name)
+
+    async def __call__(self, request: HttpRequest) -> JSONResponse:
+        try:
+            meta = meta_from_headers(request.headers)
+        except HeaderError as exc:
+            return JSONResponse({"error": "bad_header", "header": exc.header, "detail": exc.reason}, status_code=400)
+        now = time.time()
+        try:
+            classification = self.policy.classify(request_meta(meta), now)
+        except PolicyError as exc:
+            header = _policy_error_header(exc)
+            return JSONResponse({"error": "bad_header", "header": header, "detail": str(exc)}, status_code=400)
+        meta["deadline"] = classification.deadline
+        raw = await request.body()
+        try:
+            payload = json.loads(raw) if raw else None
+        except ValueError as exc:
+            return JSONResponse({"error": "bad_body", "detail": f"body is not JSON: {exc}"}, status_code=400)
+        try:
+            result = await self.model.remote(payload, **{META_KWARG: meta})
+        except AdmissionError as exc:
+            status, headers, body = http_error(exc)
+            return JSONResponse(body, status_code=status, headers=headers)
+        return JSONResponse({"result": result, "qos": classification.qos.name})
+
+
+def ingress_app(model_app: Any, policy: Policy | str | None = None, method_name: str = "__call__") -> Any:
+    """Bind an ``AgenticIngress`` in front of ``model_app`` (a bound agentic deployment)."""
+    if policy is None:
+        text = None
+    elif isinstance(policy, Policy):
+        text = policy.to_yaml()
+    else:
+        text = load_policy(policy).to_yaml()
+    return AgenticIngress.bind(model_app, text, method_name)

@@ -1,0 +1,146 @@
+"""The HTTP ingress on real Serve over the labelled test cluster: residency, 400/429/503/504."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
+
+HTTP_PORT = int(os.environ.get("AGENTIC_TEST_HTTP_PORT", "31800"))
+
+POLICY = """
+apiVersion: agentic-ray/v1
+kind: Policy
+metadata: {name: http-test}
+default_class: standard
+classes:
+  critical: {priority: 0, budget_ms: 5000, shedding: never}
+  standard: {priority: 1, budget_ms: 5000, shedding: when_overloaded}
+  sheddable: {priority: 2, budget_ms: 60000, shedding: first}
+tenants:
+  acme: {region: eu-west}
+  globex: {region: us-east}
+  initech: {region: ap-south}
+rules:
+  - id: eu-residency
+    match: {tenant: acme}
+    require: {zones: [eu-west]}
+  - id: us-gpu
+    match: {tenant: globex}
+    require: {zones: [us-east], accelerators: [gpu]}
+  - id: ap-residency
+    match: {tenant: initech}
+    require: {zones: [ap-south]}
+admission:
+  classes:
+    sheddable: {queue_bound: 1}
+"""
+
+
+def _post(path: str, headers: dict[str, str], body: dict | None = None) -> tuple[int, Any, dict]:
+    data = json.dumps(body if body is not None else {}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{HTTP_PORT}{path}", data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, resp.headers, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = {"raw": raw.decode(errors="replace")}
+        return exc.code, exc.headers, payload
+
+
+@pytest.fixture(scope="module")
+def http_app(ray_cluster, tmp_path_factory):
+    from ray import serve
+
+    import agentic_ray.serve as ars
+    from agentic_ray.serve.ingress import ingress_app
+
+    path = tmp_path_factory.mktemp("policy") / "policy.yaml"
+    path.write_text(POLICY)
+
+    @ars.deployment(
+        policy=str(path),
+        slots=1,
+        num_replicas=3,
+        max_replicas_per_node=1,
+        ray_actor_options={"num_cpus": 0, "label_selector": {"zone": "in(eu-west,us-east)"}},
+    )
+    class Echo:
+        async def __call__(self, payload: dict | None) -> dict:
+            import asyncio
+
+            import ray
+
+            await asyncio.sleep(float((payload or {}).get("sleep", 0.0)))
+            # The zone as the replica's own node reports it, not as the router believed it.
+            return {"zone": ray.get_runtime_context().get_node_labels().get("zone")}
+
+    serve.shutdown()
+    serve.start(http_options={"host": "127.0.0.1", "port": HTTP_PORT})
+    serve.run(ingress_app(Echo.bind(), policy=str(path)), name="http-test", route_prefix="/infer")
+    try:
+        yield "/infer"
+    finally:
+        serve.delete("http-test")
+        serve.shutdown()
+
+
+def test_residency_rules_hold_for_http_requests(http_app):
+    zones_acme = {_post(http_app, {"x-tenant": "acme"})[2]["result"]["zone"] for _ in range(12)}
+    zones_globex = {_post(http_app, {"x-tenant": "globex"})[2]["result"]["zone"] for _ in range(6)}
+    assert zones_acme == {"eu-west"}
+    assert zones_globex == {"us-east"}
+
+
+def test_no_eligible_replica_is_503_naming_the_rule(http_app):
+    status, _, body = _post(http_app, {"x-tenant": "initech"})
+    assert status == 503
+    assert body["error"] == "no_eligible_replica"
+    assert "ap-residency" in body["rule_ids"]
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [("x-budget-ms", "abc"), ("x-budget-ms", "-5"), ("x-qos", "platinum"), ("x-tenant", "nobody")],
+)
+def test_bad_header_is_400_naming_it(http_app, header, value):
+    status, _, body = _post(http_app, {header: value})
+    assert status == 400
+    assert body["error"] == "bad_header"
+    assert body["header"] == header
+
+
+def test_overload_is_429_with_retry_after(http_app):
+    # One us-east replica, one slot, a sheddable queue of 1: a burst of slow sheddable work overflows it.
+    headers = {"x-tenant": "globex", "x-qos": "sheddable"}
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: _post(http_app, headers, {"sleep": 0.5}), range(8)))
+    statuses = [s for s, _, _ in results]
+    assert 429 in statuses, statuses
+    for status, resp_headers, _ in results:
+        if status == 429:
+            assert int(resp_headers["Retry-After"]) >= 1
+    assert 200 in statuses
+
+
+def test_deadline_passed_while_queued_is_504(http_app):
+    blocker_headers = {"x-tenant": "globex", "x-qos": "critical"}
+    with ThreadPoolExecutor(2) as pool:
+        blocker = pool.submit(_post, http_app, blocker_headers, {"sleep": 1.5})
+        time.sleep(0.4)
+        status, _, body = _post(http_app, {"x-tenant": "globex", "x-qos": "critical", "x-budget-ms": "300"})
+        assert blocker.result()[0] == 200
+    assert status == 504, body
+    assert body["error"] in ("deadline_passed_in_queue", "deadline_passed")
