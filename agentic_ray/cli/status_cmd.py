@@ -1,0 +1,168 @@
+"""``agentic-ray status [--address ADDR] [--json]``: what the control plane of a running cluster sees.
+
+Connects to the cluster at ``--address`` (else ``RAY_ADDRESS``, else the local one, ``auto``), finds the
+GlobalCoordinator (named actor ``agentic-global`` in namespace ``agentic``) and prints its ``status()``:
+the active policy version, the node agents per zone with their accelerator state, per class (and
+workflow) the budget against the observed p99 and the burn rates, and the active alerts.
+
+``RAY_AUTH_MODE`` must match the cluster's: a cluster started with token auth (Ray's default for a
+new local ``ray.init()``) needs ``RAY_AUTH_MODE=token`` and the token (``~/.ray/auth_token`` or
+``RAY_AUTH_TOKEN``); one started with ``RAY_AUTH_MODE=disabled`` needs ``disabled``. A mismatch is
+reported as an authentication error. No cluster, no coordinator, or no answer within ``--timeout``:
+a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import socket
+import sys
+from typing import Any
+
+__all__ = ["format_status", "register"]
+
+_GLOBAL_NAME = "agentic-global"
+_NAMESPACE = "agentic"
+
+
+def register(subparsers: Any) -> None:
+    """Add ``status`` to the ``agentic-ray`` parser."""
+    status = subparsers.add_parser("status", help="policy, agents, budgets vs p99 and alerts of a running cluster")
+    status.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else the local cluster)")
+    status.add_argument("--namespace", default=_NAMESPACE, help="namespace of the control plane (default: agentic)")
+    status.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the coordinator")
+    status.add_argument("--json", action="store_true", help="print the coordinator's status as JSON")
+    status.set_defaults(func=_status)
+
+
+def _gcs_reachable(address: str, timeout_s: float) -> bool:
+    """True unless ``address`` is a plain ``host:port`` with nothing listening (checked in ~timeout_s)."""
+    if "://" in address or ":" not in address:
+        return True
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _status(args: argparse.Namespace) -> int:
+    from agentic_ray.cli import UsageError
+
+    if not args.timeout > 0:
+        raise UsageError(f"--timeout: must be > 0, got {args.timeout!r}")
+    address = args.address or os.environ.get("RAY_ADDRESS") or "auto"
+    if address != "auto" and not _gcs_reachable(address, min(args.timeout, 3.0)):
+        return _fail(f"no Ray cluster at {address} (nothing listens there); check --address / RAY_ADDRESS")
+
+    import logging
+
+    import ray
+
+    try:
+        ray.init(address=address, namespace=args.namespace, log_to_driver=False, logging_level=logging.ERROR)
+    except ConnectionError as exc:
+        return _fail(f"no Ray cluster found at {address}: {_first_line(exc)}")
+    except Exception as exc:
+        hint = ""
+        if "auth" in str(exc).lower() or "token" in str(exc).lower():
+            hint = " (RAY_AUTH_MODE must match the cluster's: 'token' with its token, or 'disabled')"
+        return _fail(f"cannot connect to the Ray cluster at {address}: {_first_line(exc)}{hint}")
+    try:
+        where = address if address != "auto" else "the local cluster"
+        try:
+            coordinator = ray.get_actor(_GLOBAL_NAME, namespace=args.namespace)
+        except ValueError:
+            return _fail(
+                f"connected to {where}, but there is no GlobalCoordinator ({_GLOBAL_NAME!r} in namespace "
+                f"{args.namespace!r}); start the control plane with agentic_ray.init()"
+            )
+        try:
+            status = ray.get(coordinator.status.remote(), timeout=args.timeout)
+        except ray.exceptions.GetTimeoutError:
+            return _fail(f"the GlobalCoordinator did not answer within {args.timeout:g} s")
+        except ray.exceptions.RayError as exc:
+            return _fail(f"the GlobalCoordinator failed to report its status: {_first_line(exc)}")
+    finally:
+        ray.shutdown()
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True, default=str))
+    else:
+        print(format_status(status))
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"agentic-ray status: {message}", file=sys.stderr)
+    return 2
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+def _num(value: Any, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}{unit}"
+    return f"{value}{unit}"
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, dict):
+        return " ".join(f"{k}={_compact(v)}" for k, v in sorted(value.items())) or "-"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_compact(v) for v in value) or "-"
+    return _num(value)
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """The text form of ``GlobalCoordinator.status()`` (unknown fields are skipped, missing ones shown '-')."""
+    out: list[str] = []
+    pol = status.get("policy") or {}
+    acked, missing = pol.get("acked") or [], pol.get("missing") or []
+    out.append(
+        f"policy  {pol.get('name', '-')}  version {pol.get('version', '-')}  sha256 {str(pol.get('sha256', '-'))[:12]}"
+        f"  revision {pol.get('revision', '-')}  agents acked {len(acked)}/{len(acked) + len(missing)}"
+    )
+    if missing:
+        out.append(f"  not yet acked: {', '.join(str(m)[:12] for m in missing)}")
+    zones = status.get("zones") or {}
+    out.append(f"zones   {len(zones)}")
+    for zone in sorted(zones):
+        agents = zones[zone]
+        out.append(f"  {zone}: {len(agents)} agent(s)")
+        for a in agents:
+            age = a.get("report_age_s")
+            out.append(
+                f"    {str(a.get('node_id', '-'))[:12]}  {a.get('accelerator', '-'):<4} "
+                f"inflight {_compact(a.get('inflight_by_class') or {})}  "
+                f"report {_num(age, ' s') + ' ago' if age is not None else 'never'}"
+            )
+            state = a.get("accelerator_state")
+            if state:
+                out.append(f"      accelerator: {_compact(state)}")
+    classes = status.get("classes") or {}
+    out.append(f"classes {len(classes)}")
+    for key in sorted(classes):
+        fig = classes[key]
+        budget, p99 = fig.get("budget_ms"), fig.get("p99_ms")
+        verdict = "-" if p99 is None or budget is None else ("OVER" if p99 > budget else "ok")
+        burns = "  ".join(f"{k}={_num(v)}" for k, v in sorted(fig.items()) if k.startswith("burn_"))
+        out.append(
+            f"  {key:<24} budget {_num(budget, ' ms'):>10}  p99 {_num(p99, ' ms'):>10}  "
+            f"n={fig.get('samples', '-')}  {verdict}  {burns}".rstrip()
+        )
+    alerts = status.get("alerts") or []
+    out.append(f"alerts  {len(alerts) or 'none'}")
+    for a in alerts:
+        out.append(
+            f"  {a.get('id', a.get('kind'))}  value {_num(a.get('value'))}  threshold {_num(a.get('threshold'))}"
+        )
+    return "\n".join(out)

@@ -1,0 +1,126 @@
+"""``agentic-ray trace verify|show|head``: check and read a decision log (``agentic_ray.telemetry.audit``).
+
+- ``verify FILE [--expect-head HASH] [--json]``: walk the hash chain. Exit 0 when intact, 1 when the log
+  was changed (each problem printed as ``FILE:LINE: record N: kind: message``; the first one is where
+  it was first changed), 2 when the file is missing or unreadable. Dropping records from the *end*
+  leaves a valid shorter chain: only ``--expect-head`` with a hash published earlier (a checkpoint's
+  ``running_hash``, ``trace head``'s output, ``DecisionLog.head``) detects it.
+- ``show --request ID FILE [--json]``: the records of one request (decisions, completion); exit 1 when
+  there are none.
+- ``head FILE``: record count and last hash, to keep as an anchor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add ``trace`` and its sub-commands to the ``agentic-ray`` parser."""
+    trace = subparsers.add_parser("trace", help="verify and read the tamper-evident decision log")
+    sub = trace.add_subparsers(dest="trace_command", metavar="SUBCOMMAND")
+    trace.set_defaults(func=lambda args: _no_subcommand(trace))
+
+    verify = sub.add_parser("verify", help="check the hash chain; exit 1 and say where when it was changed")
+    verify.add_argument("file", metavar="FILE")
+    verify.add_argument(
+        "--expect-head",
+        metavar="HASH",
+        help="a record hash published earlier that must still be in the log (detects truncation)",
+    )
+    verify.add_argument("--json", action="store_true", help="print JSON")
+    verify.set_defaults(func=_verify)
+
+    show = sub.add_parser("show", help="print the records of one request")
+    show.add_argument("--request", "-r", required=True, metavar="ID", help="request id")
+    show.add_argument("file", metavar="FILE")
+    show.add_argument("--json", action="store_true", help="print JSON (one object per line)")
+    show.set_defaults(func=_show)
+
+    head = sub.add_parser("head", help="print the record count and last hash (an anchor for --expect-head)")
+    head.add_argument("file", metavar="FILE")
+    head.set_defaults(func=_head)
+
+
+def _no_subcommand(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _read_error(path: str, exc: OSError) -> Exception:
+    from agentic_ray.cli import UsageError
+
+    reason = exc.strerror or type(exc).__name__
+    return UsageError(f"{path}: cannot read the decision log: {reason}")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from agentic_ray.cli import UsageError
+    from agentic_ray.telemetry.audit_verify import verify_log
+
+    expect = args.expect_head
+    if expect is not None and (len(expect) != 64 or any(c not in "0123456789abcdef" for c in expect)):
+        raise UsageError(f"--expect-head: expected a 64-character lower-case hex sha256, got {expect!r}")
+    try:
+        report = verify_log(args.file, expect_head=expect)
+    except OSError as exc:
+        raise _read_error(args.file, exc) from None
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0 if report.ok else 1
+    if report.ok:
+        anchor = f"; anchor found at record {report.anchor_index}" if expect else ""
+        print(f"{args.file}: intact: {report.head.count} records, head {report.head.hash}{anchor}")
+        return 0
+    first = report.first_problem
+    print(
+        f"{args.file}: TAMPERED or damaged: {len(report.problems)} problem(s); first at line {first.line} "
+        f"(record {first.index})",
+        file=sys.stderr,
+    )
+    for p in report.problems[:50]:
+        print(f"{args.file}:{p.line}: record {p.index}: {p.kind}: {p.message}", file=sys.stderr)
+    if len(report.problems) > 50:
+        print(f"... and {len(report.problems) - 50} more", file=sys.stderr)
+    return 1
+
+
+def _show(args: argparse.Namespace) -> int:
+    from agentic_ray.telemetry.audit_verify import find_records
+
+    try:
+        found = find_records(args.file, args.request)
+    except OSError as exc:
+        raise _read_error(args.file, exc) from None
+    if not found:
+        print(f"{args.file}: no records for request {args.request!r}", file=sys.stderr)
+        return 1
+    for line, rec in found:
+        if args.json:
+            print(json.dumps({"line": line, **rec}, sort_keys=True))
+            continue
+        body = rec.get("body", {})
+        print(f"line {line}  record {rec.get('i')}  {rec.get('kind')}  ts={rec.get('ts')}")
+        for key in sorted(body):
+            if key != "request_id":
+                print(f"    {key}: {json.dumps(body[key], sort_keys=True)}")
+    return 0
+
+
+def _head(args: argparse.Namespace) -> int:
+    from agentic_ray.telemetry.audit_verify import verify_log
+
+    try:
+        report = verify_log(args.file)
+    except OSError as exc:
+        raise _read_error(args.file, exc) from None
+    print(f"{report.head.count} {report.head.hash}")
+    if not report.ok:
+        print(f"{args.file}: warning: the log does not verify (run 'agentic-ray trace verify')", file=sys.stderr)
+        return 1
+    return 0
