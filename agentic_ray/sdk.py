@@ -40,7 +40,13 @@ from agentic_ray.actors.common import (
     kv_get,
     read_active_policy,
 )
-from agentic_ray.actors.placement import NodeView, Placement, choose_node, fallback_placement
+from agentic_ray.actors.placement import (
+    NodeView,
+    Placement,
+    choose_node,
+    fallback_placement,
+    label_selector_for,
+)
 from agentic_ray.budget import Budget, Deadline, budget_scope, current_deadline, deadline_scope
 from agentic_ray.errors import BudgetExhausted
 from agentic_ray.policies import NodeAttrs, Policy, RequestMeta, default_policy, load_policy
@@ -78,6 +84,7 @@ class _Runtime:
         self.view_at = 0.0  # monotonic time of the last good view
         self.view_error: str | None = None
         self.placed: dict[str, int] = {}
+        self._selectors: dict[Any, Any] = {}
         self.rotation = 0
         self.started_ray = False
         self._stop = threading.Event()
@@ -133,6 +140,7 @@ class _Runtime:
         self._adopt_policy_sha(view["policy_sha"])
         self.nodes = nodes
         self.placed = {}
+        self._selectors = {}
         self.view_at = time.monotonic()
         self.view_error = None
         return view
@@ -167,20 +175,30 @@ class _Runtime:
 
     def place(self, classification: Any, accelerator: str | None, resources: dict[str, float]) -> Placement:
         qos = classification.qos.name
+        self.rotation += 1
         if self.view_fresh():
-            self.rotation += 1
+            nodes = self.nodes
+            key = (id(nodes), getattr(classification, "requirement", None), accelerator)
+            selector = self._selectors.get(key)
+            if selector is None:
+                if len(self._selectors) > 1024:
+                    self._selectors.clear()
+                selector = self._selectors[key] = label_selector_for(classification, nodes, accelerator)
             placement = choose_node(
                 classification,
-                self.nodes,
+                nodes,
                 qos=qos,
                 accelerator=accelerator,
                 resources=resources,
                 placed_since_view=self.placed,
                 rotation=self.rotation,
+                selector=selector,
             )
             self.placed[placement.node_id] = self.placed.get(placement.node_id, 0) + 1
             return placement
-        return fallback_placement(classification, self.known_nodes(), qos=qos, accelerator=accelerator)
+        return fallback_placement(
+            classification, self.known_nodes(), qos=qos, accelerator=accelerator, rotation=self.rotation
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -354,19 +372,18 @@ class AgenticRemoteFunction:
         return AgenticRemoteFunction(self._fn, agentic, ray_options, self._remote_fn if same_ray else None)
 
     def _submitter(self, placement: Placement) -> Any:
-        key = (placement.node_id, tuple(sorted((placement.label_selector or {}).items())))
+        selector = dict(placement.label_selector or {})
+        key = (placement.node_id, placement.soft, tuple(sorted(selector.items())))
         sub = self._by_node.get(key)
         if sub is None:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+            options: dict[str, Any] = {}
             if placement.node_id is not None:
-                sub = self._base().options(
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(placement.node_id, soft=False)
-                )
-            elif placement.label_selector:
-                sub = self._base().options(label_selector=dict(placement.label_selector))
-            else:
-                sub = self._base()
+                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(placement.node_id, soft=placement.soft)
+            if selector:
+                options["label_selector"] = selector
+            sub = self._base().options(**options) if options else self._base()
             if len(self._by_node) > 256:
                 self._by_node.clear()
             self._by_node[key] = sub
@@ -464,7 +481,7 @@ def _global_coordinator(config: ControlPlaneConfig | None = None) -> Any:
 
     return GlobalCoordinator.options(
         name=GLOBAL_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-    ).remote((config or ControlPlaneConfig()).to_dict())
+    ).remote(None if config is None else config.to_dict())
 
 
 def _as_policy(policy: Any) -> tuple[Policy, str]:

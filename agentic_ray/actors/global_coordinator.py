@@ -67,7 +67,6 @@ class GlobalCoordinator:
     """The root of the control plane (see the module docstring)."""
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
-        self.config = ControlPlaneConfig.from_dict(config)
         self.started_at = time.time()
         self.restored = False
         self.history: list[dict[str, Any]] = []
@@ -77,6 +76,9 @@ class GlobalCoordinator:
             ckpt = load_checkpoint()
         except Exception as exc:
             log.warning("global: could not read checkpoint: %s", exc)
+        if config is None and ckpt and ckpt.get("config"):
+            config = ckpt["config"]  # a coordinator created again without settings keeps the old ones
+        self.config = ControlPlaneConfig.from_dict(config)
         if ckpt and ckpt.get("history"):
             self.history = ckpt["history"]
             self.allocation = ckpt.get("allocation") or {}
@@ -104,7 +106,9 @@ class GlobalCoordinator:
 
     # -- persistence -------------------------------------------------------------------------------
     def _checkpoint(self) -> None:
-        save_checkpoint({"history": self.history[-_HISTORY_LIMIT:], "allocation": self.allocation})
+        save_checkpoint(
+            {"history": self.history[-_HISTORY_LIMIT:], "allocation": self.allocation, "config": self.config.to_dict()}
+        )
 
     def _event(self, kind: str, **fields: Any) -> None:
         self.events.append({"at": time.time(), "kind": kind, **fields})

@@ -12,10 +12,13 @@ Algorithm (per ``.remote()`` call, microseconds):
    (join-the-shortest-queue on a stale view, corrected locally so a burst spreads between refreshes),
    then a rotating tie-break so equal nodes share work.
 3. The result is a ``Placement`` naming the node (submitted with ``NodeAffinitySchedulingStrategy``).
+   When a Ray ``label_selector`` expresses the allowed set exactly (``label_selector_for``: zones,
+   required label values, accelerator kinds), the affinity is ``soft`` and carries that selector, so
+   if the node dies Ray re-places the task (on retry) only on allowed nodes; otherwise ``soft=False``.
 
 When the view is missing or stale (agents unreachable), ``fallback_placement`` keeps residency: if every
-known node is allowed, plain Ray scheduling; otherwise a ``label_selector`` on the allowed zones
-(``{"zone": "in(a,b)"}``), so a fallback never breaks a residency rule.
+known node is allowed, plain Ray scheduling; otherwise the exact ``label_selector`` (``{"zone":
+"in(a,b)"}``), or, when none is exact, a pin to an allowed known node; never a node the policy refuses.
 """
 
 from __future__ import annotations
@@ -27,7 +30,14 @@ from typing import Any
 from agentic_ray.errors import NoEligibleNode
 from agentic_ray.policies.types import NodeAttrs
 
-__all__ = ["NodeView", "Placement", "choose_node", "fallback_placement", "node_attrs_from_ray"]
+__all__ = [
+    "NodeView",
+    "Placement",
+    "choose_node",
+    "fallback_placement",
+    "label_selector_for",
+    "node_attrs_from_ray",
+]
 
 ZONE_LABEL = "zone"
 RAY_ZONE_LABEL = "ray.io/availability-zone"
@@ -62,12 +72,14 @@ class NodeView:
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Where to submit: ``node_id`` (affinity) or ``label_selector`` (fallback) or neither (plain Ray)."""
+    """Where to submit: ``node_id`` (affinity; ``soft`` lets Ray re-place the task if that node dies,
+    only ever within ``label_selector``), or only ``label_selector`` (fallback), or neither (plain Ray)."""
 
     node_id: str | None
     label_selector: Mapping[str, str] | None = None
     rule_ids: tuple[str, ...] = ()
     reason: str = "ranked"
+    soft: bool = False
 
 
 def _missing_resource(node: NodeView, resources: Mapping[str, float]) -> bool:
@@ -103,12 +115,16 @@ def choose_node(
     resources: Mapping[str, float] | None = None,
     placed_since_view: Mapping[str, int] | None = None,
     rotation: int = 0,
+    selector: tuple[Mapping[str, str] | None, bool] | None = None,
 ) -> Placement:
     """Pick a node for a task of class ``qos``; raises ``NoEligibleNode`` (with rule ids) when none fits.
 
     ``classification`` is the policy's ``Classification`` (``allows``, ``prefers``, ``rule_ids``);
     ``placed_since_view`` counts tasks this caller placed per node since the view was taken;
-    ``rotation`` is any changing integer (a call counter) used as the last tie-break.
+    ``rotation`` is any changing integer (a call counter) used as the last tie-break. ``selector`` is
+    ``label_selector_for(...)`` of this classification (computed here when not given; callers cache it
+    per view): when exact, the placement is ``soft`` so Ray re-places the task inside the selector if
+    the node dies; otherwise it is pinned with ``soft=False``.
     """
     resources = resources or {}
     eligible = _eligible(classification, nodes, accelerator, resources)
@@ -135,11 +151,61 @@ def choose_node(
         return (-int(classification.prefers(node.attrs)), qos in node.closed_classes, load, (index - rotation) % n)
 
     best = min(enumerate(eligible), key=rank)[1]
-    return Placement(node_id=best.node_id, rule_ids=rule_ids, reason="ranked")
+    label_selector, exact = selector if selector is not None else label_selector_for(classification, nodes, accelerator)
+    return Placement(best.node_id, label_selector if exact else None, rule_ids, "ranked", soft=exact)
 
 
 def _one_of(values: Sequence[str]) -> str:
-    return values[0] if len(values) == 1 else f"in({','.join(values)})"
+    return values[0] if len(values) == 1 else f"in({','.join(sorted(values))})"
+
+
+def _matches(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
+    for key, expr in selector.items():
+        value = labels.get(key)
+        if expr.startswith("in(") and expr.endswith(")"):
+            if value not in expr[3:-1].split(","):
+                return False
+        elif value != expr:
+            return False
+    return True
+
+
+def label_selector_for(
+    classification: Any, known_nodes: Sequence[NodeView], accelerator: str | None = None
+) -> tuple[dict[str, str] | None, bool]:
+    """A Ray ``label_selector`` for the nodes the classification allows, and whether it is *exact*
+    (every known node it selects is allowed). ``(None, True)`` when every known node is allowed.
+
+    Built from the allowed nodes' zones (residency rules are per zone), the requirement's label
+    values (``{key: in(values)}``) and accelerator kinds (label ``accelerator``) where the nodes carry
+    those labels. A rule the labels cannot express (say an accelerator kind only known from GPU
+    resources) leaves the selector inexact; callers then pin to a node with ``soft=False``.
+    """
+    allowed = [n for n in known_nodes if classification.allows(n.attrs)]
+    if accelerator is not None:
+        allowed = [n for n in allowed if n.attrs.accelerator == accelerator]
+    if len(allowed) == len(known_nodes):
+        return None, True
+    if not allowed:
+        return None, False
+    selector: dict[str, str] = {}
+    if all(ZONE_LABEL in n.attrs.labels for n in allowed):
+        selector[ZONE_LABEL] = _one_of(sorted({n.attrs.zone for n in allowed}))
+    elif all(RAY_ZONE_LABEL in n.attrs.labels for n in allowed):
+        selector[RAY_ZONE_LABEL] = _one_of(sorted({n.attrs.zone for n in allowed}))
+    requirement = getattr(classification, "requirement", None)
+    for key, values in getattr(requirement, "labels", ()) or ():
+        selector[key] = _one_of(sorted(values))
+
+    def exact_for(sel: Mapping[str, str]) -> bool:
+        return bool(sel) and all(n in allowed for n in known_nodes if _matches(n.attrs.labels, sel))
+
+    exact = exact_for(selector)
+    if not exact and all("accelerator" in n.attrs.labels for n in allowed):
+        # Zones and labels alone would admit refused nodes (an accelerator rule): narrow by kind too.
+        selector["accelerator"] = _one_of(sorted({n.attrs.accelerator for n in allowed}))
+        exact = exact_for(selector)
+    return selector or None, exact
 
 
 def fallback_placement(
@@ -148,29 +214,24 @@ def fallback_placement(
     *,
     qos: str,
     accelerator: str | None = None,
+    rotation: int = 0,
 ) -> Placement:
-    """Placement without a fresh view: plain Ray when every known node is allowed, else a zone selector.
+    """Placement without a fresh view (agents unreachable), never breaking a residency rule:
+    plain Ray scheduling when the policy allows every known node; a ``label_selector`` when one
+    expresses the allowed set exactly; otherwise pinned (``soft=False``) to an allowed known node.
 
-    Raises ``NoEligibleNode`` when no known node is allowed at all (nothing could ever run it).
+    Raises ``NoEligibleNode`` when no known node is allowed at all.
     """
+    rule_ids = tuple(classification.rule_ids)
+    selector, exact = label_selector_for(classification, known_nodes, accelerator)
+    if selector is None and exact:
+        return Placement(node_id=None, rule_ids=rule_ids, reason="fallback")
+    if selector is not None and exact:
+        return Placement(node_id=None, label_selector=selector, rule_ids=rule_ids, reason="fallback")
     allowed = [n for n in known_nodes if classification.allows(n.attrs)]
     if accelerator is not None:
         allowed = [n for n in allowed if n.attrs.accelerator == accelerator]
-    rule_ids = tuple(classification.rule_ids)
-    if known_nodes and not allowed:
+    if not allowed:
         raise NoEligibleNode(f"no known node satisfies the placement of class {qos!r}", rule_ids=rule_ids)
-    selector: dict[str, str] = {}
-    if known_nodes and len(allowed) < len(known_nodes):
-        # Restrict to the zones (and accelerator kinds) of the allowed nodes: residency rules are per
-        # zone, so every node of an allowed zone keeps the data where the policy wants it.
-        zone_key = ZONE_LABEL if all(ZONE_LABEL in n.attrs.labels for n in allowed) else RAY_ZONE_LABEL
-        selector[zone_key] = _one_of(sorted({n.attrs.zone for n in allowed}))
-        zones = {n.attrs.zone for n in allowed}
-        leaks = [n for n in known_nodes if n.attrs.zone in zones and n not in allowed]
-        labelled = all("accelerator" in n.attrs.labels for n in known_nodes)
-        if leaks and labelled and accelerator is None:
-            # The zone alone would admit refused nodes (an accelerator rule): narrow by kind too.
-            selector["accelerator"] = _one_of(sorted({n.attrs.accelerator for n in allowed}))
-    if accelerator is not None and all("accelerator" in n.attrs.labels for n in known_nodes):
-        selector["accelerator"] = accelerator
-    return Placement(node_id=None, label_selector=selector or None, rule_ids=rule_ids, reason="fallback")
+    node = allowed[rotation % len(allowed)]
+    return Placement(node_id=node.node_id, rule_ids=rule_ids, reason="fallback_pinned")

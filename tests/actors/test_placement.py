@@ -94,3 +94,41 @@ def test_node_attrs_from_ray_labels():
     assert (b.zone, b.accelerator) == ("us-east-1a", "gpu")
     c = node_attrs_from_ray("n3", {}, {"CPU": 4})
     assert (c.zone, c.accelerator) == ("default", "cpu")
+
+
+def test_exact_selector_makes_the_affinity_soft():
+    c = _classify(tenant="bank-eu", data_class="pii")
+    p = choose_node(c, NODES, qos="critical")
+    assert p.soft and p.label_selector == {"zone": "eu-west"}
+    # No rule: soft affinity without a selector (Ray may re-place anywhere).
+    p = choose_node(_classify(), NODES, qos="standard")
+    assert p.soft and p.label_selector is None
+
+
+def test_inexact_selector_pins_hard():
+    # A rule on a label the nodes do not carry cannot be written as a selector that Ray would check.
+    from agentic_ray.policies import parse_policy
+
+    text = (Path(__file__).resolve().parents[2] / "examples" / "policies" / "fraud.yaml").read_text()
+    text = text.replace(
+        "rules:\n", "rules:\n  - id: gpu-only-eu\n    match: {tenant: bank-eu}\n    require: {accelerators: [gpu]}\n"
+    )
+    policy = parse_policy(text, "inline")
+    nodes = [
+        NodeView(NodeAttrs("a", "eu-west", "gpu", {"zone": "eu-west"}), {"CPU": 2.0}),
+        NodeView(NodeAttrs("b", "eu-west", "cpu", {"zone": "eu-west"}), {"CPU": 2.0}),
+    ]
+    c = policy.classify(RequestMeta(tenant="bank-eu"), 0.0)
+    p = choose_node(c, nodes, qos="critical")
+    assert p.node_id == "a" and not p.soft and p.label_selector is None
+    f = fallback_placement(c, nodes, qos="critical")
+    assert f.node_id == "a" and f.reason == "fallback_pinned" and not f.soft
+
+
+def test_selector_narrows_by_accelerator_only_when_zones_leak():
+    from agentic_ray.actors.placement import label_selector_for
+
+    nodes = [*NODES, _node("us2", "us-east")]
+    c = _classify(tenant="bank-us")
+    assert label_selector_for(c, nodes) == ({"zone": "us-east"}, True)
+    assert label_selector_for(c, nodes, accelerator="gpu") == ({"zone": "us-east", "accelerator": "gpu"}, True)

@@ -113,26 +113,60 @@ def test_apply_and_rollback_policy_reach_every_agent(agentic):
     assert agentic.cluster_view()["policy_sha"] == fraud["sha256"]
 
 
-def test_node_that_joins_gets_an_agent_and_is_dropped_when_it_leaves(agentic, ray_cluster):
+def test_node_that_joins_gets_an_agent_and_its_work_is_replaced_when_it_leaves(agentic, ray_cluster):
     from agentic_ray.actors.common import NAMESPACE, agent_name
 
-    node = ray_cluster.add_node(num_cpus=1, labels={"zone": "ap-south", "accelerator": "cpu"})
+    # An EU GPU node: the fraud model prefers GPUs, so EU scoring work goes there while it lives.
+    node = ray_cluster.add_node(num_cpus=2, labels={"zone": "eu-west", "accelerator": "gpu"})
+    node_id = node.node_id
     try:
-        node_id = node.node_id
         t0 = time.monotonic()
         wait_for(lambda: node_id in _agents() and _agents()[node_id]["reported"], timeout=60, what="new agent")
-        joined_s = time.monotonic() - t0
+        print(f"agent of the new node reported {time.monotonic() - t0:.2f} s after add_node returned")
         agent = ray.get_actor(agent_name(node_id), namespace=NAMESPACE)
         assert ray.get(agent.identity.remote(), timeout=30)["running_on"] == node_id
-        print(f"agent of the new node reported {joined_s:.2f} s after add_node returned")
+        wait_for(lambda: node_id in [n["node_id"] for n in agentic.cluster_view()["nodes"]], what="node in view")
+
+        @agentic.task(tenant="bank-eu", data_class="pii", model="fraud-gbt-3", budget_ms=60_000, num_cpus=0)
+        def score(hold_s):
+            started_on = ray.get_runtime_context().get_node_id()
+            time.sleep(hold_s)
+            return started_on, ray.get_runtime_context().get_node_labels()["zone"]
+
+        first = ray.get(score.remote(0.0), timeout=60)
+        assert first == (node_id, "eu-west")
+        inflight = [score.remote(6.0) for _ in range(3)]
+        wait_for(lambda: ray.get(agent.stats.remote(), timeout=5)["inflight"] >= 1, what="work started there")
     finally:
         ray_cluster.remove_node(node)
     wait_for(lambda: node_id not in _agents(), timeout=60, what="agent dropped")
+    results = ray.get(inflight, timeout=120)  # Ray retries them; the soft affinity keeps the zone selector
+    assert all(on != node_id and zone == "eu-west" for on, zone in results), results
     view = wait_for(
         lambda: (v := agentic.cluster_view())["fresh"] and node_id not in [n["node_id"] for n in v["nodes"]] and v,
         what="node gone from the SDK view",
     )
     assert len(view["nodes"]) == 3
+
+
+def test_fallback_without_control_plane_keeps_residency(agentic):
+    from agentic_ray.sdk import VIEW_STALE_S
+
+    ray.kill(_global(), no_restart=True)
+    try:
+        wait_for(lambda: not agentic.cluster_view()["fresh"], timeout=VIEW_STALE_S + 10, what="stale view")
+
+        @agentic.task(tenant="bank-eu", data_class="pii", budget_ms=30_000, num_cpus=0)
+        def zone():
+            return ray.get_runtime_context().get_node_labels()["zone"]
+
+        placement = zone.decide()[2]
+        assert placement.reason == "fallback" and placement.label_selector == {"zone": "eu-west"}
+        assert all(z == "eu-west" for z in ray.get([zone.remote() for _ in range(10)], timeout=60))
+    finally:
+        agentic.init(wait_s=60)  # a new coordinator resumes from the checkpoint
+    assert agentic.cluster_view()["fresh"]
+    assert ray.get(_global().status.remote(), timeout=10)["restored"] is True
 
 
 def test_drift_alert_is_raised_and_cleared(agentic):
