@@ -1,8 +1,8 @@
 """SLO matrix: every benchmark scenario with every registered router, on the same seeded workload.
 
 For each scenario in ``benchmarks/scenarios/`` (steady, surge, straggler, failure, heterogeneous, hol,
-tenant_skew, large64) the simulator builds one seeded workload (arrivals, classes, models, tenants and
-per-replica-group service demands) and runs each router on it; figures per class: SLO attainment
+tenant_skew, residency, large64) the simulator builds one seeded workload (arrivals, classes, models,
+tenants and per-replica-group service demands) and runs each router on it; figures per class: SLO attainment
 (completed within budget / all requests; shed and failed are misses), p50/p99/p99.9 latency, goodput
 (completed within budget per measured second), shed and failed counts, placement violations, router
 decision time (``time.perf_counter_ns`` around each ``choose``; includes the timer's own overhead) and
@@ -44,7 +44,17 @@ from agentic_ray.sim.scenario import MmppSpec, PoissonSpec, RampSpec
 HERE = Path(__file__).resolve().parent
 SCENARIO_DIR = HERE / "scenarios"
 RESULTS_DIR = HERE / "results"
-SCENARIOS = ("steady", "surge", "straggler", "failure", "heterogeneous", "hol", "tenant_skew", "large64")
+SCENARIOS = (
+    "steady",
+    "surge",
+    "straggler",
+    "failure",
+    "heterogeneous",
+    "hol",
+    "tenant_skew",
+    "residency",
+    "large64",
+)
 FLOOR_SCENARIOS = ("surge", "heterogeneous")
 SWEEP_SCENARIO = "steady"
 SWEEP_LEVELS = (0.5, 0.75, 1.0, 1.25, 1.5)

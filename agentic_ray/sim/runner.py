@@ -8,9 +8,9 @@ Life of a request (all times virtual)::
                     response travels network_ms back -> router.observe(...); latency = return - arrival
         Shed     -> counted shed at once
         Wait     -> held at the router, ordered by router.wait_order(request) (ties FIFO); retried in
-                    that order whenever a replica reports back or changes, while some replica has room
-                    (the scan stops at the first unconstrained request told to wait again, or after
-                    64 placement-constrained ones)
+                    that order whenever a replica reports back (at most one held request is routed
+                    per freed position) or crashes; the scan stops at the first unconstrained request
+                    told to wait again, or after 64 placement-constrained ones
 
 Requests refused or dropped by a replica's gate are counted ``shed`` and reported back to the router
 with ``ok=False``; requests on a replica when it crashes are counted ``failed``. Requests still held at
@@ -210,18 +210,25 @@ class _Run:
         self.router.on_dispatch(job.request, replica_id, now)
         self.events.schedule(now + self.net, _AT_REPLICA, job)
 
-    def _drain_waiting(self, now: float) -> None:
+    def _drain_waiting(self, now: float, max_routes: int | None = None) -> None:
+        """Retry held requests in wait order; stop after ``max_routes`` routes (one freed position
+        admits at most one), at the first unconstrained request told to wait again (every later one
+        would be too), or after ``_MAX_HELD_SCAN`` placement-constrained ones."""
         waiting = self.waiting
         if not waiting or self.free <= 0:
             return
         held = []
+        routed = 0
         while waiting and self.free > 0:
             entry = heapq.heappop(waiting)
-            if not self._choose(entry[2], now):
+            job = entry[2]
+            if not self._choose(job, now):
                 held.append(entry)
-                # An unconstrained request that must wait means every later one would too (same
-                # replicas); only placement-constrained ones may fit elsewhere, and only so many are tried.
-                if entry[2].request.allows is None or len(held) >= _MAX_HELD_SCAN:
+                if job.request.allows is None or len(held) >= _MAX_HELD_SCAN:
+                    break
+            elif job.dispatched:
+                routed += 1
+                if max_routes is not None and routed >= max_routes:
                     break
         for entry in held:
             heapq.heappush(waiting, entry)
@@ -314,7 +321,7 @@ class _Run:
         self._finish(job, _COMPLETED if ok else _SHED, now, reason)
         latency_ms = (now - job.request.arrival) * 1000.0
         self.router.observe(job.request, rep.replica_id, job.service_ms, latency_ms, ok, now)
-        self._drain_waiting(now)
+        self._drain_waiting(now, max_routes=1)
 
     def _crash(self, rep: SimReplica, now: float) -> None:
         if not rep.alive:

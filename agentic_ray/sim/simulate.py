@@ -15,6 +15,7 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from agentic_ray.errors import Problem, ScenarioValidationError
 from agentic_ray.policies.types import QosClass
 from agentic_ray.scheduling.types import Request, Router
 from agentic_ray.sim.runner import RunResult, run_router
@@ -117,7 +118,11 @@ def simulate_runs(
     if policy is not None:
         unknown = [c for c in scenario.workload.mix if c not in policy.classes]
         if unknown:
-            raise ValueError(f"workload.mix: classes {unknown} are not in the policy {scenario.policy}")
+            problems = [
+                Problem(f"workload.mix.{c}", f"unknown class; the policy's classes are {sorted(policy.classes)}")
+                for c in unknown
+            ]
+            raise ScenarioValidationError(problems, scenario.name)
     workload = build_workload(scenario, seed, policy)
     classes = scenario_classes(scenario, policy)
     results: dict[str, RunResult] = {}

@@ -171,3 +171,34 @@ def test_policy_classifies_and_placement_violations_are_counted(tmp_path):
     assert report["results"]["agentic"]["violations"] == 0
     assert report["results"]["pow2"]["violations"] > 0  # Serve's pow2 ignores placement
     assert report["results"]["agentic"]["overall"]["completed"] > 0
+
+
+def test_mix_class_missing_from_the_policy_is_a_scenario_error():
+    from agentic_ray.errors import ScenarioValidationError
+
+    sc = scenario_from(
+        f"""
+        name: bad-mix
+        duration_s: 1
+        policy: {POLICY}
+        replicas: [{{name: r, service: {{default: {{dist: exponential, mean_ms: 10}}}}}}]
+        workload:
+          arrivals: {{process: poisson, rate_rps: 10}}
+          mix: {{gold: 1}}
+        """
+    )
+    with pytest.raises(ScenarioValidationError) as info:
+        simulate(sc, ["pow2"])
+    assert info.value.problems[0].path == "workload.mix.gold"
+
+
+def test_simulator_core_imports_neither_ray_nor_asyncio():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, agentic_ray.sim, agentic_ray.sim.simulate, agentic_ray.sim.runner;"
+        "bad = [m for m in ('ray', 'asyncio') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
