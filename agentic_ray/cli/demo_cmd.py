@@ -1,0 +1,135 @@
+"""``agentic-ray demo``: the agentic router and gate against Serve's default router, live, side by side.
+
+Starts a private local Ray and Serve (nothing else is touched), deploys the demo service (one fast
+"gpu"-labelled replica and two slow "cpu"-labelled ones; replicas *sleep* for each request's sampled
+service time, no real model work), replays the same seeded, open-loop, mixed-class arrival schedule with
+a burst above capacity twice (agentic router + admission gate, then Serve's default router with a plain
+deployment), prints progress and a per-class table for both, and shuts down what it started.
+
+    agentic-ray demo [--duration S] [--rate RPS] [--seed N] [--json OUT] [--plot OUT.png]
+
+``--duration`` sets the run length, ``--rate`` the base arrival rate (the burst keeps its ratio to it:
+6x), ``--seed`` the workload seed. ``--json OUT`` writes the report in the shape of
+``agentic-ray sim --json`` (``-``: stdout); ``--plot`` draws latency CDFs (needs matplotlib, the
+``bench`` extra). ``--scenario`` runs another simulator scenario live instead of the built-in one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add ``demo`` to the ``agentic-ray`` parser."""
+    p = subparsers.add_parser("demo", help="live demo: agentic router vs Serve's default router on a local Ray")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="seconds of arrivals (default 20)")
+    p.add_argument("--rate", type=float, default=None, metavar="RPS", help="base arrival rate (default 30)")
+    p.add_argument("--seed", type=int, default=None, help="workload seed (default: the scenario's, 7)")
+    p.add_argument("--json", dest="json_out", metavar="OUT", default=None, help="write the JSON report here")
+    p.add_argument("--plot", metavar="OUT.png", default=None, help="draw latency CDFs (needs matplotlib)")
+    p.add_argument("--scenario", metavar="SCENARIO.yaml", default=None, help="a simulator scenario to run live")
+    p.add_argument(
+        "--paths", default="agentic,default", metavar="P[,P]", help="which runs: agentic, default (default both)"
+    )
+    p.set_defaults(func=_run)
+
+
+def _scenario(args: argparse.Namespace) -> Any:
+    from agentic_ray.cli import UsageError
+    from agentic_ray.serve.demo import demo_scenario_path
+    from agentic_ray.sim.scenario import MmppSpec, PoissonSpec, load_scenario
+
+    scenario = load_scenario(args.scenario or demo_scenario_path())
+    update: dict[str, Any] = {}
+    if args.duration is not None:
+        if not args.duration > 0 or args.duration > 3600:
+            raise UsageError(f"--duration: must be in (0, 3600] seconds, got {args.duration}")
+        update["duration_s"] = float(args.duration)
+        update["warmup_s"] = min(scenario.warmup_s, float(args.duration) / 4)
+    if args.rate is not None:
+        if not args.rate > 0 or args.rate > 5000:
+            raise UsageError(f"--rate: must be in (0, 5000] requests/s, got {args.rate}")
+        arrivals = scenario.workload.arrivals
+        if isinstance(arrivals, MmppSpec):
+            ratio = arrivals.burst_rps / arrivals.base_rps
+            arrivals = arrivals.model_copy(update={"base_rps": args.rate, "burst_rps": args.rate * ratio})
+        elif isinstance(arrivals, PoissonSpec):
+            arrivals = arrivals.model_copy(update={"rate_rps": args.rate})
+        else:
+            raise UsageError("--rate: the scenario's arrivals are not poisson or mmpp")
+        update["workload"] = scenario.workload.model_copy(update={"arrivals": arrivals})
+    return scenario.model_copy(update=update) if update else scenario
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agentic_ray.cli import UsageError
+
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    for p in paths:
+        if p not in ("agentic", "default"):
+            raise UsageError(f"--paths: unknown path {p!r}; expected agentic and/or default")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plot: matplotlib is not installed (pip install 'agentic-ray[bench]')") from None
+    scenario = _scenario(args)
+
+    from agentic_ray.cli.sim_cmd import format_table
+    from agentic_ray.serve.live import LiveOptions, local_ray, print_progress, run_live
+
+    arrivals = scenario.workload.arrivals
+    say = print_progress
+    say(f"agentic-ray demo: scenario {scenario.name!r}, {scenario.duration_s:.0f} s of open-loop arrivals "
+        f"({arrivals.model_dump()}), classes {dict(scenario.workload.mix)}")  # fmt: skip
+    say(
+        "  replicas: "
+        + ", ".join(f"{g.count} x {g.name} ({g.accelerator}, {g.slots} slot(s))" for g in scenario.replicas)
+    )
+    say("  service times are simulated: each replica sleeps for the request's sampled service time")
+    started = time.time()
+    say("  starting a private local Ray and Serve ...")
+    with local_ray() as address:
+        say(f"  Ray up at {address} ({time.time() - started:.1f} s)")
+        latencies: dict[str, dict[str, list[float]]] = {}
+        report = run_live(scenario, args.seed, paths, options=LiveOptions(progress=say), latencies_out=latencies)
+    say(f"  done in {time.time() - started:.1f} s; Ray and Serve shut down")
+    report.setdefault("results", {})
+    for res in report["results"].values():
+        res.setdefault("violations", 0)
+    print(format_table(report))
+    _print_floors(report)
+    if args.json_out:
+        text = json.dumps(report, indent=2, sort_keys=False)
+        if args.json_out == "-":
+            print(text)
+        else:
+            with open(args.json_out, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+    if args.plot:
+        from agentic_ray.serve.plot import plot_cdfs
+
+        plot_cdfs(latencies, args.plot, title=f"agentic-ray demo: {scenario.name}, seed {report['seed']}")
+        say(f"  latency CDF written to {args.plot}")
+    return 0
+
+
+def _print_floors(report: dict[str, Any]) -> None:
+    res = report["results"]
+    if "agentic" not in res or "default" not in res:
+        return
+    a, d = res["agentic"]["classes"].get("critical"), res["default"]["classes"].get("critical")
+    if not a or not d:
+        return
+    line = (f"critical SLO attainment: agentic {100 * (a['slo_attainment'] or 0):.1f} %, "
+            f"default {100 * (d['slo_attainment'] or 0):.1f} %")  # fmt: skip
+    if a["p99_ms"] and d["p99_ms"]:
+        line += f"; critical p99 agentic/default = {a['p99_ms'] / d['p99_ms']:.2f}"
+    print(line)
+    sys.stdout.flush()

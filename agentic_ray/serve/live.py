@@ -1,0 +1,291 @@
+"""Live runs: replay a simulator scenario's seeded requests against real Ray Serve.
+
+``run_live(scenario, seed, paths=("agentic", "default"))`` builds the scenario's workload with the
+simulator's own generator (``sim.workload.build_workload``: the same arrival times, classes and
+per-group service times as ``agentic-ray sim``), deploys the demo service once per path and sends every
+request open-loop at its arrival time (a request is sent when due, whether or not earlier ones have
+answered):
+
+- ``agentic``: ``@agentic_ray.deployment`` (``AgenticRequestRouter`` + a replica ``AdmissionGate``);
+  each request carries its class and an absolute deadline fixed when it is sent;
+- ``default``: a plain ``@serve.deployment`` with Serve's default power-of-two-choices router and the
+  same replicas, ``slots`` requests at a time, FIFO.
+
+Latency is measured at the caller from send to answer. A request counts within budget when it completes
+in at most its class budget; ``AdmissionError`` counts as shed, any other error or a timeout as failed;
+requests sent during the warm-up are not counted. The report has the shape of ``agentic-ray sim --json``
+(built by the simulator's ``RunResult``), so both can be compared field by field.
+
+``local_ray()`` starts a private single-node Ray (own temp dir, free ports outside Ray's worker range,
+no dashboard, ``RAY_AUTH_MODE=disabled`` for the processes it starts) and stops exactly what it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentic_ray.errors import AdmissionError
+from agentic_ray.policies import NodeAttrs, Policy, RequestMeta
+from agentic_ray.sim.metrics import ClassStats
+from agentic_ray.sim.runner import RunResult
+from agentic_ray.sim.scenario import Scenario
+from agentic_ray.sim.workload import Workload, build_workload
+
+__all__ = ["LiveOptions", "local_ray", "run_live"]
+
+PATHS = ("agentic", "default")
+_RESERVED_PORTS = range(10002, 20000)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveOptions:
+    """Knobs of a live run. ``request_timeout_s`` fails a request that takes longer (a hang guard);
+    ``progress`` receives one line per ``progress_every_s`` (``None``: silent)."""
+
+    request_timeout_s: float = 60.0
+    progress_every_s: float = 2.0
+    progress: Callable[[str], None] | None = None
+    deploy_timeout_s: float = 120.0
+
+
+def free_port() -> int:
+    """A free TCP port outside Ray's worker range 10002-19999 (the kernel's ephemeral range)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _RESERVED_PORTS:
+            return port
+    raise RuntimeError("no free port outside 10002-19999")
+
+
+@contextlib.contextmanager
+def local_ray(num_cpus: int = 2) -> Iterator[str]:
+    """Start a private one-node Ray, connect this process, yield its address; stop it all afterwards."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    tmp = tempfile.mkdtemp(prefix="agr-demo-", dir="/tmp" if os.path.isdir("/tmp") else None)
+    old_tmpdir = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = tmp
+    cluster = None
+    try:
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args=dict(
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                temp_dir=os.path.join(tmp, "ray"),
+                redis_port=free_port(),
+                dashboard_agent_listen_port=free_port(),
+                metrics_export_port=free_port(),
+                runtime_env_agent_port=free_port(),
+            ),
+        )
+        ray.init(address=cluster.address, namespace="agentic-demo", log_to_driver=False, logging_level="ERROR")
+        yield cluster.address
+    finally:
+        if ray.is_initialized():
+            with contextlib.suppress(Exception):
+                from ray import serve
+
+                serve.shutdown()
+        ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+        if old_tmpdir is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = old_tmpdir
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _groups(scenario: Scenario) -> list[dict[str, Any]]:
+    return [
+        {"name": g.name, "count": g.count, "slots": g.slots, "accelerator": g.accelerator, "zone": g.zone,
+         "cost": g.cost, "labels": dict(g.labels)}
+        for g in scenario.replicas
+    ]  # fmt: skip
+
+
+def _max_ongoing(scenario: Scenario) -> int:
+    values = [g.max_ongoing for g in scenario.replicas if g.max_ongoing != float("inf")]
+    return int(max(values)) if values else 5
+
+
+def _deploy(path: str, scenario: Scenario, policy: Policy, timeout_s: float) -> Any:
+    from ray import serve
+
+    from agentic_ray.serve.demo import DemoModel, PlainDemoModel
+    from agentic_ray.serve.deployment import deployment
+
+    groups = _groups(scenario)
+    replicas = sum(g["count"] for g in groups)
+    if path == "agentic":
+        slots = max(g["slots"] for g in groups)
+        bound_sum = _max_ongoing(scenario) - slots
+        app = deployment(
+            policy=policy,
+            slots=slots,
+            default_queue_bound=max(1, bound_sum // max(1, len(policy.classes))),  # classes without a bound
+            router_hook="agentic_ray.serve.hooks:PROCESS_STATS",
+            router_options=dict(scenario.router_config.get("agentic", {})),
+            num_replicas=replicas,
+            ray_actor_options={"num_cpus": 0},
+            name="AgenticModel",
+        )(DemoModel)
+    else:
+        app = serve.deployment(
+            PlainDemoModel,
+            name="PlainModel",
+            num_replicas=replicas,
+            max_ongoing_requests=_max_ongoing(scenario),
+            ray_actor_options={"num_cpus": 0},
+        )
+    serve.start(proxy_location="Disabled")
+    handle = serve.run(app.bind(groups), name=f"demo-{path}", route_prefix=None, blocking=False)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        status = serve.status().applications.get(f"demo-{path}")
+        if status is not None and status.status == "RUNNING":
+            return handle
+        time.sleep(0.2)
+    raise TimeoutError(f"the {path} demo service did not start within {timeout_s:.0f} s")
+
+
+async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario, policy: Policy,
+                  options: LiveOptions) -> RunResult:  # fmt: skip
+    budgets = dict(workload.class_budget_ms)
+    result = RunResult(path, {c: ClassStats() for c in budgets}, scenario.measured_s)
+    groups = [g.name for g in scenario.replicas]
+    counters = {"sent": 0, "done": 0, "shed": 0, "failed": 0}
+    loop = asyncio.get_running_loop()
+
+    async def one(item: Any) -> None:
+        req = item.request
+        payload = {"service_ms": {g: round(ms, 3) for g, ms in zip(groups, item.service_ms, strict=True)}}
+        budget_ms = budgets[req.qos]
+        sent = time.time()
+        kwargs = {"_agentic": {"qos": req.qos, "deadline": sent + budget_ms / 1000.0}} if path == "agentic" else {}
+        outcome, reason, answer = "failed", "", None
+        try:
+            answer = await asyncio.wait_for(handle.remote(payload, **kwargs), options.request_timeout_s)
+            outcome = "completed"
+        except AdmissionError as exc:
+            outcome, reason = "shed", exc.reason
+        except Exception as exc:  # noqa: BLE001 - every other error is a failed request
+            reason = type(exc).__name__
+        latency_ms = (time.time() - sent) * 1000.0
+        counters["done" if outcome == "completed" else outcome] += 1
+        if not item.measured:
+            return
+        st = result.classes.setdefault(req.qos, ClassStats())
+        st.requests += 1
+        if outcome == "completed":
+            st.completed += 1
+            st.latencies_ms.append(latency_ms)
+            if latency_ms <= budget_ms:
+                st.within_budget += 1
+            attrs = NodeAttrs(zone=str(answer.get("zone")), accelerator=str(answer.get("accelerator")))
+            if not policy.classify(RequestMeta(qos=req.qos), sent).allows(attrs):
+                result.violations += 1
+        elif outcome == "shed":
+            st.shed += 1
+            result.shed_reasons[reason] = result.shed_reasons.get(reason, 0) + 1
+        else:
+            st.failed += 1
+            result.shed_reasons[f"failed:{reason}"] = result.shed_reasons.get(f"failed:{reason}", 0) + 1
+
+    async def progress(start: float) -> None:
+        while True:
+            await asyncio.sleep(options.progress_every_s)
+            if options.progress is not None:
+                t = loop.time() - start
+                options.progress(
+                    f"  [{path:>7}] t={t:5.1f}s/{scenario.duration_s:.0f}s  sent {counters['sent']:5d}  "
+                    f"answered {counters['done']:5d}  shed {counters['shed']:4d}  failed {counters['failed']:3d}"
+                )
+
+    start = loop.time() + 0.2
+    reporter = loop.create_task(progress(start))
+    tasks = []
+    try:
+        for item in workload.items:
+            delay = start + item.request.arrival - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            counters["sent"] += 1
+            tasks.append(loop.create_task(one(item)))
+        await asyncio.gather(*tasks)
+    finally:
+        reporter.cancel()
+    result.total_requests = len(workload.items)
+    return result
+
+
+def run_live(
+    scenario: Scenario,
+    seed: int | None = None,
+    paths: Sequence[str] = PATHS,
+    policy: Policy | None = None,
+    options: LiveOptions | None = None,
+    latencies_out: dict[str, dict[str, list[float]]] | None = None,
+) -> dict[str, Any]:
+    """Replay ``scenario`` on the connected Ray once per path; the ``agentic-ray sim --json`` document.
+
+    Ray must be initialised (see ``local_ray``). Each path's Serve app is deleted after its run.
+    ``latencies_out`` (when given) receives every completed request's latency, per path and class.
+    """
+    from ray import serve
+
+    from agentic_ray.policies import load_policy
+    from agentic_ray.serve.hooks import PROCESS_STATS
+
+    options = options or LiveOptions()
+    seed = scenario.seed if seed is None else seed
+    if policy is None:
+        if scenario.policy is None:
+            raise ValueError("scenario: a live run needs the scenario's policy (field 'policy')")
+        policy = load_policy(scenario.policy)
+    workload = build_workload(scenario, seed, policy)
+    results: dict[str, Any] = {}
+    for path in paths:
+        if path not in PATHS:
+            raise ValueError(f"path: unknown {path!r}; expected one of {', '.join(PATHS)}")
+        handle = _deploy(path, scenario, policy, options.deploy_timeout_s)
+        PROCESS_STATS.reset()
+        try:
+            run = asyncio.run(_replay(path, handle, workload, scenario, policy, options))
+        finally:
+            serve.delete(f"demo-{path}")
+        decisions = sorted(PROCESS_STATS.decision_us) if path == "agentic" else []
+        # RunResult reports decision times from nanoseconds.
+        run.decision_ns = [int(us * 1000) for us in decisions]
+        results[path] = run.to_json()
+        if latencies_out is not None:
+            latencies_out[path] = {c: list(st.latencies_ms) for c, st in run.classes.items()}
+        if path == "default":
+            results[path]["decision_us_note"] = "Serve's default router is not instrumented"
+        if path == "agentic" and decisions:
+            results[path]["router_outcomes"] = {
+                f"{w}:{o}:{r}": n for (w, o, r), n in sorted(PROCESS_STATS.outcomes.items())
+            }
+    return {"scenario": scenario.name, "seed": seed, "results": results, "mode": "live",
+            "service": "asyncio.sleep of each request's sampled service time (no real model work)"}  # fmt: skip
+
+
+def print_progress(line: str) -> None:
+    """Progress lines go to stderr so ``--json -`` keeps stdout clean."""
+    print(line, file=sys.stderr, flush=True)
