@@ -185,7 +185,7 @@ async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario
             outcome = "completed"
         except AdmissionError as exc:
             outcome, reason = "shed", exc.reason
-        except Exception as exc:  # noqa: BLE001 - every other error is a failed request
+        except Exception as exc:  # every other error is a failed request
             reason = type(exc).__name__
         latency_ms = (time.time() - sent) * 1000.0
         counters["done" if outcome == "completed" else outcome] += 1
