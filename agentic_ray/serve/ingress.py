@@ -27,7 +27,6 @@ Status codes (``http_error``):
 from __future__ import annotations
 
 import json
-import math
 import time
 from typing import Any
 
@@ -35,28 +34,12 @@ from ray import serve
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse
 
-from agentic_ray.errors import AdmissionError, BudgetExhausted, NoEligibleReplica, Overloaded, PolicyError
+from agentic_ray.errors import AdmissionError, PolicyError
 from agentic_ray.policies import Policy, default_policy, load_policy, parse_policy
+from agentic_ray.serve.http_status import http_error
 from agentic_ray.serve.meta import META_KWARG, HeaderError, meta_from_headers, request_meta
 
-__all__ = ["AgenticIngress", "http_error", "ingress_app"]
-
-_DEADLINE_REASONS = ("deadline_passed", "deadline_passed_in_queue")
-
-
-def http_error(error: AdmissionError) -> tuple[int, dict[str, str], dict[str, Any]]:
-    """``(status, headers, json body)`` for an admission error (see the module docstring)."""
-    body = {"error": error.reason, "detail": str(error), "rule_ids": list(error.rule_ids)}
-    headers: dict[str, str] = {}
-    retry = error.retry_after_s
-    if isinstance(error, BudgetExhausted) and error.reason in _DEADLINE_REASONS:
-        return 504, headers, body
-    if isinstance(error, NoEligibleReplica):
-        return 503, headers, body
-    headers["Retry-After"] = str(max(1, math.ceil(retry if retry is not None else 1.0)))
-    if isinstance(error, Overloaded):
-        return 429, headers, body
-    return 503, headers, body
+__all__ = ["AgenticIngress", "ingress_app"]
 
 
 def _policy_error_header(error: PolicyError) -> str:

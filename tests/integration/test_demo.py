@@ -1,0 +1,53 @@
+"""``agentic-ray demo`` end to end: both paths complete a short run on the demo's own private Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from agentic_ray.cli import main
+
+CLASS_FIELDS = {"requests", "completed", "shed", "failed", "mean_ms", "p50_ms", "p99_ms", "p999_ms", "slo_attainment"}
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_demo_runs_both_paths_and_writes_the_sim_shaped_report(tmp_path):
+    out = tmp_path / "demo.json"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # unset: the demo must cope
+    env["TMPDIR"] = str(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentic_ray", "demo", "--duration", "3", "--rate", "20", "--seed", "3",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=280, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["scenario"] == "demo" and report["seed"] == 3
+    assert set(report["results"]) == {"agentic", "default"}
+    for path, res in report["results"].items():
+        assert {"overall", "classes", "goodput_rps", "decision_us_p50", "decision_us_p99"} <= set(res)
+        assert set(res["overall"]) >= CLASS_FIELDS
+        assert res["overall"]["requests"] > 0
+        assert res["overall"]["completed"] > 0, path
+        assert res["overall"]["failed"] == 0, (path, res.get("shed_reasons"))
+        for stats in res["classes"].values():
+            assert set(stats) >= CLASS_FIELDS
+            assert stats["requests"] == stats["completed"] + stats["shed"] + stats["failed"]
+    assert report["results"]["agentic"]["decision_us_p50"] is not None
+    assert report["results"]["default"]["overall"]["shed"] == 0  # Serve's default router never sheds
+    assert "agentic" in proc.stdout and "default" in proc.stdout and "SLO" in proc.stdout
+    assert "[agentic]" in proc.stderr or "Ray up" in proc.stderr  # progress is shown
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [(["--duration", "-1"], "--duration"), (["--rate", "0"], "--rate"), (["--paths", "fastest"], "--paths")],
+)
+def test_demo_usage_errors_exit_2_before_starting_ray(argv, needle, capsys):
+    assert main(["demo", *argv]) == 2
+    assert needle in capsys.readouterr().err

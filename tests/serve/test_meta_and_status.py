@@ -1,0 +1,71 @@
+"""Pure parts of the Serve layer: metadata wire format, header parsing, error -> HTTP status, shed errors."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+
+from agentic_ray.errors import BudgetExhausted, NoEligibleReplica, Overloaded
+from agentic_ray.scheduling.types import Shed
+from agentic_ray.serve.http_status import http_error
+from agentic_ray.serve.meta import META_KWARG, HeaderError, meta_from_headers, pop_meta, request_meta
+
+
+def test_pop_meta_merges_bare_keywords_and_wire_dict_and_leaves_user_kwargs():
+    kwargs = {"prompt": "hi", "qos": "critical", "budget_ms": 80, META_KWARG: {"tenant": "acme", "deadline": 12.5}}
+    meta = pop_meta(kwargs)
+    assert kwargs == {"prompt": "hi"}
+    assert meta == {"qos": "critical", "budget_ms": 80, "tenant": "acme", "deadline": 12.5}
+    assert request_meta(meta).qos == "critical"
+
+
+def test_headers_become_metadata():
+    meta = meta_from_headers({"X-QoS": "critical", "x-budget-ms": "250", "x-tenant": "acme", "x-data-class": "pii",
+                              "x-workflow": "rag", "content-type": "application/json"})  # fmt: skip
+    assert meta == {"qos": "critical", "budget_ms": 250.0, "tenant": "acme", "data_class": "pii", "workflow": "rag"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "name"),
+    [({"x-budget-ms": "abc"}, "x-budget-ms"), ({"x-budget-ms": "0"}, "x-budget-ms"),
+     ({"x-budget-ms": "nan"}, "x-budget-ms"), ({"x-qos": " "}, "x-qos")],
+)  # fmt: skip
+def test_bad_header_names_the_header(headers, name):
+    with pytest.raises(HeaderError) as info:
+        meta_from_headers(headers)
+    assert info.value.header == name
+
+
+def test_http_status_of_admission_errors():
+    status, headers, body = http_error(Overloaded("full", reason="queue_full", retry_after_s=0.2))
+    assert (status, headers["Retry-After"], body["error"]) == (429, "1", "queue_full")
+    status, headers, _ = http_error(BudgetExhausted("late", reason="cannot_meet_deadline", retry_after_s=2.1))
+    assert (status, headers["Retry-After"]) == (503, "3")
+    status, headers, _ = http_error(BudgetExhausted("late", reason="deadline_passed_in_queue"))
+    assert status == 504 and "Retry-After" not in headers
+    status, headers, body = http_error(NoEligibleReplica("none", rule_ids=("eu",)))
+    assert status == 503 and "Retry-After" not in headers and body["rule_ids"] == ["eu"]
+
+
+def test_router_shed_decisions_map_to_typed_errors():
+    pytest.importorskip("ray.serve")
+    from agentic_ray.serve.router import shed_error
+
+    assert isinstance(shed_error(Shed("no_eligible_replica", None, ("r1",))), NoEligibleReplica)
+    err = shed_error(Shed("cannot_meet_deadline", 0.3, (), 250.0))
+    assert isinstance(err, BudgetExhausted) and err.retry_after_s == 0.3 and "250.0" in str(err)
+    assert isinstance(shed_error(Shed("over_shed_threshold", 0.1)), Overloaded)
+    assert isinstance(shed_error(Shed("retry_budget_exhausted", 1.0, (), math.nan)), Overloaded)
+
+
+def test_importing_the_serve_package_does_not_import_ray():
+    import subprocess
+
+    code = (
+        "import sys, agentic_ray.serve, agentic_ray.serve.meta, agentic_ray.serve.http_status\n"
+        "print('ray' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"
