@@ -201,9 +201,9 @@ class _Run:
         allows = job.request.allows
         if allows is not None and not allows(view.attrs) and self.workload.items[job.index].measured:
             self.result.violations += 1
-        view.ongoing += 1
-        if view.ongoing == view.max_ongoing:
+        if view.ongoing < view.max_ongoing <= view.ongoing + 1:
             self.free -= 1
+        view.ongoing += 1
         job.replica = rep
         job.dispatched = True
         rep.jobs[job.index] = job
@@ -314,7 +314,7 @@ class _Run:
             return
         rep.jobs.pop(job.index, None)
         view = rep.view
-        if view.ongoing == view.max_ongoing and rep.alive:
+        if rep.alive and view.ongoing - 1 < view.max_ongoing <= view.ongoing:
             self.free += 1
         view.ongoing -= 1
         ok = job.outcome == -_COMPLETED
