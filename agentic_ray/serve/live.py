@@ -166,7 +166,7 @@ def _deploy(path: str, scenario: Scenario, policy: Policy, timeout_s: float) -> 
 
 
 async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario, policy: Policy,
-                  options: LiveOptions) -> RunResult:  # fmt: skip
+                  options: LiveOptions, records: list[dict[str, Any]] | None = None) -> RunResult:  # fmt: skip
     budgets = dict(workload.class_budget_ms)
     result = RunResult(path, {c: ClassStats() for c in budgets}, scenario.measured_s)
     groups = [g.name for g in scenario.replicas]
@@ -191,6 +191,9 @@ async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario
         counters["done" if outcome == "completed" else outcome] += 1
         if not item.measured:
             return
+        if records is not None:
+            records.append({"arrival_s": req.arrival, "qos": req.qos, "outcome": outcome, "reason": reason,
+                            "latency_ms": round(latency_ms, 3), "budget_ms": budget_ms})  # fmt: skip
         st = result.classes.setdefault(req.qos, ClassStats())
         st.requests += 1
         if outcome == "completed":
@@ -242,11 +245,13 @@ def run_live(
     policy: Policy | None = None,
     options: LiveOptions | None = None,
     latencies_out: dict[str, dict[str, list[float]]] | None = None,
+    records_out: dict[str, list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Replay ``scenario`` on the connected Ray once per path; the ``agentic-ray sim --json`` document.
 
     Ray must be initialised (see ``local_ray``). Each path's Serve app is deleted after its run.
-    ``latencies_out`` (when given) receives every completed request's latency, per path and class.
+    ``latencies_out`` (when given) receives every completed request's latency, per path and class;
+    ``records_out`` one record per measured request and path (arrival, class, outcome, latency, budget).
     """
     from ray import serve
 
@@ -267,7 +272,8 @@ def run_live(
         handle = _deploy(path, scenario, policy, options.deploy_timeout_s)
         PROCESS_STATS.reset()
         try:
-            run = asyncio.run(_replay(path, handle, workload, scenario, policy, options))
+            records = records_out.setdefault(path, []) if records_out is not None else None
+            run = asyncio.run(_replay(path, handle, workload, scenario, policy, options, records))
         finally:
             serve.delete(f"demo-{path}")
         decisions = sorted(PROCESS_STATS.decision_us) if path == "agentic" else []

@@ -1,0 +1,251 @@
+"""Live Ray Serve benchmark: the agentic router + replica gate against Serve's default router.
+
+Three parts, all on one private local Ray started here (``agentic_ray.serve.live.local_ray``), each
+replaying one seeded open-loop workload through both paths (same arrival times, classes and per-request
+service times; replicas sleep for the service time, so no real model work is done):
+
+1. ``burst``: the demo's service at a larger scale (2 "gpu" replicas of 2 slots at ~20 ms, 4 "cpu"
+   replicas of 1 slot at ~120 ms; capacity ~233 rps) under MMPP arrivals of 60 rps with 3 s bursts of
+   300 rps every 10 s. Reported per class over the whole run and over the burst windows only
+   (requests that *arrived* during a burst). Floors: critical SLO attainment with the agentic router
+   >= 99 % during the bursts; critical p99 agentic/default <= 0.5 during the bursts.
+2. ``low_load``: three identical replicas (1 slot, 20 ms fixed) at 15 rps Poisson: the routing choice
+   cannot change service times, so the median latency ratio agentic/default measures the overhead of
+   the router and gate. Floor: <= 1.10.
+3. ``sim_agreement``: the demo scenario (``agentic_ray/serve/demo/scenario.yaml``) run in the simulator
+   (``agentic`` and ``pow2``, as ``agentic-ray sim``) and live (``agentic`` and ``default``) on the same
+   seed; p50 and p99 per class from both and their relative difference (aim: within 20 %).
+
+    python benchmarks/serve_live.py [--quick] [--out benchmarks/results/serve_live]
+
+Writes ``OUT.json`` (every figure) and ``OUT.md`` (tables). Timings depend on the machine; the file
+records the host's CPU count and load next to the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from agentic_ray.serve.demo import demo_policy_path, demo_scenario_path
+from agentic_ray.serve.live import LiveOptions, local_ray, print_progress, run_live
+from agentic_ray.sim.metrics import ClassStats, summarize
+from agentic_ray.sim.scenario import load_scenario, parse_scenario
+from agentic_ray.sim.simulate import simulate
+
+BURST = """
+name: serve_live_burst
+seed: 11
+duration_s: {duration}
+warmup_s: 2
+policy: {policy}
+network_ms: 1.0
+replicas:
+  - {{name: gpu, count: 2, accelerator: gpu, zone: local, slots: 2, max_ongoing: 42, cost: 2,
+     service: {{default: {{dist: lognormal, mean_ms: 20, cv: 0.3}}}}}}
+  - {{name: cpu, count: 4, accelerator: cpu, zone: local, slots: 1, max_ongoing: 42, cost: 1,
+     service: {{default: {{dist: lognormal, mean_ms: 120, cv: 0.3}}}}}}
+workload:
+  arrivals: {{process: mmpp, base_rps: {base}, burst_rps: {burst}, burst_every_s: 10, burst_for_s: 3,
+              switching: periodic}}
+  mix: {{critical: 0.2, standard: 0.4, sheddable: 0.4}}
+"""
+
+LOW_LOAD = """
+name: serve_live_low_load
+seed: 5
+duration_s: {duration}
+warmup_s: 2
+policy: {policy}
+network_ms: 1.0
+replicas:
+  - {{name: cpu, count: 3, accelerator: cpu, zone: local, slots: 1, max_ongoing: 42, cost: 1,
+     service: {{default: {{dist: deterministic, mean_ms: 20}}}}}}
+workload:
+  arrivals: {{process: poisson, rate_rps: {rate}}}
+  mix: {{critical: 0.2, standard: 0.4, sheddable: 0.4}}
+"""
+
+
+def _burst_windows(every: float, length: float, duration: float) -> list[tuple[float, float]]:
+    out, start = [], every - length
+    while start < duration:
+        out.append((start, min(start + length, duration)))
+        start += every
+    return out
+
+
+def _window_stats(records: list[dict[str, Any]], windows: list[tuple[float, float]]) -> dict[str, Any]:
+    by_class: dict[str, ClassStats] = {}
+    for r in records:
+        if not any(a <= r["arrival_s"] < b for a, b in windows):
+            continue
+        st = by_class.setdefault(r["qos"], ClassStats())
+        st.requests += 1
+        if r["outcome"] == "completed":
+            st.completed += 1
+            st.latencies_ms.append(r["latency_ms"])
+            st.within_budget += r["latency_ms"] <= r["budget_ms"]
+        elif r["outcome"] == "shed":
+            st.shed += 1
+        else:
+            st.failed += 1
+    return {c: summarize(s) for c, s in sorted(by_class.items())}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else round(a / b, 4)
+
+
+def _diff(live: float | None, sim: float | None) -> float | None:
+    return None if live is None or not sim else round((live - sim) / sim, 4)
+
+
+def run(quick: bool) -> dict[str, Any]:
+    policy = str(demo_policy_path())
+    opts = LiveOptions(progress=print_progress, progress_every_s=5.0)
+    report: dict[str, Any] = {
+        "host": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "python": platform.python_version()},
+        "service": "replicas sleep for each request's sampled service time (no real model work)",
+        "quick": quick,
+    }
+    duration = 20 if quick else 40
+    burst_sc = parse_scenario(BURST.format(duration=duration, policy=policy, base=60, burst=300))
+    low_sc = parse_scenario(LOW_LOAD.format(duration=10 if quick else 20, policy=policy, rate=15))
+    demo_sc = load_scenario(demo_scenario_path())
+    with local_ray():
+        print_progress("== burst ==")
+        records: dict[str, list[dict[str, Any]]] = {}
+        burst = run_live(burst_sc, options=opts, records_out=records)
+        windows = _burst_windows(10, 3, duration)
+        burst["burst_windows_s"] = windows
+        burst["during_burst"] = {p: _window_stats(r, windows) for p, r in records.items()}
+        report["burst"] = burst
+        print_progress("== low load ==")
+        report["low_load"] = run_live(low_sc, options=opts)
+        print_progress("== sim agreement (live) ==")
+        report["sim_agreement_live"] = run_live(demo_sc, options=opts)
+    report["sim_agreement_sim"] = simulate(demo_sc, ["agentic", "pow2"], seed=demo_sc.seed)
+    report["host"]["loadavg_end"] = os.getloadavg()
+    report["floors"] = _floors(report)
+    report["sim_agreement"] = _agreement(report["sim_agreement_sim"], report["sim_agreement_live"])
+    return report
+
+
+def _floors(report: dict[str, Any]) -> dict[str, Any]:
+    during = report["burst"]["during_burst"]
+    a_crit, d_crit = during["agentic"].get("critical", {}), during["default"].get("critical", {})
+    low = report["low_load"]["results"]
+    ratio_p99 = _ratio(a_crit.get("p99_ms"), d_crit.get("p99_ms"))
+    ratio_med = _ratio(low["agentic"]["overall"]["p50_ms"], low["default"]["overall"]["p50_ms"])
+    att = a_crit.get("slo_attainment")
+    return {
+        "critical_slo_attainment_burst_agentic": att,
+        "critical_slo_attainment_burst_default": d_crit.get("slo_attainment"),
+        "critical_slo_attainment_burst_floor": 0.99,
+        "critical_slo_attainment_burst_met": att is not None and att >= 0.99,
+        "critical_p99_ratio_burst": ratio_p99,
+        "critical_p99_ratio_burst_floor": 0.5,
+        "critical_p99_ratio_burst_met": ratio_p99 is not None and ratio_p99 <= 0.5,
+        "low_load_median_ratio": ratio_med,
+        "low_load_median_ratio_floor": 1.10,
+        "low_load_median_ratio_met": ratio_med is not None and ratio_med <= 1.10,
+    }
+
+
+def _agreement(sim: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for live_name, sim_name in (("agentic", "agentic"), ("default", "pow2")):
+        rows = {}
+        for qos, lc in live["results"][live_name]["classes"].items():
+            sc = sim["results"][sim_name]["classes"].get(qos, {})
+            rows[qos] = {
+                "sim_p50_ms": sc.get("p50_ms"), "live_p50_ms": lc["p50_ms"],
+                "p50_diff": _diff(lc["p50_ms"], sc.get("p50_ms")),
+                "sim_p99_ms": sc.get("p99_ms"), "live_p99_ms": lc["p99_ms"],
+                "p99_diff": _diff(lc["p99_ms"], sc.get("p99_ms")),
+                "sim_slo": sc.get("slo_attainment"), "live_slo": lc["slo_attainment"],
+            }  # fmt: skip
+        out[f"{live_name} (sim: {sim_name})"] = rows
+    return out
+
+
+def _f(x: Any, spec: str = ".1f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["# Live Ray Serve benchmark: agentic router + gate vs Serve's default router", ""]
+    h = report["host"]
+    lines += [f"Host: {h['cpus']} CPUs, load average at start {h['loadavg_start'][0]:.2f}, at end "
+              f"{h['loadavg_end'][0]:.2f} (other jobs share this machine). {report['service']}.", ""]  # fmt: skip
+    fl = report["floors"]
+    lines += ["## Floors", "", "| figure | measured | floor | met |", "|---|---|---|---|"]
+    lines.append(f"| critical SLO attainment during bursts, agentic (default beside it) | "
+                 f"{_f(100 * (fl['critical_slo_attainment_burst_agentic'] or 0))} % "
+                 f"({_f(100 * (fl['critical_slo_attainment_burst_default'] or 0))} %) | >= 99 % | "
+                 f"{fl['critical_slo_attainment_burst_met']} |")  # fmt: skip
+    lines.append(f"| critical p99 agentic/default during bursts | {_f(fl['critical_p99_ratio_burst'], '.3f')} "
+                 f"| <= 0.5 | {fl['critical_p99_ratio_burst_met']} |")  # fmt: skip
+    lines.append(f"| low-load median latency agentic/default | {_f(fl['low_load_median_ratio'], '.3f')} | <= 1.10 "
+                 f"| {fl['low_load_median_ratio_met']} |")  # fmt: skip
+    for part in ("burst", "low_load"):
+        res = report[part]
+        lines += ["", f"## {part} ({res['scenario']}, seed {res['seed']}), whole run", ""]
+        lines += _table(res["results"])
+    lines += ["", "## burst, requests that arrived during a burst window", ""]
+    lines += _table({p: {"classes": c} for p, c in report["burst"]["during_burst"].items()})
+    lines += ["", "## Simulator agreement (demo scenario, same seed)", "",
+              "| run | class | sim p50 | live p50 | diff | sim p99 | live p99 | diff | sim SLO | live SLO |",
+              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for run_name, rows in report["sim_agreement"].items():
+        for qos, r in rows.items():
+            lines.append(
+                f"| {run_name} | {qos} | {_f(r['sim_p50_ms'])} | {_f(r['live_p50_ms'])} | "
+                f"{_f(None if r['p50_diff'] is None else 100 * r['p50_diff'], '+.0f')} % | {_f(r['sim_p99_ms'])} | "
+                f"{_f(r['live_p99_ms'])} | {_f(None if r['p99_diff'] is None else 100 * r['p99_diff'], '+.0f')} % | "
+                f"{_f(None if r['sim_slo'] is None else 100 * r['sim_slo'])} | "
+                f"{_f(None if r['live_slo'] is None else 100 * r['live_slo'])} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _table(results: dict[str, Any]) -> list[str]:
+    lines = ["| path | class | requests | completed | shed | failed | p50 ms | p99 ms | SLO % |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for path, res in results.items():
+        rows = list(res["classes"].items())
+        if "overall" in res:
+            rows.append(("(all)", res["overall"]))
+        for qos, c in rows:
+            slo = None if c["slo_attainment"] is None else 100 * c["slo_attainment"]
+            lines.append(f"| {path} | {qos} | {c['requests']} | {c['completed']} | {c['shed']} | {c['failed']} | "
+                         f"{_f(c['p50_ms'])} | {_f(c['p99_ms'])} | {_f(slo)} |")  # fmt: skip
+        if "goodput_rps" in res:
+            lines.append(f"| {path} | goodput {res['goodput_rps']:.1f} rps | decision p50/p99 "
+                         f"{_f(res['decision_us_p50'])}/{_f(res['decision_us_p99'])} us | | | | | | |")  # fmt: skip
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs (20 s burst, 10 s low load)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "serve_live"))
+    args = parser.parse_args(argv)
+    started = time.time()
+    report = run(args.quick)
+    report["wall_s"] = round(time.time() - started, 1)
+    Path(args.out + ".json").write_text(json.dumps(report, indent=2) + "\n")
+    Path(args.out + ".md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
