@@ -28,7 +28,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -36,7 +35,6 @@ from agentic_ray.actors.common import (
     GLOBAL_NAME,
     NAMESPACE,
     ControlPlaneConfig,
-    agent_name,
     kv_get,
     read_active_policy,
 )
@@ -47,7 +45,8 @@ from agentic_ray.actors.placement import (
     fallback_placement,
     label_selector_for,
 )
-from agentic_ray.budget import Budget, Deadline, budget_scope, current_deadline, deadline_scope
+from agentic_ray.actors.worker import make_worker_function
+from agentic_ray.budget import Budget, budget_scope, current_deadline
 from agentic_ray.errors import BudgetExhausted
 from agentic_ray.policies import NodeAttrs, Policy, RequestMeta, default_policy, load_policy
 
@@ -225,103 +224,6 @@ def _runtime() -> _Runtime:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Worker side: deadline check, context, accounting
-# ---------------------------------------------------------------------------------------------------
-class _Accountant:
-    """Buffers task events in this worker and sends them to the node's agent every 0.1 s."""
-
-    FLUSH_S = 0.1
-
-    def __init__(self) -> None:
-        self.events: deque = deque()
-        self.dropped = 0
-        self._agent = None
-        self._thread = threading.Thread(target=self._loop, name="agentic-accounting", daemon=True)
-        self._thread.start()
-
-    def add(self, event: tuple) -> None:
-        self.events.append(event)
-
-    def _loop(self) -> None:
-        import ray
-
-        while True:
-            time.sleep(self.FLUSH_S)
-            if not self.events:
-                continue
-            batch = []
-            while self.events and len(batch) < 1000:
-                batch.append(self.events.popleft())
-            try:
-                if self._agent is None:
-                    node_id = ray.get_runtime_context().get_node_id()
-                    self._agent = ray.get_actor(agent_name(node_id), namespace=NAMESPACE)
-                self._agent.record_batch.remote(batch)
-            except Exception:
-                self._agent = None
-                self.dropped += len(batch)
-
-
-_ACCOUNTANT: _Accountant | None = None
-
-
-def _account(event: tuple) -> None:
-    global _ACCOUNTANT
-    if _ACCOUNTANT is None:
-        with _RUNTIME_LOCK:
-            if _ACCOUNTANT is None:
-                _ACCOUNTANT = _Accountant()
-    _ACCOUNTANT.add(event)
-
-
-def _refuse(ctx: tuple, started: float) -> BudgetExhausted:
-    deadline_at, qos, workflow, _stage, submitted, name = ctx
-    _account(("refused", qos, workflow, (started - submitted) * 1000.0))
-    late_ms = (started - deadline_at) * 1000.0
-    return BudgetExhausted(
-        f"task {name} not started: its deadline passed {late_ms:.1f} ms before it could start",
-        reason="deadline_passed",
-    )
-
-
-def _make_worker_function(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``fn`` so the first argument is the agentic context ``(deadline_at, qos, workflow, stage,
-    submitted_at, name)``. No ``functools.wraps``: Ray checks arguments against the visible signature."""
-
-    def _finish(ctx: tuple, started: float, ok: bool) -> None:
-        end = time.time()
-        _account(("end", ctx[1], ctx[2], (end - started) * 1000.0, (end - ctx[4]) * 1000.0, ok, end <= ctx[0]))
-
-    call = fn
-    if inspect.iscoroutinefunction(fn):
-        # Ray refuses ``async def`` tasks; run the coroutine to completion in the worker instead.
-        import asyncio
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return asyncio.run(fn(*args, **kwargs))
-
-    def runner(ctx: tuple, *args: Any, **kwargs: Any) -> Any:
-        started = time.time()
-        if started >= ctx[0]:
-            raise _refuse(ctx, started)
-        _account(("start", ctx[1]))
-        ok = False
-        try:
-            with deadline_scope(Deadline(ctx[0])):
-                result = call(*args, **kwargs)
-            ok = True
-            return result
-        finally:
-            _finish(ctx, started, ok)
-
-    runner.__name__ = getattr(fn, "__name__", "task")
-    runner.__qualname__ = getattr(fn, "__qualname__", runner.__name__)
-    runner.__module__ = getattr(fn, "__module__", __name__)
-    runner.__doc__ = fn.__doc__
-    return runner
-
-
-# ---------------------------------------------------------------------------------------------------
 # Driver side: the remote function
 # ---------------------------------------------------------------------------------------------------
 def _required_resources(ray_options: dict[str, Any]) -> dict[str, float]:
@@ -357,7 +259,7 @@ class AgenticRemoteFunction:
         if self._remote_fn is None:
             import ray
 
-            runner = _make_worker_function(self._fn)
+            runner = make_worker_function(self._fn)
             self._remote_fn = ray.remote(**self._ray_options)(runner) if self._ray_options else ray.remote(runner)
         return self._remote_fn
 

@@ -1,0 +1,128 @@
+"""The worker side of ``@agentic_ray.task``: deadline check, deadline context, batched accounting.
+
+Kept apart from ``agentic_ray.sdk`` so a Ray worker that runs a task imports only this module, the
+budget module and the errors (no policy engine, pydantic or YAML): worker start-up stays cheap.
+
+``make_worker_function(fn)`` returns ``runner(ctx, *args, **kwargs)`` where ``ctx`` is
+``(deadline_at, qos, workflow, stage, submitted_at, name)`` (wall-clock seconds). The runner:
+
+1. refuses to start when ``time.time() >= deadline_at``: raises ``BudgetExhausted`` (reason
+   ``deadline_passed``) without calling ``fn``, and accounts a ``refused`` event;
+2. otherwise accounts ``start``, runs ``fn`` inside ``deadline_scope(Deadline(deadline_at))`` (child
+   tasks submitted by ``fn`` inherit the remaining budget), and accounts ``end`` with the service time,
+   the latency since submission, success and whether it met the deadline.
+
+Events go to a per-process ``_Accountant``: a daemon thread sends them in batches every 0.1 s to the
+node's agent (``record_batch``, fire-and-forget), off the task's critical path.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from agentic_ray.actors.common import NAMESPACE, agent_name
+from agentic_ray.budget import Deadline, deadline_scope
+from agentic_ray.errors import BudgetExhausted
+
+__all__ = ["make_worker_function"]
+
+_LOCK = threading.Lock()
+
+
+class _Accountant:
+    """Buffers task events in this worker and sends them to the node's agent every 0.1 s."""
+
+    FLUSH_S = 0.1
+
+    def __init__(self) -> None:
+        self.events: deque = deque()
+        self.dropped = 0
+        self._agent = None
+        self._thread = threading.Thread(target=self._loop, name="agentic-accounting", daemon=True)
+        self._thread.start()
+
+    def add(self, event: tuple) -> None:
+        self.events.append(event)
+
+    def _loop(self) -> None:
+        import ray
+
+        while True:
+            time.sleep(self.FLUSH_S)
+            if not self.events:
+                continue
+            batch = []
+            while self.events and len(batch) < 1000:
+                batch.append(self.events.popleft())
+            try:
+                if self._agent is None:
+                    node_id = ray.get_runtime_context().get_node_id()
+                    self._agent = ray.get_actor(agent_name(node_id), namespace=NAMESPACE)
+                self._agent.record_batch.remote(batch)
+            except Exception:
+                self._agent = None
+                self.dropped += len(batch)
+
+
+_ACCOUNTANT: _Accountant | None = None
+
+
+def _account(event: tuple) -> None:
+    global _ACCOUNTANT
+    if _ACCOUNTANT is None:
+        with _LOCK:
+            if _ACCOUNTANT is None:
+                _ACCOUNTANT = _Accountant()
+    _ACCOUNTANT.add(event)
+
+
+def _refuse(ctx: tuple, started: float) -> BudgetExhausted:
+    deadline_at, qos, workflow, _stage, submitted, name = ctx
+    _account(("refused", qos, workflow, (started - submitted) * 1000.0))
+    late_ms = (started - deadline_at) * 1000.0
+    return BudgetExhausted(
+        f"task {name} not started: its deadline passed {late_ms:.1f} ms before it could start",
+        reason="deadline_passed",
+    )
+
+
+def make_worker_function(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``fn`` so the first argument is the agentic context ``(deadline_at, qos, workflow, stage,
+    submitted_at, name)``. No ``functools.wraps``: Ray checks arguments against the visible signature."""
+
+    def _finish(ctx: tuple, started: float, ok: bool) -> None:
+        end = time.time()
+        _account(("end", ctx[1], ctx[2], (end - started) * 1000.0, (end - ctx[4]) * 1000.0, ok, end <= ctx[0]))
+
+    call = fn
+    if inspect.iscoroutinefunction(fn):
+        # Ray refuses ``async def`` tasks; run the coroutine to completion in the worker instead.
+        import asyncio
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return asyncio.run(fn(*args, **kwargs))
+
+    def runner(ctx: tuple, *args: Any, **kwargs: Any) -> Any:
+        started = time.time()
+        if started >= ctx[0]:
+            raise _refuse(ctx, started)
+        _account(("start", ctx[1]))
+        ok = False
+        try:
+            with deadline_scope(Deadline(ctx[0])):
+                result = call(*args, **kwargs)
+            ok = True
+            return result
+        finally:
+            _finish(ctx, started, ok)
+
+    runner.__name__ = getattr(fn, "__name__", "task")
+    runner.__qualname__ = getattr(fn, "__qualname__", runner.__name__)
+    runner.__module__ = getattr(fn, "__module__", __name__)
+    runner.__doc__ = fn.__doc__
+    return runner

@@ -1,0 +1,246 @@
+"""Overhead of ``@agentic_ray.task`` against the same no-op function as plain ``@ray.remote``.
+
+One run, one cluster (a local ``ray.cluster_utils.Cluster`` with the three labelled nodes of the test
+suite: two ``zone=eu-west``, one ``zone=us-east``), the fraud policy of the example. Measured, with
+plain and agentic rounds interleaved so machine noise hits both alike:
+
+- **sequential**: ``ray.get(f.remote())`` one at a time; per-call latency, median and p99;
+- **pipelined**: ``ray.get([f.remote() for _ in range(window)])``; per-window latency, median and p99,
+  and throughput (tasks/s);
+- **placement decision**: ``f.decide()`` alone (policy classification + node choice on the cached
+  view, what ``.remote()`` adds before Ray's own submit), p50/p99 in microseconds;
+- **submit**: the ``.remote()`` call alone (decision + Ray submit, no wait), p50/p99 in microseconds.
+
+Floors (issue 4): median ratio agentic/plain <= 1.2 (sequential and pipelined); decision p99 <= 100 us.
+Writes ``benchmarks/results/task_overhead.json`` and ``.md``. Usage::
+
+    python benchmarks/task_overhead.py [--calls 1000] [--rounds 4] [--window 100] [--port 30391]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+POLICY = ROOT / "examples" / "policies" / "fraud.yaml"
+NODES = (
+    {"labels": {"zone": "eu-west", "accelerator": "cpu"}, "num_cpus": 2},
+    {"labels": {"zone": "eu-west", "accelerator": "cpu"}, "num_cpus": 2},
+    {"labels": {"zone": "us-east", "accelerator": "gpu"}, "num_cpus": 2, "resources": {"fake_gpu": 1}},
+)
+
+
+def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by nearest rank."""
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * len(s) + 0.5) - 1))]
+
+
+def summary(values: list[float], scale: float = 1000.0) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "median": statistics.median(values) * scale,
+        "p99": pct(values, 0.99) * scale,
+        "mean": statistics.fmean(values) * scale,
+    }
+
+
+def sequential(f, n: int) -> list[float]:
+    import ray
+
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        ray.get(f.remote(), timeout=60)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def pipelined(f, windows: int, window: int) -> list[float]:
+    import ray
+
+    out = []
+    for _ in range(windows):
+        t0 = time.perf_counter()
+        ray.get([f.remote() for _ in range(window)], timeout=120)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def timed_calls(call, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=1000, help="sequential calls per variant per round")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds (plain, agentic, ...)")
+    parser.add_argument("--window", type=int, default=100, help="tasks per pipelined window")
+    parser.add_argument("--windows", type=int, default=10, help="pipelined windows per variant per round")
+    parser.add_argument("--decisions", type=int, default=20000)
+    parser.add_argument("--port", type=int, default=30391)
+    parser.add_argument("--tmp", default=f"/tmp/agr-bench-{os.getpid()}")
+    args = parser.parse_args()
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    import agentic_ray
+
+    os.makedirs(args.tmp, exist_ok=True)
+    os.environ["TMPDIR"] = args.tmp
+    head, *workers = NODES
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args=dict(redis_port=args.port, include_dashboard=False, temp_dir=args.tmp + "/ray", **head),
+    )
+    try:
+        for spec in workers:
+            cluster.add_node(**spec)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        agentic_ray.init(policy=str(POLICY), wait_s=60)
+
+        @ray.remote(num_cpus=0)
+        def plain_noop():
+            return None
+
+        @agentic_ray.task(tenant="bank-eu", data_class="pii", budget_ms=60_000, num_cpus=0)
+        def agentic_noop():
+            return None
+
+        # Warm up workers and caches on every node.
+        sequential(plain_noop, 200)
+        sequential(agentic_noop, 200)
+        pipelined(plain_noop, 3, args.window)
+        pipelined(agentic_noop, 3, args.window)
+
+        seq = {"plain": [], "agentic": []}
+        pipe = {"plain": [], "agentic": []}
+        for r in range(args.rounds):
+            order = [("plain", plain_noop), ("agentic", agentic_noop)]
+            if r % 2:
+                order.reverse()
+            for name, f in order:
+                seq[name] += sequential(f, args.calls)
+            for name, f in order:
+                pipe[name] += pipelined(f, args.windows, args.window)
+
+        decisions = timed_calls(agentic_noop.decide, args.decisions)
+        refs: list = []
+        submits = timed_calls(lambda: refs.append(agentic_noop.remote()), 2000)
+        ray.get(refs, timeout=120)
+        plain_refs: list = []
+        plain_submits = timed_calls(lambda: plain_refs.append(plain_noop.remote()), 2000)
+        ray.get(plain_refs, timeout=120)
+        zones = set(
+            ray.get(
+                [
+                    agentic_ray.task(tenant="bank-eu", data_class="pii", budget_ms=60_000, num_cpus=0)(
+                        lambda: ray.get_runtime_context().get_node_labels()["zone"]
+                    ).remote()
+                    for _ in range(50)
+                ],
+                timeout=60,
+            )
+        )
+        view = agentic_ray.cluster_view()
+    finally:
+        with contextlib.suppress(Exception):
+            agentic_ray.shutdown(stop_control_plane=True)
+        ray.shutdown()
+        cluster.shutdown()
+        shutil.rmtree(args.tmp, ignore_errors=True)
+
+    result = {
+        "benchmark": "task_overhead",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "ray": ray.__version__},
+        "settings": vars(args),
+        "sequential_ms": {k: summary(v) for k, v in seq.items()},
+        "pipelined_window_ms": {k: summary(v) for k, v in pipe.items()},
+        "pipelined_tasks_per_s": {k: args.window * len(v) / sum(v) for k, v in pipe.items()},
+        "decision_us": summary(decisions, 1e6),
+        "submit_us": {"agentic": summary(submits, 1e6), "plain": summary(plain_submits, 1e6)},
+        "zones_seen_by_eu_pii_tasks": sorted(zones),
+        "view_nodes": len(view["nodes"]),
+    }
+    result["ratios"] = {
+        "sequential_median": result["sequential_ms"]["agentic"]["median"] / result["sequential_ms"]["plain"]["median"],
+        "sequential_p99": result["sequential_ms"]["agentic"]["p99"] / result["sequential_ms"]["plain"]["p99"],
+        "pipelined_median": result["pipelined_window_ms"]["agentic"]["median"]
+        / result["pipelined_window_ms"]["plain"]["median"],
+        "pipelined_p99": result["pipelined_window_ms"]["agentic"]["p99"]
+        / result["pipelined_window_ms"]["plain"]["p99"],
+    }
+    result["floors"] = {
+        "median_ratio_le_1.2": result["ratios"]["sequential_median"] <= 1.2
+        and result["ratios"]["pipelined_median"] <= 1.2,
+        "decision_p99_le_100us": result["decision_us"]["p99"] <= 100.0,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "task_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "task_overhead.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+def markdown(r: dict) -> str:
+    s, p, ratios = r["sequential_ms"], r["pipelined_window_ms"], r["ratios"]
+    lines = [
+        "# Task overhead: `@agentic_ray.task` vs `@ray.remote` (no-op task)",
+        "",
+        f"{r['machine']['cpus']} CPUs, Ray {r['machine']['ray']}, 3-node local cluster, fraud policy, "
+        f"tenant bank-eu / pii (EU residency rule). {r['settings']['rounds']} interleaved rounds.",
+        "",
+        "| mode | variant | n | median | p99 | mean |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for mode, table in (
+        ("sequential (ms/call)", s),
+        (f"pipelined (ms/{r['settings']['window']} tasks)", p),
+    ):
+        for name in ("plain", "agentic"):
+            t = table[name]
+            lines.append(f"| {mode} | {name} | {t['n']} | {t['median']:.3f} | {t['p99']:.3f} | {t['mean']:.3f} |")
+    d, sub = r["decision_us"], r["submit_us"]
+    lines += [
+        "",
+        f"Throughput pipelined: plain {r['pipelined_tasks_per_s']['plain']:.0f} tasks/s, "
+        f"agentic {r['pipelined_tasks_per_s']['agentic']:.0f} tasks/s.",
+        "",
+        "| ratio agentic/plain | value |",
+        "|---|---:|",
+        *(f"| {k} | {v:.3f} |" for k, v in ratios.items()),
+        "",
+        f"Placement decision (`decide()`): median {d['median']:.1f} us, p99 {d['p99']:.1f} us (n={d['n']}).",
+        f"`.remote()` call alone: agentic median {sub['agentic']['median']:.1f} us / "
+        f"p99 {sub['agentic']['p99']:.1f} us; "
+        f"plain median {sub['plain']['median']:.1f} us / p99 {sub['plain']['p99']:.1f} us.",
+        "",
+        f"Floors: median ratio <= 1.2: **{r['floors']['median_ratio_le_1.2']}**; "
+        f"decision p99 <= 100 us: **{r['floors']['decision_p99_le_100us']}**. "
+        f"Zones seen by 50 EU pii tasks: {', '.join(r['zones_seen_by_eu_pii_tasks'])}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
