@@ -59,6 +59,8 @@ def format_table(report: dict[str, Any]) -> str:
         extra += f"placement violations {res['violations']}"
         if "sim_requests_per_s" in res:
             extra += f", simulated {res['sim_requests_per_s']:.0f} requests/s of wall time"
+        if "sim_requests_per_cpu_s" in res:
+            extra += f" ({res['sim_requests_per_cpu_s']:.0f} per CPU second)"
         lines.append(extra)
     return "\n".join(lines)
 
@@ -76,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     scenario = load_scenario(args.scenario)
-    report = simulate(scenario, routers, seed=args.seed, timer=time.perf_counter_ns)
+    report = simulate(scenario, routers, seed=args.seed, timer=time.perf_counter_ns, cpu_timer=time.process_time_ns)
     text = json.dumps(report, indent=2, allow_nan=False)
     if args.json_out == "-":
         print(text)

@@ -18,7 +18,8 @@ the router when nothing is left to happen (every replica gone) are counted ``fai
 (``Route.hedge_replica_id``) are not simulated: only the primary replica runs the request.
 
 The loop reads no clock: ``timer`` (e.g. ``time.perf_counter_ns``), when given, times each
-``router.choose`` call and the whole run for the ``decision_us_*`` and ``sim_requests_per_s`` figures.
+``router.choose`` call and the whole run for the ``decision_us_*`` and ``sim_requests_per_s`` figures;
+``cpu_timer`` (e.g. ``time.process_time_ns``) gives ``sim_requests_per_cpu_s``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class RunResult:
     decision_ns: list[int] = field(default_factory=list)
     shed_reasons: dict[str, int] = field(default_factory=dict)
     wall_ns: int | None = None
+    cpu_ns: int | None = None
     total_requests: int = 0
     tenants: dict[str, ClassStats] = field(default_factory=dict)
 
@@ -92,6 +94,8 @@ class RunResult:
             out["tenants"] = {name: summarize(s) for name, s in sorted(self.tenants.items())}
         if self.wall_ns:
             out["sim_requests_per_s"] = round(self.total_requests / (self.wall_ns / 1e9), 1)
+        if self.cpu_ns:
+            out["sim_requests_per_cpu_s"] = round(self.total_requests / (self.cpu_ns / 1e9), 1)
         return out
 
 
@@ -111,8 +115,10 @@ class _Run:
         timer: Callable[[], int] | None,
         name: str,
         slowdowns: dict[str, float] | None = None,
+        cpu_timer: Callable[[], int] | None = None,
     ) -> None:
         self.slowdowns = slowdowns
+        self.cpu_timer = cpu_timer
         self.scenario = scenario
         self.workload = workload
         self.router = router
@@ -366,6 +372,7 @@ class _Run:
     def run(self) -> RunResult:
         timer = self.timer
         t_start = timer() if timer is not None else 0
+        cpu_start = self.cpu_timer() if self.cpu_timer is not None else 0
         self._schedule_faults()
         items = self.workload.items
         n = len(items)
@@ -402,6 +409,8 @@ class _Run:
         self.result.total_requests = n
         if timer is not None:
             self.result.wall_ns = timer() - t_start
+        if self.cpu_timer is not None:
+            self.result.cpu_ns = self.cpu_timer() - cpu_start
         return self.result
 
     def _choose_new(self, job: _Job, now: float) -> None:
@@ -419,6 +428,7 @@ def run_router(
     timer: Callable[[], int] | None = None,
     name: str | None = None,
     slowdowns: dict[str, float] | None = None,
+    cpu_timer: Callable[[], int] | None = None,
 ) -> RunResult:
     """Run ``router`` over ``workload`` on the cluster of ``scenario`` and return its figures.
 
@@ -426,6 +436,17 @@ def run_router(
     ``timer`` returns integer nanoseconds (``time.perf_counter_ns``); ``None`` measures nothing.
     The router must be fresh: it keeps state between calls. ``slowdowns`` (replica id -> current
     slowdown factor) is kept up to date during the run when given (the oracle's service-time view).
+    ``cpu_timer`` (e.g. ``time.process_time_ns``) measures the run's CPU time, for a simulator speed
+    figure that other processes on the machine do not distort.
     """
-    run = _Run(scenario, workload, router, classes or {}, timer, name or getattr(router, "name", "router"), slowdowns)
+    run = _Run(
+        scenario,
+        workload,
+        router,
+        classes or {},
+        timer,
+        name or getattr(router, "name", "router"),
+        slowdowns,
+        cpu_timer,
+    )
     return run.run()

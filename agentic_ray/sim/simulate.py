@@ -110,6 +110,7 @@ def simulate_runs(
     *,
     seed: int | None = None,
     timer: Callable[[], int] | None = None,
+    cpu_timer: Callable[[], int] | None = None,
 ) -> dict[str, RunResult]:
     """Run each registry router in ``routers`` on the same seeded workload; ``seed`` overrides the file's."""
     check_router_names(routers)
@@ -131,7 +132,14 @@ def simulate_runs(
         context = {"classes": classes, "service_time": oracle}
         router = make_router(name, seed, context, scenario.router_config.get(name))
         results[name] = run_router(
-            scenario, workload, router, classes=classes, timer=timer, name=name, slowdowns=oracle.slowdowns
+            scenario,
+            workload,
+            router,
+            classes=classes,
+            timer=timer,
+            name=name,
+            slowdowns=oracle.slowdowns,
+            cpu_timer=cpu_timer,
         )
     return results
 
@@ -142,9 +150,10 @@ def simulate(
     *,
     seed: int | None = None,
     timer: Callable[[], int] | None = None,
+    cpu_timer: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
     """``simulate_runs`` as the JSON document of ``agentic-ray sim --json``."""
-    runs = simulate_runs(scenario, routers, seed=seed, timer=timer)
+    runs = simulate_runs(scenario, routers, seed=seed, timer=timer, cpu_timer=cpu_timer)
     return {
         "scenario": scenario.name,
         "seed": scenario.seed if seed is None else seed,
