@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agentic_ray.sim import build_workload, run_router, simulate
+from agentic_ray.sim.simulate import scenario_classes
 from tests.sim.conftest import FirstFreeRouter, RoundRobinRouter, scenario_from
 
 BASE = """
@@ -202,3 +203,34 @@ def test_simulator_core_imports_neither_ray_nor_asyncio():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+class _GateRouter(FirstFreeRouter):
+    replica_discipline = "gate"
+
+
+def test_gate_replicas_run_priority_first_and_drop_expired_work(tmp_path):
+    (tmp_path / "t.csv").write_text("at_s,class\n0.000,low\n0.001,low\n0.002,high\n0.003,tight\n")
+    sc = scenario_from(
+        """
+        name: gate
+        duration_s: 1
+        classes:
+          high: {budget_ms: 100, priority: 0}
+          low: {budget_ms: 1000, priority: 2}
+          tight: {budget_ms: 15, priority: 1}
+        replicas:
+          - {name: r, slots: 1, service: {default: {dist: deterministic, mean_ms: 10}}}
+        workload:
+          arrivals: {process: trace, file: t.csv}
+          mix: {low: 1}
+        """,
+        base_dir=str(tmp_path),
+    )
+    res = run_router(sc, build_workload(sc, 0), _GateRouter(), classes=scenario_classes(sc))
+    # the first low starts at 0; high (queued behind a low) starts at 10 ms; the second low at 20 ms
+    assert [round(x, 6) for x in res.classes["high"].latencies_ms] == [18.0]
+    assert [round(x, 6) for x in res.classes["low"].latencies_ms] == [10.0, 29.0]
+    # tight (deadline 18 ms) is still queued at 20 ms: dropped, counted shed
+    assert (res.classes["tight"].shed, res.classes["tight"].completed) == (1, 0)
+    assert res.shed_reasons
