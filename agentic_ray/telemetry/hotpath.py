@@ -11,7 +11,12 @@ emits an ``agentic.route`` / ``agentic.gate`` span back-dated by the decision's 
 request carries a sampled W3C trace context (``event.extra["trace"]``) are always traced.
 ``agentic_predicted_latency_ms`` therefore holds a sample; ``agentic_decisions_total`` counts all.
 
-The hook takes H5's ``serve.hooks.DecisionEvent`` by duck typing (``where``, ``outcome``, ``qos``,
+Building a ``DecisionEvent`` (a frozen dataclass of 13 fields) costs more than the hook itself, so the
+hook has a cheaper two-step form for adapters: ``if hook.tally(where, outcome, qos, reason, trace):
+hook.detail(DecisionEvent(...))`` builds the event only for the decisions that need it (sampled, traced,
+or audited). ``record(event)`` does both steps for callers that already hold an event.
+
+The hook takes ``serve.hooks.DecisionEvent`` by duck typing (``where``, ``outcome``, ``qos``,
 ``reason``, ``request_id``, ``replica_id``, ``predicted_ms``, ``remaining_ms``, ``rule_ids``,
 ``policy_version``, ``decision_us``, ``extra``) and never raises into the caller. With a
 ``DecisionLog`` it also appends every decision to the audit log (not sampled: the log must be complete;
@@ -64,7 +69,7 @@ class TelemetryHook:
     ) -> None:
         if sample_every is None:
             ratio = tracing.tracing_config().sampling_ratio
-            sample_every = max(1, round(1.0 / ratio)) if ratio > 0 else 100
+            sample_every = max(1, round(1.0 / ratio)) if ratio > 0 else 1000
         if sample_every < 1:
             raise ValueError(f"sample_every: must be >= 1, got {sample_every!r}")
         self.metrics_by_component: dict[str, AgenticMetrics] = {}
@@ -76,6 +81,7 @@ class TelemetryHook:
         self._rng = random.Random(seed)
         self._left = self._gap()
         self._counts: dict[tuple[str, str, str, str], int] = {}
+        self._pending_sample = False
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -93,23 +99,53 @@ class TelemetryHook:
     def record(self, event: Any) -> None:
         """Count ``event``; every ``sample_every``-th (on average) also samples it. Never raises."""
         try:
-            key = (event.where, event.outcome, event.qos, event.reason)
-            counts = self._counts
-            counts[key] = counts.get(key, 0) + 1
-            self._left -= 1
+            if self.tally(event.where, event.outcome, event.qos, event.reason, (event.extra or {}).get("trace")):
+                self.detail(event)
+        except Exception:
+            self._failed()
+
+    def tally(self, where: str, outcome: str, qos: str, reason: str = "", trace: Any = None) -> bool:
+        """Count one decision without building an event (the cheap path, ~0.2 us). Returns True when the
+        caller should build the ``DecisionEvent`` and pass it to ``detail``: this decision is sampled,
+        its request carries a sampled trace context (``trace``, a W3C carrier), or the audit log is on.
+        Never raises."""
+        key = (where, outcome, qos, reason)
+        counts = self._counts
+        try:
+            counts[key] += 1
+        except KeyError:
+            counts[key] = 1
+            if self._thread is None and self.flush_interval_s > 0:
+                self._start_flusher()
+        except Exception:  # an unhashable argument
+            self._failed()
+            return False
+        self._left -= 1
+        if self._left > 0 and self.decision_log is None and trace is None:
+            return False
+        if self._left <= 0:
+            self._left = self._gap()
+            self._pending_sample = True
+            return True
+        return self.decision_log is not None or tracing.is_sampled(trace)
+
+    def detail(self, event: Any) -> None:
+        """The full record of a decision ``tally`` asked for: latency sample and span (when sampled or
+        traced) and the audit record (when the log is on). Does not count again. Never raises."""
+        try:
+            sampled, self._pending_sample = self._pending_sample, False
             extra = event.extra
-            if self._left <= 0 or (extra and tracing.is_sampled(extra.get("trace"))):
-                if self._left <= 0:
-                    self._left = self._gap()
+            if sampled or (extra and tracing.is_sampled(extra.get("trace"))):
                 self._sample(event)
             if self.decision_log is not None:
                 self._audit(event)
-            if self._thread is None and self.flush_interval_s > 0:
-                self._start_flusher()
         except Exception:
-            self.errors += 1
-            if self.errors == 1:
-                log.exception("agentic telemetry hook failed (further errors are only counted)")
+            self._failed()
+
+    def _failed(self) -> None:
+        self.errors += 1
+        if self.errors == 1:
+            log.exception("agentic telemetry hook failed (further errors are only counted)")
 
     def _sample(self, event: Any) -> None:
         component = _COMPONENT.get(event.where, event.where)
@@ -214,7 +250,7 @@ def process_hook() -> TelemetryHook:
 
             exporter = os.environ.get("AGENTIC_TRACE_EXPORTER")
             if exporter:
-                ratio = float(os.environ.get("AGENTIC_TRACE_SAMPLING", "0.01"))
+                ratio = float(os.environ.get("AGENTIC_TRACE_SAMPLING", str(tracing.TracingConfig().sampling_ratio)))
                 tracing.configure_tracing(tracing.TracingConfig(exporter=exporter, sampling_ratio=ratio))
             log_dir = os.environ.get("AGENTIC_DECISION_LOG_DIR")
             decision_log = None

@@ -128,3 +128,24 @@ def test_background_flusher_flushes_and_close_stops_it():
 def test_bad_sample_every():
     with pytest.raises(ValueError, match="sample_every"):
         TelemetryHook(sample_every=0)
+
+
+def test_tally_builds_events_only_for_sampled_decisions(tmp_path):
+    rec = RecordingMetrics()
+    hook = TelemetryHook(rec, sample_every=50, flush_interval_s=0, seed=5)
+    asked = 0
+    for _ in range(5000):
+        if hook.tally("router", "route", "critical", ""):
+            asked += 1
+            hook.detail(event())
+    hook.flush()
+    assert rec.value("agentic_decisions", component="router", action="route", qos="critical") == 5000
+    samples = rec.value("agentic_predicted_latency_ms", component="router", qos="critical")
+    assert len(samples) == asked and 60 < asked < 140
+    sampled_parent = {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}
+    hook = TelemetryHook(rec, sample_every=10**6, flush_interval_s=0)
+    assert hook.tally("router", "route", "critical", "", trace=sampled_parent)
+    unsampled = {"traceparent": sampled_parent["traceparent"][:-1] + "0"}
+    assert not hook.tally("router", "route", "critical", "", trace=unsampled)
+    hook = TelemetryHook(rec, sample_every=10**6, flush_interval_s=0, decision_log=DecisionLog(tmp_path / "a.jsonl"))
+    assert hook.tally("gate", "start", "critical")  # the audit log needs every event

@@ -97,3 +97,25 @@ def test_is_sampled_reads_the_flags():
     assert not tracing.is_sampled({"traceparent": base + "00"})
     assert not tracing.is_sampled({"traceparent": "garbage"})
     assert not tracing.is_sampled(None)
+
+
+def test_root_span_countdown_and_child_only_spans():
+    tracing.configure_tracing(TracingConfig(exporter="memory", sampling_ratio=0.1))
+    try:
+        shipped = 0
+        for _ in range(2000):
+            with tracing.root_span("agentic.submit"):
+                kwargs = tracing.with_trace({})
+            shipped += TRACE_KWARG in kwargs
+            ctx = tracing.pop_trace(kwargs)
+            with tracing.span("agentic.execute", parent=ctx, child_only=True) as s:
+                assert s.is_recording() == (ctx is not None)
+        assert 120 < shipped < 280  # ~1 in 10
+        names = [s.name for s in tracing.finished_spans()]
+        assert names.count("agentic.submit") == shipped == names.count("agentic.execute")
+        with tracing.span("outer", force_sample=True), tracing.root_span("inner") as inner:
+            assert inner.is_recording()  # under a sampled span it is always a child
+    finally:
+        tracing.shutdown_tracing()
+    with tracing.root_span("x") as s:  # tracing off: nothing
+        assert not s.is_recording()

@@ -1,0 +1,393 @@
+"""What telemetry costs: the router decision and the task path with telemetry on and off, in one run.
+
+Router decision. ``create_router("agentic", rng)`` over ``--replicas`` replica views and a seeded mix of
+requests (three classes, random deadlines). "off" is what the Serve adapter (``serve/router.py``) does
+per decision with the default no-op hook: time ``choose`` with ``perf_counter`` and return from
+``_event`` at once. "on" adds what it does with a hook installed: build the ``DecisionEvent`` and
+``safe_record`` it into ``TelemetryHook(RayMetrics())`` with tracing configured (in-memory exporter,
+the default sampling ratio: one decision in ~1/ratio becomes a span and a latency sample; counts are
+batched and flushed to ``ray.util.metrics`` by the hook's thread) through the cheap two-step form
+``tally``/``detail``; "on_event_per_decision" is the adapter as committed (an event per decision).
+Extra rows: every decision also appended to the hash-chained decision log, and sampling ratios 0.01
+and 1.0. Rounds of the variants alternate so load from other processes hits them alike; figures are
+CPU time of this process (``time.process_time``); ratios are medians of per-round ratios.
+
+Task path. A no-op task, submitted ``--tasks`` at a time and gathered with ``ray.get``. "on" adds the
+telemetry calls a task makes: the caller opens ``root_span("agentic.submit")`` and ships the W3C trace
+context in the kwargs when it is sampled (``with_trace``), the worker pops it, opens
+``agentic.execute`` (``child_only``) and records the completion (``AgenticMetrics.completion`` through
+``RayMetrics``). "kwargs_only" ships a constant carrier with no tracing calls, to show what the extra
+kwarg alone costs. Measured around a plain
+``@ray.remote`` function and around ``@agentic_ray.task`` (with the control plane running), because
+``sdk.py`` has no telemetry seam yet: the calls are made in the task body and at the call site.
+
+Writes ``benchmarks/results/telemetry_overhead.json`` and ``.md``. Usage::
+
+    python benchmarks/telemetry_overhead.py [--rounds 21] [--decisions 5000] [--replicas 16 64] [--tasks 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from agentic_ray.scheduling.types import Route, Shed
+from agentic_ray.serve.hooks import DecisionEvent, NoopHook, safe_record
+from agentic_ray.telemetry.tracing import TracingConfig
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_RATIO = TracingConfig().sampling_ratio
+
+
+# -- router decision ---------------------------------------------------------------------------------
+def _workload(n_replicas: int, n_requests: int, seed: int):
+    from agentic_ray.policies.types import NodeAttrs
+    from agentic_ray.scheduling.types import ReplicaView, Request
+
+    rng = random.Random(seed)
+    views = [
+        ReplicaView(
+            f"replica-{i}",
+            attrs=NodeAttrs(node_id=f"node-{i}", zone=("eu-west", "us-east")[i % 2],
+                            accelerator="gpu" if i % 4 == 0 else "cpu"),
+            max_ongoing=8,
+            ongoing=rng.randrange(0, 6),
+            queued_by_priority={0: rng.randrange(0, 2), 1: rng.randrange(0, 3)},
+            service_ms={"default": 5.0 if i % 4 == 0 else 20.0},
+            cost=4.0 if i % 4 == 0 else 1.0,
+        )
+        for i in range(n_replicas)
+    ]  # fmt: skip
+    classes = (("critical", 0, 150.0), ("standard", 1, 500.0), ("batch", 2, 5000.0))
+    requests = []
+    for k in range(n_requests):
+        qos, prio, budget = classes[rng.randrange(3)]
+        requests.append(Request(id=f"req-{k}", qos=qos, priority=prio, arrival=0.0,
+                                deadline=rng.uniform(0.2, 1.0) * budget / 1000.0, rule_ids=("r1",)))  # fmt: skip
+    return views, requests
+
+
+def _serve_event(hook, outcome, request, reason, now, replica_id, predicted_ms, decision_us, version):
+    """A copy of ``AgenticRequestRouter._event`` (serve/router.py as of this commit): a ``DecisionEvent``
+    per decision whenever a hook is installed."""
+    if isinstance(hook, NoopHook):
+        return
+    pm = None if predicted_ms is None or math.isnan(predicted_ms) else predicted_ms
+    safe_record(
+        hook,
+        DecisionEvent("router", outcome, str(request.id), request.qos, reason, replica_id, pm,
+                      request.remaining_ms(now), request.rule_ids, version, decision_us, now),
+    )  # fmt: skip
+
+
+def _serve_event_tally(hook, outcome, request, reason, now, replica_id, predicted_ms, decision_us, version):
+    """The proposed adapter form: count with ``hook.tally`` and build the event only when asked."""
+    if hook.tally("router", outcome, request.qos, reason):
+        pm = None if predicted_ms is None or math.isnan(predicted_ms) else predicted_ms
+        hook.detail(
+            DecisionEvent("router", outcome, str(request.id), request.qos, reason, replica_id, pm,
+                          request.remaining_ms(now), request.rule_ids, version, decision_us, now)
+        )  # fmt: skip
+
+
+def _router_round(router, hook, views, requests, event=_serve_event) -> float:
+    """CPU seconds of this process per decision for one pass over ``requests`` (the adapter's work)."""
+    perf = time.perf_counter
+    version = "sha256:0123456789ab"
+    t0 = time.process_time()
+    for request in requests:
+        started = perf()
+        d = router.choose(request, views, 0.0)
+        decision_us = (perf() - started) * 1e6
+        if isinstance(d, Route):
+            event(hook, "route", request, d.reason, 0.0, d.replica_id, d.predicted_ms, decision_us, version)
+        elif isinstance(d, Shed):
+            event(hook, "shed", request, d.reason, 0.0, None, d.predicted_ms, decision_us, version)
+        else:
+            event(hook, "wait", request, d.reason, 0.0, None, None, decision_us, version)
+    return (time.process_time() - t0) / len(requests)
+
+
+def _bare_round(router, views, requests) -> float:
+    t0 = time.process_time()
+    for request in requests:
+        router.choose(request, views, 0.0)
+    return (time.process_time() - t0) / len(requests)
+
+
+def _paired_ratio(rounds: dict[str, list[float]], num: str, den: str) -> float:
+    """Median over rounds of num/den measured back to back (robust to load that changes over time)."""
+    return statistics.median(a / b for a, b in zip(rounds[num], rounds[den], strict=True))
+
+
+def bench_router(args, tmp: str, n_replicas: int) -> dict:
+    from agentic_ray.scheduling.registry import create_router
+    from agentic_ray.telemetry import tracing
+    from agentic_ray.telemetry.audit import DecisionLog
+    from agentic_ray.telemetry.hotpath import TelemetryHook
+    from agentic_ray.telemetry.ray_metrics import RayMetrics
+
+    views, requests = _workload(n_replicas, args.decisions, args.seed)
+    router = create_router("agentic", random.Random(args.seed))
+    tracing.configure_tracing(tracing.TracingConfig(exporter="memory", sampling_ratio=DEFAULT_RATIO))
+    every = max(1, round(1 / DEFAULT_RATIO))
+    hook_on = TelemetryHook(RayMetrics(), seed=args.seed, sample_every=every)
+    hook_tally = TelemetryHook(RayMetrics(), seed=args.seed, sample_every=every)
+    hook_1pct = TelemetryHook(RayMetrics(), seed=args.seed, sample_every=100)
+    log = DecisionLog(os.path.join(tmp, f"decisions-{n_replicas}.jsonl"), checkpoint_every=1000)
+    hook_audit = TelemetryHook(RayMetrics(), seed=args.seed, sample_every=every, decision_log=log)
+    hook_full = TelemetryHook(RayMetrics(), seed=args.seed, sample_every=1)
+    variants = {
+        "bare_choose": lambda: _bare_round(router, views, requests),
+        "off": lambda: _router_round(router, NoopHook(), views, requests),
+        "on": lambda: _router_round(router, hook_tally, views, requests, _serve_event_tally),
+        "on_event_per_decision": lambda: _router_round(router, hook_on, views, requests),
+        "on_with_audit_log": lambda: _router_round(router, hook_audit, views, requests, _serve_event_tally),
+        "on_sampling_0.01": lambda: _router_round(router, hook_1pct, views, requests, _serve_event_tally),
+        "on_sampling_1.0": lambda: _router_round(router, hook_full, views, requests, _serve_event_tally),
+    }
+    for f in variants.values():  # warm-up
+        f()
+    per_round: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(args.rounds):
+        for name, f in variants.items():
+            per_round[name].append(f())
+        tracing.finished_spans(clear=True)  # keep the in-memory exporter small (outside the timed part)
+    for h in (hook_on, hook_tally, hook_1pct, hook_audit, hook_full):
+        h.close()
+    log.close()
+    tracing.shutdown_tracing()
+    med = {k: statistics.median(v) * 1e6 for k, v in per_round.items()}
+    return {
+        "replicas": n_replicas,
+        "decisions_per_round": args.decisions,
+        "rounds": args.rounds,
+        "us_per_decision_median": med,
+        "us_per_decision_rounds": {k: [x * 1e6 for x in v] for k, v in per_round.items()},
+        "ratio_on_vs_off": _paired_ratio(per_round, "on", "off"),
+        "ratio_event_per_decision_vs_off": _paired_ratio(per_round, "on_event_per_decision", "off"),
+        "ratio_on_vs_bare": _paired_ratio(per_round, "on", "bare_choose"),
+        "ratio_audit_vs_off": _paired_ratio(per_round, "on_with_audit_log", "off"),
+        "ratio_full_sampling_vs_off": _paired_ratio(per_round, "on_sampling_1.0", "off"),
+        "hook_errors": sum(h.errors for h in (hook_on, hook_tally, hook_1pct, hook_audit, hook_full)),
+    }
+
+
+# -- task path ---------------------------------------------------------------------------------------
+_WORKER = {}
+
+
+def _worker_telemetry():
+    """Per worker process: tracing configured once and the metrics facade (cached)."""
+    m = _WORKER.get("metrics")
+    if m is None:
+        from agentic_ray.telemetry import tracing
+        from agentic_ray.telemetry.metrics import AgenticMetrics
+        from agentic_ray.telemetry.ray_metrics import RayMetrics
+
+        tracing.configure_tracing(tracing.TracingConfig(exporter="memory", sampling_ratio=DEFAULT_RATIO))
+        m = _WORKER["metrics"] = AgenticMetrics(RayMetrics(), component="task")
+    return m
+
+
+def noop_plain(**kwargs):
+    return None
+
+
+def noop_traced(**kwargs):
+    from agentic_ray.telemetry import tracing
+
+    metrics = _worker_telemetry()
+    t0 = time.perf_counter()
+    ctx = tracing.pop_trace(kwargs)
+    with tracing.span("agentic.execute", parent=ctx, child_only=True):
+        pass
+    metrics.completion("standard", (time.perf_counter() - t0) * 1e3, 100.0)
+    return None
+
+
+def _submit_round(fn, n: int, mode: str) -> float:
+    """``mode``: ``off`` (no kwargs), ``on`` (span + injected context), ``kwargs_only`` (a constant
+    carrier of the same size, no tracing calls: separates the cost of shipping the kwarg)."""
+    import ray
+
+    from agentic_ray.telemetry import tracing
+
+    carrier = {tracing.TRACE_KWARG: {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-00"}}
+    t0 = time.perf_counter()
+    refs = []
+    for _ in range(n):
+        if mode == "on":
+            with tracing.root_span("agentic.submit"):
+                refs.append(fn.remote(**tracing.with_trace({})))
+        elif mode == "kwargs_only":
+            refs.append(fn.remote(**carrier))
+        else:
+            refs.append(fn.remote())
+    ray.get(refs, timeout=300)
+    return (time.perf_counter() - t0) / n
+
+
+def bench_tasks(args) -> dict:
+    import ray
+
+    from agentic_ray.telemetry import tracing
+
+    tracing.configure_tracing(tracing.TracingConfig(exporter="memory", sampling_ratio=DEFAULT_RATIO))
+    out: dict = {"tasks_per_round": args.tasks, "rounds": args.rounds}
+    kinds = {"ray_remote": (ray.remote(noop_plain), ray.remote(noop_traced))}
+    if not args.skip_agentic_task:
+        import agentic_ray.sdk as sdk
+
+        sdk.init(wait_s=60)
+        kinds["agentic_task"] = (sdk.task(qos="standard")(noop_plain), sdk.task(qos="standard")(noop_traced))
+    for kind, (plain, traced) in kinds.items():
+        _submit_round(plain, args.tasks, "off")  # warm-up: workers started
+        _submit_round(traced, args.tasks, "on")
+        rounds = {"off": [], "on": [], "kwargs_only": []}
+        for _ in range(args.rounds):
+            rounds["off"].append(_submit_round(plain, args.tasks, "off"))
+            rounds["on"].append(_submit_round(traced, args.tasks, "on"))
+            rounds["kwargs_only"].append(_submit_round(plain, args.tasks, "kwargs_only"))
+            tracing.finished_spans(clear=True)
+        med = {k: statistics.median(v) * 1e6 for k, v in rounds.items()}
+        out[kind] = {
+            "us_per_task_median": med,
+            "us_per_task_rounds": {k: [x * 1e6 for x in v] for k, v in rounds.items()},
+            "ratio_on_vs_off": _paired_ratio(rounds, "on", "off"),
+            "ratio_kwargs_only_vs_off": _paired_ratio(rounds, "kwargs_only", "off"),
+        }
+    if not args.skip_agentic_task:
+        sdk.shutdown(stop_control_plane=True)
+    tracing.shutdown_tracing()
+    return out
+
+
+# -- report ------------------------------------------------------------------------------------------
+def markdown(result: dict) -> str:
+    lines = [
+        "# Telemetry overhead",
+        "",
+        f"Run {result['started']} on {result['machine']} (Python {result['python']}), seed {result['seed']}; "
+        f"default sampling ratio {DEFAULT_RATIO}. {result['router'][0]['rounds']} rounds, variants alternating "
+        "within each round; router figures are CPU time of the process (`time.process_time`, so other "
+        "engineers' load on the shared cores does not count), task figures wall-clock. Ratios are medians "
+        "of per-round ratios.",
+        "",
+    ]
+    for r in result["router"]:
+        med = r["us_per_decision_median"]
+        lines += [
+            f"## Router decision (agentic router, {r['replicas']} replicas, {r['decisions_per_round']} "
+            "decisions/round)",
+            "",
+            "| variant | CPU us / decision (median) | vs off (median of paired rounds) |",
+            "|---|---:|---:|",
+        ]
+        for name in med:
+            ratio = 1.0 if name == "off" else _paired_ratio(r["us_per_decision_rounds"], name, "off")
+            lines.append(f"| {name} | {med[name]:.2f} | {ratio:.3f} |")
+        lines += [
+            "",
+            f"**Ratio on/off: {r['ratio_on_vs_off']:.3f}** (floor <= 1.05); with a DecisionEvent built for "
+            f"every decision (the Serve adapter as committed): {r['ratio_event_per_decision_vs_off']:.3f}.",
+            "",
+        ]
+    lines += [
+        "Variants:",
+        "",
+        "- off: `choose` timed with `perf_counter` as the Serve adapter does, no-op hook.",
+        "- on: plus `hook.tally(...)` (batched exact counts); the `DecisionEvent` is built and passed to "
+        f"`hook.detail` only for the sampled decisions (1 in {round(1 / DEFAULT_RATIO)}: latency sample + "
+        "back-dated span, batch span processor).",
+        "- on_event_per_decision: a `DecisionEvent` built and `safe_record`ed for every decision "
+        "(`serve/router.py` `_event` today).",
+        "- on_with_audit_log: `on` plus every decision appended to the hash-chained decision log.",
+        "- on_sampling_0.01 / on_sampling_1.0: `on` with 1 decision in 100 / every decision sampled and traced.",
+        "",
+    ]
+    t = result.get("tasks") or {}
+    if t:
+        lines += [
+            f"## Task path (no-op task, {t['tasks_per_round']} submitted then gathered per round)",
+            "",
+            "| task kind | off us/task | on us/task | ratio on/off | kwarg only us/task | ratio kwarg/off |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for kind in ("ray_remote", "agentic_task"):
+            if kind in t:
+                m = t[kind]["us_per_task_median"]
+                lines.append(
+                    f"| {kind} | {m['off']:.1f} | {m['on']:.1f} | {t[kind]['ratio_on_vs_off']:.3f} "
+                    f"| {m['kwargs_only']:.1f} | {t[kind]['ratio_kwargs_only_vs_off']:.3f} |"
+                )
+        lines += [
+            "",
+            "on = caller injects the W3C trace context into the kwargs inside an `agentic.submit` span; the "
+            "worker pops it, opens `agentic.execute`, records the completion through `ray.util.metrics`. "
+            "The SDK has no telemetry seam yet, so these calls are made at the call site and in the body.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=21)
+    p.add_argument("--decisions", type=int, default=5000)
+    p.add_argument("--replicas", type=int, nargs="+", default=[16, 64])
+    p.add_argument("--tasks", type=int, default=200)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--skip-tasks", action="store_true")
+    p.add_argument("--skip-agentic-task", action="store_true")
+    p.add_argument("--port", type=int, default=32479, help="GCS port of the local Ray started here")
+    p.add_argument("--out", default=str(RESULTS))
+    args = p.parse_args(argv)
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+    from ray.cluster_utils import Cluster
+
+    tmp = tempfile.mkdtemp(prefix="agr-telemetry-bench-", dir=os.environ.get("AGENTIC_TEST_TMP"))
+    os.environ["TMPDIR"] = tmp
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args=dict(gcs_server_port=args.port, metrics_export_port=args.port + 1, include_dashboard=False,
+                            num_cpus=2, min_worker_port=args.port + 10, max_worker_port=args.port + 60,
+                            temp_dir=os.path.join(tmp, "ray"), labels={"zone": "local", "accelerator": "cpu"}),
+    )  # fmt: skip
+    ray.init(address=cluster.address, log_to_driver=False)
+    result = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "seed": args.seed,
+        "default_sampling_ratio": DEFAULT_RATIO,
+    }
+    try:
+        result["router"] = [bench_router(args, tmp, n) for n in args.replicas]
+        if not args.skip_tasks:
+            result["tasks"] = bench_tasks(args)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "telemetry_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "telemetry_overhead.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
