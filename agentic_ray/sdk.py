@@ -86,6 +86,13 @@ class _Runtime:
         self._selectors: dict[Any, Any] = {}
         self.rotation = 0
         self.started_ray = False
+        self.local_node_id: str | None = None
+        try:
+            import ray
+
+            self.local_node_id = ray.get_runtime_context().get_node_id()
+        except Exception:
+            pass
         self._stop = threading.Event()
         self._global = None
         self._load_policy_from_kv()
@@ -140,6 +147,7 @@ class _Runtime:
         self.nodes = nodes
         self.placed = {}
         self._selectors = {}
+        self.rotation += 1
         self.view_at = time.monotonic()
         self.view_error = None
         return view
@@ -174,7 +182,6 @@ class _Runtime:
 
     def place(self, classification: Any, accelerator: str | None, resources: dict[str, float]) -> Placement:
         qos = classification.qos.name
-        self.rotation += 1
         if self.view_fresh():
             nodes = self.nodes
             key = (id(nodes), getattr(classification, "requirement", None), accelerator)
@@ -192,9 +199,11 @@ class _Runtime:
                 placed_since_view=self.placed,
                 rotation=self.rotation,
                 selector=selector,
+                local_node_id=self.local_node_id,
             )
             self.placed[placement.node_id] = self.placed.get(placement.node_id, 0) + 1
             return placement
+        self.rotation += 1
         return fallback_placement(
             classification, self.known_nodes(), qos=qos, accelerator=accelerator, rotation=self.rotation
         )

@@ -6,11 +6,13 @@ Algorithm (per ``.remote()`` call, microseconds):
    residency / accelerator rules), of the requested accelerator kind when the task names one, and
    holding every custom resource the task asks for (by total, not free, capacity).
    None eligible -> ``NoEligibleNode`` with the rule ids, at once.
-2. **Rank** eligible nodes by ``(-prefers, gate_closed, load, rotation)``: the policy's preference
-   score first, then nodes whose agent keeps the class's admission gate open, then the least loaded,
-   where ``load = (in-flight reported by the agent + tasks this caller placed since that report) / CPUs``
-   (join-the-shortest-queue on a stale view, corrected locally so a burst spreads between refreshes),
-   then a rotating tie-break so equal nodes share work.
+2. **Rank** eligible nodes by ``(-prefers, gate_closed, level, not_local, rotation)``: the policy's
+   preference score first, then nodes whose agent keeps the class's admission gate open, then the
+   least loaded *level*, ``level = floor((in-flight reported by the agent + tasks this caller placed
+   since that report) / (CPUs * batch_per_cpu))`` (join-the-shortest-queue on a stale view, corrected
+   locally so a burst spreads between refreshes; counting in batches of ``batch_per_cpu`` tasks per CPU
+   keeps consecutive tasks on one node, which lets Ray reuse its worker lease instead of alternating),
+   then the caller's own node (locality), then a rotation that changes once per view.
 3. The result is a ``Placement`` naming the node (submitted with ``NodeAffinitySchedulingStrategy``).
    When a Ray ``label_selector`` expresses the allowed set exactly (``label_selector_for``: zones,
    required label values, accelerator kinds), the affinity is ``soft`` and carries that selector, so
@@ -116,12 +118,15 @@ def choose_node(
     placed_since_view: Mapping[str, int] | None = None,
     rotation: int = 0,
     selector: tuple[Mapping[str, str] | None, bool] | None = None,
+    local_node_id: str | None = None,
+    batch_per_cpu: int = 4,
 ) -> Placement:
     """Pick a node for a task of class ``qos``; raises ``NoEligibleNode`` (with rule ids) when none fits.
 
     ``classification`` is the policy's ``Classification`` (``allows``, ``prefers``, ``rule_ids``);
     ``placed_since_view`` counts tasks this caller placed per node since the view was taken;
-    ``rotation`` is any changing integer (a call counter) used as the last tie-break. ``selector`` is
+    ``rotation`` is an integer that changes slowly (once per view) used as the last tie-break;
+    ``local_node_id`` (the caller's node) wins ties, for locality. ``selector`` is
     ``label_selector_for(...)`` of this classification (computed here when not given; callers cache it
     per view): when exact, the placement is ``soft`` so Ray re-places the task inside the selector if
     the node dies; otherwise it is pinned with ``soft=False``.
@@ -145,10 +150,11 @@ def choose_node(
     placed = placed_since_view or {}
     n = len(eligible)
 
-    def rank(item: tuple[int, NodeView]) -> tuple[int, int, float, int]:
+    def rank(item: tuple[int, NodeView]) -> tuple[int, bool, int, bool, int]:
         index, node = item
-        load = (node.inflight + placed.get(node.node_id, 0)) / node.cpus
-        return (-int(classification.prefers(node.attrs)), qos in node.closed_classes, load, (index - rotation) % n)
+        level = int((node.inflight + placed.get(node.node_id, 0)) // (node.cpus * batch_per_cpu))
+        prefers = int(classification.prefers(node.attrs))
+        return (-prefers, qos in node.closed_classes, level, node.node_id != local_node_id, (index - rotation) % n)
 
     best = min(enumerate(eligible), key=rank)[1]
     label_selector, exact = selector if selector is not None else label_selector_for(classification, nodes, accelerator)

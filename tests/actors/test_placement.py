@@ -38,10 +38,22 @@ def test_residency_only_eu_nodes_and_load_spreads():
 
 def test_least_loaded_and_open_gate_win():
     c = _classify(tenant="bank-eu")
-    nodes = [_node("eu1", "eu-west", inflight=6), _node("eu2", "eu-west", inflight=1), NODES[2]]
+    nodes = [_node("eu1", "eu-west", inflight=20), _node("eu2", "eu-west", inflight=1), NODES[2]]
     assert choose_node(c, nodes, qos="critical").node_id == "eu2"
-    nodes = [_node("eu1", "eu-west", inflight=6), _node("eu2", "eu-west", inflight=1, closed={"critical"})]
+    nodes = [_node("eu1", "eu-west", inflight=20), _node("eu2", "eu-west", inflight=1, closed={"critical"})]
     assert choose_node(c, nodes, qos="critical").node_id == "eu1"
+
+
+def test_consecutive_tasks_stay_on_the_local_node_in_batches():
+    c = _classify(tenant="bank-eu")
+    placed: dict[str, int] = {}
+    order = []
+    for _ in range(24):
+        p = choose_node(c, NODES, qos="critical", placed_since_view=placed, local_node_id="eu2")
+        placed[p.node_id] = placed.get(p.node_id, 0) + 1
+        order.append(p.node_id)
+    # 2 CPUs x 4 per CPU: batches of 8, the caller's own node first.
+    assert order == ["eu2"] * 8 + ["eu1"] * 8 + ["eu2"] * 8
 
 
 def test_preference_ranks_before_load():
