@@ -27,6 +27,7 @@ __all__ = [
     "HeaderError",
     "NoopHook",
     "deployment",
+    "ingress_app",
     "ungated",
 ]
 
@@ -36,8 +37,8 @@ def __getattr__(name: str) -> Any:
         from agentic_ray.serve.router import AgenticRequestRouter
 
         return AgenticRequestRouter
-    if name == "AgenticIngress":
-        from agentic_ray.serve.ingress import AgenticIngress
+    if name in ("AgenticIngress", "ingress_app"):
+        from agentic_ray.serve import ingress
 
-        return AgenticIngress
+        return getattr(ingress, name)
     raise AttributeError(name)

@@ -16,7 +16,8 @@ What it adds to the class (a subclass is made; the user's class is untouched):
 - ``record_replica_metadata`` publishing ``zone``, ``accelerator``, ``labels``, ``slots``, ``cost``: from
   the node's Ray labels (``zone``, ``accelerator``; ``"gpu"`` when the replica holds GPUs), overridden by
   an ``agentic_replica_attrs(self) -> dict`` method on the class when present (e.g. a replica that knows
-  its own kind); and ``record_routing_stats`` publishing the gate's snapshot;
+  its own kind; it may also return ``service_ms: {model: ms}``, a prior routers use until the replica
+  has measured its own service times); and ``record_routing_stats`` publishing the gate's snapshot;
 - ``request_router_config`` naming ``AgenticRequestRouter`` with the policy's text, and
   ``max_ongoing_requests = slots + sum of per-class queue bounds`` so Serve hands queued work to the
   gate (which orders it) instead of holding it in the caller's FIFO.

@@ -115,7 +115,8 @@ def local_ray(num_cpus: int = 2) -> Iterator[str]:
 def _groups(scenario: Scenario) -> list[dict[str, Any]]:
     return [
         {"name": g.name, "count": g.count, "slots": g.slots, "accelerator": g.accelerator, "zone": g.zone,
-         "cost": g.cost, "labels": dict(g.labels)}
+         "cost": g.cost, "labels": dict(g.labels),
+         "service_ms": {m: d.mean_ms for m, d in g.service.items() if getattr(d, "mean_ms", None)}}
         for g in scenario.replicas
     ]  # fmt: skip
 

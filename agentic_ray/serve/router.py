@@ -10,8 +10,11 @@ proxy). Per routing attempt (``choose_replicas``) it
    ``record_replica_metadata`` (published once by each replica), queued work per class priority and
    EWMA service times per model from ``record_routing_stats`` (refreshed by the controller every
    ``request_routing_stats_period_s``), in-flight counts from Serve's router-local queue-length cache,
-   ``healthy`` from a ``CircuitBreaker`` fed with each result (errors that are not ``AdmissionError``
-   count as failures; a dead or unavailable replica is ejected);
+   queued work per priority taken as the larger of the replica's report and this router's own count of
+   requests it sent there and that have not completed (trimmed so ``min(ongoing, slots)`` count as
+   executing), ``healthy`` from a ``CircuitBreaker`` fed from the replicas' published totals of
+   completed and failed calls (a failure is an error raised by the user's code; a dead or unavailable
+   replica counts as a failure too);
 3. asks the pure router (``registry.create_router("agentic", rng, classes=...)``, placement rules
    through ``Classification.allows``) and acts on its decision:
 
@@ -35,7 +38,6 @@ the built-in policy), ``seed``, ``router`` (keyword config of the pure router: `
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
@@ -82,6 +84,12 @@ class _Tracked:
         self.routed_at = 0.0
 
 
+def _service_ms(stats: dict, metadata: dict) -> dict[str, float]:
+    """Measured EWMA service times per model, else the replica's declared ``service_ms`` (a prior)."""
+    values = stats.get("service_ms") or metadata.get("service_ms") or {}
+    return {str(m): float(v) for m, v in values.items()}
+
+
 def _replica_key(replica_id: ReplicaID) -> str:
     return replica_id.unique_id
 
@@ -102,15 +110,22 @@ class AgenticRequestRouter(RequestRouter):
         self.hook = load_hook(kwargs.get("decision_hook"))
         self.ungated_methods = frozenset(kwargs.get("ungated_methods") or ())
         self._views: dict[str, ReplicaView] = {}
+        self._reported_queued: dict[str, dict[int, int]] = {}
+        self._totals: dict[str, tuple[int, int]] = {}
         self._by_key: dict[str, RunningReplica] = {}
         self._tracked: OrderedDict[str, _Tracked] = OrderedDict()
+        # Requests this router sent and that have not completed, per replica and class priority.
+        self._inflight: dict[str, dict[int, int]] = {}
 
     # -- replica facts --------------------------------------------------------------------------------
     def update_replicas(self, replicas: list[RunningReplica]) -> None:
         """Refresh the static facts and published stats of every replica (then Serve's own update)."""
         super().update_replicas(replicas)
-        if not hasattr(self, "_views"):
-            return
+        if hasattr(self, "_views"):
+            self._rebuild_views(replicas)
+
+    def _rebuild_views(self, replicas: list[RunningReplica]) -> None:
+        reported: dict[str, dict[int, int]] = {}
         views: dict[str, ReplicaView] = {}
         by_key: dict[str, RunningReplica] = {}
         for r in replicas:
@@ -118,7 +133,7 @@ class AgenticRequestRouter(RequestRouter):
             md = r.replica_metadata or {}
             stats = r.routing_stats or {}
             labels = {str(k): str(v) for k, v in (md.get("labels") or {}).items()}
-            views[key] = ReplicaView(
+            view = ReplicaView(
                 replica_id=key,
                 attrs=NodeAttrs(
                     node_id=r.node_id or "",
@@ -129,15 +144,35 @@ class AgenticRequestRouter(RequestRouter):
                 slots=int(md.get("slots") or 1),
                 max_ongoing=float(r.max_ongoing_requests),
                 queued_by_priority={int(p): int(n) for p, n in (stats.get("queued_by_priority") or {}).items()},
-                service_ms={str(m): float(v) for m, v in (stats.get("service_ms") or {}).items()},
+                service_ms=_service_ms(stats, md),
                 cost=float(md.get("cost") or 1.0),
             )
-            views[key].ongoing = int(stats.get("executing", 0)) + int(stats.get("queued", 0))
+            view.ongoing = int(stats.get("executing", 0)) + int(stats.get("queued", 0))
+            views[key] = view
+            reported[key] = dict(view.queued_by_priority)
+            self._feed_breaker(key, stats)
             by_key[key] = r
             self.breaker.add(key)
         for gone in set(self._views) - set(views):
             self.breaker.remove(gone)
-        self._views, self._by_key = views, by_key
+            self._inflight.pop(gone, None)
+        self._views, self._by_key, self._reported_queued = views, by_key, reported
+
+    def _feed_breaker(self, key: str, stats: dict) -> None:
+        """Replicas publish running totals of completed and failed calls (failed: the user's code raised;
+        admission refusals are not failures). The breaker gets the new successes, then the new failures,
+        of each report, so failures at the end of a report period count as consecutive."""
+        done, failed = int(stats.get("completed_total", 0)), int(stats.get("failed_total", 0))
+        last = self._totals.get(key)
+        self._totals[key] = (done, failed)
+        if last is None:  # first report seen by this router: a baseline, not news
+            return
+        last_done, last_failed = last
+        now = time.time()
+        for _ in range(min(max(0, done - last_done), self.policy.breaker.consecutive_failures)):
+            self.breaker.record(key, True, None, now)
+        for _ in range(min(max(0, failed - last_failed), self.policy.breaker.consecutive_failures)):
+            self.breaker.record(key, False, None, now)
 
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_died(replica_id)
@@ -206,17 +241,36 @@ class AgenticRequestRouter(RequestRouter):
     def _candidate_views(self, candidates: list[RunningReplica], now: float) -> list[ReplicaView]:
         cache = self.replica_queue_len_cache
         views: list[ReplicaView] = []
+        if any(_replica_key(r.replica_id) not in self._views for r in candidates):
+            self._rebuild_views(candidates)  # replicas seen before this router's first update
         for r in candidates:
             key = _replica_key(r.replica_id)
             view = self._views.get(key)
             if view is None:
                 continue
             cached = cache.get(r.replica_id)
-            if cached is not None:
-                view.ongoing = cached
+            ongoing = cached if cached is not None else view.ongoing
+            view.ongoing = ongoing
+            view.queued_by_priority = self._queued_estimate(key, ongoing, view.slots)
             view.healthy = self.breaker.available(key, now)
             views.append(view)
         return views
+
+    def _queued_estimate(self, key: str, ongoing: int, slots: int) -> dict[int, int]:
+        """Queued work per priority: the replica's report or this router's own in-flight count, whichever
+        is larger (reports lag by a stats period; this router knows what it sent), then trimmed so that at
+        least ``min(ongoing, slots)`` requests count as executing (work ahead of any arrival)."""
+        reported = self._reported_queued.get(key, {})
+        own = self._inflight.get(key, {})
+        merged = {p: max(reported.get(p, 0), own.get(p, 0)) for p in set(reported) | set(own)}
+        excess = sum(merged.values()) - max(0, ongoing - min(ongoing, slots))
+        for p in sorted(merged, reverse=True):  # executing work is taken from the least urgent first
+            if excess <= 0:
+                break
+            take = min(excess, merged[p])
+            merged[p] -= take
+            excess -= take
+        return {p: n for p, n in merged.items() if n > 0}
 
     def _shed(self, pending_request, candidates, request: Request, shed: Shed, now: float, decision_us) -> list:
         self._event("shed", request, shed.reason, now, None, shed.predicted_ms, decision_us)
@@ -242,7 +296,7 @@ class AgenticRequestRouter(RequestRouter):
 
     # -- feedback -------------------------------------------------------------------------------------
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
-        """The replica accepted the request: count it pending there and watch its result."""
+        """The replica accepted the request: count it pending there."""
         internal_id = pending_request.metadata.internal_request_id
         tracked = self._tracked.get(internal_id)
         if tracked is None:
@@ -252,20 +306,20 @@ class AgenticRequestRouter(RequestRouter):
         tracked.replica_id = key
         tracked.routed_at = now
         self.core.on_dispatch(tracked.request, key, now)
+        counts = self._inflight.setdefault(key, {})
+        prio = tracked.request.priority
+        counts[prio] = counts.get(prio, 0) + 1
         self.breaker.on_dispatch(key, now)
-        loop = self._event_loop
-        with contextlib.suppress(Exception):  # a result type without callbacks: no breaker feed
-            result.add_done_callback(lambda value: loop.call_soon_threadsafe(self._on_result, key, value, now))
-
-    def _on_result(self, key: str, value: Any, routed_at: float) -> None:
-        failed = isinstance(value, BaseException) and not isinstance(value, AdmissionError)
-        self.breaker.record(key, not failed, (time.time() - routed_at) * 1000.0, time.time())
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
         """The request finished (any outcome): it is no longer pending at its replica."""
         tracked = self._tracked.pop(internal_request_id, None)
         if tracked is None or tracked.replica_id is None:
             return
+        counts = self._inflight.get(tracked.replica_id)
+        prio = tracked.request.priority
+        if counts and counts.get(prio, 0) > 0:
+            counts[prio] -= 1
         now = time.time()
         latency_ms = (now - tracked.routed_at) * 1000.0
         self.core.observe(tracked.request, tracked.replica_id, math.nan, latency_ms, True, now)

@@ -20,6 +20,7 @@ classes:
 admission:
   classes:
     sheddable: {queue_bound: 6}
+  breaker: {consecutive_failures: 2, ejection_s: 2.0, max_ejected_fraction: 1.0}
 """
 
 
@@ -43,6 +44,9 @@ def worker(ray_cluster, tmp_path_factory):
             self.started.append(tag)
             await asyncio.sleep(secs)
             return tag
+
+        async def boom(self) -> None:
+            raise RuntimeError("boom")
 
         @ars.ungated
         def log(self) -> list[str]:
@@ -139,3 +143,44 @@ def _wait_started(handle, tag: str, timeout_s: float = 30.0) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"{tag} never started")
+
+
+def test_failing_replica_is_ejected_by_the_breaker_then_probed_back(worker):
+    """Runs last: consecutive failures open the router's breaker for the only replica (2 s ejection)."""
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            worker.boom.remote(qos="critical", budget_ms=60_000).result(timeout_s=60)
+    # The replica publishes its failure count with its routing stats (every 0.25 s).
+    reason, refused = _first_refusal(worker, "ejected", timeout_s=10)
+    assert reason == "no_healthy_replica"
+    time.sleep(2.2)  # ejection over: one half-open probe may go, and its success closes the breaker
+    assert worker.work.remote("probe", 0.01, qos="standard", budget_ms=60_000).result(timeout_s=60) == "probe"
+    assert _first_success(worker, "after", timeout_s=10) == "after"
+    assert refused not in worker.log.remote().result(timeout_s=10)
+
+
+def _first_refusal(handle, tag: str, timeout_s: float) -> tuple[str, str]:
+    from agentic_ray.errors import Overloaded
+
+    end = time.time() + timeout_s
+    i = 0
+    while time.time() < end:
+        try:
+            handle.work.remote(f"{tag}{i}", 0.0, qos="standard", budget_ms=60_000).result(timeout_s=60)
+        except Overloaded as exc:
+            return exc.reason, f"{tag}{i}"
+        i += 1
+        time.sleep(0.05)
+    raise AssertionError("the breaker never opened")
+
+
+def _first_success(handle, tag: str, timeout_s: float) -> str:
+    from agentic_ray.errors import Overloaded
+
+    end = time.time() + timeout_s
+    while time.time() < end:
+        try:
+            return handle.work.remote(tag, 0.0, qos="standard", budget_ms=60_000).result(timeout_s=60)
+        except Overloaded:
+            time.sleep(0.1)  # half-open until the probe's success is reported
+    raise AssertionError("the breaker never closed")

@@ -56,6 +56,8 @@ class DemoModel:
             "slots": int(g["slots"]),
             "cost": float(g["cost"]),
             "labels": {"group": self.name, **g.get("labels", {})},
+            # The group's mean service time as a prior until the replica has measured its own.
+            "service_ms": dict(g.get("service_ms", {})),
         }
 
     async def _serve_request(self, payload: dict[str, Any]) -> dict[str, Any]:
