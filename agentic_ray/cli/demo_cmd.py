@@ -103,8 +103,9 @@ def _run(args: argparse.Namespace) -> int:
     report.setdefault("results", {})
     for res in report["results"].values():
         res.setdefault("violations", 0)
-    print(format_table(report))
-    _print_floors(report)
+    table_out = sys.stderr if args.json_out == "-" else sys.stdout  # keep stdout pure JSON for "--json -"
+    print(format_table(report), file=table_out)
+    _print_floors(report, table_out)
     if args.json_out:
         text = json.dumps(report, indent=2, sort_keys=False)
         if args.json_out == "-":
@@ -120,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_floors(report: dict[str, Any]) -> None:
+def _print_floors(report: dict[str, Any], out: Any) -> None:
     res = report["results"]
     if "agentic" not in res or "default" not in res:
         return
@@ -131,5 +132,4 @@ def _print_floors(report: dict[str, Any]) -> None:
             f"default {100 * (d['slo_attainment'] or 0):.1f} %")  # fmt: skip
     if a["p99_ms"] and d["p99_ms"]:
         line += f"; critical p99 agentic/default = {a['p99_ms'] / d['p99_ms']:.2f}"
-    print(line)
-    sys.stdout.flush()
+    print(line, file=out, flush=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import socket
@@ -95,6 +96,7 @@ def local_ray(num_cpus: int = 2) -> Iterator[str]:
             ),
         )
         ray.init(address=cluster.address, namespace="agentic-demo", log_to_driver=False, logging_level="ERROR")
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Serve's INFO lines would drown the progress
         yield cluster.address
     finally:
         if ray.is_initialized():
