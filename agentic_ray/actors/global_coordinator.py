@@ -101,6 +101,8 @@ class GlobalCoordinator:
         self.alert_log: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self._last_alloc = 0.0
+        self._arrivals: dict[str, int] = {}
+        self._arrivals_since: float | None = None
         self._pushing: dict[str, Any] = {}
         self._task = asyncio.get_event_loop().create_task(self._loop())
 
@@ -218,11 +220,20 @@ class GlobalCoordinator:
         nodes = {n: info for n, info in self.nodes.items() if n in self.snapshots}
         if not nodes:
             return
-        leases = allocate_caps(self.policy, nodes, self.snapshots)
+        elapsed = max(1e-3, now - (self._arrivals_since or now - self.config.allocate_interval_s))
+        rates = {qos: n / elapsed for qos, n in self._arrivals.items()}
+        self._arrivals, self._arrivals_since = {}, now
+        leases = allocate_caps(self.policy, nodes, self.snapshots, rates)
         revision = int(self.allocation.get("revision", 0)) + 1
         lease_s = max(3 * self.config.allocate_interval_s, 1.0)
         changed = leases != self.allocation.get("leases")
-        self.allocation = {"revision": revision, "leases": leases, "granted_at": now, "lease_s": lease_s}
+        self.allocation = {
+            "revision": revision,
+            "leases": leases,
+            "granted_at": now,
+            "lease_s": lease_s,
+            "arrival_rates_per_s": rates,
+        }
         by_zone: dict[str, dict[str, dict[str, int]]] = {}
         for node_id, caps in leases.items():
             by_zone.setdefault(nodes[node_id]["zone"], {})[node_id] = caps
@@ -262,6 +273,7 @@ class GlobalCoordinator:
             self.registrations[node_id] = list(incs)
         for data in payload.get("summaries", {}).values():
             s = ClassSummary.from_dict(data)
+            self._arrivals[s.qos] = self._arrivals.get(s.qos, 0) + s.count
             budget = self._budget_of(s.qos, s.workflow)
             if budget != float("inf"):
                 self.drift.observe(s, budget, now)

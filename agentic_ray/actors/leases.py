@@ -1,9 +1,15 @@
 """Per-node, per-class in-flight caps (the agents' budget leases). Pure: no Ray, no clock.
 
-When the scheduling core's BudgetAllocator (``agentic_ray.scheduling.allocator.allocate``) is present it
-is used; otherwise a static rule: a class with an admission ``queue_bound`` in the policy gets
-``queue_bound * CPUs of the node`` in flight per node (the bound is per slot, a node has one slot per
-CPU), and classes without a bound get no cap. Both return ``{node_id: {class: cap}}``.
+``allocate_caps`` runs the scheduling core's BudgetAllocator (``agentic_ray.scheduling.allocator``:
+M/M/c priority queueing per node, Little's law for the queue caps) on what the control plane observed:
+
+- capacity: one ``NodeCapacity`` per node, ``slots`` = its CPUs, ``service_ms`` per class = the mean of
+  the agent's EWMA service times of that class's (class, workflow) keys, else ``default_service_ms``;
+- demand: arrivals per second per class, measured by the GlobalCoordinator from the agents' reports.
+
+A node's in-flight cap for a class is ``slots + queue_cap`` (running plus allowed to wait). Classes with
+no observed demand, and any case the allocator rejects, fall back to ``static_caps``: a class with an
+admission ``queue_bound`` gets ``queue_bound * CPUs`` per node, classes without one get no cap.
 """
 
 from __future__ import annotations
@@ -12,30 +18,63 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from agentic_ray.scheduling.allocator import ClassDemand, NodeCapacity, allocate
+
 __all__ = ["allocate_caps", "static_caps"]
+
+DEFAULT_SERVICE_MS = 10.0
+
+
+def _cpus(info: Mapping[str, Any]) -> float:
+    return max(1.0, float((info.get("resources") or {}).get("CPU", 1.0)))
 
 
 def static_caps(policy: Any, nodes: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, int]]:
     """``queue_bound * CPUs`` per bounded class and node (at least 1)."""
-    out: dict[str, dict[str, int]] = {}
-    for node_id, info in nodes.items():
-        cpus = max(1.0, float((info.get("resources") or {}).get("CPU", 1.0)))
-        out[node_id] = {
-            name: max(1, math.floor(q.queue_bound * cpus))
+    return {
+        node_id: {
+            name: max(1, math.floor(q.queue_bound * _cpus(info)))
             for name, q in policy.classes.items()
             if q.queue_bound is not None
         }
-    return out
+        for node_id, info in nodes.items()
+    }
+
+
+def _service_by_class(snapshot: Mapping[str, Any] | None) -> dict[str, float]:
+    sums: dict[str, list[float]] = {}
+    for key, ms in ((snapshot or {}).get("service_ms") or {}).items():
+        if ms is not None and ms > 0:
+            sums.setdefault(key.split("|", 1)[0], []).append(float(ms))
+    return {qos: sum(v) / len(v) for qos, v in sums.items()}
 
 
 def allocate_caps(
-    policy: Any, nodes: Mapping[str, Mapping[str, Any]], snapshots: Mapping[str, Mapping[str, Any]]
+    policy: Any,
+    nodes: Mapping[str, Mapping[str, Any]],
+    snapshots: Mapping[str, Mapping[str, Any]],
+    rates_per_s: Mapping[str, float] | None = None,
+    default_service_ms: float = DEFAULT_SERVICE_MS,
 ) -> dict[str, dict[str, int]]:
-    """Caps for every node in ``nodes`` (``{node_id: {"resources": ..., "zone": ...}}``)."""
+    """Caps ``{node_id: {class: max in flight}}`` for every node in ``nodes``
+    (``{node_id: {"resources": {...}}}``); see the module docstring."""
+    caps = static_caps(policy, nodes)
+    demand = {
+        qos: ClassDemand(float(rate)) for qos, rate in (rates_per_s or {}).items() if qos in policy.classes and rate > 0
+    }
+    if not demand or not nodes:
+        return caps
+    capacities = []
+    for node_id, info in nodes.items():
+        service = {"default": default_service_ms, **_service_by_class(snapshots.get(node_id))}
+        capacities.append(NodeCapacity(node_id, int(_cpus(info)), service))
     try:
-        from agentic_ray.scheduling import allocator  # type: ignore[attr-defined]
-    except ImportError:
-        allocator = None
-    if allocator is not None and hasattr(allocator, "allocate_for_policy"):
-        return allocator.allocate_for_policy(policy, nodes, snapshots)  # pragma: no cover - adapter
-    return static_caps(policy, nodes)
+        allocation = allocate(capacities, demand, policy.classes)
+    except ValueError:
+        return caps
+    for node_id, node_alloc in allocation.nodes.items():
+        slots = int(_cpus(nodes[node_id]))
+        for qos, cls_alloc in node_alloc.classes.items():
+            if qos in demand:
+                caps.setdefault(node_id, {})[qos] = slots + max(0, int(cls_alloc.queue_cap))
+    return caps

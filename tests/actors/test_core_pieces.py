@@ -65,3 +65,22 @@ def test_node_agent_logic_in_process():
     assert report["snapshot"]["service_ms"]["critical|fraud"] == 12.0
     assert agent.take_report()["summaries"] == {}
     assert agent.stats()["totals"] == {"started": 2, "finished": 1, "errors": 0, "missed": 0, "refused": 1}
+
+
+def test_allocate_caps_uses_the_budget_allocator_when_there_is_demand():
+    from agentic_ray.actors.leases import allocate_caps
+
+    policy = load_policy("examples/policies/fraud.yaml")
+    nodes = {"fast": {"resources": {"CPU": 2.0}}, "slow": {"resources": {"CPU": 2.0}}}
+    snapshots = {
+        "fast": {"service_ms": {"critical|fraud": 5.0}},
+        "slow": {"service_ms": {"critical|fraud": 50.0}},
+    }
+    static = allocate_caps(policy, nodes, snapshots, {})
+    assert static == static_caps(policy, nodes)
+    caps = allocate_caps(policy, nodes, snapshots, {"critical": 20.0})
+    # critical: 150 ms budget; cap = slots + floor(slots * (budget - service) / service) with no higher class
+    assert caps["fast"]["critical"] == 2 + 2 * (150 - 5) // 5
+    assert caps["slow"]["critical"] == 2 + 2 * (150 - 50) // 50
+    assert caps["fast"]["standard"] == static["fast"]["standard"]  # no demand: static cap
+    assert allocate_caps(policy, nodes, snapshots, {"unknown": 3.0}) == static

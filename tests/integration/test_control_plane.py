@@ -200,3 +200,10 @@ def test_status_is_json_serialisable(agentic):
     for agents in status["zones"].values():
         for a in agents:
             assert a["accelerator_state"]["kind"] in ("cpu", "gpu")
+    assert status["allocation"]["revision"] >= 1
+
+    def leases_reached_agents():
+        zones = agentic.status()["zones"].values()
+        return all(a["caps"].get("critical", 0) >= 1 for agents in zones for a in agents)
+
+    wait_for(leases_reached_agents, what="per-node caps pushed down to every agent")
