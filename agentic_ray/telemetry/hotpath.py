@@ -1,29 +1,32 @@
 """``TelemetryHook``: per-decision telemetry cheap enough for the router's hot path.
 
-A routing decision of the pure core takes a few microseconds, and one ``ray.util.metrics`` call costs
-about as much (~2 us), an OpenTelemetry span ~3-5 us even when it is not sampled. So per decision the
-hook only adds one to an in-process count keyed by (where, outcome, class, reason) and counts down to
-the next sampled decision; a background thread turns the counts into metric increments every
-``flush_interval_s`` (exact counts, one ``inc`` per key and interval; the idea of statsd's client-side
-aggregation). One decision in ``sample_every`` (a random gap with that mean, so periodic traffic is
-not aliased) also records its predicted latency into the histogram and, when tracing is configured,
-emits an ``agentic.route`` / ``agentic.gate`` span back-dated by the decision's duration. Decisions whose
-request carries a sampled W3C trace context (``event.extra["trace"]``) are always traced.
-``agentic_predicted_latency_ms`` therefore holds a sample; ``agentic_decisions_total`` counts all.
+A routing decision of the pure core takes ~5 us (16 replicas), while one ``ray.util.metrics`` call
+costs ~2 us, a sampled OpenTelemetry span ~20 us and building a 12-field frozen dataclass ~1 us. So
+on the hot path the hook does no Python work at all: ``hook.push`` *is* the ``append`` of a list (a C
+call), and the adapter pushes one plain tuple per decision, in ``DECISION_FIELDS`` order (the same
+order as ``serve.hooks.DecisionEvent``'s positional fields)::
 
-Building a ``DecisionEvent`` (a frozen dataclass of 13 fields) costs more than the hook itself, so the
-hook has a cheaper two-step form for adapters: ``if hook.tally(where, outcome, qos, reason, trace):
-hook.detail(DecisionEvent(...))`` builds the event only for the decisions that need it (sampled, traced,
-or audited). ``record(event)`` does both steps for callers that already hold an event.
+    hook.push(("router", "route", request.id, request.qos, reason, replica_id, predicted_ms,
+               remaining_ms, request.rule_ids, policy.version, decision_us, now))
 
-The hook takes ``serve.hooks.DecisionEvent`` by duck typing (``where``, ``outcome``, ``qos``,
-``reason``, ``request_id``, ``replica_id``, ``predicted_ms``, ``remaining_ms``, ``rule_ids``,
-``policy_version``, ``decision_us``, ``extra``) and never raises into the caller. With a
-``DecisionLog`` it also appends every decision to the audit log (not sampled: the log must be complete;
-this costs ~10-20 us per decision, measured in ``benchmarks/telemetry_overhead.py``).
+A background thread (every ``flush_interval_s``) takes the buffered tuples and
 
-Counts swapped out by the flusher are read after a short grace period, so an increment that raced
-with the swap lands in the swapped dict before it is read (CPython's GIL switch interval is 5 ms).
+- counts them by (where, outcome, class, reason) with ``collections.Counter`` (C speed) and adds each
+  count to ``agentic_decisions`` and, for sheds and rejections, ``agentic_shed`` / ``agentic_rejected``:
+  exact counts, one metric call per key and interval (statsd-style client-side aggregation);
+- samples one decision in ``sample_every`` (random gaps with that mean, so periodic traffic is not
+  aliased): its predicted latency goes into ``agentic_predicted_latency_ms`` (a sample; the counts are
+  exact) and, when tracing is configured, it becomes an ``agentic.route`` / ``agentic.gate`` span
+  back-dated to when the decision was made;
+- appends every decision to the ``DecisionLog`` when one is set (so the audit log lags by at most one
+  flush interval, 0.5 s when auditing; a process crash loses at most that window).
+
+``record(event)`` (the ``serve.hooks.DecisionHook`` protocol) pushes an event's fields the same way;
+an event whose ``extra["trace"]`` carries a sampled W3C context is also traced at once, as a child of
+the caller's span. Nothing here raises into the caller.
+
+Taking the buffer is ``n = len(buf); batch = buf[:n]; del buf[:n]``: each step is atomic under the
+GIL and later appends land after index ``n``, so no decision is lost or counted twice.
 """
 
 from __future__ import annotations
@@ -35,27 +38,44 @@ import os
 import random
 import threading
 import time
+from collections import Counter
+from operator import itemgetter
 from typing import Any
 
 from agentic_ray.telemetry import tracing
 from agentic_ray.telemetry.metrics import AgenticMetrics, MetricsSink
 
-__all__ = ["TelemetryHook", "process_hook"]
+__all__ = ["DECISION_FIELDS", "TelemetryHook", "process_hook"]
 
 log = logging.getLogger(__name__)
 
-_GRACE_S = 0.05
+DECISION_FIELDS = (
+    "where", "outcome", "request_id", "qos", "reason", "replica_id", "predicted_ms", "remaining_ms",
+    "rule_ids", "policy_version", "decision_us", "at",
+)  # fmt: skip
+_KEY = itemgetter(0, 1, 3, 4)  # where, outcome, qos, reason
 _COMPONENT = {"router": "router", "gate": "replica"}
 _REJECT_OUTCOMES = frozenset({"reject", "drop", "evict"})
+_AUDIT_FLUSH_S = 0.5
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
 
 
 class TelemetryHook:
-    """A ``DecisionHook`` (``record(event)``) that feeds metrics, sampled spans and the decision log.
+    """A ``DecisionHook`` that feeds metrics, sampled spans and the decision log (module docstring).
 
     ``sink``: where metrics go (``RayMetrics()`` in Ray processes). ``sample_every``: one decision in N
-    gets a latency sample and a span (default: ``1 / tracing sampling_ratio``, at least 1).
-    ``decision_log``: an ``audit.DecisionLog`` to append every decision to (None: no audit log).
-    ``flush_interval_s``: how often the background thread flushes (0: only on ``flush()``).
+    gets a latency sample and a span (default: ``1 / tracing sampling_ratio``). ``decision_log``: an
+    ``audit.DecisionLog`` that gets every decision (None: no audit log). ``flush_interval_s``: how often
+    the background thread flushes (0: no thread, only ``flush()``). ``push``: the hot-path entry.
     """
 
     def __init__(
@@ -72,19 +92,26 @@ class TelemetryHook:
             sample_every = max(1, round(1.0 / ratio)) if ratio > 0 else 1000
         if sample_every < 1:
             raise ValueError(f"sample_every: must be >= 1, got {sample_every!r}")
-        self.metrics_by_component: dict[str, AgenticMetrics] = {}
+        if flush_interval_s < 0:
+            raise ValueError(f"flush_interval_s: must be >= 0, got {flush_interval_s!r}")
         self.sink = sink
         self.sample_every = sample_every
         self.decision_log = decision_log
-        self.flush_interval_s = flush_interval_s
+        self.flush_interval_s = (
+            min(flush_interval_s, _AUDIT_FLUSH_S) if decision_log is not None and flush_interval_s else flush_interval_s
+        )
         self.errors = 0
+        self.metrics_by_component: dict[str, AgenticMetrics] = {}
+        self._buffer: list[tuple] = []
+        self.push = self._buffer.append  # the hot path: a C-level list append of one DECISION_FIELDS tuple
         self._rng = random.Random(seed)
-        self._left = self._gap()
-        self._counts: dict[tuple[str, str, str, str], int] = {}
-        self._pending_sample = False
+        self._next_sample = self._gap() - 1  # index in the stream of the next sampled decision
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        if self.flush_interval_s > 0:
+            self._thread = threading.Thread(target=self._flush_loop, name="agentic-telemetry-flush", daemon=True)
+            self._thread.start()
 
     def _gap(self) -> int:
         return self._rng.randint(1, 2 * self.sample_every - 1)
@@ -95,139 +122,126 @@ class TelemetryHook:
             m = self.metrics_by_component[component] = AgenticMetrics(self.sink, component)
         return m
 
-    # -- hot path ------------------------------------------------------------------------------------
-    def record(self, event: Any) -> None:
-        """Count ``event``; every ``sample_every``-th (on average) also samples it. Never raises."""
-        try:
-            if self.tally(event.where, event.outcome, event.qos, event.reason, (event.extra or {}).get("trace")):
-                self.detail(event)
-        except Exception:
-            self._failed()
-
-    def tally(self, where: str, outcome: str, qos: str, reason: str = "", trace: Any = None) -> bool:
-        """Count one decision without building an event (the cheap path, ~0.2 us). Returns True when the
-        caller should build the ``DecisionEvent`` and pass it to ``detail``: this decision is sampled,
-        its request carries a sampled trace context (``trace``, a W3C carrier), or the audit log is on.
-        Never raises."""
-        key = (where, outcome, qos, reason)
-        counts = self._counts
-        try:
-            counts[key] += 1
-        except KeyError:
-            counts[key] = 1
-            if self._thread is None and self.flush_interval_s > 0:
-                self._start_flusher()
-        except Exception:  # an unhashable argument
-            self._failed()
-            return False
-        self._left -= 1
-        if self._left > 0 and self.decision_log is None and trace is None:
-            return False
-        if self._left <= 0:
-            self._left = self._gap()
-            self._pending_sample = True
-            return True
-        return self.decision_log is not None or tracing.is_sampled(trace)
-
-    def detail(self, event: Any) -> None:
-        """The full record of a decision ``tally`` asked for: latency sample and span (when sampled or
-        traced) and the audit record (when the log is on). Does not count again. Never raises."""
-        try:
-            sampled, self._pending_sample = self._pending_sample, False
-            extra = event.extra
-            if sampled or (extra and tracing.is_sampled(extra.get("trace"))):
-                self._sample(event)
-            if self.decision_log is not None:
-                self._audit(event)
-        except Exception:
-            self._failed()
-
     def _failed(self) -> None:
         self.errors += 1
         if self.errors == 1:
             log.exception("agentic telemetry hook failed (further errors are only counted)")
 
-    def _sample(self, event: Any) -> None:
-        component = _COMPONENT.get(event.where, event.where)
-        if event.predicted_ms is not None:
-            self._metrics(component).predicted_latency(event.qos, event.predicted_ms)
+    # -- the DecisionHook protocol -------------------------------------------------------------------
+    def record(self, event: Any) -> None:
+        """Push a ``DecisionEvent`` (by its fields); trace it now when it carries a sampled context."""
+        try:
+            entry = tuple(getattr(event, f) for f in DECISION_FIELDS)
+            extra = event.extra
+            if extra and tracing.is_sampled(extra.get("trace")):
+                self._span(entry, extra["trace"])
+            self.push(entry)
+        except Exception:
+            self._failed()
+
+    # -- flushing ------------------------------------------------------------------------------------
+    def flush(self) -> Counter:
+        """Process the decisions pushed since the last flush; returns their counts by
+        (where, outcome, qos, reason). Called by the background thread; callable any time."""
+        with self._flush_lock:
+            buf = self._buffer
+            n = len(buf)
+            batch = buf[:n]
+            del buf[:n]
+            if not n:
+                return Counter()
+            counts = Counter(map(_KEY, batch))
+            for (where, outcome, qos, reason), k in counts.items():
+                try:
+                    m = self._metrics(_COMPONENT.get(where, where))
+                    m.decision(outcome, qos, k)
+                    if outcome == "shed":
+                        m.shed(qos, reason or "unspecified", k)
+                    elif outcome in _REJECT_OUTCOMES:
+                        m.rejected(qos, f"{outcome}:{reason}" if reason else outcome, k)
+                except Exception:
+                    self._failed()
+            i = self._next_sample
+            while i < n:
+                try:
+                    self._sample(batch[i])
+                except Exception:
+                    self._failed()
+                i += self._gap()
+            self._next_sample = i - n
+            if self.decision_log is not None:
+                for entry in batch:
+                    try:
+                        self._audit(entry)
+                    except Exception:
+                        self._failed()
+            return counts
+
+    def _sample(self, e: tuple) -> None:
+        where, _, _, qos = e[0], e[1], e[2], e[3]
+        predicted = _number(e[6])
+        if predicted is not None:
+            self._metrics(_COMPONENT.get(where, where)).predicted_latency(qos, predicted)
+        self._span(e, None)
+
+    def _span(self, e: tuple, carrier: Any) -> None:
         tr = tracing.tracer()
         if tr is tracing._NOOP_TRACER:
             return
-        end_ns = time.time_ns()
-        start_ns = end_ns - int((event.decision_us or 0.0) * 1000.0)
-        extra = event.extra or {}
-        attrs = {
+        at = _number(e[11])
+        start_ns = int(at * 1e9) if at else time.time_ns()
+        end_ns = start_ns + int((_number(e[10]) or 0.0) * 1000.0)
+        attrs: dict[str, Any] = {
             tracing.FORCE_SAMPLE_ATTRIBUTE: True,
-            "agentic.outcome": event.outcome,
-            "agentic.qos": event.qos,
-            "agentic.reason": event.reason,
-            "agentic.request_id": str(event.request_id),
-            "agentic.policy_version": event.policy_version,
-            "agentic.rule_ids": list(event.rule_ids),
+            "agentic.outcome": str(e[1]),
+            "agentic.request_id": str(e[2]),
+            "agentic.qos": str(e[3]),
+            "agentic.reason": str(e[4] or ""),
+            "agentic.rule_ids": [str(r) for r in (e[8] or ())],
+            "agentic.policy_version": str(e[9] or ""),
         }
-        for name, value in (("replica_id", event.replica_id), ("predicted_ms", event.predicted_ms),
-                            ("remaining_ms", event.remaining_ms)):  # fmt: skip
-            if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                attrs["agentic." + name] = value
+        if e[5] is not None:
+            attrs["agentic.replica_id"] = str(e[5])
+        for name, value in (("predicted_ms", e[6]), ("remaining_ms", e[7])):
+            v = _number(value)
+            if v is not None:
+                attrs["agentic." + name] = v
         s = tr.start_span(
-            "agentic.route" if event.where == "router" else "agentic.gate",
-            context=tracing.extract(extra.get("trace")),
+            "agentic.route" if e[0] == "router" else "agentic.gate",
+            context=tracing.extract(carrier),
             attributes=attrs,
             start_time=start_ns,
         )
         s.end(end_time=end_ns)
 
-    def _audit(self, event: Any) -> None:
-        version = str(event.policy_version)
-        # the full sha256 comes in extra when the caller has it; a default version is "sha256:<prefix>"
-        sha = (event.extra or {}).get("policy_sha256") or (version[7:] if version.startswith("sha256:") else "")
+    def _audit(self, e: tuple) -> None:
+        version = str(e[9] or "")
+        # a policy without metadata.version is versioned "sha256:<first 12 hex digits>"
+        sha = version[7:] if version.startswith("sha256:") else ""
         self.decision_log.log_decision(
-            request_id=str(event.request_id),
-            action=event.outcome,
-            qos=event.qos,
+            request_id=str(e[2]),
+            action=str(e[1]),
+            qos=str(e[3]),
             policy_version=version,
             policy_sha256=sha,
-            rule_ids=event.rule_ids,
-            inputs={"where": event.where, "remaining_ms": event.remaining_ms},
-            predicted={"predicted_ms": event.predicted_ms, "replica_id": event.replica_id},
-            outcome=f"{event.outcome}:{event.reason}" if event.reason else event.outcome,
+            rule_ids=list(e[8] or ()),
+            inputs={"where": e[0], "remaining_ms": _number(e[7])},
+            predicted={"predicted_ms": _number(e[6]), "replica_id": e[5]},
+            outcome=f"{e[1]}:{e[4]}" if e[4] else str(e[1]),
+            ts=_number(e[11]),
         )
-
-    # -- flushing ------------------------------------------------------------------------------------
-    def flush(self, grace_s: float = 0.0) -> dict[tuple[str, str, str, str], int]:
-        """Turn the counts gathered since the last flush into metric increments; returns them."""
-        with self._flush_lock:
-            counts, self._counts = self._counts, {}
-            if grace_s:
-                time.sleep(grace_s)
-            for (where, outcome, qos, reason), n in counts.items():
-                m = self._metrics(_COMPONENT.get(where, where))
-                m.decision(outcome, qos, n)
-                if outcome == "shed":
-                    m.shed(qos, reason or "unspecified", n)
-                elif outcome in _REJECT_OUTCOMES:
-                    m.rejected(qos, f"{outcome}:{reason}" if reason else outcome, n)
-            return counts
-
-    def _start_flusher(self) -> None:
-        with self._flush_lock:
-            if self._thread is not None:
-                return
-            self._thread = threading.Thread(target=self._flush_loop, name="agentic-telemetry-flush", daemon=True)
-            self._thread.start()
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(self.flush_interval_s):
             with contextlib.suppress(Exception):
-                self.flush(grace_s=_GRACE_S)
+                self.flush()
 
     def close(self) -> None:
-        """Stop the flusher and flush what is left."""
+        """Stop the background thread and flush what is left. Idempotent."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.flush_interval_s + 1)
-        self.flush(grace_s=_GRACE_S)
+        self.flush()
 
 
 _PROCESS_HOOK: TelemetryHook | None = None
