@@ -7,7 +7,9 @@ data_class=..., **ray_options)`` wraps a function like ``@ray.remote``; ``f.remo
    raised before anything is submitted); the deadline is ``min(now + budget, enclosing deadline)``,
    and a deadline that already passed raises ``BudgetExhausted`` at once;
 2. places it from the **cached cluster view** (the GlobalCoordinator's merged agent snapshots,
-   refreshed by a background thread every ``VIEW_REFRESH_S``; no actor call on this path) with
+   refreshed by a background thread every ``VIEW_REFRESH_S`` while the process places work; after
+   ``VIEW_IDLE_S`` without placements the thread stops polling and the next placement fetches the view
+   once, synchronously, if it has gone stale; otherwise no actor call on this path) with
    ``placement.choose_node``, and submits with ``NodeAffinitySchedulingStrategy(node, soft=False)``;
    ``NoEligibleNode`` (with rule ids) when no node can satisfy the rules. When the view is unavailable
    or stale, ``placement.fallback_placement``: plain Ray scheduling if the policy allows every known
@@ -66,6 +68,7 @@ log = logging.getLogger(__name__)
 
 VIEW_REFRESH_S = 0.2
 VIEW_STALE_S = 3.0
+VIEW_IDLE_S = 10.0
 _AGENTIC_KEYS = ("qos", "budget_ms", "workflow", "stage", "accelerator", "tenant", "data_class", "model")
 
 
@@ -82,6 +85,7 @@ class _Runtime:
         self.nodes: list[NodeView] = []
         self.view_at = 0.0  # monotonic time of the last good view
         self.view_error: str | None = None
+        self.last_used = time.monotonic()
         self.placed: dict[str, int] = {}
         self._selectors: dict[Any, Any] = {}
         self.rotation = 0
@@ -154,11 +158,18 @@ class _Runtime:
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(VIEW_REFRESH_S):
-            try:
-                self.refresh()
-            except Exception as exc:
-                self._global = None
-                self.view_error = repr(exc)
+            if time.monotonic() - self.last_used > VIEW_IDLE_S:
+                continue  # nobody placed work lately (an idle worker): do not poll the coordinator
+            self._try_refresh()
+
+    def _try_refresh(self, timeout: float = 2.0) -> bool:
+        try:
+            self.refresh(timeout=timeout)
+            return True
+        except Exception as exc:
+            self._global = None
+            self.view_error = repr(exc)
+            return False
 
     def view_fresh(self) -> bool:
         return bool(self.nodes) and time.monotonic() - self.view_at <= VIEW_STALE_S
@@ -182,6 +193,10 @@ class _Runtime:
 
     def place(self, classification: Any, accelerator: str | None, resources: dict[str, float]) -> Placement:
         qos = classification.qos.name
+        now = time.monotonic()
+        if now - self.last_used > VIEW_IDLE_S and not self.view_fresh():
+            self._try_refresh(timeout=1.0)  # first placement after an idle spell: one synchronous fetch
+        self.last_used = now
         if self.view_fresh():
             nodes = self.nodes
             key = (id(nodes), getattr(classification, "requirement", None), accelerator)
@@ -525,8 +540,12 @@ def status() -> dict[str, Any]:
 
 
 def cluster_view() -> dict[str, Any]:
-    """This process's cached view: age, nodes, active policy, last refresh error."""
+    """This process's cached view: age, nodes, active policy, last refresh error. Asking counts as use:
+    it keeps the background refresh going (and fetches once if the view went stale while idle)."""
     rt = _runtime()
+    if time.monotonic() - rt.last_used > VIEW_IDLE_S and not rt.view_fresh():
+        rt._try_refresh(timeout=1.0)
+    rt.last_used = time.monotonic()
     return {
         "age_s": time.monotonic() - rt.view_at if rt.view_at else None,
         "fresh": rt.view_fresh(),
