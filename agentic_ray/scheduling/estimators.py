@@ -9,6 +9,9 @@
   ``e <- e * w + x * (1 - w)`` with ``w = exp(-dt / decay_s)``. Reads decay the estimate toward 0
   with the time since the last sample, so an idle replica looks cheaper over time. Its ``load(pending)``
   is ``estimate * (pending + 1)``, the cost Finagle's P2C balancer compares.
+- ``MeanDeviation`` -- smoothed mean plus smoothed mean absolute deviation (Jacobson/Karels, "Congestion
+  Avoidance and Control", SIGCOMM 1988; RFC 6298 for TCP's RTO); ``upper(k) = mean + k * dev`` is a
+  tail-aware prediction of the next sample.
 - ``PendingRequests`` -- requests sent and not yet answered.
 
 All take ``now`` (seconds) as an argument; none reads a clock.
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["Ewma", "EwmaServiceTime", "PeakEwma", "PendingRequests"]
+__all__ = ["Ewma", "EwmaServiceTime", "MeanDeviation", "PeakEwma", "PendingRequests"]
 
 
 def _check_sample(value: float) -> float:
@@ -158,3 +161,52 @@ class PendingRequests:
     def load(self) -> int:
         """Requests in flight."""
         return self._n
+
+
+class MeanDeviation:
+    """Smoothed mean and mean deviation of samples (Jacobson/Karels, as TCP's RTO: RFC 6298 section 2).
+
+    On the first sample ``x``: ``mean = x``, ``dev = x / 2``. Then, with ``err = x - mean``::
+
+        dev  <- dev + beta * (|err| - dev)
+        mean <- mean + alpha * err
+
+    ``upper(k)`` is ``mean + k * dev``: TCP uses k = 4 for its retransmission timeout; a router that
+    wants a likely-but-not-worst-case completion uses a smaller k (e.g. 2). ``estimate()`` is the mean,
+    so it can stand in for an ``Ewma``.
+    """
+
+    __slots__ = ("_alpha", "_beta", "count", "dev", "last_at", "mean")
+
+    def __init__(self, alpha: float = 0.125, beta: float = 0.25) -> None:
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"alpha: must be in (0, 1], got {alpha!r}")
+        if not 0.0 < beta <= 1.0:
+            raise ValueError(f"beta: must be in (0, 1], got {beta!r}")
+        self._alpha = alpha
+        self._beta = beta
+        self.mean: float | None = None
+        self.dev = 0.0
+        self.count = 0
+        self.last_at: float | None = None
+
+    def observe(self, value: float, now: float) -> None:
+        """Add one sample taken at ``now`` (deviation first, with the old mean, as RFC 6298 orders it)."""
+        x = _check_sample(value)
+        if self.mean is None:
+            self.mean = x
+            self.dev = x / 2.0
+        else:
+            err = x - self.mean
+            self.dev += self._beta * (abs(err) - self.dev)
+            self.mean += self._alpha * err
+        self.count += 1
+        self.last_at = now
+
+    def estimate(self) -> float | None:
+        """The smoothed mean, or ``None`` before any sample."""
+        return self.mean
+
+    def upper(self, k: float = 2.0) -> float | None:
+        """``mean + k * dev``, or ``None`` before any sample."""
+        return None if self.mean is None else self.mean + k * self.dev

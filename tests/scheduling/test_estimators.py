@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from agentic_ray.scheduling.estimators import Ewma, EwmaServiceTime, PeakEwma, PendingRequests
+from agentic_ray.scheduling.estimators import Ewma, EwmaServiceTime, MeanDeviation, PeakEwma, PendingRequests
 
 
 def test_ewma():
@@ -53,3 +53,20 @@ def test_pending_requests():
     assert p.load() == 0
     p.observe(7, 0.0)
     assert p.load() == 7
+
+
+def test_mean_deviation_follows_rfc6298():
+    e = MeanDeviation(alpha=0.125, beta=0.25)
+    assert e.estimate() is None and e.upper(2.0) is None
+    e.observe(100.0, 0.0)
+    assert e.mean == 100.0 and e.dev == 50.0 and e.upper(4.0) == 300.0  # RTO = SRTT + 4 RTTVAR
+    e.observe(200.0, 1.0)  # deviation updated with the old mean: 0.75 * 50 + 0.25 * 100
+    assert e.dev == pytest.approx(62.5) and e.mean == pytest.approx(112.5) and e.count == 2 and e.last_at == 1.0
+    assert e.upper(2.0) == pytest.approx(237.5)
+    for _ in range(200):
+        e.observe(80.0, 2.0)
+    assert e.mean == pytest.approx(80.0) and e.dev == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="value"):
+        e.observe(-1.0, 3.0)
+    with pytest.raises(ValueError, match="beta"):
+        MeanDeviation(beta=0.0)

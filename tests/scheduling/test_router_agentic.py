@@ -57,8 +57,8 @@ def test_gpu_when_only_it_meets_budget():
 
 def test_queue_ahead_counts_only_same_or_higher_priority():
     views = replicas(cpu_ongoing=5)
-    views[0].queued_by_priority = {2: 4}  # 1 executing, 4 sheddable queued behind a critical request
-    d = router().choose(req("critical", budget_ms=300), views, 0.0)
+    views[0].queued_by_priority = {2: 4}  # 1 executing, 4 sheddable queued behind a standard request
+    d = router().choose(req("standard", budget_ms=300), views, 0.0)
     assert d.replica_id == "cpu" and d.predicted_ms == pytest.approx(200.0)
     d = router().choose(req("sheddable", budget_ms=300), views, 0.0)
     assert d.replica_id == "gpu"
@@ -143,9 +143,76 @@ def test_hedge_charged_to_budget():
     assert d2.hedge_replica_id is None and d2.hedge_after_ms is None
 
 
-def test_wait_order_is_edf_and_gate_discipline():
+def test_wait_order_is_priority_then_edf_like_the_gate():
+    # Held requests must leave the router in the order the replicas' AdmissionGate would start them:
+    # class priority first, then earliest deadline (a plain EDF order let a sheddable request with a
+    # near deadline take a freed position ahead of a critical one).
     r = router()
     a = req(now=0.0, budget_ms=900)
     b = req(now=0.1, budget_ms=100)
-    assert sorted([a, b], key=r.wait_order) == [b, a]
+    assert sorted([a, b], key=r.wait_order) == [b, a]  # same class: EDF
+    crit = req("critical", now=0.2, budget_ms=500)  # deadline 0.7, later than b's 0.2
+    shed = req("sheddable", now=0.0, budget_ms=50)
+    assert sorted([a, b, shed, crit], key=r.wait_order) == [crit, b, a, shed]
+    same = [req(now=0.3, id="x", budget_ms=100), req(now=0.2, id="y", budget_ms=200)]  # equal deadlines
+    assert [q.id for q in sorted(same, key=r.wait_order)] == ["y", "x"]
     assert r.replica_discipline == "gate"
+
+
+def test_never_shed_ranks_by_predicted_completion_not_cost():
+    views = replicas(cpu_ms=100.0, gpu_ms=20.0)
+    std = router().choose(req("standard", budget_ms=1000), views, 0.0)
+    crit = router().choose(req("critical", budget_ms=1000), views, 0.0)
+    assert std.replica_id == "cpu"  # both meet the budget: the cheaper one
+    assert isinstance(crit, Route) and crit.replica_id == "gpu" and crit.reason == "meets_budget"
+    assert crit.predicted_ms == pytest.approx(20.0)
+
+
+def test_never_shed_waits_for_a_full_replica_that_would_meet_the_budget():
+    views = replicas(cpu_ms=150.0, gpu_ms=30.0, gpu_ongoing=2, max_ongoing=2)
+    views[0].ongoing = 0  # the slow cpu is idle; the fast gpu is full (1 executing + 1 queued)
+    d = router().choose(req("critical", budget_ms=100), views, 0.0)
+    assert isinstance(d, Wait) and d.reason == "faster_replica_full"  # gpu: 1 * 30 + 30 = 60 ms <= 100
+    # a class that may be shed is not held for it: cpu cannot meet 100 ms -> shed
+    assert isinstance(router().choose(req("standard", budget_ms=100), views, 0.0), Shed)
+    # the work ahead of the request on the full gpu would already miss: take the fastest free replica
+    d = router().choose(req("critical", budget_ms=60), views, 0.0)
+    assert isinstance(d, Route) and d.replica_id == "cpu" and d.reason == "fastest_never_shed"
+    # lower-priority queued work on the full replica does not count ahead of critical
+    views = replicas(cpu_ms=150.0, gpu_ms=30.0, gpu_ongoing=4, max_ongoing=4)
+    views[1].queued_by_priority = {2: 3}
+    assert isinstance(router().choose(req("critical", budget_ms=100), views, 0.0), Wait)  # 60 ms, not 150
+
+
+def test_prediction_adds_k_mean_deviations():
+    r = router()
+    views = replicas(cpu_ms=100.0, gpu_ms=20.0)
+    request = req("standard", budget_ms=1000)
+    for sample in (100.0, 100.0, 60.0, 140.0):
+        r.on_dispatch(request, "cpu", 0.0)
+        r.observe(request, "cpu", sample, sample, True, 0.0)
+    # RFC 6298 order, alpha 0.2, beta 0.25: mean 100, dev 50 -> 37.5 -> 38.125 -> 38.59
+    mean, dev = 100.0, 50.0
+    for x in (100.0, 60.0, 140.0):
+        dev += 0.25 * (abs(x - mean) - dev)
+        mean += 0.2 * (x - mean)
+    assert r.service_ms(views[0], "default") == pytest.approx(mean)
+    assert r.predicted_service_ms(views[0], "default") == pytest.approx(mean + 2 * dev)
+    budget = 1.1 * (mean + dev)  # the mean alone would meet it, mean + 2 dev does not
+    d = r.choose(req("standard", budget_ms=budget), views, 0.0)
+    assert d.replica_id == "gpu"
+    plain = router(deviation_k=0.0)
+    for sample in (100.0, 100.0, 60.0, 140.0):
+        plain.observe(request, "cpu", sample, sample, True, 0.0)
+    d = plain.choose(req("standard", budget_ms=budget), views, 0.0)
+    assert d.replica_id == "cpu" and d.predicted_ms == pytest.approx(mean)
+    # before any sample of its own the router predicts with the replica's reported mean
+    assert router().predicted_service_ms(views[1], "default") == 20.0
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("deviation_k", -1.0), ("deviation_k", math.inf), ("deviation_beta", 0.0), ("alpha", 2.0)]
+)
+def test_bad_config_names_the_key(key, value):
+    with pytest.raises(ValueError, match=key):
+        router(**{key: value})

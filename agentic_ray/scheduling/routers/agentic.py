@@ -3,22 +3,48 @@
 For each eligible replica r (placement ``request.allows(r.attrs)``, healthy, ``ongoing < max_ongoing``)
 it predicts this request's completion time from now::
 
-    s     = EWMA service ms of (r, model): own estimate fed by ``observe``, else r.service_ms[model],
+    m     = mean service ms of (r, model): own estimate fed by ``observe``, else r.service_ms[model],
             else r.service_ms["default"], else ``default_service_ms``
+    d     = mean deviation of that service time (own estimate; 0 while only the replica's report is known)
     n     = executing on r + queued on r with priority <= this request's (work ahead of its class);
             executing = max(ongoing, local pending) - queued; unreported local pending counts as ahead
-    wait  = 0 if n < slots else (n - slots + 1) / slots * s      (the n-th request ahead frees a slot)
-    pred  = wait + s
+    wait  = 0 if n < slots else (n - slots + 1) / slots * m      (the n-th request ahead frees a slot)
+    pred  = wait + m + k * d                                      (k = ``deviation_k``, default 2)
 
-A replica *meets* the budget when ``pred * (1 + safety_margin) + margin_ms <= remaining_ms``. Among
-those it routes to the cheapest (``ReplicaView.cost``: CPU before GPU), then the fastest; when none
-meets it, the class's shedding mode decides: ``never`` routes to the fastest anyway, ``when_overloaded``
-and ``first`` return ``Shed("cannot_meet_deadline", retry_after_s)``.
+``m + k * d`` is Jacobson/Karels' estimator (TCP's retransmission timeout, "Congestion Avoidance and
+Control", SIGCOMM 1988; RFC 6298 uses k = 4): with the mean alone, a replica whose service time varies
+(cv 0.5) is predicted to finish on time about half of the times it is chosen at the edge of the
+budget; the deviation term asks for room for a likely slow draw. The queue wait uses the mean (a sum of
+n draws varies about sqrt(n) times one draw, not n times). Estimates: ``MeanDeviation`` in
+``estimators.py`` (mean smoothing ``alpha``, deviation smoothing ``deviation_beta``, as RFC 6298).
+
+A replica *meets* the budget when ``pred * (1 + safety_margin) + margin_ms <= remaining_ms``.
+
+- Classes that may be shed (``when_overloaded``, ``first``): among replicas that meet the budget, the
+  cheapest (``ReplicaView.cost``: CPU before GPU), then the fastest; when none meets it,
+  ``Shed("cannot_meet_deadline", retry_after_s)``.
+- Never-shed classes (``never``) rank by predicted completion, not cost: the fastest replica, whether
+  or not it meets the budget. Cost ranking only trades a cheaper replica for a later (still on-time)
+  completion, and for work that cannot be shed the margin is worth more than the saving. When even the
+  fastest free replica is predicted to miss but a replica that is full now (``ongoing >= max_ongoing``)
+  would meet the budget with the work ahead of this class, the request waits
+  (``Wait("faster_replica_full")``) instead of starting on a replica known to be too slow (e.g. a
+  large-model request to a 150 ms CPU replica while the 30 ms GPUs are momentarily full): one
+  completion on the fast replica frees the position long before the slow one would finish. Otherwise
+  ``Route(..., reason="fastest_never_shed")``. This is the "wait for the fast server" rule of
+  heterogeneous-server queueing (Lin & Kumar, "Optimal control of a queueing system with two
+  heterogeneous servers", IEEE TAC 1984: a slow server should be used only when the queue is long
+  enough).
 
 Headroom: a class with ``shed_threshold`` (and shedding other than ``never``) is shed with reason
 ``"over_shed_threshold"`` when the least-utilised eligible replica, counting this request, is above the
 threshold (utilisation = ongoing / max_ongoing, or ongoing / slots when unbounded, capped at 1), even if
 it could meet its own budget, so that less critical work goes first and critical work keeps headroom.
+
+Held requests (after ``Wait``) leave in ``wait_order = (priority, deadline, arrival)``: the class
+priority first, then earliest deadline, the same discipline as the replicas' ``AdmissionGate``, so
+work held at the router leaves in the order the gate would start it (a plain EDF order would let a
+sheddable request with a near deadline take a freed position ahead of a critical one).
 
 Circuit breakers: the caller folds a ``CircuitBreaker`` into ``ReplicaView.healthy``
 (``breaker.available(replica_id, now)``); an unhealthy replica is never chosen.
@@ -42,15 +68,23 @@ import random
 from collections.abc import Mapping
 
 from agentic_ray.policies.types import QosClass, RetrySettings, Shedding
+from agentic_ray.scheduling.estimators import MeanDeviation
 from agentic_ray.scheduling.retry import RetryBudget
 from agentic_ray.scheduling.routers.base import GATE, PendingRouter
 from agentic_ray.scheduling.types import Decision, ReplicaView, Request, Route, Shed, Wait
 
 __all__ = ["AgenticRouter"]
 
+_NEVER = Shedding.NEVER
+
 
 class AgenticRouter(PendingRouter):
-    """Deadline-aware, cost-aware router (see the module docstring). Replicas run an AdmissionGate."""
+    """Deadline-aware, cost-aware router (see the module docstring). Replicas run an AdmissionGate.
+
+    Config keys (all optional): ``classes``, ``safety_margin`` (0.1), ``margin_ms`` (0), ``default_service_ms``
+    (50), ``alpha`` (0.2: mean smoothing), ``deviation_beta`` (0.25: deviation smoothing), ``deviation_k``
+    (2: deviations added to the mean; 0 predicts with the mean alone), ``hedge_budget``.
+    """
 
     name = "agentic"
     replica_discipline = GATE
@@ -65,6 +99,8 @@ class AgenticRouter(PendingRouter):
         default_service_ms: float = 50.0,
         alpha: float = 0.2,
         hedge_budget: RetrySettings | None = None,
+        deviation_beta: float = 0.25,
+        deviation_k: float = 2.0,
     ) -> None:
         super().__init__(rng)
         if not safety_margin >= 0:
@@ -73,35 +109,55 @@ class AgenticRouter(PendingRouter):
             raise ValueError(f"default_service_ms: must be > 0, got {default_service_ms!r}")
         if not 0 < alpha <= 1:
             raise ValueError(f"alpha: must be in (0, 1], got {alpha!r}")
+        if not 0 < deviation_beta <= 1:
+            raise ValueError(f"deviation_beta: must be in (0, 1], got {deviation_beta!r}")
+        if not (deviation_k >= 0 and math.isfinite(deviation_k)):
+            raise ValueError(f"deviation_k: must be a finite number >= 0, got {deviation_k!r}")
         self.classes = dict(classes or {})
         self.safety_factor = 1.0 + safety_margin
         self.margin_ms = margin_ms
         self.default_service_ms = default_service_ms
         self.alpha = alpha
-        self._ewma_by_model: dict[str, dict[str, float]] = {}
+        self.deviation_beta = deviation_beta
+        self.deviation_k = deviation_k
+        # model -> replica id -> its estimator, and the hot-path copy (mean, mean + k * deviation).
+        self._stats_by_model: dict[str, dict[str, MeanDeviation]] = {}
+        self._est_by_model: dict[str, dict[str, tuple[float, float]]] = {}
         self.hedge_budget = RetryBudget(hedge_budget) if hedge_budget is not None else None
 
     def wait_order(self, request: Request) -> tuple[float, ...]:
-        """Earliest deadline first among requests held after ``Wait``."""
-        return (request.deadline, request.arrival)
+        """Class priority, then earliest deadline, then arrival: the admission gate's order."""
+        return (request.priority, request.deadline, request.arrival)
 
     def observe(
         self, request: Request, replica_id: str, service_ms: float, latency_ms: float, ok: bool, now: float
     ) -> None:
-        """Feed the (replica, model) EWMA with a successful request's service time; clear its pending."""
+        """Feed the (replica, model) mean/deviation with a successful request's service time; clear its pending."""
         super().observe(request, replica_id, service_ms, latency_ms, ok, now)
         if ok and service_ms is not None and math.isfinite(service_ms) and service_ms >= 0:
-            per_replica = self._ewma_by_model.setdefault(request.model, {})
-            old = per_replica.get(replica_id)
-            per_replica[replica_id] = service_ms if old is None else old + self.alpha * (service_ms - old)
+            stats = self._stats_by_model.setdefault(request.model, {})
+            st = stats.get(replica_id)
+            if st is None:
+                st = stats[replica_id] = MeanDeviation(self.alpha, self.deviation_beta)
+            st.observe(service_ms, now)
+            mean = st.mean
+            self._est_by_model.setdefault(request.model, {})[replica_id] = (mean, mean + self.deviation_k * st.dev)
 
     def service_ms(self, replica: ReplicaView, model: str) -> float:
-        """The service-time estimate this router uses for ``model`` on ``replica``."""
-        s = self._ewma_by_model.get(model, {}).get(replica.replica_id)
-        if s is None:
+        """The mean service-time estimate (ms) this router uses for ``model`` on ``replica``."""
+        return self._estimate(replica, model)[0]
+
+    def predicted_service_ms(self, replica: ReplicaView, model: str) -> float:
+        """The service time (ms) this router predicts for one request: mean + k * mean deviation."""
+        return self._estimate(replica, model)[1]
+
+    def _estimate(self, replica: ReplicaView, model: str) -> tuple[float, float]:
+        est = self._est_by_model.get(model, {}).get(replica.replica_id)
+        if est is None:
             sm = replica.service_ms
             s = sm.get(model) or sm.get("default") or self.default_service_ms
-        return s
+            est = (s, s)
+        return est
 
     def _shedding(self, request: Request) -> tuple[Shedding, float | None]:
         cls = self.classes.get(request.qos)
@@ -118,7 +174,7 @@ class AgenticRouter(PendingRouter):
         model = request.model
         prio = request.priority
         pending = self.pending
-        ewma = self._ewma_by_model.get(model) or {}
+        est = self._est_by_model.get(model) or {}
         default_s = self.default_service_ms
         inf = math.inf
         placed = 0
@@ -130,9 +186,11 @@ class AgenticRouter(PendingRouter):
         fastest_pred = inf
         second: ReplicaView | None = None
         second_pred = inf
+        full_pred = inf  # best prediction on a replica that is full now (never-shed classes only)
         need = (remaining - self.margin_ms) / self.safety_factor
         shedding, threshold = self._shedding(request)
-        use_util = threshold is not None and shedding is not Shedding.NEVER
+        never = shedding is _NEVER
+        use_util = threshold is not None and not never
         for r in replicas:
             if allows is not None and not allows(r.attrs):
                 continue
@@ -147,7 +205,8 @@ class AgenticRouter(PendingRouter):
                 if p > ongoing:
                     ongoing = p
             max_ongoing = r.max_ongoing
-            if ongoing >= max_ongoing:
+            full = ongoing >= max_ongoing
+            if full and not never:
                 continue
             qbp = r.queued_by_priority
             ahead = ongoing
@@ -157,17 +216,23 @@ class AgenticRouter(PendingRouter):
                         ahead -= k
                 if ahead < 0:
                     ahead = 0
-            s = ewma.get(rid)
-            if s is None:
+            e = est.get(rid)
+            if e is None:
                 sm = r.service_ms
-                s = sm.get(model) or sm.get("default") or default_s
+                s = s_hi = sm.get(model) or sm.get("default") or default_s
+            else:
+                s, s_hi = e
             slots = r.slots
-            pred = s if ahead < slots else (ahead - slots + 1) / slots * s + s
+            pred = s_hi if ahead < slots else (ahead - slots + 1) / slots * s + s_hi
+            if full:
+                if pred < full_pred:
+                    full_pred = pred
+                continue
             if use_util:
                 util = (ongoing + 1) / (slots if max_ongoing == inf else max_ongoing)
                 if util < min_util:
                     min_util = util
-            if pred <= need:
+            if pred <= need and not never:
                 cost = r.cost
                 if cost < meet_cost or (cost == meet_cost and pred < meet_pred):
                     meet, meet_cost, meet_pred = r, cost, pred
@@ -184,10 +249,15 @@ class AgenticRouter(PendingRouter):
             return Wait("all_replicas_full")
         if use_util and min(min_util, 1.0) > threshold:
             return Shed("over_shed_threshold", fastest_pred / 1000.0, request.rule_ids, fastest_pred)
-        if meet is not None:
+        if never:
+            if fastest_pred <= need:
+                pred, chosen, reason = fastest_pred, fastest, "meets_budget"
+            elif full_pred <= need:
+                return Wait("faster_replica_full")
+            else:
+                pred, chosen, reason = fastest_pred, fastest, "fastest_never_shed"
+        elif meet is not None:
             pred, chosen, reason = meet_pred, meet, "meets_budget"
-        elif shedding is Shedding.NEVER:
-            pred, chosen, reason = fastest_pred, fastest, "fastest_never_shed"
         else:
             return Shed("cannot_meet_deadline", fastest_pred / 1000.0, request.rule_ids, fastest_pred)
         hedge_id = None
