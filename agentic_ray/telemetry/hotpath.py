@@ -76,6 +76,7 @@ class TelemetryHook:
     gets a latency sample and a span (default: ``1 / tracing sampling_ratio``). ``decision_log``: an
     ``audit.DecisionLog`` that gets every decision (None: no audit log). ``flush_interval_s``: how often
     the background thread flushes (0: no thread, only ``flush()``). ``push``: the hot-path entry.
+    ``totals``: the counts of every decision flushed so far (for ``stats()`` methods and tests).
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class TelemetryHook:
             min(flush_interval_s, _AUDIT_FLUSH_S) if decision_log is not None and flush_interval_s else flush_interval_s
         )
         self.errors = 0
+        self.totals: Counter = Counter()  # every decision flushed so far, by (where, outcome, qos, reason)
         self.metrics_by_component: dict[str, AgenticMetrics] = {}
         self._buffer: list[tuple] = []
         self.push = self._buffer.append  # the hot path: a C-level list append of one DECISION_FIELDS tuple
@@ -151,6 +153,7 @@ class TelemetryHook:
             if not n:
                 return Counter()
             counts = Counter(map(_KEY, batch))
+            self.totals.update(counts)
             for (where, outcome, qos, reason), k in counts.items():
                 try:
                     m = self._metrics(_COMPONENT.get(where, where))
