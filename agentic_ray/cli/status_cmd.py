@@ -30,7 +30,13 @@ _NAMESPACE = "agentic"
 
 def register(subparsers: Any) -> None:
     """Add ``status`` to the ``agentic-ray`` parser."""
-    status = subparsers.add_parser("status", help="policy, agents, budgets vs p99 and alerts of a running cluster")
+    status = subparsers.add_parser(
+        "status",
+        help="policy, agents, budgets vs p99 and alerts of a running cluster",
+        description="Show what the GlobalCoordinator of a running cluster sees. RAY_AUTH_MODE must match the "
+        "cluster's: 'token' (with ~/.ray/auth_token or RAY_AUTH_TOKEN) for a token-auth cluster, 'disabled' "
+        "for one started with RAY_AUTH_MODE=disabled. Exit 2 when no cluster or no coordinator is found.",
+    )
     status.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else the local cluster)")
     status.add_argument("--namespace", default=_NAMESPACE, help="namespace of the control plane (default: agentic)")
     status.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the coordinator")

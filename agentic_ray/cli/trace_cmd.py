@@ -26,7 +26,13 @@ def register(subparsers: Any) -> None:
     sub = trace.add_subparsers(dest="trace_command", metavar="SUBCOMMAND")
     trace.set_defaults(func=lambda args: _no_subcommand(trace))
 
-    verify = sub.add_parser("verify", help="check the hash chain; exit 1 and say where when it was changed")
+    verify = sub.add_parser(
+        "verify",
+        help="check the hash chain; exit 1 and say where when it was changed",
+        description="Check the hash chain of a decision log: exit 0 intact, 1 changed (line and record of each "
+        "problem), 2 missing/unreadable. Records dropped from the END leave a valid shorter chain: detect that "
+        "with --expect-head and a hash kept elsewhere (a checkpoint's running_hash, 'agentic-ray trace head').",
+    )
     verify.add_argument("file", metavar="FILE")
     verify.add_argument(
         "--expect-head",
