@@ -69,6 +69,7 @@ from collections.abc import Mapping
 
 from agentic_ray.policies.types import QosClass, RetrySettings, Shedding
 from agentic_ray.scheduling.estimators import MeanDeviation
+from agentic_ray.scheduling.residual import ResidualLife
 from agentic_ray.scheduling.retry import RetryBudget
 from agentic_ray.scheduling.routers.base import GATE, PendingRouter
 from agentic_ray.scheduling.types import Decision, ReplicaView, Request, Route, Shed, Wait
@@ -76,6 +77,7 @@ from agentic_ray.scheduling.types import Decision, ReplicaView, Request, Route, 
 __all__ = ["AgenticRouter"]
 
 _NEVER = Shedding.NEVER
+_MAX_TRACKED = 1024  # in-flight requests remembered per replica (oldest forgotten first)
 
 
 class AgenticRouter(PendingRouter):
@@ -83,7 +85,8 @@ class AgenticRouter(PendingRouter):
 
     Config keys (all optional): ``classes``, ``safety_margin`` (0.1), ``margin_ms`` (0), ``default_service_ms``
     (50), ``alpha`` (0.2: mean smoothing), ``deviation_beta`` (0.25: deviation smoothing), ``deviation_k``
-    (2: deviations added to the mean; 0 predicts with the mean alone), ``hedge_budget``.
+    (2: deviations added to the mean; 0 predicts with the mean alone), ``hedge_budget``, ``residual``
+    (True: predict a single-slot replica's head-of-line wait from its oldest in-flight request's age).
     """
 
     name = "agentic"
@@ -101,6 +104,7 @@ class AgenticRouter(PendingRouter):
         hedge_budget: RetrySettings | None = None,
         deviation_beta: float = 0.25,
         deviation_k: float = 2.0,
+        residual: bool = True,
     ) -> None:
         super().__init__(rng)
         if not safety_margin >= 0:
@@ -124,6 +128,23 @@ class AgenticRouter(PendingRouter):
         self._stats_by_model: dict[str, dict[str, MeanDeviation]] = {}
         self._est_by_model: dict[str, dict[str, tuple[float, float]]] = {}
         self.hedge_budget = RetryBudget(hedge_budget) if hedge_budget is not None else None
+        # Head-of-line residual: replica id -> request id -> (dispatched at, model), insertion-ordered,
+        # and the time of the last answer from each replica (its oldest in-flight request started no
+        # earlier than that).
+        self.residual = ResidualLife() if residual else None
+        self._inflight: dict[str, dict[object, tuple[float, str]]] = {}
+        self._last_answer: dict[str, float] = {}
+
+    def on_dispatch(self, request: Request, replica_id: str, now: float) -> None:
+        """Count ``request`` as pending at ``replica_id``; remember when it was sent."""
+        super().on_dispatch(request, replica_id, now)
+        if self.residual is not None:
+            flights = self._inflight.get(replica_id)
+            if flights is None:
+                flights = self._inflight[replica_id] = {}
+            elif len(flights) >= _MAX_TRACKED:
+                del flights[next(iter(flights))]
+            flights[request.id] = (now, request.model)
 
     def wait_order(self, request: Request) -> tuple[float, ...]:
         """Class priority, then earliest deadline, then arrival: the admission gate's order."""
@@ -134,11 +155,17 @@ class AgenticRouter(PendingRouter):
     ) -> None:
         """Feed the (replica, model) mean/deviation with a successful request's service time; clear its pending."""
         super().observe(request, replica_id, service_ms, latency_ms, ok, now)
+        if self.residual is not None:
+            flights = self._inflight.get(replica_id)
+            if flights is not None and flights.pop(request.id, None) is not None:
+                self._last_answer[replica_id] = now
         if ok and service_ms is not None and math.isfinite(service_ms) and service_ms >= 0:
             stats = self._stats_by_model.setdefault(request.model, {})
             st = stats.get(replica_id)
             if st is None:
                 st = stats[replica_id] = MeanDeviation(self.alpha, self.deviation_beta)
+            if self.residual is not None and st.mean is not None:
+                self.residual.observe(service_ms, st.mean)
             st.observe(service_ms, now)
             mean = st.mean
             self._est_by_model.setdefault(request.model, {})[replica_id] = (mean, mean + self.deviation_k * st.dev)
@@ -159,6 +186,22 @@ class AgenticRouter(PendingRouter):
             est = (s, s)
         return est
 
+    def _head_wait(self, rid: str, now: float, ahead: int, s: float, flights: dict[object, tuple[float, str]]) -> float:
+        """Wait (ms) on a busy single-slot replica: the oldest in-flight request's mean residual life
+        (its age counted from max(sent, last answer from the replica)), then ``ahead - 1`` means."""
+        if not flights:
+            return ahead * s
+        sent, head_model = flights[next(iter(flights))]
+        started = self._last_answer.get(rid, sent)
+        if sent > started:
+            started = sent
+        head_est = self._est_by_model.get(head_model)
+        head_mean = head_est[rid][0] if head_est and rid in head_est else s
+        rest = self.residual.residual((now - started) * 1000.0, head_mean)  # type: ignore[union-attr]
+        if rest is None:
+            return ahead * s
+        return rest + (ahead - 1) * s
+
     def _shedding(self, request: Request) -> tuple[Shedding, float | None]:
         cls = self.classes.get(request.qos)
         if cls is None:
@@ -175,6 +218,7 @@ class AgenticRouter(PendingRouter):
         prio = request.priority
         pending = self.pending
         est = self._est_by_model.get(model) or {}
+        inflight = self._inflight if self.residual is not None else None
         default_s = self.default_service_ms
         inf = math.inf
         placed = 0
@@ -223,7 +267,12 @@ class AgenticRouter(PendingRouter):
             else:
                 s, s_hi = e
             slots = r.slots
-            pred = s_hi if ahead < slots else (ahead - slots + 1) / slots * s + s_hi
+            if ahead < slots:
+                pred = s_hi
+            elif slots == 1 and inflight and rid in inflight:
+                pred = self._head_wait(rid, now, ahead, s, inflight[rid]) + s_hi
+            else:
+                pred = (ahead - slots + 1) / slots * s + s_hi
             if full:
                 if pred < full_pred:
                     full_pred = pred
