@@ -102,6 +102,7 @@ class TelemetryHook:
             min(flush_interval_s, _AUDIT_FLUSH_S) if decision_log is not None and flush_interval_s else flush_interval_s
         )
         self.errors = 0
+        self.policy_sha256: dict[str, str] = {}  # policy version -> full sha256, for audit records
         self.totals: Counter = Counter()  # every decision flushed so far, by (where, outcome, qos, reason)
         self.metrics_by_component: dict[str, AgenticMetrics] = {}
         self._buffer: list[tuple] = []
@@ -114,6 +115,11 @@ class TelemetryHook:
         if self.flush_interval_s > 0:
             self._thread = threading.Thread(target=self._flush_loop, name="agentic-telemetry-flush", daemon=True)
             self._thread.start()
+
+    def register_policy(self, version: str, sha256: str) -> None:
+        """Tell the hook the full sha256 of policy ``version``, so audit records carry it (adapters call
+        this when they load or change their policy)."""
+        self.policy_sha256[str(version)] = str(sha256)
 
     def _gap(self) -> int:
         return self._rng.randint(1, 2 * self.sample_every - 1)
@@ -219,8 +225,8 @@ class TelemetryHook:
 
     def _audit(self, e: tuple) -> None:
         version = str(e[9] or "")
-        # a policy without metadata.version is versioned "sha256:<first 12 hex digits>"
-        sha = version[7:] if version.startswith("sha256:") else ""
+        # registered by the adapter; else a policy without metadata.version is "sha256:<first 12 hex digits>"
+        sha = self.policy_sha256.get(version) or (version[7:] if version.startswith("sha256:") else "")
         self.decision_log.log_decision(
             request_id=str(e[2]),
             action=str(e[1]),

@@ -123,6 +123,8 @@ def test_every_decision_goes_to_the_audit_log(tmp_path):
     for k in range(30):
         hook.push(entry(request_id=f"req-{k}"))
     hook.push(entry("shed", "batch", "deadline_passed", request_id="req-shed", predicted_ms=float("nan")))
+    hook.register_policy("v7", "ef" * 32)
+    hook.push(entry(request_id="req-v7", policy_version="v7"))
     hook.flush()
     log.close()
     assert verify_log(tmp_path / "d.jsonl").ok
@@ -132,8 +134,10 @@ def test_every_decision_goes_to_the_audit_log(tmp_path):
     assert body["policy"] == {"version": "sha256:abcdef012345", "sha256": "abcdef012345"}
     assert body["predicted"]["predicted_ms"] is None and body["rule_ids"] == ["r1"]
     assert rec["ts"] == AT
+    [(_, rec)] = find_records(tmp_path / "d.jsonl", "req-v7")
+    assert rec["body"]["policy"] == {"version": "v7", "sha256": "ef" * 32}
     lines = (tmp_path / "d.jsonl").read_text().splitlines()
-    assert sum(json.loads(x)["kind"] == "decision" for x in lines) == 31
+    assert sum(json.loads(x)["kind"] == "decision" for x in lines) == 32
 
 
 def test_a_broken_sink_or_event_never_raises():
