@@ -18,6 +18,17 @@ budget; the deviation term asks for room for a likely slow draw. The queue wait 
 n draws varies about sqrt(n) times one draw, not n times). Estimates: ``MeanDeviation`` in
 ``estimators.py`` (mean smoothing ``alpha``, deviation smoothing ``deviation_beta``, as RFC 6298).
 
+Head-of-line residual (``residual=True``): a busy single-slot replica (n >= 1) may be running a request
+far slower than the mean (bimodal service: 5 % of requests take 40x the typical time), which no
+replica report shows. The router remembers when it sent each request still in flight (``on_dispatch``,
+cleared by ``observe``); the oldest one on the replica is taken as the running one, started at
+``max(sent, last answer from that replica)``, and its expected remaining time is the mean residual life
+``E[S - age | S > age]`` of recent service times (``ResidualLife`` in ``residual.py``)::
+
+    wait  = residual(age) + (n - 1) * m      (instead of n * m)
+
+Replicas with several slots keep the formula above (one slow request holds one slot of many).
+
 A replica *meets* the budget when ``pred * (1 + safety_margin) + margin_ms <= remaining_ms``.
 
 - Classes that may be shed (``when_overloaded``, ``first``): among replicas that meet the budget, the
