@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -70,6 +71,11 @@ def _scenario(args: argparse.Namespace) -> Any:
 def _run(args: argparse.Namespace) -> int:
     from agentic_ray.cli import UsageError
 
+    # The demo's Ray is private to this process and its children: one auth mode for all of them, set
+    # before Ray's core library first reads it (it aborts the process when token mode has no token).
+    previous_auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     for p in paths:
         if p not in ("agentic", "default"):
@@ -93,6 +99,8 @@ def _run(args: argparse.Namespace) -> int:
         + ", ".join(f"{g.count} x {g.name} ({g.accelerator}, {g.slots} slot(s))" for g in scenario.replicas)
     )
     say("  service times are simulated: each replica sleeps for the request's sampled service time")
+    if previous_auth not in (None, "disabled"):
+        say(f"  note: RAY_AUTH_MODE={previous_auth!r} ignored; the demo's private local Ray runs with it disabled")
     started = time.time()
     say("  starting a private local Ray and Serve ...")
     with local_ray() as address:
