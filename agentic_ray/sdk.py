@@ -47,7 +47,7 @@ from agentic_ray.actors.placement import (
     fallback_placement,
     label_selector_for,
 )
-from agentic_ray.actors.worker import make_worker_function
+from agentic_ray.actors.worker import encode_context, make_worker_function
 from agentic_ray.budget import Budget, budget_scope, current_deadline
 from agentic_ray.errors import BudgetExhausted
 from agentic_ray.policies import NodeAttrs, Policy, RequestMeta, default_policy, load_policy
@@ -86,7 +86,9 @@ class _Runtime:
         self.view_at = 0.0  # monotonic time of the last good view
         self.view_error: str | None = None
         self.last_used = time.monotonic()
-        self.placed: dict[str, int] = {}
+        self.outstanding: dict[str, int] = {}  # tasks placed by this process and not finished, per node
+        self.placed_since_view: dict[str, int] = {}  # used where completions cannot be tracked
+        self.track_completions = True
         self._selectors: dict[Any, Any] = {}
         self.rotation = 0
         self.started_ray = False
@@ -149,7 +151,7 @@ class _Runtime:
         ]
         self._adopt_policy_sha(view["policy_sha"])
         self.nodes = nodes
-        self.placed = {}
+        self.placed_since_view = {}
         self._selectors = {}
         self.rotation += 1
         self.view_at = time.monotonic()
@@ -211,17 +213,35 @@ class _Runtime:
                 qos=qos,
                 accelerator=accelerator,
                 resources=resources,
-                placed_since_view=self.placed,
+                local_load=self.outstanding if self.track_completions else self.placed_since_view,
                 rotation=self.rotation,
                 selector=selector,
                 local_node_id=self.local_node_id,
             )
-            self.placed[placement.node_id] = self.placed.get(placement.node_id, 0) + 1
+            self.placed_since_view[placement.node_id] = self.placed_since_view.get(placement.node_id, 0) + 1
             return placement
         self.rotation += 1
         return fallback_placement(
             classification, self.known_nodes(), qos=qos, accelerator=accelerator, rotation=self.rotation
         )
+
+    def track(self, node_id: str | None, ref: Any) -> None:
+        """Count ``ref`` as outstanding on ``node_id`` until it completes (success or error)."""
+        if node_id is None or not self.track_completions:
+            return
+        on_completed = getattr(ref, "_on_completed", None)
+        if on_completed is None:  # not a single ObjectRef (num_returns > 1, generators)
+            return
+        counts = self.outstanding
+        counts[node_id] = counts.get(node_id, 0) + 1
+
+        def done(_result: Any) -> None:
+            counts[node_id] = max(0, counts.get(node_id, 0) - 1)
+
+        try:
+            on_completed(done)
+        except Exception:  # a Ray without this private hook: fall back to counting since the view
+            self.track_completions = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -277,6 +297,7 @@ class AgenticRemoteFunction:
         self._remote_fn = remote_fn
         self._by_node: dict[Any, Any] = {}
         self.__name__ = getattr(fn, "__name__", "task")
+        self._task_name = str(self._ray_options.get("name") or self.__name__).replace("|", "/")
         self.__doc__ = fn.__doc__
 
     def _base(self) -> Any:
@@ -297,23 +318,50 @@ class AgenticRemoteFunction:
         same_ray = ray_options == self._ray_options
         return AgenticRemoteFunction(self._fn, agentic, ray_options, self._remote_fn if same_ray else None)
 
-    def _submitter(self, placement: Placement) -> Any:
-        selector = dict(placement.label_selector or {})
-        key = (placement.node_id, placement.soft, tuple(sorted(selector.items())))
-        sub = self._by_node.get(key)
-        if sub is None:
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    def _submit_function(self, placement: Placement) -> Callable[[str, tuple, dict], Any]:
+        """``submit(task_name, args, kwargs)`` for one placement, built once per placement and cached.
 
-            options: dict[str, Any] = {}
-            if placement.node_id is not None:
-                options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(placement.node_id, soft=placement.soft)
-            if selector:
-                options["label_selector"] = selector
-            sub = self._base().options(**options) if options else self._base()
-            if len(self._by_node) > 256:
-                self._by_node.clear()
-            self._by_node[key] = sub
-        return sub
+        Ray's ``.options(**o).remote()`` merges and validates ``o`` on every call; here the merge and the
+        validation run once per placement (with Ray's own ``update_options``/``validate_task_options``)
+        and each call goes straight to ``RemoteFunction._remote`` with only the task name changing. If
+        that private entry point is missing, it falls back to ``.options(...).remote()``."""
+        key = (placement.node_id, placement.soft, tuple(sorted((placement.label_selector or {}).items())))
+        submit = self._by_node.get(key)
+        if submit is not None:
+            return submit
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        options: dict[str, Any] = {}
+        if placement.node_id is not None:
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(placement.node_id, soft=placement.soft)
+        if placement.label_selector:
+            options["label_selector"] = dict(placement.label_selector)
+        base = self._base()
+        try:
+            from ray._private import ray_option_utils
+
+            defaults = dict(base._default_options)
+            defaults.pop("max_calls", None)
+            merged = ray_option_utils.update_options(defaults, options)
+            ray_option_utils.validate_task_options(merged, in_options=True)
+            merged.pop("name", None)
+            runtime_env_info = base._serialized_base_runtime_env_info
+            direct = base._remote
+
+            def submit(task_name: str, args: tuple, kwargs: dict) -> Any:
+                return direct(
+                    args=args, kwargs=kwargs, serialized_runtime_env_info=runtime_env_info, name=task_name, **merged
+                )
+
+        except (AttributeError, ImportError):
+
+            def submit(task_name: str, args: tuple, kwargs: dict) -> Any:
+                return base.options(name=task_name, **options).remote(*args, **kwargs)
+
+        if len(self._by_node) > 256:
+            self._by_node.clear()
+        self._by_node[key] = submit
+        return submit
 
     def decide(self, now: float | None = None) -> tuple[Any, float, Placement]:
         """The policy decision and placement ``.remote()`` would use: ``(classification, deadline_at,
@@ -340,8 +388,14 @@ class AgenticRemoteFunction:
         """Classify, place and submit; returns the ``ObjectRef`` (as ``ray.remote``'s ``.remote()``)."""
         now = time.time()
         classification, deadline_at, placement = self.decide(now)
-        ctx = (deadline_at, classification.qos.name, classification.workflow, classification.stage, now, self.__name__)
-        return self._submitter(placement).remote(ctx, *args, **kwargs)
+        name = encode_context(
+            self._task_name, deadline_at, now, classification.qos.name, classification.workflow, classification.stage
+        )
+        ref = self._submit_function(placement)(name, args, kwargs)
+        rt = _RUNTIME
+        if rt is not None:
+            rt.track(placement.node_id, ref)
+        return ref
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"{self.__name__} is an agentic_ray.task; call {self.__name__}.remote(...)")

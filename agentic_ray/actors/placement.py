@@ -9,9 +9,10 @@ Algorithm (per ``.remote()`` call, microseconds):
 2. **Rank** eligible nodes by ``(-prefers, gate_closed, level, not_local, rotation)``: the policy's
    preference score first, then nodes whose agent keeps the class's admission gate open, then the
    least loaded *level*, ``level = floor((in-flight reported by the agent + tasks this caller placed
-   since that report) / (CPUs * batch_per_cpu))`` (join-the-shortest-queue on a stale view, corrected
-   locally so a burst spreads between refreshes; counting in batches of ``batch_per_cpu`` tasks per CPU
-   keeps consecutive tasks on one node, which lets Ray reuse its worker lease instead of alternating),
+   there that have not finished) / (CPUs * batch_per_cpu))`` (join-the-shortest-queue on a stale view,
+   corrected by the caller's own outstanding tasks so a burst spreads between refreshes; counting in
+   batches of ``batch_per_cpu`` tasks per CPU keeps consecutive tasks on one node, which lets Ray reuse
+   its worker lease instead of alternating),
    then the caller's own node (locality), then a rotation that changes once per view.
 3. The result is a ``Placement`` naming the node (submitted with ``NodeAffinitySchedulingStrategy``).
    When a Ray ``label_selector`` expresses the allowed set exactly (``label_selector_for``: zones,
@@ -115,7 +116,7 @@ def choose_node(
     qos: str,
     accelerator: str | None = None,
     resources: Mapping[str, float] | None = None,
-    placed_since_view: Mapping[str, int] | None = None,
+    local_load: Mapping[str, int] | None = None,
     rotation: int = 0,
     selector: tuple[Mapping[str, str] | None, bool] | None = None,
     local_node_id: str | None = None,
@@ -124,7 +125,7 @@ def choose_node(
     """Pick a node for a task of class ``qos``; raises ``NoEligibleNode`` (with rule ids) when none fits.
 
     ``classification`` is the policy's ``Classification`` (``allows``, ``prefers``, ``rule_ids``);
-    ``placed_since_view`` counts tasks this caller placed per node since the view was taken;
+    ``local_load`` counts, per node, the tasks this caller placed there that have not finished yet;
     ``rotation`` is an integer that changes slowly (once per view) used as the last tie-break;
     ``local_node_id`` (the caller's node) wins ties, for locality. ``selector`` is
     ``label_selector_for(...)`` of this classification (computed here when not given; callers cache it
@@ -147,7 +148,7 @@ def choose_node(
             + f" among {sum(1 for n in nodes if n.alive)} alive node(s)",
             rule_ids=rule_ids + extra,
         )
-    placed = placed_since_view or {}
+    placed = local_load or {}
     n = len(eligible)
 
     def rank(item: tuple[int, NodeView]) -> tuple[int, bool, int, bool, int]:

@@ -3,8 +3,9 @@
 Kept apart from ``agentic_ray.sdk`` so a Ray worker that runs a task imports only this module, the
 budget module and the errors (no policy engine, pydantic or YAML): worker start-up stays cheap.
 
-``make_worker_function(fn)`` returns ``runner(ctx, *args, **kwargs)`` where ``ctx`` is
-``(deadline_at, qos, workflow, stage, submitted_at, name)`` (wall-clock seconds). The runner:
+``make_worker_function(fn)`` returns ``runner(*args, **kwargs)``; the context ``(deadline_at, qos,
+workflow, stage, submitted_at, name)`` (wall-clock seconds) travels in the Ray task name
+(``encode_context``), which is cheaper than an extra task argument. The runner:
 
 1. refuses to start when ``time.time() >= deadline_at``: raises ``BudgetExhausted`` (reason
    ``deadline_passed``) without calling ``fn``, and accounts a ``refused`` event;
@@ -18,6 +19,7 @@ node's agent (``record_batch``, fire-and-forget), off the task's critical path.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
 import time
@@ -29,7 +31,7 @@ from agentic_ray.actors.common import NAMESPACE, agent_name
 from agentic_ray.budget import Deadline, deadline_scope
 from agentic_ray.errors import BudgetExhausted
 
-__all__ = ["make_worker_function"]
+__all__ = ["decode_context", "encode_context", "make_worker_function"]
 
 _LOCK = threading.Lock()
 
@@ -81,6 +83,36 @@ def _account(event: tuple) -> None:
     _ACCOUNTANT.add(event)
 
 
+def encode_context(
+    name: str, deadline_at: float, submitted_at: float, qos: str, workflow: str | None, stage: str | None
+) -> str:
+    """The Ray task name that carries the agentic context:
+    ``name|dl=<deadline>|at=<submitted>|<qos>|<workflow>|<stage>`` (wall-clock seconds; ``|`` cannot occur
+    in policy names). A task name costs nothing to ship, unlike an extra argument that Ray serializes."""
+    return f"{name}|dl={deadline_at:.6f}|at={submitted_at:.6f}|{qos}|{workflow or ''}|{stage or ''}"
+
+
+def decode_context(task_name: str | None) -> tuple | None:
+    """``(deadline_at, qos, workflow, stage, submitted_at, name)`` from ``encode_context``'s output, or
+    ``None`` for a name it did not make."""
+    if not task_name:
+        return None
+    parts = task_name.rsplit("|", 5)
+    if len(parts) != 6 or not parts[1].startswith("dl=") or not parts[2].startswith("at="):
+        return None
+    try:
+        deadline_at, submitted_at = float(parts[1][3:]), float(parts[2][3:])
+    except ValueError:
+        return None
+    return (deadline_at, parts[3], parts[4] or None, parts[5] or None, submitted_at, parts[0])
+
+
+def _current_task_name() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().get_task_name()
+
+
 def _refuse(ctx: tuple, started: float) -> BudgetExhausted:
     deadline_at, qos, workflow, _stage, submitted, name = ctx
     _account(("refused", qos, workflow, (started - submitted) * 1000.0))
@@ -92,8 +124,10 @@ def _refuse(ctx: tuple, started: float) -> BudgetExhausted:
 
 
 def make_worker_function(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``fn`` so the first argument is the agentic context ``(deadline_at, qos, workflow, stage,
-    submitted_at, name)``. No ``functools.wraps``: Ray checks arguments against the visible signature."""
+    """Wrap ``fn`` for Ray. The agentic context comes in the task name (``encode_context``); a call
+    without one (a name this module did not make) runs ``fn`` unchecked. The wrapper shows ``fn``'s
+    signature (``__signature__``) so Ray checks arguments at ``.remote()`` exactly as for ``fn``; no
+    ``functools.wraps``, whose ``__wrapped__`` would make Ray pickle ``fn`` by reference."""
 
     def _finish(ctx: tuple, started: float, ok: bool) -> None:
         end = time.time()
@@ -107,7 +141,10 @@ def make_worker_function(fn: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
             return asyncio.run(fn(*args, **kwargs))
 
-    def runner(ctx: tuple, *args: Any, **kwargs: Any) -> Any:
+    def runner(*args: Any, **kwargs: Any) -> Any:
+        ctx = decode_context(_current_task_name())
+        if ctx is None:
+            return call(*args, **kwargs)
         started = time.time()
         if started >= ctx[0]:
             raise _refuse(ctx, started)
@@ -125,4 +162,6 @@ def make_worker_function(fn: Callable[..., Any]) -> Callable[..., Any]:
     runner.__qualname__ = getattr(fn, "__qualname__", runner.__name__)
     runner.__module__ = getattr(fn, "__module__", __name__)
     runner.__doc__ = fn.__doc__
+    with contextlib.suppress(TypeError, ValueError):
+        runner.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
     return runner

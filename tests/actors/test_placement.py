@@ -30,7 +30,7 @@ def test_residency_only_eu_nodes_and_load_spreads():
     c = _classify(tenant="bank-eu", data_class="pii")
     placed: dict[str, int] = {}
     for i in range(40):
-        p = choose_node(c, NODES, qos="critical", placed_since_view=placed, rotation=i)
+        p = choose_node(c, NODES, qos="critical", local_load=placed, rotation=i)
         placed[p.node_id] = placed.get(p.node_id, 0) + 1
         assert p.rule_ids == ("eu-residency",)
     assert set(placed) == {"eu1", "eu2"} and placed["eu1"] == placed["eu2"] == 20
@@ -49,7 +49,7 @@ def test_consecutive_tasks_stay_on_the_local_node_in_batches():
     placed: dict[str, int] = {}
     order = []
     for _ in range(24):
-        p = choose_node(c, NODES, qos="critical", placed_since_view=placed, local_node_id="eu2")
+        p = choose_node(c, NODES, qos="critical", local_load=placed, local_node_id="eu2")
         placed[p.node_id] = placed.get(p.node_id, 0) + 1
         order.append(p.node_id)
     # 2 CPUs x 4 per CPU: batches of 8, the caller's own node first.
