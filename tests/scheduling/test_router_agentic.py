@@ -185,7 +185,7 @@ def test_never_shed_waits_for_a_full_replica_that_would_meet_the_budget():
 
 
 def test_prediction_adds_k_mean_deviations():
-    r = router()
+    r = router(alpha=0.2)
     views = replicas(cpu_ms=100.0, gpu_ms=20.0)
     request = req("standard", budget_ms=1000)
     for sample in (100.0, 100.0, 60.0, 140.0):
@@ -201,7 +201,7 @@ def test_prediction_adds_k_mean_deviations():
     budget = 1.1 * (mean + dev)  # the mean alone would meet it, mean + 2 dev does not
     d = r.choose(req("standard", budget_ms=budget), views, 0.0)
     assert d.replica_id == "gpu"
-    plain = router(deviation_k=0.0)
+    plain = router(alpha=0.2, deviation_k=0.0)
     for sample in (100.0, 100.0, 60.0, 140.0):
         plain.observe(request, "cpu", sample, sample, True, 0.0)
     d = plain.choose(req("standard", budget_ms=budget), views, 0.0)
