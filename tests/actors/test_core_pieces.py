@@ -84,3 +84,34 @@ def test_allocate_caps_uses_the_budget_allocator_when_there_is_demand():
     assert caps["slow"]["critical"] == 2 + 2 * (150 - 50) // 50
     assert caps["fast"]["standard"] == static["fast"]["standard"]  # no demand: static cap
     assert allocate_caps(policy, nodes, snapshots, {"unknown": 3.0}) == static
+
+
+def test_task_context_round_trips_through_the_task_name():
+    from agentic_ray.actors.worker import decode_context, encode_context
+
+    name = encode_context("score", 1_800_000_000.123456, 1_799_999_999.5, "critical", "fraud", "score")
+    assert name.startswith("score|dl=")
+    assert decode_context(name) == (1_800_000_000.123456, "critical", "fraud", "score", 1_799_999_999.5, "score")
+    plain = encode_context("f", 1.0, 0.5, "standard", None, None)
+    assert decode_context(plain) == (1.0, "standard", None, None, 0.5, "f")
+    for foreign in (None, "", "my_task", "a|b|c|d|e|f", "x|dl=zz|at=1|q|w|s"):
+        assert decode_context(foreign) is None
+
+
+def test_worker_function_keeps_the_signature_and_runs_unchecked_without_context():
+    import inspect
+
+    from agentic_ray.actors import worker
+
+    def add(a, b=1):
+        return a + b
+
+    runner = worker.make_worker_function(add)
+    assert inspect.signature(runner) == inspect.signature(add)
+    assert runner.__name__ == "add"
+    original = worker._current_task_name
+    try:
+        worker._current_task_name = lambda: "add"  # a Ray task name without agentic context
+        assert runner(2, b=3) == 5
+    finally:
+        worker._current_task_name = original

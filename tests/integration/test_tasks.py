@@ -182,6 +182,8 @@ def test_options_override_and_plain_call_is_refused(agentic):
     assert ray.get(add.options(qos="critical", num_cpus=0).remote(5), timeout=60) == 6
     with pytest.raises(TypeError):
         add(1)
+    with pytest.raises(TypeError):  # Ray checks the arguments against the function's own signature
+        add.remote(1, 2, 3)
 
 
 def test_async_task(agentic):
