@@ -196,7 +196,8 @@ async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario
             return
         if records is not None:
             records.append({"arrival_s": req.arrival, "qos": req.qos, "outcome": outcome, "reason": reason,
-                            "latency_ms": round(latency_ms, 3), "budget_ms": budget_ms})  # fmt: skip
+                            "latency_ms": round(latency_ms, 3), "budget_ms": budget_ms,
+                            "group": (answer or {}).get("group")})  # fmt: skip
         st = result.classes.setdefault(req.qos, ClassStats())
         st.requests += 1
         if outcome == "completed":
