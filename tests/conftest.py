@@ -28,11 +28,13 @@ def _test_port() -> int:
     return int(os.environ.get("AGENTIC_TEST_PORT", "26379"))
 
 
-def _test_tmp() -> str:
-    root = os.environ.get("AGENTIC_TEST_TMP", f"/tmp/agr-{os.getpid()}")
+def _test_tmp() -> tuple[str, bool]:
+    """The temp dir root, and whether this session owns it (and so removes it at the end)."""
+    given = os.environ.get("AGENTIC_TEST_TMP")
+    root = given or f"/tmp/agr-{os.getpid()}"
     os.makedirs(root, exist_ok=True)
     os.environ["TMPDIR"] = root  # the dashboard's pymp-* dirs go here too
-    return root
+    return root, given is None
 
 
 @pytest.fixture(scope="session")
@@ -45,12 +47,12 @@ def ray_cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    tmp = _test_tmp()
+    tmp, owned = _test_tmp()
     head, *workers = CLUSTER_NODES
     cluster = Cluster(
         initialize_head=True,
         head_node_args=dict(
-            redis_port=_test_port(),
+            gcs_server_port=_test_port(),
             include_dashboard=False,
             temp_dir=os.path.join(tmp, "ray"),
             **head,
@@ -71,4 +73,5 @@ def ray_cluster():
             pass
         ray.shutdown()
         cluster.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if owned:
+            shutil.rmtree(tmp, ignore_errors=True)
