@@ -69,6 +69,11 @@ log = logging.getLogger(__name__)
 VIEW_REFRESH_S = 0.2
 VIEW_STALE_S = 3.0
 VIEW_IDLE_S = 10.0
+PLACEMENT_BATCH_PER_CPU = 4  # outstanding tasks per CPU of a node before the next node gets work
+# Count this process's outstanding tasks per node with a completion callback on every ObjectRef. More
+# exact load, but each callback takes the GIL from a Ray thread, which slowed pipelined submission by
+# ~15-20 % in benchmarks/task_overhead.py; off by default (tasks placed since the last view are counted).
+TRACK_COMPLETIONS = False
 _AGENTIC_KEYS = ("qos", "budget_ms", "workflow", "stage", "accelerator", "tenant", "data_class", "model")
 
 
@@ -88,7 +93,7 @@ class _Runtime:
         self.last_used = time.monotonic()
         self.outstanding: dict[str, int] = {}  # tasks placed by this process and not finished, per node
         self.placed_since_view: dict[str, int] = {}  # used where completions cannot be tracked
-        self.track_completions = True
+        self.track_completions = TRACK_COMPLETIONS
         self._selectors: dict[Any, Any] = {}
         self.rotation = 0
         self.started_ray = False
@@ -217,6 +222,7 @@ class _Runtime:
                 rotation=self.rotation,
                 selector=selector,
                 local_node_id=self.local_node_id,
+                batch_per_cpu=PLACEMENT_BATCH_PER_CPU,
             )
             self.placed_since_view[placement.node_id] = self.placed_since_view.get(placement.node_id, 0) + 1
             return placement

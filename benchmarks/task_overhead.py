@@ -96,6 +96,8 @@ def main() -> int:
     parser.add_argument("--windows", type=int, default=10, help="pipelined windows per variant per round")
     parser.add_argument("--decisions", type=int, default=20000)
     parser.add_argument("--port", type=int, default=30391)
+    parser.add_argument("--batch-per-cpu", type=int, default=None, help="override sdk.PLACEMENT_BATCH_PER_CPU")
+    parser.add_argument("--completion-tracking", action="store_true", help="sdk.TRACK_COMPLETIONS = True")
     parser.add_argument("--tmp", default=f"/tmp/agr-bench-{os.getpid()}")
     args = parser.parse_args()
 
@@ -103,7 +105,10 @@ def main() -> int:
     from ray.cluster_utils import Cluster
 
     import agentic_ray
+    from agentic_ray import sdk
 
+    if args.batch_per_cpu is not None:
+        sdk.PLACEMENT_BATCH_PER_CPU = args.batch_per_cpu
     os.makedirs(args.tmp, exist_ok=True)
     os.environ["TMPDIR"] = args.tmp
     head, *workers = NODES
@@ -117,6 +122,8 @@ def main() -> int:
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
         agentic_ray.init(policy=str(POLICY), wait_s=60)
+        if args.completion_tracking:
+            sdk._runtime().track_completions = True
 
         # Both variants take Ray's default of 1 CPU per task: with num_cpus=0 Ray starts a new worker
         # process for nearly every pipelined task, which swamps a 2-core machine for both variants.

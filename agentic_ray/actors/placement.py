@@ -9,8 +9,8 @@ Algorithm (per ``.remote()`` call, microseconds):
 2. **Rank** eligible nodes by ``(-prefers, gate_closed, level, not_local, rotation)``: the policy's
    preference score first, then nodes whose agent keeps the class's admission gate open, then the
    least loaded *level*, ``level = floor((in-flight reported by the agent + tasks this caller placed
-   there that have not finished) / (CPUs * batch_per_cpu))`` (join-the-shortest-queue on a stale view,
-   corrected by the caller's own outstanding tasks so a burst spreads between refreshes; counting in
+   there since that report, or its still-outstanding ones) / (CPUs * batch_per_cpu))``
+   (join-the-shortest-queue on a stale view, corrected locally so a burst spreads between refreshes; counting in
    batches of ``batch_per_cpu`` tasks per CPU keeps consecutive tasks on one node, which lets Ray reuse
    its worker lease instead of alternating),
    then the caller's own node (locality), then a rotation that changes once per view.
@@ -125,7 +125,8 @@ def choose_node(
     """Pick a node for a task of class ``qos``; raises ``NoEligibleNode`` (with rule ids) when none fits.
 
     ``classification`` is the policy's ``Classification`` (``allows``, ``prefers``, ``rule_ids``);
-    ``local_load`` counts, per node, the tasks this caller placed there that have not finished yet;
+    ``local_load`` counts, per node, the tasks this caller placed there since the view was taken (or
+    those not finished yet, when the caller tracks completions);
     ``rotation`` is an integer that changes slowly (once per view) used as the last tie-break;
     ``local_node_id`` (the caller's node) wins ties, for locality. ``selector`` is
     ``label_selector_for(...)`` of this classification (computed here when not given; callers cache it
