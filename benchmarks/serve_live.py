@@ -146,15 +146,21 @@ def run(quick: bool) -> dict[str, Any]:
     with local_ray():
         print_progress("== burst ==")
         records: dict[str, list[dict[str, Any]]] = {}
+        load0 = os.getloadavg()[0]
         burst = run_live(burst_sc, options=opts, records_out=records)
+        burst["host_load_1min"] = [load0, os.getloadavg()[0]]
         windows = _burst_windows(10, 3, duration)
         burst["burst_windows_s"] = windows
         burst["during_burst"] = {p: _window_stats(r, windows) for p, r in records.items()}
         report["burst"] = burst
         print_progress("== low load ==")
+        load0 = os.getloadavg()[0]
         report["low_load"] = run_live(low_sc, options=opts)
+        report["low_load"]["host_load_1min"] = [load0, os.getloadavg()[0]]
         print_progress("== sim agreement (live) ==")
+        load0 = os.getloadavg()[0]
         report["sim_agreement_live"] = run_live(agreement_sc, options=opts)
+        report["sim_agreement_live"]["host_load_1min"] = [load0, os.getloadavg()[0]]
     report["sim_agreement_sim"] = simulate(agreement_sc, ["agentic", "pow2"], seed=agreement_sc.seed)
     report["host"]["loadavg_end"] = os.getloadavg()
     report["floors"] = _floors(report)
@@ -221,11 +227,19 @@ def markdown(report: dict[str, Any]) -> str:
                  f"| {fl['low_load_median_ratio_met']} |")  # fmt: skip
     for part in ("burst", "low_load"):
         res = report[part]
-        lines += ["", f"## {part} ({res['scenario']}, seed {res['seed']}), whole run", ""]
+        load = res.get("host_load_1min", [None, None])
+        lines += [
+            "",
+            f"## {part} ({res['scenario']}, seed {res['seed']}), whole run "
+            f"(host 1-min load {_f(load[0], '.1f')} -> {_f(load[1], '.1f')})",
+            "",
+        ]
         lines += _table(res["results"])
     lines += ["", "## burst, requests that arrived during a burst window", ""]
     lines += _table({p: {"classes": c} for p, c in report["burst"]["during_burst"].items()})
-    lines += ["", "## Simulator agreement (results/serve_live_agreement.yaml, same seed)", "",
+    load = report["sim_agreement_live"].get("host_load_1min", [None, None])
+    lines += ["", "## Simulator agreement (results/serve_live_agreement.yaml, same seed; live host 1-min load "
+              f"{_f(load[0], '.1f')} -> {_f(load[1], '.1f')})", "",
               "| run | class | sim p50 | live p50 | diff | sim p99 | live p99 | diff | sim SLO | live SLO |",
               "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for run_name, rows in report["sim_agreement"].items():
