@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,6 +34,8 @@ from agentic_ray.scheduling.types import Request
 from agentic_ray.serve.hooks import DecisionEvent, DecisionHook, NoopHook, safe_record
 
 __all__ = ["ReplicaAdmission"]
+
+_SAMPLES_KEPT = 64
 
 
 class ReplicaAdmission:
@@ -44,6 +47,10 @@ class ReplicaAdmission:
         self.policy_version = policy_version
         self._waiters: dict[Any, asyncio.Future] = {}
         self._ids = itertools.count()
+        # Recent (sequence, model, service ms) of successful calls, published so routers can feed
+        # their own per-replica service-time estimators (mean and deviation).
+        self._samples: deque[tuple[int, str, float]] = deque(maxlen=_SAMPLES_KEPT)
+        self._sample_seq = itertools.count()
         self.completed_total = 0
         self.failed_total = 0
 
@@ -76,6 +83,7 @@ class ReplicaAdmission:
             service_ms = (time.perf_counter() - started) * 1000.0
             if ok:
                 self.completed_total += 1
+                self._samples.append((next(self._sample_seq), request.model, round(service_ms, 3)))
             else:
                 self.failed_total += 1
             self._on_admitted(self.gate.finish(request.id, time.time(), service_ms if ok else None))
@@ -144,4 +152,5 @@ class ReplicaAdmission:
             "rejected_total": snap.rejected_total,
             "completed_total": self.completed_total,
             "failed_total": self.failed_total,
+            "service_samples": [list(x) for x in self._samples],
         }

@@ -9,7 +9,8 @@ proxy). Per routing attempt (``choose_replicas``) it
 2. builds a ``ReplicaView`` per candidate: zone, accelerator, labels, slots and cost from
    ``record_replica_metadata`` (published once by each replica), queued work per class priority and
    EWMA service times per model from ``record_routing_stats`` (refreshed by the controller every
-   ``request_routing_stats_period_s``), in-flight counts from Serve's router-local queue-length cache,
+   ``request_routing_stats_period_s``), whose recent per-call service times also feed the pure router's
+   own per-replica mean/deviation estimators, in-flight counts from Serve's router-local queue-length cache,
    queued work per priority taken as the larger of the replica's report and this router's own count of
    requests it sent there and that have not completed (trimmed so ``min(ongoing, slots)`` count as
    executing), ``healthy`` from a ``CircuitBreaker`` fed from the replicas' published totals of
@@ -112,6 +113,7 @@ class AgenticRequestRouter(RequestRouter):
         self._views: dict[str, ReplicaView] = {}
         self._reported_queued: dict[str, dict[int, int]] = {}
         self._totals: dict[str, tuple[int, int]] = {}
+        self._sample_seq: dict[str, int] = {}
         self._by_key: dict[str, RunningReplica] = {}
         self._tracked: OrderedDict[str, _Tracked] = OrderedDict()
         # Requests this router sent and that have not completed, per replica and class priority.
@@ -151,6 +153,7 @@ class AgenticRequestRouter(RequestRouter):
             views[key] = view
             reported[key] = dict(view.queued_by_priority)
             self._feed_breaker(key, stats)
+            self._feed_service_samples(key, stats)
             by_key[key] = r
             self.breaker.add(key)
         for gone in set(self._views) - set(views):
@@ -173,6 +176,26 @@ class AgenticRequestRouter(RequestRouter):
             self.breaker.record(key, True, None, now)
         for _ in range(min(max(0, failed - last_failed), self.policy.breaker.consecutive_failures)):
             self.breaker.record(key, False, None, now)
+
+    def _feed_service_samples(self, key: str, stats: dict) -> None:
+        """Give the pure router the replica's newly measured service times, as the simulator gives it every
+        completion, so it learns each replica's mean and deviation. ``observe`` also releases one pending
+        request, so one is added first: pending counts stay those of ``on_request_routed/_completed``."""
+        samples = stats.get("service_samples") or ()
+        last = self._sample_seq.get(key, -1)
+        pending = getattr(self.core, "pending", None)
+        now = time.time()
+        for seq, model, service_ms in samples:
+            if seq <= last:
+                continue
+            last = seq
+            if pending is None:
+                continue
+            sample = Request(id=("service-sample", key, seq), qos="", priority=0, arrival=now, deadline=math.inf,
+                             model=str(model))  # fmt: skip
+            pending[key] = pending.get(key, 0) + 1
+            self.core.observe(sample, key, float(service_ms), math.nan, True, now)
+        self._sample_seq[key] = last
 
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_died(replica_id)
