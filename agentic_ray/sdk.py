@@ -18,8 +18,9 @@ data_class=..., **ray_options)`` wraps a function like ``@ray.remote``; ``f.remo
    not called), runs the function inside ``deadline_scope`` (child tasks inherit the remaining budget),
    and accounts start/end with the node's agent through a batching background thread.
 
-Every process (driver or worker) has one ``_Runtime`` holding the policy (read from the KV by sha256)
-and the view. Deadlines are wall-clock seconds (``time.time()``) because they cross processes.
+Every process (driver or worker) has one ``ClusterViewCache`` (``actors/view_cache.py``) with the policy
+(read from the KV by sha256) and the view. Deadlines are wall-clock seconds (``time.time()``) because
+they cross processes.
 """
 
 from __future__ import annotations
@@ -33,24 +34,20 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from agentic_ray.actors import view_cache
 from agentic_ray.actors.common import (
     GLOBAL_NAME,
     NAMESPACE,
     ControlPlaneConfig,
-    kv_get,
-    read_active_policy,
 )
 from agentic_ray.actors.placement import (
-    NodeView,
     Placement,
-    choose_node,
-    fallback_placement,
-    label_selector_for,
 )
+from agentic_ray.actors.view_cache import ClusterViewCache
 from agentic_ray.actors.worker import encode_context, make_worker_function
 from agentic_ray.budget import Budget, budget_scope, current_deadline
 from agentic_ray.errors import BudgetExhausted
-from agentic_ray.policies import NodeAttrs, Policy, RequestMeta, default_policy, load_policy
+from agentic_ray.policies import Policy, RequestMeta, load_policy
 
 __all__ = [
     "AgenticRemoteFunction",
@@ -66,198 +63,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-VIEW_REFRESH_S = 0.2
-VIEW_STALE_S = 3.0
-VIEW_IDLE_S = 10.0
-PLACEMENT_BATCH_PER_CPU = 4  # outstanding tasks per CPU of a node before the next node gets work
-# Count this process's outstanding tasks per node with a completion callback on every ObjectRef. More
-# exact load, but each callback takes the GIL from a Ray thread, which slowed pipelined submission by
-# ~15-20 % in benchmarks/task_overhead.py; off by default (tasks placed since the last view are counted).
-TRACK_COMPLETIONS = False
 _AGENTIC_KEYS = ("qos", "budget_ms", "workflow", "stage", "accelerator", "tenant", "data_class", "model")
 
 
-# ---------------------------------------------------------------------------------------------------
-# Per-process runtime: policy + cluster view
-# ---------------------------------------------------------------------------------------------------
-class _Runtime:
-    """Policy and cluster-view cache of this process; a daemon thread refreshes the view."""
-
-    def __init__(self) -> None:
-        self.policy: Policy = default_policy()
-        self.policy_sha: str | None = None
-        self._policies: dict[str, Policy] = {}
-        self.nodes: list[NodeView] = []
-        self.view_at = 0.0  # monotonic time of the last good view
-        self.view_error: str | None = None
-        self.last_used = time.monotonic()
-        self.outstanding: dict[str, int] = {}  # tasks placed by this process and not finished, per node
-        self.placed_since_view: dict[str, int] = {}  # used where completions cannot be tracked
-        self.track_completions = TRACK_COMPLETIONS
-        self._selectors: dict[Any, Any] = {}
-        self.rotation = 0
-        self.started_ray = False
-        self.local_node_id: str | None = None
-        try:
-            import ray
-
-            self.local_node_id = ray.get_runtime_context().get_node_id()
-        except Exception:
-            pass
-        self._stop = threading.Event()
-        self._global = None
-        self._load_policy_from_kv()
-        self._thread = threading.Thread(target=self._refresh_loop, name="agentic-view", daemon=True)
-        self._thread.start()
-
-    # -- policy --------------------------------------------------------------------------------------
-    def _adopt_policy_sha(self, sha: str) -> None:
-        if sha == self.policy_sha:
-            return
-        policy = self._policies.get(sha)
-        if policy is None:
-            text = kv_get("policy/" + sha)
-            if text is None:
-                return
-            from agentic_ray.policies import parse_policy
-
-            policy = self._policies[sha] = parse_policy(text.decode(), "<control plane>")
-        self.policy, self.policy_sha = policy, sha
-
-    def _load_policy_from_kv(self) -> None:
-        try:
-            active = read_active_policy()
-        except Exception:
-            active = None
-        if active is not None:
-            self._adopt_policy_sha(active[0])
-
-    # -- view ----------------------------------------------------------------------------------------
-    def _global_handle(self):
-        import ray
-
-        if self._global is None:
-            self._global = ray.get_actor(GLOBAL_NAME, namespace=NAMESPACE)
-        return self._global
-
-    def refresh(self, timeout: float = 2.0) -> dict[str, Any]:
-        """Fetch the view now (also called by the thread)."""
-        import ray
-
-        view = ray.get(self._global_handle().view.remote(), timeout=timeout)
-        nodes = [
-            NodeView(
-                attrs=NodeAttrs(n["node_id"], n["zone"], n["accelerator"], n["labels"]),
-                resources=n["resources"],
-                inflight=int(n["inflight"]),
-                closed_classes=frozenset(n["closed_classes"]),
-            )
-            for n in view["nodes"]
-        ]
-        self._adopt_policy_sha(view["policy_sha"])
-        self.nodes = nodes
-        self.placed_since_view = {}
-        self._selectors = {}
-        self.rotation += 1
-        self.view_at = time.monotonic()
-        self.view_error = None
-        return view
-
-    def _refresh_loop(self) -> None:
-        while not self._stop.wait(VIEW_REFRESH_S):
-            if time.monotonic() - self.last_used > VIEW_IDLE_S:
-                continue  # nobody placed work lately (an idle worker): do not poll the coordinator
-            self._try_refresh()
-
-    def _try_refresh(self, timeout: float = 2.0) -> bool:
-        try:
-            self.refresh(timeout=timeout)
-            return True
-        except Exception as exc:
-            self._global = None
-            self.view_error = repr(exc)
-            return False
-
-    def view_fresh(self) -> bool:
-        return bool(self.nodes) and time.monotonic() - self.view_at <= VIEW_STALE_S
-
-    def known_nodes(self) -> list[NodeView]:
-        """Nodes of the last view, or of ``ray.nodes()`` when there never was one."""
-        if self.nodes:
-            return self.nodes
-        import ray
-
-        from agentic_ray.actors.placement import node_attrs_from_ray
-
-        return [
-            NodeView(
-                node_attrs_from_ray(n["NodeID"], n.get("Labels") or {}, n.get("Resources") or {}),
-                resources=n.get("Resources") or {},
-            )
-            for n in ray.nodes()
-            if n.get("Alive")
-        ]
-
-    def place(self, classification: Any, accelerator: str | None, resources: dict[str, float]) -> Placement:
-        qos = classification.qos.name
-        now = time.monotonic()
-        if now - self.last_used > VIEW_IDLE_S and not self.view_fresh():
-            self._try_refresh(timeout=1.0)  # first placement after an idle spell: one synchronous fetch
-        self.last_used = now
-        if self.view_fresh():
-            nodes = self.nodes
-            key = (id(nodes), getattr(classification, "requirement", None), accelerator)
-            selector = self._selectors.get(key)
-            if selector is None:
-                if len(self._selectors) > 1024:
-                    self._selectors.clear()
-                selector = self._selectors[key] = label_selector_for(classification, nodes, accelerator)
-            placement = choose_node(
-                classification,
-                nodes,
-                qos=qos,
-                accelerator=accelerator,
-                resources=resources,
-                local_load=self.outstanding if self.track_completions else self.placed_since_view,
-                rotation=self.rotation,
-                selector=selector,
-                local_node_id=self.local_node_id,
-                batch_per_cpu=PLACEMENT_BATCH_PER_CPU,
-            )
-            self.placed_since_view[placement.node_id] = self.placed_since_view.get(placement.node_id, 0) + 1
-            return placement
-        self.rotation += 1
-        return fallback_placement(
-            classification, self.known_nodes(), qos=qos, accelerator=accelerator, rotation=self.rotation
-        )
-
-    def track(self, node_id: str | None, ref: Any) -> None:
-        """Count ``ref`` as outstanding on ``node_id`` until it completes (success or error)."""
-        if node_id is None or not self.track_completions:
-            return
-        on_completed = getattr(ref, "_on_completed", None)
-        if on_completed is None:  # not a single ObjectRef (num_returns > 1, generators)
-            return
-        counts = self.outstanding
-        counts[node_id] = counts.get(node_id, 0) + 1
-
-        def done(_result: Any) -> None:
-            counts[node_id] = max(0, counts.get(node_id, 0) - 1)
-
-        try:
-            on_completed(done)
-        except Exception:  # a Ray without this private hook: fall back to counting since the view
-            self.track_completions = False
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
-_RUNTIME: _Runtime | None = None
+_RUNTIME: ClusterViewCache | None = None
 _RUNTIME_LOCK = threading.Lock()
 
 
-def _runtime() -> _Runtime:
+def _runtime() -> ClusterViewCache:
     global _RUNTIME
     rt = _RUNTIME
     if rt is not None:
@@ -269,7 +82,7 @@ def _runtime() -> _Runtime:
         return _RUNTIME  # type: ignore[return-value]
     with _RUNTIME_LOCK:
         if _RUNTIME is None:
-            _RUNTIME = _Runtime()
+            _RUNTIME = ClusterViewCache()
         return _RUNTIME
 
 
@@ -512,7 +325,7 @@ def init(
         info = ray.get(coordinator.apply_policy.remote(new_policy[0], new_policy[1], True), timeout=120)
     with _RUNTIME_LOCK:
         if _RUNTIME is None:
-            _RUNTIME = _Runtime()
+            _RUNTIME = ClusterViewCache()
         _RUNTIME.started_ray = _RUNTIME.started_ray or started
     rt = _RUNTIME
     deadline = time.monotonic() + wait_s
@@ -576,9 +389,9 @@ def apply_policy(path_or_policy: Any, wait: bool = True) -> dict[str, Any]:
 
     policy, source = _as_policy(path_or_policy)
     rt = _runtime()
-    info = ray.get(rt._global_handle().apply_policy.remote(policy, source, wait), timeout=120)
-    rt._policies[policy.sha256] = policy
-    rt._adopt_policy_sha(policy.sha256)
+    info = ray.get(rt.global_handle().apply_policy.remote(policy, source, wait), timeout=120)
+    rt.remember_policy(policy)
+    rt.adopt_policy_sha(policy.sha256)
     return info
 
 
@@ -587,8 +400,8 @@ def rollback_policy(wait: bool = True) -> dict[str, Any]:
     import ray
 
     rt = _runtime()
-    info = ray.get(rt._global_handle().rollback_policy.remote(wait), timeout=120)
-    rt._load_policy_from_kv()
+    info = ray.get(rt.global_handle().rollback_policy.remote(wait), timeout=120)
+    rt.reload_policy()
     return info
 
 
@@ -596,15 +409,15 @@ def status() -> dict[str, Any]:
     """The GlobalCoordinator's ``status()`` (JSON-able; see its docstring)."""
     import ray
 
-    return ray.get(_runtime()._global_handle().status.remote(), timeout=30)
+    return ray.get(_runtime().global_handle().status.remote(), timeout=30)
 
 
 def cluster_view() -> dict[str, Any]:
     """This process's cached view: age, nodes, active policy, last refresh error. Asking counts as use:
     it keeps the background refresh going (and fetches once if the view went stale while idle)."""
     rt = _runtime()
-    if time.monotonic() - rt.last_used > VIEW_IDLE_S and not rt.view_fresh():
-        rt._try_refresh(timeout=1.0)
+    if time.monotonic() - rt.last_used > view_cache.VIEW_IDLE_S and not rt.view_fresh():
+        rt.try_refresh(timeout=1.0)
     rt.last_used = time.monotonic()
     return {
         "age_s": time.monotonic() - rt.view_at if rt.view_at else None,

@@ -96,8 +96,8 @@ def main() -> int:
     parser.add_argument("--windows", type=int, default=10, help="pipelined windows per variant per round")
     parser.add_argument("--decisions", type=int, default=20000)
     parser.add_argument("--port", type=int, default=30391)
-    parser.add_argument("--batch-per-cpu", type=int, default=None, help="override sdk.PLACEMENT_BATCH_PER_CPU")
-    parser.add_argument("--completion-tracking", action="store_true", help="sdk.TRACK_COMPLETIONS = True")
+    parser.add_argument("--batch-per-cpu", type=int, default=None, help="override view_cache.PLACEMENT_BATCH_PER_CPU")
+    parser.add_argument("--completion-tracking", action="store_true", help="view_cache.TRACK_COMPLETIONS")
     parser.add_argument("--tmp", default=f"/tmp/agr-bench-{os.getpid()}")
     args = parser.parse_args()
 
@@ -106,9 +106,10 @@ def main() -> int:
 
     import agentic_ray
     from agentic_ray import sdk
+    from agentic_ray.actors import view_cache
 
     if args.batch_per_cpu is not None:
-        sdk.PLACEMENT_BATCH_PER_CPU = args.batch_per_cpu
+        view_cache.PLACEMENT_BATCH_PER_CPU = args.batch_per_cpu
     os.makedirs(args.tmp, exist_ok=True)
     os.environ["TMPDIR"] = args.tmp
     head, *workers = NODES

@@ -150,7 +150,7 @@ def test_node_that_joins_gets_an_agent_and_its_work_is_replaced_when_it_leaves(a
 
 
 def test_fallback_without_control_plane_keeps_residency(agentic):
-    from agentic_ray.sdk import VIEW_STALE_S
+    from agentic_ray.actors.view_cache import VIEW_STALE_S
 
     ray.kill(_global(), no_restart=True)
     try:
