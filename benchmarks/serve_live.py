@@ -4,9 +4,9 @@ Three parts, all on one private local Ray started here (``agentic_ray.serve.live
 replaying one seeded open-loop workload through both paths (same arrival times, classes and per-request
 service times; replicas sleep for the service time, so no real model work is done):
 
-1. ``burst``: the demo's service at a larger scale (2 "gpu" replicas of 1 slot at ~20 ms, 4 "cpu"
-   replicas of 1 slot at ~200 ms; capacity ~120 rps; twice the replicas and run length of the demo)
-   under MMPP arrivals of 40 rps with 3 s bursts of 160 rps every 10 s. (Rates stay near the demo's:
+1. ``burst``: the demo's service at a larger scale (2 "gpu" replicas of 1 slot at ~15 ms, 4 "cpu"
+   replicas of 1 slot at ~200 ms; capacity ~153 rps; twice the replicas and run length of the demo)
+   under MMPP arrivals of 40 rps with 3 s bursts of 180 rps every 10 s. (Rates stay near the demo's:
    on a 2-core host the caller and Serve themselves saturate far below 300 rps.) Reported per class
    over the whole run and over the burst windows only (requests that *arrived* during a burst).
    Floors: critical SLO attainment with the agentic router >= 99 % during the bursts; critical p99
@@ -51,7 +51,7 @@ policy: {policy}
 network_ms: 1.0
 replicas:
   - {{name: gpu, count: 2, accelerator: gpu, zone: local, slots: 1, max_ongoing: 41, cost: 2,
-     service: {{default: {{dist: lognormal, mean_ms: 20, cv: 0.3}}}}}}
+     service: {{default: {{dist: lognormal, mean_ms: 15, cv: 0.3}}}}}}
   - {{name: cpu, count: 4, accelerator: cpu, zone: local, slots: 1, max_ongoing: 41, cost: 1,
      service: {{default: {{dist: lognormal, mean_ms: 200, cv: 0.3}}}}}}
 workload:
@@ -138,7 +138,7 @@ def run(quick: bool) -> dict[str, Any]:
         "quick": quick,
     }
     duration = 20 if quick else 40
-    burst_sc = parse_scenario(BURST.format(duration=duration, policy=policy, base=40, burst=160))
+    burst_sc = parse_scenario(BURST.format(duration=duration, policy=policy, base=40, burst=180))
     low_sc = parse_scenario(LOW_LOAD.format(duration=10 if quick else 20, policy=policy, rate=15))
     agreement_file = Path(__file__).parent / "results" / "serve_live_agreement.yaml"
     agreement_file.write_text(AGREEMENT.format(duration=20 if quick else 30).lstrip())
