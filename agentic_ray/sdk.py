@@ -18,6 +18,15 @@ data_class=..., **ray_options)`` wraps a function like ``@ray.remote``; ``f.remo
    not called), runs the function inside ``deadline_scope`` (child tasks inherit the remaining budget),
    and accounts start/end with the node's agent through a batching background thread.
 
+Telemetry, off the untraced hot path: when tracing is configured in the submitting process
+(``telemetry.configure_tracing`` with an exporter, or ``AGENTIC_TRACE_EXPORTER`` at ``init``),
+``.remote()`` runs inside ``root_span("agentic.submit")`` and, for a sampled span, appends the W3C
+traceparent to the task name (``worker.TRACE_SUFFIX``); the worker opens ``agentic.execute`` under it
+(``child_only``). Otherwise ``.remote()`` pays one module lookup. With ``AGENTIC_DECISION_LOG_DIR`` set,
+every placement is appended to a per-process hash-chained ``DecisionLog``
+(``<dir>/sdk-decisions-<pid>.jsonl``); its checkpoint heads go to the GlobalCoordinator and appear in
+``status()["decision_logs"]``. Completion/queue/rejection metrics come from the node agents.
+
 Every process (driver or worker) has one ``ClusterViewCache`` (``actors/view_cache.py``) with the policy
 (read from the KV by sha256) and the view. Deadlines are wall-clock seconds (``time.time()``) because
 they cross processes.
@@ -29,6 +38,7 @@ import contextlib
 import inspect
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,7 +54,7 @@ from agentic_ray.actors.placement import (
     Placement,
 )
 from agentic_ray.actors.view_cache import ClusterViewCache
-from agentic_ray.actors.worker import encode_context, make_worker_function
+from agentic_ray.actors.worker import TRACE_SUFFIX, encode_context, make_worker_function
 from agentic_ray.budget import Budget, budget_scope, current_deadline
 from agentic_ray.errors import BudgetExhausted
 from agentic_ray.policies import Policy, RequestMeta, load_policy
@@ -68,6 +78,66 @@ _AGENTIC_KEYS = ("qos", "budget_ms", "workflow", "stage", "accelerator", "tenant
 
 _RUNTIME: ClusterViewCache | None = None
 _RUNTIME_LOCK = threading.Lock()
+_TRACING_MODULE = "agentic_ray.telemetry.tracing"
+_DECISION_LOG: Any = None  # this process's DecisionLog when AGENTIC_DECISION_LOG_DIR is set
+
+
+def _tracing_on() -> Any:
+    """The tracing module when it is imported and configured with an exporter, else ``None``."""
+    tr = sys.modules.get(_TRACING_MODULE)
+    if tr is None or tr.tracing_config().exporter == "none":
+        return None
+    return tr
+
+
+def _open_telemetry_from_env() -> None:
+    """Per process, once: tracing from ``AGENTIC_TRACE_EXPORTER``/``AGENTIC_TRACE_SAMPLING`` (when not
+    configured yet) and the decision log from ``AGENTIC_DECISION_LOG_DIR``."""
+    global _DECISION_LOG
+    exporter = os.environ.get("AGENTIC_TRACE_EXPORTER")
+    if exporter:
+        from agentic_ray.telemetry import tracing
+
+        if tracing.tracing_config().exporter == "none":
+            ratio = float(os.environ.get("AGENTIC_TRACE_SAMPLING", str(tracing.TracingConfig().sampling_ratio)))
+            tracing.configure_tracing(tracing.TracingConfig(exporter=exporter, sampling_ratio=ratio))
+    log_dir = os.environ.get("AGENTIC_DECISION_LOG_DIR")
+    if log_dir and _DECISION_LOG is None:
+        from agentic_ray.telemetry.audit import open_decision_log
+
+        every = int(os.environ.get("AGENTIC_DECISION_LOG_CHECKPOINT_EVERY", "1000"))
+        _DECISION_LOG = open_decision_log(
+            os.path.join(log_dir, f"sdk-decisions-{os.getpid()}.jsonl"),
+            checkpoint_every=every,
+            on_checkpoint=_anchor_head,
+        )
+        _anchor_head(_DECISION_LOG.head())
+
+
+def _anchor_head(head: Any) -> None:
+    """Send a decision-log checkpoint head to the GlobalCoordinator (fire-and-forget)."""
+    rt = _RUNTIME
+    log_ = _DECISION_LOG
+    if rt is None or log_ is None:
+        return
+    with contextlib.suppress(Exception):
+        rt.global_handle().report_log_head.remote(f"{os.getpid()}:{log_.path}", head.to_dict())
+
+
+def _log_placement(fn: AgenticRemoteFunction, name: str, classification: Any, placement: Placement) -> None:
+    rt = _RUNTIME
+    with contextlib.suppress(Exception):
+        _DECISION_LOG.log_decision(
+            request_id=name,
+            action="place",
+            qos=classification.qos.name,
+            policy_version=rt.policy.version if rt is not None else "",
+            policy_sha256=rt.policy_sha if rt is not None else "",
+            rule_ids=tuple(classification.rule_ids) + tuple(placement.rule_ids),
+            inputs={"task": fn._task_name, "workflow": classification.workflow, "stage": classification.stage},
+            predicted={"node_id": placement.node_id, "reason": placement.reason},
+            outcome="submitted",
+        )
 
 
 def _runtime() -> ClusterViewCache:
@@ -81,9 +151,12 @@ def _runtime() -> ClusterViewCache:
         init()
         return _RUNTIME  # type: ignore[return-value]
     with _RUNTIME_LOCK:
-        if _RUNTIME is None:
+        created = _RUNTIME is None
+        if created:
             _RUNTIME = ClusterViewCache()
-        return _RUNTIME
+    if created:
+        _open_telemetry_from_env()
+    return _RUNTIME
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -205,12 +278,45 @@ class AgenticRemoteFunction:
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Classify, place and submit; returns the ``ObjectRef`` (as ``ray.remote``'s ``.remote()``)."""
+        tr = _tracing_on()
+        if tr is not None:
+            return self._remote_traced(tr, args, kwargs)
         now = time.time()
         classification, deadline_at, placement = self.decide(now)
         name = encode_context(
             self._task_name, deadline_at, now, classification.qos.name, classification.workflow, classification.stage
         )
+        if _DECISION_LOG is not None:
+            _log_placement(self, name, classification, placement)
         ref = self._submit_function(placement)(name, args, kwargs)
+        rt = _RUNTIME
+        if rt is not None:
+            rt.track(placement.node_id, ref)
+        return ref
+
+    def _remote_traced(self, tr: Any, args: tuple, kwargs: dict) -> Any:
+        """``remote`` inside ``root_span("agentic.submit")``; a sampled span's traceparent rides in the
+        task name so the worker's ``agentic.execute`` span becomes its child."""
+        with tr.root_span("agentic.submit", {"agentic.task": self._task_name}) as sp:
+            now = time.time()
+            classification, deadline_at, placement = self.decide(now)
+            name = encode_context(
+                self._task_name,
+                deadline_at,
+                now,
+                classification.qos.name,
+                classification.workflow,
+                classification.stage,
+            )
+            if sp.is_recording():
+                sp.set_attribute("agentic.qos", classification.qos.name)
+                sp.set_attribute("agentic.node_id", placement.node_id or "")
+                carrier = tr.with_trace({}).get(tr.TRACE_KWARG)
+                if carrier and "traceparent" in carrier:
+                    name = name + TRACE_SUFFIX + carrier["traceparent"]
+            if _DECISION_LOG is not None:
+                _log_placement(self, name, classification, placement)
+            ref = self._submit_function(placement)(name, args, kwargs)
         rt = _RUNTIME
         if rt is not None:
             rt.track(placement.node_id, ref)
@@ -328,6 +434,7 @@ def init(
             _RUNTIME = ClusterViewCache()
         _RUNTIME.started_ray = _RUNTIME.started_ray or started
     rt = _RUNTIME
+    _open_telemetry_from_env()
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -347,11 +454,12 @@ def shutdown(stop_control_plane: bool | None = None) -> None:
     """Stop this process's view thread; with ``stop_control_plane`` (default: only when ``init`` started
     the local Ray) kill the coordinators and agents and clear their checkpoint; then ``ray.shutdown()``
     when ``init`` started Ray."""
-    global _RUNTIME
+    global _RUNTIME, _DECISION_LOG
     import ray
 
     rt = _RUNTIME
     _RUNTIME = None
+    _DECISION_LOG = None  # the log object stays open in telemetry.audit's per-process table
     started = bool(rt and rt.started_ray)
     if rt is not None:
         rt.stop()

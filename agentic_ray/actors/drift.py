@@ -13,6 +13,10 @@ Two signals, both over sliding windows of the deltas agents report (``ClassSumma
    makes it clear quickly once the problem stops). The workbook's defaults are (1 h, 5 min, 14.4) and
    (6 h, 30 min, 6); tests pass windows in seconds.
 
+Each evaluation also reports per-key ``figures``: budget, p99, samples and the **SLO attainment** over
+``p99_window_s``, ``1 - bad/count`` (``None`` without samples), which ``telemetry.publish_drift_report``
+publishes as ``agentic_slo_attainment``.
+
 ``DriftDetector.observe`` adds a delta at ``now``; ``evaluate(now)`` returns the alerts that are active
 and the transitions (``raised``, ``cleared``) since the previous evaluation. Deltas older than the
 longest window are pruned. No Ray, asyncio or clock here.
@@ -162,7 +166,7 @@ class DriftDetector:
         for key, state in self._keys.items():
             while state.deltas and state.deltas[0][0] <= now - cfg.horizon_s:
                 state.deltas.popleft()
-            count, _bad, hist = self._window(state, now, cfg.p99_window_s)
+            count, bad, hist = self._window(state, now, cfg.p99_window_s)
             p99 = hist.quantile(0.99) if count else None
             figures[key] = {
                 "qos": state.qos,
@@ -170,6 +174,7 @@ class DriftDetector:
                 "budget_ms": state.budget_ms,
                 "p99_ms": p99,
                 "samples": count,
+                "attainment": (count - bad) / count if count else None,
             }
             if p99 is not None and count >= cfg.min_samples and p99 > state.budget_ms:
                 a = Alert(

@@ -16,7 +16,12 @@ State that must survive a restart (policy history, the last allocation) is check
 internal KV (``common.save_checkpoint``); ``__init__`` resumes from it, so a restarted coordinator
 serves the same policy version.
 
-``status()`` is the telemetry seam for ``agentic-ray status`` (see its docstring).
+``status()`` is the telemetry seam for ``agentic-ray status`` (see its docstring). Metrics
+(``AgenticMetrics(RayMetrics(), "coordinator")``): every drift evaluation goes through
+``telemetry.publish_drift_report`` (``agentic_alerts_active``/``agentic_alerts_raised``, WARNING/INFO
+records on the ``agentic_ray.alerts`` logger, ``agentic_slo_attainment`` per class); each allocation
+round counts ``agentic_coordinator_rounds{level="global"}``; the active policy version is
+``agentic_policy_version_info{version}`` (set on start/restore, rollout and rollback).
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ from agentic_ray.actors.leases import allocate_caps
 from agentic_ray.actors.placement import node_attrs_from_ray
 from agentic_ray.actors.summary import ClassSummary
 from agentic_ray.policies import Policy, default_policy, parse_policy
+from agentic_ray.telemetry.alerts import publish_drift_report
+from agentic_ray.telemetry.metrics import AgenticMetrics
+from agentic_ray.telemetry.ray_metrics import RayMetrics
 
 __all__ = ["GlobalCoordinator"]
 
@@ -68,6 +76,7 @@ class GlobalCoordinator:
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.started_at = time.time()
+        self.metrics = AgenticMetrics(RayMetrics(), "coordinator")
         self.restored = False
         self.history: list[dict[str, Any]] = []
         self.allocation: dict[str, Any] = {}
@@ -90,6 +99,7 @@ class GlobalCoordinator:
             self.policy = default_policy()
             self.history = [_entry(self.policy, 1, "<default policy>")]
             self._checkpoint()
+        self.metrics.policy_version(self.policy.version)
         self.agents: dict[str, dict[str, Any]] = {}
         self.zones: dict[str, Any] = {}
         self.nodes: dict[str, dict[str, Any]] = {}
@@ -100,6 +110,7 @@ class GlobalCoordinator:
         self.alerts: list[dict[str, Any]] = []
         self.alert_log: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
+        self.log_heads: dict[str, dict[str, Any]] = {}
         self._last_alloc = 0.0
         self._arrivals: dict[str, int] = {}
         self._arrivals_since: float | None = None
@@ -126,6 +137,8 @@ class GlobalCoordinator:
                     self._last_alloc = now
                     await self._allocate(now)
                 self._evaluate_drift(now)
+                # Ray drops gauge series not refreshed within ~2 export intervals: set it again each time.
+                self.metrics.policy_version(self.policy.version)
             except Exception as exc:
                 log.warning("global: loop iteration failed: %r", exc)
             await asyncio.sleep(self.config.reconcile_interval_s)
@@ -224,6 +237,7 @@ class GlobalCoordinator:
         rates = {qos: n / elapsed for qos, n in self._arrivals.items()}
         self._arrivals, self._arrivals_since = {}, now
         leases = allocate_caps(self.policy, nodes, self.snapshots, rates)
+        self.metrics.coordinator_round("global")
         revision = int(self.allocation.get("revision", 0)) + 1
         lease_s = max(3 * self.config.allocate_interval_s, 1.0)
         changed = leases != self.allocation.get("leases")
@@ -250,9 +264,12 @@ class GlobalCoordinator:
 
     def _evaluate_drift(self, now: float) -> None:
         report = self.drift.evaluate(now)
+        try:  # metrics + WARNING/INFO records on the ``agentic_ray.alerts`` logger
+            publish_drift_report(self.metrics, report)
+        except Exception as exc:
+            log.warning("global: publishing alerts failed: %r", exc)
         for a in report.raised:
             self.alert_log.append({"event": "raised", **a.to_dict()})
-            log.warning("global: alert raised %s value=%.3g threshold=%.3g", a.id, a.value, a.threshold)
         for a in report.cleared:
             self.alert_log.append({"event": "cleared", "at": now, **a.to_dict()})
         del self.alert_log[:-200]
@@ -278,9 +295,18 @@ class GlobalCoordinator:
             if budget != float("inf"):
                 self.drift.observe(s, budget, now)
 
+    async def report_log_head(self, log_id: str, head: dict[str, Any]) -> None:
+        """Anchor a decision log's checkpoint head (``{count, hash}``) reported by the process writing it;
+        shown in ``status()["decision_logs"]`` so a later ``verify`` can compare against it."""
+        self.log_heads[log_id] = dict(head, at=time.time())
+        if len(self.log_heads) > 200:
+            oldest = min(self.log_heads, key=lambda k: self.log_heads[k]["at"])
+            self.log_heads.pop(oldest)
+
     # -- policy rollout ----------------------------------------------------------------------------
     async def _rollout(self, policy: Policy, wait: bool) -> dict[str, Any]:
         self.policy = policy
+        self.metrics.policy_version(policy.version)
         self.acked = {}
         self._checkpoint()
         for task in list(self._pushing.values()):
@@ -381,7 +407,8 @@ class GlobalCoordinator:
         """Telemetry seam for ``agentic-ray status`` (JSON-able): ``policy`` (name, version, sha256,
         revision, source, acked/missing agents), ``zones`` -> list of agents with accelerator state and
         in-flight counts, ``classes`` (per class/workflow budget vs observed p99 and burn rates),
-        ``alerts`` (active), ``alert_log``, ``allocation``, ``events``, ``restored`` (from checkpoint)."""
+        ``alerts`` (active), ``alert_log``, ``allocation``, ``events``, ``restored`` (from checkpoint),
+        ``decision_logs`` (``{log id: {count, hash, at}}``: checkpoint heads of per-process decision logs)."""
         zones: dict[str, list[dict[str, Any]]] = {}
         now = time.time()
         for node_id, info in self.nodes.items():
@@ -413,6 +440,7 @@ class GlobalCoordinator:
             "alert_log": list(self.alert_log[-50:]),
             "allocation": dict(self.allocation),
             "events": list(self.events[-50:]),
+            "decision_logs": dict(self.log_heads),
             "config": self.config.to_dict(),
         }
 

@@ -11,7 +11,11 @@ to its ZoneCoordinator. A restarted agent (``max_restarts=-1``) gets a new ``inc
 re-registers on its first report. Created by the GlobalCoordinator with
 ``NodeAffinitySchedulingStrategy(node_id, soft=False)``, ``num_cpus=0``, ``lifetime="detached"``.
 
-``stats()`` is the telemetry seam: a JSON-able dict (see its docstring).
+``stats()`` is the telemetry seam: a JSON-able dict (see its docstring). Metrics (component
+``agent``, through ``AgenticMetrics``; the actor records to ``ray.util.metrics``, ``NodeAgentImpl``
+defaults to a no-op sink): ``completion(qos, latency_ms, budget_left_ms, ok)`` per finished task,
+``rejected(qos, "deadline_passed")`` per task refused at start, and ``queue_depth(qos, n)`` (tasks
+started and not finished) for every class a batch touched and again every report interval.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from agentic_ray.actors.common import NAMESPACE, ControlPlaneConfig, zone_name
 from agentic_ray.actors.probe import AcceleratorProbe
 from agentic_ray.actors.summary import ClassSummary, summary_key
 from agentic_ray.scheduling.estimators import Ewma
+from agentic_ray.telemetry.metrics import AgenticMetrics
 
 __all__ = ["NodeAgent", "NodeAgentImpl"]
 
@@ -40,9 +45,15 @@ class NodeAgentImpl:
     """The agent's state and logic without the actor wrapper (also usable in-process)."""
 
     def __init__(
-        self, node_id: str, attrs: dict[str, Any], config: dict[str, Any] | None = None, nvml: Any | None = None
+        self,
+        node_id: str,
+        attrs: dict[str, Any],
+        config: dict[str, Any] | None = None,
+        nvml: Any | None = None,
+        metrics: AgenticMetrics | None = None,
     ) -> None:
         self.node_id = node_id
+        self.metrics = metrics if metrics is not None else AgenticMetrics(None, "agent")
         self.attrs = dict(attrs)
         self.zone = str(attrs.get("zone", "default"))
         self.config = ControlPlaneConfig.from_dict(config)
@@ -66,17 +77,23 @@ class NodeAgentImpl:
     def record_batch(self, events: list[tuple]) -> int:
         """Apply worker events; returns how many were applied.
 
-        ``("start", qos)``; ``("end", qos, workflow, service_ms, latency_ms, ok, met_deadline)``;
+        ``("start", qos)``; ``("end", qos, workflow, service_ms, latency_ms, ok, met_deadline[,
+        budget_left_ms])`` (without ``budget_left_ms``: +1 when met, -1 when late, for the metrics);
         ``("refused", qos, workflow, latency_ms)`` (a task that did not start: its deadline had passed).
         """
         now = time.time()
+        metrics = self.metrics
+        touched: set[str] = set()
         for ev in events:
             kind, qos = ev[0], ev[1]
+            touched.add(qos)
             if kind == "start":
                 self.inflight[qos] = self.inflight.get(qos, 0) + 1
                 self.totals["started"] += 1
             elif kind == "end":
-                _, _, workflow, service_ms, latency_ms, ok, met = ev
+                _, _, workflow, service_ms, latency_ms, ok, met = ev[:7]
+                budget_left_ms = ev[7] if len(ev) > 7 else (1.0 if met else -1.0)
+                metrics.completion(qos, latency_ms, budget_left_ms, ok)
                 self.inflight[qos] = max(0, self.inflight.get(qos, 0) - 1)
                 key = summary_key(qos, workflow)
                 self._summary(qos, workflow).record(latency_ms, ok, met)
@@ -87,8 +104,17 @@ class NodeAgentImpl:
             elif kind == "refused":
                 _, _, workflow, latency_ms = ev
                 self._summary(qos, workflow).record(max(0.0, latency_ms), True, False)
+                metrics.rejected(qos, "deadline_passed")
                 self.totals["refused"] += 1
+        for qos in touched:
+            metrics.queue_depth(qos, self.inflight.get(qos, 0))
         return len(events)
+
+    def publish_gauges(self) -> None:
+        """Set ``queue_depth`` for every class seen (Ray drops gauge series that are not refreshed, so
+        the report loop calls this every ``report_interval_s``)."""
+        for qos, n in self.inflight.items():
+            self.metrics.queue_depth(qos, n)
 
     def _summary(self, qos: str, workflow: str | None) -> ClassSummary:
         key = summary_key(qos, workflow)
@@ -165,7 +191,9 @@ class NodeAgent:
     """The Ray actor around ``NodeAgentImpl``; starts its report loop on construction."""
 
     def __init__(self, node_id: str, attrs: dict[str, Any], config: dict[str, Any] | None = None) -> None:
-        self.impl = NodeAgentImpl(node_id, attrs, config)
+        from agentic_ray.telemetry.ray_metrics import RayMetrics
+
+        self.impl = NodeAgentImpl(node_id, attrs, config, metrics=AgenticMetrics(RayMetrics(), "agent"))
         self._zone = None
         self._task = asyncio.get_event_loop().create_task(self._report_loop())
 
@@ -177,6 +205,7 @@ class NodeAgent:
                     self._zone = ray.get_actor(zone_name(self.impl.zone), namespace=NAMESPACE)
                 await self._zone.report.remote(self.impl.take_report())
                 self.impl.reports_sent += 1
+                self.impl.publish_gauges()
             except Exception as exc:  # zone not there yet / restarting: look it up again next time
                 self._zone = None
                 self.impl.report_errors += 1

@@ -11,7 +11,15 @@ workflow, stage, submitted_at, name)`` (wall-clock seconds) travels in the Ray t
    ``deadline_passed``) without calling ``fn``, and accounts a ``refused`` event;
 2. otherwise accounts ``start``, runs ``fn`` inside ``deadline_scope(Deadline(deadline_at))`` (child
    tasks submitted by ``fn`` inherit the remaining budget), and accounts ``end`` with the service time,
-   the latency since submission, success and whether it met the deadline.
+   the latency since submission, success, whether it met the deadline and the budget left (ms, < 0
+   when late).
+
+Tracing: when the submitter traced the call (a sampled ``agentic.submit`` span), the task name ends in
+``|tp=<W3C traceparent>`` (``TRACE_SUFFIX``; in the name and not in the kwargs, because the wrapper
+carries ``fn``'s signature and Ray checks kwargs against it). Only then does the runner import the
+tracing module (configured once per worker from ``AGENTIC_TRACE_EXPORTER`` / ``AGENTIC_TRACE_SAMPLING``)
+and run ``fn`` inside ``span("agentic.execute", parent=carrier, child_only=True)``; untraced calls pay
+one substring test.
 
 Events go to a per-process ``_Accountant``: a daemon thread sends them in batches every 0.1 s to the
 node's agent (``record_batch``, fire-and-forget), off the task's critical path.
@@ -31,9 +39,11 @@ from agentic_ray.actors.common import NAMESPACE, agent_name
 from agentic_ray.budget import Deadline, deadline_scope
 from agentic_ray.errors import BudgetExhausted
 
-__all__ = ["decode_context", "encode_context", "make_worker_function"]
+__all__ = ["TRACE_SUFFIX", "decode_context", "encode_context", "make_worker_function", "split_trace"]
 
 _LOCK = threading.Lock()
+
+TRACE_SUFFIX = "|tp="
 
 
 class _Accountant:
@@ -107,6 +117,33 @@ def decode_context(task_name: str | None) -> tuple | None:
     return (deadline_at, parts[3], parts[4] or None, parts[5] or None, submitted_at, parts[0])
 
 
+def split_trace(task_name: str) -> tuple[str, str | None]:
+    """``(name without the trace suffix, traceparent or None)`` for a task name (see ``TRACE_SUFFIX``)."""
+    head, sep, traceparent = task_name.rpartition(TRACE_SUFFIX)
+    return (head, traceparent) if sep else (task_name, None)
+
+
+_TRACING: Any = None
+
+
+def _worker_tracing() -> Any:
+    """The tracing module, configured once in this worker from the environment (a ``runtime_env``):
+    ``AGENTIC_TRACE_EXPORTER`` (none/console/otlp/memory), ``AGENTIC_TRACE_SAMPLING``. Imported only
+    when a traced task arrives."""
+    global _TRACING
+    if _TRACING is None:
+        import os
+
+        from agentic_ray.telemetry import tracing
+
+        exporter = os.environ.get("AGENTIC_TRACE_EXPORTER")
+        if exporter and tracing.tracing_config().exporter == "none":
+            ratio = float(os.environ.get("AGENTIC_TRACE_SAMPLING", str(tracing.TracingConfig().sampling_ratio)))
+            tracing.configure_tracing(tracing.TracingConfig(exporter=exporter, sampling_ratio=ratio))
+        _TRACING = tracing
+    return _TRACING
+
+
 def _current_task_name() -> str | None:
     import ray
 
@@ -131,7 +168,10 @@ def make_worker_function(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     def _finish(ctx: tuple, started: float, ok: bool) -> None:
         end = time.time()
-        _account(("end", ctx[1], ctx[2], (end - started) * 1000.0, (end - ctx[4]) * 1000.0, ok, end <= ctx[0]))
+        _account(
+            ("end", ctx[1], ctx[2], (end - started) * 1000.0, (end - ctx[4]) * 1000.0, ok, end <= ctx[0],
+             (ctx[0] - end) * 1000.0)
+        )  # fmt: skip
 
     call = fn
     if inspect.iscoroutinefunction(fn):
@@ -142,7 +182,11 @@ def make_worker_function(fn: Callable[..., Any]) -> Callable[..., Any]:
             return asyncio.run(fn(*args, **kwargs))
 
     def runner(*args: Any, **kwargs: Any) -> Any:
-        ctx = decode_context(_current_task_name())
+        task_name = _current_task_name()
+        traceparent = None
+        if task_name and TRACE_SUFFIX in task_name:
+            task_name, traceparent = split_trace(task_name)
+        ctx = decode_context(task_name)
         if ctx is None:
             return call(*args, **kwargs)
         started = time.time()
@@ -152,7 +196,14 @@ def make_worker_function(fn: Callable[..., Any]) -> Callable[..., Any]:
         ok = False
         try:
             with deadline_scope(Deadline(ctx[0])):
-                result = call(*args, **kwargs)
+                if traceparent is None:
+                    result = call(*args, **kwargs)
+                else:
+                    tracing = _worker_tracing()
+                    attrs = {"agentic.qos": ctx[1], "agentic.task": ctx[5]}
+                    parent = {"traceparent": traceparent}
+                    with tracing.span("agentic.execute", parent=parent, attributes=attrs, child_only=True):
+                        result = call(*args, **kwargs)
             ok = True
             return result
         finally:

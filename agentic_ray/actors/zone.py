@@ -7,7 +7,7 @@ GlobalCoordinator (``zone_report``), then starts a new delta. A report from an a
 ``incarnation`` counts as a (re-)registration. ``push_leases`` forwards per-node caps to the agents.
 
 ``stats()`` is the telemetry seam (JSON-able): zone, agents with their last report age and incarnation,
-registrations, reports forwarded.
+registrations, reports forwarded. Each forward round counts ``agentic_coordinator_rounds{level="zone"}``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import ray
 
 from agentic_ray.actors.common import GLOBAL_NAME, NAMESPACE, ControlPlaneConfig, agent_name
 from agentic_ray.actors.summary import ClassSummary
+from agentic_ray.telemetry.metrics import AgenticMetrics
+from agentic_ray.telemetry.ray_metrics import RayMetrics
 
 __all__ = ["ZoneCoordinator"]
 
@@ -42,6 +44,7 @@ class ZoneCoordinator:
         self.forward_errors = 0
         self._global = None
         self._agents: dict[str, Any] = {}
+        self.metrics = AgenticMetrics(RayMetrics(), "coordinator")
         self._task = asyncio.get_event_loop().create_task(self._forward_loop())
 
     async def report(self, report: dict[str, Any]) -> None:
@@ -82,6 +85,7 @@ class ZoneCoordinator:
                 }
                 await self._global.zone_report.remote(self.zone, payload)
                 self.forwarded += 1
+                self.metrics.coordinator_round("zone")
             except Exception as exc:
                 self._global = None
                 self.forward_errors += 1

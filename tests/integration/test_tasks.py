@@ -7,7 +7,7 @@ import time
 import pytest
 import ray
 
-from tests.integration._control_plane import FRAUD_POLICY, short_config
+from tests.integration._control_plane import FRAUD_POLICY, short_config, wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -192,3 +192,105 @@ def test_async_task(agentic):
         return 2 * x
 
     assert ray.get(double.remote(21), timeout=60) == 42
+
+
+def _scrape_all_nodes() -> list:
+    """Every sample on every alive node's Ray metrics endpoint (Ray exports per node)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = []
+    for node in ray.nodes():
+        if not node["Alive"]:
+            continue
+        url = f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        for family in text_string_to_metric_families(text):
+            samples.extend(s for s in family.samples if s.name.startswith("ray_agentic_"))
+    return samples
+
+
+def test_control_plane_metrics_on_rays_endpoint(agentic):
+    """Tasks through the wired SDK: the agents' completions/queue depth, the coordinators' rounds and
+    the policy version reach Ray's Prometheus endpoint with the expected labels."""
+    from agentic_ray.actors.common import NAMESPACE, agent_name
+
+    @agentic.task(qos="standard", budget_ms=30_000, num_cpus=0)  # cold workers start slower than 800 ms
+    def noop(i):
+        return i
+
+    assert ray.get([noop.remote(i) for i in range(20)], timeout=60) == list(range(20))
+    wanted = {
+        "ray_agentic_completions_total": {"component": "agent", "qos": "standard", "outcome": "ok"},
+        "ray_agentic_observed_latency_ms_count": {"component": "agent", "qos": "standard"},
+        "ray_agentic_budget_left_ms_count": {"component": "agent", "qos": "standard"},
+        "ray_agentic_queue_depth": {"component": "agent", "qos": "standard"},
+        "ray_agentic_coordinator_rounds_total": {"level": "global"},
+        "ray_agentic_policy_version_info": {"version": "1"},
+    }
+    zone_rounds = {"level": "zone"}
+    seen: list = []
+    agents = [ray.get_actor(agent_name(n["NodeID"]), namespace=NAMESPACE) for n in ray.nodes() if n["Alive"]]
+
+    def collected():
+        samples = _scrape_all_nodes()
+        seen[:] = [(s.name, s.labels.get("qos"), s.labels.get("version"), s.value) for s in samples]
+        found = {}
+        for name, labels in wanted.items():
+            hits = [s for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+            if hits:
+                found[name] = hits
+        found["zone"] = [
+            s
+            for s in samples
+            if s.name == "ray_agentic_coordinator_rounds_total" and s.labels.get("level") == zone_rounds["level"]
+        ]
+        completed = sum(s.value for s in samples if s.name == "ray_agentic_completions_total")
+        finished = sum(ray.get(a.stats.remote(), timeout=30)["totals"]["finished"] for a in agents)
+        seen.append(("completions metric / agents' finished", completed, finished))
+        # every task an agent accounted is counted once in the metric (all classes, whole module)
+        return found if set(wanted) <= set(found) and found["zone"] and completed == finished >= 1 else None
+
+    try:
+        found = wait_for(collected, timeout=90, interval=2, what="agentic_ metrics on the Ray metrics endpoints")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; series seen: {[x for x in seen if 'bucket' not in x[0]]}") from None
+    assert sum(s.value for s in found["ray_agentic_budget_left_ms_count"]) >= 1
+    assert all(s.value >= 1 for s in found["ray_agentic_coordinator_rounds_total"])
+    assert [s.value for s in found["ray_agentic_policy_version_info"]] == [1.0]  # the active one
+
+
+def test_sampled_submit_span_is_parent_of_worker_execute_span(agentic):
+    """With tracing configured (sampling 1.0) the submit span's context reaches the worker, whose
+    ``agentic.execute`` span is its child; without tracing the task name carries no trace."""
+    from agentic_ray.telemetry import tracing
+
+    env = {"env_vars": {"AGENTIC_TRACE_EXPORTER": "memory", "AGENTIC_TRACE_SAMPLING": "1.0"}}
+
+    @agentic.task(qos="standard", budget_ms=60_000, num_cpus=0, runtime_env=env)
+    def current_span():
+        from opentelemetry import trace
+
+        ctx = trace.get_current_span().get_span_context()
+        parent = getattr(trace.get_current_span(), "parent", None)  # only recording spans have one
+        name = ray.get_runtime_context().get_task_name()
+        return ctx.trace_id, parent.span_id if parent else None, name
+
+    trace_id, _parent, name = ray.get(current_span.remote(), timeout=120)
+    assert trace_id == 0 and "|tp=" not in name  # tracing not configured here: nothing shipped
+    tracing.configure_tracing(tracing.TracingConfig(exporter="memory", sampling_ratio=1.0))
+    try:
+        trace_id, parent_span_id, name = ray.get(current_span.remote(), timeout=120)
+        submit = [s for s in tracing.finished_spans(clear=True) if s.name == "agentic.submit"]
+    finally:
+        tracing.shutdown_tracing()
+    assert len(submit) == 1
+    assert submit[0].attributes["agentic.qos"] == "standard"
+    assert trace_id == submit[0].context.trace_id
+    assert parent_span_id == submit[0].context.span_id
+    assert "|tp=" in name
