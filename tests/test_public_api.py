@@ -1,0 +1,65 @@
+"""The public API of ``agentic_ray`` is pinned: a change to it is a deliberate change to this test."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import agentic_ray
+
+PUBLIC = [
+    "AdmissionError",
+    "AgenticRayError",
+    "BudgetExhausted",
+    "CircuitOpen",
+    "Classification",
+    "ConfigValidationError",
+    "NoEligibleNode",
+    "NoEligibleReplica",
+    "NodeAttrs",
+    "Overloaded",
+    "Policy",
+    "PolicyError",
+    "PolicyValidationError",
+    "RequestMeta",
+    "ScenarioValidationError",
+    "__version__",
+    "apply_policy",
+    "budget",
+    "default_policy",
+    "deployment",
+    "init",
+    "load_policy",
+    "parse_policy",
+    "rollback_policy",
+    "shutdown",
+    "status",
+    "task",
+]
+
+
+def test_all_is_pinned():
+    assert sorted(agentic_ray.__all__) == sorted(PUBLIC)
+
+
+def test_every_public_name_resolves():
+    for name in agentic_ray.__all__:
+        assert getattr(agentic_ray, name) is not None, name
+    assert callable(agentic_ray.task) and callable(agentic_ray.deployment) and callable(agentic_ray.budget)
+    assert agentic_ray.load_policy is agentic_ray.policies.load_policy
+
+
+def test_importing_the_package_and_the_pure_core_does_not_import_ray():
+    code = (
+        "import sys, agentic_ray, agentic_ray.policies, agentic_ray.budget, agentic_ray.scheduling, "
+        "agentic_ray.sim, agentic_ray.errors; agentic_ray.RequestMeta; agentic_ray.load_policy; "
+        "bad = sorted({'ray', 'asyncio'} & set(sys.modules)); print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_version_matches_the_distribution():
+    from importlib.metadata import version
+
+    assert agentic_ray.__version__ == version("agentic-ray")
