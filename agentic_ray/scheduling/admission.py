@@ -2,7 +2,8 @@
 
 API (all pure; ``now`` is seconds on the caller's clock)::
 
-    gate = AdmissionGate(slots, classes, default_queue_bound=64, service=None, refuse_infeasible=True)
+    gate = AdmissionGate(slots, classes, default_queue_bound=64, service=None, refuse_infeasible=True,
+                         tenant_shares=None)
     gate.offer(request, now)          -> Start | Enqueued | Reject
     gate.finish(request_id, now, service_ms=None) -> Admitted   # frees the slot (idempotent)
     gate.expire(now)                  -> list[Dropped]         # queued work whose deadline passed
@@ -33,6 +34,15 @@ Infeasible arrivals. With ``refuse_infeasible`` (default), a request whose class
 ``NEVER``) and whose remaining budget is below the EWMA service time of its model is refused with
 ``BudgetExhausted(reason="cannot_meet_deadline")``: it cannot finish in time even if started now.
 A request already past its deadline is always refused (``reason="deadline_passed"``).
+
+Tenant share caps. With ``tenant_shares`` (tenant name -> share in (0, 1], from the policy's tenants), a
+tenant may hold (executing plus queued) at most ``max(1, floor(share * occupancy))`` of the gate's
+occupied positions, ``occupancy`` counting the new request, but only while the gate is contended: the
+request would have to queue and another tenant has work queued. An idle or single-tenant gate is
+work-conserving and caps nothing. Over its cap, a request whose class may be shed is refused with
+``Overloaded(reason="tenant_share")``; never-shed work is never refused for its tenant's share. This is
+the cap of max-min fair sharing (Demers, Keshav & Shenker, "Analysis and Simulation of a Fair Queueing
+Algorithm", SIGCOMM 1989) applied at admission rather than at dequeue.
 
 Sources: the priority-then-EDF discipline and per-class bounded queues follow the tiered admission
 of Netflix concurrency-limits' partitions and Google's "Handling Overload" (SRE book, ch. 21);
@@ -155,6 +165,7 @@ class AdmissionGate:
         default_queue_bound: int = 64,
         service: EwmaServiceTime | None = None,
         refuse_infeasible: bool = True,
+        tenant_shares: Mapping[str, float] | None = None,
     ) -> None:
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise ValueError(f"slots: must be an integer >= 1, got {slots!r}")
@@ -169,6 +180,16 @@ class AdmissionGate:
         self.default_queue_bound = default_queue_bound
         self.service = service if service is not None else EwmaServiceTime()
         self.refuse_infeasible = refuse_infeasible
+        self.tenant_shares: dict[str, float] = {}
+        for tenant, share in (tenant_shares or {}).items():
+            if share is None:
+                continue
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+                raise ValueError(f"tenant_shares.{tenant}: must be a number in (0, 1], got {share!r}")
+            self.tenant_shares[tenant] = float(share)
+        # Positions (executing + queued) held per tenant, and queued per tenant (for the share caps).
+        self._held_by_tenant: dict[str | None, int] = {}
+        self._queued_by_tenant: dict[str | None, int] = {}
         self._executing: dict[Hashable, Request] = {}
         self._queued: dict[Hashable, _Entry] = {}
         # Per class: a heap of (deadline, seq, entry); entries removed out of order are marked dead.
@@ -257,8 +278,20 @@ class AdmissionGate:
                 )
         if len(self._executing) < self.slots and not self._queued:
             self._executing[rid] = request
+            self._hold(request.tenant, 1)
             self.started_total += 1
             return Start(rid, dropped)
+        if self.tenant_shares and shedding is not Shedding.NEVER and self._over_share(request.tenant):
+            return self._reject(
+                request,
+                Overloaded(
+                    f"tenant {request.tenant!r} holds its share of this replica while others wait",
+                    reason="tenant_share",
+                    rule_ids=request.rule_ids,
+                    retry_after_s=self._retry_after_s(request),
+                ),
+                dropped,
+            )
         qos = request.qos
         evicted: tuple[Dropped, ...] = ()
         if self._count.get(qos, 0) >= self.queue_bound(qos, request.model):
@@ -285,6 +318,7 @@ class AdmissionGate:
         request = self._executing.pop(request_id, None)
         if request is None:
             return Admitted()
+        self._hold(request.tenant, -1)
         if service_ms is not None:
             self.service.observe(service_ms, now, request.model)
         dropped = self._expire(now)
@@ -305,6 +339,7 @@ class AdmissionGate:
             return False
         entry.live = False
         self._count[entry.request.qos] -= 1
+        self._hold(entry.request.tenant, -1, queued=-1)
         return True
 
     # ----------------------------------------------------------------- internals
@@ -326,6 +361,7 @@ class AdmissionGate:
         heapq.heappush(heap, (request.deadline, entry.seq, entry))
         self._queued[request.id] = entry
         self._count[qos] = self._count.get(qos, 0) + 1
+        self._hold(request.tenant, 1, queued=1)
 
     def _classes_by_priority(self) -> list[str]:
         return sorted(self._heaps, key=self._class_priority.__getitem__)
@@ -354,6 +390,7 @@ class AdmissionGate:
                 del self._queued[rid]
                 self._count[qos] -= 1
                 self._executing[rid] = entry.request
+                self._queued_by_tenant[entry.request.tenant] -= 1
                 self.started_total += 1
                 started.append(Start(rid))
             if len(self._executing) >= self.slots:
@@ -374,6 +411,7 @@ class AdmissionGate:
                 request = entry.request
                 del self._queued[request.id]
                 self._count[qos] -= 1
+                self._hold(request.tenant, -1, queued=-1)
                 self.dropped_total += 1
                 late_ms = (now - request.deadline) * 1000.0
                 dropped.append(
@@ -388,6 +426,22 @@ class AdmissionGate:
                     )
                 )
         return dropped
+
+    def _hold(self, tenant: str | None, held: int, queued: int = 0) -> None:
+        self._held_by_tenant[tenant] = self._held_by_tenant.get(tenant, 0) + held
+        if queued:
+            self._queued_by_tenant[tenant] = self._queued_by_tenant.get(tenant, 0) + queued
+
+    def _over_share(self, tenant: str | None) -> bool:
+        """True when one more request of ``tenant`` would pass its share while another tenant waits."""
+        share = self.tenant_shares.get(tenant) if tenant is not None else None
+        if share is None:
+            return False
+        others_waiting = len(self._queued) - self._queued_by_tenant.get(tenant, 0)
+        if others_waiting <= 0:
+            return False
+        occupancy = len(self._executing) + len(self._queued) + 1
+        return self._held_by_tenant.get(tenant, 0) + 1 > max(1, math.floor(share * occupancy))
 
     def _eviction_victim(self) -> _Entry | None:
         victim: _Entry | None = None
