@@ -23,6 +23,17 @@ What it adds to the class (a subclass is made; the user's class is untouched):
   gate (which orders it) instead of holding it in the caller's FIFO.
 
 Streaming (generator) methods are not gated. Every other keyword is passed to ``serve.deployment``.
+
+Telemetry is on by default (``telemetry=True``): the router's and the gates' decisions go to
+``hooks.DEFAULT_HOOK`` (the process's ``TelemetryHook``: ``agentic_decisions`` / ``agentic_shed`` /
+``agentic_rejected`` through ``ray.util.metrics``; sampled spans only when tracing is configured, e.g.
+``AGENTIC_TRACE_EXPORTER`` in the replicas' ``runtime_env``; the hash-chained decision log only when
+``AGENTIC_DECISION_LOG_DIR`` is set), replicas record ``agentic_queue_depth`` and ``agentic_completions``
+/ observed latency / budget left, routers ``agentic_breaker_state`` and ``agentic_policy_version_info``.
+A call whose kwargs carry a sampled trace context (``tracing.with_trace``, or the HTTP ingress) gets
+``agentic.queue`` and ``agentic.execute`` spans in the replica. Turn it off with ``telemetry=False``
+(no hook, no metrics, no spans), or turn off only the decision hooks with ``decision_hook="none"`` (gate)
+/ ``router_hook="none"`` (router).
 """
 
 from __future__ import annotations
@@ -36,8 +47,18 @@ from pathlib import Path
 from typing import Any
 
 from agentic_ray.policies import Policy, default_policy, load_policy
-from agentic_ray.serve.hooks import DecisionHook, load_hook
+from agentic_ray.serve.hooks import DEFAULT_HOOK, DecisionHook, load_hook, register_policy
 from agentic_ray.serve.meta import pop_meta, request_meta, to_request
+
+TRACE_KWARG = "_agentic_trace"  # agentic_ray.telemetry.tracing.TRACE_KWARG (kept import-free of OpenTelemetry)
+
+
+def pop_trace(kwargs: dict[str, Any]) -> Any:
+    """``tracing.pop_trace``, imported on first use."""
+    from agentic_ray.telemetry.tracing import pop_trace as _pop
+
+    return _pop(kwargs)
+
 
 __all__ = ["deployment", "ungated"]
 
@@ -65,12 +86,13 @@ def _ungated_names(cls: type) -> list[str]:
 
 
 def _strip_meta(method: Callable) -> Callable:
-    """An ungated method still receives the router's ``_agentic`` keyword: drop it."""
+    """An ungated method still receives the router's ``_agentic`` (and a trace) keyword: drop them."""
     if inspect.iscoroutinefunction(method):
 
         @functools.wraps(method)
         async def stripped_async(self, *args: Any, **kwargs: Any) -> Any:
             pop_meta(kwargs)
+            kwargs.pop(TRACE_KWARG, None)
             return await method(self, *args, **kwargs)
 
         return stripped_async
@@ -78,6 +100,7 @@ def _strip_meta(method: Callable) -> Callable:
     @functools.wraps(method)
     def stripped(self, *args: Any, **kwargs: Any) -> Any:
         pop_meta(kwargs)
+        kwargs.pop(TRACE_KWARG, None)
         return method(self, *args, **kwargs)
 
     return stripped
@@ -107,6 +130,7 @@ def _wrap_method(name: str, method: Callable) -> Callable:
     async def gated(self, *args: Any, **kwargs: Any) -> Any:
         admission = self._agentic_admission
         meta = pop_meta(kwargs)
+        trace = pop_trace(kwargs) if TRACE_KWARG in kwargs else None
         now = time.time()
         classification = self._agentic_policy.classify(request_meta(meta), now)
         request = to_request(classification, admission.next_id(), now, meta.get("deadline"), meta.get("model"))
@@ -116,7 +140,7 @@ def _wrap_method(name: str, method: Callable) -> Callable:
                 return await method(self, *args, **kwargs)
             return await asyncio.to_thread(method, self, *args, **kwargs)
 
-        return await admission.run(request, call)
+        return await admission.run(request, call, trace)
 
     return gated
 
@@ -148,6 +172,7 @@ def deployment(
     router_options: dict[str, Any] | None = None,
     decision_hook: str | None = None,
     router_hook: str | None = None,
+    telemetry: bool = True,
     seed: int = 0,
     **serve_options: Any,
 ) -> Any:
@@ -157,17 +182,27 @@ def deployment(
     runs at once. ``default_queue_bound``: queue bound of classes whose policy sets none.
     ``routing_stats_period_s``: how often replicas publish their queues to routers. ``router_options``:
     keyword config of the pure agentic router. ``decision_hook`` / ``router_hook``: import paths of the
-    decision hooks of the gate / the router (see ``agentic_ray.serve.hooks``). Any other keyword goes to
-    ``serve.deployment`` (``max_ongoing_requests`` and ``request_router_config`` are set here).
+    decision hooks of the gate / the router (see ``agentic_ray.serve.hooks``; None: ``DEFAULT_HOOK`` when
+    ``telemetry`` is on; ``"none"``: no hook). ``telemetry``: False turns off hooks, metrics and spans
+    (module docstring). Any other keyword goes to ``serve.deployment`` (``max_ongoing_requests`` and
+    ``request_router_config`` are set here).
     """
     if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
         raise ValueError(f"slots: must be an integer >= 1, got {slots!r}")
     for key in ("request_router_config", "max_ongoing_requests"):
         if key in serve_options:
             raise ValueError(f"{key}: set by agentic_ray.deployment; use slots/default_queue_bound instead")
+    if not isinstance(telemetry, bool):
+        raise ValueError(f"telemetry: must be True or False, got {telemetry!r}")
     compiled = _resolve_policy(policy)
-    load_hook(decision_hook)  # validate the path early
-    load_hook(router_hook)
+    if telemetry:
+        decision_hook = DEFAULT_HOOK if decision_hook is None else decision_hook
+        router_hook = DEFAULT_HOOK if router_hook is None else router_hook
+    else:
+        decision_hook = router_hook = "none"
+    for spec in (decision_hook, router_hook):
+        if spec != DEFAULT_HOOK:  # validate the path early (the default hook starts a thread: not here)
+            load_hook(spec)
 
     def wrap(cls: type) -> Any:
         from ray import serve
@@ -190,8 +225,17 @@ def deployment(
                 attrs.update(own() or {})
             self._agentic_attrs = attrs
             hook: DecisionHook = load_hook(decision_hook)
+            register_policy(hook, compiled.version, compiled.sha256)
+            metrics = None
+            if telemetry:
+                from agentic_ray.telemetry.metrics import AgenticMetrics
+                from agentic_ray.telemetry.ray_metrics import RayMetrics
+
+                metrics = AgenticMetrics(RayMetrics(), "replica")
             gate = AdmissionGate(int(attrs["slots"]), compiled.classes, default_queue_bound=default_queue_bound)
-            self._agentic_admission = ReplicaAdmission(gate, hook=hook, policy_version=compiled.version)
+            self._agentic_admission = ReplicaAdmission(
+                gate, hook=hook, policy_version=compiled.version, metrics=metrics
+            )
 
         def record_replica_metadata(self) -> dict[str, Any]:
             return dict(self._agentic_attrs)
@@ -223,6 +267,7 @@ def deployment(
                 "seed": seed,
                 "router": dict(router_options or {}),
                 "decision_hook": router_hook,
+                "telemetry": telemetry,
                 "ungated_methods": _ungated_names(cls),
             },
             request_routing_stats_period_s=routing_stats_period_s,

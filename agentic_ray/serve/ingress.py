@@ -22,11 +22,19 @@ Status codes (``http_error``):
 - 504: the deadline passed (while queued at the replica or at the router).
 
 ``Retry-After`` is whole seconds, rounded up, at least 1 (RFC 9110 section 10.2.3).
+
+Tracing (when configured in the ingress process, e.g. ``AGENTIC_TRACE_EXPORTER`` in its ``runtime_env``):
+a request with a W3C ``traceparent`` header (and ``tracestate``) gets an ``agentic.ingress`` span under
+that parent when the parent is sampled (the caller's sampling decision is kept); a request without one
+starts an ``agentic.ingress`` root for ~``sampling_ratio`` of requests (``tracing.root_span``). A sampled
+context rides to the model in ``_agentic_trace`` (``tracing.with_trace``), so the router's
+``agentic.route`` span and the replica's ``agentic.queue`` / ``agentic.execute`` spans chain under it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -38,6 +46,7 @@ from agentic_ray.errors import AdmissionError, PolicyError
 from agentic_ray.policies import Policy, default_policy, load_policy, parse_policy
 from agentic_ray.serve.http_status import http_error
 from agentic_ray.serve.meta import META_KWARG, HeaderError, meta_from_headers, request_meta
+from agentic_ray.telemetry import tracing
 
 __all__ = ["AgenticIngress", "ingress_app"]
 
@@ -57,6 +66,10 @@ class AgenticIngress:
     def __init__(self, model: Any, policy_yaml: str | None = None, method_name: str = "__call__") -> None:
         self.policy: Policy = parse_policy(policy_yaml, source="<ingress policy>") if policy_yaml else default_policy()
         self.model = model.options(method_name=method_name)
+        if os.environ.get("AGENTIC_TRACE_EXPORTER"):
+            from agentic_ray.telemetry.hotpath import process_hook
+
+            process_hook()  # configures this process's tracing from the environment
 
     async def __call__(self, request: HttpRequest) -> JSONResponse:
         try:
@@ -75,11 +88,20 @@ class AgenticIngress:
             payload = json.loads(raw) if raw else None
         except ValueError as exc:
             return JSONResponse({"error": "bad_body", "detail": f"body is not JSON: {exc}"}, status_code=400)
-        try:
-            result = await self.model.remote(payload, **{META_KWARG: meta})
-        except AdmissionError as exc:
-            status, headers, body = http_error(exc)
-            return JSONResponse(body, status_code=status, headers=headers)
+        carrier = {k: v for k in ("traceparent", "tracestate") if (v := request.headers.get(k))}
+        attrs = {"agentic.qos": classification.qos.name, "http.route": request.url.path}
+        if "traceparent" in carrier:
+            trace_span = tracing.span("agentic.ingress", parent=carrier, attributes=attrs, child_only=True)
+        else:
+            trace_span = tracing.root_span("agentic.ingress", attributes=attrs)
+        with trace_span as s:
+            try:
+                kwargs = tracing.with_trace({META_KWARG: meta})
+                result = await self.model.remote(payload, **kwargs)
+            except AdmissionError as exc:
+                status, headers, body = http_error(exc)
+                s.set_attribute("agentic.outcome", type(exc).__name__)
+                return JSONResponse(body, status_code=status, headers=headers)
         return JSONResponse({"result": result, "qos": classification.qos.name})
 
 

@@ -16,12 +16,22 @@ the queue (``gate.cancel``); a cancelled running call frees its slot. Every outc
 decision hook. The gate's ``snapshot()`` feeds ``record_routing_stats`` (queued per class priority, EWMA
 service times) so routers see the queue ahead of each class.
 
+Telemetry: decisions go to the hook's ``push`` as plain tuples (``DecisionEvent`` field order), or as a
+``DecisionEvent`` for hooks without ``push`` and for calls that carry a sampled trace (then the hook
+traces them under the caller's span). With ``metrics`` (an ``AgenticMetrics``, component ``replica``)
+every finished call records ``completion(qos, latency_ms, budget_left_ms, ok)`` (latency from the call's
+arrival at this replica, budget left at its end) and ``routing_stats()`` sets ``queue_depth`` for every
+class of the policy.
+``run(..., trace=ctx)`` with a sampled parent context opens ``agentic.queue`` (offer to start) and
+``agentic.execute`` (the user's code) spans under it.
+
 All methods run on the replica's event loop (Serve runs user code on one loop per replica).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import deque
@@ -31,7 +41,7 @@ from typing import Any
 from agentic_ray.errors import BudgetExhausted
 from agentic_ray.scheduling.admission import AdmissionGate, Admitted, Dropped, Enqueued, Reject
 from agentic_ray.scheduling.types import Request
-from agentic_ray.serve.hooks import DecisionEvent, DecisionHook, NoopHook, safe_record
+from agentic_ray.serve.hooks import DecisionEvent, DecisionHook, NoopHook, hook_push, safe_record
 
 __all__ = ["ReplicaAdmission"]
 
@@ -41,10 +51,16 @@ _SAMPLES_KEPT = 64
 class ReplicaAdmission:
     """Runs calls through an ``AdmissionGate`` on the current event loop (see the module docstring)."""
 
-    def __init__(self, gate: AdmissionGate, *, hook: DecisionHook | None = None, policy_version: str = "") -> None:
+    def __init__(
+        self, gate: AdmissionGate, *, hook: DecisionHook | None = None, policy_version: str = "", metrics: Any = None
+    ) -> None:
         self.gate = gate
         self.hook = hook or NoopHook()
+        self._push = hook_push(self.hook)
+        self._hook_off = isinstance(self.hook, NoopHook)
         self.policy_version = policy_version
+        self.metrics = metrics  # AgenticMetrics("replica") or None
+        self._depth_classes: set[str] = {str(q) for q in getattr(gate, "classes", ())}
         self._waiters: dict[Any, asyncio.Future] = {}
         self._ids = itertools.count()
         # Recent (sequence, model, service ms) of successful calls, published so routers can feed
@@ -58,35 +74,56 @@ class ReplicaAdmission:
         """A request id unique within this replica."""
         return f"q{next(self._ids)}"
 
-    async def run(self, request: Request, call: Callable[[], Awaitable[Any]]) -> Any:
-        """Admit ``request`` and run ``call()`` when the gate starts it; raise its error when refused."""
+    async def run(self, request: Request, call: Callable[[], Awaitable[Any]], trace: Any = None) -> Any:
+        """Admit ``request`` and run ``call()`` when the gate starts it; raise its error when refused.
+
+        ``trace``: the caller's sampled context (``tracing.pop_trace``) or None; with one, the wait and the
+        call are ``agentic.queue`` / ``agentic.execute`` spans under it and the decisions are traced."""
         now = time.time()
-        decision = self.gate.offer(request, now)
-        self._fail(decision.dropped)
-        if isinstance(decision, Reject):
-            self._fail(decision.evicted)
-            self._event("reject", request, decision.error.reason, now)
-            raise decision.error
-        if isinstance(decision, Enqueued):
-            self._fail(decision.evicted)
-            self._event("enqueue", request, "queued", now, position=decision.position)
-            await self._wait_for_start(request)
-        else:
-            self._event("start", request, "slot_free", now)
+        carrier = None
+        queue_span = contextlib.nullcontext()
+        if trace is not None:
+            from agentic_ray.telemetry import tracing
+
+            carrier = tracing.inject(trace) or None
+            attrs = {"agentic.qos": request.qos, "agentic.request_id": str(request.id)}
+            queue_span = tracing.span("agentic.queue", parent=trace, child_only=True, attributes=attrs)
+        with queue_span:
+            decision = self.gate.offer(request, now)
+            self._fail(decision.dropped)
+            if isinstance(decision, Reject):
+                self._fail(decision.evicted)
+                self._event("reject", request, decision.error.reason, now, carrier)
+                raise decision.error
+            if isinstance(decision, Enqueued):
+                self._fail(decision.evicted)
+                self._event("enqueue", request, "queued", now, carrier)
+                await self._wait_for_start(request)
+            else:
+                self._event("start", request, "slot_free", now, carrier)
         started = time.perf_counter()
         ok = False
         try:
-            result = await call()
+            if trace is None:
+                result = await call()
+            else:
+                with tracing.span("agentic.execute", parent=trace, child_only=True,
+                                  attributes={"agentic.qos": request.qos}):  # fmt: skip
+                    result = await call()
             ok = True
             return result
         finally:
+            end = time.time()
             service_ms = (time.perf_counter() - started) * 1000.0
             if ok:
                 self.completed_total += 1
                 self._samples.append((next(self._sample_seq), request.model, round(service_ms, 3)))
             else:
                 self.failed_total += 1
-            self._on_admitted(self.gate.finish(request.id, time.time(), service_ms if ok else None))
+            if self.metrics is not None:
+                with contextlib.suppress(Exception):  # telemetry must not break serving
+                    self.metrics.completion(request.qos, (end - now) * 1000.0, (request.deadline - end) * 1000.0, ok)
+            self._on_admitted(self.gate.finish(request.id, end, service_ms if ok else None))
 
     async def _wait_for_start(self, request: Request) -> None:
         loop = asyncio.get_running_loop()
@@ -121,25 +158,40 @@ class ReplicaAdmission:
         for item in dropped:
             future = self._waiters.get(item.request_id)
             outcome = "drop" if isinstance(item.error, BudgetExhausted) else "evict"
-            safe_record(
-                self.hook,
-                DecisionEvent("gate", outcome, str(item.request_id), item.qos, item.error.reason,
-                              policy_version=self.policy_version, at=time.time()),
-            )  # fmt: skip
+            push = self._push
+            if push is not None:
+                push(("gate", outcome, item.request_id, item.qos, item.error.reason, None, None, None, (),
+                      self.policy_version, None, time.time()))  # fmt: skip
+            elif not self._hook_off:
+                safe_record(
+                    self.hook,
+                    DecisionEvent("gate", outcome, str(item.request_id), item.qos, item.error.reason,
+                                  policy_version=self.policy_version, at=time.time()),
+                )  # fmt: skip
             if future is not None and not future.done():
                 future.set_exception(item.error)
 
-    def _event(self, outcome: str, request: Request, reason: str, now: float, **extra: Any) -> None:
+    def _event(self, outcome: str, request: Request, reason: str, now: float, carrier: Any = None) -> None:
+        push = self._push
+        if push is not None and not carrier:
+            push(("gate", outcome, request.id, request.qos, reason, None, None, (request.deadline - now) * 1000.0,
+                  request.rule_ids, self.policy_version, None, now))  # fmt: skip
+            return
+        if self._hook_off:
+            return
         safe_record(
             self.hook,
             DecisionEvent("gate", outcome, str(request.id), request.qos, reason,
                           remaining_ms=request.remaining_ms(now), rule_ids=request.rule_ids,
-                          policy_version=self.policy_version, at=now, extra=extra),
+                          policy_version=self.policy_version, at=now,
+                          extra={"trace": carrier} if carrier else {}),
         )  # fmt: skip
 
     def routing_stats(self) -> dict[str, Any]:
         """What the replica publishes for routers (``record_routing_stats``)."""
         snap = self.gate.snapshot()
+        if self.metrics is not None:
+            self._publish_depth(snap.queued_by_class)
         return {
             "executing": snap.executing,
             "queued": snap.queued,
@@ -154,3 +206,11 @@ class ReplicaAdmission:
             "failed_total": self.failed_total,
             "service_samples": [list(x) for x in self._samples],
         }
+
+    def _publish_depth(self, queued_by_class: Any) -> None:
+        """``agentic_queue_depth`` per class: the current count, 0 for classes seen before and empty now."""
+        with contextlib.suppress(Exception):  # telemetry must not break serving
+            depth = {str(q): n for q, n in dict(queued_by_class).items()}
+            self._depth_classes.update(depth)
+            for qos in self._depth_classes:
+                self.metrics.queue_depth(qos, depth.get(qos, 0))

@@ -31,6 +31,18 @@ A request that comes back after a replica rejected it (Serve's retry, recognisab
 future) spends the policy's ``RetryBudget``; once that is exhausted it is shed with
 ``Overloaded(reason="retry_budget_exhausted")``. Every decision goes to the decision hook.
 
+Telemetry (``telemetry=True``, the ``@agentic_ray.deployment`` default; see ``hooks``): per decision the
+router pushes one plain tuple (``DecisionEvent`` field order) with the hook's ``push``, a C-level list
+append, and builds a ``DecisionEvent`` only for hooks without ``push`` or for a request that carries a
+sampled trace (``kwargs["_agentic_trace"]``, put there by ``tracing.with_trace`` in the caller or by the
+HTTP ingress). For such a request a ``Route`` opens an ``agentic.route`` span under the caller's span and
+replaces the carried context with its own, so the replica's ``agentic.queue`` / ``agentic.execute``
+spans chain caller -> route -> queue/execute; wait and shed decisions become ``agentic.route`` spans
+under the caller's span through the hook. The policy's full sha256 is registered with the hook
+(``register_policy``) and its version set on ``agentic_policy_version_info``; breaker transitions go to
+``agentic_breaker_state`` (checked whenever the breaker is fed and at every replica update, so an
+``open -> half_open`` transition by time shows at the next stats period).
+
 Configuration (``RequestRouterConfig.request_router_kwargs``, JSON): ``policy_yaml`` (text; default:
 the built-in policy), ``seed``, ``router`` (keyword config of the pure router: ``safety_margin``,
 ``margin_ms``, ``default_service_ms``), ``decision_hook`` (import path, see ``hooks``),
@@ -45,6 +57,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from opentelemetry import trace as otel_trace
 from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
 
 from agentic_ray.errors import AdmissionError, BudgetExhausted, NoEligibleReplica, Overloaded, PolicyError
@@ -54,8 +67,10 @@ from agentic_ray.scheduling.breaker import CircuitBreaker
 from agentic_ray.scheduling.registry import create_router
 from agentic_ray.scheduling.retry import RetryBudget
 from agentic_ray.scheduling.types import ReplicaView, Request, Route, Shed, Wait
-from agentic_ray.serve.hooks import DecisionEvent, NoopHook, load_hook, safe_record
+from agentic_ray.serve.hooks import DecisionEvent, NoopHook, hook_push, load_hook, register_policy, safe_record
 from agentic_ray.serve.meta import META_KWARG, pop_meta, request_meta, to_request
+from agentic_ray.telemetry import tracing
+from agentic_ray.telemetry.tracing import TRACE_KWARG
 
 __all__ = ["AgenticRequestRouter", "shed_error"]
 
@@ -109,6 +124,20 @@ class AgenticRequestRouter(RequestRouter):
         self.breaker = CircuitBreaker(self.policy.breaker)
         self.retry_budget = RetryBudget(self.policy.retry)
         self.hook = load_hook(kwargs.get("decision_hook"))
+        self._push = hook_push(self.hook)
+        self._hook_off = isinstance(self.hook, NoopHook)
+        register_policy(self.hook, self.policy.version, self.policy.sha256)
+        self.metrics = None
+        self._breaker_states: dict[str, str] = {}
+        if kwargs.get("telemetry"):
+            from agentic_ray.telemetry.metrics import AgenticMetrics
+            from agentic_ray.telemetry.ray_metrics import RayMetrics
+
+            self.metrics = AgenticMetrics(RayMetrics(), "router")
+            try:
+                self.metrics.policy_version(self.policy.version)
+            except Exception:  # telemetry must not break serving
+                self.metrics = None
         self.ungated_methods = frozenset(kwargs.get("ungated_methods") or ())
         self._views: dict[str, ReplicaView] = {}
         self._reported_queued: dict[str, dict[int, int]] = {}
@@ -159,7 +188,25 @@ class AgenticRequestRouter(RequestRouter):
         for gone in set(self._views) - set(views):
             self.breaker.remove(gone)
             self._inflight.pop(gone, None)
+            self._breaker_states.pop(gone, None)
         self._views, self._by_key, self._reported_queued = views, by_key, reported
+        if self.metrics is not None:
+            now = time.time()
+            for key in views:
+                self._publish_breaker(key, now)
+
+    def _publish_breaker(self, key: str, now: float) -> None:
+        """Set ``agentic_breaker_state`` for ``key`` when its breaker state changed since last published."""
+        metrics = self.metrics
+        if metrics is None:
+            return
+        try:
+            state = self.breaker.state(key, now).value
+            if self._breaker_states.get(key) != state:
+                self._breaker_states[key] = state
+                metrics.breaker_state(key, state)
+        except Exception:  # telemetry must not break serving
+            pass
 
     def _feed_breaker(self, key: str, stats: dict) -> None:
         """Replicas publish running totals of completed and failed calls (failed: the user's code raised;
@@ -176,6 +223,7 @@ class AgenticRequestRouter(RequestRouter):
             self.breaker.record(key, True, None, now)
         for _ in range(min(max(0, failed - last_failed), self.policy.breaker.consecutive_failures)):
             self.breaker.record(key, False, None, now)
+        self._publish_breaker(key, now)
 
     def _feed_service_samples(self, key: str, stats: dict) -> None:
         """Give the pure router the replica's newly measured service times, as the simulator gives it every
@@ -199,11 +247,15 @@ class AgenticRequestRouter(RequestRouter):
 
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_died(replica_id)
-        self.breaker.record(_replica_key(replica_id), False, None, time.time())
+        key, now = _replica_key(replica_id), time.time()
+        self.breaker.record(key, False, None, now)
+        self._publish_breaker(key, now)
 
     def on_replica_actor_unavailable(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_unavailable(replica_id)
-        self.breaker.record(_replica_key(replica_id), False, None, time.time())
+        key, now = _replica_key(replica_id), time.time()
+        self.breaker.record(key, False, None, now)
+        self._publish_breaker(key, now)
 
     # -- routing --------------------------------------------------------------------------------------
     async def choose_replicas(
@@ -235,16 +287,51 @@ class AgenticRequestRouter(RequestRouter):
         started = time.perf_counter()
         decision = self.core.choose(request, views, now)
         decision_us = (time.perf_counter() - started) * 1e6
+        carrier = pending_request.kwargs.get(TRACE_KWARG)  # only sampled contexts travel (with_trace)
         if isinstance(decision, Route):
             replica = self._by_key.get(decision.replica_id)
-            self._event("route", request, decision.reason, now, decision.replica_id,
-                        decision.predicted_ms, decision_us)  # fmt: skip
+            if carrier:
+                self._route_span(pending_request.kwargs, carrier, request, decision, now, decision_us)
+            push = self._push
+            if push is not None:
+                push(("router", "route", request.id, request.qos, decision.reason, decision.replica_id,
+                      decision.predicted_ms, (request.deadline - now) * 1000.0, request.rule_ids,
+                      self.policy.version, decision_us, now))  # fmt: skip
+            else:
+                self._event("route", request, decision.reason, now, decision.replica_id,
+                            decision.predicted_ms, decision_us)  # fmt: skip
             return [[replica]] if replica is not None else []
         if isinstance(decision, Wait):
             pending_request.routing_context.should_backoff = True
-            self._event("wait", request, decision.reason, now, None, None, decision_us)
+            self._event("wait", request, decision.reason, now, None, None, decision_us, carrier)
             return []
-        return self._shed(pending_request, candidate_replicas, request, decision, now, decision_us)
+        return self._shed(pending_request, candidate_replicas, request, decision, now, decision_us, carrier)
+
+    def _route_span(self, kwargs: dict, carrier: Any, request: Request, decision: Route, now: float,
+                    decision_us: float) -> None:  # fmt: skip
+        """A sampled request was routed: an ``agentic.route`` span under the caller's span, back-dated to
+        the decision, whose context replaces the carried one (the replica's spans become its children)."""
+        try:
+            attrs = {
+                "agentic.outcome": "route",
+                "agentic.request_id": str(request.id),
+                "agentic.qos": request.qos,
+                "agentic.reason": str(decision.reason or ""),
+                "agentic.replica_id": str(decision.replica_id),
+                "agentic.policy_version": self.policy.version,
+                "agentic.rule_ids": list(request.rule_ids),
+            }
+            if not math.isnan(decision.predicted_ms):
+                attrs["agentic.predicted_ms"] = float(decision.predicted_ms)
+            start_ns = int(now * 1e9)
+            s = tracing.tracer().start_span(
+                "agentic.route", context=tracing.extract(carrier), attributes=attrs, start_time=start_ns
+            )
+            if s.get_span_context().trace_flags.sampled:
+                kwargs[TRACE_KWARG] = tracing.inject(otel_trace.set_span_in_context(s))
+            s.end(end_time=start_ns + int(decision_us * 1000.0))
+        except Exception:  # telemetry must not break serving
+            pass
 
     def _track(self, pending_request: PendingRequest, internal_id: str, now: float) -> _Tracked:
         kwargs = pending_request.kwargs
@@ -295,8 +382,9 @@ class AgenticRequestRouter(RequestRouter):
             excess -= take
         return {p: n for p, n in merged.items() if n > 0}
 
-    def _shed(self, pending_request, candidates, request: Request, shed: Shed, now: float, decision_us) -> list:
-        self._event("shed", request, shed.reason, now, None, shed.predicted_ms, decision_us)
+    def _shed(self, pending_request, candidates, request: Request, shed: Shed, now: float, decision_us,
+              carrier: Any = None) -> list:  # fmt: skip
+        self._event("shed", request, shed.reason, now, None, shed.predicted_ms, decision_us, carrier)
         self._tracked.pop(pending_request.metadata.internal_request_id, None)
         return self._fail(pending_request, candidates, shed_error(shed))
 
@@ -307,14 +395,24 @@ class AgenticRequestRouter(RequestRouter):
         # One candidate, so Serve's loop yields, sees the finished future and stops routing it.
         return [candidates[:1]] if candidates else []
 
-    def _event(self, outcome, request: Request, reason, now, replica_id, predicted_ms, decision_us) -> None:
-        if isinstance(self.hook, NoopHook):
+    def _event(self, outcome, request: Request, reason, now, replica_id, predicted_ms, decision_us,
+               carrier: Any = None) -> None:  # fmt: skip
+        """Report a decision: a pushed tuple, or a ``DecisionEvent`` for hooks without ``push`` and for
+        requests carrying a sampled trace (the hook then traces it under the caller's span)."""
+        push = self._push
+        if push is not None and not carrier:
+            push(("router", outcome, request.id, request.qos, reason, replica_id, predicted_ms,
+                  (request.deadline - now) * 1000.0, request.rule_ids, self.policy.version, decision_us,
+                  now))  # fmt: skip
+            return
+        if self._hook_off:
             return
         pm = None if predicted_ms is None or math.isnan(predicted_ms) else predicted_ms
         safe_record(
             self.hook,
             DecisionEvent("router", outcome, str(request.id), request.qos, reason, replica_id, pm,
-                          request.remaining_ms(now), request.rule_ids, self.policy.version, decision_us, now),
+                          request.remaining_ms(now), request.rule_ids, self.policy.version, decision_us, now,
+                          extra={"trace": carrier} if carrier else {}),
         )  # fmt: skip
 
     # -- feedback -------------------------------------------------------------------------------------
