@@ -105,12 +105,18 @@ class AgenticIngress:
         return JSONResponse({"result": result, "qos": classification.qos.name})
 
 
-def ingress_app(model_app: Any, policy: Policy | str | None = None, method_name: str = "__call__") -> Any:
-    """Bind an ``AgenticIngress`` in front of ``model_app`` (a bound agentic deployment)."""
+def ingress_app(
+    model_app: Any, policy: Policy | str | None = None, method_name: str = "__call__", **ingress_options: Any
+) -> Any:
+    """Bind an ``AgenticIngress`` in front of ``model_app`` (a bound agentic deployment).
+
+    ``ingress_options`` go to ``AgenticIngress.options`` (e.g. ``ray_actor_options`` with a
+    ``runtime_env`` that sets ``AGENTIC_TRACE_EXPORTER``)."""
     if policy is None:
         text = None
     elif isinstance(policy, Policy):
         text = policy.to_yaml()
     else:
         text = load_policy(policy).to_yaml()
-    return AgenticIngress.bind(model_app, text, method_name)
+    ingress = AgenticIngress.options(**ingress_options) if ingress_options else AgenticIngress
+    return ingress.bind(model_app, text, method_name)

@@ -16,6 +16,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 HTTP_PORT = int(os.environ.get("AGENTIC_TEST_HTTP_PORT", "31800"))
 
+TRACE_ENV = {"AGENTIC_TRACE_EXPORTER": "memory"}  # replicas record spans in memory (default sampling)
+
 POLICY = """
 apiVersion: agentic-ray/v1
 kind: Policy
@@ -75,7 +77,11 @@ def http_app(ray_cluster, tmp_path_factory):
         slots=1,
         num_replicas=3,
         max_replicas_per_node=1,
-        ray_actor_options={"num_cpus": 0, "label_selector": {"zone": "in(eu-west,us-east)"}},
+        ray_actor_options={
+            "num_cpus": 0,
+            "label_selector": {"zone": "in(eu-west,us-east)"},
+            "runtime_env": {"env_vars": TRACE_ENV},
+        },
     )
     class Echo:
         async def __call__(self, payload: dict | None) -> dict:
@@ -87,9 +93,24 @@ def http_app(ray_cluster, tmp_path_factory):
             # The zone as the replica's own node reports it, not as the router believed it.
             return {"zone": ray.get_runtime_context().get_node_labels().get("zone")}
 
+        @ars.ungated
+        def spans(self) -> tuple:
+            """Test-only: this replica's zone and finished spans (name, trace id, parent span id)."""
+            import ray
+
+            from agentic_ray.telemetry import tracing
+
+            spans = [
+                (s.name, s.context.trace_id, s.parent.span_id if s.parent else None) for s in tracing.finished_spans()
+            ]
+            return ray.get_runtime_context().get_node_labels().get("zone"), spans
+
     serve.shutdown()
     serve.start(http_options={"host": "127.0.0.1", "port": HTTP_PORT})
-    serve.run(ingress_app(Echo.bind(), policy=str(path)), name="http-test", route_prefix="/infer")
+    ingress = ingress_app(
+        Echo.bind(), policy=str(path), ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": TRACE_ENV}}
+    )
+    serve.run(ingress, name="http-test", route_prefix="/infer")
     try:
         yield "/infer"
     finally:
@@ -144,3 +165,28 @@ def test_deadline_passed_while_queued_is_504(http_app):
         assert blocker.result()[0] == 200
     assert status == 504, body
     assert body["error"] in ("deadline_passed_in_queue", "deadline_passed")
+
+
+def test_traceparent_header_chains_into_the_replica_spans(http_app):
+    """A sampled W3C ``traceparent`` continues through the ingress and router into the replica's
+    ``agentic.queue`` / ``agentic.execute`` spans (same trace id, parent = the router's route span, which
+    is neither the caller's span nor missing); an unsampled one records nothing in the replica."""
+    from ray import serve
+
+    sampled_tid, unsampled_tid = 0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x0AF7651916CD43DD8448EB211C80319C
+    caller_span = 0x00F067AA0BA902B7
+    for tid, flags in ((sampled_tid, "01"), (unsampled_tid, "00")):
+        headers = {"x-tenant": "globex", "traceparent": f"00-{tid:032x}-{caller_span:016x}-{flags}"}
+        status, _, body = _post(http_app, headers)
+        assert status == 200 and body["result"]["zone"] == "us-east"
+    model = serve.get_deployment_handle("Echo", app_name="http-test")
+    for _ in range(40):  # ungated calls go to any replica: ask until the us-east one answers
+        zone, spans = model.spans.remote().result(timeout_s=30)
+        if zone == "us-east":
+            break
+    assert zone == "us-east"
+    mine = {name: parent for name, tid, parent in spans if tid == sampled_tid}
+    assert {"agentic.queue", "agentic.execute"} <= set(mine), spans
+    assert mine["agentic.queue"] == mine["agentic.execute"]
+    assert mine["agentic.queue"] not in (None, caller_span)  # under the route span, not the caller's
+    assert not [s for s in spans if s[1] == unsampled_tid]
