@@ -1,14 +1,15 @@
 """What telemetry costs: the router decision and the task path with telemetry on and off, in one run.
 
 Router decision. ``create_router("agentic", rng)`` over ``--replicas`` replica views and a seeded mix of
-requests (three classes, random deadlines). "off" is what the Serve adapter (``serve/router.py``) does
-per decision with the default no-op hook: time ``choose`` with ``perf_counter`` and return from
-``_event`` at once. "on" adds what it does with a hook installed: build the ``DecisionEvent`` and
-``safe_record`` it into ``TelemetryHook(RayMetrics())`` with tracing configured (in-memory exporter,
-the default sampling ratio: one decision in ~1/ratio becomes a span and a latency sample; counts are
-batched and flushed to ``ray.util.metrics`` by the hook's thread) through the cheap form: a tuple
-per decision pushed with ``hook.push``; "on_event_per_decision" is the adapter as committed (a
-``DecisionEvent`` per decision through ``safe_record`` and ``hook.record``).
+requests (three classes, random deadlines); per decision the Serve adapter's own reporting code runs as
+is: ``choose`` timed with ``perf_counter``, the trace-carrier lookup in the kwargs, then
+``AgenticRequestRouter._event`` (``serve/router.py``) of a router object that holds only what that
+method reads (hook, its ``push``, the policy version). "off" = ``telemetry=False`` (no-op hook: ``_event``
+returns at once); "on" = the default of ``@agentic_ray.deployment``: ``TelemetryHook(RayMetrics())``,
+whose ``push`` takes one tuple per decision, with tracing configured (in-memory exporter, the default
+sampling ratio: one decision in ~1/ratio becomes a span and a latency sample; counts are batched and
+flushed to ``ray.util.metrics``, here at the end of each timed round); "on_event_per_decision" = a hook
+without ``push`` (a ``DecisionEvent`` per decision through ``safe_record`` and ``hook.record``).
 Extra rows: every decision also appended to the hash-chained decision log, and sampling ratios 0.01
 and 1.0. Rounds of the variants alternate so load from other processes hits them alike; figures are
 CPU time of this process (``time.process_time``); ratios are medians of per-round ratios.
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import random
@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 from agentic_ray.scheduling.types import Route, Shed
-from agentic_ray.serve.hooks import DecisionEvent, NoopHook, safe_record
+from agentic_ray.serve.hooks import NoopHook
 from agentic_ray.telemetry.tracing import TracingConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -81,45 +81,56 @@ def _workload(n_replicas: int, n_requests: int, seed: int):
     return views, requests
 
 
-def _serve_event(hook, outcome, request, reason, now, replica_id, predicted_ms, decision_us, version):
-    """A copy of ``AgenticRequestRouter._event`` (serve/router.py as of this commit): a ``DecisionEvent``
-    per decision whenever a hook is installed."""
-    if isinstance(hook, NoopHook):
-        return
-    pm = None if predicted_ms is None or math.isnan(predicted_ms) else predicted_ms
-    safe_record(
-        hook,
-        DecisionEvent("router", outcome, str(request.id), request.qos, reason, replica_id, pm,
-                      request.remaining_ms(now), request.rule_ids, version, decision_us, now),
-    )  # fmt: skip
+class _RecordOnly:
+    """A hook without ``push``: the adapter builds a ``DecisionEvent`` per decision for it."""
+
+    def __init__(self, hook) -> None:
+        self.inner = hook
+        self.record = hook.record
+
+    def flush(self):
+        return self.inner.flush()
 
 
-def _serve_event_push(hook, outcome, request, reason, now, replica_id, predicted_ms, decision_us, version):
-    """The proposed adapter form: one tuple in ``DECISION_FIELDS`` order pushed with ``hook.push`` (a C-level
-    list append); counting, sampling and spans happen in the hook's flush thread."""
-    hook.push(("router", outcome, request.id, request.qos, reason, replica_id, predicted_ms,
-               (request.deadline - now) * 1000.0, request.rule_ids, version, decision_us, now))  # fmt: skip
+def _adapter(hook):
+    """An ``AgenticRequestRouter`` (serve/router.py) holding only what its ``_event`` reads, so the rounds
+    time the adapter's own per-decision reporting code (not a copy)."""
+    from types import SimpleNamespace
+
+    from agentic_ray.serve.hooks import hook_push
+    from agentic_ray.serve.router import AgenticRequestRouter
+
+    router = AgenticRequestRouter.__new__(AgenticRequestRouter)
+    router.hook = hook
+    router._push = hook_push(hook)
+    router._hook_off = isinstance(hook, NoopHook)
+    router.policy = SimpleNamespace(version="sha256:0123456789ab")
+    return router
 
 
 _HOT: dict[str, list[float]] = {}
 
 
-def _router_round(router, hook, views, requests, event=_serve_event, name: str = "") -> float:
+def _router_round(router, hook, views, requests, name: str = "") -> float:
     """CPU seconds of this process per decision for one pass over ``requests`` (the adapter's work),
     the hook's flush included; the CPU time of the decision loop alone goes to ``_HOT[name]``."""
+    from agentic_ray.telemetry.tracing import TRACE_KWARG
+
     perf = time.perf_counter
-    version = "sha256:0123456789ab"
+    event = _adapter(hook)._event
+    kwargs: dict = {}  # a request's kwargs without a trace carrier (the unsampled case)
     t0 = time.process_time()
     for request in requests:
         started = perf()
         d = router.choose(request, views, 0.0)
         decision_us = (perf() - started) * 1e6
+        carrier = kwargs.get(TRACE_KWARG)
         if isinstance(d, Route):
-            event(hook, "route", request, d.reason, 0.0, d.replica_id, d.predicted_ms, decision_us, version)
+            event("route", request, d.reason, 0.0, d.replica_id, d.predicted_ms, decision_us)
         elif isinstance(d, Shed):
-            event(hook, "shed", request, d.reason, 0.0, None, d.predicted_ms, decision_us, version)
+            event("shed", request, d.reason, 0.0, None, d.predicted_ms, decision_us, carrier)
         else:
-            event(hook, "wait", request, d.reason, 0.0, None, None, decision_us, version)
+            event("wait", request, d.reason, 0.0, None, None, decision_us, carrier)
     _HOT.setdefault(name, []).append((time.process_time() - t0) / len(requests))
     if not isinstance(hook, NoopHook):
         hook.flush()  # the flush work (counts, samples, spans, audit records) is charged to this round
@@ -158,22 +169,15 @@ def bench_router(args, tmp: str, n_replicas: int) -> dict:
     log = DecisionLog(os.path.join(tmp, f"decisions-{n_replicas}.jsonl"), checkpoint_every=1000)
     hook_audit = TelemetryHook(RayMetrics(), seed=args.seed, sample_every=every, decision_log=log, flush_interval_s=0)
     hook_full = TelemetryHook(RayMetrics(), seed=args.seed, sample_every=1, flush_interval_s=0)
+    record_only = _RecordOnly(hook_on)
     variants = {
         "bare_choose": lambda: _bare_round(router, views, requests),
-        "off": lambda: _router_round(router, NoopHook(), views, requests, _serve_event, "off"),
-        "on": lambda: _router_round(router, hook_push, views, requests, _serve_event_push, "on"),
-        "on_event_per_decision": lambda: _router_round(
-            router, hook_on, views, requests, _serve_event, "on_event_per_decision"
-        ),
-        "on_with_audit_log": lambda: _router_round(
-            router, hook_audit, views, requests, _serve_event_push, "on_with_audit_log"
-        ),
-        "on_sampling_0.01": lambda: _router_round(
-            router, hook_1pct, views, requests, _serve_event_push, "on_sampling_0.01"
-        ),
-        "on_sampling_1.0": lambda: _router_round(
-            router, hook_full, views, requests, _serve_event_push, "on_sampling_1.0"
-        ),
+        "off": lambda: _router_round(router, NoopHook(), views, requests, "off"),
+        "on": lambda: _router_round(router, hook_push, views, requests, "on"),
+        "on_event_per_decision": lambda: _router_round(router, record_only, views, requests, "on_event_per_decision"),
+        "on_with_audit_log": lambda: _router_round(router, hook_audit, views, requests, "on_with_audit_log"),
+        "on_sampling_0.01": lambda: _router_round(router, hook_1pct, views, requests, "on_sampling_0.01"),
+        "on_sampling_1.0": lambda: _router_round(router, hook_full, views, requests, "on_sampling_1.0"),
     }
     for f in variants.values():  # warm-up
         f()
@@ -366,6 +370,8 @@ def markdown(result: dict) -> str:
         "of per-round ratios.",
         "",
     ]
+    if result.get("tasks_started"):
+        lines += [f"Task rows: from the run of {result['tasks_started']} (this run measured the router only).", ""]
     for r in result["router"]:
         med = r["us_per_decision_median"]
         lines += [
@@ -384,19 +390,22 @@ def markdown(result: dict) -> str:
             "",
             f"**Ratio on/off: {r['ratio_on_vs_off']:.3f} with the flush's CPU counted, "
             f"{r['hot_path_ratio_on_vs_off']:.3f} on the decision path itself** (floor <= 1.05); with a "
-            f"DecisionEvent built for every decision (the Serve adapter as committed): "
+            f"DecisionEvent built for every decision (a hook without `push`): "
             f"{r['ratio_event_per_decision_vs_off']:.3f}.",
             "",
         ]
     lines += [
         "Variants:",
         "",
-        "- off: `choose` timed with `perf_counter` as the Serve adapter does, no-op hook.",
-        "- on: plus one tuple per decision pushed with `hook.push` (a C-level list append); the hook's "
-        "flush (run at the end of each timed round) turns them into exact counts and samples 1 in "
-        f"{round(1 / DEFAULT_RATIO)} for the latency histogram and a back-dated span (batch span processor).",
-        "- on_event_per_decision: a `DecisionEvent` built and `safe_record`ed for every decision "
-        "(`serve/router.py` `_event` today).",
+        "- off: `choose` timed with `perf_counter`, the trace-carrier lookup and `AgenticRequestRouter._event` "
+        "(`serve/router.py`, run as is) with telemetry off (`telemetry=False`: no-op hook).",
+        "- on: the same with the default hook of `@agentic_ray.deployment` (`TelemetryHook(RayMetrics())`): "
+        "`_event` pushes one tuple per decision with `hook.push` (a C-level list append); the hook's "
+        "flush (run at the end of each timed round; a background thread every 5 s in a deployment) turns "
+        f"them into exact counts and samples 1 in {round(1 / DEFAULT_RATIO)} for the latency histogram and a "
+        "back-dated span (batch span processor).",
+        "- on_event_per_decision: a hook without `push`: `_event` builds and `safe_record`s a `DecisionEvent` "
+        "for every decision.",
         "- on_with_audit_log: `on` plus every decision appended to the hash-chained decision log.",
         "- on_sampling_0.01 / on_sampling_1.0: `on` with 1 decision in 100 / every decision sampled and traced.",
         "",
@@ -487,10 +496,16 @@ def main(argv=None) -> int:
         "seed": args.seed,
         "default_sampling_ratio": DEFAULT_RATIO,
     }
+    previous = Path(args.out) / "telemetry_overhead.json"
     try:
         result["router"] = [bench_router(args, tmp, n) for n in args.replicas]
         if not args.skip_tasks:
             result["tasks"] = bench_tasks(args)
+        elif previous.exists():  # keep the task rows of the last full run, marked with their run time
+            old = json.loads(previous.read_text())
+            if old.get("tasks"):
+                result["tasks"] = old["tasks"]
+                result["tasks_started"] = old.get("tasks_started") or old.get("started")
     finally:
         ray.shutdown()
         cluster.shutdown()

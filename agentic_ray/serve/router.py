@@ -292,14 +292,8 @@ class AgenticRequestRouter(RequestRouter):
             replica = self._by_key.get(decision.replica_id)
             if carrier:
                 self._route_span(pending_request.kwargs, carrier, request, decision, now, decision_us)
-            push = self._push
-            if push is not None:
-                push(("router", "route", request.id, request.qos, decision.reason, decision.replica_id,
-                      decision.predicted_ms, (request.deadline - now) * 1000.0, request.rule_ids,
-                      self.policy.version, decision_us, now))  # fmt: skip
-            else:
-                self._event("route", request, decision.reason, now, decision.replica_id,
-                            decision.predicted_ms, decision_us)  # fmt: skip
+            self._event("route", request, decision.reason, now, decision.replica_id, decision.predicted_ms,
+                        decision_us)  # fmt: skip
             return [[replica]] if replica is not None else []
         if isinstance(decision, Wait):
             pending_request.routing_context.should_backoff = True
@@ -398,7 +392,9 @@ class AgenticRequestRouter(RequestRouter):
     def _event(self, outcome, request: Request, reason, now, replica_id, predicted_ms, decision_us,
                carrier: Any = None) -> None:  # fmt: skip
         """Report a decision: a pushed tuple, or a ``DecisionEvent`` for hooks without ``push`` and for
-        requests carrying a sampled trace (the hook then traces it under the caller's span)."""
+        requests carrying a sampled trace (the hook then traces it under the caller's span). A routed
+        sampled request passes no ``carrier`` here: ``_route_span`` traced it already.
+        (``benchmarks/telemetry_overhead.py`` times this method.)"""
         push = self._push
         if push is not None and not carrier:
             push(("router", outcome, request.id, request.qos, reason, replica_id, predicted_ms,
