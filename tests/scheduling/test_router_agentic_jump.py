@@ -145,3 +145,32 @@ def test_critical_work_is_not_stretched():
 def test_bad_arrival_window(bad):
     with pytest.raises(ValueError, match="arrival_window_s"):
         router(arrival_window_s=bad)
+
+
+def test_rates_survive_an_epoch_move_after_a_long_run():
+    # Rates are kept scaled to an epoch that moves every 200 time constants: after 500 s the old burst
+    # has vanished and the new one reads as if it were the only one (no overflow, same prediction).
+    r = router(deviation_k=0.0)
+    send(r, "standard", "cpu", 8.0, 2.0)
+    now = send(r, "standard", "cpu", 8.0, 2.0, start=500.0)
+    rho = decayed_rate(8.0, 2.0) * 0.12
+    assert r.urgent_load("cpu", 2, 120.0, 1, now) == pytest.approx(rho)
+    d = r.choose(req("sheddable", now=now, budget_ms=500, allows=CPU_ONLY), views(cpu_ongoing=4), now)
+    assert isinstance(d, Shed) and d.predicted_ms == pytest.approx(4 * 120.0 / (1.0 - rho) + 120.0)
+
+
+def test_a_priority_level_first_seen_later_counts_earlier_dispatches():
+    # Critical work dispatched before any standard request was seen still stretches a standard wait.
+    r = router(deviation_k=0.0)
+    now = send(r, "critical", "cpu", 4.0, 2.0)
+    rho = decayed_rate(4.0, 2.0) * 0.12
+    d = r.choose(req("standard", now=now, budget_ms=250, allows=CPU_ONLY), views(cpu_ongoing=1), now)
+    assert isinstance(d, Shed) and d.predicted_ms == pytest.approx(120.0 / (1.0 - rho) + 120.0)
+    # a new level (sheddable) first seen at dispatch, then more standard work: the cached sums stay right
+    send(r, "sheddable", "cpu", 4.0, 1.0, start=now)
+    later = send(r, "standard", "cpu", 4.0, 1.0, start=now + 1.0)
+    assert r.urgent_load("cpu", 2, 120.0, 1, later) > r.urgent_load("cpu", 1, 120.0, 1, later) > 0.0
+    for qos, prio in (("standard", 1), ("sheddable", 2)):
+        d = r.choose(req(qos, now=later, budget_ms=250, allows=CPU_ONLY), views(cpu_ongoing=1), later)
+        rho = r.urgent_load("cpu", prio, 120.0, 1, later)
+        assert isinstance(d, Shed) and d.predicted_ms == pytest.approx(120.0 / (1.0 - rho) + 120.0)

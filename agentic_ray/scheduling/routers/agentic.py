@@ -122,6 +122,7 @@ from agentic_ray.scheduling.types import Decision, ReplicaView, Request, Route, 
 __all__ = ["AgenticRouter"]
 
 _NEVER = Shedding.NEVER
+_REBASE = 200.0  # time constants between epoch moves of the decayed dispatch rates (exp(200) is finite)
 _MAX_TRACKED = 1024  # in-flight requests remembered per replica (oldest forgotten first)
 
 
@@ -184,9 +185,15 @@ class AgenticRouter(PendingRouter):
         self.residual = ResidualLife() if residual else None
         self._inflight: dict[str, dict[object, tuple[float, str]]] = {}
         self._last_answer: dict[str, float] = {}
-        # Jumping ahead: replica id -> priority -> [decayed dispatch rate (1/s), time of last update].
+        # Jumping ahead: replica id -> priority -> decayed dispatch rate (1/s) scaled to the epoch
+        # ``rate(now) = scaled * exp((epoch - now) / tau)``, so that one exp per decision decays them all;
+        # the epoch moves (all rates rescaled) every _REBASE time constants to keep exp() finite.
         self.arrival_window_s = arrival_window_s
-        self._rates: dict[str, dict[int, list[float]]] | None = {} if arrival_window_s is not None else None
+        # ``_below[rid][p]`` caches the sum over priorities q < p for every priority level p seen so far.
+        self._rates: dict[str, dict[int, float]] | None = {} if arrival_window_s is not None else None
+        self._below: dict[str, dict[int, float]] = {}
+        self._levels: set[int] = set()
+        self._epoch: float | None = None
 
     def on_dispatch(self, request: Request, replica_id: str, now: float) -> None:
         """Count ``request`` as pending at ``replica_id``; remember when it was sent."""
@@ -198,35 +205,50 @@ class AgenticRouter(PendingRouter):
             elif len(flights) >= _MAX_TRACKED:
                 del flights[next(iter(flights))]
             flights[request.id] = (now, request.model)
-        if self._rates is not None:
-            by_prio = self._rates.get(replica_id)
+        rates = self._rates
+        if rates is not None:
+            tau: float = self.arrival_window_s  # type: ignore[assignment]
+            epoch = self._epoch
+            if epoch is None:
+                epoch = self._epoch = now
+            elif now - epoch > _REBASE * tau:
+                factor = math.exp((epoch - now) / tau)  # underflows to 0.0 after a long idle: fine
+                for table in (rates, self._below):
+                    for by in table.values():
+                        for q in by:
+                            by[q] *= factor
+                epoch = self._epoch = now
+            prio = request.priority
+            if prio not in self._levels:
+                self._add_level(prio)
+            by_prio = rates.get(replica_id)
             if by_prio is None:
-                by_prio = self._rates[replica_id] = {}
-            tau = self.arrival_window_s
-            cell = by_prio.get(request.priority)
-            if cell is None:
-                by_prio[request.priority] = [1.0 / tau, now]  # type: ignore[operator]
-            else:
-                rate, last = cell
-                if now > last:
-                    rate *= math.exp((last - now) / tau)  # type: ignore[operator]
-                    cell[1] = now
-                cell[0] = rate + 1.0 / tau  # type: ignore[operator]
+                by_prio = rates[replica_id] = {}
+                self._below[replica_id] = dict.fromkeys(self._levels, 0.0)
+            inc = math.exp((now - epoch) / tau) / tau
+            by_prio[prio] = by_prio.get(prio, 0.0) + inc
+            below = self._below[replica_id]
+            for p in below:
+                if p > prio:
+                    below[p] += inc
+
+    def _add_level(self, level: int) -> None:
+        """Start caching, for every replica, the scaled dispatch rate of priorities below ``level``."""
+        self._levels.add(level)
+        for rid, by_prio in self._rates.items():  # type: ignore[union-attr]
+            self._below[rid][level] = sum(v for q, v in by_prio.items() if q < level)
 
     def urgent_load(self, replica_id: str, priority: int, service_ms: float, slots: int, now: float) -> float:
         """``rho_h``: the load (0 = none, >= 1 = saturated) that work more urgent than ``priority`` puts on
         ``replica_id`` per slot, from this router's decayed dispatch rates, at ``service_ms`` per request."""
-        if self._rates is None:
+        if self._rates is None or self._epoch is None:
             return 0.0
         by_prio = self._rates.get(replica_id)
         if not by_prio:
             return 0.0
-        tau = self.arrival_window_s
-        lam = 0.0
-        for q, (rate, last) in by_prio.items():
-            if q < priority:
-                lam += rate * math.exp((last - now) / tau) if now > last else rate  # type: ignore[operator]
-        return lam * service_ms / (1000.0 * slots)
+        scaled = sum(v for q, v in by_prio.items() if q < priority)
+        decay = math.exp((self._epoch - now) / self.arrival_window_s)  # type: ignore[operator]
+        return scaled * decay * service_ms / (1000.0 * slots)
 
     def wait_order(self, request: Request) -> tuple[float, ...]:
         """Class priority, then earliest deadline, then arrival: the admission gate's order."""
@@ -305,7 +327,12 @@ class AgenticRouter(PendingRouter):
         pending = self.pending
         est = self._est_by_model.get(model) or {}
         inflight = self._inflight if self.residual is not None else None
-        rates = self._rates
+        below = self._below
+        if below:
+            if prio not in self._levels:
+                self._add_level(prio)
+            # rho_h per ms of service and slot = scaled rates * load_unit (one exp per decision)
+            load_unit = math.exp((self._epoch - now) / self.arrival_window_s) / 1000.0  # type: ignore[operator]
         default_s = self.default_service_ms
         inf = math.inf
         placed = 0
@@ -364,14 +391,14 @@ class AgenticRouter(PendingRouter):
                     wait = self._head_wait(rid, now, ahead, s, inflight[rid])
                 else:
                     wait = (ahead - slots + 1) / slots * s
-                if rates and rid in rates:
-                    rho = self.urgent_load(rid, prio, s, slots, now)
-                    if rho > 0.0:
-                        stretched = True
-                        pred_now = wait + s_hi
+                b = below.get(rid) if below else None
+                if b is not None and b[prio] > 0.0:
+                    rho = b[prio] * load_unit * s / slots
+                    stretched = True
+                    pred_now = wait + s_hi
                     if rho >= 1.0:
                         wait = inf
-                    elif rho > 0.0:
+                    else:
                         free = 1.0 - rho
                         # busy period started by `wait`: mean wait / (1 - rho), variance
                         # wait * rho * E[S^2] / E[S] / (1 - rho)^3 (E[S^2] / E[S] ~ s_hi per slot)
@@ -390,12 +417,10 @@ class AgenticRouter(PendingRouter):
                     cost = r.cost
                     if cost < meet_cost or (cost == meet_cost and pred < meet_pred):
                         meet, meet_cost, meet_pred = r, cost, pred
-                if meet is None:
-                    p_now = pred_now if stretched else pred
-                    if p_now <= need:
-                        cost = r.cost
-                        if cost < now_cost or (cost == now_cost and p_now < now_pred):
-                            now_meet, now_cost, now_pred = r, cost, p_now
+                elif stretched and meet is None and pred_now <= need:
+                    cost = r.cost
+                    if cost < now_cost or (cost == now_cost and pred_now < now_pred):
+                        now_meet, now_cost, now_pred = r, cost, pred_now
             if pred < fastest_pred or fastest is None:  # pred is inf on a replica saturated by urgent work
                 second, second_pred = fastest, fastest_pred
                 fastest, fastest_pred = r, pred
