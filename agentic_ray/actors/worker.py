@@ -22,7 +22,9 @@ and run ``fn`` inside ``span("agentic.execute", parent=carrier, child_only=True)
 one substring test.
 
 Events go to a per-process ``_Accountant``: a daemon thread sends them in batches every 0.1 s to the
-node's agent (``record_batch``, fire-and-forget), off the task's critical path.
+node's agent (``record_batch``), off the task's critical path; it checks each send on its next turn
+and, when the cached agent handle is dead (the control plane was restarted while this worker lived),
+looks the agent up again and re-sends the batch.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class _Accountant:
     def __init__(self) -> None:
         self.events: deque = deque()
         self.dropped = 0
+        self.failures = 0
         self._agent = None
         self._thread = threading.Thread(target=self._loop, name="agentic-accounting", daemon=True)
         self._thread.start()
@@ -64,8 +67,11 @@ class _Accountant:
     def _loop(self) -> None:
         import ray
 
+        pending = None  # (ref, batch) of the previous send, checked before the next one
         while True:
             time.sleep(self.FLUSH_S)
+            if pending is not None:
+                pending = self._check(ray, *pending)
             if not self.events:
                 continue
             batch = []
@@ -75,10 +81,29 @@ class _Accountant:
                 if self._agent is None:
                     node_id = ray.get_runtime_context().get_node_id()
                     self._agent = ray.get_actor(agent_name(node_id), namespace=NAMESPACE)
-                self._agent.record_batch.remote(batch)
+                pending = (self._agent.record_batch.remote(batch), batch)
             except Exception:
                 self._agent = None
                 self.dropped += len(batch)
+
+    def _check(self, ray: Any, ref: Any, batch: list) -> Any:
+        """``None`` once the previous send is done; on failure (the cached agent was killed, e.g. by a
+        control-plane restart) the handle is looked up again and the batch is queued again (up to 3
+        failures in a row; then it is counted in ``dropped``)."""
+        ready, _ = ray.wait([ref], timeout=0)
+        if not ready:
+            return (ref, batch)
+        try:
+            ray.get(ref, timeout=0)
+            self.failures = 0
+        except Exception:
+            self._agent = None
+            self.failures += 1
+            if self.failures <= 3:
+                self.events.extendleft(reversed(batch))
+            else:
+                self.dropped += len(batch)
+        return None
 
 
 _ACCOUNTANT: _Accountant | None = None

@@ -215,15 +215,27 @@ def _scrape_all_nodes() -> list:
     return samples
 
 
+def _completions_by_series(samples) -> dict:
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for s in samples
+        if s.name == "ray_agentic_completions_total"
+        and s.labels.get("component") == "agent"
+        and s.labels.get("qos") == "standard"
+    }
+
+
 def test_control_plane_metrics_on_rays_endpoint(agentic):
     """Tasks through the wired SDK: the agents' completions/queue depth, the coordinators' rounds and
     the policy version reach Ray's Prometheus endpoint with the expected labels."""
-    from agentic_ray.actors.common import NAMESPACE, agent_name
 
     @agentic.task(qos="standard", budget_ms=30_000, num_cpus=0)  # cold workers start slower than 800 ms
     def noop(i):
         return i
 
+    # the session's cluster keeps series of earlier tests (and of agents of earlier modules): count the
+    # completions this test adds, per series
+    before = _completions_by_series(_scrape_all_nodes())
     assert ray.get([noop.remote(i) for i in range(20)], timeout=60) == list(range(20))
     wanted = {
         "ray_agentic_completions_total": {"component": "agent", "qos": "standard", "outcome": "ok"},
@@ -233,9 +245,7 @@ def test_control_plane_metrics_on_rays_endpoint(agentic):
         "ray_agentic_coordinator_rounds_total": {"level": "global"},
         "ray_agentic_policy_version_info": {"version": "1"},
     }
-    zone_rounds = {"level": "zone"}
     seen: list = []
-    agents = [ray.get_actor(agent_name(n["NodeID"]), namespace=NAMESPACE) for n in ray.nodes() if n["Alive"]]
 
     def collected():
         samples = _scrape_all_nodes()
@@ -246,23 +256,19 @@ def test_control_plane_metrics_on_rays_endpoint(agentic):
             if hits:
                 found[name] = hits
         found["zone"] = [
-            s
-            for s in samples
-            if s.name == "ray_agentic_coordinator_rounds_total" and s.labels.get("level") == zone_rounds["level"]
+            s for s in samples if s.name == "ray_agentic_coordinator_rounds_total" and s.labels.get("level") == "zone"
         ]
-        completed = sum(s.value for s in samples if s.name == "ray_agentic_completions_total")
-        finished = sum(ray.get(a.stats.remote(), timeout=30)["totals"]["finished"] for a in agents)
-        seen.append(("completions metric / agents' finished", completed, finished))
-        # every task an agent accounted is counted once in the metric (all classes, whole module)
-        return found if set(wanted) <= set(found) and found["zone"] and completed == finished >= 1 else None
+        added = sum(max(0.0, v - before.get(k, 0.0)) for k, v in _completions_by_series(samples).items())
+        seen.append(("completions added", added))
+        return found if set(wanted) <= set(found) and found["zone"] and added >= 20 else None
 
     try:
         found = wait_for(collected, timeout=90, interval=2, what="agentic_ metrics on the Ray metrics endpoints")
     except AssertionError as exc:
         raise AssertionError(f"{exc}; series seen: {[x for x in seen if 'bucket' not in x[0]]}") from None
-    assert sum(s.value for s in found["ray_agentic_budget_left_ms_count"]) >= 1
+    assert sum(s.value for s in found["ray_agentic_budget_left_ms_count"]) >= 20
     assert all(s.value >= 1 for s in found["ray_agentic_coordinator_rounds_total"])
-    assert [s.value for s in found["ray_agentic_policy_version_info"]] == [1.0]  # the active one
+    assert 1.0 in [s.value for s in found["ray_agentic_policy_version_info"]]  # the active one
 
 
 def test_sampled_submit_span_is_parent_of_worker_execute_span(agentic):
