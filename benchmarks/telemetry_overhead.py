@@ -504,8 +504,12 @@ def main(argv=None) -> int:
         elif previous.exists():  # keep the task rows of the last full run, marked with their run time
             old = json.loads(previous.read_text())
             if old.get("tasks"):
-                result["tasks"] = old["tasks"]
-                result["tasks_started"] = old.get("tasks_started") or old.get("started")
+                carried = {**result, "tasks": old["tasks"], "tasks_started": old.get("tasks_started") or old["started"]}
+                try:
+                    markdown(carried)  # rows of an older schema are not carried
+                    result = carried
+                except (KeyError, TypeError):
+                    pass
     finally:
         ray.shutdown()
         cluster.shutdown()
