@@ -5,6 +5,10 @@
     @ars.deployment(slots=2, policy="policy.yaml")
     class Model: ...
 
+Telemetry is on by default (metrics through ``ray.util.metrics``; spans when tracing is configured; the
+decision log when ``AGENTIC_DECISION_LOG_DIR`` is set); ``@ars.deployment(telemetry=False)`` turns it
+off, ``decision_hook="none"`` / ``router_hook="none"`` only the decision hooks (see ``deployment``).
+
 The Ray-importing pieces load lazily, so importing this package does not import Ray.
 """
 
