@@ -189,9 +189,9 @@ class AgenticRouter(PendingRouter):
         # ``rate(now) = scaled * exp((epoch - now) / tau)``, so that one exp per decision decays them all;
         # the epoch moves (all rates rescaled) every _REBASE time constants to keep exp() finite.
         self.arrival_window_s = arrival_window_s
-        # ``_below[rid][p]`` caches the sum over priorities q < p for every priority level p seen so far.
+        # ``_below[p][rid]`` caches the sum over priorities q < p, for every priority level p seen so far.
         self._rates: dict[str, dict[int, float]] | None = {} if arrival_window_s is not None else None
-        self._below: dict[str, dict[int, float]] = {}
+        self._below: dict[int, dict[str, float]] = {}
         self._levels: set[int] = set()
         self._epoch: float | None = None
 
@@ -215,8 +215,8 @@ class AgenticRouter(PendingRouter):
                 factor = math.exp((epoch - now) / tau)  # underflows to 0.0 after a long idle: fine
                 for table in (rates, self._below):
                     for by in table.values():
-                        for q in by:
-                            by[q] *= factor
+                        for key in by:
+                            by[key] *= factor
                 epoch = self._epoch = now
             prio = request.priority
             if prio not in self._levels:
@@ -224,19 +224,19 @@ class AgenticRouter(PendingRouter):
             by_prio = rates.get(replica_id)
             if by_prio is None:
                 by_prio = rates[replica_id] = {}
-                self._below[replica_id] = dict.fromkeys(self._levels, 0.0)
             inc = math.exp((now - epoch) / tau) / tau
             by_prio[prio] = by_prio.get(prio, 0.0) + inc
-            below = self._below[replica_id]
-            for p in below:
-                if p > prio:
-                    below[p] += inc
+            for level, table in self._below.items():
+                if level > prio:
+                    table[replica_id] = table.get(replica_id, 0.0) + inc
 
     def _add_level(self, level: int) -> None:
         """Start caching, for every replica, the scaled dispatch rate of priorities below ``level``."""
         self._levels.add(level)
-        for rid, by_prio in self._rates.items():  # type: ignore[union-attr]
-            self._below[rid][level] = sum(v for q, v in by_prio.items() if q < level)
+        self._below[level] = {
+            rid: sum(v for q, v in by_prio.items() if q < level)
+            for rid, by_prio in self._rates.items()  # type: ignore[union-attr]
+        }
 
     def urgent_load(self, replica_id: str, priority: int, service_ms: float, slots: int, now: float) -> float:
         """``rho_h``: the load (0 = none, >= 1 = saturated) that work more urgent than ``priority`` puts on
@@ -327,12 +327,15 @@ class AgenticRouter(PendingRouter):
         pending = self.pending
         est = self._est_by_model.get(model) or {}
         inflight = self._inflight if self.residual is not None else None
-        below = self._below
-        if below:
+        urgent = None  # replica id -> scaled dispatch rate of work more urgent than this request
+        if self._rates:
             if prio not in self._levels:
                 self._add_level(prio)
-            # rho_h per ms of service and slot = scaled rates * load_unit (one exp per decision)
+            urgent = self._below[prio]
+            # rho_h per ms of service and slot = scaled rate * load_unit (one exp per decision)
             load_unit = math.exp((self._epoch - now) / self.arrival_window_s) / 1000.0  # type: ignore[operator]
+        dev_k = self.deviation_k
+        sqrt = math.sqrt
         default_s = self.default_service_ms
         inf = math.inf
         placed = 0
@@ -391,9 +394,9 @@ class AgenticRouter(PendingRouter):
                     wait = self._head_wait(rid, now, ahead, s, inflight[rid])
                 else:
                     wait = (ahead - slots + 1) / slots * s
-                b = below.get(rid) if below else None
-                if b is not None and b[prio] > 0.0:
-                    rho = b[prio] * load_unit * s / slots
+                u = urgent.get(rid) if urgent else None
+                if u:
+                    rho = u * load_unit * s / slots
                     stretched = True
                     pred_now = wait + s_hi
                     if rho >= 1.0:
@@ -402,7 +405,7 @@ class AgenticRouter(PendingRouter):
                         free = 1.0 - rho
                         # busy period started by `wait`: mean wait / (1 - rho), variance
                         # wait * rho * E[S^2] / E[S] / (1 - rho)^3 (E[S^2] / E[S] ~ s_hi per slot)
-                        wait = wait / free + self.deviation_k * math.sqrt(wait * rho * s_hi / slots / free) / free
+                        wait = (wait + dev_k * sqrt(wait * rho * s_hi / slots / free)) / free
                 pred = wait + s_hi
             if full:
                 if pred < full_pred:
