@@ -232,7 +232,12 @@ def deployment(
                 from agentic_ray.telemetry.ray_metrics import RayMetrics
 
                 metrics = AgenticMetrics(RayMetrics(), "replica")
-            gate = AdmissionGate(int(attrs["slots"]), compiled.classes, default_queue_bound=default_queue_bound)
+            gate = AdmissionGate(
+                int(attrs["slots"]),
+                compiled.classes,
+                default_queue_bound=default_queue_bound,
+                tenant_shares={t.name: t.share for t in compiled.tenants.values() if t.share is not None},
+            )
             self._agentic_admission = ReplicaAdmission(
                 gate, hook=hook, policy_version=compiled.version, metrics=metrics
             )

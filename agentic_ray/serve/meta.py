@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, MutableMapping
+from dataclasses import replace
 from typing import Any
 
 from agentic_ray.policies.types import RequestMeta
@@ -110,17 +111,5 @@ def to_request(classification: Any, request_id: Any, now: float, deadline: float
     """The scheduling core's ``Request`` for a classified request; ``deadline`` overrides the class's."""
     request = Request.from_classification(classification, request_id, now, model)
     if deadline is not None and deadline != request.deadline:
-        return Request(
-            id=request.id,
-            qos=request.qos,
-            priority=request.priority,
-            arrival=request.arrival,
-            deadline=float(deadline),
-            model=request.model,
-            shedding=request.shedding,
-            hedge_after_ms=request.hedge_after_ms,
-            allows=request.allows,
-            rule_ids=request.rule_ids,
-            tenant=request.tenant,
-        )
+        return replace(request, deadline=float(deadline))
     return request
