@@ -111,7 +111,7 @@ def _open_telemetry_from_env() -> None:
             checkpoint_every=every,
             on_checkpoint=_anchor_head,
         )
-        _anchor_head(_DECISION_LOG.head())
+        _anchor_head(_DECISION_LOG.head)
 
 
 def _anchor_head(head: Any) -> None:

@@ -300,3 +300,36 @@ def test_sampled_submit_span_is_parent_of_worker_execute_span(agentic):
     assert trace_id == submit[0].context.trace_id
     assert parent_span_id == submit[0].context.span_id
     assert "|tp=" in name
+
+
+def test_placements_go_to_the_decision_log_and_its_heads_to_status(agentic, tmp_path, monkeypatch):
+    """``AGENTIC_DECISION_LOG_DIR``: every placement is a ``place`` record in this process's hash-chained
+    log; checkpoint heads reach the coordinator's ``status()``; the chain verifies."""
+    from agentic_ray import sdk
+    from agentic_ray.telemetry import verify_log
+    from agentic_ray.telemetry.audit_verify import iter_records
+
+    monkeypatch.setenv("AGENTIC_DECISION_LOG_DIR", str(tmp_path))
+    monkeypatch.setenv("AGENTIC_DECISION_LOG_CHECKPOINT_EVERY", "5")
+    sdk._open_telemetry_from_env()
+    try:
+
+        @agentic.task(qos="standard", budget_ms=30_000, num_cpus=0)
+        def noop(i):
+            return i
+
+        assert ray.get([noop.remote(i) for i in range(12)], timeout=60) == list(range(12))
+        path = sdk._DECISION_LOG.path
+    finally:
+        monkeypatch.setattr(sdk, "_DECISION_LOG", None)
+    places = [r for _, r in iter_records(path) if r.get("kind") == "decision"]
+    assert len(places) == 12
+    assert {r["body"]["action"] for r in places} == {"place"}
+    assert all(r["body"]["qos"] == "standard" and r["body"]["policy"]["version"] == "1" for r in places)
+    assert verify_log(path).ok
+    heads = wait_for(
+        lambda: [h for k, h in agentic.status()["decision_logs"].items() if k.endswith(path) and h["count"] > 5],
+        timeout=30,
+        what="a checkpoint head in status()",
+    )
+    assert heads[0]["hash"] and heads[0]["count"] > 5
