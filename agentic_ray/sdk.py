@@ -279,44 +279,28 @@ class AgenticRemoteFunction:
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Classify, place and submit; returns the ``ObjectRef`` (as ``ray.remote``'s ``.remote()``)."""
         tr = _tracing_on()
-        if tr is not None:
-            return self._remote_traced(tr, args, kwargs)
+        if tr is None:
+            return self._submit(args, kwargs, None, None)
+        with tr.root_span("agentic.submit", {"agentic.task": self._task_name}) as sp:
+            return self._submit(args, kwargs, tr, sp)
+
+    def _submit(self, args: tuple, kwargs: dict, tr: Any, sp: Any) -> Any:
+        """Decide and submit. With a recording ``agentic.submit`` span ``sp``, its traceparent rides in the
+        task name so the worker's ``agentic.execute`` span becomes its child."""
         now = time.time()
         classification, deadline_at, placement = self.decide(now)
         name = encode_context(
             self._task_name, deadline_at, now, classification.qos.name, classification.workflow, classification.stage
         )
+        if sp is not None and sp.is_recording():
+            sp.set_attribute("agentic.qos", classification.qos.name)
+            sp.set_attribute("agentic.node_id", placement.node_id or "")
+            carrier = tr.with_trace({}).get(tr.TRACE_KWARG)
+            if carrier and "traceparent" in carrier:
+                name = name + TRACE_SUFFIX + carrier["traceparent"]
         if _DECISION_LOG is not None:
             _log_placement(self, name, classification, placement)
         ref = self._submit_function(placement)(name, args, kwargs)
-        rt = _RUNTIME
-        if rt is not None:
-            rt.track(placement.node_id, ref)
-        return ref
-
-    def _remote_traced(self, tr: Any, args: tuple, kwargs: dict) -> Any:
-        """``remote`` inside ``root_span("agentic.submit")``; a sampled span's traceparent rides in the
-        task name so the worker's ``agentic.execute`` span becomes its child."""
-        with tr.root_span("agentic.submit", {"agentic.task": self._task_name}) as sp:
-            now = time.time()
-            classification, deadline_at, placement = self.decide(now)
-            name = encode_context(
-                self._task_name,
-                deadline_at,
-                now,
-                classification.qos.name,
-                classification.workflow,
-                classification.stage,
-            )
-            if sp.is_recording():
-                sp.set_attribute("agentic.qos", classification.qos.name)
-                sp.set_attribute("agentic.node_id", placement.node_id or "")
-                carrier = tr.with_trace({}).get(tr.TRACE_KWARG)
-                if carrier and "traceparent" in carrier:
-                    name = name + TRACE_SUFFIX + carrier["traceparent"]
-            if _DECISION_LOG is not None:
-                _log_placement(self, name, classification, placement)
-            ref = self._submit_function(placement)(name, args, kwargs)
         rt = _RUNTIME
         if rt is not None:
             rt.track(placement.node_id, ref)

@@ -7,6 +7,7 @@ import time
 import pytest
 import ray
 
+from agentic_ray.testing.metrics import scrape_ray_metrics
 from tests.integration._control_plane import FRAUD_POLICY, short_config, wait_for
 
 pytestmark = pytest.mark.ray
@@ -195,24 +196,8 @@ def test_async_task(agentic):
 
 
 def _scrape_all_nodes() -> list:
-    """Every sample on every alive node's Ray metrics endpoint (Ray exports per node)."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    samples = []
-    for node in ray.nodes():
-        if not node["Alive"]:
-            continue
-        url = f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                text = resp.read().decode()
-        except OSError:
-            continue
-        for family in text_string_to_metric_families(text):
-            samples.extend(s for s in family.samples if s.name.startswith("ray_agentic_"))
-    return samples
+    """Every ``ray_agentic_`` sample on every alive node's Ray metrics endpoint (Ray exports per node)."""
+    return scrape_ray_metrics("ray_agentic_")
 
 
 def _completions_by_series(samples) -> dict:

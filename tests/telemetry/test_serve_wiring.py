@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from agentic_ray.testing.metrics import scrape_ray_metrics
+
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
 HOOK = "agentic_ray.telemetry.hotpath:process_hook"
@@ -50,32 +52,12 @@ def test_router_and_gate_decisions_reach_the_hook(ray_cluster):
         serve.shutdown()
 
 
-def _scrape_all(nodes: list[dict]) -> list:
-    """Every sample on the metrics endpoints of ``nodes`` (unreachable endpoints are skipped)."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    samples = []
-    for n in nodes:
-        url = f"http://{n['NodeManagerAddress']}:{n['MetricsExportPort']}/metrics"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                text = resp.read().decode()
-        except OSError:
-            continue
-        for family in text_string_to_metric_families(text):
-            samples.extend(family.samples)
-    return samples
-
-
 def test_default_deployment_exports_metrics_and_chains_a_sampled_trace(ray_cluster):
     """Telemetry is on by default: decisions of the router (driver) and gate (replica), queue depth,
     completions and the policy version reach Ray's metrics endpoints; a sampled submit span chains to the
     router's route span (driver) and the replica's queue/execute spans (their parent is the route span)."""
     import time
 
-    import ray
     from ray import serve
 
     import agentic_ray.serve as ars
@@ -140,7 +122,7 @@ def test_default_deployment_exports_metrics_and_chains_a_sampled_trace(ray_clust
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             found = set()
-            for s in _scrape_all(ray.nodes()):
+            for s in scrape_ray_metrics():
                 lab = s.labels
                 key = (s.name, lab.get("component"), lab.get("action") or lab.get("outcome"), lab.get("qos"))
                 if key in wanted and (s.value > 0 or not s.name.endswith(("_total", "_count"))):
