@@ -9,7 +9,11 @@ plain and agentic rounds interleaved so machine noise hits both alike:
   and throughput (tasks/s);
 - **placement decision**: ``f.decide()`` alone (policy classification + node choice on the cached
   view, what ``.remote()`` adds before Ray's own submit), p50/p99 in microseconds;
-- **submit**: the ``.remote()`` call alone (decision + Ray submit, no wait), p50/p99 in microseconds.
+- **submit**: the ``.remote()`` call alone (decision + Ray submit, no wait), p50/p99 in microseconds;
+- **agent batch cost**: ``NodeAgentImpl.record_batch`` on a batch of ``--agent-batch`` starts and as
+  many ends, recording to ``ray.util.metrics`` in the driver, in microseconds per task: as shipped
+  (metrics aggregated per batch, histograms sampled) and with the former per-task metrics (the same
+  state updates, then ``AgenticMetrics.completion`` per end and ``queue_depth`` per class), alternated.
 
 Floors (issue 4): median ratio agentic/plain <= 1.2 (sequential and pipelined); decision p99 <= 100 us.
 Writes ``benchmarks/results/task_overhead.json`` and ``.md``. Usage::
@@ -79,6 +83,37 @@ def pipelined(f, windows: int, window: int) -> list[float]:
     return out
 
 
+def agent_batch_cost(batch: int, reps: int) -> dict[str, dict[str, float]]:
+    """Microseconds per task of ``NodeAgentImpl.record_batch`` (one start + one end per task), with
+    the metrics per batch (as shipped) and per task (as before), alternated ``reps`` times."""
+    from agentic_ray.actors.node_agent import NodeAgentImpl
+    from agentic_ray.telemetry.metrics import AgenticMetrics
+    from agentic_ray.telemetry.ray_metrics import RayMetrics
+
+    per_batch = NodeAgentImpl("bench", {"zone": "bench"}, metrics=AgenticMetrics(RayMetrics(), "agent-bench"))
+    per_task = NodeAgentImpl("bench", {"zone": "bench"})  # no-op sink; metrics recorded per task below
+    metrics = AgenticMetrics(RayMetrics(), "agent-bench")
+    starts = [("start", "standard")] * batch
+    ends = [("end", "standard", "wf", 1.0, 2.0 + i % 7, True, True, 100.0 - i % 5) for i in range(batch)]
+
+    def old_path() -> None:
+        per_task.record_batch(starts + ends)
+        for ev in ends:
+            metrics.completion(ev[1], ev[4], ev[7], ev[5])
+        metrics.queue_depth("standard", per_task.inflight.get("standard", 0))
+
+    out: dict[str, list[float]] = {"per_batch": [], "per_task": []}
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        per_batch.record_batch(starts + ends)
+        t1 = time.perf_counter()
+        old_path()
+        t2 = time.perf_counter()
+        out["per_batch"].append((t1 - t0) / batch)
+        out["per_task"].append((t2 - t1) / batch)
+    return {k: summary(v, 1e6) for k, v in out.items()}
+
+
 def timed_calls(call, n: int) -> list[float]:
     out = []
     for _ in range(n):
@@ -95,6 +130,7 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=100, help="tasks per pipelined window")
     parser.add_argument("--windows", type=int, default=10, help="pipelined windows per variant per round")
     parser.add_argument("--decisions", type=int, default=20000)
+    parser.add_argument("--agent-batch", type=int, default=64, help="tasks per batch in the agent batch cost")
     parser.add_argument("--port", type=int, default=30391)
     parser.add_argument("--batch-per-cpu", type=int, default=None, help="override view_cache.PLACEMENT_BATCH_PER_CPU")
     parser.add_argument("--completion-tracking", action="store_true", help="view_cache.TRACK_COMPLETIONS")
@@ -172,6 +208,7 @@ def main() -> int:
             )
         )
         view = agentic_ray.cluster_view()
+        agent_cost = agent_batch_cost(args.agent_batch, 300)
     finally:
         with contextlib.suppress(Exception):
             agentic_ray.shutdown(stop_control_plane=True)
@@ -190,6 +227,7 @@ def main() -> int:
         "submit_us": {"agentic": summary(submits, 1e6), "plain": summary(plain_submits, 1e6)},
         "zones_seen_by_eu_pii_tasks": sorted(zones),
         "view_nodes": len(view["nodes"]),
+        "agent_record_batch_us_per_task": agent_cost,
     }
     result["ratios"] = {
         "sequential_median": result["sequential_ms"]["agentic"]["median"] / result["sequential_ms"]["plain"]["median"],
@@ -229,7 +267,7 @@ def markdown(r: dict) -> str:
         for name in ("plain", "agentic"):
             t = table[name]
             lines.append(f"| {mode} | {name} | {t['n']} | {t['median']:.3f} | {t['p99']:.3f} | {t['mean']:.3f} |")
-    d, sub = r["decision_us"], r["submit_us"]
+    d, sub, a = r["decision_us"], r["submit_us"], r["agent_record_batch_us_per_task"]
     lines += [
         "",
         f"Throughput pipelined: plain {r['pipelined_tasks_per_s']['plain']:.0f} tasks/s, "
@@ -243,6 +281,11 @@ def markdown(r: dict) -> str:
         f"`.remote()` call alone: agentic median {sub['agentic']['median']:.1f} us / "
         f"p99 {sub['agentic']['p99']:.1f} us; "
         f"plain median {sub['plain']['median']:.1f} us / p99 {sub['plain']['p99']:.1f} us.",
+        "",
+        f"Node agent `record_batch` ({r['settings']['agent_batch']} tasks per batch, `ray.util.metrics` in "
+        f"the driver), us per task: metrics per batch (shipped) median "
+        f"{a['per_batch']['median']:.1f} / p99 {a['per_batch']['p99']:.1f}; metrics per task (before) median "
+        f"{a['per_task']['median']:.1f} / p99 {a['per_task']['p99']:.1f}.",
         "",
         f"Floors: median ratio <= 1.2: **{r['floors']['median_ratio_le_1.2']}**; "
         f"decision p99 <= 100 us: **{r['floors']['decision_p99_le_100us']}**. "

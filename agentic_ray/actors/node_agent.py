@@ -12,16 +12,28 @@ re-registers on its first report. Created by the GlobalCoordinator with
 ``NodeAffinitySchedulingStrategy(node_id, soft=False)``, ``num_cpus=0``, ``lifetime="detached"``.
 
 ``stats()`` is the telemetry seam: a JSON-able dict (see its docstring). Metrics (component
-``agent``, through ``AgenticMetrics``; the actor records to ``ray.util.metrics``, ``NodeAgentImpl``
-defaults to a no-op sink): ``completion(qos, latency_ms, budget_left_ms, ok)`` per finished task,
-``rejected(qos, "deadline_passed")`` per task refused at start, and ``queue_depth(qos, n)`` (tasks
-started and not finished) for every class a batch touched and again every report interval.
+``agent``, through ``AgenticMetrics``' sink; the actor records to ``ray.util.metrics``,
+``NodeAgentImpl`` defaults to a no-op sink) are aggregated per ``record_batch`` call, so their cost
+is per batch, not per task:
+
+- ``agentic_completions{qos, outcome}``: one increment per (class, outcome) by the batch's count,
+  so the counts stay exact (outcome ``error`` / ``late`` (budget left < 0) / ``ok``, as
+  ``AgenticMetrics.completion``);
+- ``agentic_observed_latency_ms`` / ``agentic_budget_left_ms``: a histogram takes one value per call
+  in ``ray.util.metrics``, so per class and batch at most ``HISTOGRAM_SAMPLES_PER_BATCH`` values are
+  observed, evenly spaced over the batch's values in arrival order (all of them when there are
+  fewer). Their ``_count`` therefore undercounts completions under load (use
+  ``agentic_completions`` for counts); their distribution is a systematic sample;
+- ``agentic_rejected{qos, "deadline_passed"}``: one increment per class by the batch's count;
+- ``agentic_queue_depth{qos}`` (tasks started and not finished): for every class a batch touched and
+  again every report interval.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from typing import Any
@@ -34,11 +46,22 @@ from agentic_ray.actors.summary import ClassSummary, summary_key
 from agentic_ray.scheduling.estimators import Ewma
 from agentic_ray.telemetry.metrics import AgenticMetrics
 
-__all__ = ["NodeAgent", "NodeAgentImpl"]
+__all__ = ["HISTOGRAM_SAMPLES_PER_BATCH", "NodeAgent", "NodeAgentImpl", "spread_sample"]
 
 log = logging.getLogger(__name__)
 
 _PROBE_EVERY_S = 2.0
+
+HISTOGRAM_SAMPLES_PER_BATCH = 32
+"""Most values per class and batch that ``record_batch`` observes into each latency histogram."""
+
+
+def spread_sample(values: list[float], k: int) -> list[float]:
+    """At most ``k`` of ``values``, evenly spaced in their order (all of them when ``len <= k``)."""
+    n = len(values)
+    if n <= k:
+        return values
+    return [values[(i * n) // k] for i in range(k)]
 
 
 class NodeAgentImpl:
@@ -80,35 +103,69 @@ class NodeAgentImpl:
         ``("start", qos)``; ``("end", qos, workflow, service_ms, latency_ms, ok, met_deadline[,
         budget_left_ms])`` (without ``budget_left_ms``: +1 when met, -1 when late, for the metrics);
         ``("refused", qos, workflow, latency_ms)`` (a task that did not start: its deadline had passed).
+        State (in-flight, summaries, EWMAs, totals) is updated per event; metrics once per batch (see
+        the module docstring: counters exact, histograms sampled).
         """
         now = time.time()
-        metrics = self.metrics
+        inflight, totals = self.inflight, self.totals
         touched: set[str] = set()
+        outcomes: dict[tuple[str, str], int] = {}
+        latencies: dict[str, list[float]] = {}
+        budgets_left: dict[str, list[float]] = {}
+        refused: dict[str, int] = {}
         for ev in events:
             kind, qos = ev[0], ev[1]
             touched.add(qos)
             if kind == "start":
-                self.inflight[qos] = self.inflight.get(qos, 0) + 1
-                self.totals["started"] += 1
+                inflight[qos] = inflight.get(qos, 0) + 1
+                totals["started"] += 1
             elif kind == "end":
                 _, _, workflow, service_ms, latency_ms, ok, met = ev[:7]
                 budget_left_ms = ev[7] if len(ev) > 7 else (1.0 if met else -1.0)
-                metrics.completion(qos, latency_ms, budget_left_ms, ok)
-                self.inflight[qos] = max(0, self.inflight.get(qos, 0) - 1)
-                key = summary_key(qos, workflow)
+                outcome = "error" if not ok else ("late" if budget_left_ms < 0 else "ok")
+                outcomes[(qos, outcome)] = outcomes.get((qos, outcome), 0) + 1
+                latencies.setdefault(qos, []).append(latency_ms)
+                budgets_left.setdefault(qos, []).append(budget_left_ms)
+                inflight[qos] = max(0, inflight.get(qos, 0) - 1)
                 self._summary(qos, workflow).record(latency_ms, ok, met)
-                self.ewma.setdefault(key, Ewma(alpha=0.2)).observe(max(0.0, service_ms), now)
-                self.totals["finished"] += 1
-                self.totals["errors"] += 0 if ok else 1
-                self.totals["missed"] += 0 if (met or not ok) else 1
+                key = summary_key(qos, workflow)
+                ewma = self.ewma.get(key)
+                if ewma is None:
+                    ewma = self.ewma[key] = Ewma(alpha=0.2)
+                ewma.observe(max(0.0, service_ms), now)
+                totals["finished"] += 1
+                totals["errors"] += 0 if ok else 1
+                totals["missed"] += 0 if (met or not ok) else 1
             elif kind == "refused":
                 _, _, workflow, latency_ms = ev
                 self._summary(qos, workflow).record(max(0.0, latency_ms), True, False)
-                metrics.rejected(qos, "deadline_passed")
-                self.totals["refused"] += 1
+                refused[qos] = refused.get(qos, 0) + 1
+                totals["refused"] += 1
+        self._record_metrics(touched, outcomes, latencies, budgets_left, refused)
+        return len(events)
+
+    def _record_metrics(
+        self,
+        touched: set[str],
+        outcomes: dict[tuple[str, str], int],
+        latencies: dict[str, list[float]],
+        budgets_left: dict[str, list[float]],
+        refused: dict[str, int],
+    ) -> None:
+        """One batch's metrics: exact counters, histograms sampled (``HISTOGRAM_SAMPLES_PER_BATCH``)."""
+        metrics = self.metrics
+        sink, component = metrics.sink, metrics.component
+        for (qos, outcome), n in outcomes.items():
+            sink.inc("agentic_completions", {"component": component, "qos": qos, "outcome": outcome}, n)
+        for name, per_class in (("agentic_observed_latency_ms", latencies), ("agentic_budget_left_ms", budgets_left)):
+            for qos, values in per_class.items():
+                tags = {"component": component, "qos": qos}
+                for v in spread_sample([v for v in values if math.isfinite(v)], HISTOGRAM_SAMPLES_PER_BATCH):
+                    sink.observe(name, v, tags)
+        for qos, n in refused.items():
+            metrics.rejected(qos, "deadline_passed", n)
         for qos in touched:
             metrics.queue_depth(qos, self.inflight.get(qos, 0))
-        return len(events)
 
     def publish_gauges(self) -> None:
         """Set ``queue_depth`` for every class seen (Ray drops gauge series that are not refreshed, so

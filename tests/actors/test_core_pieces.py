@@ -67,6 +67,34 @@ def test_node_agent_logic_in_process():
     assert agent.stats()["totals"] == {"started": 2, "finished": 1, "errors": 0, "missed": 0, "refused": 1}
 
 
+def test_node_agent_metrics_per_batch_counts_exact_histograms_sampled():
+    from agentic_ray.actors.node_agent import HISTOGRAM_SAMPLES_PER_BATCH, NodeAgentImpl, spread_sample
+    from agentic_ray.telemetry.metrics import AgenticMetrics, RecordingMetrics
+
+    k = HISTOGRAM_SAMPLES_PER_BATCH
+    assert spread_sample([1.0, 2.0], k) == [1.0, 2.0]
+    assert spread_sample([float(i) for i in range(10)], 5) == [0.0, 2.0, 4.0, 6.0, 8.0]
+    rec = RecordingMetrics()
+    agent = NodeAgentImpl("node-a", {"zone": "eu-west"}, metrics=AgenticMetrics(rec, "agent"))
+    n = 3 * k + 1
+    agent.record_batch([("start", "standard")] * n)
+    ends = [("end", "standard", "wf", 1.0, float(i), True, True, 50.0 - i) for i in range(n)]
+    ends += [("end", "standard", "wf", 1.0, 5.0, False, True, 50.0), ("refused", "standard", "wf", 9.0)] * 2
+    agent.record_batch(ends)
+    # counters are exact: one increment per (class, outcome) carrying the batch's count
+    assert rec.value("agentic_completions", component="agent", qos="standard", outcome="ok") == 51  # budget left 50..0
+    assert rec.value("agentic_completions", component="agent", qos="standard", outcome="late") == n - 51
+    assert rec.value("agentic_completions", component="agent", qos="standard", outcome="error") == 2
+    assert rec.value("agentic_rejected", component="agent", qos="standard", reason="deadline_passed") == 2
+    assert rec.value("agentic_queue_depth", component="agent", qos="standard") == 0
+    # histograms: at most k values per class and batch, spread over the batch in arrival order
+    latencies = rec.value("agentic_observed_latency_ms", component="agent", qos="standard")
+    assert len(latencies) == k and latencies[0] == 0.0 and latencies[-1] >= n - 4
+    assert latencies == sorted(latencies)
+    assert len(rec.value("agentic_budget_left_ms", component="agent", qos="standard")) == k
+    assert agent.stats()["totals"] == {"started": n, "finished": n + 2, "errors": 2, "missed": 0, "refused": 2}
+
+
 def test_allocate_caps_uses_the_budget_allocator_when_there_is_demand():
     from agentic_ray.actors.leases import allocate_caps
 
