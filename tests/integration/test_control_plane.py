@@ -7,18 +7,9 @@ import time
 import pytest
 import ray
 
-from tests.integration._control_plane import FRAUD_POLICY, REPO, short_config, wait_for
+from tests.integration._control_plane import FRAUD_POLICY, REPO, wait_for
 
 pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module")
-def agentic(ray_cluster):
-    from agentic_ray import sdk
-
-    sdk.init(policy=str(FRAUD_POLICY), config=short_config(), wait_s=60)
-    yield sdk
-    sdk.shutdown(stop_control_plane=True)
 
 
 def _global():

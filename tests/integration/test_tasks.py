@@ -8,18 +8,9 @@ import pytest
 import ray
 
 from agentic_ray.testing.metrics import scrape_ray_metrics
-from tests.integration._control_plane import FRAUD_POLICY, short_config, wait_for
+from tests.integration._control_plane import wait_for
 
 pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module")
-def agentic(ray_cluster):
-    from agentic_ray import sdk
-
-    sdk.init(policy=str(FRAUD_POLICY), config=short_config(), wait_s=60)
-    yield sdk
-    sdk.shutdown(stop_control_plane=True)
 
 
 def test_one_named_agent_per_node_pinned_to_it(agentic):
