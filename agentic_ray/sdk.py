@@ -230,7 +230,10 @@ class AgenticRemoteFunction:
             options["label_selector"] = dict(placement.label_selector)
         base = self._base()
         try:
-            from ray._private import ray_option_utils
+            try:
+                from ray._common import ray_option_utils  # Ray >= 2.50
+            except ImportError:
+                from ray._private import ray_option_utils  # older Ray
 
             defaults = dict(base._default_options)
             defaults.pop("max_calls", None)
