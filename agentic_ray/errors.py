@@ -128,8 +128,7 @@ class AdmissionError(AgenticRayError):
         return " ".join(parts)
 
     def __reduce__(self):
-        return (_rebuild_admission_error, (self.__class__, self.detail, self.reason, self.rule_ids,
-                                           self.retry_after_s))
+        return (_rebuild_admission_error, (self.__class__, self.detail, self.reason, self.rule_ids, self.retry_after_s))
 
 
 def _rebuild_admission_error(cls, detail, reason, rule_ids, retry_after_s):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -189,6 +190,22 @@ def main() -> int:
             for name, f in order:
                 pipe[name] += pipelined(f, args.windows, args.window)
 
+        # Freshness of the view placement reads, and how often sequential calls change node (each change
+        # makes Ray lease a worker elsewhere). Measured apart from the timed rounds: place() is wrapped.
+        rt = sdk._runtime()
+        chosen: list = []
+        place = rt.place
+        rt.place = lambda *a: chosen.append(place(*a)) or chosen[-1]
+        view_ages, placed_ages = [], []
+        for _ in range(args.calls):
+            ray.get(agentic_noop.remote(), timeout=60)
+            age, placed_age = rt.view_age_s(), rt.view_age_s(chosen[-1].node_id)
+            if age is not None and placed_age is not None:
+                view_ages.append(age)
+                placed_ages.append(placed_age)
+        rt.place = place
+        switches = sum(1 for a, b in itertools.pairwise(chosen) if a.node_id != b.node_id)
+
         decisions = timed_calls(agentic_noop.decide, args.decisions)
         refs: list = []
         submits = timed_calls(lambda: refs.append(agentic_noop.remote()), 2000)
@@ -227,6 +244,9 @@ def main() -> int:
         "submit_us": {"agentic": summary(submits, 1e6), "plain": summary(plain_submits, 1e6)},
         "zones_seen_by_eu_pii_tasks": sorted(zones),
         "view_nodes": len(view["nodes"]),
+        "view_age_s": summary(view_ages, 1.0) | {"max": max(view_ages)},
+        "placed_node_view_age_s": summary(placed_ages, 1.0) | {"max": max(placed_ages)},
+        "sequential_node_switches": {"calls": len(chosen), "switches": switches},
         "agent_record_batch_us_per_task": agent_cost,
     }
     result["ratios"] = {
@@ -286,6 +306,14 @@ def markdown(r: dict) -> str:
         f"the driver), us per task: metrics per batch (shipped) median "
         f"{a['per_batch']['median']:.1f} / p99 {a['per_batch']['p99']:.1f}; metrics per task (before) median "
         f"{a['per_task']['median']:.1f} / p99 {a['per_task']['p99']:.1f}.",
+        "",
+        f"Cluster view age at placement (oldest node snapshot, over {r['view_age_s']['n']} sequential calls): "
+        f"median {r['view_age_s']['median'] * 1000:.0f} ms, p99 {r['view_age_s']['p99'] * 1000:.0f} ms, "
+        f"max {r['view_age_s']['max'] * 1000:.0f} ms; of the chosen node's snapshot: median "
+        f"{r['placed_node_view_age_s']['median'] * 1000:.0f} ms, p99 {r['placed_node_view_age_s']['p99'] * 1000:.0f}"
+        f" ms, max {r['placed_node_view_age_s']['max'] * 1000:.0f} ms. "
+        "Node changes between consecutive sequential calls: "
+        f"{r['sequential_node_switches']['switches']} of {r['sequential_node_switches']['calls']}.",
         "",
         f"Floors: median ratio <= 1.2: **{r['floors']['median_ratio_le_1.2']}**; "
         f"decision p99 <= 100 us: **{r['floors']['decision_p99_le_100us']}**. "

@@ -89,8 +89,9 @@ def test_context_is_per_thread_and_copyable():
 
 
 def test_stage_split_fixed_and_shares():
-    plan = StagePlan.split(150, [StageSpec("features", share=0.2), StageSpec("score", fixed_ms=60),
-                                 StageSpec("explain", share=0.4)])
+    plan = StagePlan.split(
+        150, [StageSpec("features", share=0.2), StageSpec("score", fixed_ms=60), StageSpec("explain", share=0.4)]
+    )
     assert plan.nominal_ms == pytest.approx((30, 60, 60))
     wf = Budget.begin(0.0, 150)
     assert plan.budget_for("features", wf, 0.0).total_ms == pytest.approx(30)
@@ -113,8 +114,9 @@ def test_stage_split_rejects_overflow_and_bad_specs():
 
 
 def test_slack_is_passed_on_to_later_stages():
-    plan = StagePlan.split(150, [StageSpec("features", share=0.2), StageSpec("score", share=0.4),
-                                 StageSpec("explain", share=0.4)])
+    plan = StagePlan.split(
+        150, [StageSpec("features", share=0.2), StageSpec("score", share=0.4), StageSpec("explain", share=0.4)]
+    )
     wf = Budget.begin(0.0, 150)
     # features finished after 10 ms instead of 30: score gets half of the 140 ms left, not 60.
     score = plan.budget_for("score", wf, 0.010)
@@ -150,7 +152,9 @@ def test_stage_budgets_never_pass_the_workflow_deadline(total, shares, used):
 
 
 def test_budget_module_is_pure():
-    code = "import sys, agentic_ray.budget, agentic_ray.policies.types; " \
-           "bad = {'ray', 'asyncio'} & set(sys.modules); print(sorted(bad)); sys.exit(1 if bad else 0)"
+    code = (
+        "import sys, agentic_ray.budget, agentic_ray.policies.types; "
+        "bad = {'ray', 'asyncio'} & set(sys.modules); print(sorted(bad)); sys.exit(1 if bad else 0)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr

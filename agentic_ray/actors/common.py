@@ -53,7 +53,11 @@ def zone_name(zone: str) -> str:
 class ControlPlaneConfig:
     """Timing and drift settings of the control plane (seconds). JSON-able via ``to_dict``.
 
-    ``report_interval_s``: agents -> zone and zone -> global report period. ``reconcile_interval_s``:
+    ``report_interval_s``: agents -> zone and zone -> global report period (snapshot and summary
+    delta). ``snapshot_interval_s``: between full reports an agent sends its snapshot alone this often
+    when its placement facts (in-flight counts, closed classes, caps, policy) changed, and a zone
+    forwards what it receives at once, so the cluster view the SDK places from is at most about
+    ``snapshot_interval_s`` + the SDK's 0.2 s refresh old. ``reconcile_interval_s``:
     how often the global coordinator compares agents with ``ray.nodes()`` (a joining node gets its
     agent within about this plus actor start-up). ``stale_after_s``: a node whose agent has not
     reported for this long is left out of the cluster view. ``burn_windows``: ``(long_s, short_s,
@@ -61,6 +65,7 @@ class ControlPlaneConfig:
     """
 
     report_interval_s: float = 0.5
+    snapshot_interval_s: float = 0.1
     reconcile_interval_s: float = 0.25
     allocate_interval_s: float = 1.0
     stale_after_s: float = 5.0
@@ -74,6 +79,7 @@ class ControlPlaneConfig:
     def __post_init__(self) -> None:
         for name in (
             "report_interval_s",
+            "snapshot_interval_s",
             "reconcile_interval_s",
             "allocate_interval_s",
             "stale_after_s",

@@ -43,7 +43,7 @@ from agentic_ray.actors.common import (
     zone_name,
 )
 from agentic_ray.actors.drift import DriftDetector
-from agentic_ray.actors.leases import allocate_caps
+from agentic_ray.actors.leases import allocate_caps, service_by_class
 from agentic_ray.actors.placement import node_attrs_from_ray
 from agentic_ray.actors.summary import ClassSummary
 from agentic_ray.policies import Policy, default_policy, parse_policy
@@ -376,6 +376,7 @@ class GlobalCoordinator:
                     "agent": node_id in self.agents,
                     "inflight": snap.get("inflight", 0) if snap else 0,
                     "closed_classes": snap.get("closed_classes", []) if snap else [],
+                    "service_ms": service_by_class(snap),
                     "age_s": (now - snap["at"]) if snap else None,
                     "reported": snap is not None,
                 }

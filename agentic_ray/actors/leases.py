@@ -20,7 +20,7 @@ from typing import Any
 
 from agentic_ray.scheduling.allocator import ClassDemand, NodeCapacity, allocate
 
-__all__ = ["allocate_caps", "static_caps"]
+__all__ = ["allocate_caps", "service_by_class", "static_caps"]
 
 DEFAULT_SERVICE_MS = 10.0
 
@@ -41,7 +41,8 @@ def static_caps(policy: Any, nodes: Mapping[str, Mapping[str, Any]]) -> dict[str
     }
 
 
-def _service_by_class(snapshot: Mapping[str, Any] | None) -> dict[str, float]:
+def service_by_class(snapshot: Mapping[str, Any] | None) -> dict[str, float]:
+    """Mean EWMA service time (ms) per class over the snapshot's (class, workflow) keys."""
     sums: dict[str, list[float]] = {}
     for key, ms in ((snapshot or {}).get("service_ms") or {}).items():
         if ms is not None and ms > 0:
@@ -66,7 +67,7 @@ def allocate_caps(
         return caps
     capacities = []
     for node_id, info in nodes.items():
-        service = {"default": default_service_ms, **_service_by_class(snapshots.get(node_id))}
+        service = {"default": default_service_ms, **service_by_class(snapshots.get(node_id))}
         capacities.append(NodeCapacity(node_id, int(_cpus(info)), service))
     try:
         allocation = allocate(capacities, demand, policy.classes)

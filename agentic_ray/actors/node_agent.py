@@ -7,7 +7,11 @@ batches (``record_batch``, fire-and-forget); it decides admission locally (``adm
 ``closed_classes`` it publishes: a class is closed while its in-flight count is at its cap).
 
 Every ``report_interval_s`` it sends its snapshot plus the summary *delta* (``ClassSummary`` per key)
-to its ZoneCoordinator. A restarted agent (``max_restarts=-1``) gets a new ``incarnation`` and
+to its ZoneCoordinator; in between, every ``snapshot_interval_s``, it sends the snapshot alone when its
+placement facts (``placement_facts``: in-flight per class, closed classes, caps, policy) changed, and
+at least every half report interval, so placement sees load within about a tenth of a second and no
+snapshot in the view is older than about half a report interval plus the SDK's refresh.
+A restarted agent (``max_restarts=-1``) gets a new ``incarnation`` and
 re-registers on its first report. Created by the GlobalCoordinator with
 ``NodeAffinitySchedulingStrategy(node_id, soft=False)``, ``num_cpus=0``, ``lifetime="detached"``.
 
@@ -94,6 +98,7 @@ class NodeAgentImpl:
         self.delta: dict[str, ClassSummary] = {}
         self.totals = {"started": 0, "finished": 0, "errors": 0, "missed": 0, "refused": 0}
         self.reports_sent = 0
+        self.snapshots_sent = 0  # snapshot-only reports between full ones
         self.report_errors = 0
 
     # -- accounting (called by workers, batched) ---------------------------------------------------
@@ -230,6 +235,30 @@ class NodeAgentImpl:
         delta, self.delta = self.delta, {}
         return {"snapshot": self.snapshot(), "summaries": {k: s.to_dict() for k, s in delta.items()}}
 
+    def placement_facts(self) -> tuple:
+        """What placement reads from this node's snapshot: in-flight per class, closed classes, caps,
+        policy. A snapshot-only report is sent between full reports only when this changed."""
+        return (
+            tuple(sorted((q, n) for q, n in self.inflight.items() if n)),
+            tuple(self.closed_classes()),
+            tuple(sorted(self.caps.items())),
+            self.policy_sha,
+        )
+
+    def next_report(
+        self, now: float, last_full: float, last_facts: tuple | None, last_sent: float | None = None
+    ) -> dict[str, Any] | None:
+        """The report the loop should send at monotonic time ``now``: the full report when
+        ``report_interval_s`` passed since ``last_full``; else the snapshot alone (``summaries`` empty)
+        when ``placement_facts()`` differs from ``last_facts`` or half a report interval passed since
+        ``last_sent`` (a heartbeat: an idle node's snapshot is never older than that); else ``None``."""
+        if now - last_full >= self.config.report_interval_s:
+            return self.take_report()
+        heartbeat_due = last_sent is not None and now - last_sent >= self.config.report_interval_s / 2
+        if heartbeat_due or self.placement_facts() != last_facts:
+            return {"snapshot": self.snapshot(), "summaries": {}}
+        return None
+
     def stats(self) -> dict[str, Any]:
         """Telemetry seam: snapshot + totals + lease + policy version + report counters (JSON-able)."""
         out = self.snapshot()
@@ -238,6 +267,7 @@ class NodeAgentImpl:
             lease=dict(self.lease),
             policy_version=self.policy_version,
             reports_sent=self.reports_sent,
+            snapshots_sent=self.snapshots_sent,
             report_errors=self.report_errors,
         )
         return out
@@ -255,19 +285,33 @@ class NodeAgent:
         self._task = asyncio.get_event_loop().create_task(self._report_loop())
 
     async def _report_loop(self) -> None:
-        interval = self.impl.config.report_interval_s
+        cfg = self.impl.config
+        tick = min(cfg.snapshot_interval_s, cfg.report_interval_s)
+        last_full = last_sent = -math.inf
+        last_facts = None
         while True:
             try:
                 if self._zone is None:
                     self._zone = ray.get_actor(zone_name(self.impl.zone), namespace=NAMESPACE)
-                await self._zone.report.remote(self.impl.take_report())
-                self.impl.reports_sent += 1
-                self.impl.publish_gauges()
+                now = time.monotonic()
+                facts = self.impl.placement_facts()
+                report = self.impl.next_report(now, last_full, last_facts, last_sent)
+                if report is not None:
+                    full = now - last_full >= cfg.report_interval_s
+                    await self._zone.report.remote(report)
+                    last_facts, last_sent = facts, now
+                    if full:
+                        last_full = now
+                        self.impl.reports_sent += 1
+                        self.impl.publish_gauges()
+                    else:
+                        self.impl.snapshots_sent += 1
             except Exception as exc:  # zone not there yet / restarting: look it up again next time
                 self._zone = None
+                last_facts = None
                 self.impl.report_errors += 1
                 log.debug("agent %s: report failed: %s", self.impl.node_id[:12], exc)
-            await asyncio.sleep(interval)
+            await asyncio.sleep(tick)
 
     async def record_batch(self, events: list[tuple]) -> int:
         return self.impl.record_batch(events)

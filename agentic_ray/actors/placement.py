@@ -8,12 +8,14 @@ Algorithm (per ``.remote()`` call, microseconds):
    None eligible -> ``NoEligibleNode`` with the rule ids, at once.
 2. **Rank** eligible nodes by ``(-prefers, gate_closed, level, not_local, rotation)``: the policy's
    preference score first, then nodes whose agent keeps the class's admission gate open, then the
-   least loaded *level*, ``level = floor((in-flight reported by the agent + tasks this caller placed
-   there since that report, or its still-outstanding ones) / (CPUs * batch_per_cpu))``
+   least loaded *level*, ``level = floor((in-flight reported by the agent + this caller's tasks there that the
+   report does not count yet and that have probably not finished, ``outstanding.OutstandingEstimate``)
+   / (CPUs * batch_per_cpu))``
    (join-the-shortest-queue on a stale view, corrected locally so a burst spreads between refreshes; counting in
    batches of ``batch_per_cpu`` tasks per CPU keeps consecutive tasks on one node, which lets Ray reuse
    its worker lease instead of alternating),
-   then the caller's own node (locality), then a rotation that changes once per view.
+   then the caller's own node (locality), then a rotation that changes once per view. A class that may
+   be shed is refused with ``Overloaded`` when every eligible node has closed its gate.
 3. The result is a ``Placement`` naming the node (submitted with ``NodeAffinitySchedulingStrategy``).
    When a Ray ``label_selector`` expresses the allowed set exactly (``label_selector_for``: zones,
    required label values, accelerator kinds), the affinity is ``soft`` and carries that selector, so
@@ -30,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentic_ray.errors import NoEligibleNode
+from agentic_ray.errors import NoEligibleNode, Overloaded
 from agentic_ray.policies.types import NodeAttrs
 
 __all__ = [
@@ -63,6 +65,7 @@ class NodeView:
     inflight: int = 0
     closed_classes: frozenset[str] = frozenset()
     alive: bool = True
+    service_ms: Mapping[str, float] = field(default_factory=dict)  # agent's EWMA service time per class
 
     @property
     def node_id(self) -> str:
@@ -121,8 +124,15 @@ def choose_node(
     selector: tuple[Mapping[str, str] | None, bool] | None = None,
     local_node_id: str | None = None,
     batch_per_cpu: int = 4,
+    shed_when_closed: bool = False,
+    retry_after_s: float = 0.5,
 ) -> Placement:
     """Pick a node for a task of class ``qos``; raises ``NoEligibleNode`` (with rule ids) when none fits.
+
+    Admission: when every eligible node's agent has closed ``qos`` (its in-flight count is at the cap
+    of the node's budget lease) and ``shed_when_closed`` (the class may be shed: shedding ``first`` or
+    ``when_overloaded``), raises ``Overloaded`` (reason ``node_caps``, ``retry_after_s``) before anything
+    is submitted; a class that is never shed is placed on the best closed node and queues there.
 
     ``classification`` is the policy's ``Classification`` (``allows``, ``prefers``, ``rule_ids``);
     ``local_load`` counts, per node, the tasks this caller placed there since the view was taken (or
@@ -148,6 +158,13 @@ def choose_node(
             + (f" ({', '.join(why)})" if why else "")
             + f" among {sum(1 for n in nodes if n.alive)} alive node(s)",
             rule_ids=rule_ids + extra,
+        )
+    if shed_when_closed and all(qos in node.closed_classes for node in eligible):
+        raise Overloaded(
+            f"class {qos!r} is at its cap on all {len(eligible)} eligible node(s); not submitted",
+            reason="node_caps",
+            rule_ids=rule_ids,
+            retry_after_s=retry_after_s,
         )
     placed = local_load or {}
     n = len(eligible)

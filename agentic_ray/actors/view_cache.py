@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from agentic_ray.actors.common import GLOBAL_NAME, NAMESPACE, kv_get, read_active_policy
+from agentic_ray.actors.outstanding import OutstandingEstimate
 from agentic_ray.actors.placement import (
     NodeView,
     Placement,
@@ -25,6 +26,7 @@ from agentic_ray.actors.placement import (
     node_attrs_from_ray,
 )
 from agentic_ray.policies import NodeAttrs, Policy, default_policy
+from agentic_ray.policies.types import Shedding
 
 __all__ = ["ClusterViewCache"]
 
@@ -34,8 +36,9 @@ VIEW_IDLE_S = 10.0
 PLACEMENT_BATCH_PER_CPU = 4  # outstanding tasks per CPU of a node before the next node gets work
 # Count this process's outstanding tasks per node with a completion callback on every ObjectRef. More
 # exact load, but each callback takes the GIL from a Ray thread, which slowed pipelined submission by
-# ~15-20 % in benchmarks/task_overhead.py; off by default (tasks placed since the last view are counted).
+# ~15-20 % in benchmarks/task_overhead.py; off by default (``OutstandingEstimate`` predicts completions).
 TRACK_COMPLETIONS = False
+ACCOUNTING_LAG_S = 0.1  # a worker reports a task's start to its agent within this (worker._Accountant)
 
 
 class ClusterViewCache:
@@ -47,10 +50,12 @@ class ClusterViewCache:
         self._policies: dict[str, Policy] = {}
         self.nodes: list[NodeView] = []
         self.view_at = 0.0  # monotonic time of the last good view
+        self.view_ages: dict[str, float | None] = {}  # per node: its snapshot's age when the view was read
         self.view_error: str | None = None
         self.last_used = time.monotonic()
         self.outstanding: dict[str, int] = {}  # tasks placed by this process and not finished, per node
-        self.placed_since_view: dict[str, int] = {}  # used where completions cannot be tracked
+        self.estimate = OutstandingEstimate()  # this process's tasks the view does not count yet
+        self._by_id: dict[str, NodeView] = {}
         self.track_completions = TRACK_COMPLETIONS
         self._selectors: dict[Any, Any] = {}
         self.rotation = 0
@@ -113,15 +118,21 @@ class ClusterViewCache:
                 resources=n["resources"],
                 inflight=int(n["inflight"]),
                 closed_classes=frozenset(n["closed_classes"]),
+                service_ms=n.get("service_ms") or {},
             )
             for n in view["nodes"]
         ]
         self.adopt_policy_sha(view["policy_sha"])
+        now = time.monotonic()
+        for n in view["nodes"]:
+            if n.get("age_s") is not None:  # tasks placed well before that snapshot are in its count
+                self.estimate.forget_before(n["node_id"], now - float(n["age_s"]) - ACCOUNTING_LAG_S)
         self.nodes = nodes
-        self.placed_since_view = {}
+        self._by_id = {node.node_id: node for node in nodes}
         self._selectors = {}
         self.rotation += 1
-        self.view_at = time.monotonic()
+        self.view_at = now
+        self.view_ages = {n["node_id"]: n.get("age_s") for n in view["nodes"]}
         self.view_error = None
         return view
 
@@ -139,6 +150,17 @@ class ClusterViewCache:
             self._global = None
             self.view_error = repr(exc)
             return False
+
+    def view_age_s(self, node_id: str | None = None) -> float | None:
+        """Age now (seconds) of ``node_id``'s snapshot in the cached view, or of the oldest node snapshot
+        when ``node_id`` is ``None``; ``None`` without a view (or when that node never reported)."""
+        if not self.nodes:
+            return None
+        if node_id is not None:
+            age = self.view_ages.get(node_id)
+        else:
+            age = max((a for a in self.view_ages.values() if a is not None), default=None)
+        return None if age is None else age + (time.monotonic() - self.view_at)
 
     def view_fresh(self) -> bool:
         return bool(self.nodes) and time.monotonic() - self.view_at <= VIEW_STALE_S
@@ -178,13 +200,17 @@ class ClusterViewCache:
                 qos=qos,
                 accelerator=accelerator,
                 resources=resources,
-                local_load=self.outstanding if self.track_completions else self.placed_since_view,
+                local_load=self.outstanding if self.track_completions else self.estimate.at(now),
                 rotation=self.rotation,
                 selector=selector,
                 local_node_id=self.local_node_id,
                 batch_per_cpu=PLACEMENT_BATCH_PER_CPU,
+                shed_when_closed=classification.qos.shedding is not Shedding.NEVER,
             )
-            self.placed_since_view[placement.node_id] = self.placed_since_view.get(placement.node_id, 0) + 1
+            node = self._by_id.get(placement.node_id)
+            if node is not None:
+                service_ms = node.service_ms.get(qos)
+                self.estimate.add(node.node_id, now, None if service_ms is None else service_ms / 1000.0, node.cpus)
             return placement
         self.rotation += 1
         return fallback_placement(

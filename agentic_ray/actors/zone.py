@@ -3,8 +3,12 @@
 Agents call ``report(report)`` every ``report_interval_s`` with their snapshot and summary delta. The
 zone keeps the latest snapshot per node, sums the deltas (``ClassSummary.merge``) and, every
 ``report_interval_s``, sends ``{"nodes": snapshots, "summaries": merged delta}`` to the
-GlobalCoordinator (``zone_report``), then starts a new delta. A report from an agent with a new
-``incarnation`` counts as a (re-)registration. ``push_leases`` forwards per-node caps to the agents.
+GlobalCoordinator (``zone_report``), then starts a new delta. A report also wakes the forward loop, so
+a snapshot reaches the GlobalCoordinator at once rather than up to ``report_interval_s`` later; reports
+that arrive while a forward is in flight go together in the next one, and forwards are at least
+``snapshot_interval_s / 2`` apart (at most 20 a second with the defaults, however many agents).
+A report from an agent with a new ``incarnation`` counts as a (re-)registration. ``push_leases``
+forwards per-node caps to the agents.
 
 ``stats()`` is the telemetry seam (JSON-able): zone, agents with their last report age and incarnation,
 registrations, reports forwarded. Each forward round counts ``agentic_coordinator_rounds{level="zone"}``.
@@ -13,6 +17,7 @@ registrations, reports forwarded. Each forward round counts ``agentic_coordinato
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -45,6 +50,7 @@ class ZoneCoordinator:
         self._global = None
         self._agents: dict[str, Any] = {}
         self.metrics = AgenticMetrics(RayMetrics(), "coordinator")
+        self._wake = asyncio.Event()
         self._task = asyncio.get_event_loop().create_task(self._forward_loop())
 
     async def report(self, report: dict[str, Any]) -> None:
@@ -57,6 +63,7 @@ class ZoneCoordinator:
             log.info("zone %s: agent %s registered (incarnation %s)", self.zone, node_id[:12], snap["incarnation"])
         self.snapshots[node_id] = snap
         self.received_at[node_id] = time.time()
+        self._wake.set()
         for key, data in report.get("summaries", {}).items():
             s = ClassSummary.from_dict(data)
             if key in self.delta:
@@ -90,7 +97,10 @@ class ZoneCoordinator:
                 self._global = None
                 self.forward_errors += 1
                 log.debug("zone %s: forward failed: %s", self.zone, exc)
-            await asyncio.sleep(self.config.report_interval_s)
+            await asyncio.sleep(self.config.snapshot_interval_s / 2)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.config.report_interval_s)
+            self._wake.clear()
 
     async def push_leases(
         self, leases: dict[str, dict[str, int]], granted_at: float, lease_s: float, revision: int

@@ -38,10 +38,11 @@ def test_pure_modules_do_not_import_ray():
     code = (
         "import sys\n"
         "import agentic_ray.actors.drift, agentic_ray.actors.summary, agentic_ray.actors.placement\n"
-        "import agentic_ray.actors.probe, agentic_ray.actors.leases, agentic_ray.testing.nvml\n"
+        "import agentic_ray.actors.probe, agentic_ray.actors.leases, agentic_ray.actors.outstanding\n"
+        "import agentic_ray.testing.nvml\n"
         "import agentic_ray, agentic_ray.policies\n"
         "assert 'ray' not in sys.modules, 'ray imported'\n"
-        "assert 'asyncio' not in sys.modules or True\n"
+        "assert 'asyncio' not in sys.modules, 'asyncio imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -143,3 +144,22 @@ def test_worker_function_keeps_the_signature_and_runs_unchecked_without_context(
         assert runner(2, b=3) == 5
     finally:
         worker._current_task_name = original
+
+
+def test_agent_sends_snapshots_between_full_reports_only_when_placement_facts_change():
+    from agentic_ray.actors.node_agent import NodeAgentImpl
+
+    agent = NodeAgentImpl("n" * 56, {"zone": "eu-west"}, {"report_interval_s": 0.5, "snapshot_interval_s": 0.1})
+    full = agent.next_report(now=10.0, last_full=float("-inf"), last_facts=None)
+    assert full is not None and "snapshot" in full
+    facts = agent.placement_facts()
+    assert agent.next_report(now=10.1, last_full=10.0, last_facts=facts, last_sent=10.0) is None  # no change
+    heartbeat = agent.next_report(now=10.3, last_full=10.0, last_facts=facts, last_sent=10.0)
+    assert heartbeat["summaries"] == {}  # unchanged, but half a report interval passed: a heartbeat
+    agent.record_batch([("start", "critical"), ("end", "critical", "fraud", 3.0, 5.0, True, True)])
+    agent.record_batch([("start", "critical")])
+    snap_only = agent.next_report(now=10.2, last_full=10.0, last_facts=facts)
+    assert snap_only["summaries"] == {} and snap_only["snapshot"]["inflight"] == 1
+    assert agent.delta, "a snapshot-only report keeps the summary delta for the next full report"
+    full = agent.next_report(now=10.5, last_full=10.0, last_facts=agent.placement_facts())
+    assert full["summaries"]["critical|fraud"]["count"] == 1 and not agent.delta

@@ -83,13 +83,13 @@ def test_bad_settings():
         CircuitBreaker(BreakerSettings(ejection_s=10.0, max_ejection_s=1.0))
 
 
-
 def _twice_ejected_then_recovered():
     from agentic_ray.policies.types import BreakerSettings
     from agentic_ray.scheduling.breaker import BreakerState, CircuitBreaker
 
-    b = CircuitBreaker(BreakerSettings(consecutive_failures=1, ejection_s=1.0, max_ejection_s=60,
-                                       max_ejected_fraction=1.0), ["r"])
+    b = CircuitBreaker(
+        BreakerSettings(consecutive_failures=1, ejection_s=1.0, max_ejection_s=60, max_ejected_fraction=1.0), ["r"]
+    )
     b.record("r", False, None, 0.0)  # ejected for 1 s
     assert b.retry_after_s("r", 0.0) == 1.0
     b.on_dispatch("r", 1.0)  # half-open probe
