@@ -54,7 +54,7 @@ from agentic_ray.actors.placement import (
     Placement,
 )
 from agentic_ray.actors.view_cache import ClusterViewCache
-from agentic_ray.actors.worker import TRACE_SUFFIX, encode_context, make_worker_function
+from agentic_ray.actors.worker import TRACE_SUFFIX, account_placed, encode_context, make_worker_function
 from agentic_ray.budget import Budget, budget_scope, current_deadline
 from agentic_ray.errors import BudgetExhausted
 from agentic_ray.policies import Policy, RequestMeta, load_policy
@@ -304,6 +304,8 @@ class AgenticRemoteFunction:
         if _DECISION_LOG is not None:
             _log_placement(self, name, classification, placement)
         ref = self._submit_function(placement)(name, args, kwargs)
+        if placement.node_id is not None:
+            account_placed(placement.node_id, classification.qos.name, deadline_at)
         rt = _RUNTIME
         if rt is not None:
             rt.track(placement.node_id, ref)
@@ -508,19 +510,30 @@ def status() -> dict[str, Any]:
 
 
 def cluster_view() -> dict[str, Any]:
-    """This process's cached view: age, nodes, active policy, last refresh error. Asking counts as use:
-    it keeps the background refresh going (and fetches once if the view went stale while idle)."""
+    """This process's cached view: age (since fetched, and of the oldest node snapshot in it), nodes
+    (in-flight, closed classes, EWMA service ms per class, snapshot age), active policy, last refresh
+    error. Asking counts as use: it keeps the background refresh going (and fetches once if the view
+    went stale while idle)."""
     rt = _runtime()
     if time.monotonic() - rt.last_used > view_cache.VIEW_IDLE_S and not rt.view_fresh():
         rt.try_refresh(timeout=1.0)
     rt.last_used = time.monotonic()
     return {
         "age_s": time.monotonic() - rt.view_at if rt.view_at else None,
+        "oldest_snapshot_age_s": rt.view_age_s(),
         "fresh": rt.view_fresh(),
         "policy_sha": rt.policy_sha,
         "policy_version": rt.policy.version,
         "nodes": [
-            {"node_id": n.node_id, "zone": n.attrs.zone, "accelerator": n.attrs.accelerator, "inflight": n.inflight}
+            {
+                "node_id": n.node_id,
+                "zone": n.attrs.zone,
+                "accelerator": n.attrs.accelerator,
+                "inflight": n.inflight,
+                "closed_classes": sorted(n.closed_classes),
+                "service_ms": dict(n.service_ms),
+                "snapshot_age_s": rt.view_age_s(n.node_id),
+            }
             for n in rt.nodes
         ],
         "error": rt.view_error,

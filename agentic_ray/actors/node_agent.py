@@ -46,6 +46,7 @@ import ray
 
 from agentic_ray.actors.common import NAMESPACE, ControlPlaneConfig, zone_name
 from agentic_ray.actors.probe import AcceleratorProbe
+from agentic_ray.actors.queued import PlacedNotStarted
 from agentic_ray.actors.summary import ClassSummary, summary_key
 from agentic_ray.scheduling.estimators import Ewma
 from agentic_ray.telemetry.metrics import AgenticMetrics
@@ -93,10 +94,11 @@ class NodeAgentImpl:
         self.policy_version: str | None = None
         self.caps: dict[str, int] = {}
         self.lease: dict[str, Any] = {}
-        self.inflight: dict[str, int] = {}
+        self.inflight: dict[str, int] = {}  # started and not finished, per class
+        self.queued = PlacedNotStarted()  # placed here by a submitter and not started, per class
         self.ewma: dict[str, Ewma] = {}
         self.delta: dict[str, ClassSummary] = {}
-        self.totals = {"started": 0, "finished": 0, "errors": 0, "missed": 0, "refused": 0}
+        self.totals = {"placed": 0, "started": 0, "finished": 0, "errors": 0, "missed": 0, "refused": 0}
         self.reports_sent = 0
         self.snapshots_sent = 0  # snapshot-only reports between full ones
         self.report_errors = 0
@@ -105,7 +107,8 @@ class NodeAgentImpl:
     def record_batch(self, events: list[tuple]) -> int:
         """Apply worker events; returns how many were applied.
 
-        ``("start", qos)``; ``("end", qos, workflow, service_ms, latency_ms, ok, met_deadline[,
+        ``("placed", qos, deadline_at)`` (from the submitting process: the task waits in Ray's queue
+        until its ``start``); ``("start", qos)``; ``("end", qos, workflow, service_ms, latency_ms, ok, met_deadline[,
         budget_left_ms])`` (without ``budget_left_ms``: +1 when met, -1 when late, for the metrics);
         ``("refused", qos, workflow, latency_ms)`` (a task that did not start: its deadline had passed).
         State (in-flight, summaries, EWMAs, totals) is updated per event; metrics once per batch (see
@@ -121,9 +124,13 @@ class NodeAgentImpl:
         for ev in events:
             kind, qos = ev[0], ev[1]
             touched.add(qos)
-            if kind == "start":
+            if kind == "placed":
+                self.queued.placed(qos, ev[2], now)
+                totals["placed"] += 1
+            elif kind == "start":
                 inflight[qos] = inflight.get(qos, 0) + 1
                 totals["started"] += 1
+                self.queued.started(qos, now)
             elif kind == "end":
                 _, _, workflow, service_ms, latency_ms, ok, met = ev[:7]
                 budget_left_ms = ev[7] if len(ev) > 7 else (1.0 if met else -1.0)
@@ -146,6 +153,7 @@ class NodeAgentImpl:
                 self._summary(qos, workflow).record(max(0.0, latency_ms), True, False)
                 refused[qos] = refused.get(qos, 0) + 1
                 totals["refused"] += 1
+                self.queued.started(qos, now)
         self._record_metrics(touched, outcomes, latencies, budgets_left, refused)
         return len(events)
 
@@ -186,14 +194,18 @@ class NodeAgentImpl:
         return s
 
     # -- admission ---------------------------------------------------------------------------------
+    def waiting(self, qos: str) -> int:
+        """Tasks of ``qos`` on this node: started and not finished, plus placed and not started."""
+        return self.inflight.get(qos, 0) + self.queued.count(qos, time.time())
+
     def closed_classes(self) -> list[str]:
-        """Classes whose in-flight count reached the cap of this node's lease."""
-        return sorted(q for q, cap in self.caps.items() if self.inflight.get(q, 0) >= cap)
+        """Classes whose tasks on this node (running plus queued) reached the cap of this node's lease."""
+        return sorted(q for q, cap in self.caps.items() if self.waiting(q) >= cap)
 
     def admit(self, qos: str) -> bool:
-        """Local admission: True while ``qos``'s in-flight count is below its cap (no cap: True)."""
+        """Local admission: True while ``qos``'s running plus queued count is below its cap (no cap: True)."""
         cap = self.caps.get(qos)
-        return cap is None or self.inflight.get(qos, 0) < cap
+        return cap is None or self.waiting(qos) < cap
 
     # -- control from above ------------------------------------------------------------------------
     def set_policy(self, policy: Any) -> str:
@@ -210,7 +222,9 @@ class NodeAgentImpl:
 
     # -- reporting ---------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        """The node as placement sees it (JSON-able)."""
+        """The node as placement sees it (JSON-able). ``inflight`` counts running and queued tasks;
+        ``inflight_by_class`` the running ones, ``queued_by_class`` those placed here and not started."""
+        queued = self.queued.counts(time.time())
         if time.monotonic() - self._probed_at >= _PROBE_EVERY_S:
             self.accelerator = self.probe.sample()
             self._probed_at = time.monotonic()
@@ -221,8 +235,9 @@ class NodeAgentImpl:
             "incarnation": self.incarnation,
             "started_at": self.started_at,
             "at": time.time(),
-            "inflight": sum(self.inflight.values()),
+            "inflight": sum(self.inflight.values()) + sum(queued.values()),
             "inflight_by_class": dict(self.inflight),
+            "queued_by_class": queued,
             "closed_classes": self.closed_classes(),
             "service_ms": {k: e.estimate() for k, e in self.ewma.items()},
             "accelerator": self.accelerator,
@@ -240,6 +255,7 @@ class NodeAgentImpl:
         policy. A snapshot-only report is sent between full reports only when this changed."""
         return (
             tuple(sorted((q, n) for q, n in self.inflight.items() if n)),
+            tuple(sorted(self.queued.counts(time.time()).items())),
             tuple(self.closed_classes()),
             tuple(sorted(self.caps.items())),
             self.policy_sha,

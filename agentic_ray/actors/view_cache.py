@@ -38,7 +38,7 @@ PLACEMENT_BATCH_PER_CPU = 4  # outstanding tasks per CPU of a node before the ne
 # exact load, but each callback takes the GIL from a Ray thread, which slowed pipelined submission by
 # ~15-20 % in benchmarks/task_overhead.py; off by default (``OutstandingEstimate`` predicts completions).
 TRACK_COMPLETIONS = False
-ACCOUNTING_LAG_S = 0.1  # a worker reports a task's start to its agent within this (worker._Accountant)
+ACCOUNTING_LAG_S = 0.15  # a placement reaches its node's agent within this (worker._Accountant, 0.1 s + send)
 
 
 class ClusterViewCache:

@@ -22,7 +22,8 @@ and run ``fn`` inside ``span("agentic.execute", parent=carrier, child_only=True)
 one substring test.
 
 Events go to a per-process ``_Accountant``: a daemon thread sends them in batches every 0.1 s to the
-node's agent (``record_batch``), off the task's critical path; it checks each send on its next turn
+node's agent (``record_batch``), off the task's critical path (the submitting process reports each
+placement the same way, ``account_placed``, to the agent of the node it chose); it checks each send on its next turn
 and, when the cached agent handle is dead (the control plane was restarted while this worker lived),
 looks the agent up again and re-sends the batch.
 """
@@ -41,7 +42,14 @@ from agentic_ray.actors.common import NAMESPACE, agent_name
 from agentic_ray.budget import Deadline, deadline_scope
 from agentic_ray.errors import BudgetExhausted
 
-__all__ = ["TRACE_SUFFIX", "decode_context", "encode_context", "make_worker_function", "split_trace"]
+__all__ = [
+    "TRACE_SUFFIX",
+    "account_placed",
+    "decode_context",
+    "encode_context",
+    "make_worker_function",
+    "split_trace",
+]
 
 _LOCK = threading.Lock()
 
@@ -49,73 +57,95 @@ TRACE_SUFFIX = "|tp="
 
 
 class _Accountant:
-    """Buffers task events in this worker and sends them to the node's agent every 0.1 s."""
+    """Buffers task events in this process and sends them in batches every 0.1 s to node agents: a
+    worker's ``start``/``end``/``refused`` go to its own node's agent, a submitter's ``placed`` events
+    to the agent of the node each task was placed on."""
 
     FLUSH_S = 0.1
+    MAX_BATCH = 1000
 
     def __init__(self) -> None:
-        self.events: deque = deque()
+        self.events: deque = deque()  # (node_id or None for this process's node, event)
         self.dropped = 0
         self.failures = 0
-        self._agent = None
+        self._agents: dict[str, Any] = {}
+        self._local_node: str | None = None
         self._thread = threading.Thread(target=self._loop, name="agentic-accounting", daemon=True)
         self._thread.start()
 
-    def add(self, event: tuple) -> None:
-        self.events.append(event)
+    def add(self, event: tuple, node_id: str | None = None) -> None:
+        self.events.append((node_id, event))
 
     def _loop(self) -> None:
         import ray
 
-        pending = None  # (ref, batch) of the previous send, checked before the next one
+        pending: list[tuple[Any, str, list]] = []  # (ref, node_id, batch) of the previous round's sends
         while True:
             time.sleep(self.FLUSH_S)
-            if pending is not None:
-                pending = self._check(ray, *pending)
+            if pending:
+                pending = self._check(ray, pending)
             if not self.events:
                 continue
-            batch = []
-            while self.events and len(batch) < 1000:
-                batch.append(self.events.popleft())
-            try:
-                if self._agent is None:
-                    node_id = ray.get_runtime_context().get_node_id()
-                    self._agent = ray.get_actor(agent_name(node_id), namespace=NAMESPACE)
-                pending = (self._agent.record_batch.remote(batch), batch)
-            except Exception:
-                self._agent = None
-                self.dropped += len(batch)
+            batches: dict[str, list] = {}
+            taken = 0
+            while self.events and taken < self.MAX_BATCH:
+                node_id, event = self.events.popleft()
+                if node_id is None:
+                    if self._local_node is None:
+                        self._local_node = ray.get_runtime_context().get_node_id()
+                    node_id = self._local_node
+                batches.setdefault(node_id, []).append(event)
+                taken += 1
+            for node_id, batch in batches.items():
+                try:
+                    agent = self._agents.get(node_id)
+                    if agent is None:
+                        agent = self._agents[node_id] = ray.get_actor(agent_name(node_id), namespace=NAMESPACE)
+                    pending.append((agent.record_batch.remote(batch), node_id, batch))
+                except Exception:
+                    self._agents.pop(node_id, None)
+                    self.dropped += len(batch)
 
-    def _check(self, ray: Any, ref: Any, batch: list) -> Any:
-        """``None`` once the previous send is done; on failure (the cached agent was killed, e.g. by a
-        control-plane restart) the handle is looked up again and the batch is queued again (up to 3
+    def _check(self, ray: Any, pending: list[tuple[Any, str, list]]) -> list[tuple[Any, str, list]]:
+        """The sends not done yet. A failed one (the cached agent was killed, e.g. by a control-plane
+        restart) drops the handle, which is looked up again, and queues the batch again (up to 3
         failures in a row; then it is counted in ``dropped``)."""
-        ready, _ = ray.wait([ref], timeout=0)
-        if not ready:
-            return (ref, batch)
-        try:
-            ray.get(ref, timeout=0)
-            self.failures = 0
-        except Exception:
-            self._agent = None
-            self.failures += 1
-            if self.failures <= 3:
-                self.events.extendleft(reversed(batch))
-            else:
-                self.dropped += len(batch)
-        return None
+        still = []
+        for ref, node_id, batch in pending:
+            ready, _ = ray.wait([ref], timeout=0)
+            if not ready:
+                still.append((ref, node_id, batch))
+                continue
+            try:
+                ray.get(ref, timeout=0)
+                self.failures = 0
+            except Exception:
+                self._agents.pop(node_id, None)
+                self.failures += 1
+                if self.failures <= 3:
+                    self.events.extendleft((node_id, ev) for ev in reversed(batch))
+                else:
+                    self.dropped += len(batch)
+        return still
 
 
 _ACCOUNTANT: _Accountant | None = None
 
 
-def _account(event: tuple) -> None:
+def _account(event: tuple, node_id: str | None = None) -> None:
+    """Queue ``event`` for the agent of ``node_id`` (``None``: this process's node)."""
     global _ACCOUNTANT
     if _ACCOUNTANT is None:
         with _LOCK:
             if _ACCOUNTANT is None:
                 _ACCOUNTANT = _Accountant()
-    _ACCOUNTANT.add(event)
+    _ACCOUNTANT.add(event, node_id)
+
+
+def account_placed(node_id: str, qos: str, deadline_at: float) -> None:
+    """Tell ``node_id``'s agent (batched, within ``_Accountant.FLUSH_S``) that this process placed a task
+    of ``qos`` there, so the agent counts it as queued until its worker reports ``start``."""
+    _account(("placed", qos, deadline_at), node_id)
 
 
 def encode_context(

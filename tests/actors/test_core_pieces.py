@@ -65,7 +65,7 @@ def test_node_agent_logic_in_process():
     assert (s["count"], s["missed"]) == (2, 1)
     assert report["snapshot"]["service_ms"]["critical|fraud"] == 12.0
     assert agent.take_report()["summaries"] == {}
-    assert agent.stats()["totals"] == {"started": 2, "finished": 1, "errors": 0, "missed": 0, "refused": 1}
+    assert agent.stats()["totals"] == {"placed": 0, "started": 2, "finished": 1, "errors": 0, "missed": 0, "refused": 1}
 
 
 def test_node_agent_metrics_per_batch_counts_exact_histograms_sampled():
@@ -93,7 +93,8 @@ def test_node_agent_metrics_per_batch_counts_exact_histograms_sampled():
     assert len(latencies) == k and latencies[0] == 0.0 and latencies[-1] >= n - 4
     assert latencies == sorted(latencies)
     assert len(rec.value("agentic_budget_left_ms", component="agent", qos="standard")) == k
-    assert agent.stats()["totals"] == {"started": n, "finished": n + 2, "errors": 2, "missed": 0, "refused": 2}
+    totals = {"placed": 0, "started": n, "finished": n + 2, "errors": 2, "missed": 0, "refused": 2}
+    assert agent.stats()["totals"] == totals
 
 
 def test_allocate_caps_uses_the_budget_allocator_when_there_is_demand():
