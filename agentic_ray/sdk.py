@@ -80,6 +80,9 @@ _RUNTIME: ClusterViewCache | None = None
 _RUNTIME_LOCK = threading.Lock()
 _TRACING_MODULE = "agentic_ray.telemetry.tracing"
 _DECISION_LOG: Any = None  # this process's DecisionLog when AGENTIC_DECISION_LOG_DIR is set
+# Report each placement to the chosen node's agent (queued-not-started accounting, worker.account_placed).
+# Off, agents see tasks only once they start, and their gates ignore work waiting in Ray's queue.
+ACCOUNT_PLACEMENTS = True
 
 
 def _tracing_on() -> Any:
@@ -304,7 +307,7 @@ class AgenticRemoteFunction:
         if _DECISION_LOG is not None:
             _log_placement(self, name, classification, placement)
         ref = self._submit_function(placement)(name, args, kwargs)
-        if placement.node_id is not None:
+        if placement.node_id is not None and ACCOUNT_PLACEMENTS:
             account_placed(placement.node_id, classification.qos.name, deadline_at)
         rt = _RUNTIME
         if rt is not None:

@@ -152,6 +152,14 @@ def run(quick: bool) -> dict[str, Any]:
         windows = _burst_windows(10, 3, duration)
         burst["burst_windows_s"] = windows
         burst["during_burst"] = {p: _window_stats(r, windows) for p, r in records.items()}
+        burst["critical_misses"] = {  # every critical request that was shed, failed or late: for diagnosis
+            p: [
+                x
+                for x in r
+                if x["qos"] == "critical" and not (x["outcome"] == "completed" and x["latency_ms"] <= x["budget_ms"])
+            ]
+            for p, r in records.items()
+        }
         report["burst"] = burst
         print_progress("== low load ==")
         load0 = os.getloadavg()[0]

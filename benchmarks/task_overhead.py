@@ -181,14 +181,23 @@ def main() -> int:
 
         seq = {"plain": [], "agentic": []}
         pipe = {"plain": [], "agentic": []}
+
+        def variant(name: str, f, run):
+            sdk.ACCOUNT_PLACEMENTS = name != "agentic_no_placed"
+            try:
+                return run(f)
+            finally:
+                sdk.ACCOUNT_PLACEMENTS = True
+
+        seq["agentic_no_placed"], pipe["agentic_no_placed"] = [], []
         for r in range(args.rounds):
-            order = [("plain", plain_noop), ("agentic", agentic_noop)]
+            order = [("plain", plain_noop), ("agentic", agentic_noop), ("agentic_no_placed", agentic_noop)]
             if r % 2:
                 order.reverse()
             for name, f in order:
-                seq[name] += sequential(f, args.calls)
+                seq[name] += variant(name, f, lambda f: sequential(f, args.calls))
             for name, f in order:
-                pipe[name] += pipelined(f, args.windows, args.window)
+                pipe[name] += variant(name, f, lambda f: pipelined(f, args.windows, args.window))
 
         # Freshness of the view placement reads, and how often sequential calls change node (each change
         # makes Ray lease a worker elsewhere). Measured apart from the timed rounds: place() is wrapped.
@@ -257,6 +266,12 @@ def main() -> int:
         "pipelined_p99": result["pipelined_window_ms"]["agentic"]["p99"]
         / result["pipelined_window_ms"]["plain"]["p99"],
     }
+    result["ratios_without_placement_accounting"] = {
+        "sequential_median": result["sequential_ms"]["agentic_no_placed"]["median"]
+        / result["sequential_ms"]["plain"]["median"],
+        "pipelined_median": result["pipelined_window_ms"]["agentic_no_placed"]["median"]
+        / result["pipelined_window_ms"]["plain"]["median"],
+    }
     result["floors"] = {
         "median_ratio_le_1.2": result["ratios"]["sequential_median"] <= 1.2
         and result["ratios"]["pipelined_median"] <= 1.2,
@@ -284,18 +299,23 @@ def markdown(r: dict) -> str:
         ("sequential (ms/call)", s),
         (f"pipelined (ms/{r['settings']['window']} tasks)", p),
     ):
-        for name in ("plain", "agentic"):
+        for name in ("plain", "agentic", "agentic_no_placed"):
             t = table[name]
             lines.append(f"| {mode} | {name} | {t['n']} | {t['median']:.3f} | {t['p99']:.3f} | {t['mean']:.3f} |")
     d, sub, a = r["decision_us"], r["submit_us"], r["agent_record_batch_us_per_task"]
     lines += [
         "",
         f"Throughput pipelined: plain {r['pipelined_tasks_per_s']['plain']:.0f} tasks/s, "
-        f"agentic {r['pipelined_tasks_per_s']['agentic']:.0f} tasks/s.",
+        f"agentic {r['pipelined_tasks_per_s']['agentic']:.0f} tasks/s, agentic without placement reports "
+        f"{r['pipelined_tasks_per_s']['agentic_no_placed']:.0f} tasks/s.",
         "",
         "| ratio agentic/plain | value |",
         "|---|---:|",
         *(f"| {k} | {v:.3f} |" for k, v in ratios.items()),
+        *(
+            f"| {k}, placements not reported to agents | {v:.3f} |"
+            for k, v in r["ratios_without_placement_accounting"].items()
+        ),
         "",
         f"Placement decision (`decide()`): median {d['median']:.1f} us, p99 {d['p99']:.1f} us (n={d['n']}).",
         f"`.remote()` call alone: agentic median {sub['agentic']['median']:.1f} us / "
