@@ -257,6 +257,15 @@ class GlobalCoordinator:
             self._checkpoint()
 
     def _budget_of(self, qos: str, workflow: str | None) -> float:
+        """The budget drift judges a summary key against: a stage's (``"fraud/score"``, nominal stage
+        budget), a workflow's, else the class's."""
+        if workflow and "/" in workflow:
+            name, stage = workflow.split("/", 1)
+            wf = self.policy.workflows.get(name)
+            for s in wf.stages if wf is not None else ():
+                if s.name == stage:
+                    return s.budget_ms
+            workflow = name
         if workflow and workflow in self.policy.workflows:
             return self.policy.workflows[workflow].budget_ms
         cls = self.policy.classes.get(qos)

@@ -9,6 +9,8 @@ workflow, stage, submitted_at, name)`` (wall-clock seconds) travels in the Ray t
 
 1. refuses to start when ``time.time() >= deadline_at``: raises ``BudgetExhausted`` (reason
    ``deadline_passed``) without calling ``fn``, and accounts a ``refused`` event;
+   The workflow field of ``refused`` and ``end`` events is ``drift_key``: ``workflow/stage`` for a
+   stage task, so drift compares it with the stage's budget;
 2. otherwise accounts ``start``, runs ``fn`` inside ``deadline_scope(Deadline(deadline_at))`` (child
    tasks submitted by ``fn`` inherit the remaining budget), and accounts ``end`` with the service time,
    the latency since submission, success, whether it met the deadline and the budget left (ms, < 0
@@ -205,9 +207,17 @@ def _current_task_name() -> str | None:
     return ray.get_runtime_context().get_task_name()
 
 
+def drift_key(ctx: tuple) -> str | None:
+    """The workflow part of a task's accounting key: ``"fraud/score"`` for a stage task (judged against
+    its stage's budget by the drift detector), ``"fraud"`` for a task of the workflow as a whole, or
+    ``None``."""
+    workflow, stage = ctx[2], ctx[3]
+    return f"{workflow}/{stage}" if workflow and stage else workflow
+
+
 def _refuse(ctx: tuple, started: float) -> BudgetExhausted:
-    deadline_at, qos, workflow, _stage, submitted, name = ctx
-    _account(("refused", qos, workflow, (started - submitted) * 1000.0))
+    deadline_at, qos, _workflow, _stage, submitted, name = ctx
+    _account(("refused", qos, drift_key(ctx), (started - submitted) * 1000.0))
     late_ms = (started - deadline_at) * 1000.0
     return BudgetExhausted(
         f"task {name} not started: its deadline passed {late_ms:.1f} ms before it could start",
@@ -224,7 +234,7 @@ def make_worker_function(fn: Callable[..., Any]) -> Callable[..., Any]:
     def _finish(ctx: tuple, started: float, ok: bool) -> None:
         end = time.time()
         _account(
-            ("end", ctx[1], ctx[2], (end - started) * 1000.0, (end - ctx[4]) * 1000.0, ok, end <= ctx[0],
+            ("end", ctx[1], drift_key(ctx), (end - started) * 1000.0, (end - ctx[4]) * 1000.0, ok, end <= ctx[0],
              (ctx[0] - end) * 1000.0)
         )  # fmt: skip
 

@@ -172,13 +172,20 @@ def test_drift_alert_is_raised_and_cleared(agentic):
     def alerts():
         return ray.get(_global().status.remote(), timeout=10)["alerts"]
 
-    raised = wait_for(lambda: [a for a in alerts() if a["workflow"] == "fraud"], timeout=20, what="drift alert")
-    kinds = {a["kind"] for a in raised}
-    assert "burn_rate" in kinds or "p99_over_budget" in kinds
-    assert all(a["qos"] == "critical" for a in raised)
-    wait_for(lambda: not [a for a in alerts() if a["workflow"] == "fraud"], timeout=20, what="alerts cleared")
+    # Stage tasks are judged against their stage's budget (45 ms), not the workflow's 150 ms: their p99
+    # of ~120 ms is over budget although it is within the workflow's.
+    stage = "fraud/features"
+    raised = wait_for(
+        lambda: {a["kind"] for a in alerts() if a["workflow"] == stage} >= {"p99_over_budget"},
+        timeout=20,
+        what="p99 drift alert on the stage",
+    )
+    assert raised
+    assert all(a["qos"] == "critical" for a in alerts() if a["workflow"] == stage)
+    assert not [a for a in alerts() if a["workflow"] == "fraud"]  # no end-to-end task ran
+    wait_for(lambda: not [a for a in alerts() if a["workflow"] == stage], timeout=20, what="alerts cleared")
     log = ray.get(_global().status.remote(), timeout=10)["alert_log"]
-    assert {e["event"] for e in log if e["workflow"] == "fraud"} == {"raised", "cleared"}
+    assert {e["event"] for e in log if e["workflow"] == stage} == {"raised", "cleared"}
 
 
 def test_status_is_json_serialisable(agentic):
