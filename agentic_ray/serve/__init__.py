@@ -5,6 +5,8 @@
     @ars.deployment(slots=2, policy="policy.yaml")
     class Model: ...
 
+    result = await ars.call(handle, x, qos="critical", hedge_after_ms=40)  # budget scope + hedging
+
 Telemetry is on by default (metrics through ``ray.util.metrics``; spans when tracing is configured; the
 decision log when ``AGENTIC_DECISION_LOG_DIR`` is set); ``@ars.deployment(telemetry=False)`` turns it
 off, ``decision_hook="none"`` / ``router_hook="none"`` only the decision hooks (see ``deployment``).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentic_ray.serve.call import call
 from agentic_ray.serve.deployment import deployment, ungated
 from agentic_ray.serve.hooks import DecisionEvent, DecisionHook, DecisionStats, NoopHook
 from agentic_ray.serve.meta import HEADERS, META_KWARG, HeaderError
@@ -30,6 +33,7 @@ __all__ = [
     "DecisionStats",
     "HeaderError",
     "NoopHook",
+    "call",
     "deployment",
     "ingress_app",
     "ungated",

@@ -9,8 +9,9 @@
 Per request the ingress reads ``x-qos``, ``x-budget-ms``, ``x-tenant``, ``x-data-class``, ``x-workflow``,
 classifies them with the policy (so an unknown class or tenant is refused before any work), fixes the
 absolute deadline (``time.time() + budget``) and calls the model's handle with the JSON body as its one
-argument and the metadata as ``_agentic``. The model's router (running in this ingress replica) and
-the replicas' gates do the rest.
+argument and the metadata as ``_agentic`` (through ``agentic_ray.serve.call``: a class with the policy's
+``hedge_after_ms`` gets a hedged request on another replica when the first has not answered by then).
+The model's router (running in this ingress replica) and the replicas' gates do the rest.
 
 Status codes (``http_error``):
 
@@ -44,6 +45,7 @@ from starlette.responses import JSONResponse
 
 from agentic_ray.errors import AdmissionError, PolicyError
 from agentic_ray.policies import Policy, default_policy, load_policy, parse_policy
+from agentic_ray.serve.call import call
 from agentic_ray.serve.http_status import http_error
 from agentic_ray.serve.meta import META_KWARG, HeaderError, meta_from_headers, request_meta
 from agentic_ray.telemetry import tracing
@@ -97,7 +99,8 @@ class AgenticIngress:
         with trace_span as s:
             try:
                 kwargs = tracing.with_trace({META_KWARG: meta})
-                result = await self.model.remote(payload, **kwargs)
+                hedge_after_ms = classification.qos.hedge_after_ms
+                result = await call(self.model, payload, hedge_after_ms=hedge_after_ms, **kwargs)
             except AdmissionError as exc:
                 status, headers, body = http_error(exc)
                 s.set_attribute("agentic.outcome", type(exc).__name__)

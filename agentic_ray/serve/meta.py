@@ -108,8 +108,9 @@ def meta_from_headers(headers: Mapping[str, str]) -> dict[str, Any]:
 
 
 def to_request(classification: Any, request_id: Any, now: float, deadline: float | None, model: str | None) -> Request:
-    """The scheduling core's ``Request`` for a classified request; ``deadline`` overrides the class's."""
+    """The scheduling core's ``Request`` for a classified request; ``deadline`` (an absolute instant fixed by
+    an earlier hop or the caller's budget scope) replaces the class's when it is earlier, never later."""
     request = Request.from_classification(classification, request_id, now, model)
-    if deadline is not None and deadline != request.deadline:
+    if deadline is not None and float(deadline) < request.deadline:
         return replace(request, deadline=float(deadline))
     return request

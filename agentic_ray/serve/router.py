@@ -27,6 +27,11 @@ proxy). Per routing attempt (``choose_replicas``) it
      finished future and stops (raising inside ``choose_replicas`` would be swallowed and hang the
      request; see notes/ray-2.60.md 2.5).
 
+Hedges (``agentic_ray.serve.call``): a request whose metadata names ``hedge_of`` (the ``call_id`` of an
+earlier copy) is never sent to the replica that copy went to, and is paid from the policy's
+``RetryBudget``; it is shed with ``Overloaded`` (``hedge_budget_exhausted`` / ``no_hedge_replica``) when
+the budget is spent or no other replica is a candidate.
+
 A request that comes back after a replica rejected it (Serve's retry, recognisable by its reset
 future) spends the policy's ``RetryBudget``; once that is exhausted it is shed with
 ``Overloaded(reason="retry_budget_exhausted")``. Every decision goes to the decision hook.
@@ -91,13 +96,15 @@ def shed_error(shed: Shed) -> AdmissionError:
 
 
 class _Tracked:
-    __slots__ = ("future_id", "replica_id", "request", "routed_at")
+    __slots__ = ("call_id", "future_id", "hedge_of", "replica_id", "request", "routed_at")
 
-    def __init__(self, request: Request, future_id: int) -> None:
+    def __init__(self, request: Request, future_id: int, call_id: Any = None, hedge_of: Any = None) -> None:
         self.request = request
         self.future_id = future_id
         self.replica_id: str | None = None
         self.routed_at = 0.0
+        self.call_id = call_id  # set by agentic_ray.serve.call: lets a later hedge avoid this replica
+        self.hedge_of = hedge_of  # the call id this request hedges
 
 
 def _service_ms(stats: dict, metadata: dict) -> dict[str, float]:
@@ -145,6 +152,7 @@ class AgenticRequestRouter(RequestRouter):
         self._sample_seq: dict[str, int] = {}
         self._by_key: dict[str, RunningReplica] = {}
         self._tracked: OrderedDict[str, _Tracked] = OrderedDict()
+        self._call_replica: OrderedDict[Any, str] = OrderedDict()  # call id -> replica it was routed to
         # Requests this router sent and that have not completed, per replica and class priority.
         self._inflight: dict[str, dict[int, int]] = {}
 
@@ -274,7 +282,11 @@ class AgenticRequestRouter(RequestRouter):
                 tracked = self._track(pending_request, internal_id, now)
             except (PolicyError, ValueError) as exc:
                 return self._fail(pending_request, candidate_replicas, exc)
-            self.retry_budget.record_request(now)
+            if tracked.hedge_of is None:
+                self.retry_budget.record_request(now)
+            elif not self.retry_budget.try_acquire(1, tracked.request.remaining_ms(now), 0.0, now):
+                shed = Shed("hedge_budget_exhausted", 1.0, tracked.request.rule_ids)
+                return self._shed(pending_request, candidate_replicas, tracked.request, shed, now, None)
         elif tracked.future_id != id(pending_request.future):
             # Serve re-routes a request a replica rejected: a retry, paid from the retry budget.
             tracked.future_id = id(pending_request.future)
@@ -284,6 +296,12 @@ class AgenticRequestRouter(RequestRouter):
                 return self._shed(pending_request, candidate_replicas, request, shed, now, None)
         request = tracked.request
         views = self._candidate_views(candidate_replicas, now)
+        if tracked.hedge_of is not None:
+            avoid = self._call_replica.get(tracked.hedge_of)
+            views = [v for v in views if v.replica_id != avoid]
+            if not views:
+                shed = Shed("no_hedge_replica", 1.0, request.rule_ids)
+                return self._shed(pending_request, candidate_replicas, request, shed, now, None)
         started = time.perf_counter()
         decision = self.core.choose(request, views, now)
         decision_us = (time.perf_counter() - started) * 1e6
@@ -336,7 +354,7 @@ class AgenticRequestRouter(RequestRouter):
         meta["deadline"] = request.deadline
         meta["qos"] = request.qos
         kwargs[META_KWARG] = meta
-        tracked = _Tracked(request, id(pending_request.future))
+        tracked = _Tracked(request, id(pending_request.future), meta.get("call_id"), meta.get("hedge_of"))
         self._tracked[internal_id] = tracked
         if len(self._tracked) > _MAX_TRACKED:
             self._tracked.popitem(last=False)
@@ -422,6 +440,10 @@ class AgenticRequestRouter(RequestRouter):
         key = _replica_key(replica_id)
         tracked.replica_id = key
         tracked.routed_at = now
+        if tracked.call_id is not None:
+            self._call_replica[tracked.call_id] = key
+            if len(self._call_replica) > _MAX_TRACKED:
+                self._call_replica.popitem(last=False)
         self.core.on_dispatch(tracked.request, key, now)
         counts = self._inflight.setdefault(key, {})
         prio = tracked.request.priority

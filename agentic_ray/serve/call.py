@@ -1,0 +1,95 @@
+"""Calling an agentic deployment from async code: the caller's budget scope, and hedged requests.
+
+``await call(handle, *args, qos=..., budget_ms=..., hedge_after_ms=..., **kwargs)`` is
+``await handle.remote(*args, **kwargs)`` plus two things a bare handle call cannot do:
+
+- **Budget scope.** Serve routes a handle call on its own event-loop thread, where the caller's
+  ``agentic_ray.budget(ms)`` / ``deadline_scope`` context is not visible. ``call`` reads the enclosing
+  deadline here and sends it as the request's absolute deadline, so the router and the replica's gate
+  never give the call more time than the caller has left (the router keeps the earlier of it and the
+  class's own deadline).
+- **Hedging** (Dean & Barroso, "The Tail at Scale", CACM 2013): when ``hedge_after_ms`` is given (the
+  HTTP ingress passes the policy's ``hedge_after_ms`` of the request's class) and no answer came within
+  it, a second copy is sent, marked ``hedge_of`` the first; the router sends it to another replica than
+  the first (never the same one), pays it from the policy's retry budget, and sheds it (``Overloaded``,
+  reason ``hedge_budget_exhausted`` or ``no_hedge_replica``) when it cannot; a shed hedge is ignored
+  and the first copy is awaited. The first copy to succeed wins and the other is cancelled. No hedge is
+  sent once the deadline has passed. The replica's code runs twice for a hedged call, so hedge only
+  idempotent methods.
+
+Raises what the handle call raises (``AdmissionError`` subclasses for shed work); with a hedge, the
+first copy's error when both fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from typing import Any
+
+from agentic_ray.budget import current_deadline
+from agentic_ray.serve.meta import META_KWARG, pop_meta
+
+__all__ = ["CALL_ID", "HEDGE_OF", "call", "call_meta"]
+
+CALL_ID = "call_id"  # key in the wire metadata: this copy's id
+HEDGE_OF = "hedge_of"  # key in the wire metadata: the call id this copy hedges
+
+
+def call_meta(kwargs: dict[str, Any], now: float) -> dict[str, Any]:
+    """The wire metadata of a call: ``kwargs``' agentic keywords (removed from it), the deadline of the
+    enclosing budget scope when that is earlier, and a fresh call id."""
+    meta = pop_meta(kwargs)
+    budget_ms = meta.get("budget_ms")
+    deadline = meta.get("deadline")
+    if deadline is None and budget_ms is not None:
+        deadline = now + float(budget_ms) / 1000.0
+    scope = current_deadline()
+    if scope is not None and (deadline is None or scope.at < deadline):
+        deadline = scope.at
+    if deadline is not None:
+        meta["deadline"] = deadline
+    meta[CALL_ID] = uuid.uuid4().hex
+    return meta
+
+
+async def _answer(response: Any) -> Any:
+    return await response
+
+
+async def call(handle: Any, *args: Any, hedge_after_ms: float | None = None, **kwargs: Any) -> Any:
+    """Call ``handle`` (an agentic deployment's handle) with the agentic keywords in ``kwargs`` (``qos``,
+    ``budget_ms``, ``tenant``, ``data_class``, ``workflow``); see the module docstring."""
+    if hedge_after_ms is not None and not hedge_after_ms > 0:
+        raise ValueError(f"hedge_after_ms: must be > 0, got {hedge_after_ms!r}")
+    meta = call_meta(kwargs, time.time())
+    first = handle.remote(*args, **{META_KWARG: meta}, **kwargs)
+    if hedge_after_ms is None:
+        return await first
+    first_task = asyncio.ensure_future(_answer(first))
+    done, _ = await asyncio.wait({first_task}, timeout=hedge_after_ms / 1000.0)
+    deadline = meta.get("deadline")
+    if done or (deadline is not None and time.time() >= deadline):
+        return await first_task
+    hedge_meta = {**meta, CALL_ID: uuid.uuid4().hex, HEDGE_OF: meta[CALL_ID]}
+    second = handle.remote(*args, **{META_KWARG: hedge_meta}, **kwargs)
+    second_task = asyncio.ensure_future(_answer(second))
+    responses = {first_task: first, second_task: second}
+    pending: set[asyncio.Future] = {first_task, second_task}
+    errors: dict[asyncio.Future, BaseException] = {}
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                error = task.exception()
+                if error is None:
+                    return task.result()
+                errors[task] = error  # a refused hedge (AdmissionError) just leaves the first copy
+        raise errors.get(first_task) or errors[second_task]
+    finally:
+        for task in pending:
+            with contextlib.suppress(Exception):
+                responses[task].cancel()
+            task.cancel()

@@ -1,0 +1,149 @@
+"""``agentic_ray.serve.call`` on real Serve: hedged requests go to another replica and win when the first
+copy is slow; a hedge with no other replica is refused and the first copy still answers; the caller's
+budget scope reaches the replica's gate."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
+
+POLICY = """
+apiVersion: agentic-ray/v1
+kind: Policy
+metadata: {name: hedge-test}
+default_class: standard
+classes:
+  critical: {priority: 0, budget_ms: 10000, shedding: never, hedge_after_ms: 300}
+  standard: {priority: 1, budget_ms: 10000, shedding: when_overloaded}
+admission:
+  retry: {ratio: 1.0, min_per_s: 10}
+"""
+
+SLOW_S = 3.0
+
+
+@pytest.fixture(scope="module")
+def hedge_app(ray_cluster, tmp_path_factory):
+    import ray
+    from ray import serve
+
+    import agentic_ray.serve as ars
+
+    path = tmp_path_factory.mktemp("policy") / "policy.yaml"
+    path.write_text(POLICY)
+
+    @ray.remote(num_cpus=0)
+    class FirstCall:
+        """The first call a replica claims is slow; records which replica that was."""
+
+        def __init__(self) -> None:
+            self.slow: str | None = None
+            self.calls: list[str] = []
+
+        def claim(self, replica: str) -> bool:
+            self.calls.append(replica)
+            if self.slow is None:
+                self.slow = replica
+                return True
+            return False
+
+        def reset(self) -> None:
+            self.slow, self.calls = None, []
+
+        def state(self) -> tuple:
+            return self.slow, list(self.calls)
+
+    first = FirstCall.options(name="hedge-first-call", namespace="hedge-test").remote()
+
+    def make(name: str, replicas: int):
+        @ars.deployment(policy=str(path), slots=1, num_replicas=replicas, name=name,
+                        ray_actor_options={"num_cpus": 0})  # fmt: skip
+        class Model:
+            async def __call__(self, sleep_s: float = 0.0) -> str:
+                me = serve.get_replica_context().replica_id.unique_id
+                counter = ray.get_actor("hedge-first-call", namespace="hedge-test")
+                if await counter.claim.remote(me):
+                    await asyncio.sleep(SLOW_S)
+                await asyncio.sleep(sleep_s)
+                return me
+
+        return Model
+
+    serve.start(proxy_location="Disabled")
+    two = serve.run(make("Two", 2).bind(), name="hedge-two", route_prefix=None)
+    one = serve.run(make("One", 1).bind(), name="hedge-one", route_prefix=None)
+    try:
+        yield {"two": two, "one": one, "first": first}
+    finally:
+        serve.delete("hedge-two")
+        serve.delete("hedge-one")
+        ray.kill(first)
+
+
+def test_a_hedge_goes_to_another_replica_and_wins(hedge_app):
+    import ray
+
+    import agentic_ray.serve as ars
+
+    ray.get(hedge_app["first"].reset.remote(), timeout=30)
+
+    async def go():
+        t0 = time.monotonic()
+        answer = await ars.call(hedge_app["two"], qos="critical", hedge_after_ms=300)
+        return answer, time.monotonic() - t0
+
+    answer, elapsed = asyncio.run(go())
+    slow, calls = ray.get(hedge_app["first"].state.remote(), timeout=30)
+    assert len(calls) == 2 and len(set(calls)) == 2, calls  # primary and hedge on different replicas
+    assert answer != slow and answer in calls
+    assert elapsed < SLOW_S, elapsed  # the hedge's answer, not the slow first copy's
+
+
+def test_without_another_replica_the_hedge_is_refused_and_the_first_copy_answers(hedge_app):
+    import ray
+
+    import agentic_ray.serve as ars
+
+    ray.get(hedge_app["first"].reset.remote(), timeout=30)
+
+    async def go():
+        return await ars.call(hedge_app["one"], qos="critical", hedge_after_ms=200)
+
+    answer = asyncio.run(go())
+    slow, calls = ray.get(hedge_app["first"].state.remote(), timeout=30)
+    assert calls == [slow] and answer == slow  # only the first copy ran
+
+
+def test_the_callers_budget_scope_reaches_the_replica_gate(hedge_app):
+    import ray
+
+    import agentic_ray
+    import agentic_ray.serve as ars
+    from agentic_ray.errors import BudgetExhausted
+
+    ray.get(hedge_app["first"].reset.remote(), timeout=30)
+
+    async def go():
+        busy = asyncio.ensure_future(ars.call(hedge_app["one"], qos="standard"))  # holds the only slot 3 s
+        await asyncio.sleep(0.5)
+        # The class would allow 10 s; the scope leaves 300 ms.
+        with agentic_ray.budget(300), pytest.raises(BudgetExhausted) as info:
+            await ars.call(hedge_app["one"], qos="standard")
+        await busy
+        return info.value
+
+    error = asyncio.run(go())
+    assert error.reason in ("deadline_passed_in_queue", "cannot_meet_deadline", "deadline_passed"), error
+    slow, calls = ray.get(hedge_app["first"].state.remote(), timeout=30)
+    assert calls == [slow]  # the scoped call never ran
+
+
+def test_hedge_after_ms_must_be_positive(hedge_app):
+    import agentic_ray.serve as ars
+
+    with pytest.raises(ValueError, match="hedge_after_ms"):
+        asyncio.run(ars.call(hedge_app["one"], hedge_after_ms=0))
