@@ -22,7 +22,9 @@ What it adds to the class (a subclass is made; the user's class is untouched):
   ``max_ongoing_requests = slots + sum of per-class queue bounds`` so Serve hands queued work to the
   gate (which orders it) instead of holding it in the caller's FIFO.
 
-Streaming (generator) methods are not gated. Every other keyword is passed to ``serve.deployment``.
+Streaming (generator) methods are gated too: a stream is admitted like a call and holds its slot until
+it ends or the caller stops reading (its duration is not taken as a sample of the service time). Every other keyword is
+passed to ``serve.deployment``.
 
 Telemetry is on by default (``telemetry=True``): the router's and the gates' decisions go to
 ``hooks.DEFAULT_HOOK`` (the process's ``TelemetryHook``: ``agentic_decisions`` / ``agentic_shed`` /
@@ -115,32 +117,59 @@ def _gated_names(cls: type) -> list[str]:
             continue
         if getattr(member, _UNGATED_ATTR, False):
             continue
-        if inspect.isgeneratorfunction(member) or inspect.isasyncgenfunction(member):
-            continue
         if name == "__call__" and member is object.__call__:
             continue
         names.append(name)
     return names
 
 
+def _admission_request(self: Any, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """``(Request, trace)`` of one gated call; removes the agentic keywords from ``kwargs``."""
+    admission = self._agentic_admission
+    meta = pop_meta(kwargs)
+    trace = pop_trace(kwargs) if TRACE_KWARG in kwargs else None
+    now = time.time()
+    classification = self._agentic_policy.classify(request_meta(meta), now)
+    request = to_request(classification, admission.next_id(), now, meta.get("deadline"), meta.get("model"))
+    return request, trace
+
+
+def _wrap_stream(method: Callable) -> Callable:
+    """A streaming (generator) method: admitted like any call; holds its slot until the stream ends
+    (or the caller stops reading). A sync generator's items are produced in a worker thread."""
+    is_async = inspect.isasyncgenfunction(method)
+    done = object()
+
+    @functools.wraps(method)
+    async def gated_stream(self, *args: Any, **kwargs: Any) -> Any:
+        request, trace = _admission_request(self, kwargs)
+        async with self._agentic_admission.admitted(request, trace, measure=False):
+            if is_async:
+                async for item in method(self, *args, **kwargs):
+                    yield item
+            else:
+                items = method(self, *args, **kwargs)
+                while (item := await asyncio.to_thread(next, items, done)) is not done:
+                    yield item
+
+    return gated_stream
+
+
 def _wrap_method(name: str, method: Callable) -> Callable:
+    if inspect.isgeneratorfunction(method) or inspect.isasyncgenfunction(method):
+        return _wrap_stream(method)
     is_async = inspect.iscoroutinefunction(method)
 
     @functools.wraps(method)
     async def gated(self, *args: Any, **kwargs: Any) -> Any:
-        admission = self._agentic_admission
-        meta = pop_meta(kwargs)
-        trace = pop_trace(kwargs) if TRACE_KWARG in kwargs else None
-        now = time.time()
-        classification = self._agentic_policy.classify(request_meta(meta), now)
-        request = to_request(classification, admission.next_id(), now, meta.get("deadline"), meta.get("model"))
+        request, trace = _admission_request(self, kwargs)
 
         async def call() -> Any:
             if is_async:
                 return await method(self, *args, **kwargs)
             return await asyncio.to_thread(method, self, *args, **kwargs)
 
-        return await admission.run(request, call, trace)
+        return await self._agentic_admission.run(request, call, trace)
 
     return gated
 

@@ -35,7 +35,7 @@ import contextlib
 import itertools
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from agentic_ray.errors import BudgetExhausted
@@ -79,9 +79,19 @@ class ReplicaAdmission:
 
         ``trace``: the caller's sampled context (``tracing.pop_trace``) or None; with one, the wait and the
         call are ``agentic.queue`` / ``agentic.execute`` spans under it and the decisions are traced."""
+        async with self.admitted(request, trace):
+            return await call()
+
+    @contextlib.asynccontextmanager
+    async def admitted(self, request: Request, trace: Any = None, measure: bool = True) -> AsyncIterator[None]:
+        """``async with gate.admitted(request):`` waits until the gate starts ``request`` (or raises its
+        typed error when refused or expired) and holds its slot until the block exits; the block's time
+        is the call's service time (``measure=False``: not a sample of it), and an exception in it counts
+        the call as failed. ``run`` is this around one awaited call; a streaming method holds the slot
+        for its whole stream, whose length says nothing about a call's service time."""
         now = time.time()
         carrier = None
-        queue_span = contextlib.nullcontext()
+        queue_span: Any = contextlib.nullcontext()
         if trace is not None:
             from agentic_ray.telemetry import tracing
 
@@ -103,27 +113,27 @@ class ReplicaAdmission:
                 self._event("start", request, "slot_free", now, carrier)
         started = time.perf_counter()
         ok = False
+        execute_span: Any = contextlib.nullcontext()
+        if trace is not None:
+            execute_span = tracing.span("agentic.execute", parent=trace, child_only=True,
+                                        attributes={"agentic.qos": request.qos})  # fmt: skip
         try:
-            if trace is None:
-                result = await call()
-            else:
-                with tracing.span("agentic.execute", parent=trace, child_only=True,
-                                  attributes={"agentic.qos": request.qos}):  # fmt: skip
-                    result = await call()
+            with execute_span:
+                yield
             ok = True
-            return result
         finally:
             end = time.time()
             service_ms = (time.perf_counter() - started) * 1000.0
             if ok:
                 self.completed_total += 1
-                self._samples.append((next(self._sample_seq), request.model, round(service_ms, 3)))
+                if measure:
+                    self._samples.append((next(self._sample_seq), request.model, round(service_ms, 3)))
             else:
                 self.failed_total += 1
             if self.metrics is not None:
                 with contextlib.suppress(Exception):  # telemetry must not break serving
                     self.metrics.completion(request.qos, (end - now) * 1000.0, (request.deadline - end) * 1000.0, ok)
-            self._on_admitted(self.gate.finish(request.id, end, service_ms if ok else None))
+            self._on_admitted(self.gate.finish(request.id, end, service_ms if ok and measure else None))
 
     async def _wait_for_start(self, request: Request) -> None:
         loop = asyncio.get_running_loop()

@@ -48,6 +48,18 @@ def worker(ray_cluster, tmp_path_factory):
         async def boom(self) -> None:
             raise RuntimeError("boom")
 
+        async def stream(self, tag: str, n: int, secs: float):
+            import asyncio
+
+            self.started.append(tag)
+            for i in range(n):
+                await asyncio.sleep(secs)
+                yield f"{tag}-{i}"
+            self.started.append(f"{tag}-end")
+
+        def sync_stream(self, n: int):
+            yield from range(n)
+
         @ars.ungated
         def log(self) -> list[str]:
             return list(self.started)
@@ -184,3 +196,22 @@ def _first_success(handle, tag: str, timeout_s: float) -> str:
         except Overloaded:
             time.sleep(0.1)  # half-open until the probe's success is reported
     raise AssertionError("the breaker never closed")
+
+
+def test_a_stream_is_gated_and_holds_its_slot_until_it_ends(worker):
+    from agentic_ray.errors import BudgetExhausted
+
+    stream = worker.options(stream=True).stream
+    chunks = stream.remote("st", 4, 0.25, qos="critical", budget_ms=60_000)
+    _wait_started(worker, "st")
+    # The only slot is held by the stream: a request whose deadline comes before the stream ends expires.
+    late = worker.work.remote("behind-stream", 0.01, qos="critical", budget_ms=300)
+    assert list(chunks) == [f"st-{i}" for i in range(4)]
+    with pytest.raises(BudgetExhausted):
+        late.result(timeout_s=60)
+    after = worker.work.remote("after-stream", 0.01, qos="critical", budget_ms=60_000).result(timeout_s=60)
+    log = worker.log.remote().result(timeout_s=10)
+    assert after == "after-stream" and "behind-stream" not in log
+    assert log.index("st-end") < log.index("after-stream")
+    assert list(worker.options(stream=True).sync_stream.remote(3, qos="critical", budget_ms=60_000)) == [0, 1, 2]
+    _wait_idle(worker)
