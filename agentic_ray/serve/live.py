@@ -101,7 +101,10 @@ def local_ray(num_cpus: int = 2) -> Iterator[str]:
             ),
         )
         ray.init(address=cluster.address, namespace="agentic-demo", log_to_driver=False, logging_level="ERROR")
-        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # Serve's INFO lines would drown the progress
+        serve_log = logging.getLogger("ray.serve")
+        serve_log.setLevel(logging.WARNING)  # Serve's INFO lines would drown the progress
+        if PROBE_TIMEOUTS not in serve_log.filters:
+            serve_log.addFilter(PROBE_TIMEOUTS)
         yield cluster.address
     finally:
         if ray.is_initialized():
@@ -117,6 +120,25 @@ def local_ray(num_cpus: int = 2) -> Iterator[str]:
         else:
             os.environ["TMPDIR"] = old_tmpdir
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _ProbeTimeouts(logging.Filter):
+    """Counts and drops Serve's "Failed to get queue length from Replica" warnings: its default router
+    probes each replica's queue before routing, and overloaded replicas (the point of the burst) answer
+    late, which would print dozens of identical lines; ``run_live`` reports the count per path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "Failed to get queue length" in str(record.msg):
+            self.count += 1
+            return False
+        return True
+
+
+PROBE_TIMEOUTS = _ProbeTimeouts()
 
 
 def _groups(scenario: Scenario) -> list[dict[str, Any]]:
@@ -286,6 +308,7 @@ def run_live(
             raise ValueError(f"path: unknown {path!r}; expected one of {', '.join(PATHS)}")
         handle = _deploy(path, scenario, policy, options.deploy_timeout_s)
         PROCESS_STATS.reset()
+        probes_before = PROBE_TIMEOUTS.count
         try:
             records = records_out.setdefault(path, []) if records_out is not None else None
             run = asyncio.run(_replay(path, handle, workload, scenario, policy, options, records))
@@ -295,6 +318,11 @@ def run_live(
         # RunResult reports decision times from nanoseconds.
         run.decision_ns = [int(us * 1000) for us in decisions]
         results[path] = run.to_json()
+        timeouts = PROBE_TIMEOUTS.count - probes_before
+        results[path]["serve_queue_probe_timeouts"] = timeouts
+        if timeouts and options.progress is not None:
+            options.progress(f"  [{path:>7}] Serve's router: {timeouts} queue-length probes answered late "
+                             "(replicas overloaded; Serve's warnings hidden)")  # fmt: skip
         if latencies_out is not None:
             latencies_out[path] = {c: list(st.latencies_ms) for c, st in run.classes.items()}
         if path == "default":
