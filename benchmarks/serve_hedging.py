@@ -53,14 +53,11 @@ def deploy(policy_path: str, stall_p: float, stall_ms: float) -> Any:
     class Straggly:
         def __init__(self) -> None:
             self.rng = random.Random(serve.get_replica_context().replica_id.unique_id)
-            self.started = 0
 
-        async def __call__(self, _payload: Any = None) -> int:
-            self.started += 1
+        async def __call__(self, _payload: Any = None) -> None:
             if self.rng.random() < stall_p:
                 await asyncio.sleep(stall_ms / 1000.0)
             await asyncio.sleep(self.rng.lognormvariate(-4.63, 0.3))  # median ~9.7 ms
-            return self.started
 
     serve.start(proxy_location="Disabled")
     return serve.run(Straggly.bind(), name="hedging-bench", route_prefix=None)

@@ -45,7 +45,7 @@ from agentic_ray.actors.common import (
 from agentic_ray.actors.drift import DriftDetector
 from agentic_ray.actors.leases import allocate_caps, service_by_class
 from agentic_ray.actors.placement import node_attrs_from_ray
-from agentic_ray.actors.summary import ClassSummary
+from agentic_ray.actors.summary import ClassSummary, split_stage_key
 from agentic_ray.policies import Policy, default_policy, parse_policy
 from agentic_ray.telemetry.alerts import publish_drift_report
 from agentic_ray.telemetry.metrics import AgenticMetrics
@@ -259,13 +259,12 @@ class GlobalCoordinator:
     def _budget_of(self, qos: str, workflow: str | None) -> float:
         """The budget drift judges a summary key against: a stage's (``"fraud/score"``, nominal stage
         budget), a workflow's, else the class's."""
-        if workflow and "/" in workflow:
-            name, stage = workflow.split("/", 1)
-            wf = self.policy.workflows.get(name)
-            for s in wf.stages if wf is not None else ():
+        if workflow:
+            workflow, stage = split_stage_key(workflow)
+            wf = self.policy.workflows.get(workflow)
+            for s in wf.stages if wf is not None and stage is not None else ():
                 if s.name == stage:
                     return s.budget_ms
-            workflow = name
         if workflow and workflow in self.policy.workflows:
             return self.policy.workflows[workflow].budget_ms
         cls = self.policy.classes.get(qos)

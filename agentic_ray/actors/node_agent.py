@@ -263,17 +263,20 @@ class NodeAgentImpl:
 
     def next_report(
         self, now: float, last_full: float, last_facts: tuple | None, last_sent: float | None = None
-    ) -> dict[str, Any] | None:
-        """The report the loop should send at monotonic time ``now``: the full report when
-        ``report_interval_s`` passed since ``last_full``; else the snapshot alone (``summaries`` empty)
-        when ``placement_facts()`` differs from ``last_facts`` or half a report interval passed since
-        ``last_sent`` (a heartbeat: an idle node's snapshot is never older than that); else ``None``."""
+    ) -> tuple[dict[str, Any] | None, bool, tuple]:
+        """``(report, full, facts)``: what the loop should send at monotonic time ``now``, whether it is
+        the full report, and the ``placement_facts()`` it reflects (to pass back as ``last_facts``).
+        The full report when ``report_interval_s`` passed since ``last_full``; else the snapshot alone
+        (``summaries`` empty) when the facts differ from ``last_facts`` or half a report interval passed
+        since ``last_sent`` (a heartbeat: an idle node's snapshot is never older than that); else no
+        report (``None``)."""
+        facts = self.placement_facts()
         if now - last_full >= self.config.report_interval_s:
-            return self.take_report()
+            return self.take_report(), True, facts
         heartbeat_due = last_sent is not None and now - last_sent >= self.config.report_interval_s / 2
-        if heartbeat_due or self.placement_facts() != last_facts:
-            return {"snapshot": self.snapshot(), "summaries": {}}
-        return None
+        if heartbeat_due or facts != last_facts:
+            return {"snapshot": self.snapshot(), "summaries": {}}, False, facts
+        return None, False, facts
 
     def stats(self) -> dict[str, Any]:
         """Telemetry seam: snapshot + totals + lease + policy version + report counters (JSON-able)."""
@@ -310,10 +313,8 @@ class NodeAgent:
                 if self._zone is None:
                     self._zone = ray.get_actor(zone_name(self.impl.zone), namespace=NAMESPACE)
                 now = time.monotonic()
-                facts = self.impl.placement_facts()
-                report = self.impl.next_report(now, last_full, last_facts, last_sent)
+                report, full, facts = self.impl.next_report(now, last_full, last_facts, last_sent)
                 if report is not None:
-                    full = now - last_full >= cfg.report_interval_s
                     await self._zone.report.remote(report)
                     last_facts, last_sent = facts, now
                     if full:

@@ -21,11 +21,32 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["BASE_MS", "GROWTH", "ClassSummary", "LatencyHistogram", "merge_summaries", "summary_key"]
+__all__ = [
+    "BASE_MS",
+    "GROWTH",
+    "ClassSummary",
+    "LatencyHistogram",
+    "merge_summaries",
+    "split_stage_key",
+    "stage_key",
+    "summary_key",
+]
 
 BASE_MS = 0.01
 GROWTH = 1.05
 _LOG_GROWTH = math.log(GROWTH)
+
+
+def stage_key(workflow: str | None, stage: str | None) -> str | None:
+    """The workflow part of an accounting key: ``"fraud/score"`` for a stage task (judged against its
+    stage's budget), ``"fraud"`` for a task of the workflow as a whole, or ``None``."""
+    return f"{workflow}/{stage}" if workflow and stage else workflow
+
+
+def split_stage_key(key: str) -> tuple[str, str | None]:
+    """``(workflow, stage or None)`` of a ``stage_key``."""
+    workflow, _, stage = key.partition("/")
+    return workflow, stage or None
 
 
 def summary_key(qos: str, workflow: str | None) -> str:

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agentic_ray.actors.common import NAMESPACE, agent_name
+from agentic_ray.actors.summary import stage_key
 from agentic_ray.budget import Deadline, deadline_scope
 from agentic_ray.errors import BudgetExhausted
 
@@ -208,11 +209,8 @@ def _current_task_name() -> str | None:
 
 
 def drift_key(ctx: tuple) -> str | None:
-    """The workflow part of a task's accounting key: ``"fraud/score"`` for a stage task (judged against
-    its stage's budget by the drift detector), ``"fraud"`` for a task of the workflow as a whole, or
-    ``None``."""
-    workflow, stage = ctx[2], ctx[3]
-    return f"{workflow}/{stage}" if workflow and stage else workflow
+    """The workflow part of a task's accounting key (``summary.stage_key`` of its workflow and stage)."""
+    return stage_key(ctx[2], ctx[3])
 
 
 def _refuse(ctx: tuple, started: float) -> BudgetExhausted:

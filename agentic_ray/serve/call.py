@@ -30,12 +30,9 @@ import uuid
 from typing import Any
 
 from agentic_ray.budget import current_deadline
-from agentic_ray.serve.meta import META_KWARG, pop_meta
+from agentic_ray.serve.meta import CALL_ID, HEDGE_OF, META_KWARG, pop_meta
 
 __all__ = ["CALL_ID", "HEDGE_OF", "call", "call_meta"]
-
-CALL_ID = "call_id"  # key in the wire metadata: this copy's id
-HEDGE_OF = "hedge_of"  # key in the wire metadata: the call id this copy hedges
 
 
 def call_meta(kwargs: dict[str, Any], now: float) -> dict[str, Any]:

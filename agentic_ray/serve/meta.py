@@ -4,8 +4,9 @@ Wire format. Every request routed by ``AgenticRequestRouter`` carries one keywor
 ``_agentic`` (``META_KWARG``): a plain dict with the ``RequestMeta`` fields that are set (``qos``,
 ``budget_ms``, ``tenant``, ``data_class``, ``workflow``, ``model``, ``stage``) plus ``deadline``, an
 absolute ``time.time()`` instant fixed by the first hop that saw the request (the HTTP ingress, or the
-router of a handle call). The replica wrapper installed by ``@agentic_ray.deployment`` removes it before
-the user's method runs.
+router of a handle call), and, from ``agentic_ray.serve.call``, ``call_id`` / ``hedge_of`` (``CALL_ID``,
+``HEDGE_OF``) that let the router send a hedge to another replica than its first copy. The replica
+wrapper installed by ``@agentic_ray.deployment`` removes it before the user's method runs.
 
 Callers of a handle may instead pass the bare keywords ``qos``, ``budget_ms``, ``tenant``,
 ``data_class`` and ``workflow`` (``HANDLE_META_KEYS``): ``h.remote(x, qos="critical", budget_ms=80)``.
@@ -26,7 +27,9 @@ from agentic_ray.policies.types import RequestMeta
 from agentic_ray.scheduling.types import Request
 
 __all__ = [
+    "CALL_ID",
     "HANDLE_META_KEYS",
+    "HEDGE_OF",
     "HEADERS",
     "META_KWARG",
     "HeaderError",
@@ -37,6 +40,8 @@ __all__ = [
 ]
 
 META_KWARG = "_agentic"
+CALL_ID = "call_id"  # wire key set by ``agentic_ray.serve.call``: this copy's id
+HEDGE_OF = "hedge_of"  # wire key of a hedge: the ``CALL_ID`` of the copy it hedges
 HANDLE_META_KEYS = ("qos", "budget_ms", "tenant", "data_class", "workflow")
 HEADERS = {
     "x-qos": "qos",

@@ -73,7 +73,7 @@ from agentic_ray.scheduling.registry import create_router
 from agentic_ray.scheduling.retry import RetryBudget
 from agentic_ray.scheduling.types import ReplicaView, Request, Route, Shed, Wait
 from agentic_ray.serve.hooks import DecisionEvent, NoopHook, hook_push, load_hook, register_policy, safe_record
-from agentic_ray.serve.meta import META_KWARG, pop_meta, request_meta, to_request
+from agentic_ray.serve.meta import CALL_ID, HEDGE_OF, META_KWARG, pop_meta, request_meta, to_request
 from agentic_ray.telemetry import tracing
 from agentic_ray.telemetry.tracing import TRACE_KWARG
 
@@ -354,7 +354,7 @@ class AgenticRequestRouter(RequestRouter):
         meta["deadline"] = request.deadline
         meta["qos"] = request.qos
         kwargs[META_KWARG] = meta
-        tracked = _Tracked(request, id(pending_request.future), meta.get("call_id"), meta.get("hedge_of"))
+        tracked = _Tracked(request, id(pending_request.future), meta.get(CALL_ID), meta.get(HEDGE_OF))
         self._tracked[internal_id] = tracked
         if len(self._tracked) > _MAX_TRACKED:
             self._tracked.popitem(last=False)

@@ -151,16 +151,26 @@ def test_agent_sends_snapshots_between_full_reports_only_when_placement_facts_ch
     from agentic_ray.actors.node_agent import NodeAgentImpl
 
     agent = NodeAgentImpl("n" * 56, {"zone": "eu-west"}, {"report_interval_s": 0.5, "snapshot_interval_s": 0.1})
-    full = agent.next_report(now=10.0, last_full=float("-inf"), last_facts=None)
-    assert full is not None and "snapshot" in full
-    facts = agent.placement_facts()
-    assert agent.next_report(now=10.1, last_full=10.0, last_facts=facts, last_sent=10.0) is None  # no change
-    heartbeat = agent.next_report(now=10.3, last_full=10.0, last_facts=facts, last_sent=10.0)
-    assert heartbeat["summaries"] == {}  # unchanged, but half a report interval passed: a heartbeat
+    full, is_full, facts = agent.next_report(now=10.0, last_full=float("-inf"), last_facts=None)
+    assert full is not None and "snapshot" in full and is_full
+    assert facts == agent.placement_facts()
+    assert agent.next_report(now=10.1, last_full=10.0, last_facts=facts, last_sent=10.0)[0] is None  # no change
+    heartbeat, is_full, _ = agent.next_report(now=10.3, last_full=10.0, last_facts=facts, last_sent=10.0)
+    assert heartbeat["summaries"] == {} and not is_full  # unchanged, but half a report interval passed
     agent.record_batch([("start", "critical"), ("end", "critical", "fraud", 3.0, 5.0, True, True)])
     agent.record_batch([("start", "critical")])
-    snap_only = agent.next_report(now=10.2, last_full=10.0, last_facts=facts)
-    assert snap_only["summaries"] == {} and snap_only["snapshot"]["inflight"] == 1
+    snap_only, is_full, new_facts = agent.next_report(now=10.2, last_full=10.0, last_facts=facts)
+    assert snap_only["summaries"] == {} and snap_only["snapshot"]["inflight"] == 1 and not is_full
+    assert new_facts != facts
     assert agent.delta, "a snapshot-only report keeps the summary delta for the next full report"
-    full = agent.next_report(now=10.5, last_full=10.0, last_facts=agent.placement_facts())
+    full, is_full, _ = agent.next_report(now=10.5, last_full=10.0, last_facts=new_facts)
+    assert is_full
     assert full["summaries"]["critical|fraud"]["count"] == 1 and not agent.delta
+
+
+def test_stage_keys_round_trip():
+    from agentic_ray.actors.summary import split_stage_key, stage_key
+
+    assert stage_key("fraud", "score") == "fraud/score" and stage_key("fraud", None) == "fraud"
+    assert stage_key(None, "score") is None
+    assert split_stage_key("fraud/score") == ("fraud", "score") and split_stage_key("fraud") == ("fraud", None)
