@@ -54,7 +54,13 @@ from agentic_ray.actors.placement import (
     Placement,
 )
 from agentic_ray.actors.view_cache import ClusterViewCache
-from agentic_ray.actors.worker import TRACE_SUFFIX, account_placed, encode_context, make_worker_function
+from agentic_ray.actors.worker import (
+    TRACE_SUFFIX,
+    account_placed,
+    encode_context,
+    make_worker_function,
+    stop_accounting,
+)
 from agentic_ray.budget import Budget, budget_scope, current_deadline
 from agentic_ray.errors import BudgetExhausted
 from agentic_ray.policies import Policy, RequestMeta, load_policy
@@ -443,7 +449,7 @@ def init(
 
 
 def shutdown(stop_control_plane: bool | None = None) -> None:
-    """Stop this process's view thread; with ``stop_control_plane`` (default: only when ``init`` started
+    """Stop this process's view and accounting threads; with ``stop_control_plane`` (default: only when ``init`` started
     the local Ray) kill the coordinators and agents and clear their checkpoint; then ``ray.shutdown()``
     when ``init`` started Ray."""
     global _RUNTIME, _DECISION_LOG
@@ -455,6 +461,7 @@ def shutdown(stop_control_plane: bool | None = None) -> None:
     started = bool(rt and rt.started_ray)
     if rt is not None:
         rt.stop()
+    stop_accounting()  # its thread must not call Ray once Ray is shut down (Ray would auto-init)
     if stop_control_plane is None:
         stop_control_plane = started
     if stop_control_plane and ray.is_initialized():

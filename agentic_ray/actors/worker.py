@@ -52,6 +52,7 @@ __all__ = [
     "encode_context",
     "make_worker_function",
     "split_trace",
+    "stop_accounting",
 ]
 
 _LOCK = threading.Lock()
@@ -73,8 +74,14 @@ class _Accountant:
         self.failures = 0
         self._agents: dict[str, Any] = {}
         self._local_node: str | None = None
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="agentic-accounting", daemon=True)
         self._thread.start()
+
+    def stop(self, timeout_s: float = 1.0) -> None:
+        """End the sending thread (events still buffered are dropped)."""
+        self._stop.set()
+        self._thread.join(timeout=timeout_s)
 
     def add(self, event: tuple, node_id: str | None = None) -> None:
         self.events.append((node_id, event))
@@ -83,8 +90,14 @@ class _Accountant:
         import ray
 
         pending: list[tuple[Any, str, list]] = []  # (ref, node_id, batch) of the previous round's sends
-        while True:
-            time.sleep(self.FLUSH_S)
+        while not self._stop.wait(self.FLUSH_S):
+            if not ray.is_initialized():
+                # Ray was shut down under this process: any Ray call now would start a new Ray
+                # (Ray's auto-init), so drop what is buffered and the handles of the old cluster.
+                self.dropped += len(self.events) + sum(len(batch) for _, _, batch in pending)
+                self.events.clear()
+                pending, self._agents, self._local_node = [], {}, None
+                continue
             if pending:
                 pending = self._check(ray, pending)
             if not self.events:
@@ -143,6 +156,16 @@ def _account(event: tuple, node_id: str | None = None) -> None:
             if _ACCOUNTANT is None:
                 _ACCOUNTANT = _Accountant()
     _ACCOUNTANT.add(event, node_id)
+
+
+def stop_accounting() -> None:
+    """Stop this process's accounting thread, if it has one (``agentic_ray.shutdown`` calls this before
+    Ray shuts down); a later event starts a new one."""
+    global _ACCOUNTANT
+    with _LOCK:
+        accountant, _ACCOUNTANT = _ACCOUNTANT, None
+    if accountant is not None:
+        accountant.stop()
 
 
 def account_placed(node_id: str, qos: str, deadline_at: float) -> None:

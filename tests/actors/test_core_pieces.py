@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -174,3 +175,24 @@ def test_stage_keys_round_trip():
     assert stage_key("fraud", "score") == "fraud/score" and stage_key("fraud", None) == "fraud"
     assert stage_key(None, "score") is None
     assert split_stage_key("fraud/score") == ("fraud", "score") and split_stage_key("fraud") == ("fraud", None)
+
+
+def test_accounting_thread_never_restarts_ray_after_shutdown():
+    """Events buffered after ``ray.shutdown()`` are dropped: a Ray call from the thread would start a new
+    Ray through Ray's auto-init (seen as a teardown failure once placements were reported)."""
+    code = (
+        "import os, time, tempfile, ray\n"
+        "from agentic_ray.actors.worker import _Accountant\n"
+        "ray.init(num_cpus=1, include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix='agr-acct-'))\n"
+        "acct = _Accountant()\n"
+        "ray.shutdown()\n"
+        "acct.add(('placed', 'critical', 0.0), 'n' * 56)\n"
+        "time.sleep(4 * acct.FLUSH_S)\n"
+        "assert not ray.is_initialized(), 'the accounting thread started Ray again'\n"
+        "assert acct.dropped == 1 and not acct.events, (acct.dropped, list(acct.events))\n"
+        "acct.stop()\n"
+        "assert not acct._thread.is_alive()\n"
+    )
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
