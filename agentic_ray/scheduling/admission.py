@@ -8,6 +8,7 @@ API (all pure; ``now`` is seconds on the caller's clock)::
     gate.finish(request_id, now, service_ms=None) -> Admitted   # frees the slot (idempotent)
     gate.expire(now)                  -> list[Dropped]         # queued work whose deadline passed
     gate.cancel(request_id)           -> bool                  # removes a *queued* request
+    gate.set_limit(limit, now)        -> Admitted              # run at most ``limit`` <= slots at once
     gate.snapshot()                   -> GateSnapshot
 
 Every result carries request ids so an async wrapper can wake the right waiter: ``Start.request_id``
@@ -16,15 +17,20 @@ may run now; ``Admitted.started`` lists queued requests that may run now; ``Drop
 ``AdmissionError`` to hand their caller (``BudgetExhausted`` for expired work, ``Overloaded`` for
 evicted work).
 
-Discipline. ``slots`` requests execute at once. Waiting work sits in one bounded queue per QoS class.
-When a slot frees, the next request is taken from the class with the lowest ``priority`` number, and
-within it the earliest deadline (FIFO among equal deadlines). Queued work whose deadline has passed
-(``deadline <= now``) is dropped before it can start. Expiry runs on every ``offer``/``finish``/``expire``.
+Discipline. ``slots`` requests execute at once. While ``set_limit`` holds a lower ``limit`` (the process
+in front of the replica is saturated, see ``limits.DelayLimit``), work of classes that may be shed
+starts only while fewer than ``limit`` run; never-shed work may still use every slot. Waiting work sits
+in one bounded queue per QoS class. When a slot frees, the next request is taken from the class with the
+lowest ``priority`` number, and within it the earliest deadline (FIFO among equal deadlines). Queued
+work whose deadline has passed (``deadline <= now``) is dropped before it can start. Expiry runs on
+every ``offer``/``finish``/``expire``.
 
 Bounds. A class's queue bound is ``QosClass.queue_bound`` when set; else, when the class has
 ``max_queue_wait_ms`` and a service-time estimate exists, Little's law (L = lambda W with the queue
 drained at ``slots / service`` requests per ms): ``bound = max(1, floor(slots * max_queue_wait_ms /
-ewma_service_ms))``; else ``default_queue_bound``. A request whose class queue is full is rejected at
+ewma_service_ms))``; else, with ``budget_bounds``, the same with the class's budget as the wait (the
+queue its budget can drain), at least ``default_queue_bound`` and at most ``max_budget_bound``; else
+``default_queue_bound``. (``slots`` here is the current ``limit``.) A request whose class queue is full is rejected at
 once with ``Overloaded(retry_after_s=...)``, the predicted time until the work ahead of it drains
 (``(queued ahead + executing) / slots * service``). Exception: a ``Shedding.NEVER`` request evicts one
 queued ``Shedding.FIRST`` request (the least important: highest priority number, then latest deadline)
@@ -138,6 +144,7 @@ class GateSnapshot:
     dropped_total: int = 0
     rejected_total: int = 0
     evicted_total: int = 0
+    limit: int | None = None  # calls run at once now (None: ``slots``)
 
     @property
     def ongoing(self) -> int:
@@ -166,6 +173,8 @@ class AdmissionGate:
         service: EwmaServiceTime | None = None,
         refuse_infeasible: bool = True,
         tenant_shares: Mapping[str, float] | None = None,
+        budget_bounds: bool = False,
+        max_budget_bound: int = 1024,
     ) -> None:
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise ValueError(f"slots: must be an integer >= 1, got {slots!r}")
@@ -176,10 +185,13 @@ class AdmissionGate:
         ):
             raise ValueError(f"default_queue_bound: must be an integer >= 0, got {default_queue_bound!r}")
         self.slots = slots
+        self.limit = slots  # calls run at once now: ``set_limit`` lowers it below ``slots`` (host saturated)
         self.classes = dict(classes)
         self.default_queue_bound = default_queue_bound
         self.service = service if service is not None else EwmaServiceTime()
         self.refuse_infeasible = refuse_infeasible
+        self.budget_bounds = budget_bounds
+        self.max_budget_bound = max_budget_bound
         self.tenant_shares: dict[str, float] = {}
         for tenant, share in (tenant_shares or {}).items():
             if share is None:
@@ -210,15 +222,25 @@ class AdmissionGate:
             return self.default_queue_bound
         if cls.queue_bound is not None:
             return cls.queue_bound
+        service = self.service.estimate(model)
         if cls.max_queue_wait_ms is not None:
-            service = self.service.estimate(model)
             if service is not None and service > 0:
-                return max(1, math.floor(self.slots * cls.max_queue_wait_ms / service))
+                return max(1, math.floor(self.limit * cls.max_queue_wait_ms / service))
+            return self.default_queue_bound
+        if service is not None and service > 0 and self.budget_bounds:
+            # The queue the class's budget can drain: longer only holds work that will expire; shorter
+            # refuses work that could still be served (and a refused closed-loop caller comes right back).
+            fit = math.floor(self.limit * cls.budget_ms / service)
+            return max(self.default_queue_bound, min(fit, self.max_budget_bound))
         return self.default_queue_bound
 
     def is_executing(self, request_id: Hashable) -> bool:
         """True while ``request_id`` holds a slot."""
         return request_id in self._executing
+
+    def is_busy(self) -> bool:
+        """True while any request executes or waits."""
+        return bool(self._executing or self._queued)
 
     def is_queued(self, request_id: Hashable) -> bool:
         """True while ``request_id`` waits in a queue."""
@@ -245,6 +267,7 @@ class AdmissionGate:
             dropped_total=self.dropped_total,
             rejected_total=self.rejected_total,
             evicted_total=self.evicted_total,
+            limit=self.limit,
         )
 
     # ----------------------------------------------------------------- actions
@@ -276,7 +299,10 @@ class AdmissionGate:
                     ),
                     dropped,
                 )
-        if len(self._executing) < self.slots and not self._queued:
+        cap = self._limit_for(shedding)
+        # Queued work waits only while its own cap is reached (``_start_queued`` runs after every change),
+        # so a never-shed arrival under ``slots`` may start past work held back by ``limit``.
+        if len(self._executing) < cap and (not self._queued or cap > self.limit):
             self._executing[rid] = request
             self._hold(request.tenant, 1)
             self.started_total += 1
@@ -324,6 +350,15 @@ class AdmissionGate:
         dropped = self._expire(now)
         started = self._start_queued()
         return Admitted(tuple(started), tuple(dropped))
+
+    def set_limit(self, limit: int, now: float) -> Admitted:
+        """Run at most ``limit`` calls at once (1 <= limit <= ``slots``). Raising it starts queued work
+        (returned like ``finish``'s); lowering it stops nothing that runs, it only starts less."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= self.slots:
+            raise ValueError(f"limit: must be an integer in [1, {self.slots}], got {limit!r}")
+        self.limit = limit
+        dropped = self._expire(now)
+        return Admitted(tuple(self._start_queued()), tuple(dropped))
 
     def expire(self, now: float) -> list[Dropped]:
         """Drop queued requests whose deadline has passed (``deadline <= now``); they never start."""
@@ -374,13 +409,20 @@ class AdmissionGate:
             heapq.heappop(heap)
         return None
 
+    def _limit_for(self, shedding: Shedding) -> int:
+        """Calls that may run at once when a call of this shedding mode starts: never-shed work may use
+        every slot, other work only ``limit`` (lowered while the host is saturated)."""
+        return self.slots if shedding is Shedding.NEVER else self.limit
+
     def _start_queued(self) -> list[Start]:
         started: list[Start] = []
         if len(self._executing) >= self.slots or not self._queued:
             return started
         for qos in self._classes_by_priority():
             heap = self._heaps[qos]
-            while len(self._executing) < self.slots:
+            cls = self.classes.get(qos)
+            cap = self.slots if cls is not None and cls.shedding is Shedding.NEVER else self.limit
+            while len(self._executing) < cap:
                 entry = self._pop_front(heap)
                 if entry is None:
                     break
@@ -495,7 +537,7 @@ class AdmissionGate:
         service = self.service.estimate(request.model)
         if service is None:
             return _DEFAULT_RETRY_AFTER_S
-        return self._work_ahead(self._priority(request)) / self.slots * service / 1000.0
+        return self._work_ahead(self._priority(request)) / self.limit * service / 1000.0
 
     def _reject(self, request: Request, error: AdmissionError, dropped: tuple[Dropped, ...]) -> Reject:
         self.rejected_total += 1

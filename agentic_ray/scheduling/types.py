@@ -78,7 +78,8 @@ class ReplicaView:
     queue-length cache); ``queued_by_priority`` counts queued (not executing) requests per class
     priority when the replica reports them; ``service_ms`` is the replica's EWMA service time per model
     as last reported (routers keep their own estimators too). ``cost`` ranks cheaper replicas first
-    (CPU before GPU) when several meet the budget.
+    (CPU before GPU) when several meet the budget. ``class_room`` is, per class, how many more requests
+    the replica's gate queues (its bound minus what it last reported queued; a class missing: unknown).
     """
 
     replica_id: str
@@ -90,6 +91,7 @@ class ReplicaView:
     service_ms: Mapping[str, float] = field(default_factory=dict)
     healthy: bool = True
     cost: float = 1.0
+    class_room: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def has_capacity(self) -> bool:

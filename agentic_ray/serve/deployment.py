@@ -22,6 +22,13 @@ What it adds to the class (a subclass is made; the user's class is untouched):
   ``max_ongoing_requests = slots + sum of per-class queue bounds`` so Serve hands queued work to the
   gate (which orders it) instead of holding it in the caller's FIFO.
 
+HTTP: served with a route prefix (``serve.run(Model.bind(), route_prefix="/infer")``), the deployment is
+its application's HTTP entry: ``__call__`` gets the JSON body as its one argument, the metadata comes
+from the request's headers (classified by the router in Serve's proxy) and admission errors become HTTP
+statuses (``http_direct``). Each replica runs fewer than ``slots`` calls of the classes that may be shed
+while its calls wait longer than ``delay_target_ms`` on the proxy or on its own event loop
+(``scheduling.limits.DelayLimit``); the router sees the lower limit in the replica's stats.
+
 Streaming (generator) methods are gated too: a stream is admitted like a call and holds its slot until
 it ends or the caller stops reading (its duration is not taken as a sample of the service time). Every other keyword is
 passed to ``serve.deployment``.
@@ -155,6 +162,30 @@ def _wrap_stream(method: Callable) -> Callable:
     return gated_stream
 
 
+def _is_http(arg: Any) -> bool:
+    """True for the starlette ``Request`` Serve passes to ``__call__`` of an HTTP request."""
+    from starlette.requests import Request as HttpRequest
+
+    return isinstance(arg, HttpRequest)
+
+
+async def _http_call(self: Any, http_request: Any, method: Callable, is_async: bool) -> Any:
+    """A direct HTTP request (the deployment is its application's HTTP entry): ``http_direct``."""
+    from agentic_ray.serve.http_direct import http_response
+
+    async def call(payload: Any) -> Any:
+        if is_async:
+            return await method(self, payload)
+        return await asyncio.to_thread(method, self, payload)
+
+    def trace_parent(carrier: Any) -> Any:
+        from agentic_ray.telemetry.tracing import extract, is_sampled
+
+        return extract(carrier) if is_sampled(carrier) else None
+
+    return await http_response(self, http_request, call, trace_parent)
+
+
 def _wrap_method(name: str, method: Callable) -> Callable:
     if inspect.isgeneratorfunction(method) or inspect.isasyncgenfunction(method):
         return _wrap_stream(method)
@@ -162,6 +193,8 @@ def _wrap_method(name: str, method: Callable) -> Callable:
 
     @functools.wraps(method)
     async def gated(self, *args: Any, **kwargs: Any) -> Any:
+        if name == "__call__" and len(args) == 1 and not kwargs and _is_http(args[0]):
+            return await _http_call(self, args[0], method, is_async)
         request, trace = _admission_request(self, kwargs)
 
         async def call() -> Any:
@@ -197,32 +230,47 @@ def deployment(
     policy: Policy | str | Path | None = None,
     slots: int = 1,
     default_queue_bound: int = 16,
+    max_queue_bound: int = 64,
     routing_stats_period_s: float = 0.25,
     router_options: dict[str, Any] | None = None,
     decision_hook: str | None = None,
     router_hook: str | None = None,
     telemetry: bool = True,
     seed: int = 0,
+    delay_target_ms: float | None = 8.0,
     **serve_options: Any,
 ) -> Any:
     """Like ``@serve.deployment``, plus the agentic router and a tiered admission gate per replica.
 
     ``policy``: a ``Policy``, a YAML path, or ``None`` for the built-in policy. ``slots``: calls a replica
-    runs at once. ``default_queue_bound``: queue bound of classes whose policy sets none.
+    runs at once. ``default_queue_bound`` / ``max_queue_bound``: the queue bound of a class whose policy
+    sets none is the queue its budget can drain at the measured service time (``slots * budget_ms /
+    service_ms``), at least the first and at most the second (the first until a service time is known).
     ``routing_stats_period_s``: how often replicas publish their queues to routers. ``router_options``:
     keyword config of the pure agentic router. ``decision_hook`` / ``router_hook``: import paths of the
     decision hooks of the gate / the router (see ``agentic_ray.serve.hooks``; None: ``DEFAULT_HOOK`` when
     ``telemetry`` is on; ``"none"``: no hook). ``telemetry``: False turns off hooks, metrics and spans
-    (module docstring). Any other keyword goes to ``serve.deployment`` (``max_ongoing_requests`` and
-    ``request_router_config`` are set here).
+    (module docstring). ``delay_target_ms``: while calls wait longer than this on the process in front of
+    the replica (Serve's HTTP proxy) or on the replica's own event loop, it runs fewer than ``slots``
+    calls at once and the rest wait in its gate, most critical first (``scheduling.limits.DelayLimit``);
+    ``None`` always runs ``slots``. Any other keyword
+    goes to ``serve.deployment`` (``max_ongoing_requests`` and ``request_router_config`` are set here).
     """
     if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
         raise ValueError(f"slots: must be an integer >= 1, got {slots!r}")
+    for name, bound in (("default_queue_bound", default_queue_bound), ("max_queue_bound", max_queue_bound)):
+        if isinstance(bound, bool) or not isinstance(bound, int) or bound < 1:
+            raise ValueError(f"{name}: must be an integer >= 1, got {bound!r}")
     for key in ("request_router_config", "max_ongoing_requests"):
         if key in serve_options:
             raise ValueError(f"{key}: set by agentic_ray.deployment; use slots/default_queue_bound instead")
     if not isinstance(telemetry, bool):
         raise ValueError(f"telemetry: must be True or False, got {telemetry!r}")
+    limit_config = None
+    if delay_target_ms is not None:
+        from agentic_ray.scheduling.limits import DelayLimitConfig
+
+        limit_config = DelayLimitConfig(target_ms=delay_target_ms)  # ValueError names the field
     compiled = _resolve_policy(policy)
     if telemetry:
         decision_hook = DEFAULT_HOOK if decision_hook is None else decision_hook
@@ -238,6 +286,7 @@ def deployment(
         from ray.serve.config import RequestRouterConfig
 
         from agentic_ray.scheduling.admission import AdmissionGate
+        from agentic_ray.scheduling.limits import DelayLimit
         from agentic_ray.serve.replica_gate import ReplicaAdmission
         from agentic_ray.serve.router import AgenticRequestRouter
 
@@ -266,9 +315,12 @@ def deployment(
                 compiled.classes,
                 default_queue_bound=default_queue_bound,
                 tenant_shares={t.name: t.share for t in compiled.tenants.values() if t.share is not None},
+                budget_bounds=True,
+                max_budget_bound=max_queue_bound,
             )
+            limiter = DelayLimit(gate.slots, limit_config) if limit_config is not None else None
             self._agentic_admission = ReplicaAdmission(
-                gate, hook=hook, policy_version=compiled.version, metrics=metrics
+                gate, hook=hook, policy_version=compiled.version, metrics=metrics, limiter=limiter
             )
 
         def record_replica_metadata(self) -> dict[str, Any]:
@@ -292,7 +344,8 @@ def deployment(
         gated_cls = type(cls.__name__, (cls,), namespace)
 
         bounds = sum(
-            (c.queue_bound if c.queue_bound is not None else default_queue_bound) for c in compiled.classes.values()
+            (c.queue_bound if c.queue_bound is not None else max(default_queue_bound, max_queue_bound))
+            for c in compiled.classes.values()
         )
         router_config = RequestRouterConfig(
             request_router_class=AgenticRequestRouter,
@@ -302,7 +355,7 @@ def deployment(
                 "router": dict(router_options or {}),
                 "decision_hook": router_hook,
                 "telemetry": telemetry,
-                "ungated_methods": _ungated_names(cls),
+                "ungated_methods": sorted(set(_ungated_names(cls)) | _NEVER_GATED),
             },
             request_routing_stats_period_s=routing_stats_period_s,
             request_routing_stats_timeout_s=max(1.0, routing_stats_period_s * 4),

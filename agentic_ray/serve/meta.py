@@ -34,6 +34,7 @@ __all__ = [
     "META_KWARG",
     "HeaderError",
     "meta_from_headers",
+    "policy_error_header",
     "pop_meta",
     "request_meta",
     "to_request",
@@ -110,6 +111,15 @@ def meta_from_headers(headers: Mapping[str, str]) -> dict[str, Any]:
         else:
             meta[key] = value
     return meta
+
+
+def policy_error_header(error: Exception) -> str:
+    """The header a ``PolicyError`` of classification is about (unknown tenant or workflow, else class)."""
+    text = str(error).lower()
+    for word, header in (("tenant", "x-tenant"), ("workflow", "x-workflow"), ("stage", "x-workflow")):
+        if word in text:
+            return header
+    return "x-qos"
 
 
 def to_request(classification: Any, request_id: Any, now: float, deadline: float | None, model: str | None) -> Request:

@@ -40,6 +40,7 @@ from typing import Any
 
 from agentic_ray.errors import BudgetExhausted
 from agentic_ray.scheduling.admission import AdmissionGate, Admitted, Dropped, Enqueued, Reject
+from agentic_ray.scheduling.limits import DelayLimit
 from agentic_ray.scheduling.types import Request
 from agentic_ray.serve.hooks import DecisionEvent, DecisionHook, NoopHook, hook_push, safe_record
 
@@ -52,9 +53,19 @@ class ReplicaAdmission:
     """Runs calls through an ``AdmissionGate`` on the current event loop (see the module docstring)."""
 
     def __init__(
-        self, gate: AdmissionGate, *, hook: DecisionHook | None = None, policy_version: str = "", metrics: Any = None
+        self,
+        gate: AdmissionGate,
+        *,
+        hook: DecisionHook | None = None,
+        policy_version: str = "",
+        metrics: Any = None,
+        limiter: DelayLimit | None = None,
+        lag_period_s: float = 0.02,
     ) -> None:
         self.gate = gate
+        self.limiter = limiter  # shrinks the gate's limit while this loop lags (a saturated host)
+        self.lag_period_s = lag_period_s
+        self._tick_due: float | None = None  # loop time the lag timer should fire at; None: not running
         self.hook = hook or NoopHook()
         self._push = hook_push(self.hook)
         self._hook_off = isinstance(self.hook, NoopHook)
@@ -98,6 +109,8 @@ class ReplicaAdmission:
             carrier = tracing.inject(trace) or None
             attrs = {"agentic.qos": request.qos, "agentic.request_id": str(request.id)}
             queue_span = tracing.span("agentic.queue", parent=trace, child_only=True, attributes=attrs)
+        if self.limiter is not None and self._tick_due is None:
+            self._start_lag_timer()
         with queue_span:
             decision = self.gate.offer(request, now)
             self._fail(decision.dropped)
@@ -151,6 +164,34 @@ class ReplicaAdmission:
             timer.cancel()
             self._waiters.pop(request.id, None)
 
+    def note_upstream_delay(self, delay_ms: float) -> None:
+        """A call's wait on its caller's process (a direct HTTP request's body fetch from Serve's proxy):
+        when the caller's process is saturated, this grows before anything here does."""
+        if self.limiter is not None:
+            self._apply_limit(self.limiter.upstream(delay_ms, time.time()))
+
+    def _apply_limit(self, limit: int) -> None:
+        if limit != self.gate.limit:
+            self._on_admitted(self.gate.set_limit(limit, time.time()))
+
+    def _start_lag_timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tick_due = loop.time() + self.lag_period_s
+        loop.call_at(self._tick_due, self._lag_tick)
+
+    def _lag_tick(self) -> None:
+        """How late this timer fired is the loop's lag: feed it to the limiter, apply its limit, and keep
+        ticking while the gate holds work or runs below its slots."""
+        loop = asyncio.get_running_loop()
+        due, self._tick_due = self._tick_due, None
+        limiter = self.limiter
+        if limiter is None or due is None:
+            return
+        self._apply_limit(limiter.lag((loop.time() - due) * 1000.0, time.time()))
+        gate = self.gate
+        if gate.is_busy() or gate.limit < gate.slots:
+            self._start_lag_timer()
+
     def _expire(self) -> None:
         self._fail(self.gate.expire(time.time()))
 
@@ -203,10 +244,13 @@ class ReplicaAdmission:
         if self.metrics is not None:
             self._publish_depth(snap.queued_by_class)
         return {
+            "limit": snap.limit if snap.limit is not None else snap.slots,
+            "delay_ms": round(self.limiter.delay_ms, 3) if self.limiter is not None else None,
             "executing": snap.executing,
             "queued": snap.queued,
             "queued_by_priority": {str(p): n for p, n in snap.queued_by_priority.items()},
             "queued_by_class": dict(snap.queued_by_class),
+            "queue_bounds": dict(snap.queue_bounds),
             "service_ms": {k: round(v, 3) for k, v in snap.service_ms_by_model.items()},
             "ewma_service_ms": snap.ewma_service_ms,
             "started_total": snap.started_total,

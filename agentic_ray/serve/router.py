@@ -5,9 +5,14 @@ proxy). Per routing attempt (``choose_replicas``) it
 
 1. reads the request's metadata from the call kwargs (``meta.pop_meta``: ``_agentic`` or the bare
    ``qos``/``budget_ms``/... keywords), classifies it with the compiled policy at ``now = time.time()``
-   and fixes its absolute deadline in ``kwargs["_agentic"]`` so the replica's gate sees the same one;
+   and fixes its absolute deadline in ``kwargs["_agentic"]`` so the replica's gate sees the same one.
+   A direct HTTP request (this router running in Serve's proxy, ``http_direct``) carries its metadata
+   in headers instead: the router reads them from the proxy's ASGI scope and writes its decision back
+   into the scope when it routes; a bad header is routed with the error so the replica answers 400;
 2. builds a ``ReplicaView`` per candidate: zone, accelerator, labels, slots and cost from
-   ``record_replica_metadata`` (published once by each replica), queued work per class priority and
+   ``record_replica_metadata`` (published once by each replica; slots lowered to the replica's published
+   concurrency limit while its front is saturated), room left in each class queue (a replica whose queue
+   for the request's class is full is no candidate: ``frontdoor.with_room``), queued work per class priority and
    EWMA service times per model from ``record_routing_stats`` (refreshed by the controller every
    ``request_routing_stats_period_s``), whose recent per-call service times also feed the pure router's
    own per-replica mean/deviation estimators, in-flight counts from Serve's router-local queue-length cache,
@@ -22,7 +27,8 @@ proxy). Per routing attempt (``choose_replicas``) it
    - ``Route``  -> returns ``[[replica]]`` (a singleton rank: Serve sends there, or re-asks if full);
    - ``Wait``   -> sets ``routing_context.should_backoff`` and returns ``[]`` (Serve backs off, re-asks);
    - ``Shed``   -> fails ``pending_request.future`` with a typed ``AdmissionError`` (``BudgetExhausted``,
-     ``Overloaded`` or ``NoEligibleReplica``, with ``retry_after_s`` and the rule ids), removes the
+     ``Overloaded`` or ``NoEligibleReplica``, with ``retry_after_s`` and the rule ids; for a direct HTTP
+     request ``http_direct.HttpShed``, which the proxy answers as 429/503 with a JSON body), removes the
      request from the router's indices, and returns one candidate so Serve's routing loop sees the
      finished future and stops (raising inside ``choose_replicas`` would be swallowed and hang the
      request; see notes/ray-2.60.md 2.5).
@@ -69,11 +75,28 @@ from agentic_ray.errors import AdmissionError, BudgetExhausted, NoEligibleReplic
 from agentic_ray.policies import Policy, default_policy, parse_policy
 from agentic_ray.policies.types import NodeAttrs
 from agentic_ray.scheduling.breaker import CircuitBreaker
+from agentic_ray.scheduling.frontdoor import with_room
 from agentic_ray.scheduling.registry import create_router
 from agentic_ray.scheduling.retry import RetryBudget
 from agentic_ray.scheduling.types import ReplicaView, Request, Route, Shed, Wait
 from agentic_ray.serve.hooks import DecisionEvent, NoopHook, hook_push, load_hook, register_policy, safe_record
-from agentic_ray.serve.meta import CALL_ID, HEDGE_OF, META_KWARG, pop_meta, request_meta, to_request
+from agentic_ray.serve.http_direct import (
+    HttpShed,
+    bad_request_body,
+    http_request_of,
+    scope_headers,
+    stamp,
+    trace_carrier,
+)
+from agentic_ray.serve.meta import (
+    CALL_ID,
+    HEDGE_OF,
+    META_KWARG,
+    meta_from_headers,
+    pop_meta,
+    request_meta,
+    to_request,
+)
 from agentic_ray.telemetry import tracing
 from agentic_ray.telemetry.tracing import TRACE_KWARG
 
@@ -96,10 +119,12 @@ def shed_error(shed: Shed) -> AdmissionError:
 
 
 class _Tracked:
-    __slots__ = ("call_id", "future_id", "hedge_of", "replica_id", "request", "routed_at")
+    __slots__ = ("call_id", "future_id", "hedge_of", "http", "meta", "replica_id", "request", "routed_at")
 
     def __init__(self, request: Request, future_id: int, call_id: Any = None, hedge_of: Any = None) -> None:
         self.request = request
+        self.http: Any = None  # the proxy's StreamingHTTPRequest of a direct HTTP request
+        self.meta: dict[str, Any] = {}
         self.future_id = future_id
         self.replica_id: str | None = None
         self.routed_at = 0.0
@@ -111,6 +136,20 @@ def _service_ms(stats: dict, metadata: dict) -> dict[str, float]:
     """Measured EWMA service times per model, else the replica's declared ``service_ms`` (a prior)."""
     values = stats.get("service_ms") or metadata.get("service_ms") or {}
     return {str(m): float(v) for m, v in values.items()}
+
+
+def _class_room(stats: dict) -> dict[str, int]:
+    """Per class, how many more requests the replica's gate would queue as it last reported."""
+    bounds = stats.get("queue_bounds") or {}
+    queued = stats.get("queued_by_class") or {}
+    return {str(q): int(b) - int(queued.get(q, 0)) for q, b in bounds.items()}
+
+
+def _effective_slots(metadata: dict, stats: dict) -> int:
+    """The replica's slots, or fewer while its published limit holds it below them (host saturated)."""
+    slots = int(metadata.get("slots") or 1)
+    limit = stats.get("limit")
+    return max(1, min(slots, int(limit))) if isinstance(limit, int) else slots
 
 
 def _replica_key(replica_id: ReplicaID) -> str:
@@ -180,11 +219,12 @@ class AgenticRequestRouter(RequestRouter):
                     accelerator=str(md.get("accelerator") or "cpu"),
                     labels=labels,
                 ),
-                slots=int(md.get("slots") or 1),
+                slots=_effective_slots(md, stats),
                 max_ongoing=float(r.max_ongoing_requests),
                 queued_by_priority={int(p): int(n) for p, n in (stats.get("queued_by_priority") or {}).items()},
                 service_ms=_service_ms(stats, md),
                 cost=float(md.get("cost") or 1.0),
+                class_room=_class_room(stats),
             )
             view.ongoing = int(stats.get("executing", 0)) + int(stats.get("queued", 0))
             views[key] = view
@@ -278,9 +318,14 @@ class AgenticRequestRouter(RequestRouter):
         internal_id = pending_request.metadata.internal_request_id
         tracked = self._tracked.get(internal_id)
         if tracked is None:
+            http = http_request_of(pending_request.args) if pending_request.metadata.is_http_request else None
             try:
-                tracked = self._track(pending_request, internal_id, now)
+                tracked = self._track(pending_request, internal_id, now, http)
             except (PolicyError, ValueError) as exc:
+                if http is not None and candidate_replicas:
+                    # The replica answers 400 at once, without a slot; the proxy cannot send a 400 itself.
+                    stamp(pending_request.args, http, {"error": bad_request_body(exc)})
+                    return [candidate_replicas]
                 return self._fail(pending_request, candidate_replicas, exc)
             if tracked.hedge_of is None:
                 self.retry_budget.record_request(now)
@@ -303,13 +348,20 @@ class AgenticRequestRouter(RequestRouter):
                 shed = Shed("no_hedge_replica", 1.0, request.rule_ids)
                 return self._shed(pending_request, candidate_replicas, request, shed, now, None)
         started = time.perf_counter()
-        decision = self.core.choose(request, views, now)
+        views, decision = with_room(request, views)
+        if decision is None:
+            decision = self.core.choose(request, views, now)
         decision_us = (time.perf_counter() - started) * 1e6
         carrier = pending_request.kwargs.get(TRACE_KWARG)  # only sampled contexts travel (with_trace)
         if isinstance(decision, Route):
             replica = self._by_key.get(decision.replica_id)
             if carrier:
                 self._route_span(pending_request.kwargs, carrier, request, decision, now, decision_us)
+            if tracked.http is not None:
+                decided = dict(tracked.meta)
+                if pending_request.kwargs.get(TRACE_KWARG):
+                    decided["trace"] = pending_request.kwargs[TRACE_KWARG]
+                stamp(pending_request.args, tracked.http, decided)
             self._event("route", request, decision.reason, now, decision.replica_id, decision.predicted_ms,
                         decision_us)  # fmt: skip
             return [[replica]] if replica is not None else []
@@ -345,16 +397,26 @@ class AgenticRequestRouter(RequestRouter):
         except Exception:  # telemetry must not break serving
             pass
 
-    def _track(self, pending_request: PendingRequest, internal_id: str, now: float) -> _Tracked:
+    def _track(self, pending_request: PendingRequest, internal_id: str, now: float, http: Any = None) -> _Tracked:
         kwargs = pending_request.kwargs
-        meta = pop_meta(kwargs)
+        if http is not None:
+            headers = scope_headers(http.asgi_scope)
+            meta = meta_from_headers(headers)
+            carrier = trace_carrier(headers)
+            if tracing.is_sampled(carrier):
+                kwargs[TRACE_KWARG] = carrier
+        else:
+            meta = pop_meta(kwargs)
         classification = self.policy.classify(request_meta(meta), now)
         deadline = meta.get("deadline")
         request = to_request(classification, internal_id, now, deadline, meta.get("model"))
         meta["deadline"] = request.deadline
         meta["qos"] = request.qos
-        kwargs[META_KWARG] = meta
+        if http is None:
+            kwargs[META_KWARG] = meta
         tracked = _Tracked(request, id(pending_request.future), meta.get(CALL_ID), meta.get(HEDGE_OF))
+        if http is not None:
+            tracked.http, tracked.meta = http, meta
         self._tracked[internal_id] = tracked
         if len(self._tracked) > _MAX_TRACKED:
             self._tracked.popitem(last=False)
@@ -397,8 +459,11 @@ class AgenticRequestRouter(RequestRouter):
     def _shed(self, pending_request, candidates, request: Request, shed: Shed, now: float, decision_us,
               carrier: Any = None) -> list:  # fmt: skip
         self._event("shed", request, shed.reason, now, None, shed.predicted_ms, decision_us, carrier)
-        self._tracked.pop(pending_request.metadata.internal_request_id, None)
-        return self._fail(pending_request, candidates, shed_error(shed))
+        tracked = self._tracked.pop(pending_request.metadata.internal_request_id, None)
+        error: Exception = shed_error(shed)
+        if tracked is not None and tracked.http is not None:
+            error = HttpShed.of(error)  # Serve's proxy answers it with its status, JSON body, Retry-After
+        return self._fail(pending_request, candidates, error)
 
     def _fail(self, pending_request: PendingRequest, candidates: list[RunningReplica], error: Exception) -> list:
         if not pending_request.future.done():

@@ -208,3 +208,54 @@ def test_bad_arguments():
         AdmissionGate(0, CLASSES)
     with pytest.raises(ValueError, match="default_queue_bound"):
         AdmissionGate(1, CLASSES, default_queue_bound=-1)
+
+
+# -- the concurrency limit (set_limit) ------------------------------------------------------------------
+def test_lower_limit_holds_shedable_work_but_not_never_shed():
+    gate = AdmissionGate(3, CLASSES)
+    gate.set_limit(1, 0.0)
+    first = req("standard")
+    assert isinstance(gate.offer(first, 0.0), Start)
+    held = req("sheddable")
+    assert isinstance(gate.offer(held, 0.0), Enqueued)  # a slot is free, but the limit is reached
+    critical = req("critical")
+    assert isinstance(gate.offer(critical, 0.0), Start)  # never-shed work may use every slot
+    assert gate.snapshot().limit == 1
+    admitted = gate.finish(critical.id, 0.01)
+    assert admitted.started == ()  # still one shed-able call running: the held one waits
+    admitted = gate.finish(first.id, 0.02)
+    assert [s.request_id for s in admitted.started] == [held.id]
+
+
+def test_raising_the_limit_starts_held_work_in_order():
+    gate = AdmissionGate(3, CLASSES)
+    gate.set_limit(1, 0.0)
+    running = req("standard")
+    gate.offer(running, 0.0)
+    a, b = req("sheddable"), req("standard")
+    gate.offer(a, 0.0)
+    gate.offer(b, 0.0)
+    admitted = gate.set_limit(3, 0.01)
+    assert [s.request_id for s in admitted.started] == [b.id, a.id]  # priority first
+
+
+def test_set_limit_validates():
+    gate = AdmissionGate(2, CLASSES)
+    for bad in (0, 3, 1.5, True):
+        with pytest.raises(ValueError, match="limit"):
+            gate.set_limit(bad, 0.0)
+
+
+def test_budget_bounds_hold_what_the_budget_can_drain():
+    service = EwmaServiceTime()
+    service.observe(50.0, 0.0)
+    gate = AdmissionGate(2, CLASSES, default_queue_bound=4, service=service, budget_bounds=True, max_budget_bound=64)
+    assert gate.queue_bound("standard") == 40  # floor(2 * 1000 / 50)
+    assert gate.queue_bound("critical") == 20  # floor(2 * 500 / 50)
+    assert gate.queue_bound("sheddable") == 64  # 200, capped
+    gate.set_limit(1, 0.0)
+    assert gate.queue_bound("standard") == 20  # drained by the current limit
+    plain = AdmissionGate(2, CLASSES, default_queue_bound=4, service=service)
+    assert plain.queue_bound("standard") == 4  # without budget_bounds: the default
+    unmeasured = AdmissionGate(2, CLASSES, default_queue_bound=4, budget_bounds=True)
+    assert unmeasured.queue_bound("standard") == 4  # no service time yet

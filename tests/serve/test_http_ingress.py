@@ -1,4 +1,6 @@
-"""The HTTP ingress on real Serve over the labelled test cluster: residency, 400/429/503/504."""
+"""HTTP on real Serve over the labelled test cluster, both ways in: the agentic deployment as its app's
+HTTP entry (``/direct``: Serve's proxy runs the agentic router, which classifies by header) and the
+``ingress_app`` in front of it (``/infer``). Residency, 400/429/503/504, bad bodies, traces."""
 
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ def _post(path: str, headers: dict[str, str], body: dict | None = None) -> tuple
 
 
 @pytest.fixture(scope="module")
-def http_app(ray_cluster, tmp_path_factory):
+def http_apps(ray_cluster, tmp_path_factory):
     from ray import serve
 
     import agentic_ray.serve as ars
@@ -111,22 +113,30 @@ def http_app(ray_cluster, tmp_path_factory):
         Echo.bind(), policy=str(path), ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": TRACE_ENV}}
     )
     serve.run(ingress, name="http-test", route_prefix="/infer")
+    serve.run(Echo.bind(), name="http-direct", route_prefix="/direct")
     try:
-        yield "/infer"
+        yield {"/infer": "http-test", "/direct": "http-direct"}
     finally:
         serve.delete("http-test")
+        serve.delete("http-direct")
         serve.shutdown()
 
 
-def test_residency_rules_hold_for_http_requests(http_app):
-    zones_acme = {_post(http_app, {"x-tenant": "acme"})[2]["result"]["zone"] for _ in range(12)}
-    zones_globex = {_post(http_app, {"x-tenant": "globex"})[2]["result"]["zone"] for _ in range(6)}
+@pytest.fixture(params=["/direct", "/infer"])
+def http_path(request, http_apps):
+    """Each test runs against the direct HTTP entry and the ingress app."""
+    return request.param
+
+
+def test_residency_rules_hold_for_http_requests(http_path):
+    zones_acme = {_post(http_path, {"x-tenant": "acme"})[2]["result"]["zone"] for _ in range(12)}
+    zones_globex = {_post(http_path, {"x-tenant": "globex"})[2]["result"]["zone"] for _ in range(6)}
     assert zones_acme == {"eu-west"}
     assert zones_globex == {"us-east"}
 
 
-def test_no_eligible_replica_is_503_naming_the_rule(http_app):
-    status, _, body = _post(http_app, {"x-tenant": "initech"})
+def test_no_eligible_replica_is_503_naming_the_rule(http_path):
+    status, _, body = _post(http_path, {"x-tenant": "initech"})
     assert status == 503
     assert body["error"] == "no_eligible_replica"
     assert "ap-residency" in body["rule_ids"]
@@ -136,18 +146,18 @@ def test_no_eligible_replica_is_503_naming_the_rule(http_app):
     ("header", "value"),
     [("x-budget-ms", "abc"), ("x-budget-ms", "-5"), ("x-qos", "platinum"), ("x-tenant", "nobody")],
 )
-def test_bad_header_is_400_naming_it(http_app, header, value):
-    status, _, body = _post(http_app, {header: value})
+def test_bad_header_is_400_naming_it(http_path, header, value):
+    status, _, body = _post(http_path, {header: value})
     assert status == 400
     assert body["error"] == "bad_header"
     assert body["header"] == header
 
 
-def test_overload_is_429_with_retry_after(http_app):
+def test_overload_is_429_with_retry_after(http_path):
     # One us-east replica, one slot, a sheddable queue of 1: a burst of slow sheddable work overflows it.
     headers = {"x-tenant": "globex", "x-qos": "sheddable"}
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda _: _post(http_app, headers, {"sleep": 0.5}), range(8)))
+        results = list(pool.map(lambda _: _post(http_path, headers, {"sleep": 0.5}), range(8)))
     statuses = [s for s, _, _ in results]
     assert 429 in statuses, statuses
     for status, resp_headers, _ in results:
@@ -156,30 +166,47 @@ def test_overload_is_429_with_retry_after(http_app):
     assert 200 in statuses
 
 
-def test_deadline_passed_while_queued_is_504(http_app):
+def test_deadline_passed_while_queued_is_504(http_path):
     blocker_headers = {"x-tenant": "globex", "x-qos": "critical"}
     with ThreadPoolExecutor(2) as pool:
-        blocker = pool.submit(_post, http_app, blocker_headers, {"sleep": 1.5})
+        blocker = pool.submit(_post, http_path, blocker_headers, {"sleep": 1.5})
         time.sleep(0.4)
-        status, _, body = _post(http_app, {"x-tenant": "globex", "x-qos": "critical", "x-budget-ms": "300"})
+        status, _, body = _post(http_path, {"x-tenant": "globex", "x-qos": "critical", "x-budget-ms": "300"})
         assert blocker.result()[0] == 200
     assert status == 504, body
     assert body["error"] in ("deadline_passed_in_queue", "deadline_passed")
 
 
-def test_traceparent_header_chains_into_the_replica_spans(http_app):
-    """A sampled W3C ``traceparent`` continues through the ingress and router into the replica's
-    ``agentic.queue`` / ``agentic.execute`` spans (same trace id, parent = the router's route span, which
-    is neither the caller's span nor missing); an unsampled one records nothing in the replica."""
+def test_class_and_body_reach_the_replica(http_path):
+    status, _, body = _post(http_path, {"x-qos": "critical", "x-tenant": "acme"}, {"sleep": 0.0})
+    assert status == 200
+    assert body == {"result": {"zone": "eu-west"}, "qos": "critical"}
+
+
+def test_body_that_is_not_json_is_400(http_path):
+    req = urllib.request.Request(f"http://127.0.0.1:{HTTP_PORT}{http_path}", data=b'{"sleep": ', method="POST")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=60)
+    assert info.value.code == 400
+    assert json.loads(info.value.read())["error"] == "bad_body"
+
+
+def test_traceparent_header_chains_into_the_replica_spans(http_path, http_apps):
+    """A sampled W3C ``traceparent`` continues into the replica's ``agentic.queue`` / ``agentic.execute``
+    spans (same trace id); an unsampled one records nothing in the replica. Through the ingress app their
+    parent is the router's route span (the router runs in the ingress replica, where tracing is
+    configured); on the direct path the router runs in Serve's proxy, which records no spans unless the
+    cluster's environment configures tracing there, so they hang under the caller's span."""
     from ray import serve
 
-    sampled_tid, unsampled_tid = 0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x0AF7651916CD43DD8448EB211C80319C
+    base = 0x4BF92F3577B34DA6A3CE929D0E0E4736 if http_path == "/infer" else 0x5CF92F3577B34DA6A3CE929D0E0E4736
+    sampled_tid, unsampled_tid = base, 0x0AF7651916CD43DD8448EB211C80319C + (http_path == "/direct")
     caller_span = 0x00F067AA0BA902B7
     for tid, flags in ((sampled_tid, "01"), (unsampled_tid, "00")):
         headers = {"x-tenant": "globex", "traceparent": f"00-{tid:032x}-{caller_span:016x}-{flags}"}
-        status, _, body = _post(http_app, headers)
+        status, _, body = _post(http_path, headers)
         assert status == 200 and body["result"]["zone"] == "us-east"
-    model = serve.get_deployment_handle("Echo", app_name="http-test")
+    model = serve.get_deployment_handle("Echo", app_name=http_apps[http_path])
     # Ungated calls go to the replica with the shortest queue (ties: Serve's choice): ask many at once
     # so the queue spreads them over all three replicas, until the us-east one answers.
     answers: list = []
@@ -192,5 +219,8 @@ def test_traceparent_header_chains_into_the_replica_spans(http_app):
     mine = {name: parent for name, tid, parent in spans if tid == sampled_tid}
     assert {"agentic.queue", "agentic.execute"} <= set(mine), spans
     assert mine["agentic.queue"] == mine["agentic.execute"]
-    assert mine["agentic.queue"] not in (None, caller_span)  # under the route span, not the caller's
+    if http_path == "/infer":
+        assert mine["agentic.queue"] not in (None, caller_span)  # under the route span, not the caller's
+    else:
+        assert mine["agentic.queue"] == caller_span
     assert not [s for s in spans if s[1] == unsampled_tid]

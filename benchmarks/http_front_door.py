@@ -1,0 +1,283 @@
+"""The HTTP front door under concurrent clients: agentic-ray against Serve, as users run them.
+
+The README's Serve example (two replicas of four slots, 20 ms per call: about 400 calls/s of model
+capacity) served over HTTP and driven by N closed-loop clients (each sends its next request when the
+last one is answered, as ``wrk -c N`` does; 429s are not backed off from), classes drawn per request
+(critical 20 %, standard 40 %, sheddable 40 %; budgets 100 / 500 / 2000 ms, the built-in policy). Every
+request is recorded (``agentic_ray.testing.http_load``, in its own process). Paths, each deployed alone
+and measured at every concurrency, in an order that alternates across rounds:
+
+- ``agentic``: the ``@agentic_ray.deployment`` as its application's HTTP entry (``http_direct``);
+- ``agentic_ingress``: the same behind ``ingress_app`` (its own deployment, ``max_ongoing_requests`` 1024);
+- ``ingress_before``: ``ingress_app`` as shipped before this benchmark existed (Serve's default
+  ``max_ongoing_requests`` of 5 on the ingress); full runs only;
+- ``serve_default``: a plain ``@serve.deployment`` with the same handler, Serve's defaults
+  (``max_ongoing_requests`` 5, no queue bound): Serve as users get it;
+- ``serve_tuned``: plain Serve as a competent user tunes it: ``max_ongoing_requests`` = the slots (4), a
+  bounded ``max_queued_requests`` (32 per caller) and ``BackpressureConfig(429, retry_after_s=1)``.
+
+Figures per path and concurrency: goodput (answers within their class's budget per second),
+throughput, per-class SLO attainment (shed and failed requests count as misses), p50/p99 of the
+answers, statuses, and the p99 latency of 429/503 answers. Also, for ``agentic`` at 20 clients, the
+same run with 10 % malformed requests interleaved (bad ``x-budget-ms``, unknown class, negative budget,
+a body that is not JSON): their statuses, the good requests' p99 against the clean run, and whether any
+replica restarted.
+
+Floors (``agentic``): goodput at 60 clients >= 90 % of its best at any concurrency; critical attainment
+at 60 clients >= 99 % and at or above every other class's.
+
+    python benchmarks/http_front_door.py [--quick] [--rounds N] [--paths a,b] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HTTP_PORT = int(os.environ.get("AGENTIC_BENCH_HTTP_PORT", "31950"))
+BUDGETS = {"critical": 100.0, "standard": 500.0, "sheddable": 2000.0}
+MIX = "critical=0.2,standard=0.4,sheddable=0.4"
+SERVICE_S = 0.02
+SLOTS, REPLICAS = 4, 2
+PATHS = ("agentic", "agentic_ingress", "ingress_before", "serve_default", "serve_tuned")
+
+
+def _deploy(path: str) -> str:
+    """Deploy ``path`` as the only application; return its route."""
+    import asyncio
+
+    from ray import serve
+    from ray.serve.config import BackpressureConfig
+    from starlette.responses import JSONResponse
+
+    import agentic_ray
+    import agentic_ray.serve
+    from agentic_ray.serve import ingress_app
+
+    for app in list(serve.status().applications):
+        serve.delete(app)
+    route = "/infer"
+    actor = {"num_cpus": 0}
+    if path.startswith("agentic") or path == "ingress_before":
+
+        @agentic_ray.deployment(slots=SLOTS, num_replicas=REPLICAS, ray_actor_options=actor)
+        class Model:
+            async def __call__(self, prompt: Any) -> str:
+                await asyncio.sleep(SERVICE_S)
+                return "ok"
+
+            @agentic_ray.serve.ungated
+            def pid(self) -> int:
+                return os.getpid()
+
+        if path == "agentic":
+            app = Model.bind()
+        elif path == "agentic_ingress":
+            app = ingress_app(Model.bind(), ray_actor_options=actor)
+        else:
+            app = ingress_app(Model.bind(), ray_actor_options=actor, max_ongoing_requests=5)
+    else:
+        options: dict[str, Any] = {"num_replicas": REPLICAS, "ray_actor_options": actor}
+        if path == "serve_tuned":
+            options.update(max_ongoing_requests=SLOTS, max_queued_requests=32,
+                           backpressure_config=BackpressureConfig(status_code=429, retry_after_s=1.0))  # fmt: skip
+
+        @serve.deployment(**options)
+        class Plain:
+            async def __call__(self, request: Any) -> Any:
+                await request.body()
+                await asyncio.sleep(SERVICE_S)
+                return JSONResponse({"result": "ok"})
+
+        app = Plain.bind()
+    serve.run(app, name=path, route_prefix=route)
+    return route
+
+
+def _load(route: str, clients: int, duration: float, warmup: float, bad: float = 0.0, seed: int = 0) -> dict:
+    """Drive ``route`` with the load generator in its own process; its summary (and the records' file)."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+        out = fh.name
+    budgets = ",".join(f"{k}={v}" for k, v in BUDGETS.items())
+    cmd = [sys.executable, "-m", "agentic_ray.testing.http_load", f"http://127.0.0.1:{HTTP_PORT}{route}",
+           "--clients", str(clients), "--duration", str(duration + warmup), "--warmup", str(warmup),
+           "--mix", MIX, "--budgets", budgets, "--bad-fraction", str(bad), "--seed", str(seed),
+           "--json", out]  # fmt: skip
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=duration + warmup + 120)
+    with open(out) as fh:
+        data = json.load(fh)
+    os.unlink(out)
+    data["summary"]["good_p99_ms"] = _good_p99(data["records"], warmup, None)
+    data["summary"]["critical_good_p99_ms"] = _good_p99(data["records"], warmup, "critical")
+    return data["summary"]
+
+
+def _good_p99(records: list[dict], warmup: float, qos: str | None) -> float:
+    """p99 latency of the well-formed requests' answers (of class ``qos``, or all; nearest rank)."""
+    kept = [r for r in records if r["sent_s"] >= warmup and r["qos"] != "bad" and r["status"] == 200]
+    values = sorted(r["latency_ms"] for r in kept if qos is None or r["qos"] == qos)
+    if not values:
+        return float("nan")
+    return values[max(0, -(-99 * len(values) // 100) - 1)]
+
+
+def _replica_pids(path: str) -> set[int]:
+    """The process ids of the ``agentic`` path's replicas (asked through an ungated method)."""
+    from ray import serve
+
+    handle = serve.get_deployment_handle("Model", app_name=path)
+    return {r.result(timeout_s=30) for r in [handle.pid.remote() for _ in range(32)]}
+
+
+def run(quick: bool, rounds: int, only: tuple[str, ...] | None = None) -> dict[str, Any]:
+    from agentic_ray.serve.live import local_ray, print_progress
+
+    levels = (5, 20, 60) if quick else (5, 10, 20, 60, 120)
+    duration, warmup = (6.0, 1.0) if quick else (10.0, 2.0)
+    paths = only or (("agentic", "agentic_ingress", "serve_tuned") if quick else PATHS)
+    results: dict[str, dict[str, list[dict]]] = {p: {str(c): [] for c in levels} for p in paths}
+    bad_input: list[dict] = []
+    with local_ray(num_cpus=2):
+        from ray import serve
+
+        serve.start(http_options={"host": "127.0.0.1", "port": HTTP_PORT})
+        for rnd in range(rounds):
+            order = list(paths) if rnd % 2 == 0 else list(reversed(paths))
+            for path in order:
+                route = _deploy(path)
+                _load(route, 5, 2.0, 0.0)  # warm the path (replicas, router, proxy)
+                for clients in levels if rnd % 2 == 0 else reversed(levels):
+                    s = _load(route, clients, duration, warmup, seed=rnd * 100 + clients)
+                    results[path][str(clients)].append(s)
+                    crit = s["classes"].get("critical", {}).get("attainment", float("nan"))
+                    print_progress(f"round {rnd} {path:15s} c={clients:3d} goodput {s['goodput_rps']:6.1f}/s "
+                                   f"critical {crit:.3f}")  # fmt: skip
+                if path == "agentic":
+                    before = _replica_pids(path)
+                    clean = _load(route, 20, duration, warmup, seed=7 + rnd)
+                    dirty = _load(route, 20, duration, warmup, bad=0.1, seed=7 + rnd)
+                    after = _replica_pids(path)
+                    bad_input.append({
+                        "clean_good_p99_ms": clean["good_p99_ms"], "dirty_good_p99_ms": dirty["good_p99_ms"],
+                        "clean_critical_p99_ms": clean["critical_good_p99_ms"],
+                        "dirty_critical_p99_ms": dirty["critical_good_p99_ms"],
+                        "bad_statuses": dirty["classes"].get("bad", {}).get("statuses", {}),
+                        "bad_p99_ms": dirty["classes"].get("bad", {}).get("p99_ms"),
+                        "replicas_before": len(before), "replicas_restarted": len(before - after),
+                        "clean_goodput_rps": clean["goodput_rps"], "dirty_goodput_rps": dirty["goodput_rps"],
+                    })  # fmt: skip
+                    print_progress(f"round {rnd} bad input: good p99 {clean['good_p99_ms']:.1f} -> "
+                                   f"{dirty['good_p99_ms']:.1f} ms, bad {bad_input[-1]['bad_statuses']}")  # fmt: skip
+    return {"levels": list(levels), "paths": list(paths), "runs": results, "bad_input": bad_input,
+            "duration_s": duration, "warmup_s": warmup, "rounds": rounds}  # fmt: skip
+
+
+def _median(values: list[float]) -> float:
+    values = [v for v in values if v == v]
+    return statistics.median(values) if values else float("nan")
+
+
+def summarize(raw: dict[str, Any]) -> dict[str, Any]:
+    """Medians over rounds per path and concurrency, and the floors of the ``agentic`` path."""
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for path, by_level in raw["runs"].items():
+        table[path] = {}
+        for level, runs in by_level.items():
+            row = {"goodput_rps": _median([r["goodput_rps"] for r in runs]),
+                   "throughput_rps": _median([r["throughput_rps"] for r in runs]),
+                   "reject_p99_ms": _median([r["reject_p99_ms"] for r in runs])}  # fmt: skip
+            for qos in BUDGETS:
+                row[f"{qos}_attainment"] = _median([r["classes"].get(qos, {}).get("attainment", 0.0) for r in runs])
+                row[f"{qos}_p99_ms"] = _median([r["classes"].get(qos, {}).get("p99_ms", float("nan")) for r in runs])
+            table[path][level] = row
+    floors = {}
+    agentic = table.get("agentic")
+    if agentic and "60" in agentic:
+        floors = front_door_floors(agentic)
+    return {"table": table, "floors": floors}
+
+
+def front_door_floors(rows: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The floors on one path's rows (keyed by concurrency): goodput at 60 >= 90 % of the best, critical
+    attainment at 60 >= 99 % and >= every other class's."""
+    best = max(r["goodput_rps"] for r in rows.values())
+    at60 = rows["60"]
+    crit = at60["critical_attainment"]
+    others = [at60[f"{q}_attainment"] for q in BUDGETS if q != "critical"]
+    return {
+        "best_goodput_rps": best,
+        "goodput_60_ratio": at60["goodput_rps"] / best if best > 0 else float("nan"),
+        "goodput_met": best > 0 and at60["goodput_rps"] >= 0.9 * best,
+        "critical_60": crit,
+        "critical_met": crit >= 0.99 and all(crit >= o for o in others),
+    }
+
+
+def markdown(raw: dict[str, Any], summary: dict[str, Any], meta: dict[str, Any]) -> str:
+    lines = ["# HTTP front door", "", f"Host: {meta['cpus']} CPUs, {meta['platform']}; load "
+             f"{meta['loadavg']}; {raw['rounds']} round(s) of {raw['duration_s']} s per point (medians).", "",
+             "Closed-loop clients (no backoff on 429), classes per request 20/40/40 %, budgets 100/500/2000 ms; "
+             "two replicas x four slots x 20 ms.", "",
+             "| path | clients | goodput/s | throughput/s | critical | standard | sheddable | critical p99 ms "
+             "| reject p99 ms |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for path, rows in summary["table"].items():
+        for level, r in rows.items():
+            lines.append(f"| {path} | {level} | {r['goodput_rps']:.1f} | {r['throughput_rps']:.1f} | "
+                         f"{r['critical_attainment']:.3f} | {r['standard_attainment']:.3f} | "
+                         f"{r['sheddable_attainment']:.3f} | {r['critical_p99_ms']:.0f} | "
+                         f"{r['reject_p99_ms']:.1f} |")  # fmt: skip
+    f = summary["floors"]
+    if f:
+        lines += ["", f"Floors (agentic): goodput at 60 clients {f['goodput_60_ratio']:.2f} of the best "
+                  f"({f['best_goodput_rps']:.1f}/s): {'met' if f['goodput_met'] else 'NOT met'} (>= 0.90); "
+                  f"critical attainment at 60 clients {f['critical_60']:.3f}: "
+                  f"{'met' if f['critical_met'] else 'NOT met'} (>= 0.99 and >= every other class)."]  # fmt: skip
+    if raw["bad_input"]:
+        lines += ["", "Bad input (agentic, 20 clients, 10 % malformed):", "",
+                  "| round | p99 of good answers, clean / with bad (ms) | critical p99, clean / with bad (ms) "
+                  "| goodput clean / with bad | bad statuses | bad p99 ms | replicas restarted |",
+                  "|---:|---:|---:|---:|---|---:|---:|"]  # fmt: skip
+        for i, b in enumerate(raw["bad_input"]):
+            lines.append(f"| {i} | {b['clean_good_p99_ms']:.1f} / {b['dirty_good_p99_ms']:.1f} | "
+                         f"{b.get('clean_critical_p99_ms', float('nan')):.1f} / "
+                         f"{b.get('dirty_critical_p99_ms', float('nan')):.1f} | "
+                         f"{b['clean_goodput_rps']:.1f} / {b['dirty_goodput_rps']:.1f} | {b['bad_statuses']} | "
+                         f"{b['bad_p99_ms']:.1f} | {b['replicas_restarted']} of {b['replicas_before']} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--out", default="benchmarks/results/http_front_door")
+    parser.add_argument("--paths", help=f"comma-separated subset of {','.join(PATHS)}")
+    args = parser.parse_args(argv)
+    only = tuple(p.strip() for p in args.paths.split(",")) if args.paths else None
+    if only and not set(only) <= set(PATHS):
+        parser.error(f"--paths: unknown {sorted(set(only) - set(PATHS))}; choose from {', '.join(PATHS)}")
+    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 2)
+    started = time.time()
+    raw = run(args.quick, rounds, only)
+    summary = summarize(raw)
+    meta = {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg": [round(x, 2) for x in os.getloadavg()],
+            "wall_s": round(time.time() - started, 1), "quick": args.quick}  # fmt: skip
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": summary, "raw": raw}, indent=1))
+    out.with_suffix(".md").write_text(markdown(raw, summary, meta))
+    print(markdown(raw, summary, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
