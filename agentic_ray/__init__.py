@@ -4,13 +4,15 @@ The SDK names (``init``, ``shutdown``, ``task``, ``apply_policy``, ``rollback_po
 ``deployment``) and the policy names (``load_policy``, ``parse_policy``, ``default_policy``, ``Policy``,
 ``Classification``, ``RequestMeta``, ``NodeAttrs``) load their modules on first use (PEP 562), so
 ``import agentic_ray`` and ``import agentic_ray.policies`` never import Ray.
-``agentic_ray.budget`` is the budget module *and* callable:
-``with agentic_ray.budget(150):`` scopes a 150 ms budget for the tasks submitted in the block.
+``with agentic_ray.budget(150):`` scopes a 150 ms budget for the tasks submitted in the block; the
+deadline values behind it (``Deadline``, ``Budget``, ``StagePlan``, ``deadline_scope``,
+``current_deadline``) are exported here too (module ``agentic_ray._budget``, pure).
+
+Implementation modules are private (``_name``) where a package presents one API (``serve``, ``actors``,
+``control``, ``demo`` and the top level); import names from the package, not from its modules.
 """
 
-import types as _types
-
-from agentic_ray import budget as _budget_module
+from agentic_ray._budget import Budget, Deadline, StagePlan, StageSpec, current_deadline, deadline_scope
 from agentic_ray._version import __version__
 from agentic_ray.errors import (
     AdmissionError,
@@ -27,6 +29,12 @@ from agentic_ray.errors import (
 )
 
 __all__ = [
+    "Budget",
+    "Deadline",
+    "StagePlan",
+    "StageSpec",
+    "current_deadline",
+    "deadline_scope",
     "AdmissionError",
     "AgenticRayError",
     "BudgetExhausted",
@@ -45,6 +53,7 @@ __all__ = [
     "RequestMeta",
     "apply_policy",
     "budget",
+    "cluster_view",
     "default_policy",
     "deployment",
     "init",
@@ -56,7 +65,9 @@ __all__ = [
     "task",
 ]
 
-_SDK_NAMES = frozenset({"apply_policy", "init", "rollback_policy", "shutdown", "status", "task", "cluster_view"})
+_SDK_NAMES = frozenset(
+    {"apply_policy", "budget", "cluster_view", "init", "rollback_policy", "shutdown", "status", "task"}
+)
 
 
 _POLICY_NAMES = frozenset(
@@ -74,21 +85,7 @@ def __getattr__(name: str):
 
         return getattr(policies, name)
     if name == "deployment":
-        from agentic_ray.serve.deployment import deployment
+        from agentic_ray.serve._deployment import deployment
 
         return deployment
     raise AttributeError(f"module 'agentic_ray' has no attribute {name!r}")
-
-
-class _CallableBudgetModule(_types.ModuleType):
-    """``agentic_ray.budget`` stays the module (``from agentic_ray.budget import Deadline``) and is also
-    the driver-side scope ``agentic_ray.budget(ms)`` (``agentic_ray.sdk.budget``)."""
-
-    def __call__(self, ms: float):
-        from agentic_ray.sdk import budget as budget_block
-
-        return budget_block(ms)
-
-
-_budget_module.__class__ = _CallableBudgetModule
-budget = _budget_module

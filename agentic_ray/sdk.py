@@ -44,24 +44,24 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from agentic_ray.actors import view_cache
-from agentic_ray.actors.common import (
+from agentic_ray._budget import Budget, budget_scope, current_deadline
+from agentic_ray.actors import _view_cache as view_cache
+from agentic_ray.actors._common import (
     GLOBAL_NAME,
     NAMESPACE,
     ControlPlaneConfig,
 )
-from agentic_ray.actors.placement import (
-    Placement,
-)
-from agentic_ray.actors.view_cache import ClusterViewCache
-from agentic_ray.actors.worker import (
+from agentic_ray.actors._view_cache import ClusterViewCache
+from agentic_ray.actors._worker import (
     TRACE_SUFFIX,
     account_placed,
     encode_context,
     make_worker_function,
     stop_accounting,
 )
-from agentic_ray.budget import Budget, budget_scope, current_deadline
+from agentic_ray.control._placement import (
+    Placement,
+)
 from agentic_ray.errors import BudgetExhausted
 from agentic_ray.policies import Policy, RequestMeta, load_policy
 
@@ -380,7 +380,7 @@ def budget(ms: float) -> Iterator[Budget]:
 # Life cycle and policy rollout
 # ---------------------------------------------------------------------------------------------------
 def _global_coordinator(config: ControlPlaneConfig | None = None) -> Any:
-    from agentic_ray.actors.global_coordinator import GlobalCoordinator
+    from agentic_ray.actors._global_coordinator import GlobalCoordinator
 
     return GlobalCoordinator.options(
         name=GLOBAL_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True

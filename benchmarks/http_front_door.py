@@ -139,7 +139,7 @@ def _replica_pids(path: str) -> set[int]:
 
 
 def run(quick: bool, rounds: int, only: tuple[str, ...] | None = None) -> dict[str, Any]:
-    from agentic_ray.serve.live import local_ray, print_progress
+    from agentic_ray.demo import local_ray, print_progress
 
     levels = (5, 20, 60) if quick else (5, 10, 20, 60, 120)
     duration, warmup = (6.0, 1.0) if quick else (10.0, 2.0)

@@ -19,7 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
-from agentic_ray.actors.probe import AcceleratorProbe
+from agentic_ray.actors._probe import AcceleratorProbe
 from agentic_ray.testing.nvml import FakeGpu, FakeNvml
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"

@@ -1,6 +1,6 @@
 """Hedged requests on live Ray Serve: ``agentic_ray.serve.call`` with and without ``hedge_after_ms``.
 
-One private local Ray (``agentic_ray.serve.live.local_ray``), one ``@agentic_ray.deployment`` of three
+One private local Ray (``agentic_ray.demo.local_ray``), one ``@agentic_ray.deployment`` of three
 replicas (2 slots each). Each copy of a request sleeps a lognormal ~10 ms, except that with probability
 ``--stall-p`` (default 5 %) it stalls for ``--stall-ms`` (default 300 ms) first: a straggler that no
 replica report predicts (a GC pause, a cold cache, a noisy neighbour), drawn independently per copy.
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentic_ray.serve.live import local_ray
+from agentic_ray.demo import local_ray
 from agentic_ray.sim.metrics import ClassStats, summarize
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -49,7 +49,7 @@ def deploy(policy_path: str, stall_p: float, stall_ms: float) -> Any:
     import agentic_ray.serve as ars
 
     @ars.deployment(policy=policy_path, slots=2, num_replicas=3, ray_actor_options={"num_cpus": 0},
-                    router_hook="agentic_ray.serve.hooks:PROCESS_STATS")  # fmt: skip
+                    router_hook="agentic_ray.serve._hooks:PROCESS_STATS")  # fmt: skip
     class Straggly:
         def __init__(self) -> None:
             self.rng = random.Random(serve.get_replica_context().replica_id.unique_id)
@@ -65,7 +65,7 @@ def deploy(policy_path: str, stall_p: float, stall_ms: float) -> Any:
 
 def routed_copies() -> int:
     """Copies this process's router sent to replicas so far (first copies and hedges)."""
-    from agentic_ray.serve.hooks import PROCESS_STATS
+    from agentic_ray.serve._hooks import PROCESS_STATS
 
     routed = PROCESS_STATS.outcomes.items()
     return sum(n for (where, outcome, _), n in routed if where == "router" and outcome == "route")

@@ -1,6 +1,6 @@
 """Live Ray Serve benchmark: the agentic router + replica gate against Serve's default router.
 
-Three parts, all on one private local Ray started here (``agentic_ray.serve.live.local_ray``), each
+Three parts, all on one private local Ray started here (``agentic_ray.demo.local_ray``), each
 replaying one seeded open-loop workload through both paths (same arrival times, classes and per-request
 service times; replicas sleep for the service time, so no real model work is done):
 
@@ -36,8 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentic_ray.serve.demo import demo_policy_path
-from agentic_ray.serve.live import LiveOptions, local_ray, print_progress, run_live
+from agentic_ray.demo import LiveOptions, demo_policy_path, local_ray, print_progress, run_live
 from agentic_ray.sim.metrics import ClassStats, summarize
 from agentic_ray.sim.scenario import load_scenario, parse_scenario
 from agentic_ray.sim.simulate import simulate
@@ -82,7 +81,7 @@ name: serve_live_agreement
 seed: 3
 duration_s: {duration}
 warmup_s: 2
-policy: ../../agentic_ray/serve/demo/policy.yaml
+policy: ../../agentic_ray/demo/policy.yaml
 network_ms: 2.5
 replicas:
   - {{name: gpu, count: 1, accelerator: gpu, zone: local, slots: 2, max_ongoing: 42, cost: 2,

@@ -87,7 +87,7 @@ def pipelined(f, windows: int, window: int) -> list[float]:
 def agent_batch_cost(batch: int, reps: int) -> dict[str, dict[str, float]]:
     """Microseconds per task of ``NodeAgentImpl.record_batch`` (one start + one end per task), with
     the metrics per batch (as shipped) and per task (as before), alternated ``reps`` times."""
-    from agentic_ray.actors.node_agent import NodeAgentImpl
+    from agentic_ray.actors._node_agent import NodeAgentImpl
     from agentic_ray.telemetry.metrics import AgenticMetrics
     from agentic_ray.telemetry.ray_metrics import RayMetrics
 
@@ -143,7 +143,7 @@ def main() -> int:
 
     import agentic_ray
     from agentic_ray import sdk
-    from agentic_ray.actors import view_cache
+    from agentic_ray.actors import _view_cache as view_cache
 
     if args.batch_per_cpu is not None:
         view_cache.PLACEMENT_BATCH_PER_CPU = args.batch_per_cpu

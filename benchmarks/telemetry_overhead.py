@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 from agentic_ray.scheduling.types import Route, Shed
-from agentic_ray.serve.hooks import NoopHook
+from agentic_ray.serve._hooks import NoopHook
 from agentic_ray.telemetry.tracing import TracingConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -97,8 +97,8 @@ def _adapter(hook):
     time the adapter's own per-decision reporting code (not a copy)."""
     from types import SimpleNamespace
 
-    from agentic_ray.serve.hooks import hook_push
-    from agentic_ray.serve.router import AgenticRequestRouter
+    from agentic_ray.serve._hooks import hook_push
+    from agentic_ray.serve._router import AgenticRequestRouter
 
     router = AgenticRequestRouter.__new__(AgenticRequestRouter)
     router.hook = hook

@@ -72,7 +72,7 @@ def explain(feats: dict, scored: dict) -> dict:
 @agentic_ray.task(**FRAUD)
 def check(txn: dict) -> dict:
     """The workflow: three child tasks; each inherits what is left of this task's 150 ms."""
-    from agentic_ray.budget import current_deadline
+    from agentic_ray._budget import current_deadline
 
     f = features.remote(txn)
     s = score.remote(f)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentic_ray.budget import (
+from agentic_ray._budget import (
     Budget,
     Deadline,
     StagePlan,
@@ -153,7 +153,7 @@ def test_stage_budgets_never_pass_the_workflow_deadline(total, shares, used):
 
 def test_budget_module_is_pure():
     code = (
-        "import sys, agentic_ray.budget, agentic_ray.policies.types; "
+        "import sys, agentic_ray._budget, agentic_ray.policies.types; "
         "bad = {'ray', 'asyncio'} & set(sys.modules); print(sorted(bad)); sys.exit(1 if bad else 0)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -8,6 +8,13 @@ import sys
 import agentic_ray
 
 PUBLIC = [
+    "Budget",
+    "Deadline",
+    "StagePlan",
+    "StageSpec",
+    "current_deadline",
+    "deadline_scope",
+    "cluster_view",
     "AdmissionError",
     "AgenticRayError",
     "BudgetExhausted",
@@ -47,12 +54,20 @@ def test_every_public_name_resolves():
         assert getattr(agentic_ray, name) is not None, name
     assert callable(agentic_ray.task) and callable(agentic_ray.deployment) and callable(agentic_ray.budget)
     assert agentic_ray.load_policy is agentic_ray.policies.load_policy
+    # No module shadows a public function: these names are the functions, not modules.
+    import types
+
+    from agentic_ray import serve
+
+    for obj in (agentic_ray.budget, agentic_ray.deployment, serve.deployment, serve.call):
+        assert not isinstance(obj, types.ModuleType), obj
+    assert type(agentic_ray) is types.ModuleType  # no module swaps its own class
 
 
 def test_importing_the_package_and_the_pure_core_does_not_import_ray():
     code = (
-        "import sys, agentic_ray, agentic_ray.policies, agentic_ray.budget, agentic_ray.scheduling, "
-        "agentic_ray.sim, agentic_ray.errors; agentic_ray.RequestMeta; agentic_ray.load_policy; "
+        "import sys, agentic_ray, agentic_ray.policies, agentic_ray._budget, agentic_ray.scheduling, "
+        "agentic_ray.control, agentic_ray.sim, agentic_ray.errors; agentic_ray.RequestMeta; agentic_ray.load_policy; "
         "bad = sorted({'ray', 'asyncio'} & set(sys.modules)); print(bad); sys.exit(1 if bad else 0)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
 
 def _scenario(args: argparse.Namespace) -> Any:
     from agentic_ray.cli import UsageError
-    from agentic_ray.serve.demo import demo_scenario_path
+    from agentic_ray.demo import demo_scenario_path
     from agentic_ray.sim.scenario import MmppSpec, PoissonSpec, load_scenario
 
     scenario = load_scenario(args.scenario or demo_scenario_path())
@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     scenario = _scenario(args)
 
     from agentic_ray.cli.sim_cmd import format_table
-    from agentic_ray.serve.live import LiveOptions, local_ray, print_progress, run_live
+    from agentic_ray.demo import LiveOptions, local_ray, print_progress, run_live
 
     arrivals = scenario.workload.arrivals
     say = print_progress
@@ -122,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
             with open(args.json_out, "w", encoding="utf-8") as fh:
                 fh.write(text + "\n")
     if args.plot:
-        from agentic_ray.serve.plot import plot_cdfs
+        from agentic_ray.demo import plot_cdfs
 
         plot_cdfs(latencies, args.plot, title=f"agentic-ray demo: {scenario.name}, seed {report['seed']}")
         say(f"  latency CDF written to {args.plot}")

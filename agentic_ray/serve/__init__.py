@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentic_ray.serve.call import call
-from agentic_ray.serve.deployment import deployment, ungated
-from agentic_ray.serve.hooks import DecisionEvent, DecisionHook, DecisionStats, NoopHook
-from agentic_ray.serve.meta import HEADERS, META_KWARG, HeaderError
+from agentic_ray.serve._call import call
+from agentic_ray.serve._deployment import deployment, ungated
+from agentic_ray.serve._hooks import DecisionEvent, DecisionHook, DecisionStats, NoopHook
+from agentic_ray.serve._meta import HEADERS, META_KWARG, HeaderError
 
 __all__ = [
     "HEADERS",
@@ -42,11 +42,11 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "AgenticRequestRouter":
-        from agentic_ray.serve.router import AgenticRequestRouter
+        from agentic_ray.serve._router import AgenticRequestRouter
 
         return AgenticRequestRouter
     if name in ("AgenticIngress", "ingress_app"):
-        from agentic_ray.serve import ingress
+        from agentic_ray.serve import _ingress as ingress
 
         return getattr(ingress, name)
     raise AttributeError(name)

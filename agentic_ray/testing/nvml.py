@@ -1,6 +1,6 @@
 """A fake NVML: covers the GPU path of ``AcceleratorProbe`` without a GPU or driver.
 
-    from agentic_ray.actors.probe import AcceleratorProbe
+    from agentic_ray.actors._probe import AcceleratorProbe
     from agentic_ray.testing.nvml import FakeGpu, FakeNvml
 
     nvml = FakeNvml([FakeGpu(name="NVIDIA H100", util_pct=70, mem_used_mb=1024, mem_total_mb=81920)])

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from agentic_ray.actors.common import ControlPlaneConfig, agent_name, zone_name
-from agentic_ray.actors.leases import static_caps
+from agentic_ray.actors._common import ControlPlaneConfig, agent_name, zone_name
+from agentic_ray.control._leases import static_caps
 from agentic_ray.policies import load_policy
 
 
@@ -38,8 +38,8 @@ def test_static_caps_scale_with_cpus():
 def test_pure_modules_do_not_import_ray():
     code = (
         "import sys\n"
-        "import agentic_ray.actors.drift, agentic_ray.actors.summary, agentic_ray.actors.placement\n"
-        "import agentic_ray.actors.probe, agentic_ray.actors.leases, agentic_ray.actors.outstanding\n"
+        "import agentic_ray.control._drift, agentic_ray.control._summary, agentic_ray.control._placement\n"
+        "import agentic_ray.actors._probe, agentic_ray.control._leases, agentic_ray.control._outstanding\n"
         "import agentic_ray.testing.nvml\n"
         "import agentic_ray, agentic_ray.policies\n"
         "assert 'ray' not in sys.modules, 'ray imported'\n"
@@ -49,7 +49,7 @@ def test_pure_modules_do_not_import_ray():
 
 
 def test_node_agent_logic_in_process():
-    from agentic_ray.actors.node_agent import NodeAgentImpl
+    from agentic_ray.actors._node_agent import NodeAgentImpl
     from agentic_ray.testing.nvml import FakeGpu, FakeNvml
 
     agent = NodeAgentImpl("n" * 56, {"zone": "eu-west"}, nvml=FakeNvml([FakeGpu(util_pct=40)]))
@@ -70,7 +70,7 @@ def test_node_agent_logic_in_process():
 
 
 def test_node_agent_metrics_per_batch_counts_exact_histograms_sampled():
-    from agentic_ray.actors.node_agent import HISTOGRAM_SAMPLES_PER_BATCH, NodeAgentImpl, spread_sample
+    from agentic_ray.actors._node_agent import HISTOGRAM_SAMPLES_PER_BATCH, NodeAgentImpl, spread_sample
     from agentic_ray.telemetry.metrics import AgenticMetrics, RecordingMetrics
 
     k = HISTOGRAM_SAMPLES_PER_BATCH
@@ -99,7 +99,7 @@ def test_node_agent_metrics_per_batch_counts_exact_histograms_sampled():
 
 
 def test_allocate_caps_uses_the_budget_allocator_when_there_is_demand():
-    from agentic_ray.actors.leases import allocate_caps
+    from agentic_ray.control._leases import allocate_caps
 
     policy = load_policy("examples/policies/fraud.yaml")
     nodes = {"fast": {"resources": {"CPU": 2.0}}, "slow": {"resources": {"CPU": 2.0}}}
@@ -118,7 +118,7 @@ def test_allocate_caps_uses_the_budget_allocator_when_there_is_demand():
 
 
 def test_task_context_round_trips_through_the_task_name():
-    from agentic_ray.actors.worker import decode_context, encode_context
+    from agentic_ray.actors._worker import decode_context, encode_context
 
     name = encode_context("score", 1_800_000_000.123456, 1_799_999_999.5, "critical", "fraud", "score")
     assert name.startswith("score|dl=")
@@ -132,7 +132,7 @@ def test_task_context_round_trips_through_the_task_name():
 def test_worker_function_keeps_the_signature_and_runs_unchecked_without_context():
     import inspect
 
-    from agentic_ray.actors import worker
+    from agentic_ray.actors import _worker as worker
 
     def add(a, b=1):
         return a + b
@@ -149,7 +149,7 @@ def test_worker_function_keeps_the_signature_and_runs_unchecked_without_context(
 
 
 def test_agent_sends_snapshots_between_full_reports_only_when_placement_facts_change():
-    from agentic_ray.actors.node_agent import NodeAgentImpl
+    from agentic_ray.actors._node_agent import NodeAgentImpl
 
     agent = NodeAgentImpl("n" * 56, {"zone": "eu-west"}, {"report_interval_s": 0.5, "snapshot_interval_s": 0.1})
     full, is_full, facts = agent.next_report(now=10.0, last_full=float("-inf"), last_facts=None)
@@ -170,7 +170,7 @@ def test_agent_sends_snapshots_between_full_reports_only_when_placement_facts_ch
 
 
 def test_stage_keys_round_trip():
-    from agentic_ray.actors.summary import split_stage_key, stage_key
+    from agentic_ray.control._summary import split_stage_key, stage_key
 
     assert stage_key("fraud", "score") == "fraud/score" and stage_key("fraud", None) == "fraud"
     assert stage_key(None, "score") is None
@@ -182,7 +182,7 @@ def test_accounting_thread_never_restarts_ray_after_shutdown():
     Ray through Ray's auto-init (seen as a teardown failure once placements were reported)."""
     code = (
         "import os, time, tempfile, ray\n"
-        "from agentic_ray.actors.worker import _Accountant\n"
+        "from agentic_ray.actors._worker import _Accountant\n"
         "ray.init(num_cpus=1, include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix='agr-acct-'))\n"
         "acct = _Accountant()\n"
         "ray.shutdown()\n"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agentic_ray.actors.drift import BurnWindow, DriftConfig, DriftDetector
-from agentic_ray.actors.summary import ClassSummary
+from agentic_ray.control._drift import BurnWindow, DriftConfig, DriftDetector
+from agentic_ray.control._summary import ClassSummary
 from agentic_ray.testing.clock import ManualClock
 
 

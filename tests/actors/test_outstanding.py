@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agentic_ray.actors.outstanding import OutstandingEstimate
-from agentic_ray.actors.placement import NodeView, choose_node
+from agentic_ray.control._outstanding import OutstandingEstimate
+from agentic_ray.control._placement import NodeView, choose_node
 from agentic_ray.errors import AdmissionError, Overloaded
 from agentic_ray.policies import NodeAttrs, RequestMeta, load_policy
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agentic_ray.actors.placement import NodeView, choose_node, fallback_placement, node_attrs_from_ray
+from agentic_ray.control._placement import NodeView, choose_node, fallback_placement, node_attrs_from_ray
 from agentic_ray.errors import NoEligibleNode
 from agentic_ray.policies import NodeAttrs, RequestMeta, default_policy, load_policy
 
@@ -138,7 +138,7 @@ def test_inexact_selector_pins_hard():
 
 
 def test_selector_narrows_by_accelerator_only_when_zones_leak():
-    from agentic_ray.actors.placement import label_selector_for
+    from agentic_ray.control._placement import label_selector_for
 
     nodes = [*NODES, _node("us2", "us-east")]
     c = _classify(tenant="bank-us")

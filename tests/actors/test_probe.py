@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentic_ray.actors.probe import AcceleratorProbe, cpu_snapshot
+from agentic_ray.actors._probe import AcceleratorProbe, cpu_snapshot
 from agentic_ray.testing.nvml import FakeGpu, FakeNvml
 
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from agentic_ray.actors.probe import AcceleratorProbe
+from agentic_ray.actors._probe import AcceleratorProbe
 from agentic_ray.testing.nvml import FakeGpu, FakeNvml
 
 pynvml = pytest.importorskip("pynvml")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentic_ray.actors.queued import PlacedNotStarted
+from agentic_ray.control._queued import PlacedNotStarted
 
 
 def test_placed_tasks_count_until_they_start_or_are_refused():
@@ -35,7 +35,7 @@ def test_a_placed_task_that_never_starts_is_forgotten_after_its_deadline():
 
 
 def test_agent_gate_closes_on_queued_work():
-    from agentic_ray.actors.node_agent import NodeAgentImpl
+    from agentic_ray.actors._node_agent import NodeAgentImpl
 
     agent = NodeAgentImpl("n" * 56, {"zone": "eu-west"})
     agent.set_lease({"sheddable": 2}, granted_at=0.0, lease_s=3.0, revision=1)

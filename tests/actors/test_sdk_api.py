@@ -25,10 +25,10 @@ def test_public_names():
         agentic_ray.no_such_name  # noqa: B018
 
 
-def test_budget_is_module_and_scope():
-    from agentic_ray.budget import Deadline, current_deadline
+def test_budget_is_a_scope_and_the_deadline_values_are_exported():
+    from agentic_ray._budget import Deadline, current_deadline
 
-    assert agentic_ray.budget.Deadline is Deadline
+    assert agentic_ray.Deadline is Deadline and agentic_ray.current_deadline is current_deadline
     assert current_deadline() is None
     with agentic_ray.budget(200) as outer:
         assert current_deadline() == outer.deadline

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from agentic_ray.actors.summary import GROWTH, ClassSummary, LatencyHistogram, merge_summaries, summary_key
+from agentic_ray.control._summary import GROWTH, ClassSummary, LatencyHistogram, merge_summaries, summary_key
 
 
 def test_quantile_is_an_upper_bound_within_one_bucket():

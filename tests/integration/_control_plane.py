@@ -11,7 +11,7 @@ FRAUD_POLICY = REPO / "examples" / "policies" / "fraud.yaml"
 
 def short_config():
     """Short windows so drift alerts rise and clear within seconds."""
-    from agentic_ray.actors.common import ControlPlaneConfig
+    from agentic_ray.actors._common import ControlPlaneConfig
 
     return ControlPlaneConfig(
         report_interval_s=0.25,

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.ray
 
 
 def _global():
-    from agentic_ray.actors.common import GLOBAL_NAME, NAMESPACE
+    from agentic_ray.actors._common import GLOBAL_NAME, NAMESPACE
 
     return ray.get_actor(GLOBAL_NAME, namespace=NAMESPACE)
 
@@ -23,7 +23,7 @@ def _agents():
 
 
 def test_killed_agent_restarts_and_reregisters(agentic):
-    from agentic_ray.actors.common import NAMESPACE, agent_name
+    from agentic_ray.actors._common import NAMESPACE, agent_name
 
     node_id = next(n["NodeID"] for n in ray.nodes() if n["Alive"])
     agent = ray.get_actor(agent_name(node_id), namespace=NAMESPACE)
@@ -105,7 +105,7 @@ def test_apply_and_rollback_policy_reach_every_agent(agentic):
 
 
 def test_node_that_joins_gets_an_agent_and_its_work_is_replaced_when_it_leaves(agentic, ray_cluster):
-    from agentic_ray.actors.common import NAMESPACE, agent_name
+    from agentic_ray.actors._common import NAMESPACE, agent_name
 
     # An EU GPU node: the fraud model prefers GPUs, so EU scoring work goes there while it lives.
     node = ray_cluster.add_node(num_cpus=2, labels={"zone": "eu-west", "accelerator": "gpu"})
@@ -141,7 +141,7 @@ def test_node_that_joins_gets_an_agent_and_its_work_is_replaced_when_it_leaves(a
 
 
 def test_fallback_without_control_plane_keeps_residency(agentic):
-    from agentic_ray.actors.view_cache import VIEW_STALE_S
+    from agentic_ray.actors._view_cache import VIEW_STALE_S
 
     ray.kill(_global(), no_restart=True)
     try:

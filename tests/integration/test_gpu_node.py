@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from agentic_ray.actors.probe import AcceleratorProbe
+from agentic_ray.actors._probe import AcceleratorProbe
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

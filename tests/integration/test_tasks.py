@@ -14,7 +14,7 @@ pytestmark = pytest.mark.ray
 
 
 def test_one_named_agent_per_node_pinned_to_it(agentic):
-    from agentic_ray.actors.common import NAMESPACE, agent_name
+    from agentic_ray.actors._common import NAMESPACE, agent_name
 
     node_ids = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
     assert len(node_ids) == 3
@@ -60,7 +60,7 @@ def test_deadline_propagates_to_child_tasks(agentic):
 
 
 def agentic_current_deadline():
-    from agentic_ray.budget import current_deadline
+    from agentic_ray._budget import current_deadline
 
     return current_deadline()
 

@@ -3,10 +3,10 @@ No Ray: manual times."""
 
 from __future__ import annotations
 
-from agentic_ray.budget import Deadline, deadline_scope
+from agentic_ray._budget import Deadline, deadline_scope
 from agentic_ray.policies import RequestMeta, default_policy
-from agentic_ray.serve.call import CALL_ID, call_meta
-from agentic_ray.serve.meta import to_request
+from agentic_ray.serve._call import CALL_ID, call_meta
+from agentic_ray.serve._meta import to_request
 
 
 def test_budget_ms_becomes_an_absolute_deadline_and_each_call_gets_an_id():

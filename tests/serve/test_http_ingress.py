@@ -69,7 +69,7 @@ def http_apps(ray_cluster, tmp_path_factory):
     from ray import serve
 
     import agentic_ray.serve as ars
-    from agentic_ray.serve.ingress import ingress_app
+    from agentic_ray.serve._ingress import ingress_app
 
     path = tmp_path_factory.mktemp("policy") / "policy.yaml"
     path.write_text(POLICY)

@@ -9,8 +9,8 @@ import pytest
 
 from agentic_ray.errors import BudgetExhausted, NoEligibleReplica, Overloaded
 from agentic_ray.scheduling.types import Shed
-from agentic_ray.serve.http_status import http_error
-from agentic_ray.serve.meta import META_KWARG, HeaderError, meta_from_headers, pop_meta, request_meta
+from agentic_ray.serve._http_status import http_error
+from agentic_ray.serve._meta import META_KWARG, HeaderError, meta_from_headers, pop_meta, request_meta
 
 
 def test_pop_meta_merges_bare_keywords_and_wire_dict_and_leaves_user_kwargs():
@@ -51,7 +51,7 @@ def test_http_status_of_admission_errors():
 
 def test_router_shed_decisions_map_to_typed_errors():
     pytest.importorskip("ray.serve")
-    from agentic_ray.serve.router import shed_error
+    from agentic_ray.serve._router import shed_error
 
     assert isinstance(shed_error(Shed("no_eligible_replica", None, ("r1",))), NoEligibleReplica)
     err = shed_error(Shed("cannot_meet_deadline", 0.3, (), 250.0))
@@ -64,7 +64,7 @@ def test_importing_the_serve_package_does_not_import_ray():
     import subprocess
 
     code = (
-        "import sys, agentic_ray.serve, agentic_ray.serve.meta, agentic_ray.serve.http_status\n"
+        "import sys, agentic_ray.serve, agentic_ray.serve._meta, agentic_ray.serve._http_status\n"
         "print('ray' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from agentic_ray.actors.drift import BurnWindow, DriftConfig, DriftDetector
-from agentic_ray.actors.node_agent import NodeAgentImpl
-from agentic_ray.actors.summary import ClassSummary
+from agentic_ray.actors._node_agent import NodeAgentImpl
+from agentic_ray.control._drift import BurnWindow, DriftConfig, DriftDetector
+from agentic_ray.control._summary import ClassSummary
 from agentic_ray.telemetry import AgenticMetrics, RecordingMetrics, publish_drift_report
 from agentic_ray.testing.clock import ManualClock
 

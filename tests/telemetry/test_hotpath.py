@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from agentic_ray.serve.hooks import DecisionEvent, DecisionHook, load_hook
+from agentic_ray.serve._hooks import DecisionEvent, DecisionHook, load_hook
 from agentic_ray.telemetry import tracing
 from agentic_ray.telemetry.audit import DecisionLog
 from agentic_ray.telemetry.audit_verify import find_records, verify_log

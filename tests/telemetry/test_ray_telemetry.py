@@ -20,7 +20,7 @@ class _Recorder:
     """Records every catalogue metric from inside the cluster, as the actors and replicas will."""
 
     def record_all(self) -> str:
-        from agentic_ray.serve.hooks import DecisionEvent
+        from agentic_ray.serve._hooks import DecisionEvent
         from agentic_ray.telemetry.hotpath import TelemetryHook
         from agentic_ray.telemetry.metrics import AgenticMetrics
         from agentic_ray.telemetry.ray_metrics import RayMetrics

@@ -143,7 +143,7 @@ def test_default_deployment_exports_metrics_and_chains_a_sampled_trace(ray_clust
 def test_telemetry_false_and_none_hooks_validate():
     """``telemetry=False`` and ``decision_hook="none"`` are accepted; a bad flag or path names the field."""
     import agentic_ray.serve as ars
-    from agentic_ray.serve.hooks import NoopHook, load_hook
+    from agentic_ray.serve._hooks import NoopHook, load_hook
 
     assert isinstance(load_hook("none"), NoopHook)
     with pytest.raises(ValueError, match="telemetry"):

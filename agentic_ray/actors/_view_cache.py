@@ -15,9 +15,9 @@ import threading
 import time
 from typing import Any
 
-from agentic_ray.actors.common import GLOBAL_NAME, NAMESPACE, kv_get, read_active_policy
-from agentic_ray.actors.outstanding import OutstandingEstimate
-from agentic_ray.actors.placement import (
+from agentic_ray.actors._common import GLOBAL_NAME, NAMESPACE, kv_get, read_active_policy
+from agentic_ray.control._outstanding import OutstandingEstimate
+from agentic_ray.control._placement import (
     NodeView,
     Placement,
     choose_node,

@@ -29,8 +29,8 @@ import time
 import uuid
 from typing import Any
 
-from agentic_ray.budget import current_deadline
-from agentic_ray.serve.meta import CALL_ID, HEDGE_OF, META_KWARG, pop_meta
+from agentic_ray._budget import current_deadline
+from agentic_ray.serve._meta import CALL_ID, HEDGE_OF, META_KWARG, pop_meta
 
 __all__ = ["CALL_ID", "HEDGE_OF", "call", "call_meta"]
 

@@ -34,8 +34,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from agentic_ray.errors import AdmissionError, PolicyError
-from agentic_ray.serve.http_status import http_error
-from agentic_ray.serve.meta import HeaderError, meta_from_headers, policy_error_header
+from agentic_ray.serve._http_status import http_error
+from agentic_ray.serve._meta import HeaderError, meta_from_headers, policy_error_header
 
 __all__ = ["SCOPE_KEY", "HttpShed", "bad_request_body", "http_request_of", "http_response", "stamp"]
 
@@ -126,7 +126,7 @@ async def http_response(
 
     ``call(payload)`` runs the user's method; ``trace_span(carrier)`` turns a carrier into the replica's
     trace parent (or ``None``)."""
-    from agentic_ray.serve.meta import request_meta, to_request
+    from agentic_ray.serve._meta import request_meta, to_request
 
     stamped = http_request.scope.get(SCOPE_KEY)
     if isinstance(stamped, Mapping) and "error" in stamped:

@@ -24,8 +24,8 @@ from typing import Any
 
 import ray
 
-from agentic_ray.actors.common import GLOBAL_NAME, NAMESPACE, ControlPlaneConfig, agent_name
-from agentic_ray.actors.summary import ClassSummary
+from agentic_ray.actors._common import GLOBAL_NAME, NAMESPACE, ControlPlaneConfig, agent_name
+from agentic_ray.control._summary import ClassSummary
 from agentic_ray.telemetry.metrics import AgenticMetrics
 from agentic_ray.telemetry.ray_metrics import RayMetrics
 

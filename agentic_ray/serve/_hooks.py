@@ -106,7 +106,7 @@ class DecisionStats:
             self.outcomes.clear()
 
 
-# The process-wide instance the demo names as "agentic_ray.serve.hooks:PROCESS_STATS".
+# The process-wide instance the demo names as "agentic_ray.serve._hooks:PROCESS_STATS".
 PROCESS_STATS = DecisionStats()
 
 

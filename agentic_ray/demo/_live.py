@@ -158,8 +158,8 @@ def _max_ongoing(scenario: Scenario) -> int:
 def _deploy(path: str, scenario: Scenario, policy: Policy, timeout_s: float) -> Any:
     from ray import serve
 
-    from agentic_ray.serve.demo import DemoModel, PlainDemoModel
-    from agentic_ray.serve.deployment import deployment
+    from agentic_ray.demo._models import DemoModel, PlainDemoModel
+    from agentic_ray.serve._deployment import deployment
 
     groups = _groups(scenario)
     replicas = sum(g["count"] for g in groups)
@@ -170,7 +170,7 @@ def _deploy(path: str, scenario: Scenario, policy: Policy, timeout_s: float) -> 
             policy=policy,
             slots=slots,
             default_queue_bound=max(1, bound_sum // max(1, len(policy.classes))),  # classes without a bound
-            router_hook="agentic_ray.serve.hooks:PROCESS_STATS",
+            router_hook="agentic_ray.serve._hooks:PROCESS_STATS",
             router_options=dict(scenario.router_config.get("agentic", {})),
             num_replicas=replicas,
             ray_actor_options={"num_cpus": 0},
@@ -293,7 +293,7 @@ def run_live(
     from ray import serve
 
     from agentic_ray.policies import load_policy
-    from agentic_ray.serve.hooks import PROCESS_STATS
+    from agentic_ray.serve._hooks import PROCESS_STATS
 
     options = options or LiveOptions()
     seed = scenario.seed if seed is None else seed

@@ -44,10 +44,10 @@ from typing import Any
 
 import ray
 
-from agentic_ray.actors.common import NAMESPACE, ControlPlaneConfig, zone_name
-from agentic_ray.actors.probe import AcceleratorProbe
-from agentic_ray.actors.queued import PlacedNotStarted
-from agentic_ray.actors.summary import ClassSummary, summary_key
+from agentic_ray.actors._common import NAMESPACE, ControlPlaneConfig, zone_name
+from agentic_ray.actors._probe import AcceleratorProbe
+from agentic_ray.control._queued import PlacedNotStarted
+from agentic_ray.control._summary import ClassSummary, summary_key
 from agentic_ray.scheduling.estimators import Ewma
 from agentic_ray.telemetry.metrics import AgenticMetrics
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import ray
 
-from agentic_ray.actors.common import (
+from agentic_ray.actors._common import (
     NAMESPACE,
     ControlPlaneConfig,
     agent_name,
@@ -42,10 +42,10 @@ from agentic_ray.actors.common import (
     save_checkpoint,
     zone_name,
 )
-from agentic_ray.actors.drift import DriftDetector
-from agentic_ray.actors.leases import allocate_caps, service_by_class
-from agentic_ray.actors.placement import node_attrs_from_ray
-from agentic_ray.actors.summary import ClassSummary, split_stage_key
+from agentic_ray.control._drift import DriftDetector
+from agentic_ray.control._leases import allocate_caps, service_by_class
+from agentic_ray.control._placement import node_attrs_from_ray
+from agentic_ray.control._summary import ClassSummary, split_stage_key
 from agentic_ray.policies import Policy, default_policy, parse_policy
 from agentic_ray.telemetry.alerts import publish_drift_report
 from agentic_ray.telemetry.metrics import AgenticMetrics
@@ -146,7 +146,7 @@ class GlobalCoordinator:
     def _zone_handle(self, zone: str) -> Any:
         handle = self.zones.get(zone)
         if handle is None:
-            from agentic_ray.actors.zone import ZoneCoordinator
+            from agentic_ray.actors._zone import ZoneCoordinator
 
             handle = ZoneCoordinator.options(
                 name=zone_name(zone), namespace=NAMESPACE, lifetime="detached", get_if_exists=True
@@ -157,7 +157,7 @@ class GlobalCoordinator:
     async def _reconcile(self) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from agentic_ray.actors.node_agent import NodeAgent
+        from agentic_ray.actors._node_agent import NodeAgent
 
         alive: dict[str, dict[str, Any]] = {}
         for n in ray.nodes():

@@ -79,8 +79,8 @@ from agentic_ray.scheduling.frontdoor import with_room
 from agentic_ray.scheduling.registry import create_router
 from agentic_ray.scheduling.retry import RetryBudget
 from agentic_ray.scheduling.types import ReplicaView, Request, Route, Shed, Wait
-from agentic_ray.serve.hooks import DecisionEvent, NoopHook, hook_push, load_hook, register_policy, safe_record
-from agentic_ray.serve.http_direct import (
+from agentic_ray.serve._hooks import DecisionEvent, NoopHook, hook_push, load_hook, register_policy, safe_record
+from agentic_ray.serve._http_direct import (
     HttpShed,
     bad_request_body,
     http_request_of,
@@ -88,7 +88,7 @@ from agentic_ray.serve.http_direct import (
     stamp,
     trace_carrier,
 )
-from agentic_ray.serve.meta import (
+from agentic_ray.serve._meta import (
     CALL_ID,
     HEDGE_OF,
     META_KWARG,

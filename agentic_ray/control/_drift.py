@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from agentic_ray.actors.summary import ClassSummary, LatencyHistogram
+from agentic_ray.control._summary import ClassSummary, LatencyHistogram
 
 __all__ = ["Alert", "BurnWindow", "DriftConfig", "DriftDetector", "DriftReport"]
 

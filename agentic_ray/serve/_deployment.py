@@ -56,8 +56,8 @@ from pathlib import Path
 from typing import Any
 
 from agentic_ray.policies import Policy, default_policy, load_policy
-from agentic_ray.serve.hooks import DEFAULT_HOOK, DecisionHook, load_hook, register_policy
-from agentic_ray.serve.meta import pop_meta, request_meta, to_request
+from agentic_ray.serve._hooks import DEFAULT_HOOK, DecisionHook, load_hook, register_policy
+from agentic_ray.serve._meta import pop_meta, request_meta, to_request
 
 TRACE_KWARG = "_agentic_trace"  # agentic_ray.telemetry.tracing.TRACE_KWARG (kept import-free of OpenTelemetry)
 
@@ -171,7 +171,7 @@ def _is_http(arg: Any) -> bool:
 
 async def _http_call(self: Any, http_request: Any, method: Callable, is_async: bool) -> Any:
     """A direct HTTP request (the deployment is its application's HTTP entry): ``http_direct``."""
-    from agentic_ray.serve.http_direct import http_response
+    from agentic_ray.serve._http_direct import http_response
 
     async def call(payload: Any) -> Any:
         if is_async:
@@ -248,7 +248,7 @@ def deployment(
     service_ms``), at least the first and at most the second (the first until a service time is known).
     ``routing_stats_period_s``: how often replicas publish their queues to routers. ``router_options``:
     keyword config of the pure agentic router. ``decision_hook`` / ``router_hook``: import paths of the
-    decision hooks of the gate / the router (see ``agentic_ray.serve.hooks``; None: ``DEFAULT_HOOK`` when
+    decision hooks of the gate / the router (see ``agentic_ray.serve._hooks``; None: ``DEFAULT_HOOK`` when
     ``telemetry`` is on; ``"none"``: no hook). ``telemetry``: False turns off hooks, metrics and spans
     (module docstring). ``delay_target_ms``: while calls wait longer than this on the process in front of
     the replica (Serve's HTTP proxy) or on the replica's own event loop, it runs fewer than ``slots``
@@ -287,8 +287,8 @@ def deployment(
 
         from agentic_ray.scheduling.admission import AdmissionGate
         from agentic_ray.scheduling.limits import DelayLimit
-        from agentic_ray.serve.replica_gate import ReplicaAdmission
-        from agentic_ray.serve.router import AgenticRequestRouter
+        from agentic_ray.serve._replica_gate import ReplicaAdmission
+        from agentic_ray.serve._router import AgenticRequestRouter
 
         if not isinstance(cls, type):
             raise TypeError("agentic_ray.deployment decorates a class")

@@ -99,7 +99,7 @@ class ControlPlaneConfig:
 
     def drift_config(self):
         """The ``DriftConfig`` these settings describe."""
-        from agentic_ray.actors.drift import BurnWindow, DriftConfig
+        from agentic_ray.control._drift import BurnWindow, DriftConfig
 
         return DriftConfig(
             slo_target=self.slo_target,

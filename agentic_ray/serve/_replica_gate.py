@@ -42,7 +42,7 @@ from agentic_ray.errors import BudgetExhausted
 from agentic_ray.scheduling.admission import AdmissionGate, Admitted, Dropped, Enqueued, Reject
 from agentic_ray.scheduling.limits import DelayLimit
 from agentic_ray.scheduling.types import Request
-from agentic_ray.serve.hooks import DecisionEvent, DecisionHook, NoopHook, hook_push, safe_record
+from agentic_ray.serve._hooks import DecisionEvent, DecisionHook, NoopHook, hook_push, safe_record
 
 __all__ = ["ReplicaAdmission"]
 

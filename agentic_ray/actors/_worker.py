@@ -40,9 +40,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from agentic_ray.actors.common import NAMESPACE, agent_name
-from agentic_ray.actors.summary import stage_key
-from agentic_ray.budget import Deadline, deadline_scope
+from agentic_ray._budget import Deadline, deadline_scope
+from agentic_ray.actors._common import NAMESPACE, agent_name
+from agentic_ray.control._summary import stage_key
 from agentic_ray.errors import BudgetExhausted
 
 __all__ = [

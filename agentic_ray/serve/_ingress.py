@@ -55,11 +55,11 @@ from agentic_ray.errors import AdmissionError, PolicyError
 from agentic_ray.policies import Policy, default_policy, load_policy, parse_policy
 from agentic_ray.scheduling.admission import AdmissionGate
 from agentic_ray.scheduling.limits import DelayLimit, DelayLimitConfig
-from agentic_ray.serve.call import call
-from agentic_ray.serve.http_direct import bad_request_body
-from agentic_ray.serve.http_status import http_error
-from agentic_ray.serve.meta import META_KWARG, HeaderError, meta_from_headers, request_meta, to_request
-from agentic_ray.serve.replica_gate import ReplicaAdmission
+from agentic_ray.serve._call import call
+from agentic_ray.serve._http_direct import bad_request_body
+from agentic_ray.serve._http_status import http_error
+from agentic_ray.serve._meta import META_KWARG, HeaderError, meta_from_headers, request_meta, to_request
+from agentic_ray.serve._replica_gate import ReplicaAdmission
 from agentic_ray.telemetry import tracing
 
 __all__ = ["AgenticIngress", "ingress_app"]
