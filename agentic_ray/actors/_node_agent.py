@@ -7,10 +7,11 @@ batches (``record_batch``, fire-and-forget); it decides admission locally (``adm
 ``closed_classes`` it publishes: a class is closed while its in-flight count is at its cap).
 
 Every ``report_interval_s`` it sends its snapshot plus the summary *delta* (``ClassSummary`` per key)
-to its ZoneCoordinator; in between, every ``snapshot_interval_s``, it sends the snapshot alone when its
-placement facts (``placement_facts``: in-flight per class, closed classes, caps, policy) changed, and
-at least every half report interval, so placement sees load within about a tenth of a second and no
-snapshot in the view is older than about half a report interval plus the SDK's refresh.
+to its ZoneCoordinator (an ``AgentReport``; the wire types are ``control._reports``); in between, every
+``snapshot_interval_s``, it sends the snapshot alone when its placement facts (``placement_facts``:
+in-flight per class, closed classes, caps, policy) changed, and at least every half report interval,
+so placement sees load within about a tenth of a second and no snapshot in the view is older than
+about half a report interval plus the SDK's refresh.
 A restarted agent (``max_restarts=-1``) gets a new ``incarnation`` and
 re-registers on its first report. Created by the GlobalCoordinator with
 ``NodeAffinitySchedulingStrategy(node_id, soft=False)``, ``num_cpus=0``, ``lifetime="detached"``.
@@ -47,6 +48,7 @@ import ray
 from agentic_ray.actors._common import NAMESPACE, ControlPlaneConfig, zone_name
 from agentic_ray.actors._probe import AcceleratorProbe
 from agentic_ray.control._queued import PlacedNotStarted
+from agentic_ray.control._reports import AgentReport, NodeLease, NodeSnapshot, PlacementFacts
 from agentic_ray.control._summary import ClassSummary, summary_key
 from agentic_ray.scheduling.estimators import Ewma
 from agentic_ray.telemetry.metrics import AgenticMetrics
@@ -93,7 +95,7 @@ class NodeAgentImpl:
         self.policy_sha: str | None = None
         self.policy_version: str | None = None
         self.caps: dict[str, int] = {}
-        self.lease: dict[str, Any] = {}
+        self.lease: NodeLease | None = None
         self.inflight: dict[str, int] = {}  # started and not finished, per class
         self.queued = PlacedNotStarted()  # placed here by a submitter and not started, per class
         self.ewma: dict[str, Ewma] = {}
@@ -214,56 +216,58 @@ class NodeAgentImpl:
         self.policy_version = policy.version
         return policy.sha256
 
-    def set_lease(self, caps: dict[str, int], granted_at: float, lease_s: float, revision: int) -> int:
-        """Adopt per-class caps from the allocator; returns ``revision`` as the acknowledgement."""
-        self.caps = {str(k): int(v) for k, v in caps.items()}
-        self.lease = {"granted_at": granted_at, "expires_at": granted_at + lease_s, "revision": revision}
-        return revision
+    def set_lease(self, lease: NodeLease) -> int:
+        """Adopt a lease's per-class caps from the allocator; returns its ``revision`` as the acknowledgement."""
+        self.caps = dict(lease.caps)
+        self.lease = lease
+        return lease.revision
 
     # -- reporting ---------------------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
-        """The node as placement sees it (JSON-able). ``inflight`` counts running and queued tasks;
+    def snapshot(self) -> NodeSnapshot:
+        """The node as placement sees it. ``inflight`` counts running and queued tasks;
         ``inflight_by_class`` the running ones, ``queued_by_class`` those placed here and not started."""
-        queued = self.queued.counts(time.time())
+        now = time.time()
+        queued = self.queued.counts(now)
         if time.monotonic() - self._probed_at >= _PROBE_EVERY_S:
             self.accelerator = self.probe.sample()
             self._probed_at = time.monotonic()
-        return {
-            "node_id": self.node_id,
-            "zone": self.zone,
-            "attrs": self.attrs,
-            "incarnation": self.incarnation,
-            "started_at": self.started_at,
-            "at": time.time(),
-            "inflight": sum(self.inflight.values()) + sum(queued.values()),
-            "inflight_by_class": dict(self.inflight),
-            "queued_by_class": queued,
-            "closed_classes": self.closed_classes(),
-            "service_ms": {k: e.estimate() for k, e in self.ewma.items()},
-            "accelerator": self.accelerator,
-            "policy_sha": self.policy_sha,
-            "caps": dict(self.caps),
-        }
+        return NodeSnapshot(
+            node_id=self.node_id,
+            zone=self.zone,
+            incarnation=self.incarnation,
+            at=now,
+            started_at=self.started_at,
+            attrs=self.attrs,
+            inflight=sum(self.inflight.values()) + sum(queued.values()),
+            inflight_by_class=dict(self.inflight),
+            queued_by_class=queued,
+            closed_classes=tuple(self.closed_classes()),
+            service_ms={k: e.estimate() for k, e in self.ewma.items()},
+            accelerator=self.accelerator,
+            policy_sha=self.policy_sha,
+            caps=dict(self.caps),
+        )
 
-    def take_report(self) -> dict[str, Any]:
-        """Snapshot plus the summary delta since the previous report (the delta is reset)."""
+    def take_report(self) -> AgentReport:
+        """Snapshot plus the summary delta since the previous report (the delta is reset; the report
+        owns the summaries)."""
         delta, self.delta = self.delta, {}
-        return {"snapshot": self.snapshot(), "summaries": {k: s.to_dict() for k, s in delta.items()}}
+        return AgentReport(self.snapshot(), delta)
 
-    def placement_facts(self) -> tuple:
+    def placement_facts(self) -> PlacementFacts:
         """What placement reads from this node's snapshot: in-flight per class, closed classes, caps,
         policy. A snapshot-only report is sent between full reports only when this changed."""
-        return (
-            tuple(sorted((q, n) for q, n in self.inflight.items() if n)),
-            tuple(sorted(self.queued.counts(time.time()).items())),
-            tuple(self.closed_classes()),
-            tuple(sorted(self.caps.items())),
-            self.policy_sha,
+        return PlacementFacts(
+            running=tuple(sorted((q, n) for q, n in self.inflight.items() if n)),
+            queued=tuple(sorted(self.queued.counts(time.time()).items())),
+            closed=tuple(self.closed_classes()),
+            caps=tuple(sorted(self.caps.items())),
+            policy_sha=self.policy_sha,
         )
 
     def next_report(
-        self, now: float, last_full: float, last_facts: tuple | None, last_sent: float | None = None
-    ) -> tuple[dict[str, Any] | None, bool, tuple]:
+        self, now: float, last_full: float, last_facts: PlacementFacts | None, last_sent: float | None = None
+    ) -> tuple[AgentReport | None, bool, PlacementFacts]:
         """``(report, full, facts)``: what the loop should send at monotonic time ``now``, whether it is
         the full report, and the ``placement_facts()`` it reflects (to pass back as ``last_facts``).
         The full report when ``report_interval_s`` passed since ``last_full``; else the snapshot alone
@@ -275,15 +279,18 @@ class NodeAgentImpl:
             return self.take_report(), True, facts
         heartbeat_due = last_sent is not None and now - last_sent >= self.config.report_interval_s / 2
         if heartbeat_due or facts != last_facts:
-            return {"snapshot": self.snapshot(), "summaries": {}}, False, facts
+            return AgentReport(self.snapshot()), False, facts
         return None, False, facts
 
     def stats(self) -> dict[str, Any]:
         """Telemetry seam: snapshot + totals + lease + policy version + report counters (JSON-able)."""
-        out = self.snapshot()
+        out = self.snapshot().to_dict()
+        lease = self.lease
         out.update(
             totals=dict(self.totals),
-            lease=dict(self.lease),
+            lease={}
+            if lease is None
+            else {"granted_at": lease.granted_at, "expires_at": lease.expires_at, "revision": lease.revision},
             policy_version=self.policy_version,
             reports_sent=self.reports_sent,
             snapshots_sent=self.snapshots_sent,
@@ -339,10 +346,11 @@ class NodeAgent:
     async def set_policy(self, policy: Any) -> str:
         return self.impl.set_policy(policy)
 
-    async def set_lease(self, caps: dict[str, int], granted_at: float, lease_s: float, revision: int) -> int:
-        return self.impl.set_lease(caps, granted_at, lease_s, revision)
+    async def set_lease(self, lease: NodeLease | dict[str, int], *v1: Any) -> int:
+        """Adopt a ``NodeLease`` (a zone of wire version 1 calls ``set_lease(caps, granted_at, lease_s, revision)``)."""
+        return self.impl.set_lease(NodeLease.from_wire(lease, *v1))
 
-    async def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self) -> NodeSnapshot:
         return self.impl.snapshot()
 
     async def stats(self) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The per-process cache of the active policy and the cluster view that ``@agentic_ray.task`` places from.
 
 One ``ClusterViewCache`` per process (driver or Ray worker). A daemon thread fetches the
-GlobalCoordinator's ``view()`` every ``VIEW_REFRESH_S`` while the process places work; after
+GlobalCoordinator's ``cluster_view()`` (a ``control.ClusterView``; from a coordinator of wire version 1,
+which has none, the JSON of ``view()``) every ``VIEW_REFRESH_S`` while the process places work; after
 ``VIEW_IDLE_S`` without placements it stops polling, and the next placement fetches once, synchronously,
 if the view went stale (older than ``VIEW_STALE_S``). The policy is taken from the control plane's KV by
 sha256 (``policy/<sha>``) whenever the view announces a new one, so a rollout reaches every process
@@ -25,7 +26,8 @@ from agentic_ray.control._placement import (
     label_selector_for,
     node_attrs_from_ray,
 )
-from agentic_ray.policies import NodeAttrs, Policy, default_policy
+from agentic_ray.control._view import ClusterView
+from agentic_ray.policies import Policy, default_policy
 from agentic_ray.policies.types import Shedding
 
 __all__ = ["ClusterViewCache"]
@@ -69,6 +71,7 @@ class ClusterViewCache:
             pass
         self._stop = threading.Event()
         self._global = None
+        self._typed_view = True  # False after meeting a coordinator of wire version 1 (no cluster_view())
         self.reload_policy()
         self._thread = threading.Thread(target=self._refresh_loop, name="agentic-view", daemon=True)
         self._thread.start()
@@ -107,34 +110,41 @@ class ClusterViewCache:
             self._global = ray.get_actor(GLOBAL_NAME, namespace=NAMESPACE)
         return self._global
 
-    def refresh(self, timeout: float = 2.0) -> dict[str, Any]:
-        """Fetch the view now (also called by the thread)."""
+    def fetch_view(self, timeout: float = 2.0) -> ClusterView:
+        """Fetch the view now and place from it (also called by the thread)."""
         import ray
 
-        view = ray.get(self.global_handle().view.remote(), timeout=timeout)
-        nodes = [
-            NodeView(
-                attrs=NodeAttrs(n["node_id"], n["zone"], n["accelerator"], n["labels"]),
-                resources=n["resources"],
-                inflight=int(n["inflight"]),
-                closed_classes=frozenset(n["closed_classes"]),
-                service_ms=n.get("service_ms") or {},
-            )
-            for n in view["nodes"]
-        ]
-        self.adopt_policy_sha(view["policy_sha"])
+        handle = self.global_handle()
+        ref = None
+        if self._typed_view:
+            try:
+                ref = handle.cluster_view.remote()
+            except AttributeError:  # a coordinator of wire version 1: only the JSON view()
+                self._typed_view = False
+        if ref is None:
+            ref = handle.view.remote()
+        view = ClusterView.from_wire(ray.get(ref, timeout=timeout))
+        self._adopt(view)
+        return view
+
+    def refresh(self, timeout: float = 2.0) -> dict[str, Any]:
+        """Fetch the view now and place from it; returns its JSON form (``ClusterView.to_dict``)."""
+        return self.fetch_view(timeout).to_dict()
+
+    def _adopt(self, view: ClusterView) -> None:
+        nodes = [n.node_view() for n in view.nodes]
+        self.adopt_policy_sha(view.policy_sha)
         now = time.monotonic()
-        for n in view["nodes"]:
-            if n.get("age_s") is not None:  # tasks placed well before that snapshot are in its count
-                self.estimate.forget_before(n["node_id"], now - float(n["age_s"]) - ACCOUNTING_LAG_S)
+        for n in view.nodes:
+            if n.age_s is not None:  # tasks placed well before that snapshot are in its count
+                self.estimate.forget_before(n.node_id, now - n.age_s - ACCOUNTING_LAG_S)
         self.nodes = nodes
         self._by_id = {node.node_id: node for node in nodes}
         self._selectors = {}
         self.rotation += 1
         self.view_at = now
-        self.view_ages = {n["node_id"]: n.get("age_s") for n in view["nodes"]}
+        self.view_ages = {n.node_id: n.age_s for n in view.nodes}
         self.view_error = None
-        return view
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(VIEW_REFRESH_S):
@@ -144,10 +154,11 @@ class ClusterViewCache:
 
     def try_refresh(self, timeout: float = 2.0) -> bool:
         try:
-            self.refresh(timeout=timeout)
+            self.fetch_view(timeout=timeout)
             return True
         except Exception as exc:
             self._global = None
+            self._typed_view = True  # the next coordinator may be a newer one
             self.view_error = repr(exc)
             return False
 

@@ -1,14 +1,15 @@
 """ZoneCoordinator: one per zone; merges its agents' reports and passes leases down.
 
-Agents call ``report(report)`` every ``report_interval_s`` with their snapshot and summary delta. The
-zone keeps the latest snapshot per node, sums the deltas (``ClassSummary.merge``) and, every
-``report_interval_s``, sends ``{"nodes": snapshots, "summaries": merged delta}`` to the
-GlobalCoordinator (``zone_report``), then starts a new delta. A report also wakes the forward loop, so
-a snapshot reaches the GlobalCoordinator at once rather than up to ``report_interval_s`` later; reports
-that arrive while a forward is in flight go together in the next one, and forwards are at least
+Agents call ``report(report)`` (an ``AgentReport``, or the dict of an agent of wire version 1) every
+``report_interval_s`` with their snapshot and summary delta, and in between with the snapshot alone
+when their placement facts changed. The zone's state and merging are ``control.ZoneState`` (pure); this
+actor does the I/O: it forwards ``ZoneState.take_forward``'s ``ZoneReport`` to the GlobalCoordinator
+(``zone_report``) every ``report_interval_s``. A report also wakes the forward loop, so a snapshot
+reaches the GlobalCoordinator at once rather than up to ``report_interval_s`` later; reports that arrive
+while a forward is in flight go together in the next one, and forwards are at least
 ``snapshot_interval_s / 2`` apart (at most 20 a second with the defaults, however many agents).
 A report from an agent with a new ``incarnation`` counts as a (re-)registration. ``push_leases``
-forwards per-node caps to the agents.
+forwards each node's ``NodeLease`` to its agent.
 
 ``stats()`` is the telemetry seam (JSON-able): zone, agents with their last report age and incarnation,
 registrations, reports forwarded. Each forward round counts ``agentic_coordinator_rounds{level="zone"}``.
@@ -25,7 +26,8 @@ from typing import Any
 import ray
 
 from agentic_ray.actors._common import GLOBAL_NAME, NAMESPACE, ControlPlaneConfig, agent_name
-from agentic_ray.control._summary import ClassSummary
+from agentic_ray.control._reports import AgentReport, NodeLease
+from agentic_ray.control._zone_state import ZoneState
 from agentic_ray.telemetry.metrics import AgenticMetrics
 from agentic_ray.telemetry.ray_metrics import RayMetrics
 
@@ -41,10 +43,7 @@ class ZoneCoordinator:
     def __init__(self, zone: str, config: dict[str, Any] | None = None) -> None:
         self.zone = zone
         self.config = ControlPlaneConfig.from_dict(config)
-        self.snapshots: dict[str, dict[str, Any]] = {}
-        self.received_at: dict[str, float] = {}
-        self.registrations: dict[str, list[str]] = {}
-        self.delta: dict[str, ClassSummary] = {}
+        self.state = ZoneState(zone, self.config.stale_after_s)
         self.forwarded = 0
         self.forward_errors = 0
         self._global = None
@@ -53,44 +52,20 @@ class ZoneCoordinator:
         self._wake = asyncio.Event()
         self._task = asyncio.get_event_loop().create_task(self._forward_loop())
 
-    async def report(self, report: dict[str, Any]) -> None:
-        """Called by a NodeAgent with ``{"snapshot": ..., "summaries": {key: ClassSummary dict}}``."""
-        snap = report["snapshot"]
-        node_id = snap["node_id"]
-        seen = self.registrations.setdefault(node_id, [])
-        if not seen or seen[-1] != snap["incarnation"]:
-            seen.append(snap["incarnation"])
-            log.info("zone %s: agent %s registered (incarnation %s)", self.zone, node_id[:12], snap["incarnation"])
-        self.snapshots[node_id] = snap
-        self.received_at[node_id] = time.time()
+    async def report(self, report: AgentReport | dict[str, Any]) -> None:
+        """Called by a NodeAgent with its snapshot and summary delta."""
+        report = AgentReport.from_wire(report)
+        if self.state.on_report(report, time.time()):
+            snap = report.snapshot
+            log.info("zone %s: agent %s registered (incarnation %s)", self.zone, snap.node_id[:12], snap.incarnation)
         self._wake.set()
-        for key, data in report.get("summaries", {}).items():
-            s = ClassSummary.from_dict(data)
-            if key in self.delta:
-                self.delta[key].merge(s)
-            else:
-                self.delta[key] = s
-
-    def _fresh_nodes(self) -> dict[str, dict[str, Any]]:
-        now = time.time()
-        stale = [n for n, t in self.received_at.items() if now - t > self.config.stale_after_s]
-        for n in stale:
-            self.snapshots.pop(n, None)
-            self.received_at.pop(n, None)
-        return {n: dict(s, age_s=now - self.received_at[n]) for n, s in self.snapshots.items()}
 
     async def _forward_loop(self) -> None:
         while True:
             try:
                 if self._global is None:
                     self._global = ray.get_actor(GLOBAL_NAME, namespace=NAMESPACE)
-                delta, self.delta = self.delta, {}
-                payload = {
-                    "nodes": self._fresh_nodes(),
-                    "summaries": {k: s.to_dict() for k, s in delta.items()},
-                    "registrations": {n: list(v) for n, v in self.registrations.items()},
-                }
-                await self._global.zone_report.remote(self.zone, payload)
+                await self._global.zone_report.remote(self.zone, self.state.take_forward(time.time()))
                 self.forwarded += 1
                 self.metrics.coordinator_round("zone")
             except Exception as exc:
@@ -102,22 +77,23 @@ class ZoneCoordinator:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.config.report_interval_s)
             self._wake.clear()
 
-    async def push_leases(
-        self, leases: dict[str, dict[str, int]], granted_at: float, lease_s: float, revision: int
-    ) -> dict[str, bool]:
-        """Send each node's per-class caps to its agent; returns ``{node_id: acknowledged}``."""
+    async def push_leases(self, leases: dict[str, Any], *v1: Any) -> dict[str, bool]:
+        """Send each node's ``NodeLease`` to its agent; returns ``{node_id: acknowledged}``. A coordinator
+        of wire version 1 calls ``push_leases({node_id: caps}, granted_at, lease_s, revision)``."""
+        leases = {node_id: NodeLease.from_wire(lease, *v1) for node_id, lease in leases.items()}
         calls = {}
-        for node_id, caps in leases.items():
+        for node_id, lease in leases.items():
             try:
                 handle = self._agents.get(node_id) or ray.get_actor(agent_name(node_id), namespace=NAMESPACE)
                 self._agents[node_id] = handle
-                calls[node_id] = handle.set_lease.remote(caps, granted_at, lease_s, revision)
+                calls[node_id] = handle.set_lease.remote(lease)
             except Exception:
                 self._agents.pop(node_id, None)
         acks = {}
         for node_id, ref in calls.items():
             try:
-                acks[node_id] = (await asyncio.wait_for(ref, timeout=self.config.ack_timeout_s)) == revision
+                ack = await asyncio.wait_for(ref, timeout=self.config.ack_timeout_s)
+                acks[node_id] = ack == leases[node_id].revision
             except Exception:
                 self._agents.pop(node_id, None)
                 acks[node_id] = False
@@ -125,23 +101,14 @@ class ZoneCoordinator:
 
     async def forget(self, node_id: str) -> None:
         """Drop a node that left the cluster."""
-        for table in (self.snapshots, self.received_at, self._agents):
-            table.pop(node_id, None)
+        self.state.forget(node_id)
+        self._agents.pop(node_id, None)
 
     async def stats(self) -> dict[str, Any]:
         """Telemetry seam: zone, agents (report age, incarnations), forwarded reports (JSON-able)."""
-        now = time.time()
         return {
             "zone": self.zone,
-            "agents": {
-                n: {
-                    "age_s": now - self.received_at[n],
-                    "incarnation": s["incarnation"],
-                    "registrations": len(self.registrations.get(n, [])),
-                    "inflight": s.get("inflight", 0),
-                }
-                for n, s in self.snapshots.items()
-            },
+            "agents": self.state.agents(time.time()),
             "forwarded": self.forwarded,
             "forward_errors": self.forward_errors,
         }

@@ -10,11 +10,21 @@ Nothing here imports Ray or asyncio or reads a clock (``now`` comes in); the Ray
 - drift: ``DriftDetector`` (p99 against budget, multiwindow burn-rate alerts), ``Alert``, ``DriftConfig``;
 - leases: ``allocate_caps`` (per-node class caps from the BudgetAllocator), ``static_caps``;
 - ``OutstandingEstimate`` (a caller's tasks probably still running per node), ``PlacedNotStarted``
-  (tasks placed on a node and not started yet).
+  (tasks placed on a node and not started yet);
+- reports, the typed values that cross processes: ``NodeSnapshot``, ``PlacementFacts``, ``AgentReport``
+  (agent -> zone), ``ZoneReport`` (zone -> GlobalCoordinator), ``NodeLease`` (down), ``WIRE_VERSION``;
+- the zone: ``ZoneState`` (snapshots, registrations, merged delta);
+- the GlobalCoordinator, over one ``GlobalState``: policy rollout (``PolicyRollout``, ``PolicyEntry``),
+  membership (``alive_nodes``, ``plan_membership``, ``NodeInfo``, ``AgentRecord``), allocation
+  (``ArrivalCounter``, ``plan_allocation``, ``Allocation``, ``leases_by_zone``), and its projections:
+  the cluster view (``cluster_view``, ``ClusterView``, ``ViewNode``) and ``status_json`` / ``agents_info``.
 """
 
+from agentic_ray.control._allocation import Allocation, ArrivalCounter, leases_by_zone, plan_allocation
 from agentic_ray.control._drift import Alert, BurnWindow, DriftConfig, DriftDetector, DriftReport
+from agentic_ray.control._global_state import GlobalState, judged_budget_ms
 from agentic_ray.control._leases import allocate_caps, service_by_class, static_caps
+from agentic_ray.control._membership import AgentRecord, MembershipChange, NodeInfo, alive_nodes, plan_membership
 from agentic_ray.control._outstanding import OutstandingEstimate
 from agentic_ray.control._placement import (
     NodeView,
@@ -25,6 +35,16 @@ from agentic_ray.control._placement import (
     node_attrs_from_ray,
 )
 from agentic_ray.control._queued import PlacedNotStarted
+from agentic_ray.control._reports import (
+    WIRE_VERSION,
+    AgentReport,
+    NodeLease,
+    NodeSnapshot,
+    PlacementFacts,
+    ZoneReport,
+)
+from agentic_ray.control._rollout import PolicyEntry, PolicyRollout
+from agentic_ray.control._status import agents_info, policy_answer, status_json
 from agentic_ray.control._summary import (
     BASE_MS,
     GROWTH,
@@ -35,30 +55,58 @@ from agentic_ray.control._summary import (
     stage_key,
     summary_key,
 )
+from agentic_ray.control._view import ClusterView, ViewNode, cluster_view
+from agentic_ray.control._zone_state import ZoneState
 
 __all__ = [
     "BASE_MS",
     "GROWTH",
+    "WIRE_VERSION",
+    "AgentRecord",
+    "AgentReport",
     "Alert",
+    "Allocation",
+    "ArrivalCounter",
     "BurnWindow",
     "ClassSummary",
+    "ClusterView",
     "DriftConfig",
     "DriftDetector",
     "DriftReport",
+    "GlobalState",
     "LatencyHistogram",
+    "MembershipChange",
+    "NodeInfo",
+    "NodeLease",
+    "NodeSnapshot",
     "NodeView",
     "OutstandingEstimate",
     "Placement",
     "PlacedNotStarted",
+    "PlacementFacts",
+    "PolicyEntry",
+    "PolicyRollout",
+    "ViewNode",
+    "ZoneReport",
+    "ZoneState",
+    "agents_info",
+    "alive_nodes",
     "allocate_caps",
     "choose_node",
+    "cluster_view",
     "fallback_placement",
+    "judged_budget_ms",
     "label_selector_for",
+    "leases_by_zone",
     "merge_summaries",
     "node_attrs_from_ray",
+    "plan_allocation",
+    "plan_membership",
+    "policy_answer",
     "service_by_class",
     "split_stage_key",
     "stage_key",
     "static_caps",
+    "status_json",
     "summary_key",
 ]

@@ -25,26 +25,26 @@ __all__ = ["allocate_caps", "service_by_class", "static_caps"]
 DEFAULT_SERVICE_MS = 10.0
 
 
-def _cpus(info: Mapping[str, Any]) -> float:
-    return max(1.0, float((info.get("resources") or {}).get("CPU", 1.0)))
+def _cpus(cpus: float) -> float:
+    return max(1.0, float(cpus))
 
 
-def static_caps(policy: Any, nodes: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, int]]:
-    """``queue_bound * CPUs`` per bounded class and node (at least 1)."""
+def static_caps(policy: Any, cpus: Mapping[str, float]) -> dict[str, dict[str, int]]:
+    """``queue_bound * CPUs`` per bounded class and node (at least 1); ``cpus`` is ``{node_id: CPUs}``."""
     return {
         node_id: {
-            name: max(1, math.floor(q.queue_bound * _cpus(info)))
+            name: max(1, math.floor(q.queue_bound * _cpus(n)))
             for name, q in policy.classes.items()
             if q.queue_bound is not None
         }
-        for node_id, info in nodes.items()
+        for node_id, n in cpus.items()
     }
 
 
-def service_by_class(snapshot: Mapping[str, Any] | None) -> dict[str, float]:
-    """Mean EWMA service time (ms) per class over the snapshot's (class, workflow) keys."""
+def service_by_class(service_ms: Mapping[str, float | None] | None) -> dict[str, float]:
+    """Mean EWMA service time (ms) per class over a snapshot's ``service_ms`` (per ``summary_key``)."""
     sums: dict[str, list[float]] = {}
-    for key, ms in ((snapshot or {}).get("service_ms") or {}).items():
+    for key, ms in (service_ms or {}).items():
         if ms is not None and ms > 0:
             sums.setdefault(key.split("|", 1)[0], []).append(float(ms))
     return {qos: sum(v) / len(v) for qos, v in sums.items()}
@@ -52,29 +52,30 @@ def service_by_class(snapshot: Mapping[str, Any] | None) -> dict[str, float]:
 
 def allocate_caps(
     policy: Any,
-    nodes: Mapping[str, Mapping[str, Any]],
-    snapshots: Mapping[str, Mapping[str, Any]],
+    cpus: Mapping[str, float],
+    service_ms: Mapping[str, Mapping[str, float | None]],
     rates_per_s: Mapping[str, float] | None = None,
     default_service_ms: float = DEFAULT_SERVICE_MS,
 ) -> dict[str, dict[str, int]]:
-    """Caps ``{node_id: {class: max in flight}}`` for every node in ``nodes``
-    (``{node_id: {"resources": {...}}}``); see the module docstring."""
-    caps = static_caps(policy, nodes)
+    """Caps ``{node_id: {class: max in flight}}`` for every node in ``cpus`` (``{node_id: CPUs}``), with
+    ``service_ms`` the agents' EWMA service times per node (``{node_id: {summary_key: ms}}``); see the
+    module docstring."""
+    caps = static_caps(policy, cpus)
     demand = {
         qos: ClassDemand(float(rate)) for qos, rate in (rates_per_s or {}).items() if qos in policy.classes and rate > 0
     }
-    if not demand or not nodes:
+    if not demand or not cpus:
         return caps
     capacities = []
-    for node_id, info in nodes.items():
-        service = {"default": default_service_ms, **service_by_class(snapshots.get(node_id))}
-        capacities.append(NodeCapacity(node_id, int(_cpus(info)), service))
+    for node_id, n in cpus.items():
+        service = {"default": default_service_ms, **service_by_class(service_ms.get(node_id))}
+        capacities.append(NodeCapacity(node_id, int(_cpus(n)), service))
     try:
         allocation = allocate(capacities, demand, policy.classes)
     except ValueError:
         return caps
     for node_id, node_alloc in allocation.nodes.items():
-        slots = int(_cpus(nodes[node_id]))
+        slots = int(_cpus(cpus[node_id]))
         for qos, cls_alloc in node_alloc.classes.items():
             if qos in demand:
                 caps.setdefault(node_id, {})[qos] = slots + max(0, int(cls_alloc.queue_cap))

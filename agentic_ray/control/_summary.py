@@ -141,6 +141,11 @@ class ClassSummary:
         self.missed += 0 if met_deadline or not ok else 1
         self.latency.record(latency_ms)
 
+    def copy(self) -> ClassSummary:
+        """An independent copy (merging into it leaves this one as it is)."""
+        latency = LatencyHistogram(dict(self.latency.buckets), self.latency.count)
+        return ClassSummary(self.qos, self.workflow, self.count, self.errors, self.missed, latency)
+
     def merge(self, other: ClassSummary) -> None:
         """Add ``other`` (same key) into this summary."""
         self.count += other.count

@@ -10,6 +10,7 @@ import pytest
 
 from agentic_ray.actors._common import ControlPlaneConfig, agent_name, zone_name
 from agentic_ray.control._leases import static_caps
+from agentic_ray.control._reports import NodeLease
 from agentic_ray.policies import load_policy
 
 
@@ -30,7 +31,7 @@ def test_config_round_trip_and_validation():
 
 def test_static_caps_scale_with_cpus():
     policy = load_policy("examples/policies/fraud.yaml")
-    caps = static_caps(policy, {"a": {"resources": {"CPU": 2.0}}, "b": {"resources": {}}})
+    caps = static_caps(policy, {"a": 2.0, "b": 0.0})  # a node without a CPU counts as one
     assert caps["a"] == {"critical": 128, "standard": 256, "sheddable": 512}
     assert caps["b"]["critical"] == 64
 
@@ -40,6 +41,8 @@ def test_pure_modules_do_not_import_ray():
         "import sys\n"
         "import agentic_ray.control._drift, agentic_ray.control._summary, agentic_ray.control._placement\n"
         "import agentic_ray.actors._probe, agentic_ray.control._leases, agentic_ray.control._outstanding\n"
+        "import agentic_ray.control._global_state, agentic_ray.control._status, agentic_ray.control._view\n"
+        "import agentic_ray.control._zone_state, agentic_ray.control._reports, agentic_ray.control._rollout\n"
         "import agentic_ray.testing.nvml\n"
         "import agentic_ray, agentic_ray.policies\n"
         "assert 'ray' not in sys.modules, 'ray imported'\n"
@@ -53,8 +56,8 @@ def test_node_agent_logic_in_process():
     from agentic_ray.testing.nvml import FakeGpu, FakeNvml
 
     agent = NodeAgentImpl("n" * 56, {"zone": "eu-west"}, nvml=FakeNvml([FakeGpu(util_pct=40)]))
-    assert agent.snapshot()["accelerator"]["gpus"][0]["util_pct"] == 40.0
-    agent.set_lease({"critical": 2}, granted_at=0.0, lease_s=3.0, revision=7)
+    assert agent.snapshot().accelerator["gpus"][0]["util_pct"] == 40.0
+    assert agent.set_lease(NodeLease({"critical": 2}, granted_at=0.0, lease_s=3.0, revision=7)) == 7
     agent.record_batch([("start", "critical"), ("start", "critical")])
     assert not agent.admit("critical") and agent.closed_classes() == ["critical"]
     assert agent.admit("standard")
@@ -62,11 +65,13 @@ def test_node_agent_logic_in_process():
                         ("refused", "critical", "fraud", 200.0)])  # fmt: skip
     assert agent.admit("critical")
     report = agent.take_report()
-    s = report["summaries"]["critical|fraud"]
-    assert (s["count"], s["missed"]) == (2, 1)
-    assert report["snapshot"]["service_ms"]["critical|fraud"] == 12.0
-    assert agent.take_report()["summaries"] == {}
-    assert agent.stats()["totals"] == {"placed": 0, "started": 2, "finished": 1, "errors": 0, "missed": 0, "refused": 1}
+    s = report.summaries["critical|fraud"]
+    assert (s.count, s.missed) == (2, 1)
+    assert report.snapshot.service_ms["critical|fraud"] == 12.0
+    assert agent.take_report().summaries == {}
+    stats = agent.stats()
+    assert stats["totals"] == {"placed": 0, "started": 2, "finished": 1, "errors": 0, "missed": 0, "refused": 1}
+    assert stats["lease"] == {"granted_at": 0.0, "expires_at": 3.0, "revision": 7} and stats["caps"] == {"critical": 2}
 
 
 def test_node_agent_metrics_per_batch_counts_exact_histograms_sampled():
@@ -102,19 +107,16 @@ def test_allocate_caps_uses_the_budget_allocator_when_there_is_demand():
     from agentic_ray.control._leases import allocate_caps
 
     policy = load_policy("examples/policies/fraud.yaml")
-    nodes = {"fast": {"resources": {"CPU": 2.0}}, "slow": {"resources": {"CPU": 2.0}}}
-    snapshots = {
-        "fast": {"service_ms": {"critical|fraud": 5.0}},
-        "slow": {"service_ms": {"critical|fraud": 50.0}},
-    }
-    static = allocate_caps(policy, nodes, snapshots, {})
+    nodes = {"fast": 2.0, "slow": 2.0}
+    service = {"fast": {"critical|fraud": 5.0}, "slow": {"critical|fraud": 50.0}}
+    static = allocate_caps(policy, nodes, service, {})
     assert static == static_caps(policy, nodes)
-    caps = allocate_caps(policy, nodes, snapshots, {"critical": 20.0})
+    caps = allocate_caps(policy, nodes, service, {"critical": 20.0})
     # critical: 150 ms budget; cap = slots + floor(slots * (budget - service) / service) with no higher class
     assert caps["fast"]["critical"] == 2 + 2 * (150 - 5) // 5
     assert caps["slow"]["critical"] == 2 + 2 * (150 - 50) // 50
     assert caps["fast"]["standard"] == static["fast"]["standard"]  # no demand: static cap
-    assert allocate_caps(policy, nodes, snapshots, {"unknown": 3.0}) == static
+    assert allocate_caps(policy, nodes, service, {"unknown": 3.0}) == static
 
 
 def test_task_context_round_trips_through_the_task_name():
@@ -153,20 +155,20 @@ def test_agent_sends_snapshots_between_full_reports_only_when_placement_facts_ch
 
     agent = NodeAgentImpl("n" * 56, {"zone": "eu-west"}, {"report_interval_s": 0.5, "snapshot_interval_s": 0.1})
     full, is_full, facts = agent.next_report(now=10.0, last_full=float("-inf"), last_facts=None)
-    assert full is not None and "snapshot" in full and is_full
+    assert full is not None and full.snapshot.node_id == "n" * 56 and is_full
     assert facts == agent.placement_facts()
     assert agent.next_report(now=10.1, last_full=10.0, last_facts=facts, last_sent=10.0)[0] is None  # no change
     heartbeat, is_full, _ = agent.next_report(now=10.3, last_full=10.0, last_facts=facts, last_sent=10.0)
-    assert heartbeat["summaries"] == {} and not is_full  # unchanged, but half a report interval passed
+    assert heartbeat.summaries == {} and not is_full  # unchanged, but half a report interval passed
     agent.record_batch([("start", "critical"), ("end", "critical", "fraud", 3.0, 5.0, True, True)])
     agent.record_batch([("start", "critical")])
     snap_only, is_full, new_facts = agent.next_report(now=10.2, last_full=10.0, last_facts=facts)
-    assert snap_only["summaries"] == {} and snap_only["snapshot"]["inflight"] == 1 and not is_full
+    assert snap_only.summaries == {} and snap_only.snapshot.inflight == 1 and not is_full
     assert new_facts != facts
     assert agent.delta, "a snapshot-only report keeps the summary delta for the next full report"
     full, is_full, _ = agent.next_report(now=10.5, last_full=10.0, last_facts=new_facts)
     assert is_full
-    assert full["summaries"]["critical|fraud"]["count"] == 1 and not agent.delta
+    assert full.summaries["critical|fraud"].count == 1 and not agent.delta
 
 
 def test_stage_keys_round_trip():

@@ -1,0 +1,208 @@
+"""What crosses processes on the control plane's report path, as typed values. Pure: no Ray, no clock.
+
+Up the tree (every ``snapshot_interval_s`` / ``report_interval_s``, so these stay cheap to build and to
+pickle: flat frozen dataclasses of plain fields, summaries shipped as ``ClassSummary`` objects instead of
+being turned into dicts and back at every hop):
+
+- ``NodeSnapshot``: one node as its agent sees it (in-flight and queued per class, closed classes, caps,
+  EWMA service times, accelerator state, acknowledged policy);
+- ``PlacementFacts``: the part of a snapshot placement reads; an agent sends a snapshot between full
+  reports only when these changed;
+- ``AgentReport``: agent -> zone, a snapshot plus the summary delta since the previous full report
+  (empty for a snapshot-only report);
+- ``ZoneReport``: zone -> GlobalCoordinator, the zone's fresh snapshots, merged delta and registrations.
+
+Down the tree: ``NodeLease``, one node's per-class caps from the allocator (GlobalCoordinator -> zone ->
+agent).
+
+Every value projects to the JSON shape the control plane used before these types (``to_dict``), which
+is what ``agentic-ray status`` and the agents' ``stats()`` show.
+
+**Wire versions.** ``WIRE_VERSION`` 2 is these types; version 1 was plain dicts with the keys ``to_dict``
+writes (and a lease as four positional arguments). Consumers accept both (``from_wire``), so in a rolling
+restart an agent still running the old code keeps reporting to a new zone, and an old zone to a new
+GlobalCoordinator. The reverse is not handled: a process of the old code cannot read these types, so an
+upgrade restarts the consumers first (GlobalCoordinator, zones, then agents; ``agentic_ray.shutdown(
+stop_control_plane=True)`` restarts them all). Changing a field of a type here is a new wire version:
+a pickle carries the old field list, so give a new field a default, bump ``WIRE_VERSION`` and keep
+``from_wire`` reading the previous shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentic_ray.control._summary import ClassSummary
+
+__all__ = ["WIRE_VERSION", "AgentReport", "NodeLease", "NodeSnapshot", "PlacementFacts", "ZoneReport"]
+
+WIRE_VERSION = 2
+"""Version of the report/lease wire shape (1: plain dicts; 2: the types of this module)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSnapshot:
+    """One node as placement and the coordinators see it. ``inflight`` counts running plus queued tasks;
+    ``inflight_by_class`` the running ones, ``queued_by_class`` those placed there and not started.
+    ``at`` is the agent's wall clock when it took the snapshot; ``accelerator`` the probe's sample."""
+
+    node_id: str
+    zone: str
+    incarnation: str
+    at: float
+    started_at: float = 0.0
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    inflight: int = 0
+    inflight_by_class: Mapping[str, int] = field(default_factory=dict)
+    queued_by_class: Mapping[str, int] = field(default_factory=dict)
+    closed_classes: tuple[str, ...] = ()
+    service_ms: Mapping[str, float] = field(default_factory=dict)
+    accelerator: Mapping[str, Any] = field(default_factory=dict)
+    policy_sha: str | None = None
+    caps: Mapping[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (wire version 1, and what ``stats()`` shows)."""
+        return {
+            "node_id": self.node_id,
+            "zone": self.zone,
+            "attrs": dict(self.attrs),
+            "incarnation": self.incarnation,
+            "started_at": self.started_at,
+            "at": self.at,
+            "inflight": self.inflight,
+            "inflight_by_class": dict(self.inflight_by_class),
+            "queued_by_class": dict(self.queued_by_class),
+            "closed_classes": list(self.closed_classes),
+            "service_ms": dict(self.service_ms),
+            "accelerator": self.accelerator,
+            "policy_sha": self.policy_sha,
+            "caps": dict(self.caps),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NodeSnapshot:
+        """Inverse of ``to_dict`` (a version-1 snapshot); ``KeyError`` names a missing required key."""
+        return cls(
+            node_id=str(data["node_id"]),
+            zone=str(data.get("zone", "default")),
+            incarnation=str(data["incarnation"]),
+            at=float(data["at"]),
+            started_at=float(data.get("started_at", 0.0)),
+            attrs=dict(data.get("attrs") or {}),
+            inflight=int(data.get("inflight", 0)),
+            inflight_by_class=dict(data.get("inflight_by_class") or {}),
+            queued_by_class=dict(data.get("queued_by_class") or {}),
+            closed_classes=tuple(data.get("closed_classes") or ()),
+            service_ms=dict(data.get("service_ms") or {}),
+            accelerator=data.get("accelerator") or {},
+            policy_sha=data.get("policy_sha"),
+            caps=dict(data.get("caps") or {}),
+        )
+
+    @classmethod
+    def from_wire(cls, obj: NodeSnapshot | Mapping[str, Any]) -> NodeSnapshot:
+        """``obj`` itself, or the snapshot a version-1 dict describes."""
+        return obj if isinstance(obj, NodeSnapshot) else cls.from_dict(obj)
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementFacts:
+    """What placement reads from a node's snapshot, in a form that compares by value: running and queued
+    tasks per class (sorted ``(class, n)`` pairs, zero counts left out), closed classes, caps, policy."""
+
+    running: tuple[tuple[str, int], ...] = ()
+    queued: tuple[tuple[str, int], ...] = ()
+    closed: tuple[str, ...] = ()
+    caps: tuple[tuple[str, int], ...] = ()
+    policy_sha: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentReport:
+    """Agent -> zone: the node's snapshot and the summary delta per ``summary_key`` since the previous
+    full report (empty in a snapshot-only report). The receiver owns the summaries it is sent."""
+
+    snapshot: NodeSnapshot
+    summaries: Mapping[str, ClassSummary] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (wire version 1)."""
+        return {"snapshot": self.snapshot.to_dict(), "summaries": {k: s.to_dict() for k, s in self.summaries.items()}}
+
+    @classmethod
+    def from_wire(cls, obj: AgentReport | Mapping[str, Any]) -> AgentReport:
+        """``obj`` itself, or the report a version-1 dict (``{"snapshot": {...}, "summaries": {...}}``) holds."""
+        if isinstance(obj, AgentReport):
+            return obj
+        summaries = {k: ClassSummary.from_dict(d) for k, d in (obj.get("summaries") or {}).items()}
+        return cls(NodeSnapshot.from_dict(obj["snapshot"]), summaries)
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneReport:
+    """Zone -> GlobalCoordinator: the zone's fresh node snapshots (nodes whose agent went quiet for
+    ``stale_after_s`` are left out), the merged summary delta since its previous report, and every
+    agent incarnation it has seen per node (oldest first)."""
+
+    zone: str
+    nodes: Mapping[str, NodeSnapshot] = field(default_factory=dict)
+    summaries: Mapping[str, ClassSummary] = field(default_factory=dict)
+    registrations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (wire version 1, less the zone, which travelled as its own argument)."""
+        return {
+            "nodes": {n: s.to_dict() for n, s in self.nodes.items()},
+            "summaries": {k: s.to_dict() for k, s in self.summaries.items()},
+            "registrations": {n: list(v) for n, v in self.registrations.items()},
+        }
+
+    @classmethod
+    def from_wire(cls, zone: str, obj: ZoneReport | Mapping[str, Any]) -> ZoneReport:
+        """``obj`` itself, or the report a version-1 payload dict (``nodes``, ``summaries``,
+        ``registrations``) of ``zone`` holds."""
+        if isinstance(obj, ZoneReport):
+            return obj
+        return cls(
+            zone=zone,
+            nodes={n: NodeSnapshot.from_dict(s) for n, s in (obj.get("nodes") or {}).items()},
+            summaries={k: ClassSummary.from_dict(d) for k, d in (obj.get("summaries") or {}).items()},
+            registrations={n: tuple(v) for n, v in (obj.get("registrations") or {}).items()},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLease:
+    """One node's budget lease: per-class caps on tasks running plus queued there, granted at
+    ``granted_at`` (wall clock) for ``lease_s`` seconds, allocation ``revision`` (the acknowledgement)."""
+
+    caps: Mapping[str, int]
+    granted_at: float
+    lease_s: float
+    revision: int
+
+    def __post_init__(self) -> None:
+        for qos, cap in self.caps.items():
+            if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
+                raise ValueError(f"caps[{qos!r}]: must be an int >= 0, got {cap!r}")
+        if not self.lease_s > 0:
+            raise ValueError(f"lease_s: must be > 0, got {self.lease_s!r}")
+
+    @property
+    def expires_at(self) -> float:
+        return self.granted_at + self.lease_s
+
+    @classmethod
+    def from_wire(cls, lease: NodeLease | Mapping[str, int], *v1: Any) -> NodeLease:
+        """``lease`` itself, or the lease of a version-1 call ``set_lease(caps, granted_at, lease_s,
+        revision)`` (``lease`` the caps, ``v1`` the other three)."""
+        if isinstance(lease, NodeLease):
+            return lease
+        if len(v1) != 3:
+            raise TypeError(f"set_lease: a version-1 lease needs (caps, granted_at, lease_s, revision), got {v1!r}")
+        granted_at, lease_s, revision = v1
+        caps = {str(k): int(v) for k, v in lease.items()}
+        return cls(caps, float(granted_at), float(lease_s), int(revision))
