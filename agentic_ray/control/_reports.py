@@ -2,7 +2,7 @@
 
 Up the tree (every ``snapshot_interval_s`` / ``report_interval_s``, so these stay cheap to build and to
 pickle: flat frozen dataclasses of plain fields, summaries shipped as ``ClassSummary`` objects instead of
-being turned into dicts and back at every hop):
+being turned into dicts and back at every hop, see "Pickled form" below):
 
 - ``NodeSnapshot``: one node as its agent sees it (in-flight and queued per class, closed classes, caps,
   EWMA service times, accelerator state, acknowledged policy);
@@ -24,8 +24,14 @@ restart an agent still running the old code keeps reporting to a new zone, and a
 GlobalCoordinator. The reverse is not handled: a process of the old code cannot read these types, so an
 upgrade restarts the consumers first (GlobalCoordinator, zones, then agents; ``agentic_ray.shutdown(
 stop_control_plane=True)`` restarts them all). Changing a field of a type here is a new wire version:
-a pickle carries the old field list, so give a new field a default, bump ``WIRE_VERSION`` and keep
-``from_wire`` reading the previous shape.
+give a new field a default and append it, bump ``WIRE_VERSION``, add ``_<type>_v3`` constructors and
+keep the ``_v2`` ones (and ``from_wire``) reading the previous shape.
+
+**Pickled form.** Ray pickles an actor call's arguments. Each class a message names costs a lookup when
+pickling and when loading, and a slotted dataclass's default pickling walks ``fields()`` at both ends;
+shipped that way a snapshot-only report cost twice the dict it replaced. So ``NodeSnapshot``,
+``AgentReport`` and ``ZoneReport`` pickle as one constructor named for the wire version
+(``_agent_report_v2``) and tuples of plain values: one name per message, the rest msgpack-like data.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentic_ray.control._summary import ClassSummary
+from agentic_ray.control._summary import ClassSummary, LatencyHistogram
 
 __all__ = ["WIRE_VERSION", "AgentReport", "NodeLease", "NodeSnapshot", "PlacementFacts", "ZoneReport"]
 
@@ -62,6 +68,9 @@ class NodeSnapshot:
     accelerator: Mapping[str, Any] = field(default_factory=dict)
     policy_sha: str | None = None
     caps: Mapping[str, int] = field(default_factory=dict)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return _node_snapshot_v2, _snapshot_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (wire version 1, and what ``stats()`` shows)."""
@@ -128,6 +137,10 @@ class AgentReport:
     snapshot: NodeSnapshot
     summaries: Mapping[str, ClassSummary] = field(default_factory=dict)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        summaries = {k: _summary_fields(s) for k, s in self.summaries.items()}
+        return _agent_report_v2, (_snapshot_fields(self.snapshot), summaries)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (wire version 1)."""
         return {"snapshot": self.snapshot.to_dict(), "summaries": {k: s.to_dict() for k, s in self.summaries.items()}}
@@ -151,6 +164,11 @@ class ZoneReport:
     nodes: Mapping[str, NodeSnapshot] = field(default_factory=dict)
     summaries: Mapping[str, ClassSummary] = field(default_factory=dict)
     registrations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        nodes = {n: _snapshot_fields(s) for n, s in self.nodes.items()}
+        summaries = {k: _summary_fields(s) for k, s in self.summaries.items()}
+        return _zone_report_v2, (self.zone, nodes, summaries, dict(self.registrations))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (wire version 1, less the zone, which travelled as its own argument)."""
@@ -206,3 +224,54 @@ class NodeLease:
         granted_at, lease_s, revision = v1
         caps = {str(k): int(v) for k, v in lease.items()}
         return cls(caps, float(granted_at), float(lease_s), int(revision))
+
+
+# -- pickled form, wire version 2 (see the module docstring) ---------------------------------------------
+def _snapshot_fields(s: NodeSnapshot) -> tuple[Any, ...]:
+    return (
+        s.node_id,
+        s.zone,
+        s.incarnation,
+        s.at,
+        s.started_at,
+        s.attrs,
+        s.inflight,
+        s.inflight_by_class,
+        s.queued_by_class,
+        s.closed_classes,
+        s.service_ms,
+        s.accelerator,
+        s.policy_sha,
+        s.caps,
+    )
+
+
+def _summary_fields(s: ClassSummary) -> tuple[Any, ...]:
+    return (s.qos, s.workflow, s.count, s.errors, s.missed, s.latency.buckets, s.latency.count)
+
+
+def _summary_of(fields: tuple[Any, ...]) -> ClassSummary:
+    qos, workflow, count, errors, missed, buckets, n = fields
+    return ClassSummary(qos, workflow, count, errors, missed, LatencyHistogram(buckets, n))
+
+
+def _node_snapshot_v2(*fields: Any) -> NodeSnapshot:
+    return NodeSnapshot(*fields)
+
+
+def _agent_report_v2(snapshot: tuple[Any, ...], summaries: dict[str, tuple[Any, ...]]) -> AgentReport:
+    return AgentReport(NodeSnapshot(*snapshot), {k: _summary_of(f) for k, f in summaries.items()})
+
+
+def _zone_report_v2(
+    zone: str,
+    nodes: dict[str, tuple[Any, ...]],
+    summaries: dict[str, tuple[Any, ...]],
+    registrations: dict[str, tuple[str, ...]],
+) -> ZoneReport:
+    return ZoneReport(
+        zone,
+        {n: NodeSnapshot(*f) for n, f in nodes.items()},
+        {k: _summary_of(f) for k, f in summaries.items()},
+        registrations,
+    )

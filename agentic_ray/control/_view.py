@@ -8,7 +8,9 @@ service time per class, age of the snapshot; ``reported`` is False until the age
 a placement ``NodeView`` (``ViewNode.node_view``).
 
 ``ClusterView.to_dict`` is the JSON form the coordinator's ``view()`` returns (wire version 1, which an
-older cache reads); ``ClusterView.from_wire`` reads it back from an older coordinator.
+older cache reads); ``ClusterView.from_wire`` reads it back from an older coordinator. A ``ClusterView``
+pickles as ``_cluster_view_v2`` and tuples of plain values (one name per message instead of one class
+per node; see ``control._reports``, "Pickled form"): every process fetches it five times a second.
 """
 
 from __future__ import annotations
@@ -98,6 +100,10 @@ class ClusterView:
     revision: int
     nodes: tuple[ViewNode, ...] = ()
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        nodes = tuple(_node_fields(n) for n in self.nodes)
+        return _cluster_view_v2, (self.at, self.policy_sha, self.policy_version, self.revision, nodes)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (what the coordinator's ``view()`` returns)."""
         return {
@@ -120,6 +126,28 @@ class ClusterView:
             revision=int(obj["revision"]),
             nodes=tuple(ViewNode.from_dict(n) for n in obj.get("nodes") or ()),
         )
+
+
+def _node_fields(n: ViewNode) -> tuple[Any, ...]:
+    return (
+        n.node_id,
+        n.zone,
+        n.accelerator,
+        n.labels,
+        n.resources,
+        n.agent,
+        n.inflight,
+        n.closed_classes,
+        n.service_ms,
+        n.age_s,
+        n.reported,
+    )
+
+
+def _cluster_view_v2(
+    at: float, policy_sha: str, policy_version: str, revision: int, nodes: tuple[tuple[Any, ...], ...]
+) -> ClusterView:
+    return ClusterView(at, policy_sha, policy_version, revision, tuple(ViewNode(*f) for f in nodes))
 
 
 def cluster_view(state: GlobalState, now: float) -> ClusterView:
