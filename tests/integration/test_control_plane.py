@@ -205,3 +205,26 @@ def test_status_is_json_serialisable(agentic):
         return all(a["caps"].get("critical", 0) >= 1 for agents in zones for a in agents)
 
     wait_for(leases_reached_agents, what="per-node caps pushed down to every agent")
+
+
+def test_actors_read_wire_version_1_calls(agentic):
+    """A rolling restart: peers of wire version 1 send dicts and positional leases; the actors take them."""
+    from agentic_ray.actors._common import NAMESPACE, agent_name, zone_name
+    from agentic_ray.control import ClusterView
+
+    fake = "f" * 56
+    snap = {"node_id": fake, "zone": "eu-west", "incarnation": "old-agent", "at": time.time(), "inflight": 2}
+    summary = {"qos": "standard", "workflow": None, "count": 1, "errors": 0, "missed": 0, "latency": {"100": 1}}
+    zone = ray.get_actor(zone_name("eu-west"), namespace=NAMESPACE)
+    ray.get(zone.report.remote({"snapshot": snap, "summaries": {"standard|-": summary}}), timeout=10)
+    assert ray.get(zone.stats.remote(), timeout=10)["agents"][fake]["inflight"] == 2
+    ray.get(zone.forget.remote(fake), timeout=10)
+    ray.get(_global().zone_report.remote("nowhere", {"nodes": {}, "summaries": {}, "registrations": {}}), timeout=10)
+    node_id = next(n["NodeID"] for n in ray.nodes() if n["Alive"])
+    agent = ray.get_actor(agent_name(node_id), namespace=NAMESPACE)
+    assert ray.get(agent.set_lease.remote({"standard": 7}, time.time(), 3.0, 10**6), timeout=10) == 10**6
+    view = ray.get(_global().cluster_view.remote(), timeout=10)
+    assert isinstance(view, ClusterView)
+    assert {n.node_id for n in view.nodes} == {
+        n["node_id"] for n in ray.get(_global().view.remote(), timeout=10)["nodes"]
+    }
