@@ -10,7 +10,8 @@ round. Per agent and round, timed separately (median over ``--rounds``, microsec
 - **snapshot-only report** (between full ones, when placement facts changed): the same three steps;
 
 and per zone and round: ``ZoneState.take_forward`` (``zone_build``), the wire, and
-``GlobalState.ingest`` (``global_merge``: snapshots, offered load, drift observation). Prints a table;
+``GlobalState.ingest`` (``global_merge``: snapshots, offered load, drift observation); then the same
+three for a forward of snapshots alone (``zone_snap_forward``, what a snapshot-only report wakes). Prints a table;
 writes nothing. Usage::
 
     python benchmarks/report_round.py [--agents 8] [--keys 6] [--rounds 300]
@@ -67,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from agentic_ray.actors._node_agent import NodeAgentImpl
-    from agentic_ray.control import DriftDetector, GlobalState, PolicyRollout, ZoneState
+    from agentic_ray.control import DriftDetector, GlobalState, NodeInfo, PolicyRollout, ZoneState
     from agentic_ray.policies import load_policy
     from agentic_ray.scheduling.estimators import Ewma
 
@@ -83,11 +84,11 @@ def main() -> None:
             a.ewma.setdefault(f"{q}|{w or '-'}", Ewma(alpha=0.2)).observe(12.0, 0.0)
     zone = ZoneState("eu-west", stale_after_s=1e9)
     glob = GlobalState(PolicyRollout.first(policy, "bench", 0.0), DriftDetector(), 0.0)
-    for a in agents:  # the coordinator knows these agents
-        glob.agents[a.node_id] = None  # type: ignore[assignment]
+    for a in agents:  # the coordinator started these agents
+        glob.agent_started(NodeInfo(a.node_id, "eu-west", "cpu"), "agent-" + a.node_id, 0.0)
 
     steps = ("build", "wire", "merge", "snap_build", "snap_wire", "snap_merge", "zone_build", "zone_wire")
-    t: dict[str, list[float]] = {k: [] for k in (*steps, "global_merge")}
+    t: dict[str, list[float]] = {k: [] for k in (*steps, "global_merge", "zone_snap_forward")}
     size: dict[str, int] = {}
     pc = time.perf_counter
     for _ in range(args.rounds):
@@ -123,6 +124,10 @@ def main() -> None:
         glob.ingest(got, now)
         t3 = pc()
         t["zone_build"].append(t1 - t0), t["zone_wire"].append(t2 - t1), t["global_merge"].append(t3 - t2)
+        t0 = pc()  # the forward a snapshot-only report wakes: snapshots, no summaries
+        got, size["zone_snapshots"] = wire(zone.take_forward(now))
+        glob.ingest(got, now)
+        t["zone_snap_forward"].append(pc() - t0)
 
     med = {k: statistics.median(v) * 1e6 for k, v in t.items()}
     print(f"{args.agents} agents x {len(keys)} keys, {args.rounds} rounds; median microseconds")
@@ -131,7 +136,10 @@ def main() -> None:
     full = med["build"] + med["wire"] + med["merge"]
     snap = med["snap_build"] + med["snap_wire"] + med["snap_merge"]
     fwd = med["zone_build"] + med["zone_wire"] + med["global_merge"]
-    print(f"  per agent: full report {full:.1f} us, snapshot-only {snap:.1f} us; per zone forward {fwd:.1f} us")
+    print(
+        f"  per agent: full report {full:.1f} us, snapshot-only {snap:.1f} us; per zone forward {fwd:.1f} us,"
+        f" of snapshots alone {med['zone_snap_forward']:.1f} us"
+    )
     print(f"  bytes: {size}")
 
 

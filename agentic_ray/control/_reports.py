@@ -21,17 +21,21 @@ is what ``agentic-ray status`` and the agents' ``stats()`` show.
 **Wire versions.** ``WIRE_VERSION`` 2 is these types; version 1 was plain dicts with the keys ``to_dict``
 writes (and a lease as four positional arguments). Consumers accept both (``from_wire``), so in a rolling
 restart an agent still running the old code keeps reporting to a new zone, and an old zone to a new
-GlobalCoordinator. The reverse is not handled: a process of the old code cannot read these types, so an
-upgrade restarts the consumers first (GlobalCoordinator, zones, then agents; ``agentic_ray.shutdown(
-stop_control_plane=True)`` restarts them all). Changing a field of a type here is a new wire version:
-give a new field a default and append it, bump ``WIRE_VERSION``, add ``_<type>_v3`` constructors and
-keep the ``_v2`` ones (and ``from_wire``) reading the previous shape.
+GlobalCoordinator. The reverse is not handled: a process of the old code cannot read these types (a new
+agent's reports fail at an old zone, counted in the agent's ``report_errors``, and its node stays in the
+view without figures, ``reported`` false), so an upgrade restarts the consumers first: GlobalCoordinator, zones,
+then agents (``agentic_ray.shutdown(stop_control_plane=True)`` stops them all and the next ``init``
+starts new ones). Changing a field of a type here is a new wire version: append the new field with a
+default, bump ``WIRE_VERSION``, add ``_<type>_v3`` constructors and keep the ``_v2`` ones (and
+``from_wire``) reading the previous shape.
 
-**Pickled form.** Ray pickles an actor call's arguments. Each class a message names costs a lookup when
-pickling and when loading, and a slotted dataclass's default pickling walks ``fields()`` at both ends;
-shipped that way a snapshot-only report cost twice the dict it replaced. So ``NodeSnapshot``,
-``AgentReport`` and ``ZoneReport`` pickle as one constructor named for the wire version
-(``_agent_report_v2``) and tuples of plain values: one name per message, the rest msgpack-like data.
+**Pickled form.** Ray sends an actor call's plain dicts and lists through msgpack and anything else
+through pickle. Each class a pickled message names costs a lookup at both ends, and a slotted
+dataclass's default pickling walks ``fields()`` at both ends, so these types pickle as one constructor
+named for the wire version (``_agent_report_v2``) and tuples of plain values: one name per message.
+A snapshot-only report still pays the pickle path's fixed cost that a dict did not; full reports and
+zone forwards cost less than the dicts did, because summaries are no longer converted at every hop
+(``benchmarks/report_round.py`` times both).
 """
 
 from __future__ import annotations
