@@ -106,9 +106,7 @@ class EntitlementError(PolicyError):
         self.requested = requested
         self.allowed = allowed
         self.rule = rule
-        super().__init__(
-            f"{holder} is not entitled to {entitlement} {requested!r} (allowed: {allowed!r}; rule {rule})"
-        )
+        super().__init__(f"{holder} is not entitled to {entitlement} {requested!r} (allowed: {allowed!r}; rule {rule})")
 
     def to_dict(self) -> dict[str, object]:
         """JSON-able: ``{"error": "entitlement", "entitlement": ..., "holder", "requested", "allowed", "rule"}``."""

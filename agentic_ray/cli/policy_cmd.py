@@ -105,9 +105,13 @@ def _uncovered_report(policy: Any) -> list[str]:
         if len(shapes) == total:
             scope = "whatever their class or workflow"
         else:
-            scope = "for " + ", ".join(
-                f"class {s['class']}" + (f"/workflow {s['workflow']}" if s["workflow"] else "") for s in shapes[:6]
-            ) + (f" and {len(shapes) - 6} more" if len(shapes) > 6 else "")
+            scope = (
+                "for "
+                + ", ".join(
+                    f"class {s['class']}" + (f"/workflow {s['workflow']}" if s["workflow"] else "") for s in shapes[:6]
+                )
+                + (f" and {len(shapes) - 6} more" if len(shapes) > 6 else "")
+            )
         lines.append(
             f"data class {data_class!r} requires residency and no rule keeps it in a zone for {who} "
             f"({scope}): such requests are refused"
