@@ -9,6 +9,7 @@
   them; a request its caller is not entitled to prints the refusal and the rule behind it (exit 1).
 - ``diff OLD NEW [--json]``: the changes in meaning (classes, budgets, rules), not a text diff.
 - ``schema``: the JSON Schema of the policy format.
+- ``keygen``, ``sign``, ``verify``: signed policy bundles (``policy_signing``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def register(subparsers: Any) -> None:
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the policy format")
     schema.set_defaults(func=_schema)
+
+    from agentic_ray.cli.policy_signing import register_signing
+
+    register_signing(sub)
 
 
 def _no_subcommand(parser: argparse.ArgumentParser) -> int:
