@@ -125,7 +125,8 @@ def test_risky_changes_need_two_distinct_signatures(keys, platform):
         ),
         (
             "delta-us:   {region: us-east, share: 0.10, class: sheddable}",
-            "delta-us:   {region: us-east, share: 0.10, class: sheddable}\n  zed-us: {region: us-east, class: critical}",
+            "delta-us:   {region: us-east, share: 0.10, class: sheddable}\n"
+            "  zed-us: {region: us-east, class: critical}",
             "zed-us",
         ),
     ],
