@@ -93,9 +93,25 @@ def _check(args: argparse.Namespace) -> int:
             print(Problem("", exc.strerror or str(exc), None, path).format(), file=sys.stderr)
             continue
         print(f"{path}: ok ({policy.name} {policy.version}, {len(policy.rules)} rules, sha256 {policy.sha256[:12]})")
-        for line in _uncovered_report(policy):
+        for line in _uncovered_report(policy) + _unplaceable_report(policy):
             print(f"{path}: warning: {line}")
     return 2 if failed else 0
+
+
+def _unplaceable_report(policy: Any) -> list[str]:
+    """One line per set of rules that some request shapes match together and no node can satisfy."""
+    by_rules: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for shape in policy.unplaceable_shapes():
+        by_rules.setdefault(tuple(shape["rule_ids"]), []).append(shape)
+    lines = []
+    for rule_ids, shapes in by_rules.items():
+        first = shapes[0]
+        who = ", ".join(f"{k} {first[k]}" for k in ("tenant", "data_class") if first[k] is not None)
+        lines.append(
+            f"rules {', '.join(rule_ids)} cannot all hold on any node ({first['conflict']}): requests of "
+            f"{who or 'any caller'} that match them ({len(shapes)} class/workflow shape(s)) are never placed"
+        )
+    return lines
 
 
 def _uncovered_report(policy: Any) -> list[str]:

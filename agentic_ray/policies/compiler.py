@@ -383,6 +383,38 @@ class Policy:
                                         "class": qos})  # fmt: skip
         return out
 
+    def unplaceable_shapes(self) -> list[dict[str, Any]]:
+        """Request shapes (tenant or none, class, workflow or none, data class the policy names or none)
+        whose matched rules no node can satisfy together (``semantics.selectors_compatible``): such
+        requests are refused with ``NoEligibleNode`` / ``NoEligibleReplica`` on every cluster. Each:
+        ``{"tenant", "class", "workflow", "data_class", "rule_ids", "conflict"}`` (the attribute with no
+        possible value) and ``rule_ids`` (the matched rules that constrain it). Requests naming a model can
+        add rules; those are not enumerated."""
+        from agentic_ray.policies.semantics import selectors_compatible
+
+        data_classes = {None, *self.spec.data_classes}
+        for rule in self.spec.rules:
+            data_classes.update(rule.match.data_class or ())
+        specs = {r.id: r.require for r in self.spec.rules}
+        out: list[dict[str, Any]] = []
+        for tenant in [None, *self.tenants]:
+            for workflow in [None, *self.workflows]:
+                for qos in self.classes:
+                    for data_class in sorted(data_classes, key=lambda d: d or ""):
+                        meta = RequestMeta(qos=qos, tenant=tenant, workflow=workflow, data_class=data_class)
+                        try:
+                            c = self.classify(meta, 0.0, check_entitlement=False)
+                        except PolicyError:
+                            continue
+                        rule_ids = tuple(i for i in c.rule_ids if i in specs)
+                        conflict = selectors_compatible([specs[i] for i in rule_ids])
+                        if conflict is None:
+                            continue
+                        involved = [i for i in rule_ids if _constrains(specs[i], conflict)]
+                        out.append({"tenant": tenant, "class": qos, "workflow": workflow, "data_class": data_class,
+                                    "rule_ids": involved, "conflict": conflict})  # fmt: skip
+        return out
+
     # -- forms ---------------------------------------------------------------------------------------
     def canonical(self) -> dict[str, Any]:
         """The canonical form: every field with defaults filled, YAML key names (hashed with sorted keys)."""
@@ -399,6 +431,15 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"Policy(name={self.name!r}, version={self.version!r}, rules={len(self.rules)})"
+
+
+def _constrains(selector: NodeSelectorSpec, attribute: str) -> bool:
+    """Does a rule's ``require`` constrain ``attribute`` (``zones``/``zone_prefix`` both constrain the zone)?"""
+    if attribute in ("zones", "zone_prefix"):
+        return selector.zones is not None or selector.zone_prefix is not None
+    if attribute == "accelerators":
+        return selector.accelerators is not None
+    return attribute.startswith("labels.") and attribute[7:] in (selector.labels or {})
 
 
 def _constrains_zones(requirement: _Requirement | None) -> bool:

@@ -156,3 +156,14 @@ def test_bad_entitlement_sections_name_the_field(extra, path):
 def test_class_max_budget_below_its_budget_is_refused():
     with pytest.raises(PolicyValidationError, match="max_budget_ms"):
         parse_policy(DOC.replace("max_budget_ms: 60000", "max_budget_ms: 10"))
+
+
+def test_policy_reports_uncovered_and_unplaceable_request_shapes():
+    platform = load_policy(PLATFORM)
+    uncovered = platform.uncovered_shapes()
+    assert uncovered and all(s["tenant"] is None for s in uncovered)  # every tenant has a residency rule
+    assert {s["data_class"] for s in uncovered} == {"pii", "phi"}
+    impossible = platform.unplaceable_shapes()
+    assert impossible and all((s["tenant"], s["data_class"]) == ("fable-eu", "pii") for s in impossible)
+    assert {tuple(s["rule_ids"]) for s in impossible} == {("eu-residency", "pii-eu-strict", "fable-eu2")}
+    assert {s["conflict"] for s in impossible} == {"zone_prefix"}
