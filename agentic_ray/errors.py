@@ -5,6 +5,8 @@ Every error the library raises on purpose is an ``AgenticRayError``; catch that 
     AgenticRayError
     ├── ConfigValidationError        a file (policy, scenario) is invalid; .problems lists every problem
     ├── PolicyError                  a request does not fit the policy (unknown class, tenant, workflow)
+    │   ├── EntitlementError         a request asks for more than its caller is entitled to (HTTP 403)
+    │   ├── PolicySignatureError     a signed policy bundle is refused (unsigned, tampered, untrusted, older)
     │   └── PolicyValidationError    the policy document itself is invalid (also a ConfigValidationError)
     ├── ScenarioValidationError      a simulator scenario is invalid (a ConfigValidationError)
     ├── AdmissionError               work was refused before it started; .reason, .rule_ids, .retry_after_s
@@ -29,10 +31,12 @@ __all__ = [
     "BudgetExhausted",
     "CircuitOpen",
     "ConfigValidationError",
+    "EntitlementError",
     "NoEligibleNode",
     "NoEligibleReplica",
     "Overloaded",
     "PolicyError",
+    "PolicySignatureError",
     "PolicyValidationError",
     "Problem",
     "ScenarioValidationError",
@@ -83,6 +87,54 @@ class ConfigValidationError(AgenticRayError, ValueError):
 
 class PolicyError(AgenticRayError):
     """A request does not fit the active policy: an unknown class, tenant or workflow, for example."""
+
+
+class EntitlementError(PolicyError):
+    """A request asks for more than its caller is entitled to, and the policy refuses it.
+
+    ``entitlement`` names what was exceeded: ``class`` (a more important class than the caller may use),
+    ``budget`` (a longer budget than the class or the caller allows) or ``residency`` (regulated data that
+    no residency rule covers); ``holder`` is who asked (``tenant:NAME`` or ``anonymous``); ``requested``
+    and ``allowed`` are the figures compared; ``rule`` is the policy path that decided
+    (``tenants.acme.allowed_classes``, ``data_classes.pii.requires_residency``, ...). ``to_dict()`` is
+    the body of the HTTP 403 the ingress answers with.
+    """
+
+    def __init__(self, entitlement: str, holder: str, requested: object, allowed: object, rule: str) -> None:
+        self.entitlement = entitlement
+        self.holder = holder
+        self.requested = requested
+        self.allowed = allowed
+        self.rule = rule
+        super().__init__(f"{holder} is not entitled to {entitlement} {requested!r} (allowed: {allowed!r}; rule {rule})")
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able: ``{"error": "entitlement", "entitlement": ..., "holder", "requested", "allowed", "rule"}``."""
+        return {
+            "error": "entitlement",
+            "entitlement": self.entitlement,
+            "holder": self.holder,
+            "requested": self.requested,
+            "allowed": self.allowed,
+            "rule": self.rule,
+            "detail": str(self),
+        }
+
+    def __reduce__(self):
+        return (self.__class__, (self.entitlement, self.holder, self.requested, self.allowed, self.rule))
+
+
+class PolicySignatureError(PolicyError):
+    """A signed policy bundle is refused; ``reason`` is machine-readable (``unsigned``, ``bad_signature``,
+    ``untrusted_key``, ``older_version``, ``needs_two_signatures``, ``malformed``), the message says why."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+    def __reduce__(self):
+        return (self.__class__, (self.reason, self.detail))
 
 
 class PolicyValidationError(ConfigValidationError, PolicyError):

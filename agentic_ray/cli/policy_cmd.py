@@ -1,11 +1,15 @@
 """``agentic-ray policy check|explain|diff|schema``: validate, explain, compare and describe policies.
 
 - ``check FILE...``: exit 0 when every file is valid; otherwise every problem of every file is printed
-  as ``FILE:LINE: field.path: reason`` on stderr and the exit code is 2.
+  as ``FILE:LINE: field.path: reason`` on stderr and the exit code is 2. A valid policy whose regulated
+  data classes (``requires_residency``) leave request shapes without a residency rule gets a warning line
+  per (data class, tenant): those requests will be refused.
 - ``explain FILE --request key=value ... [--node zone=..,accelerator=..,label.k=v] [--json]``: the class,
-  budget, stage budgets, placement constraints and the rule ids that produced them.
+  budget, stage budgets, placement constraints, the entitlement decision and the rule ids that produced
+  them; a request its caller is not entitled to prints the refusal and the rule behind it (exit 1).
 - ``diff OLD NEW [--json]``: the changes in meaning (classes, budgets, rules), not a text diff.
 - ``schema``: the JSON Schema of the policy format.
+- ``keygen``, ``sign``, ``verify``: signed policy bundles (``policy_signing``).
 """
 
 from __future__ import annotations
@@ -61,6 +65,10 @@ def register(subparsers: Any) -> None:
     schema = sub.add_parser("schema", help="print the JSON Schema of the policy format")
     schema.set_defaults(func=_schema)
 
+    from agentic_ray.cli.policy_signing import register_signing
+
+    register_signing(sub)
+
 
 def _no_subcommand(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
@@ -85,7 +93,51 @@ def _check(args: argparse.Namespace) -> int:
             print(Problem("", exc.strerror or str(exc), None, path).format(), file=sys.stderr)
             continue
         print(f"{path}: ok ({policy.name} {policy.version}, {len(policy.rules)} rules, sha256 {policy.sha256[:12]})")
+        for line in _uncovered_report(policy) + _unplaceable_report(policy):
+            print(f"{path}: warning: {line}")
     return 2 if failed else 0
+
+
+def _unplaceable_report(policy: Any) -> list[str]:
+    """One line per set of rules that some request shapes match together and no node can satisfy."""
+    by_rules: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for shape in policy.unplaceable_shapes():
+        by_rules.setdefault(tuple(shape["rule_ids"]), []).append(shape)
+    lines = []
+    for rule_ids, shapes in by_rules.items():
+        first = shapes[0]
+        who = ", ".join(f"{k} {first[k]}" for k in ("tenant", "data_class") if first[k] is not None)
+        lines.append(
+            f"rules {', '.join(rule_ids)} cannot all hold on any node ({first['conflict']}): requests of "
+            f"{who or 'any caller'} that match them ({len(shapes)} class/workflow shape(s)) are never placed"
+        )
+    return lines
+
+
+def _uncovered_report(policy: Any) -> list[str]:
+    """One line per (data class, tenant) whose requests a residency-requiring data class refuses."""
+    by: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+    for shape in policy.uncovered_shapes():
+        by.setdefault((shape["data_class"], shape["tenant"]), []).append(shape)
+    total = len(policy.classes) * (len(policy.workflows) + 1)
+    lines = []
+    for (data_class, tenant), shapes in by.items():
+        who = f"tenant {tenant}" if tenant is not None else "requests without a tenant"
+        if len(shapes) == total:
+            scope = "whatever their class or workflow"
+        else:
+            scope = (
+                "for "
+                + ", ".join(
+                    f"class {s['class']}" + (f"/workflow {s['workflow']}" if s["workflow"] else "") for s in shapes[:6]
+                )
+                + (f" and {len(shapes) - 6} more" if len(shapes) > 6 else "")
+            )
+        lines.append(
+            f"data class {data_class!r} requires residency and no rule keeps it in a zone for {who} "
+            f"({scope}): such requests are refused"
+        )
+    return lines
 
 
 def _parse_pairs(items: list[str], what: str) -> dict[str, str]:
@@ -121,7 +173,7 @@ def _node(spec: str):
 
 def _explain(args: argparse.Namespace) -> int:
     from agentic_ray.cli import UsageError
-    from agentic_ray.errors import PolicyError
+    from agentic_ray.errors import EntitlementError, PolicyError
     from agentic_ray.policies import RequestMeta, load_policy
 
     policy = load_policy(args.file)
@@ -129,6 +181,8 @@ def _explain(args: argparse.Namespace) -> int:
     nodes = [_node(spec) for spec in args.node]
     try:
         decision = policy.classify(request, now=args.now)
+    except EntitlementError as exc:
+        return _refused(policy, exc, args.json)
     except PolicyError as exc:
         raise UsageError(f"--request: {exc}") from None
     report = decision.explain()
@@ -160,6 +214,10 @@ def _explain(args: argparse.Namespace) -> int:
             parts.append("prefer " + json.dumps(rule["prefer"], sort_keys=True))
         print(f"  {rule['id']}: {'; '.join(parts) or 'no placement constraint'}")
     print(f"requires   {json.dumps(report['constraints']['require'], sort_keys=True)}")
+    ent = report.get("entitlement")
+    if ent is not None:
+        clamped = f", clamped: {', '.join(ent['clamped'])}" if ent["clamped"] else ""
+        print(f"entitled   {ent['holder']}: {ent['verdict']}{clamped} (by {'; '.join(ent['rules'])})")
     for entry in report.get("nodes", []):
         verdict = "allowed" if entry["allowed"] else "refused by " + ", ".join(entry["refused_by"])
         node = entry["node"]
@@ -168,6 +226,20 @@ def _explain(args: argparse.Namespace) -> int:
             f"{verdict} (preference {entry['preference_score']})"
         )
     return 0
+
+
+def _refused(policy: Any, exc: Any, as_json: bool) -> int:
+    """``explain`` of a request its caller is not entitled to: the refusal and the rule behind it (exit 1)."""
+    if as_json:
+        body = {"policy": {"name": policy.name, "version": policy.version, "sha256": policy.sha256},
+                "verdict": "refused", **exc.to_dict()}  # fmt: skip
+        print(json.dumps(body, indent=2, sort_keys=True, default=str))
+    else:
+        print(f"policy     {policy.name} {policy.version} (sha256 {policy.sha256[:12]})")
+        print(f"refused    {exc.holder} is not entitled to {exc.entitlement} {exc.requested!r}")
+        print(f"allowed    {exc.allowed!r}")
+        print(f"rule       {exc.rule}")
+    return 1
 
 
 def _diff(args: argparse.Namespace) -> int:

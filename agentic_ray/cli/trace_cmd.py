@@ -39,6 +39,11 @@ def register(subparsers: Any) -> None:
         metavar="HASH",
         help="a record hash published earlier that must still be in the log (detects truncation)",
     )
+    verify.add_argument(
+        "--key",
+        metavar="FILE|env:NAME",
+        help="check a keyed log's HMAC chain with this key: a file holding it, or env:NAME for a variable",
+    )
     verify.add_argument("--json", action="store_true", help="print JSON")
     verify.set_defaults(func=_verify)
 
@@ -65,6 +70,28 @@ def _read_error(path: str, exc: OSError) -> Exception:
     return UsageError(f"{path}: cannot read the decision log: {reason}")
 
 
+def _read_key(spec: str) -> bytes:
+    """The key named by ``--key``: ``env:NAME`` (the variable's UTF-8 bytes) or a file (its bytes,
+    trailing whitespace stripped), as the writer reads ``AGENTIC_DECISION_LOG_KEY[_FILE]``."""
+    import os
+
+    from agentic_ray.cli import UsageError
+
+    if spec.startswith("env:"):
+        value = os.environ.get(spec[4:])
+        if not value:
+            raise UsageError(f"--key: environment variable {spec[4:]!r} is not set or empty")
+        return value.encode("utf-8")
+    try:
+        with open(spec, "rb") as fh:
+            key = fh.read().rstrip()
+    except OSError as exc:
+        raise UsageError(f"--key: cannot read {spec}: {exc.strerror or exc}") from None
+    if not key:
+        raise UsageError(f"--key: {spec} is empty")
+    return key
+
+
 def _verify(args: argparse.Namespace) -> int:
     from agentic_ray.cli import UsageError
     from agentic_ray.telemetry.audit_verify import verify_log
@@ -72,8 +99,9 @@ def _verify(args: argparse.Namespace) -> int:
     expect = args.expect_head
     if expect is not None and (len(expect) != 64 or any(c not in "0123456789abcdef" for c in expect)):
         raise UsageError(f"--expect-head: expected a 64-character lower-case hex sha256, got {expect!r}")
+    key = _read_key(args.key) if args.key else None
     try:
-        report = verify_log(args.file, expect_head=expect)
+        report = verify_log(args.file, expect_head=expect, key=key)
     except OSError as exc:
         raise _read_error(args.file, exc) from None
     if args.json:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agentic_ray.policies.entitlements import EntitlementDecision
 from agentic_ray.policies.types import NodeAttrs, QosClass, StageBudget
 
 __all__ = ["Classification", "CompiledRule", "NodeSelector"]
@@ -160,6 +161,7 @@ class Classification:
     requirement: _Requirement | None = None
     class_source: str = "default"
     budget_source: str = "class"
+    entitlement: EntitlementDecision | None = None
 
     def allows(self, node: NodeAttrs) -> bool:
         """True when ``node`` satisfies every requirement of every matched rule."""
@@ -218,6 +220,8 @@ class Classification:
             ],
             "constraints": self.constraints(),
         }
+        if self.entitlement is not None:
+            out["entitlement"] = self.entitlement.to_dict()
         if node is not None:
             out["node"] = _node_dict(node)
             out["allowed"] = self.allows(node)

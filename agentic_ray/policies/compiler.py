@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,8 +28,15 @@ from fnmatch import fnmatchcase
 from types import MappingProxyType
 from typing import Any
 
-from agentic_ray.errors import PolicyError
+from agentic_ray.errors import EntitlementError, PolicyError
 from agentic_ray.policies.classification import Classification, CompiledRule, NodeSelector, _Requirement
+from agentic_ray.policies.entitlements import (
+    EntitlementDecision,
+    EntitlementSet,
+    clamp_class,
+    default_classes,
+    request_budget_limit,
+)
 from agentic_ray.policies.schema import NodeSelectorSpec, PolicySpec
 from agentic_ray.policies.types import BreakerSettings, QosClass, RequestMeta, RetrySettings, Shedding, StageBudget
 
@@ -113,6 +121,7 @@ class Policy:
                     hedge_after_ms=c.hedge_after_ms,
                     queue_bound=admission.classes[name].queue_bound if name in admission.classes else None,
                     shed_threshold=admission.classes[name].shed_threshold if name in admission.classes else None,
+                    max_budget_ms=c.max_budget_ms,
                 )
                 for name, c in spec.classes.items()
             }
@@ -136,6 +145,8 @@ class Policy:
             b.consecutive_failures, b.ejection_s, b.max_ejection_s, b.max_ejected_fraction, b.latency_outlier_factor
         )
         self.retry = RetrySettings(r.ratio, r.min_per_s, r.max_attempts)
+        self._entitlements, self._anonymous = self._compile_entitlements(spec)
+        self.residency_data_classes = frozenset(n for n, d in spec.data_classes.items() if d.requires_residency)
         self.rules: tuple[CompiledRule, ...] = tuple(
             CompiledRule(
                 id=rule.id,
@@ -155,6 +166,41 @@ class Policy:
         self._cache: OrderedDict[tuple, tuple] = OrderedDict()
 
     # -- compilation ---------------------------------------------------------------------------------
+    def _compile_entitlements(self, spec: PolicySpec) -> tuple[dict[str, EntitlementSet], EntitlementSet]:
+        mode = spec.entitlements.on_excess
+        out: dict[str, EntitlementSet] = {}
+        for name, t in spec.tenants.items():
+            if t.allowed_classes is not None:
+                classes, rule = frozenset(t.allowed_classes), f"tenants.{name}.allowed_classes"
+            else:
+                base = t.qos_class or spec.default_class
+                where = f"tenants.{name}.class" if t.qos_class else "default_class"
+                classes, rule = default_classes(base, self.classes), f"{where} ({base} and lower)"
+            out[name] = EntitlementSet(
+                f"tenant:{name}", classes, rule, t.max_budget_ms,
+                f"tenants.{name}.max_budget_ms" if t.max_budget_ms is not None else None, t.on_excess or mode,
+            )  # fmt: skip
+        anon = spec.entitlements.anonymous
+        if anon.allowed_classes is not None:
+            classes, rule = frozenset(anon.allowed_classes), "entitlements.anonymous.allowed_classes"
+        else:
+            classes = default_classes(spec.default_class, self.classes)
+            rule = f"default_class ({spec.default_class} and lower, for requests without a tenant)"
+        anonymous = EntitlementSet(
+            "anonymous", classes, rule, anon.max_budget_ms,
+            "entitlements.anonymous.max_budget_ms" if anon.max_budget_ms is not None else None, mode,
+        )  # fmt: skip
+        return out, anonymous
+
+    def _granted_as_asked(self, request: RequestMeta) -> EntitlementSet:
+        holder = f"tenant:{request.tenant}" if request.tenant is not None else "anonymous"
+        return EntitlementSet(holder, frozenset(self.classes), "granted as asked (not checked)", None, None,
+                              "clamp")  # fmt: skip
+
+    def entitlement_of(self, tenant: str | None) -> EntitlementSet:
+        """What a caller may ask for (``tenant`` ``None`` or unknown to the policy: anonymous)."""
+        return self._entitlements.get(tenant, self._anonymous) if tenant is not None else self._anonymous
+
     def _compile_tables(self) -> None:
         rules = self.rules
         self._tenant_table, tenant_wild = _exact_table(rules, "tenants")
@@ -199,17 +245,21 @@ class Policy:
         return hit
 
     # -- evaluation ----------------------------------------------------------------------------------
-    def classify(self, request: RequestMeta, now: float) -> Classification:
+    def classify(self, request: RequestMeta, now: float, *, check_entitlement: bool = True) -> Classification:
         """Class, budget, deadline (``now + budget_ms/1000``), stage budgets and matched rules of ``request``.
 
-        Raises ``PolicyError`` naming an unknown class, tenant, workflow or stage.
+        Raises ``PolicyError`` naming an unknown class, tenant, workflow or stage, and ``EntitlementError``
+        for a request beyond its caller's entitlement (module ``entitlements``).
+        ``check_entitlement=False`` takes the class and budget asked for as already granted (the
+        simulator's synthetic and replayed workloads, whose classes are what callers were given); a
+        regulated data class without residency is refused either way.
         """
         key = (request.qos, request.budget_ms, request.tenant, request.data_class, request.model,
-               request.workflow, request.stage)  # fmt: skip
+               request.workflow, request.stage, check_entitlement)  # fmt: skip
         cache = self._cache
         hit = cache.get(key)
         if hit is None:
-            hit = self._classify_uncached(request)
+            hit = self._classify_uncached(request, check_entitlement)
             cache[key] = hit
             if len(cache) > CACHE_SIZE:
                 try:  # noqa: SIM105 (suppress() costs more on this hot path)
@@ -221,14 +271,14 @@ class Policy:
                 cache.move_to_end(key)
             except KeyError:  # evicted by another thread between get() and here
                 pass
-        qos, budget, stages, rule_ids, matched, requirement, class_source, budget_source = hit
+        qos, budget, stages, rule_ids, matched, requirement, class_source, budget_source, decision = hit
         return Classification(
             self.name, self.version, self.sha256, qos, budget, now + budget / 1000.0, stages,
             request.tenant, request.workflow, request.stage, request.model, request.data_class,
-            rule_ids, matched, requirement, class_source, budget_source,
+            rule_ids, matched, requirement, class_source, budget_source, decision,
         )  # fmt: skip
 
-    def _classify_uncached(self, request: RequestMeta) -> tuple:
+    def _classify_uncached(self, request: RequestMeta, check_entitlement: bool = True) -> tuple:
         tenant = None
         if request.tenant is not None:
             tenant = self.tenants.get(request.tenant)
@@ -250,12 +300,31 @@ class Policy:
         qos = self.classes.get(cls_name)
         if qos is None:
             raise PolicyError(f"unknown QoS class {cls_name!r}; defined: {', '.join(self.classes)}")
+        ent = self.entitlement_of(request.tenant) if check_entitlement else self._granted_as_asked(request)
+        clamped: list[str] = []
+        asked = qos
+        qos = clamp_class(ent, qos, self.classes)
+        if qos is not asked:
+            clamped.append("class")
+            class_source = f"{class_source}, clamped by {ent.classes_rule}"
+        base_ms = workflow.budget_ms if workflow is not None else qos.budget_ms
+        if check_entitlement:
+            limit, limit_rule = request_budget_limit(ent, qos, base_ms)
+        else:
+            limit, limit_rule = math.inf, ent.classes_rule
         if request.budget_ms is not None:
             budget, budget_source = float(request.budget_ms), "request"
+            if budget > limit:
+                if ent.on_excess != "clamp":
+                    raise EntitlementError("budget", ent.holder, budget, limit, limit_rule)
+                budget, budget_source = limit, f"request, clamped by {limit_rule}"
+                clamped.append("budget")
         elif workflow is not None:
             budget, budget_source = workflow.budget_ms, f"workflow:{workflow.name}"
         else:
             budget, budget_source = qos.budget_ms, f"class:{qos.name}"
+        if ent.max_budget_ms is not None and budget > ent.max_budget_ms:
+            budget, budget_source = ent.max_budget_ms, f"{budget_source}, capped by {ent.budget_rule}"
         stages: tuple[StageBudget, ...] = ()
         if workflow is not None:
             stages = workflow.stages
@@ -280,7 +349,71 @@ class Policy:
             mask &= self._model_mask(request.model) if request.model is not None else self._model_wild
         matched, requirement = self._rules_for_mask(mask)
         rule_ids = tuple(r.id for r in matched)
-        return (qos, budget, stages, rule_ids, matched, requirement, class_source, budget_source)
+        if request.data_class in self.residency_data_classes and not _constrains_zones(requirement):
+            raise EntitlementError(
+                "residency", ent.holder, request.data_class, "a rule that keeps it in a zone",
+                f"data_classes.{request.data_class}.requires_residency",
+            )  # fmt: skip
+        decision = EntitlementDecision(
+            ent.holder, "clamped" if clamped else "granted", tuple(clamped), asked.name, qos.name,
+            float(request.budget_ms) if request.budget_ms is not None else None, limit if limit < math.inf else None,
+            tuple(sorted(ent.classes)), tuple(dict.fromkeys((ent.classes_rule, limit_rule))),
+        )  # fmt: skip
+        if clamped:
+            rule_ids = (*rule_ids, decision.rule_id)
+        return (qos, budget, stages, rule_ids, matched, requirement, class_source, budget_source, decision)
+
+    def uncovered_shapes(self) -> list[dict[str, Any]]:
+        """Request shapes a regulated data class (``requires_residency``) leaves uncovered, so refused at
+        run time: ``{"data_class", "tenant", "workflow", "class"}`` (``None``: a request naming none, which
+        for ``tenant`` means anonymous), over every tenant (and none), workflow (and none) and class, for
+        requests that name no model (a rule matching on ``model`` covers only requests naming one)."""
+        out: list[dict[str, Any]] = []
+        tenants: list[str | None] = [None, *self.tenants]
+        workflows: list[str | None] = [None, *self.workflows]
+        for data_class in sorted(self.residency_data_classes):
+            for tenant in tenants:
+                for workflow in workflows:
+                    for qos in self.classes:
+                        meta = RequestMeta(qos=qos, tenant=tenant, workflow=workflow, data_class=data_class)
+                        try:
+                            self.classify(meta, 0.0, check_entitlement=False)
+                        except EntitlementError:
+                            out.append({"data_class": data_class, "tenant": tenant, "workflow": workflow,
+                                        "class": qos})  # fmt: skip
+        return out
+
+    def unplaceable_shapes(self) -> list[dict[str, Any]]:
+        """Request shapes (tenant or none, class, workflow or none, data class the policy names or none)
+        whose matched rules no node can satisfy together (``semantics.selectors_compatible``): such
+        requests are refused with ``NoEligibleNode`` / ``NoEligibleReplica`` on every cluster. Each:
+        ``{"tenant", "class", "workflow", "data_class", "rule_ids", "conflict"}`` (the attribute with no
+        possible value) and ``rule_ids`` (the matched rules that constrain it). Requests naming a model can
+        add rules; those are not enumerated."""
+        from agentic_ray.policies.semantics import selectors_compatible
+
+        data_classes = {None, *self.spec.data_classes}
+        for rule in self.spec.rules:
+            data_classes.update(rule.match.data_class or ())
+        specs = {r.id: r.require for r in self.spec.rules}
+        out: list[dict[str, Any]] = []
+        for tenant in [None, *self.tenants]:
+            for workflow in [None, *self.workflows]:
+                for qos in self.classes:
+                    for data_class in sorted(data_classes, key=lambda d: d or ""):
+                        meta = RequestMeta(qos=qos, tenant=tenant, workflow=workflow, data_class=data_class)
+                        try:
+                            c = self.classify(meta, 0.0, check_entitlement=False)
+                        except PolicyError:
+                            continue
+                        rule_ids = tuple(i for i in c.rule_ids if i in specs)
+                        conflict = selectors_compatible([specs[i] for i in rule_ids])
+                        if conflict is None:
+                            continue
+                        involved = [i for i in rule_ids if _constrains(specs[i], conflict)]
+                        out.append({"tenant": tenant, "class": qos, "workflow": workflow, "data_class": data_class,
+                                    "rule_ids": involved, "conflict": conflict})  # fmt: skip
+        return out
 
     # -- forms ---------------------------------------------------------------------------------------
     def canonical(self) -> dict[str, Any]:
@@ -298,6 +431,20 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"Policy(name={self.name!r}, version={self.version!r}, rules={len(self.rules)})"
+
+
+def _constrains(selector: NodeSelectorSpec, attribute: str) -> bool:
+    """Does a rule's ``require`` constrain ``attribute`` (``zones``/``zone_prefix`` both constrain the zone)?"""
+    if attribute in ("zones", "zone_prefix"):
+        return selector.zones is not None or selector.zone_prefix is not None
+    if attribute == "accelerators":
+        return selector.accelerators is not None
+    return attribute.startswith("labels.") and attribute[7:] in (selector.labels or {})
+
+
+def _constrains_zones(requirement: _Requirement | None) -> bool:
+    """True when the matched rules keep a request inside named zones (``zones`` or ``zone_prefix``)."""
+    return requirement is not None and (requirement.zones is not None or bool(requirement.prefix_groups))
 
 
 def _rebuild_policy(canonical_json: str, source: str | None) -> Policy:

@@ -11,8 +11,10 @@ Document layout (see ``examples/policies/platform.yaml``)::
     kind: Policy
     metadata: {name, version?, description?}
     default_class: standard
-    classes:   {NAME: {priority, budget_ms, shedding, max_queue_wait_ms?, hedge_after_ms?}}
-    tenants:   {NAME: {region, share?, class?}}
+    classes:   {NAME: {priority, budget_ms, shedding, max_queue_wait_ms?, hedge_after_ms?, max_budget_ms?}}
+    tenants:   {NAME: {region, share?, class?, allowed_classes?, max_budget_ms?, on_excess?}}
+    entitlements: {on_excess: refuse|clamp, anonymous: {allowed_classes?, max_budget_ms?}}
+    data_classes: {NAME: {requires_residency}}
     workflows: {NAME: {class?, budget_ms?, stages: [{name, share | budget_ms}]}}
     rules:     [{id, description?, match: {...}, require: {...}, prefer: {...}}]
     admission: {classes: {NAME: {queue_bound?, shed_threshold?}}, breaker: {...}, retry: {...}}
@@ -28,6 +30,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 __all__ = [
+    "AnonymousSpec",
+    "DataClassSpec",
+    "EntitlementsSpec",
     "AdmissionClassSpec",
     "AdmissionSpec",
     "BreakerSpec",
@@ -82,13 +87,39 @@ class ClassSpec(_Model):
     shedding: Literal["never", "when_overloaded", "first"] = "when_overloaded"
     max_queue_wait_ms: PositiveMs | None = None
     hedge_after_ms: PositiveMs | None = None
+    max_budget_ms: PositiveMs | None = None  # a request of this class may ask for up to this (else: shorten only)
     description: str | None = None
+
+
+OnExcess = Literal["refuse", "clamp"]
 
 
 class TenantSpec(_Model):
     region: Name
     share: Fraction | None = None
     qos_class: Name | None = Field(default=None, alias="class")
+    allowed_classes: NameList | None = None  # default: ``class`` (else default_class) and every less important
+    max_budget_ms: PositiveMs | None = None
+    on_excess: OnExcess | None = None  # default: entitlements.on_excess
+    description: str | None = None
+
+
+class AnonymousSpec(_Model):
+    """What a request that names no tenant may ask for (default: the default class and less important)."""
+
+    allowed_classes: NameList | None = None
+    max_budget_ms: PositiveMs | None = None
+
+
+class EntitlementsSpec(_Model):
+    on_excess: OnExcess = "refuse"
+    anonymous: AnonymousSpec = AnonymousSpec()
+
+
+class DataClassSpec(_Model):
+    """A data class: with ``requires_residency``, a request of it that no residency rule covers is refused."""
+
+    requires_residency: Annotated[bool, Strict()] = False
     description: str | None = None
 
 
@@ -172,6 +203,8 @@ class PolicySpec(_Model):
     workflows: dict[Name, WorkflowSpec] = Field(default_factory=dict)
     rules: tuple[RuleSpec, ...] = ()
     admission: AdmissionSpec = AdmissionSpec()
+    entitlements: EntitlementsSpec = EntitlementsSpec()
+    data_classes: dict[Name, DataClassSpec] = Field(default_factory=dict)
 
 
 def policy_json_schema() -> dict[str, Any]:

@@ -6,7 +6,8 @@
   keys must name defined classes, tenants and workflows;
 - a stage has exactly one of ``share`` / ``budget_ms``; stage names are unique; the stages fit the
   workflow budget: ``sum(budget_ms) + sum(share) * B <= B`` (B: the workflow's, else its class's budget);
-- a class's ``max_queue_wait_ms`` and ``hedge_after_ms`` are below its ``budget_ms``;
+- a class's ``max_queue_wait_ms`` and ``hedge_after_ms`` are below its ``budget_ms``, its ``max_budget_ms``
+  not below it; ``allowed_classes`` (of a tenant, of anonymous callers) name defined classes;
 - rule ids are unique;
 - statically visible contradictions: a rule whose own requirements no node can meet, or two rules where
   one *covers* the other (it matches every request the other matches) and their requirements on zone,
@@ -154,9 +155,19 @@ def check_semantics(spec: PolicySpec) -> list[tuple[PathKey, str]]:
             value = getattr(cls, field)
             if value is not None and value >= cls.budget_ms:
                 out.append((("classes", name, field), f"{value:g} must be below the class budget {cls.budget_ms:g}"))
+    for name, cls in classes.items():
+        if cls.max_budget_ms is not None and cls.max_budget_ms < cls.budget_ms:
+            out.append((("classes", name, "max_budget_ms"),
+                        f"{cls.max_budget_ms:g} is below the class budget {cls.budget_ms:g}"))  # fmt: skip
     for name, tenant in spec.tenants.items():
         if tenant.qos_class is not None and tenant.qos_class not in classes:
             out.append((("tenants", name, "class"), f"undefined class {tenant.qos_class!r}"))
+        for j, allowed in enumerate(tenant.allowed_classes or ()):
+            if allowed not in classes:
+                out.append((("tenants", name, "allowed_classes", j), f"undefined class {allowed!r}"))
+    for j, allowed in enumerate(spec.entitlements.anonymous.allowed_classes or ()):
+        if allowed not in classes:
+            out.append((("entitlements", "anonymous", "allowed_classes", j), f"undefined class {allowed!r}"))
     for name in spec.workflows:
         _check_workflow(spec, name, out)
     for name in spec.admission.classes:

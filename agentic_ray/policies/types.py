@@ -52,6 +52,7 @@ class QosClass:
     hedge_after_ms: float | None = None
     queue_bound: int | None = None
     shed_threshold: float | None = None
+    max_budget_ms: float | None = None  # the longest budget a request of this class may ask for
 
 
 @dataclass(frozen=True, slots=True)

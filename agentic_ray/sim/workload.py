@@ -107,7 +107,9 @@ def build_workload(scenario: Scenario, seed: int, policy: Any = None) -> Workloa
         service = tuple((d.get(model) or d["default"]).sample(r) for d, r in zip(dists, service_rngs, strict=True))
         if policy is not None:
             meta = RequestMeta(qos=qos, model=model, tenant=tenant, data_class=data_class)
-            request = Request.from_classification(policy.classify(meta, rec.at_s), id=i, arrival=rec.at_s, model=model)
+            # The scenario's mix says which class each caller was given: not checked against entitlements.
+            granted = policy.classify(meta, rec.at_s, check_entitlement=False)
+            request = Request.from_classification(granted, id=i, arrival=rec.at_s, model=model)
             if request.tenant is None and tenant is not None:
                 request = _with_tenant(request, tenant)
         else:

@@ -10,9 +10,15 @@ inserting or reordering any record breaks the chain at (or before) that line; be
 also equal the canonical serialisation of what it parses to, any byte-level edit is caught even when it
 would parse to the same JSON. This is the hash-chain construction of tamper-evident logs (Haber &
 Stornetta 1991, "How to time-stamp a digital document"; Schneier & Kelsey 1999, "Secure audit logs to
-support computer forensics"), without keys: it detects accidental or naive edits, not an attacker who
-rewrites the whole tail and recomputes the hashes. Against that, and against **truncation of the tail**
-(dropping the last records leaves a valid shorter chain), only an *anchor* kept elsewhere helps: the
+support computer forensics"). Without a key it detects accidental or naive edits, not an attacker who
+rewrites the whole tail and recomputes the hashes. **Keyed logs** (``key=``, from configuration:
+``AGENTIC_DECISION_LOG_KEY`` or ``AGENTIC_DECISION_LOG_KEY_FILE``) chain with
+``H_i = HMAC-SHA256(key, canonical_json(record without "hash"))`` (RFC 2104) instead, as Schneier &
+Kelsey's secure audit logs do: a writer without the key cannot produce a chain that verifies under it,
+however much it recomputes. The ``open`` record names the key by ``key_id(key)`` (a hash of it, never the
+key). ``agentic-ray trace verify --key`` checks every record with the key; start a new file when turning
+keys on (records written before it are unkeyed and fail a keyed check). Against **truncation of the
+tail** (dropping the last records leaves a valid shorter chain), only an *anchor* kept elsewhere helps: the
 log writes a ``checkpoint`` record every ``checkpoint_every`` records (count and running hash) and
 hands each one to ``on_checkpoint`` so the caller can publish it (log it, send it to the coordinator);
 ``agentic-ray trace verify --expect-head HASH`` then checks that the log still reaches that record.
@@ -30,6 +36,7 @@ give each its own (for example with the node id and pid in the name).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 import os
@@ -47,6 +54,8 @@ __all__ = [
     "LogHead",
     "canonical_json",
     "jsonable",
+    "key_from_env",
+    "key_id",
     "open_decision_log",
     "record_hash",
 ]
@@ -78,10 +87,36 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
-def record_hash(record: Mapping[str, Any]) -> str:
-    """sha256 (hex) of the canonical JSON of ``record`` without its ``hash`` field."""
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(canonical_json(body).encode("ascii")).hexdigest()
+def record_hash(record: Mapping[str, Any], key: bytes | None = None) -> str:
+    """sha256 (hex) of the canonical JSON of ``record`` without its ``hash`` field; with ``key``, its
+    HMAC-SHA256 under that key."""
+    body = canonical_json({k: v for k, v in record.items() if k != "hash"}).encode("ascii")
+    if key is None:
+        return hashlib.sha256(body).hexdigest()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def key_id(key: bytes) -> str:
+    """A name for a log key that does not reveal it: 16 hex digits of a domain-separated sha256."""
+    return hashlib.sha256(b"agentic-ray decision log key\x00" + key).hexdigest()[:16]
+
+
+def key_from_env(environ: Mapping[str, str] | None = None) -> bytes | None:
+    """The decision-log key from ``AGENTIC_DECISION_LOG_KEY`` (its UTF-8 bytes) or the file named by
+    ``AGENTIC_DECISION_LOG_KEY_FILE`` (its bytes, trailing whitespace stripped); ``None`` when neither is
+    set. ``ValueError`` for an empty key."""
+    env = os.environ if environ is None else environ
+    value = env.get("AGENTIC_DECISION_LOG_KEY")
+    if value is not None:
+        key = value.encode("utf-8")
+    elif env.get("AGENTIC_DECISION_LOG_KEY_FILE"):
+        with open(env["AGENTIC_DECISION_LOG_KEY_FILE"], "rb") as fh:
+            key = fh.read().rstrip()
+    else:
+        return None
+    if not key:
+        raise ValueError("decision log key: empty")
+    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +133,8 @@ class LogHead:
 class DecisionLog:
     """Append-only, hash-chained JSON-lines log. Thread-safe; use one object per file per process.
 
-    ``checkpoint_every``: write a checkpoint record after every N records (0: never).
+    ``checkpoint_every``: write a checkpoint record after every N records (0: never). ``key``: chain
+    with HMAC-SHA256 under this key (module docstring).
     ``on_checkpoint(head)``: called (outside the lock) with the head after each checkpoint, to anchor
     it elsewhere. ``clock``: wall-clock seconds for ``ts`` (``time.time`` by default).
     Opening an existing file continues its chain; a torn last line is cut off and a ``recovery`` record
@@ -113,6 +149,7 @@ class DecisionLog:
         fsync: bool = False,
         on_checkpoint: Callable[[LogHead], None] | None = None,
         clock: Callable[[], float] = time.time,
+        key: bytes | None = None,
     ) -> None:
         if checkpoint_every < 0:
             raise ValueError(f"checkpoint_every: must be >= 0, got {checkpoint_every!r}")
@@ -121,6 +158,9 @@ class DecisionLog:
         self.fsync = fsync
         self.on_checkpoint = on_checkpoint
         self._clock = clock
+        if key is not None and not key:
+            raise ValueError("key: must not be empty")
+        self._key = key
         self._lock = threading.Lock()
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
@@ -135,7 +175,10 @@ class DecisionLog:
         self._since_checkpoint = 0
         if torn:
             self._append_locked("recovery", {"discarded_bytes": torn, "reason": "torn last line (crash mid-write)"})
-        self._append_locked("open", {"pid": os.getpid(), "host": socket.gethostname()})
+        opened: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
+        if key is not None:
+            opened["mac"] = {"alg": "hmac-sha256", "key_id": key_id(key)}
+        self._append_locked("open", opened)
 
     def _resume(self) -> tuple[int, str, int]:
         """Index and hash to continue from, and the byte count of a torn tail (cut off here)."""
@@ -196,7 +239,7 @@ class DecisionLog:
             "prev": self._prev,
             "body": jsonable(body),
         }
-        h = record_hash(record)
+        h = record_hash(record, self._key)
         record["hash"] = h
         line = (canonical_json(record) + "\n").encode("ascii")
         written = os.write(self._fd, line)

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from agentic_ray.telemetry.audit import GENESIS, KINDS, LogHead, canonical_json, record_hash
+from agentic_ray.telemetry.audit import key_id as audit_key_id
 
 __all__ = ["ChainProblem", "VerifyReport", "find_records", "iter_records", "verify_log"]
 
@@ -32,7 +33,8 @@ _FIELDS = ("i", "kind", "ts", "prev", "body", "hash")
 class ChainProblem:
     """One place where the log is not as written. ``line`` is 1-based; ``index`` the record index
     expected at that line. ``kind``: ``torn_tail``, ``not_json``, ``not_canonical``, ``bad_record``,
-    ``hash_mismatch``, ``index_mismatch``, ``chain_broken``, ``bad_checkpoint``, ``anchor_missing``."""
+    ``hash_mismatch``, ``index_mismatch``, ``chain_broken``, ``bad_checkpoint``, ``anchor_missing``,
+    ``key_required`` (a keyed log checked without its key), ``wrong_key``."""
 
     line: int
     index: int
@@ -75,10 +77,12 @@ class VerifyReport:
         }
 
 
-def verify_log(path: str | os.PathLike[str], expect_head: str | None = None) -> VerifyReport:
+def verify_log(path: str | os.PathLike[str], expect_head: str | None = None, key: bytes | None = None) -> VerifyReport:
     """Check the whole chain of the log at ``path``; ``OSError`` when it cannot be read.
 
     ``expect_head``: a record hash that must still be in the log (detects truncation up to it).
+    ``key``: check every record's HMAC under this key (a keyed log); without it, a log whose ``open``
+    records name a key gets one ``key_required`` problem instead of a hash mismatch per record.
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
@@ -89,6 +93,7 @@ def verify_log(path: str | os.PathLike[str], expect_head: str | None = None) -> 
     records = 0
     anchor_index: int | None = None
     last_good_line = 0
+    keyed_seen = False  # a keyed log met without a key: hashes cannot be checked
     lines = data.split(b"\n")
     complete = len(lines) - 1  # the element after the last newline is b"" or a torn tail
     for n, raw in enumerate(lines, start=1):
@@ -127,8 +132,19 @@ def verify_log(path: str | os.PathLike[str], expect_head: str | None = None) -> 
             line_ok = False
         if not line_ok:
             report("not_canonical", "line differs from the canonical form of its record (edited)")
-        if rec["hash"] != record_hash(rec):
-            report("hash_mismatch", "record hash does not match its content (edited)")
+        opened_keyed = (
+            rec["kind"] == "open" and isinstance(rec["body"], dict) and isinstance(rec["body"].get("mac"), dict)
+        )
+        if key is None and opened_keyed and not keyed_seen:
+            keyed_seen = True
+            report("key_required", "the log is keyed (HMAC-SHA256, key id "
+                   f"{rec['body']['mac'].get('key_id')}): verify it with --key")  # fmt: skip
+        elif key is not None and opened_keyed and rec["body"]["mac"].get("key_id") != audit_key_id(key):
+            report("wrong_key", f"written with key id {rec['body']['mac'].get('key_id')}, "
+                   f"checked with {audit_key_id(key)}")  # fmt: skip
+        if not keyed_seen and rec["hash"] != record_hash(rec, key):
+            report("hash_mismatch", "record hash does not match its content (edited"
+                   + (", or written without the key)" if key is not None else ")"))  # fmt: skip
         if rec["i"] != expected_i:
             what = "deleted" if isinstance(rec["i"], int) and rec["i"] > expected_i else "inserted or moved"
             report("index_mismatch", f"found record index {rec['i']!r}, expected {expected_i} (records {what})")

@@ -90,5 +90,5 @@ def test_a_sheddable_class_is_refused_when_every_eligible_node_closed_it():
     nodes[1] = _node("us1", "us-east")
     assert choose_node(c, nodes, qos="sheddable", shed_when_closed=True).node_id == "us1"
     closed = [_node("eu1", closed={"critical"})]
-    critical = FRAUD.classify(RequestMeta(qos="critical"), now=0.0)
+    critical = FRAUD.classify(RequestMeta(qos="critical", tenant="bank-eu"), now=0.0)
     assert choose_node(critical, closed, qos="critical", shed_when_closed=False).node_id == "eu1"

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-FRAUD_POLICY = REPO / "examples" / "policies" / "fraud.yaml"
+FRAUD_EXAMPLE = REPO / "examples" / "policies" / "fraud.yaml"
+
+
+def _with_test_grants(text: str) -> str:
+    """The example's fraud policy plus test-only entitlements: tests submit without a tenant, in every
+    class, with budgets of up to 10 minutes (so a slow CI machine cannot fail them on deadlines)."""
+    for budget in ("150", "800", "5000"):
+        old = f"    budget_ms: {budget}\n"
+        assert old in text, old
+        text = text.replace(old, f"{old}    max_budget_ms: 600000\n", 1)
+    grant = "entitlements: {anonymous: {allowed_classes: [critical, standard, sheddable]}}\n"
+    return text + "\n# test-only grants (tests/integration/_control_plane.py)\n" + grant
+
+
+FRAUD_POLICY = Path(tempfile.gettempdir()) / f"agentic-fraud-test-policy-{os.getpid()}.yaml"
+FRAUD_POLICY.write_text(_with_test_grants(FRAUD_EXAMPLE.read_text()))
 
 
 def short_config():

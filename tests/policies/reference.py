@@ -6,7 +6,13 @@ plain loop, exactly as the documentation states the semantics:
 - a rule matches when every ``match`` field it gives holds; a field whose request attribute is absent
   does not hold; ``model`` and ``tenant_region`` are ``fnmatchcase`` globs; ``class`` is the resolved class;
 - ``allows(node)``: every ``require`` part of every matched rule holds; ``prefers``: count of ``prefer``
-  parts that hold, summed over the matched rules.
+  parts that hold, summed over the matched rules;
+- entitlements as ``agentic_ray/policies/entitlements.py`` states them: the class must be one the caller
+  may use (refused, or clamped to the most important allowed class no more important than the one
+  asked for); a requested budget may not exceed the class's (or workflow's) budget unless the class
+  sets ``max_budget_ms``, nor the caller's ``max_budget_ms``, which also caps every budget; a clamp adds
+  the rule id ``entitlement:<holder>``; a data class requiring residency that no matched rule keeps in
+  zones is refused.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
-from agentic_ray.errors import PolicyError
+from agentic_ray.errors import EntitlementError, PolicyError
 from agentic_ray.policies.schema import NodeSelectorSpec, PolicySpec
 from agentic_ray.policies.types import NodeAttrs, RequestMeta
 
@@ -43,18 +49,55 @@ def reference_classify(spec: PolicySpec, request: RequestMeta, now: float) -> di
     if class_name not in spec.classes:
         raise PolicyError(f"unknown class {class_name}")
 
+    # Entitlement: a known tenant's, else anonymous.
+    prio = {n: c.priority for n, c in spec.classes.items()}
+    if tenant is not None:
+        holder = f"tenant:{request.tenant}"
+        allowed = tenant.allowed_classes
+        base = tenant.qos_class or spec.default_class
+        holder_max = tenant.max_budget_ms
+        mode = tenant.on_excess or spec.entitlements.on_excess
+    else:
+        holder = "anonymous"
+        allowed = spec.entitlements.anonymous.allowed_classes
+        base = spec.default_class
+        holder_max = spec.entitlements.anonymous.max_budget_ms
+        mode = spec.entitlements.on_excess
+    if allowed is None:
+        allowed = [n for n in spec.classes if prio[n] >= prio[base]]
+    clamped = False
+    if class_name not in allowed:
+        if mode != "clamp":
+            raise EntitlementError("class", holder, class_name, sorted(allowed), "-")
+        ordered = sorted(allowed, key=lambda n: (prio[n], n))
+        below = [n for n in ordered if prio[n] >= prio[class_name]]
+        class_name = below[0] if below else ordered[-1]
+        clamped = True
+
     workflow_budget = None
     if workflow is not None:
         workflow_budget = workflow.budget_ms
         if workflow_budget is None:
             workflow_budget = spec.classes[workflow.qos_class or spec.default_class].budget_ms
 
+    granted = spec.classes[class_name]
+    base_ms = workflow_budget if workflow is not None else granted.budget_ms
+    limit = max(granted.max_budget_ms, base_ms) if granted.max_budget_ms is not None else base_ms
+    if holder_max is not None:
+        limit = min(limit, holder_max)
     if request.budget_ms is not None:
         budget = request.budget_ms
+        if budget > limit:
+            if mode != "clamp":
+                raise EntitlementError("budget", holder, budget, limit, "-")
+            budget = limit
+            clamped = True
     elif workflow is not None:
         budget = workflow_budget
     else:
-        budget = spec.classes[class_name].budget_ms
+        budget = granted.budget_ms
+    if holder_max is not None and budget > holder_max:
+        budget = holder_max
 
     stages = []
     if workflow is not None:
@@ -88,6 +131,13 @@ def reference_classify(spec: PolicySpec, request: RequestMeta, now: float) -> di
             ok = False
         if ok:
             rule_ids.append(rule.id)
+    residency = {n for n, d in spec.data_classes.items() if d.requires_residency}
+    if request.data_class in residency:
+        by_id = {r.id: r for r in spec.rules}
+        if not any(by_id[i].require.zones is not None or by_id[i].require.zone_prefix is not None for i in rule_ids):
+            raise EntitlementError("residency", holder, request.data_class, "-", "-")
+    if clamped:
+        rule_ids.append(f"entitlement:{holder}")
     return {
         "class": class_name,
         "budget_ms": float(budget),
@@ -112,9 +162,9 @@ def _parts(sel: NodeSelectorSpec, node: NodeAttrs) -> list[bool]:
 
 def reference_allows(spec: PolicySpec, rule_ids: list[str], node: NodeAttrs) -> bool:
     rules = {r.id: r for r in spec.rules}
-    return all(all(_parts(rules[i].require, node)) for i in rule_ids)
+    return all(all(_parts(rules[i].require, node)) for i in rule_ids if i in rules)  # not entitlement ids
 
 
 def reference_prefers(spec: PolicySpec, rule_ids: list[str], node: NodeAttrs) -> int:
     rules = {r.id: r for r in spec.rules}
-    return sum(sum(_parts(rules[i].prefer, node)) for i in rule_ids)
+    return sum(sum(_parts(rules[i].prefer, node)) for i in rule_ids if i in rules)

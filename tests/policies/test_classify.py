@@ -67,7 +67,7 @@ def test_class_and_budget_resolution(platform) -> None:
     assert [s.budget_ms for s in c.stages] == pytest.approx([150.0, 50.0, 360.0])  # scaled to the request budget
     c = platform.classify(RequestMeta(workflow="rag", stage="rerank"), now=1.0)
     assert c.budget_ms == 100.0 and c.deadline == pytest.approx(1.1) and len(c.stages) == 3
-    c = platform.classify(RequestMeta(workflow="chat"), now=0)  # no budget of its own: the class's
+    c = platform.classify(RequestMeta(workflow="chat", tenant="acme-eu"), now=0)  # no budget of its own: the class's
     assert (c.qos.name, c.budget_ms, c.stages[1].budget_ms) == ("critical", 150.0, 120.0)
     assert c.qos.queue_bound == 32 and c.qos.max_queue_wait_ms == 30 and c.qos.hedge_after_ms == 60
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agentic_ray.errors import PolicyError, PolicyValidationError
+from agentic_ray.errors import EntitlementError, PolicyError, PolicyValidationError
 from agentic_ray.policies import NodeAttrs, Policy, RequestMeta, load_policy, parse_policy
 from tests.policies.reference import reference_allows, reference_classify, reference_prefers
 
@@ -51,11 +51,23 @@ def _selector(rng: random.Random, p: float) -> dict:
 
 def random_policy_doc(rng: random.Random) -> dict:
     classes = {f"c{i}": {"priority": i, "budget_ms": rng.choice([50, 100, 250.5, 1000])} for i in range(3)}
+    for c in classes.values():
+        if rng.random() < 0.3:
+            c["max_budget_ms"] = c["budget_ms"] * rng.choice([1.0, 2.0, 10.0])
     tenants = {}
     for i in range(rng.randint(0, 5)):
         tenants[f"t{i}"] = {"region": rng.choice(REGIONS)}
         if rng.random() < 0.3:
             tenants[f"t{i}"]["class"] = rng.choice(sorted(classes))
+        if rng.random() < 0.3:
+            tenants[f"t{i}"]["allowed_classes"] = _some(rng, sorted(classes))
+        if rng.random() < 0.3:
+            tenants[f"t{i}"]["max_budget_ms"] = rng.choice([30.0, 200.0, 5000.0])
+        if rng.random() < 0.3:
+            tenants[f"t{i}"]["on_excess"] = rng.choice(["refuse", "clamp"])
+    entitlements: dict = {"on_excess": rng.choice(["refuse", "clamp"])}
+    if rng.random() < 0.5:
+        entitlements["anonymous"] = {"allowed_classes": _some(rng, sorted(classes), 3)}
     workflows = {}
     for i in range(rng.randint(0, 3)):
         wf: dict = {"stages": [{"name": "s0", "share": 0.3}, {"name": "s1", "budget_ms": 10}]}
@@ -89,6 +101,8 @@ def random_policy_doc(rng: random.Random) -> dict:
         "tenants": tenants,
         "workflows": workflows,
         "rules": rules,
+        "entitlements": entitlements,
+        "data_classes": {d: {"requires_residency": rng.random() < 0.3} for d in DATA_CLASSES},
     }
 
 
@@ -137,16 +151,20 @@ def _dump(doc: dict) -> str:
 def test_compiled_agrees_with_reference_on_seeded_requests_and_nodes() -> None:
     rng = random.Random(7)
     classified = errors = node_checks = allowed = 0
-    matched_any = 0
+    matched_any = clamped = 0
+    refused: dict[str, int] = {}
     for policy in _policies():
-        for _ in range(750):
+        for _ in range(900):
             request = random_request(rng, policy)
             now = rng.uniform(0, 1000)
             try:
                 expected = reference_classify(policy.spec, request, now)
-            except PolicyError:
-                with pytest.raises(PolicyError):
+            except PolicyError as exc:
+                with pytest.raises(type(exc)) as info:
                     policy.classify(request, now)
+                if isinstance(exc, EntitlementError):
+                    assert (info.value.entitlement, info.value.holder) == (exc.entitlement, exc.holder), request
+                    refused[exc.entitlement] = refused.get(exc.entitlement, 0) + 1
                 errors += 1
                 continue
             got = policy.classify(request, now)
@@ -159,6 +177,7 @@ def test_compiled_agrees_with_reference_on_seeded_requests_and_nodes() -> None:
             ], request
             assert list(got.rule_ids) == expected["rule_ids"], request
             matched_any += bool(got.rule_ids)
+            clamped += got.entitlement is not None and got.entitlement.verdict == "clamped"
             for _ in range(4):
                 node = random_node(rng)
                 ok = reference_allows(policy.spec, expected["rule_ids"], node)
@@ -172,3 +191,6 @@ def test_compiled_agrees_with_reference_on_seeded_requests_and_nodes() -> None:
     # The generated cases exercise both outcomes, not only the trivial one.
     assert 0.1 < allowed / node_checks < 0.95
     assert matched_any > classified // 2
+    # Entitlements were exercised every way: refused for class, budget and residency, and clamped.
+    assert min(refused.get(k, 0) for k in ("class", "budget", "residency")) >= 100, refused
+    assert clamped >= 500, clamped

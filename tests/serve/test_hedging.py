@@ -19,6 +19,7 @@ default_class: standard
 classes:
   critical: {priority: 0, budget_ms: 10000, shedding: never, hedge_after_ms: 300}
   standard: {priority: 1, budget_ms: 10000, shedding: when_overloaded}
+entitlements: {anonymous: {allowed_classes: [critical, standard]}}
 admission:
   retry: {ratio: 1.0, min_per_s: 10}
 """

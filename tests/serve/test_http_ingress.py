@@ -30,9 +30,9 @@ classes:
   standard: {priority: 1, budget_ms: 5000, shedding: when_overloaded}
   sheddable: {priority: 2, budget_ms: 60000, shedding: first}
 tenants:
-  acme: {region: eu-west}
-  globex: {region: us-east}
-  initech: {region: ap-south}
+  acme: {region: eu-west, class: critical}
+  globex: {region: us-east, class: critical}
+  initech: {region: ap-south, class: critical}
 rules:
   - id: eu-residency
     match: {tenant: acme}

@@ -14,9 +14,10 @@ kind: Policy
 metadata: {name: gate-test}
 default_class: standard
 classes:
-  critical: {priority: 0, budget_ms: 100, shedding: never}
-  standard: {priority: 1, budget_ms: 500, shedding: when_overloaded}
-  sheddable: {priority: 2, budget_ms: 2000, shedding: first}
+  critical: {priority: 0, budget_ms: 100, shedding: never, max_budget_ms: 60000}
+  standard: {priority: 1, budget_ms: 500, shedding: when_overloaded, max_budget_ms: 60000}
+  sheddable: {priority: 2, budget_ms: 2000, shedding: first, max_budget_ms: 60000}
+entitlements: {anonymous: {allowed_classes: [critical, standard, sheddable]}}
 admission:
   classes:
     sheddable: {queue_bound: 6}

@@ -229,3 +229,106 @@ def test_mutations_before_the_tail_are_detected_without_an_anchor(tmp_path):
         assert not report.ok, (kind, line)
         line = max(line, _first_changed_line(original, mutated))
         assert report.first_problem.line <= line
+
+
+# --- keyed logs: a writer without the key cannot recompute a chain that verifies ------------------------
+
+KEY = b"9f2c1e-operator-held-secret"
+
+
+def _recompute(lines: list[dict], key: bytes | None) -> bytes:
+    """Re-chain ``lines`` from genesis as an attacker would after editing them (hashes recomputed)."""
+    from agentic_ray.telemetry.audit import GENESIS, record_hash
+
+    prev = GENESIS
+    out = []
+    for i, rec in enumerate(lines):
+        rec = {**rec, "i": i, "prev": prev}
+        if rec["kind"] == "checkpoint":
+            rec["body"] = {"count": i, "running_hash": prev}
+        rec.pop("hash", None)
+        rec["hash"] = prev = record_hash(rec, key)
+        out.append(canonical_json(rec))
+    return ("\n".join(out) + "\n").encode()
+
+
+def _recomputing_mutation(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """Edit, delete, insert or reorder whole records, then recompute every hash (with no key or a guess)."""
+    recs = [json.loads(x) for x in data.split(b"\n")[:-1]]
+    kind = rng.choice(["edit_body", "delete", "insert", "swap", "drop_mac"])
+    k = rng.randrange(1, len(recs))
+    if kind == "edit_body":
+        recs[k]["body"] = {**recs[k]["body"], "outcome": "forged"} if isinstance(recs[k]["body"], dict) else {}
+    elif kind == "delete":
+        del recs[k]
+    elif kind == "insert":
+        recs.insert(k, {**recs[rng.randrange(len(recs))], "ts": 1.0})
+    elif kind == "swap":
+        j = rng.randrange(1, len(recs))
+        recs[k], recs[j] = recs[j], recs[k]
+    else:  # present the log as an unkeyed one
+        recs[0]["body"] = {k: v for k, v in recs[0]["body"].items() if k != "mac"}
+    guess = rng.choice([None, b"guessed-key", KEY[:-1]])
+    return _recompute(recs, guess), kind
+
+
+def test_keyed_chain_verifies_with_its_key_only(tmp_path):
+    path = tmp_path / "keyed.jsonl"
+    with DecisionLog(path, key=KEY, checkpoint_every=5) as log:
+        for k in range(12):
+            log.log_decision(request_id=f"r{k}", action="route", qos="critical", policy_version="1",
+                             policy_sha256="0" * 64)  # fmt: skip
+    assert verify_log(path, key=KEY).ok
+    no_key = verify_log(path)
+    assert [p.kind for p in no_key.problems] == ["key_required"]
+    wrong = verify_log(path, key=b"another key")
+    assert {p.kind for p in wrong.problems} >= {"wrong_key", "hash_mismatch"}
+
+
+def test_recomputed_chains_pass_without_a_key_and_fail_with_it(tmp_path):
+    """The mutants recompute every hash, so the chain links themselves are consistent: an unkeyed log
+    cannot detect them (the construction's stated limit), a keyed log always does."""
+    path = tmp_path / "keyed.jsonl"
+    with DecisionLog(path, key=KEY) as log:
+        for k in range(30):
+            log.log_decision(request_id=f"r{k}", action="route", qos="critical", policy_version="1",
+                             policy_sha256="0" * 64, outcome="routed")  # fmt: skip
+    original = path.read_bytes()
+    rng = random.Random(11)
+    target = tmp_path / "forged.jsonl"
+    kinds: dict[str, int] = {}
+    for _ in range(400):
+        forged, kind = _recomputing_mutation(original, rng)
+        target.write_bytes(forged)
+        assert not verify_log(target, key=KEY).ok, kind
+        kinds[kind] = kinds.get(kind, 0) + 1
+    assert set(kinds) == {"edit_body", "delete", "insert", "swap", "drop_mac"}
+    # The same forgeries of an unkeyed log go unnoticed without an anchor: why logs should be keyed.
+    plain = tmp_path / "plain.jsonl"
+    write_log(plain, 30)
+    recs = [json.loads(x) for x in plain.read_bytes().split(b"\n")[:-1]]
+    recs[5]["body"] = {"forged": True}
+    target.write_bytes(_recompute(recs, None))
+    assert verify_log(target).ok
+
+
+def test_key_from_env_and_cli_key(tmp_path, monkeypatch, capsys):
+    from agentic_ray.cli import main
+    from agentic_ray.telemetry.audit import key_from_env
+
+    assert key_from_env({}) is None
+    assert key_from_env({"AGENTIC_DECISION_LOG_KEY": "abc"}) == b"abc"
+    key_file = tmp_path / "log.key"
+    key_file.write_bytes(KEY + b"\n")
+    assert key_from_env({"AGENTIC_DECISION_LOG_KEY_FILE": str(key_file)}) == KEY
+    with pytest.raises(ValueError, match="empty"):
+        key_from_env({"AGENTIC_DECISION_LOG_KEY": ""})
+    path = tmp_path / "keyed.jsonl"
+    with DecisionLog(path, key=KEY) as log:
+        log.log_completion(request_id="r", qos="critical", ok=True, latency_ms=1.0, budget_left_ms=9.0)
+    assert main(["trace", "verify", str(path), "--key", str(key_file)]) == 0
+    monkeypatch.setenv("LOG_KEY", "wrong")
+    assert main(["trace", "verify", str(path), "--key", "env:LOG_KEY"]) == 1
+    assert main(["trace", "verify", str(path)]) == 1  # keyed log, no key: key_required
+    assert main(["trace", "verify", str(path), "--key", "env:NOT_SET_ANYWHERE"]) == 2
+    assert "key_required" in capsys.readouterr().err
