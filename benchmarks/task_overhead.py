@@ -1,19 +1,28 @@
 """Overhead of ``@agentic_ray.task`` against the same no-op function as plain ``@ray.remote``.
 
 One run, one cluster (a local ``ray.cluster_utils.Cluster`` with the three labelled nodes of the test
-suite: two ``zone=eu-west``, one ``zone=us-east``), the fraud policy of the example. Measured, with
-plain and agentic rounds interleaved so machine noise hits both alike:
+suite: two ``zone=eu-west``, one ``zone=us-east``), the fraud policy of the example. Variants:
+``plain`` (``@ray.remote``), ``agentic`` (``@agentic_ray.task``), ``agentic_no_placed`` (the same
+without reporting placements to the agents), ``plain_with_context`` (the plain task called with a task
+context in the keyword argument an agentic task gets, ``_agentic_ctx``: Ray's own cost of shipping the
+context, apart from the decision; a no-op without arguments is Ray's cheapest case, so it shows this
+cost at its largest). Measured, with the variants' rounds interleaved so machine noise hits all alike:
 
 - **sequential**: ``ray.get(f.remote())`` one at a time; per-call latency, median and p99;
 - **pipelined**: ``ray.get([f.remote() for _ in range(window)])``; per-window latency, median and p99,
   and throughput (tasks/s);
 - **placement decision**: ``f.decide()`` alone (policy classification + node choice on the cached
   view, what ``.remote()`` adds before Ray's own submit), p50/p99 in microseconds;
-- **submit**: the ``.remote()`` call alone (decision + Ray submit, no wait), p50/p99 in microseconds;
-- **agent batch cost**: ``NodeAgentImpl.record_batch`` on a batch of ``--agent-batch`` starts and as
-  many ends, recording to ``ray.util.metrics`` in the driver, in microseconds per task: as shipped
-  (metrics aggregated per batch, histograms sampled) and with the former per-task metrics (the same
-  state updates, then ``AgenticMetrics.completion`` per end and ``queue_depth`` per class), alternated.
+- **submit**: the ``.remote()`` call alone (decision + Ray submit, no wait), p50/p99 in microseconds,
+  for the agentic task, the plain one, and the plain one called with a task context in its keyword
+  argument (``plain_with_context``: a function with the ``_agentic_ctx`` parameter, called with
+  ``TaskContext(...).to_wire()``), which is Ray's own cost of shipping the context, apart from the
+  decision;
+- **agent batch cost**: the node agent's work on a batch of ``--agent-batch`` starts and as many ends
+  as they arrive over Ray (``decode_events`` of the wire rows, then ``NodeAgentImpl.record_batch``),
+  recording to ``ray.util.metrics`` in the driver, in microseconds per task: as shipped (metrics
+  aggregated per batch, histograms sampled) and with the former per-task metrics (the same state
+  updates, then ``AgenticMetrics.completion`` per end and ``queue_depth`` per class), alternated.
 
 Floors (issue 4): median ratio agentic/plain <= 1.2 (sequential and pipelined); decision p99 <= 100 us.
 Writes ``benchmarks/results/task_overhead.json`` and ``.md``. Usage::
@@ -88,31 +97,43 @@ def agent_batch_cost(batch: int, reps: int) -> dict[str, dict[str, float]]:
     """Microseconds per task of ``NodeAgentImpl.record_batch`` (one start + one end per task), with
     the metrics per batch (as shipped) and per task (as before), alternated ``reps`` times."""
     from agentic_ray.actors._node_agent import NodeAgentImpl
+    from agentic_ray.actors._worker import Ended, Started, decode_events, encode_events
     from agentic_ray.telemetry.metrics import AgenticMetrics
     from agentic_ray.telemetry.ray_metrics import RayMetrics
 
     per_batch = NodeAgentImpl("bench", {"zone": "bench"}, metrics=AgenticMetrics(RayMetrics(), "agent-bench"))
     per_task = NodeAgentImpl("bench", {"zone": "bench"})  # no-op sink; metrics recorded per task below
     metrics = AgenticMetrics(RayMetrics(), "agent-bench")
-    starts = [("start", "standard")] * batch
-    ends = [("end", "standard", "wf", 1.0, 2.0 + i % 7, True, True, 100.0 - i % 5) for i in range(batch)]
+    starts = [Started("standard")] * batch
+    ends = [Ended("standard", "wf", None, 1.0, 2.0 + i % 7, True, True, 100.0 - i % 5) for i in range(batch)]
+    rows = encode_events(starts + ends)  # what the agent receives
 
     def old_path() -> None:
-        per_task.record_batch(starts + ends)
+        per_task.record_batch(decode_events(rows))
         for ev in ends:
-            metrics.completion(ev[1], ev[4], ev[7], ev[5])
+            metrics.completion(ev.qos, ev.latency_ms, ev.budget_left_ms, ev.ok)
         metrics.queue_depth("standard", per_task.inflight.get("standard", 0))
 
     out: dict[str, list[float]] = {"per_batch": [], "per_task": []}
     for _ in range(reps):
         t0 = time.perf_counter()
-        per_batch.record_batch(starts + ends)
+        per_batch.record_batch(decode_events(rows))
         t1 = time.perf_counter()
         old_path()
         t2 = time.perf_counter()
         out["per_batch"].append((t1 - t0) / batch)
         out["per_task"].append((t2 - t1) / batch)
     return {k: summary(v, 1e6) for k, v in out.items()}
+
+
+class WithContext:
+    """A plain remote function whose ``.remote()`` passes a fixed task context (``_agentic_ctx``)."""
+
+    def __init__(self, fn, context: list) -> None:
+        self.fn, self.context = fn, context
+
+    def remote(self):
+        return self.fn.remote(_agentic_ctx=self.context)
 
 
 def timed_calls(call, n: int) -> list[float]:
@@ -144,6 +165,7 @@ def main() -> int:
     import agentic_ray
     from agentic_ray import sdk
     from agentic_ray.actors import _view_cache as view_cache
+    from agentic_ray.actors._worker import TaskContext
 
     if args.batch_per_cpu is not None:
         view_cache.PLACEMENT_BATCH_PER_CPU = args.batch_per_cpu
@@ -173,11 +195,18 @@ def main() -> int:
         def agentic_noop():
             return None
 
+        @ray.remote
+        def plain_noop_with_context(*, _agentic_ctx=None):  # what Ray ships for an agentic task
+            return None
+
+        now = time.time()
+        context = TaskContext(now + 3600.0, now, "critical", None, None, "1", None, None).to_wire()
+        plain_with_context = WithContext(plain_noop_with_context, context)
+
         # Warm up workers and caches on every node.
-        sequential(plain_noop, 200)
-        sequential(agentic_noop, 200)
-        pipelined(plain_noop, 3, args.window)
-        pipelined(agentic_noop, 3, args.window)
+        for f in (plain_noop, agentic_noop, plain_with_context):
+            sequential(f, 200)
+            pipelined(f, 3, args.window)
 
         seq = {"plain": [], "agentic": []}
         pipe = {"plain": [], "agentic": []}
@@ -190,8 +219,14 @@ def main() -> int:
                 sdk.ACCOUNT_PLACEMENTS = True
 
         seq["agentic_no_placed"], pipe["agentic_no_placed"] = [], []
+        seq["plain_with_context"], pipe["plain_with_context"] = [], []
         for r in range(args.rounds):
-            order = [("plain", plain_noop), ("agentic", agentic_noop), ("agentic_no_placed", agentic_noop)]
+            order = [
+                ("plain", plain_noop),
+                ("agentic", agentic_noop),
+                ("agentic_no_placed", agentic_noop),
+                ("plain_with_context", plain_with_context),
+            ]
             if r % 2:
                 order.reverse()
             for name, f in order:
@@ -222,6 +257,9 @@ def main() -> int:
         plain_refs: list = []
         plain_submits = timed_calls(lambda: plain_refs.append(plain_noop.remote()), 2000)
         ray.get(plain_refs, timeout=120)
+        ctx_refs: list = []
+        ctx_submits = timed_calls(lambda: ctx_refs.append(plain_with_context.remote()), 2000)
+        ray.get(ctx_refs, timeout=120)
         zones = set(
             ray.get(
                 [
@@ -250,7 +288,11 @@ def main() -> int:
         "pipelined_window_ms": {k: summary(v) for k, v in pipe.items()},
         "pipelined_tasks_per_s": {k: args.window * len(v) / sum(v) for k, v in pipe.items()},
         "decision_us": summary(decisions, 1e6),
-        "submit_us": {"agentic": summary(submits, 1e6), "plain": summary(plain_submits, 1e6)},
+        "submit_us": {
+            "agentic": summary(submits, 1e6),
+            "plain": summary(plain_submits, 1e6),
+            "plain_with_context": summary(ctx_submits, 1e6),
+        },
         "zones_seen_by_eu_pii_tasks": sorted(zones),
         "view_nodes": len(view["nodes"]),
         "view_age_s": summary(view_ages, 1.0) | {"max": max(view_ages)},
@@ -270,6 +312,12 @@ def main() -> int:
         "sequential_median": result["sequential_ms"]["agentic_no_placed"]["median"]
         / result["sequential_ms"]["plain"]["median"],
         "pipelined_median": result["pipelined_window_ms"]["agentic_no_placed"]["median"]
+        / result["pipelined_window_ms"]["plain"]["median"],
+    }
+    result["ratios_plain_with_context"] = {
+        "sequential_median": result["sequential_ms"]["plain_with_context"]["median"]
+        / result["sequential_ms"]["plain"]["median"],
+        "pipelined_median": result["pipelined_window_ms"]["plain_with_context"]["median"]
         / result["pipelined_window_ms"]["plain"]["median"],
     }
     result["floors"] = {
@@ -299,7 +347,7 @@ def markdown(r: dict) -> str:
         ("sequential (ms/call)", s),
         (f"pipelined (ms/{r['settings']['window']} tasks)", p),
     ):
-        for name in ("plain", "agentic", "agentic_no_placed"):
+        for name in ("plain", "agentic", "agentic_no_placed", "plain_with_context"):
             t = table[name]
             lines.append(f"| {mode} | {name} | {t['n']} | {t['median']:.3f} | {t['p99']:.3f} | {t['mean']:.3f} |")
     d, sub, a = r["decision_us"], r["submit_us"], r["agent_record_batch_us_per_task"]
@@ -307,7 +355,8 @@ def markdown(r: dict) -> str:
         "",
         f"Throughput pipelined: plain {r['pipelined_tasks_per_s']['plain']:.0f} tasks/s, "
         f"agentic {r['pipelined_tasks_per_s']['agentic']:.0f} tasks/s, agentic without placement reports "
-        f"{r['pipelined_tasks_per_s']['agentic_no_placed']:.0f} tasks/s.",
+        f"{r['pipelined_tasks_per_s']['agentic_no_placed']:.0f} tasks/s, plain carrying a task context "
+        f"{r['pipelined_tasks_per_s']['plain_with_context']:.0f} tasks/s.",
         "",
         "| ratio agentic/plain | value |",
         "|---|---:|",
@@ -316,13 +365,20 @@ def markdown(r: dict) -> str:
             f"| {k}, placements not reported to agents | {v:.3f} |"
             for k, v in r["ratios_without_placement_accounting"].items()
         ),
+        *(
+            f"| {k}, plain task carrying a task context (Ray's share of the context) | {v:.3f} |"
+            for k, v in r["ratios_plain_with_context"].items()
+        ),
         "",
         f"Placement decision (`decide()`): median {d['median']:.1f} us, p99 {d['p99']:.1f} us (n={d['n']}).",
         f"`.remote()` call alone: agentic median {sub['agentic']['median']:.1f} us / "
         f"p99 {sub['agentic']['p99']:.1f} us; "
-        f"plain median {sub['plain']['median']:.1f} us / p99 {sub['plain']['p99']:.1f} us.",
+        f"plain median {sub['plain']['median']:.1f} us / p99 {sub['plain']['p99']:.1f} us; "
+        f"plain with the task context argument median {sub['plain_with_context']['median']:.1f} us / "
+        f"p99 {sub['plain_with_context']['p99']:.1f} us.",
         "",
-        f"Node agent `record_batch` ({r['settings']['agent_batch']} tasks per batch, `ray.util.metrics` in "
+        f"Node agent `record_batch` incl. `decode_events` ({r['settings']['agent_batch']} tasks per batch, "
+        "`ray.util.metrics` in "
         f"the driver), us per task: metrics per batch (shipped) median "
         f"{a['per_batch']['median']:.1f} / p99 {a['per_batch']['p99']:.1f}; metrics per task (before) median "
         f"{a['per_task']['median']:.1f} / p99 {a['per_task']['p99']:.1f}.",

@@ -20,7 +20,7 @@ Task path. A no-op task, submitted ``--tasks`` at a time and gathered with ``ray
   queue depth and refusals through ``ray.util.metrics``, off the task's path): "off" = tracing not
   configured in the driver (``.remote()`` pays one module lookup), "on" = tracing configured with the
   default sampling ratio (``.remote()`` runs in ``root_span("agentic.submit")``, a sampled span's
-  traceparent rides in the task name, the worker opens ``agentic.execute`` under it; workers have
+  traceparent rides in the task context argument, the worker opens ``agentic.execute`` under it; workers have
   ``AGENTIC_TRACE_EXPORTER=memory``), "on_sampling_1.0" = every task traced.
 - Around a plain ``@ray.remote`` function, the same calls made by hand (the pattern for code outside
   the SDK): the caller opens ``root_span`` and ships the context in the kwargs (``with_trace``), the

@@ -47,9 +47,10 @@ import ray
 
 from agentic_ray.actors._common import NAMESPACE, ControlPlaneConfig, zone_name
 from agentic_ray.actors._probe import AcceleratorProbe
+from agentic_ray.actors._worker import Ended, Placed, Refused, Started, TaskEvent, decode_events
 from agentic_ray.control._queued import PlacedNotStarted
 from agentic_ray.control._reports import AgentReport, NodeLease, NodeSnapshot, PlacementFacts
-from agentic_ray.control._summary import ClassSummary, summary_key
+from agentic_ray.control._summary import ClassSummary, stage_key, summary_key
 from agentic_ray.scheduling.estimators import Ewma
 from agentic_ray.telemetry.metrics import AgenticMetrics
 
@@ -106,15 +107,13 @@ class NodeAgentImpl:
         self.report_errors = 0
 
     # -- accounting (called by workers, batched) ---------------------------------------------------
-    def record_batch(self, events: list[tuple]) -> int:
-        """Apply worker events; returns how many were applied.
+    def record_batch(self, events: list[TaskEvent]) -> int:
+        """Apply worker and submitter events (``actors._worker``: ``Placed``, ``Started``, ``Ended``,
+        ``Refused``); returns how many were applied (an object of another type is skipped).
 
-        ``("placed", qos, deadline_at)`` (from the submitting process: the task waits in Ray's queue
-        until its ``start``); ``("start", qos)``; ``("end", qos, workflow, service_ms, latency_ms, ok, met_deadline[,
-        budget_left_ms])`` (without ``budget_left_ms``: +1 when met, -1 when late, for the metrics);
-        ``("refused", qos, workflow, latency_ms)`` (a task that did not start: its deadline had passed).
-        State (in-flight, summaries, EWMAs, totals) is updated per event; metrics once per batch (see
-        the module docstring: counters exact, histograms sampled).
+        State (in-flight, queued, summaries keyed by class and ``stage_key(workflow, stage)``, EWMAs,
+        totals) is updated per event; metrics once per batch (see the module docstring: counters exact,
+        histograms sampled).
         """
         now = time.time()
         inflight, totals = self.inflight, self.totals
@@ -123,26 +122,19 @@ class NodeAgentImpl:
         latencies: dict[str, list[float]] = {}
         budgets_left: dict[str, list[float]] = {}
         refused: dict[str, int] = {}
+        applied = 0
         for ev in events:
-            kind, qos = ev[0], ev[1]
-            touched.add(qos)
-            if kind == "placed":
-                self.queued.placed(qos, ev[2], now)
-                totals["placed"] += 1
-            elif kind == "start":
-                inflight[qos] = inflight.get(qos, 0) + 1
-                totals["started"] += 1
-                self.queued.started(qos, now)
-            elif kind == "end":
-                _, _, workflow, service_ms, latency_ms, ok, met = ev[:7]
-                budget_left_ms = ev[7] if len(ev) > 7 else (1.0 if met else -1.0)
+            kind = type(ev)
+            if kind is Ended:
+                qos, workflow, stage, service_ms, latency_ms, ok, met, budget_left_ms = ev
                 outcome = "error" if not ok else ("late" if budget_left_ms < 0 else "ok")
                 outcomes[(qos, outcome)] = outcomes.get((qos, outcome), 0) + 1
                 latencies.setdefault(qos, []).append(latency_ms)
                 budgets_left.setdefault(qos, []).append(budget_left_ms)
                 inflight[qos] = max(0, inflight.get(qos, 0) - 1)
-                self._summary(qos, workflow).record(latency_ms, ok, met)
-                key = summary_key(qos, workflow)
+                drift = stage_key(workflow, stage)
+                self._summary(qos, drift).record(latency_ms, ok, met)
+                key = summary_key(qos, drift)
                 ewma = self.ewma.get(key)
                 if ewma is None:
                     ewma = self.ewma[key] = Ewma(alpha=0.2)
@@ -150,14 +142,27 @@ class NodeAgentImpl:
                 totals["finished"] += 1
                 totals["errors"] += 0 if ok else 1
                 totals["missed"] += 0 if (met or not ok) else 1
-            elif kind == "refused":
-                _, _, workflow, latency_ms = ev
-                self._summary(qos, workflow).record(max(0.0, latency_ms), True, False)
+            elif kind is Started:
+                qos = ev.qos
+                inflight[qos] = inflight.get(qos, 0) + 1
+                totals["started"] += 1
+                self.queued.started(qos, now)
+            elif kind is Placed:
+                qos = ev.qos
+                self.queued.placed(qos, ev.deadline_at, now)
+                totals["placed"] += 1
+            elif kind is Refused:
+                qos, workflow, stage, latency_ms = ev
+                self._summary(qos, stage_key(workflow, stage)).record(max(0.0, latency_ms), True, False)
                 refused[qos] = refused.get(qos, 0) + 1
                 totals["refused"] += 1
                 self.queued.started(qos, now)
+            else:
+                continue
+            touched.add(qos)
+            applied += 1
         self._record_metrics(touched, outcomes, latencies, budgets_left, refused)
-        return len(events)
+        return applied
 
     def _record_metrics(
         self,
@@ -337,8 +342,9 @@ class NodeAgent:
                 log.debug("agent %s: report failed: %s", self.impl.node_id[:12], exc)
             await asyncio.sleep(tick)
 
-    async def record_batch(self, events: list[tuple]) -> int:
-        return self.impl.record_batch(events)
+    async def record_batch(self, rows: list[list[Any]]) -> int:
+        """Events from a worker's or submitter's accountant, as ``_worker.encode_events`` rows."""
+        return self.impl.record_batch(decode_events(rows))
 
     async def admit(self, qos: str) -> bool:
         return self.impl.admit(qos)

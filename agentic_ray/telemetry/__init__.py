@@ -3,7 +3,8 @@
 - Metrics: ``AgenticMetrics(sink, component)`` over a ``MetricsSink`` (``NoopMetrics`` by default,
   ``RecordingMetrics`` for tests, ``RayMetrics`` for ``ray.util.metrics``); names in ``catalog.METRICS``.
 - Per-decision hot path: ``TelemetryHook`` (a Serve ``decision_hook``; ``process_hook`` is the factory).
-- Tracing: ``configure_tracing(TracingConfig(...))``, ``with_trace(kwargs)`` / ``pop_trace(kwargs)``,
+- Tracing: ``configure_tracing(TracingConfig(...))`` (or ``configure_tracing_from_env()``:
+  ``AGENTIC_TRACE_EXPORTER`` / ``AGENTIC_TRACE_SAMPLING``), ``with_trace(kwargs)`` / ``pop_trace(kwargs)``,
   ``inject()`` / ``extract(carrier)``, ``span(name, parent=...)``.
 - Decision log: ``DecisionLog`` / ``open_decision_log``, ``verify_log``, ``find_records``.
 - Alerts: ``publish_alerts`` / ``publish_drift_report``.
@@ -22,6 +23,7 @@ from agentic_ray.telemetry.tracing import (
     TRACE_KWARG,
     TracingConfig,
     configure_tracing,
+    configure_tracing_from_env,
     extract,
     inject,
     pop_trace,
@@ -44,6 +46,7 @@ __all__ = [
     "TracingConfig",
     "VerifyReport",
     "configure_tracing",
+    "configure_tracing_from_env",
     "extract",
     "find_records",
     "inject",

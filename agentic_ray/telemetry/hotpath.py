@@ -262,7 +262,8 @@ def process_hook() -> TelemetryHook:
     deployments name it as ``decision_hook="agentic_ray.telemetry.hotpath:process_hook"``.
 
     Settings come from the environment of the process (a ``runtime_env``): ``AGENTIC_TRACE_EXPORTER``
-    (none/console/otlp/memory) and ``AGENTIC_TRACE_SAMPLING`` (ratio) configure tracing when set;
+    (none/console/otlp/memory) and ``AGENTIC_TRACE_SAMPLING`` (ratio) configure tracing when set and
+    tracing is not configured yet (``tracing.configure_tracing_from_env``);
     ``AGENTIC_DECISION_LOG_DIR`` turns the audit log on, one file per process
     (``decisions-<pid>.jsonl``).
     """
@@ -271,10 +272,7 @@ def process_hook() -> TelemetryHook:
         if _PROCESS_HOOK is None:
             from agentic_ray.telemetry.ray_metrics import RayMetrics
 
-            exporter = os.environ.get("AGENTIC_TRACE_EXPORTER")
-            if exporter:
-                ratio = float(os.environ.get("AGENTIC_TRACE_SAMPLING", str(tracing.TracingConfig().sampling_ratio)))
-                tracing.configure_tracing(tracing.TracingConfig(exporter=exporter, sampling_ratio=ratio))
+            tracing.configure_tracing_from_env()
             log_dir = os.environ.get("AGENTIC_DECISION_LOG_DIR")
             decision_log = None
             if log_dir:

@@ -23,6 +23,7 @@ the global provider can be set only once per process; ``configure_tracing`` may 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import threading
 from collections.abc import Iterator, Mapping
@@ -39,10 +40,13 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 __all__ = [
     "EXPORTERS",
+    "EXPORTER_ENV",
     "FORCE_SAMPLE_ATTRIBUTE",
+    "SAMPLING_ENV",
     "TRACE_KWARG",
     "TracingConfig",
     "configure_tracing",
+    "configure_tracing_from_env",
     "extract",
     "finished_spans",
     "inject",
@@ -53,12 +57,15 @@ __all__ = [
     "span",
     "tracer",
     "tracing_config",
+    "tracing_config_from_env",
     "with_trace",
 ]
 
 TRACE_KWARG = "_agentic_trace"
 FORCE_SAMPLE_ATTRIBUTE = "agentic.sampled"
 EXPORTERS = ("none", "console", "otlp", "memory")
+EXPORTER_ENV = "AGENTIC_TRACE_EXPORTER"
+SAMPLING_ENV = "AGENTIC_TRACE_SAMPLING"
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _NOOP_TRACER = trace.NoOpTracer()
@@ -159,6 +166,42 @@ def configure_tracing(config: TracingConfig | None = None) -> None:
         _STATE.config, _STATE.provider, _STATE.tracer, _STATE.memory = config, provider, tracer_, memory
     if old is not None:
         old.shutdown()
+
+
+def tracing_config_from_env(environ: Mapping[str, str] | None = None) -> TracingConfig | None:
+    """The configuration the environment (default ``os.environ``) asks for: ``AGENTIC_TRACE_EXPORTER``
+    (``EXPORTER_ENV``: none/console/otlp/memory) and ``AGENTIC_TRACE_SAMPLING`` (``SAMPLING_ENV``: the
+    root sampling ratio, default ``TracingConfig``'s); ``None`` when the exporter is unset or empty.
+    ``ValueError`` naming the variable for a value out of range or not a number."""
+    env = os.environ if environ is None else environ
+    exporter = env.get(EXPORTER_ENV)
+    if not exporter:
+        return None
+    if exporter not in EXPORTERS:
+        raise ValueError(f"{EXPORTER_ENV}: must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    sampling = env.get(SAMPLING_ENV)
+    if sampling is None or sampling == "":
+        return TracingConfig(exporter=exporter)
+    try:
+        ratio = float(sampling)
+    except ValueError:
+        raise ValueError(f"{SAMPLING_ENV}: must be a number in [0, 1], got {sampling!r}") from None
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"{SAMPLING_ENV}: must be in [0, 1], got {sampling!r}")
+    return TracingConfig(exporter=exporter, sampling_ratio=ratio)
+
+
+def configure_tracing_from_env(environ: Mapping[str, str] | None = None) -> bool:
+    """Configure this process's tracing from the environment (``tracing_config_from_env``), unless it is
+    configured already: an explicit ``configure_tracing`` wins. The one place the SDK, task workers
+    (``actors._worker``) and Serve replicas (``hotpath.process_hook``) read these variables, once per
+    process, from their ``runtime_env``. Returns whether tracing is on (an exporter other than
+    ``none``)."""
+    if _STATE.config.exporter == "none":
+        config = tracing_config_from_env(environ)
+        if config is not None:
+            configure_tracing(config)
+    return _STATE.config.exporter != "none"
 
 
 def shutdown_tracing() -> None:

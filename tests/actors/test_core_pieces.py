@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from agentic_ray.actors._common import ControlPlaneConfig, agent_name, zone_name
+from agentic_ray.actors._worker import Ended, Refused, Started
 from agentic_ray.control._leases import static_caps
 from agentic_ray.control._reports import NodeLease
 from agentic_ray.policies import load_policy
@@ -58,11 +59,11 @@ def test_node_agent_logic_in_process():
     agent = NodeAgentImpl("n" * 56, {"zone": "eu-west"}, nvml=FakeNvml([FakeGpu(util_pct=40)]))
     assert agent.snapshot().accelerator["gpus"][0]["util_pct"] == 40.0
     assert agent.set_lease(NodeLease({"critical": 2}, granted_at=0.0, lease_s=3.0, revision=7)) == 7
-    agent.record_batch([("start", "critical"), ("start", "critical")])
+    agent.record_batch([Started("critical"), Started("critical")])
     assert not agent.admit("critical") and agent.closed_classes() == ["critical"]
     assert agent.admit("standard")
-    agent.record_batch([("end", "critical", "fraud", 12.0, 30.0, True, True),
-                        ("refused", "critical", "fraud", 200.0)])  # fmt: skip
+    agent.record_batch([Ended("critical", "fraud", None, 12.0, 30.0, True, True, 120.0),
+                        Refused("critical", "fraud", None, 200.0)])  # fmt: skip
     assert agent.admit("critical")
     report = agent.take_report()
     s = report.summaries["critical|fraud"]
@@ -84,9 +85,9 @@ def test_node_agent_metrics_per_batch_counts_exact_histograms_sampled():
     rec = RecordingMetrics()
     agent = NodeAgentImpl("node-a", {"zone": "eu-west"}, metrics=AgenticMetrics(rec, "agent"))
     n = 3 * k + 1
-    agent.record_batch([("start", "standard")] * n)
-    ends = [("end", "standard", "wf", 1.0, float(i), True, True, 50.0 - i) for i in range(n)]
-    ends += [("end", "standard", "wf", 1.0, 5.0, False, True, 50.0), ("refused", "standard", "wf", 9.0)] * 2
+    agent.record_batch([Started("standard")] * n)
+    ends = [Ended("standard", "wf", None, 1.0, float(i), True, True, 50.0 - i) for i in range(n)]
+    ends += [Ended("standard", "wf", None, 1.0, 5.0, False, True, 50.0), Refused("standard", "wf", None, 9.0)] * 2
     agent.record_batch(ends)
     # counters are exact: one increment per (class, outcome) carrying the batch's count
     assert rec.value("agentic_completions", component="agent", qos="standard", outcome="ok") == 51  # budget left 50..0
@@ -119,37 +120,6 @@ def test_allocate_caps_uses_the_budget_allocator_when_there_is_demand():
     assert allocate_caps(policy, nodes, service, {"unknown": 3.0}) == static
 
 
-def test_task_context_round_trips_through_the_task_name():
-    from agentic_ray.actors._worker import decode_context, encode_context
-
-    name = encode_context("score", 1_800_000_000.123456, 1_799_999_999.5, "critical", "fraud", "score")
-    assert name.startswith("score|dl=")
-    assert decode_context(name) == (1_800_000_000.123456, "critical", "fraud", "score", 1_799_999_999.5, "score")
-    plain = encode_context("f", 1.0, 0.5, "standard", None, None)
-    assert decode_context(plain) == (1.0, "standard", None, None, 0.5, "f")
-    for foreign in (None, "", "my_task", "a|b|c|d|e|f", "x|dl=zz|at=1|q|w|s"):
-        assert decode_context(foreign) is None
-
-
-def test_worker_function_keeps_the_signature_and_runs_unchecked_without_context():
-    import inspect
-
-    from agentic_ray.actors import _worker as worker
-
-    def add(a, b=1):
-        return a + b
-
-    runner = worker.make_worker_function(add)
-    assert inspect.signature(runner) == inspect.signature(add)
-    assert runner.__name__ == "add"
-    original = worker._current_task_name
-    try:
-        worker._current_task_name = lambda: "add"  # a Ray task name without agentic context
-        assert runner(2, b=3) == 5
-    finally:
-        worker._current_task_name = original
-
-
 def test_agent_sends_snapshots_between_full_reports_only_when_placement_facts_change():
     from agentic_ray.actors._node_agent import NodeAgentImpl
 
@@ -160,8 +130,8 @@ def test_agent_sends_snapshots_between_full_reports_only_when_placement_facts_ch
     assert agent.next_report(now=10.1, last_full=10.0, last_facts=facts, last_sent=10.0)[0] is None  # no change
     heartbeat, is_full, _ = agent.next_report(now=10.3, last_full=10.0, last_facts=facts, last_sent=10.0)
     assert heartbeat.summaries == {} and not is_full  # unchanged, but half a report interval passed
-    agent.record_batch([("start", "critical"), ("end", "critical", "fraud", 3.0, 5.0, True, True)])
-    agent.record_batch([("start", "critical")])
+    agent.record_batch([Started("critical"), Ended("critical", "fraud", None, 3.0, 5.0, True, True, 10.0)])
+    agent.record_batch([Started("critical")])
     snap_only, is_full, new_facts = agent.next_report(now=10.2, last_full=10.0, last_facts=facts)
     assert snap_only.summaries == {} and snap_only.snapshot.inflight == 1 and not is_full
     assert new_facts != facts
@@ -184,11 +154,11 @@ def test_accounting_thread_never_restarts_ray_after_shutdown():
     Ray through Ray's auto-init (seen as a teardown failure once placements were reported)."""
     code = (
         "import os, time, tempfile, ray\n"
-        "from agentic_ray.actors._worker import _Accountant\n"
+        "from agentic_ray.actors._worker import Placed, _Accountant\n"
         "ray.init(num_cpus=1, include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix='agr-acct-'))\n"
         "acct = _Accountant()\n"
         "ray.shutdown()\n"
-        "acct.add(('placed', 'critical', 0.0), 'n' * 56)\n"
+        "acct.add(Placed('critical', 0.0), 'n' * 56)\n"
         "time.sleep(4 * acct.FLUSH_S)\n"
         "assert not ray.is_initialized(), 'the accounting thread started Ray again'\n"
         "assert acct.dropped == 1 and not acct.events, (acct.dropped, list(acct.events))\n"

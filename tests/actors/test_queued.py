@@ -36,17 +36,18 @@ def test_a_placed_task_that_never_starts_is_forgotten_after_its_deadline():
 
 def test_agent_gate_closes_on_queued_work():
     from agentic_ray.actors._node_agent import NodeAgentImpl
+    from agentic_ray.actors._worker import Ended, Placed, Started
     from agentic_ray.control._reports import NodeLease
 
     agent = NodeAgentImpl("n" * 56, {"zone": "eu-west"})
     agent.set_lease(NodeLease({"sheddable": 2}, granted_at=0.0, lease_s=3.0, revision=1))
     far = 4e9  # deadline far in the future (wall clock)
-    agent.record_batch([("placed", "sheddable", far), ("start", "sheddable")])
+    agent.record_batch([Placed("sheddable", far), Started("sheddable")])
     assert agent.admit("sheddable") and agent.snapshot().inflight == 1
-    agent.record_batch([("placed", "sheddable", far)])  # waiting in Ray's queue: counts against the cap
+    agent.record_batch([Placed("sheddable", far)])  # waiting in Ray's queue: counts against the cap
     assert not agent.admit("sheddable") and agent.closed_classes() == ["sheddable"]
     snap = agent.snapshot()
     assert snap.inflight == 2 and snap.queued_by_class == {"sheddable": 1}
     assert snap.inflight_by_class == {"sheddable": 1}
-    agent.record_batch([("start", "sheddable"), ("end", "sheddable", None, 1.0, 2.0, True, True)])
+    agent.record_batch([Started("sheddable"), Ended("sheddable", None, None, 1.0, 2.0, True, True, 5.0)])
     assert agent.admit("sheddable") and agent.stats()["totals"]["placed"] == 2

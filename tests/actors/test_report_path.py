@@ -7,6 +7,7 @@ from __future__ import annotations
 import pickle
 
 from agentic_ray.actors._node_agent import NodeAgentImpl
+from agentic_ray.actors._worker import Ended, Started
 from agentic_ray.control import (
     AgentReport,
     DriftDetector,
@@ -44,7 +45,7 @@ def setup():
 
 def test_agent_reports_reach_the_view_and_leases_come_back_down():
     st, agents, zone = setup()
-    agents["n1"].record_batch([("start", "critical")] * 3 + [("end", "critical", "fraud", 4.0, 9.0, True, True)])
+    agents["n1"].record_batch([Started("critical")] * 3 + [Ended("critical", "fraud", None, 4.0, 9.0, True, True, 1.0)])
     for agent in agents.values():
         report, full, _ = agent.next_report(now=1.0, last_full=float("-inf"), last_facts=None)
         assert full
@@ -65,7 +66,7 @@ def test_agent_reports_reach_the_view_and_leases_come_back_down():
 
 def test_rolling_restart_old_agents_and_zones_report_to_new_consumers():
     st, agents, zone = setup()
-    agents["n1"].record_batch([("start", "standard"), ("end", "standard", None, 2.0, 3.0, True, True)])
+    agents["n1"].record_batch([Started("standard"), Ended("standard", None, None, 2.0, 3.0, True, True, 1.0)])
     report, _, _ = agents["n1"].next_report(now=1.0, last_full=float("-inf"), last_facts=None)
     v1_report = hop(report.to_dict())  # what an agent of wire version 1 sends: a dict
     zone.on_report(AgentReport.from_wire(v1_report), now=100.0)  # as ZoneCoordinator.report does

@@ -178,6 +178,30 @@ def test_options_override_and_plain_call_is_refused(agentic):
         add.remote(1, 2, 3)
 
 
+def test_task_keeps_the_users_name_in_ray(agentic):
+    """The context travels as an argument: Ray's task name is the function's, or the one given with
+    ``options(name=...)`` (on the decorator or per call), as for ``@ray.remote``."""
+
+    @agentic.task(qos="standard", budget_ms=30_000, num_cpus=0)
+    def my_task(x, **kwargs):
+        return ray.get_runtime_context().get_task_name(), x, kwargs
+
+    assert ray.get(my_task.remote(1), timeout=60) == ("my_task", 1, {})
+    assert ray.get(my_task.options(name="nightly-score").remote(2, k=3), timeout=60) == ("nightly-score", 2, {"k": 3})
+
+    @agentic.task(qos="standard", budget_ms=30_000, num_cpus=0, name="named-in-decorator")
+    def other():
+        return ray.get_runtime_context().get_task_name()
+
+    assert ray.get(other.remote(), timeout=60) == "named-in-decorator"
+
+    @ray.remote(num_cpus=0)
+    def plain():
+        return ray.get_runtime_context().get_task_name()
+
+    assert ray.get(plain.remote(), timeout=60) == "plain"  # the same default naming as plain Ray
+
+
 def test_async_task(agentic):
     @agentic.task(qos="standard", num_cpus=0)
     async def double(x):
@@ -249,7 +273,7 @@ def test_control_plane_metrics_on_rays_endpoint(agentic):
 
 def test_sampled_submit_span_is_parent_of_worker_execute_span(agentic):
     """With tracing configured (sampling 1.0) the submit span's context reaches the worker, whose
-    ``agentic.execute`` span is its child; without tracing the task name carries no trace."""
+    ``agentic.execute`` span is its child; the task keeps its own name either way."""
     from agentic_ray.telemetry import tracing
 
     env = {"env_vars": {"AGENTIC_TRACE_EXPORTER": "memory", "AGENTIC_TRACE_SAMPLING": "1.0"}}
@@ -264,7 +288,7 @@ def test_sampled_submit_span_is_parent_of_worker_execute_span(agentic):
         return ctx.trace_id, parent.span_id if parent else None, name
 
     trace_id, _parent, name = ray.get(current_span.remote(), timeout=120)
-    assert trace_id == 0 and "|tp=" not in name  # tracing not configured here: nothing shipped
+    assert trace_id == 0 and name == "current_span"  # tracing not configured here: nothing shipped
     tracing.configure_tracing(tracing.TracingConfig(exporter="memory", sampling_ratio=1.0))
     try:
         trace_id, parent_span_id, name = ray.get(current_span.remote(), timeout=120)
@@ -275,19 +299,19 @@ def test_sampled_submit_span_is_parent_of_worker_execute_span(agentic):
     assert submit[0].attributes["agentic.qos"] == "standard"
     assert trace_id == submit[0].context.trace_id
     assert parent_span_id == submit[0].context.span_id
-    assert "|tp=" in name
+    assert name == "current_span"  # the trace travels in the context argument, not in the task name
 
 
 def test_placements_go_to_the_decision_log_and_its_heads_to_status(agentic, tmp_path, monkeypatch):
     """``AGENTIC_DECISION_LOG_DIR``: every placement is a ``place`` record in this process's hash-chained
     log; checkpoint heads reach the coordinator's ``status()``; the chain verifies."""
-    from agentic_ray import sdk
+    from agentic_ray.sdk import _telemetry
     from agentic_ray.telemetry import verify_log
     from agentic_ray.telemetry.audit_verify import iter_records
 
     monkeypatch.setenv("AGENTIC_DECISION_LOG_DIR", str(tmp_path))
     monkeypatch.setenv("AGENTIC_DECISION_LOG_CHECKPOINT_EVERY", "5")
-    sdk._open_telemetry_from_env()
+    _telemetry.open_from_env()
     try:
 
         @agentic.task(qos="standard", budget_ms=30_000, num_cpus=0)
@@ -295,12 +319,14 @@ def test_placements_go_to_the_decision_log_and_its_heads_to_status(agentic, tmp_
             return i
 
         assert ray.get([noop.remote(i) for i in range(12)], timeout=60) == list(range(12))
-        path = sdk._DECISION_LOG.path
+        path = _telemetry.DECISION_LOG.path
     finally:
-        monkeypatch.setattr(sdk, "_DECISION_LOG", None)
+        _telemetry.close()
     places = [r for _, r in iter_records(path) if r.get("kind") == "decision"]
     assert len(places) == 12
     assert {r["body"]["action"] for r in places} == {"place"}
+    assert len({r["body"]["request_id"] for r in places}) == 12  # one id per placement
+    assert {r["body"]["inputs"]["task"] for r in places} == {"noop"}
     assert all(r["body"]["qos"] == "standard" and r["body"]["policy"]["version"] == "1" for r in places)
     assert verify_log(path).ok
     heads = wait_for(

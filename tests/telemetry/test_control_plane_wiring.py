@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from agentic_ray.actors._node_agent import NodeAgentImpl
+from agentic_ray.actors._worker import Ended, Refused, Started
 from agentic_ray.control._drift import BurnWindow, DriftConfig, DriftDetector
 from agentic_ray.control._summary import ClassSummary
 from agentic_ray.telemetry import AgenticMetrics, RecordingMetrics, publish_drift_report
@@ -53,14 +54,14 @@ def test_drift_alerts_go_through_publish_drift_report(caplog):
 def test_agent_accounting_records_completions_refusals_and_queue_depth():
     rec = RecordingMetrics()
     agent = NodeAgentImpl("node-a", {"zone": "eu-west"}, metrics=AgenticMetrics(rec, "agent"))
-    agent.record_batch([("start", "critical"), ("start", "critical"), ("start", "batch")])
+    agent.record_batch([Started("critical"), Started("critical"), Started("batch")])
     assert rec.value("agentic_queue_depth", component="agent", qos="critical") == 2
     agent.record_batch(
         [
-            ("end", "critical", None, 5.0, 20.0, True, True, 130.0),
-            ("end", "critical", None, 5.0, 200.0, True, False, -50.0),
-            ("end", "batch", "wf", 5.0, 30.0, False, True, 900.0),
-            ("refused", "critical", None, 400.0),
+            Ended("critical", None, None, 5.0, 20.0, True, True, 130.0),
+            Ended("critical", None, None, 5.0, 200.0, True, False, -50.0),
+            Ended("batch", "wf", None, 5.0, 30.0, False, True, 900.0),
+            Refused("critical", None, None, 400.0),
         ]
     )
     assert rec.value("agentic_completions", component="agent", qos="critical", outcome="ok") == 1

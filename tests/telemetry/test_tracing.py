@@ -25,6 +25,33 @@ def test_config_validation():
     assert TracingConfig.from_mapping({"exporter": "console", "sampling_ratio": 0.5}).sampling_ratio == 0.5
 
 
+def test_config_from_the_environment():
+    """One reader of ``AGENTIC_TRACE_EXPORTER`` / ``AGENTIC_TRACE_SAMPLING`` for the SDK, task workers and
+    Serve replicas; an explicit configuration wins over the environment."""
+    assert tracing.tracing_config_from_env({}) is None
+    assert tracing.tracing_config_from_env({"AGENTIC_TRACE_EXPORTER": ""}) is None
+    default_ratio = TracingConfig().sampling_ratio
+    assert tracing.tracing_config_from_env({"AGENTIC_TRACE_EXPORTER": "memory"}) == TracingConfig(
+        exporter="memory", sampling_ratio=default_ratio
+    )
+    env = {"AGENTIC_TRACE_EXPORTER": "console", "AGENTIC_TRACE_SAMPLING": "0.25"}
+    assert tracing.tracing_config_from_env(env) == TracingConfig(exporter="console", sampling_ratio=0.25)
+    with pytest.raises(ValueError, match="AGENTIC_TRACE_EXPORTER"):
+        tracing.tracing_config_from_env({"AGENTIC_TRACE_EXPORTER": "jaeger"})
+    for bad in ("lots", "1.5", "-0.1"):
+        with pytest.raises(ValueError, match="AGENTIC_TRACE_SAMPLING"):
+            tracing.tracing_config_from_env({"AGENTIC_TRACE_EXPORTER": "memory", "AGENTIC_TRACE_SAMPLING": bad})
+    try:
+        assert not tracing.configure_tracing_from_env({})
+        assert tracing.configure_tracing_from_env({"AGENTIC_TRACE_EXPORTER": "memory", "AGENTIC_TRACE_SAMPLING": "1"})
+        assert tracing.tracing_config() == TracingConfig(exporter="memory", sampling_ratio=1.0)
+        # configured already: the environment does not replace it
+        assert tracing.configure_tracing_from_env({"AGENTIC_TRACE_EXPORTER": "console"})
+        assert tracing.tracing_config().exporter == "memory"
+    finally:
+        tracing.shutdown_tracing()
+
+
 def test_otlp_without_its_package_is_a_clear_error():
     try:
         import opentelemetry.exporter.otlp  # noqa: F401

@@ -1,0 +1,198 @@
+"""Control-plane administration from a driver: ``init``/``shutdown``, policy rollout and rollback,
+``status`` and ``cluster_view``.
+
+``init`` connects to Ray (or starts a local one), makes sure the detached GlobalCoordinator runs (it
+creates the zone coordinators and one node agent per node), optionally rolls out a policy, creates
+this process's ``ClusterViewCache`` and waits until every node's agent has reported. ``shutdown``
+stops this process's threads and, when ``init`` started Ray, the control plane and Ray.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from typing import Any
+
+from agentic_ray.actors import _view_cache as view_cache
+from agentic_ray.actors._common import GLOBAL_NAME, NAMESPACE, ControlPlaneConfig
+from agentic_ray.actors._worker import stop_accounting
+from agentic_ray.policies import Policy, load_policy
+from agentic_ray.sdk import _state, _telemetry
+
+__all__ = [
+    "apply_policy",
+    "cluster_view",
+    "init",
+    "rollback_policy",
+    "shutdown",
+    "status",
+    "stop_control_plane_actors",
+]
+
+log = logging.getLogger(__name__)
+
+
+def _global_coordinator(config: ControlPlaneConfig | None = None) -> Any:
+    from agentic_ray.actors._global_coordinator import GlobalCoordinator
+
+    return GlobalCoordinator.options(
+        name=GLOBAL_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote(None if config is None else config.to_dict())
+
+
+def _as_policy(policy: Any) -> tuple[Policy, str]:
+    if isinstance(policy, Policy):
+        return policy, policy.source or "<policy object>"
+    if isinstance(policy, (str, os.PathLike)):
+        return load_policy(policy), os.fspath(policy)
+    raise TypeError(f"policy: expected a path or a Policy, got {type(policy).__name__}")
+
+
+def init(
+    policy: Any = None,
+    address: str | None = None,
+    *,
+    config: ControlPlaneConfig | None = None,
+    wait_s: float = 30.0,
+    **ray_init_kwargs: Any,
+) -> dict[str, Any]:
+    """Connect to Ray (or start an embedded local Ray) and make sure the control plane runs.
+
+    ``address`` / ``RAY_ADDRESS`` (set by ``ray job submit``) connect to a cluster; otherwise a local
+    Ray starts. Idempotent: when Ray is already initialised it is reused. ``policy`` (path or
+    ``Policy``) is validated here (``PolicyValidationError``, nothing changed) and rolled out; without it
+    the control plane keeps its active policy (the built-in default at first start). Waits up to
+    ``wait_s`` for every alive node's agent to report. Returns the policy info.
+    """
+    import ray
+
+    new_policy = _as_policy(policy) if policy is not None else None
+    started = False
+    if not ray.is_initialized():
+        ray_init_kwargs.setdefault("log_to_driver", True)
+        if address is not None:
+            ray.init(address=address, **ray_init_kwargs)
+        else:
+            ray.init(**ray_init_kwargs)  # RAY_ADDRESS when set, else a new local instance
+            started = "RAY_ADDRESS" not in os.environ
+    coordinator = _global_coordinator(config)
+    info = ray.get(coordinator.policy.remote(), timeout=60)
+    if new_policy is not None:
+        info = ray.get(coordinator.apply_policy.remote(new_policy[0], new_policy[1], True), timeout=120)
+    rt = _state.install(started)
+    _telemetry.open_from_env()
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            view = rt.refresh(timeout=10)
+            if view["nodes"] and all(n["reported"] for n in view["nodes"]):
+                break
+        except Exception as exc:
+            rt.view_error = repr(exc)
+        if time.monotonic() > deadline:
+            log.warning("agentic_ray.init: not every agent reported within %.0f s", wait_s)
+            break
+        time.sleep(0.1)
+    return info
+
+
+def shutdown(stop_control_plane: bool | None = None) -> None:
+    """Stop this process's view and accounting threads; with ``stop_control_plane`` (default: only when ``init`` started
+    the local Ray) kill the coordinators and agents and clear their checkpoint; then ``ray.shutdown()``
+    when ``init`` started Ray."""
+    import ray
+
+    rt = _state.take()
+    _telemetry.close()
+    started = bool(rt and rt.started_ray)
+    if rt is not None:
+        rt.stop()
+    stop_accounting()  # its thread must not call Ray once Ray is shut down (Ray would auto-init)
+    if stop_control_plane is None:
+        stop_control_plane = started
+    if stop_control_plane and ray.is_initialized():
+        stop_control_plane_actors()
+    if started and ray.is_initialized():
+        ray.shutdown()
+
+
+def stop_control_plane_actors() -> None:
+    """Kill every actor in namespace ``agentic`` and delete the checkpoint keys."""
+    import ray
+    from ray.experimental import internal_kv
+
+    try:
+        g = ray.get_actor(GLOBAL_NAME, namespace=NAMESPACE)
+        ray.kill(g, no_restart=True)
+    except ValueError:
+        pass
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry.get("namespace") == NAMESPACE:
+            with contextlib.suppress(Exception):
+                ray.kill(ray.get_actor(entry["name"], namespace=NAMESPACE), no_restart=True)
+    for key in internal_kv._internal_kv_list("", namespace=NAMESPACE):
+        internal_kv._internal_kv_del(key, namespace=NAMESPACE)
+
+
+def apply_policy(path_or_policy: Any, wait: bool = True) -> dict[str, Any]:
+    """Validate (``PolicyValidationError`` for an invalid document: the active policy stays), version
+    and push a policy to every agent. Returns ``{name, version, sha256, revision, source, acked,
+    missing}`` (node ids that acknowledged / did not within the timeout)."""
+    import ray
+
+    policy, source = _as_policy(path_or_policy)
+    rt = _state.runtime()
+    info = ray.get(rt.global_handle().apply_policy.remote(policy, source, wait), timeout=120)
+    rt.remember_policy(policy)
+    rt.adopt_policy_sha(policy.sha256)
+    return info
+
+
+def rollback_policy(wait: bool = True) -> dict[str, Any]:
+    """Return to the previous policy version (``ValueError`` when there is none)."""
+    import ray
+
+    rt = _state.runtime()
+    info = ray.get(rt.global_handle().rollback_policy.remote(wait), timeout=120)
+    rt.reload_policy()
+    return info
+
+
+def status() -> dict[str, Any]:
+    """The GlobalCoordinator's ``status()`` (JSON-able; see its docstring)."""
+    import ray
+
+    return ray.get(_state.runtime().global_handle().status.remote(), timeout=30)
+
+
+def cluster_view() -> dict[str, Any]:
+    """This process's cached view: age (since fetched, and of the oldest node snapshot in it), nodes
+    (in-flight, closed classes, EWMA service ms per class, snapshot age), active policy, last refresh
+    error. Asking counts as use: it keeps the background refresh going (and fetches once if the view
+    went stale while idle)."""
+    rt = _state.runtime()
+    if time.monotonic() - rt.last_used > view_cache.VIEW_IDLE_S and not rt.view_fresh():
+        rt.try_refresh(timeout=1.0)
+    rt.last_used = time.monotonic()
+    return {
+        "age_s": time.monotonic() - rt.view_at if rt.view_at else None,
+        "oldest_snapshot_age_s": rt.view_age_s(),
+        "fresh": rt.view_fresh(),
+        "policy_sha": rt.policy_sha,
+        "policy_version": rt.policy.version,
+        "nodes": [
+            {
+                "node_id": n.node_id,
+                "zone": n.attrs.zone,
+                "accelerator": n.attrs.accelerator,
+                "inflight": n.inflight,
+                "closed_classes": sorted(n.closed_classes),
+                "service_ms": dict(n.service_ms),
+                "snapshot_age_s": rt.view_age_s(n.node_id),
+            }
+            for n in rt.nodes
+        ],
+        "error": rt.view_error,
+    }
