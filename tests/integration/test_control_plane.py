@@ -73,7 +73,8 @@ def test_invalid_policy_is_refused_and_old_one_governs(agentic, tmp_path):
     active = ray.get(_global().policy.remote(), timeout=10)
     bad = tmp_path / "bad.yaml"
     text = FRAUD_POLICY.read_text()
-    bad.write_text(text.replace("budget_ms: 150\n    shedding: never", "budget_ms: -1\n    shedding: never"))
+    assert "    budget_ms: 150\n" in text
+    bad.write_text(text.replace("    budget_ms: 150\n", "    budget_ms: -1\n", 1))
     with pytest.raises(PolicyValidationError) as info:
         agentic.apply_policy(str(bad))
     assert "budget_ms" in str(info.value)
