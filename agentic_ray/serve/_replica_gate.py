@@ -38,7 +38,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from agentic_ray.errors import BudgetExhausted
 from agentic_ray.scheduling.admission import AdmissionGate, Admitted, Dropped, Enqueued, Reject
 from agentic_ray.scheduling.limits import DelayLimit
 from agentic_ray.scheduling.types import Request
@@ -116,7 +115,7 @@ class ReplicaAdmission:
             self._fail(decision.dropped)
             if isinstance(decision, Reject):
                 self._fail(decision.evicted)
-                self._event("reject", request, decision.error.reason, now, carrier)
+                self._event("reject", request, decision.reason, now, carrier)
                 raise decision.error
             if isinstance(decision, Enqueued):
                 self._fail(decision.evicted)
@@ -208,15 +207,15 @@ class ReplicaAdmission:
     def _fail(self, dropped: tuple[Dropped, ...] | list[Dropped]) -> None:
         for item in dropped:
             future = self._waiters.get(item.request_id)
-            outcome = "drop" if isinstance(item.error, BudgetExhausted) else "evict"
+            outcome = "evict" if item.reason == "evicted" else "drop"
             push = self._push
             if push is not None:
-                push(("gate", outcome, item.request_id, item.qos, item.error.reason, None, None, None, (),
+                push(("gate", outcome, item.request_id, item.qos, item.reason, None, None, None, (),
                       self.policy_version, None, time.time()))  # fmt: skip
             elif not self._hook_off:
                 safe_record(
                     self.hook,
-                    DecisionEvent("gate", outcome, str(item.request_id), item.qos, item.error.reason,
+                    DecisionEvent("gate", outcome, str(item.request_id), item.qos, item.reason,
                                   policy_version=self.policy_version, at=time.time()),
                 )  # fmt: skip
             if future is not None and not future.done():

@@ -253,7 +253,7 @@ class _Run:
             if job is None or job.outcome:
                 continue
             self._unqueue(rep, job)
-            self._refused(job, rep, now, d.error.reason)
+            self._refused(job, rep, now, d.reason)
 
     def _unqueue(self, rep: SimReplica, job: _Job) -> None:
         qbp = rep.queued_by_priority
@@ -290,7 +290,7 @@ class _Run:
             qbp = rep.queued_by_priority
             qbp[job.request.priority] = qbp.get(job.request.priority, 0) + 1
         else:  # Reject
-            self._refused(job, rep, now, result.error.reason)
+            self._refused(job, rep, now, result.reason)
 
     def _done(self, job: _Job, now: float) -> None:
         rep = job.replica
