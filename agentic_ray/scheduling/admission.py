@@ -70,8 +70,12 @@ from agentic_ray.scheduling.estimators import EwmaServiceTime
 from agentic_ray.scheduling.types import Request
 
 __all__ = [
+    "DEFAULT_QUEUE_BOUND",
+    "MAX_QUEUE_BOUND",
     "AdmissionGate",
     "admission_error",
+    "replica_gate",
+    "tenant_shares_of",
     "Admitted",
     "Dropped",
     "Enqueued",
@@ -81,6 +85,8 @@ __all__ = [
 ]
 
 _DEFAULT_RETRY_AFTER_S = 0.1
+DEFAULT_QUEUE_BOUND = 16  # a replica's queue bound per class until its service time is known
+MAX_QUEUE_BOUND = 64  # the most a class's budget-sized queue bound grows to on a replica
 
 # The typed error of each refusal reason (built at the edge, when a caller asks for ``.error``).
 _BUDGET_REASONS = frozenset({"deadline_passed", "cannot_meet_deadline", "deadline_passed_in_queue"})
@@ -555,3 +561,28 @@ class AdmissionGate:
         self.rejected_total += 1
         reason, detail, retry = refusal
         return Reject(request.id, reason, detail, request.rule_ids, retry, dropped)
+
+
+def tenant_shares_of(tenants: Mapping[str, Any]) -> dict[str, float]:
+    """Tenant name -> share of the tenants that have one (a policy's ``tenants``: objects with ``share``)."""
+    return {name: t.share for name, t in tenants.items() if getattr(t, "share", None) is not None}
+
+
+def replica_gate(
+    slots: int,
+    classes: Mapping[str, QosClass],
+    *,
+    tenant_shares: Mapping[str, float] | None = None,
+    default_queue_bound: int = DEFAULT_QUEUE_BOUND,
+    max_queue_bound: int = MAX_QUEUE_BOUND,
+) -> AdmissionGate:
+    """The gate of one replica of an ``@agentic_ray.deployment``, and of a simulated replica: budget-sized
+    class queues (at least ``default_queue_bound``, at most ``max_queue_bound``) and the tenants' share caps."""
+    return AdmissionGate(
+        slots,
+        classes,
+        default_queue_bound=default_queue_bound,
+        tenant_shares=tenant_shares,
+        budget_bounds=True,
+        max_budget_bound=max_queue_bound,
+    )
