@@ -13,10 +13,11 @@ The router is built by Serve from JSON-serialisable kwargs, so hooks are named b
 ``agentic_ray.telemetry.hotpath.TelemetryHook`` (metrics through ``ray.util.metrics``; spans only when
 tracing is configured; the decision log only when ``AGENTIC_DECISION_LOG_DIR`` is set).
 
-Hot path: a hook may also expose ``push(event)``, a cheap append of one ``DecisionEvent`` built with
-``events.new_event`` (a tuple of its 13 values, at about the cost of a plain tuple); adapters call it per
-decision, and keep ``safe_record(DecisionEvent(...))`` for hooks without ``push`` and for decisions that
-carry a sampled trace (``extra={"trace": carrier}``), which ``record`` traces at once.
+Hot path: a hook may also expose ``push(fields)``, a cheap append of one plain tuple of a
+``DecisionEvent``'s 13 values in its field order (``None`` last: cheaper to build and to keep in a
+buffer than the NamedTuple, see ``scheduling.events``); adapters call it per decision, and keep
+``safe_record(DecisionEvent(...))`` for hooks without ``push`` and for decisions that carry a sampled
+trace (``extra={"trace": carrier}``), which ``record`` traces at once.
 A hook may also expose ``register_policy(version, sha256)``; adapters call it when they load a policy.
 
 ``DecisionStats`` is a small in-process hook that keeps decision latencies and outcome counts; the

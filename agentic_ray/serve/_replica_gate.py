@@ -17,9 +17,9 @@ decision hook. The gate's ``snapshot()`` feeds ``record_routing_stats`` (a ``rep
 per class priority, EWMA service times, totals, service samples) so routers see the queue ahead of each
 class.
 
-Telemetry: decisions go to the hook's ``push`` as ``DecisionEvent``s built with ``new_event`` (at about
-the cost of a plain tuple), or through ``record`` for hooks without ``push`` and for calls that carry a
-sampled trace (then the hook traces them under the caller's span). With ``metrics`` (an
+Telemetry: decisions go to the hook's ``push`` as plain tuples in ``DecisionEvent`` field order, or
+through ``record`` for hooks without ``push`` and for calls that carry a sampled trace (then the hook
+traces them under the caller's span). With ``metrics`` (an
 ``AgenticMetrics``, component ``replica``) every finished call records ``completion(qos, latency_ms,
 budget_left_ms, ok)`` (latency from the call's arrival at this replica, budget left at its end) and
 ``routing_stats()`` sets ``queue_depth`` for every class of the policy.
@@ -40,7 +40,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from agentic_ray.scheduling.admission import AdmissionGate, Admitted, Dropped, Enqueued, Reject
-from agentic_ray.scheduling.events import NO_EXTRA, new_event
 from agentic_ray.scheduling.limits import DelayLimit
 from agentic_ray.scheduling.reports import RoutingStats, ServiceSample
 from agentic_ray.scheduling.types import Request
@@ -213,8 +212,8 @@ class ReplicaAdmission:
             outcome = "evict" if item.reason == "evicted" else "drop"
             push = self._push
             if push is not None:
-                push(new_event(("gate", outcome, item.request_id, item.qos, item.reason, None, None, None, (),
-                                self.policy_version, None, time.time(), NO_EXTRA)))  # fmt: skip
+                push(("gate", outcome, item.request_id, item.qos, item.reason, None, None, None, (),
+                                self.policy_version, None, time.time(), None))  # fmt: skip
             elif not self._hook_off:
                 safe_record(
                     self.hook,
@@ -227,9 +226,9 @@ class ReplicaAdmission:
     def _event(self, outcome: str, request: Request, reason: str, now: float, carrier: Any = None) -> None:
         push = self._push
         if push is not None and not carrier:
-            push(new_event(("gate", outcome, request.id, request.qos, reason, None, None,
+            push(("gate", outcome, request.id, request.qos, reason, None, None,
                             (request.deadline - now) * 1000.0, request.rule_ids, self.policy_version, None, now,
-                            NO_EXTRA)))  # fmt: skip
+                            None))  # fmt: skip
             return
         if self._hook_off:
             return
@@ -238,7 +237,7 @@ class ReplicaAdmission:
             DecisionEvent("gate", outcome, str(request.id), request.qos, reason,
                           remaining_ms=request.remaining_ms(now), rule_ids=request.rule_ids,
                           policy_version=self.policy_version, at=now,
-                          extra={"trace": carrier} if carrier else {}),
+                          extra={"trace": carrier} if carrier else None),
         )  # fmt: skip
 
     def routing_stats(self) -> dict[str, Any]:

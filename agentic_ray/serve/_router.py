@@ -35,8 +35,8 @@ a replica whose actor died or became unavailable is a failure for its breaker. E
 decision hook.
 
 Telemetry (``telemetry=True``, the ``@agentic_ray.deployment`` default; see ``hooks``): per decision the
-router pushes one ``DecisionEvent`` (built with ``new_event``, at about the cost of a plain tuple) with
-the hook's ``push``, a C-level list append, and goes through ``record`` only for hooks without ``push``
+router pushes one plain tuple in ``DecisionEvent`` field order with the hook's ``push``, a C-level list
+append, and goes through ``record`` only for hooks without ``push``
 or for a request that carries a sampled trace (``kwargs["_agentic_trace"]``, put there by
 ``tracing.with_trace`` in the caller or by the HTTP ingress). For such a request a ``Route`` opens an
 ``agentic.route`` span under the caller's span and replaces the carried context with its own, so the
@@ -73,7 +73,6 @@ from agentic_ray.errors import (
     PolicyError,
 )
 from agentic_ray.policies import Policy, default_policy, parse_policy
-from agentic_ray.scheduling.events import NO_EXTRA, new_event
 from agentic_ray.scheduling.registry import create_router
 from agentic_ray.scheduling.reports import ReplicaMetadata, RoutingStats
 from agentic_ray.scheduling.routing_state import ReplicaReport, RoutingState
@@ -370,15 +369,16 @@ class AgenticRequestRouter(RequestRouter):
 
     def _event(self, outcome, request: Request, reason, now, replica_id, predicted_ms, decision_us,
                carrier: Any = None) -> None:  # fmt: skip
-        """Report a decision: a pushed ``DecisionEvent``, or ``record`` for hooks without ``push`` and for
-        requests carrying a sampled trace (the hook then traces it under the caller's span). A routed
-        sampled request passes no ``carrier`` here: ``_route_span`` traced it already.
+        """Report a decision: a pushed tuple (``DecisionEvent`` field order), or ``record`` for hooks
+        without ``push`` and for requests carrying a sampled trace (the hook then traces it under the
+        caller's span). A routed sampled request passes no ``carrier`` here: ``_route_span`` traced it
+        already.
         (``benchmarks/telemetry_overhead.py`` times this method.)"""
         push = self._push
         if push is not None and not carrier:
-            push(new_event(("router", outcome, request.id, request.qos, reason, replica_id, predicted_ms,
+            push(("router", outcome, request.id, request.qos, reason, replica_id, predicted_ms,
                             (request.deadline - now) * 1000.0, request.rule_ids, self.policy.version, decision_us,
-                            now, NO_EXTRA)))  # fmt: skip
+                            now, None))  # fmt: skip
             return
         if self._hook_off:
             return
@@ -387,7 +387,7 @@ class AgenticRequestRouter(RequestRouter):
             self.hook,
             DecisionEvent("router", outcome, str(request.id), request.qos, reason, replica_id, pm,
                           request.remaining_ms(now), request.rule_ids, self.policy.version, decision_us, now,
-                          extra={"trace": carrier} if carrier else NO_EXTRA),
+                          extra={"trace": carrier} if carrier else None),
         )  # fmt: skip
 
     # -- feedback -------------------------------------------------------------------------------------

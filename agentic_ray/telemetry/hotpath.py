@@ -3,13 +3,15 @@
 A routing decision of the pure core takes ~5 us (16 replicas), while one ``ray.util.metrics`` call
 costs ~2 us, a sampled OpenTelemetry span ~20 us and building a 12-field frozen dataclass ~1 us. So
 on the hot path the hook does no Python work at all: ``hook.push`` *is* the ``append`` of a list (a C
-call), and the adapter pushes one ``DecisionEvent`` (``scheduling.events``; ``DECISION_FIELDS`` is its
-field order) per decision, built from a tuple with ``new_event`` at about the cost of the tuple::
+call), and the adapter pushes one plain tuple per decision in the field order of
+``scheduling.events.DecisionEvent`` (``DECISION_FIELDS``; a plain tuple, not the NamedTuple, because the
+garbage collector untracks a tuple of atomic values but never a tuple subclass: see that module)::
 
-    hook.push(new_event(("router", "route", request.id, request.qos, reason, replica_id, predicted_ms,
-                         remaining_ms, request.rule_ids, policy.version, decision_us, now, NO_EXTRA)))
+    hook.push(("router", "route", request.id, request.qos, reason, replica_id, predicted_ms,
+               remaining_ms, request.rule_ids, policy.version, decision_us, now, None))
 
-A background thread (every ``flush_interval_s``) takes the buffered events and
+A background thread (every ``flush_interval_s``) takes the buffered entries (viewed as ``DecisionEvent``
+where a field is read by name) and
 
 - counts them by (where, outcome, class, reason) with ``collections.Counter`` (C speed) and adds each
   count to ``agentic_decisions`` and, for sheds and rejections, ``agentic_shed`` / ``agentic_rejected``:
@@ -103,8 +105,8 @@ class TelemetryHook:
         self.policy_sha256: dict[str, str] = {}  # policy version -> full sha256, for audit records
         self.totals: Counter = Counter()  # every decision flushed so far, by (where, outcome, qos, reason)
         self.metrics_by_component: dict[str, AgenticMetrics] = {}
-        self._buffer: list[DecisionEvent] = []
-        self.push = self._buffer.append  # the hot path: a C-level list append of one DecisionEvent
+        self._buffer: list[tuple] = []
+        self.push = self._buffer.append  # the hot path: a C-level list append of one DECISION_FIELDS tuple
         self._rng = random.Random(seed)
         self._next_sample = self._gap() - 1  # index in the stream of the next sampled decision
         self._flush_lock = threading.Lock()
@@ -170,7 +172,7 @@ class TelemetryHook:
             i = self._next_sample
             while i < n:
                 try:
-                    self._sample(batch[i])
+                    self._sample(DecisionEvent._make(batch[i]))
                 except Exception:
                     self._failed()
                 i += self._gap()
@@ -178,7 +180,7 @@ class TelemetryHook:
             if self.decision_log is not None:
                 for entry in batch:
                     try:
-                        self._audit(entry)
+                        self._audit(DecisionEvent._make(entry))
                     except Exception:
                         self._failed()
             return counts
