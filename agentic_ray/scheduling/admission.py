@@ -13,9 +13,20 @@ API (all pure; ``now`` is seconds on the caller's clock)::
 
 Every result carries request ids so an async wrapper can wake the right waiter: ``Start.request_id``
 may run now; ``Admitted.started`` lists queued requests that may run now; ``Dropped`` entries (in
-``dropped`` / ``evicted`` of every result) are requests that will never start, each with the
-``AdmissionError`` to hand their caller (``BudgetExhausted`` for expired work, ``Overloaded`` for
-evicted work).
+``dropped`` / ``evicted`` of every result) are requests that will never start. ``Reject`` and ``Dropped``
+carry a ``reason`` (``deadline_passed``, ``cannot_meet_deadline``, ``tenant_share``, ``queue_full``;
+``deadline_passed_in_queue``, ``evicted``), a detail, the rule ids and a retry hint; the typed
+``AdmissionError`` for the caller is built from them at the edge (``.error``: ``BudgetExhausted`` for a
+deadline, ``Overloaded`` otherwise), so a caller that only counts reasons (the simulator) builds none.
+
+``offer`` runs ordered stages over the gate's priority-then-EDF queues: expire queued work; refuse a
+request past its deadline; refuse one that cannot finish in time; start it when a slot is free; refuse
+it over its tenant's share; queue it when its class queue has room (a never-shed request evicts to make
+room); else refuse it (queue full).
+
+``replica_gate(slots, classes, tenant_shares=...)`` builds the gate a replica of an
+``@agentic_ray.deployment`` runs (budget-sized bounds between ``DEFAULT_QUEUE_BOUND`` and
+``MAX_QUEUE_BOUND``, the tenants' share caps); the simulator builds its gated replicas the same way.
 
 Discipline. ``slots`` requests execute at once. While ``set_limit`` holds a lower ``limit`` (the process
 in front of the replica is saturated, see ``limits.DelayLimit``), work of classes that may be shed
