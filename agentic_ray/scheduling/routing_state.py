@@ -151,6 +151,8 @@ class RoutingState:
         self._flights: OrderedDict[Hashable, Flight] = OrderedDict()
         self._call_replica: OrderedDict[Hashable, str] = OrderedDict()  # call id -> replica it was routed to
         self._ejected: set[str] = set()  # replicas whose breaker is not closed
+        self._suspect: set[str] = set()  # replicas with a failure since their last success (or ejected)
+        self._plain_breaker = self.breaker.settings.latency_outlier_factor is None  # a success only resets
         self._room_reported = False  # some replica reports room per class queue
 
     # -- replicas -------------------------------------------------------------------------------------
@@ -174,6 +176,7 @@ class RoutingState:
         for gone in self._replicas.keys() - replicas.keys():
             self.breaker.remove(gone)
             self._ejected.discard(gone)
+            self._suspect.discard(gone)
         self._replicas = replicas
         self._views = [rep.view for rep in replicas.values()]
         self._reported = [rep for rep in replicas.values() if rep.reported is not None]
@@ -195,6 +198,7 @@ class RoutingState:
             self._reported = [r for r in self._reported if r is not rep]
         self.breaker.remove(replica_id)
         self._ejected.discard(replica_id)
+        self._suspect.discard(replica_id)
 
     def replica_failed(self, replica_id: str, now: float) -> None:
         """A call on ``replica_id`` failed outside any tracked request (its actor died or is unavailable)."""
@@ -236,7 +240,13 @@ class RoutingState:
 
     def _record(self, rid: str, ok: bool, now: float) -> None:
         """One result for ``rid``'s breaker; keeps the set of ejected replicas and their views current."""
+        if ok and self._plain_breaker and rid not in self._suspect:
+            return  # closed, and no failure since its last success: a success changes nothing
         state = self.breaker.record(rid, ok, None, now)
+        if ok:
+            self._suspect.discard(rid)
+        else:
+            self._suspect.add(rid)
         if state is not _CLOSED:
             self._ejected.add(rid)
         elif rid in self._ejected:
@@ -313,7 +323,10 @@ class RoutingState:
         self.decision_ns = None
         flight = self._flights[key]
         request = flight.request
-        views = self._candidate_views(candidates, now)
+        if candidates is None and not self._ejected and not self._reported:
+            views = self._views  # live views, all healthy: nothing to refresh
+        else:
+            views = self._candidate_views(candidates, now)
         if flight.hedge_of is not None:
             avoid = self._call_replica.get(flight.hedge_of)
             views = [v for v in views if v.replica_id != avoid]
@@ -351,13 +364,13 @@ class RoutingState:
         return Shed(shed.reason, min(waits), shed.rule_ids, shed.predicted_ms)
 
     def _candidate_views(self, candidates: Sequence[tuple[str, int | None]] | None, now: float) -> list[ReplicaView]:
-        replicas = self._replicas
         if self._ejected:
             self._refresh_health(now)
         if candidates is None:
             for rep in self._reported:
                 rep.view.queued_by_priority = self._queued_estimate(rep)
             return self._views
+        replicas = self._replicas
         views = []
         for rid, ongoing in candidates:
             rep = replicas.get(rid)
@@ -441,6 +454,6 @@ class RoutingState:
             if counts.get(request.priority, 0) > 0:
                 counts[request.priority] -= 1
         self.core.observe(request, rid, service_ms, (now - flight.routed_at) * 1000.0, ok, now)
-        if health is not None:
-            self._record(rid, health, now)
+        if health is not None and (not health or rid in self._suspect or not self._plain_breaker):
+            self._record(rid, health, now)  # (a success on a replica without failures changes nothing)
         return flight

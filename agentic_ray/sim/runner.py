@@ -298,7 +298,7 @@ class _Run:
             state.routed(job.key, replica_id, now)
             if job.hedge:
                 self.result.hedges_sent += 1
-            else:
+            elif job.request.hedge_after_ms is not None:
                 at = state.hedge_at(job.key)
                 if at is not None:
                     self.events.schedule(max(at, now), _HEDGE, job)
@@ -467,7 +467,10 @@ class _Run:
         if job.outcome > 0 or rep is None:  # already failed by a crash, or cancelled
             return
         rep.jobs.pop(job.index, None)
-        self._release(rep)
+        view = rep.view
+        if rep.alive and view.ongoing - 1 < view.max_ongoing <= view.ongoing:
+            self.free += 1
+        view.ongoing -= 1
         outcome = -job.outcome
         ok = outcome == _COMPLETED
         if self.state is not None:
@@ -554,6 +557,7 @@ class _Run:
         n = len(items)
         i = 0
         events = self.events
+        state = self.state
         inf = math.inf
         while True:
             next_arrival = items[i].request.arrival if i < n else inf
@@ -572,8 +576,12 @@ class _Run:
             else:
                 if events.now < next_arrival:
                     events.now = next_arrival
-                self._arrive(i, next_arrival)
+                request = items[i].request
+                job = _Job(i, request, i)
+                if state is not None:  # a hedged class's request is its own call id (for its hedge)
+                    state.admit(i, request, next_arrival, call_id=i if request.hedge_after_ms is not None else None)
                 i += 1
+                self._choose_new(job, next_arrival)
         for _key, _seq, job in self.waiting:
             if not job.outcome:
                 self._finish(job, _FAILED, events.now)
@@ -584,14 +592,6 @@ class _Run:
         if self.cpu_timer is not None:
             self.result.cpu_ns = self.cpu_timer() - cpu_start
         return self.result
-
-    def _arrive(self, index: int, now: float) -> None:
-        request = self.workload.items[index].request
-        job = _Job(index, request, index)
-        if self.state is not None:
-            hedged = request.hedge_after_ms is not None
-            self.state.admit(index, request, now, call_id=index if hedged else None)
-        self._choose_new(job, now)
 
     def _choose_new(self, job: _Job, now: float) -> None:
         if not self._choose(job, now):
