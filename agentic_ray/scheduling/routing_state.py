@@ -151,7 +151,7 @@ class RoutingState:
         self._flights: OrderedDict[Hashable, Flight] = OrderedDict()
         self._call_replica: OrderedDict[Hashable, str] = OrderedDict()  # call id -> replica it was routed to
         self._ejected: set[str] = set()  # replicas whose breaker is not closed
-        self._suspect: set[str] = set()  # replicas with a failure since their last success (or ejected)
+        self._suspect: set[str] = set()  # replicas with a failure not yet reset by a success that closed them
         self._plain_breaker = self.breaker.settings.latency_outlier_factor is None  # a success only resets
         self._room_reported = False  # some replica reports room per class queue
 
@@ -243,10 +243,10 @@ class RoutingState:
         if ok and self._plain_breaker and rid not in self._suspect:
             return  # closed, and no failure since its last success: a success changes nothing
         state = self.breaker.record(rid, ok, None, now)
-        if ok:
-            self._suspect.discard(rid)
-        else:
+        if not ok:
             self._suspect.add(rid)
+        elif state is _CLOSED:  # a success closed it (or found it closed): its failure count is 0
+            self._suspect.discard(rid)
         if state is not _CLOSED:
             self._ejected.add(rid)
         elif rid in self._ejected:

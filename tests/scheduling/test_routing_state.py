@@ -222,3 +222,18 @@ def test_completed_without_routing_forgets_and_observes_nothing():
     st.admit(1, req("standard"), 0.0)
     assert st.completed(1, 0.5) is not None and st.flight(1) is None
     assert st.core.pending.get("a", 0) == 0
+
+
+def test_a_late_success_while_half_open_does_not_hide_the_probes_success():
+    # Serve learns results from published totals: a success of a call from before the ejection can
+    # arrive while the breaker is half-open and before the probe; the probe's success must still close it.
+    st = state(BreakerSettings(consecutive_failures=1, ejection_s=1.0, max_ejected_fraction=1.0))
+    st.update_replicas([report("a")], 0.0)
+    st.update_replicas([report("a", failed_total=1)], 0.1)
+    assert st.breaker_state("a", 0.1).value == "open"
+    st.update_replicas([report("a", failed_total=1, completed_total=1)], 1.2)  # late, no probe out yet
+    assert st.breaker_state("a", 1.2).value == "half_open"
+    assert route(st, 1, req("standard", now=1.3), 1.3).replica_id == "a"  # the probe
+    st.completed(1, 1.3)
+    st.update_replicas([report("a", failed_total=1, completed_total=2)], 1.4)
+    assert st.breaker_state("a", 1.4).value == "closed"
