@@ -9,12 +9,17 @@ Every error the library raises on purpose is an ``AgenticRayError``; catch that 
     │   ├── PolicySignatureError     a signed policy bundle is refused (unsigned, tampered, untrusted, older)
     │   └── PolicyValidationError    the policy document itself is invalid (also a ConfigValidationError)
     ├── ScenarioValidationError      a simulator scenario is invalid (a ConfigValidationError)
-    ├── AdmissionError               work was refused before it started; .reason, .rule_ids, .retry_after_s
-    │   ├── BudgetExhausted          its deadline passed, or it cannot be met
-    │   ├── Overloaded               queues are full; retry after .retry_after_s
-    │   ├── NoEligibleReplica        no Serve replica satisfies the placement rules
-    │   └── NoEligibleNode           no Ray node satisfies the placement rules
-    └── CircuitOpen                  the target is ejected by its circuit breaker
+    └── AdmissionError               work was refused before it started; .reason, .rule_ids, .retry_after_s
+        ├── BudgetExhausted          its deadline passed, or it cannot be met
+        ├── Overloaded               queues are full; retry after .retry_after_s
+        ├── NoEligibleReplica        no Serve replica satisfies the placement rules
+        ├── NoEligibleNode           no Ray node satisfies the placement rules
+        └── CircuitOpen              every replica the work may use is ejected by its circuit breaker;
+                                     retry after .retry_after_s (when the first one half-opens)
+
+``CircuitOpen`` is an ``AdmissionError`` (the router refuses the work before it starts, as for the
+others), so ``except AdmissionError`` keeps catching every refusal. The Serve router raises it (HTTP:
+503 with ``Retry-After``).
 
 Errors cross Ray process boundaries (task and actor results, Serve handles), so each one pickles with
 all of its fields (``__reduce__``).
@@ -211,16 +216,32 @@ class NoEligibleNode(AdmissionError):
     default_reason = "no_eligible_node"
 
 
-class CircuitOpen(AgenticRayError):
-    """The target is ejected by its circuit breaker until ``retry_after_s`` from now."""
+class CircuitOpen(AdmissionError):
+    """Every replica the work may use is ejected by its circuit breaker; ``retry_after_s`` is when the
+    first of them half-opens (a probe may go). ``target`` names what was refused (a deployment)."""
 
-    def __init__(self, target: str, retry_after_s: float | None = None) -> None:
+    default_reason = "circuit_open"
+
+    def __init__(
+        self,
+        target: str = "",
+        retry_after_s: float | None = None,
+        *,
+        detail: str = "",
+        reason: str | None = None,
+        rule_ids: Sequence[str] = (),
+    ) -> None:
         self.target = target
-        self.retry_after_s = retry_after_s
-        msg = f"circuit open for {target}"
-        if retry_after_s is not None:
-            msg += f"; retry after {retry_after_s:.3g}s"
-        super().__init__(msg)
+        super().__init__(
+            detail or f"circuit open for {target or 'every eligible replica'}",
+            reason=reason,
+            rule_ids=rule_ids,
+            retry_after_s=retry_after_s,
+        )
 
     def __reduce__(self):
-        return (self.__class__, (self.target, self.retry_after_s))
+        return (_rebuild_circuit_open, (self.target, self.retry_after_s, self.detail, self.reason, self.rule_ids))
+
+
+def _rebuild_circuit_open(target, retry_after_s, detail, reason, rule_ids):
+    return CircuitOpen(target, retry_after_s, detail=detail, reason=reason, rule_ids=rule_ids)

@@ -13,9 +13,20 @@ API (all pure; ``now`` is seconds on the caller's clock)::
 
 Every result carries request ids so an async wrapper can wake the right waiter: ``Start.request_id``
 may run now; ``Admitted.started`` lists queued requests that may run now; ``Dropped`` entries (in
-``dropped`` / ``evicted`` of every result) are requests that will never start, each with the
-``AdmissionError`` to hand their caller (``BudgetExhausted`` for expired work, ``Overloaded`` for
-evicted work).
+``dropped`` / ``evicted`` of every result) are requests that will never start. ``Reject`` and ``Dropped``
+carry a ``reason`` (``deadline_passed``, ``cannot_meet_deadline``, ``tenant_share``, ``queue_full``;
+``deadline_passed_in_queue``, ``evicted``), a detail, the rule ids and a retry hint; the typed
+``AdmissionError`` for the caller is built from them at the edge (``.error``: ``BudgetExhausted`` for a
+deadline, ``Overloaded`` otherwise), so a caller that only counts reasons (the simulator) builds none.
+
+``offer`` runs ordered stages over the gate's priority-then-EDF queues: expire queued work; refuse a
+request past its deadline; refuse one that cannot finish in time; start it when a slot is free; refuse
+it over its tenant's share; queue it when its class queue has room (a never-shed request evicts to make
+room); else refuse it (queue full).
+
+``replica_gate(slots, classes, tenant_shares=...)`` builds the gate a replica of an
+``@agentic_ray.deployment`` runs (budget-sized bounds between ``DEFAULT_QUEUE_BOUND`` and
+``MAX_QUEUE_BOUND``, the tenants' share caps); the simulator builds its gated replicas the same way.
 
 Discipline. ``slots`` requests execute at once. While ``set_limit`` holds a lower ``limit`` (the process
 in front of the replica is saturated, see ``limits.DelayLimit``), work of classes that may be shed
@@ -62,7 +73,7 @@ import itertools
 import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from agentic_ray.errors import AdmissionError, BudgetExhausted, Overloaded
 from agentic_ray.policies.types import QosClass, Shedding
@@ -70,7 +81,12 @@ from agentic_ray.scheduling.estimators import EwmaServiceTime
 from agentic_ray.scheduling.types import Request
 
 __all__ = [
+    "DEFAULT_QUEUE_BOUND",
+    "MAX_QUEUE_BOUND",
     "AdmissionGate",
+    "admission_error",
+    "replica_gate",
+    "tenant_shares_of",
     "Admitted",
     "Dropped",
     "Enqueued",
@@ -80,15 +96,38 @@ __all__ = [
 ]
 
 _DEFAULT_RETRY_AFTER_S = 0.1
+DEFAULT_QUEUE_BOUND = 16  # a replica's queue bound per class until its service time is known
+MAX_QUEUE_BOUND = 64  # the most a class's budget-sized queue bound grows to on a replica
+
+# The typed error of each refusal reason (built at the edge, when a caller asks for ``.error``).
+_BUDGET_REASONS = frozenset({"deadline_passed", "cannot_meet_deadline", "deadline_passed_in_queue"})
+
+
+def admission_error(
+    reason: str, detail: str = "", rule_ids: tuple[str, ...] = (), retry_after_s: float | None = None
+) -> AdmissionError:
+    """The typed error of a refusal: ``BudgetExhausted`` for a deadline that passed or cannot be met,
+    ``Overloaded`` otherwise (queue full, tenant share, evicted)."""
+    cls = BudgetExhausted if reason in _BUDGET_REASONS else Overloaded
+    return cls(detail, reason=reason, rule_ids=rule_ids, retry_after_s=retry_after_s)
 
 
 @dataclass(frozen=True, slots=True)
 class Dropped:
-    """A request that will never start here; hand ``error`` to its caller."""
+    """A request that will never start here (expired in its queue, or evicted); hand ``error`` to its
+    caller. ``reason`` is ``deadline_passed_in_queue`` or ``evicted``."""
 
     request_id: Any
     qos: str
-    error: AdmissionError
+    reason: str
+    detail: str = ""
+    rule_ids: tuple[str, ...] = ()
+    retry_after_s: float | None = None
+
+    @property
+    def error(self) -> AdmissionError:
+        """The typed error for its caller (``BudgetExhausted`` or ``Overloaded``), built on each access."""
+        return admission_error(self.reason, self.detail, self.rule_ids, self.retry_after_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +151,29 @@ class Enqueued:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """``request_id`` was refused; raise ``error`` (``Overloaded`` or ``BudgetExhausted``) to its caller."""
+    """``request_id`` was refused for ``reason`` (``deadline_passed``, ``cannot_meet_deadline``,
+    ``tenant_share``, ``queue_full``); raise ``error`` (``BudgetExhausted`` / ``Overloaded``) to its caller."""
 
     request_id: Any
-    error: AdmissionError
+    reason: str
+    detail: str = ""
+    rule_ids: tuple[str, ...] = ()
+    retry_after_s: float | None = None
     dropped: tuple[Dropped, ...] = ()
     evicted: tuple[Dropped, ...] = ()
+
+    @property
+    def error(self) -> AdmissionError:
+        """The typed error for the caller, built on each access."""
+        return admission_error(self.reason, self.detail, self.rule_ids, self.retry_after_s)
+
+
+class _Refusal(NamedTuple):
+    """What a refusing stage of ``offer`` found."""
+
+    reason: str
+    detail: str
+    retry_after_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,33 +328,19 @@ class AdmissionGate:
 
     # ----------------------------------------------------------------- actions
     def offer(self, request: Request, now: float) -> Start | Enqueued | Reject:
-        """Admit, queue or refuse ``request``. A request id already in the gate is a ``ValueError``."""
+        """Admit, queue or refuse ``request``. A request id already in the gate is a ``ValueError``.
+
+        Ordered stages: expire queued work; refuse a request whose deadline passed or that cannot finish
+        in time; start it when a slot is free; refuse it over its tenant's share; queue it when its class
+        queue has room (a never-shed request makes room by evicting); refuse it (queue full)."""
         rid = request.id
         if rid in self._executing or rid in self._queued:
             raise ValueError(f"request id {rid!r} is already in the gate")
         dropped = tuple(self._expire(now))
-        remaining_ms = request.remaining_ms(now)
-        if remaining_ms <= 0:
-            return self._reject(
-                request,
-                BudgetExhausted(
-                    "deadline passed before admission", reason="deadline_passed", rule_ids=request.rule_ids
-                ),
-                dropped,
-            )
         shedding = self._shedding(request)
-        if self.refuse_infeasible and shedding is not Shedding.NEVER:
-            service = self.service.estimate(request.model)
-            if service is not None and remaining_ms < service:
-                return self._reject(
-                    request,
-                    BudgetExhausted(
-                        f"{remaining_ms:.1f} ms left < {service:.1f} ms service time",
-                        reason="cannot_meet_deadline",
-                        rule_ids=request.rule_ids,
-                    ),
-                    dropped,
-                )
+        refusal = self._past_deadline(request, now) or self._infeasible(request, now, shedding)
+        if refusal is not None:
+            return self._reject(request, refusal, dropped)
         cap = self._limit_for(shedding)
         # Queued work waits only while its own cap is reached (``_start_queued`` runs after every change),
         # so a never-shed arrival under ``slots`` may start past work held back by ``limit``.
@@ -307,36 +349,40 @@ class AdmissionGate:
             self._hold(request.tenant, 1)
             self.started_total += 1
             return Start(rid, dropped)
-        if self.tenant_shares and shedding is not Shedding.NEVER and self._over_share(request.tenant):
-            return self._reject(
-                request,
-                Overloaded(
-                    f"tenant {request.tenant!r} holds its share of this replica while others wait",
-                    reason="tenant_share",
-                    rule_ids=request.rule_ids,
-                    retry_after_s=self._retry_after_s(request),
-                ),
-                dropped,
-            )
-        qos = request.qos
+        refusal = self._over_tenant_share(request, shedding)
+        if refusal is not None:
+            return self._reject(request, refusal, dropped)
         evicted: tuple[Dropped, ...] = ()
-        if self._count.get(qos, 0) >= self.queue_bound(qos, request.model):
+        if self._count.get(request.qos, 0) >= self.queue_bound(request.qos, request.model):
             victim = self._eviction_victim() if shedding is Shedding.NEVER else None
             if victim is None:
-                retry = self._retry_after_s(request)
-                return self._reject(
-                    request,
-                    Overloaded(
-                        f"queue of class {qos!r} is full",
-                        reason="queue_full",
-                        rule_ids=request.rule_ids,
-                        retry_after_s=retry,
-                    ),
-                    dropped,
-                )
+                detail = f"queue of class {request.qos!r} is full"
+                return self._reject(request, _Refusal("queue_full", detail, self._retry_after_s(request)), dropped)
             evicted = (self._evict(victim, request),)
         self._push(request)
         return Enqueued(rid, self._position(request), dropped, evicted)
+
+    # -- the refusing stages of ``offer``: each returns a ``_Refusal`` or None ------------------------
+    def _past_deadline(self, request: Request, now: float) -> _Refusal | None:
+        if request.remaining_ms(now) <= 0:
+            return _Refusal("deadline_passed", "deadline passed before admission")
+        return None
+
+    def _infeasible(self, request: Request, now: float, shedding: Shedding) -> _Refusal | None:
+        """A class that may be shed, whose remaining budget is below the service time of its model."""
+        if not self.refuse_infeasible or shedding is Shedding.NEVER:
+            return None
+        service = self.service.estimate(request.model)
+        remaining_ms = request.remaining_ms(now)
+        if service is not None and remaining_ms < service:
+            return _Refusal("cannot_meet_deadline", f"{remaining_ms:.1f} ms left < {service:.1f} ms service time")
+        return None
+
+    def _over_tenant_share(self, request: Request, shedding: Shedding) -> _Refusal | None:
+        if not self.tenant_shares or shedding is Shedding.NEVER or not self._over_share(request.tenant):
+            return None
+        detail = f"tenant {request.tenant!r} holds its share of this replica while others wait"
+        return _Refusal("tenant_share", detail, self._retry_after_s(request))
 
     def finish(self, request_id: Hashable, now: float, service_ms: float | None = None) -> Admitted:
         """Free ``request_id``'s slot and start queued work. Idempotent: a second call returns an empty
@@ -456,17 +502,8 @@ class AdmissionGate:
                 self._hold(request.tenant, -1, queued=-1)
                 self.dropped_total += 1
                 late_ms = (now - request.deadline) * 1000.0
-                dropped.append(
-                    Dropped(
-                        request.id,
-                        qos,
-                        BudgetExhausted(
-                            f"deadline passed {late_ms:.1f} ms ago while queued",
-                            reason="deadline_passed_in_queue",
-                            rule_ids=request.rule_ids,
-                        ),
-                    )
-                )
+                detail = f"deadline passed {late_ms:.1f} ms ago while queued"
+                dropped.append(Dropped(request.id, qos, "deadline_passed_in_queue", detail, request.rule_ids))
         return dropped
 
     def _hold(self, tenant: str | None, held: int, queued: int = 0) -> None:
@@ -503,16 +540,8 @@ class AdmissionGate:
         request = victim.request
         self.cancel(request.id)
         self.evicted_total += 1
-        return Dropped(
-            request.id,
-            request.qos,
-            Overloaded(
-                f"evicted to admit never-shed class {admitted.qos!r}",
-                reason="evicted",
-                rule_ids=request.rule_ids,
-                retry_after_s=self._retry_after_s(request),
-            ),
-        )
+        detail = f"evicted to admit never-shed class {admitted.qos!r}"
+        return Dropped(request.id, request.qos, "evicted", detail, request.rule_ids, self._retry_after_s(request))
 
     def _work_ahead(self, priority: int) -> int:
         ahead = len(self._executing)
@@ -539,6 +568,32 @@ class AdmissionGate:
             return _DEFAULT_RETRY_AFTER_S
         return self._work_ahead(self._priority(request)) / self.limit * service / 1000.0
 
-    def _reject(self, request: Request, error: AdmissionError, dropped: tuple[Dropped, ...]) -> Reject:
+    def _reject(self, request: Request, refusal: _Refusal, dropped: tuple[Dropped, ...]) -> Reject:
         self.rejected_total += 1
-        return Reject(request.id, error, dropped)
+        reason, detail, retry = refusal
+        return Reject(request.id, reason, detail, request.rule_ids, retry, dropped)
+
+
+def tenant_shares_of(tenants: Mapping[str, Any]) -> dict[str, float]:
+    """Tenant name -> share of the tenants that have one (a policy's ``tenants``: objects with ``share``)."""
+    return {name: t.share for name, t in tenants.items() if getattr(t, "share", None) is not None}
+
+
+def replica_gate(
+    slots: int,
+    classes: Mapping[str, QosClass],
+    *,
+    tenant_shares: Mapping[str, float] | None = None,
+    default_queue_bound: int = DEFAULT_QUEUE_BOUND,
+    max_queue_bound: int = MAX_QUEUE_BOUND,
+) -> AdmissionGate:
+    """The gate of one replica of an ``@agentic_ray.deployment``, and of a simulated replica: budget-sized
+    class queues (at least ``default_queue_bound``, at most ``max_queue_bound``) and the tenants' share caps."""
+    return AdmissionGate(
+        slots,
+        classes,
+        default_queue_bound=default_queue_bound,
+        tenant_shares=tenant_shares,
+        budget_bounds=True,
+        max_budget_bound=max_queue_bound,
+    )

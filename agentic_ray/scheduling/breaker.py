@@ -81,6 +81,7 @@ class CircuitBreaker:
         if not 0.0 <= s.max_ejected_fraction <= 1.0:
             raise ValueError(f"settings.max_ejected_fraction: must be in [0, 1], got {s.max_ejected_fraction}")
         self.alpha = alpha
+        self._plain = s.latency_outlier_factor is None  # no latency detector: a success only resets failures
         self._replicas: dict[str, _Replica] = {}
         for rid in replicas:
             self.add(rid)
@@ -130,6 +131,9 @@ class CircuitBreaker:
     def record(self, replica_id: str, ok: bool, latency_ms: float | None, now: float) -> BreakerState:
         """Record one result; returns the replica's state after it."""
         r = self._get(replica_id)
+        if ok and r.state is BreakerState.CLOSED and not r.failures and latency_ms is None and self._plain:
+            # Nothing to change (the ejection count decays lazily at the next failure): the common case.
+            return r.state
         state = self.state(replica_id, now)
         if latency_ms is not None and ok:
             r.latency = latency_ms if r.latency is None else r.latency + self.alpha * (latency_ms - r.latency)

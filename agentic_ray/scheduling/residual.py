@@ -24,7 +24,9 @@ import math
 from bisect import bisect_right
 from collections import deque
 
-__all__ = ["ResidualLife"]
+from agentic_ray.scheduling.service_table import ServiceTable
+
+__all__ = ["HeadOfLine", "ResidualLife"]
 
 
 class ResidualLife:
@@ -71,3 +73,56 @@ class ResidualLife:
         if n == 0:
             return max(mean_ms, age_ms)
         return mean_ms * (self._suffix[i] / n - a)
+
+
+class HeadOfLine:
+    """The head-of-line wait on a busy single-slot replica, from the requests a router has in flight there.
+
+    The router remembers when it sent each request still in flight (``sent``, cleared by ``answered``);
+    the oldest one on a replica is taken as the running one, started at ``max(sent, last answer from that
+    replica)``, and its expected remaining time is the mean residual life of recent service times
+    (``ResidualLife``). ``wait`` is then ``residual(age) + (ahead - 1) * mean`` instead of
+    ``ahead * mean``: a single-slot replica may be running a request far slower than the mean (bimodal
+    service), which no replica report shows. At most ``max_tracked`` requests are remembered per replica
+    (the oldest forgotten first).
+    """
+
+    __slots__ = ("_last_answer", "flights", "life", "max_tracked")
+
+    def __init__(self, life: ResidualLife | None = None, max_tracked: int = 1024) -> None:
+        self.life = life if life is not None else ResidualLife()
+        self.max_tracked = max_tracked
+        # replica id -> request id -> (sent at, model), insertion-ordered (the first is the oldest)
+        self.flights: dict[str, dict[object, tuple[float, str]]] = {}
+        self._last_answer: dict[str, float] = {}
+
+    def sent(self, replica_id: str, request_id: object, model: str, now: float) -> None:
+        """A request was sent to ``replica_id`` at ``now``."""
+        flights = self.flights.get(replica_id)
+        if flights is None:
+            flights = self.flights[replica_id] = {}
+        elif len(flights) >= self.max_tracked:
+            del flights[next(iter(flights))]
+        flights[request_id] = (now, model)
+
+    def answered(self, replica_id: str, request_id: object, now: float) -> None:
+        """The answer to a request sent to ``replica_id`` arrived at ``now`` (unknown ids are ignored)."""
+        flights = self.flights.get(replica_id)
+        if flights is not None and flights.pop(request_id, None) is not None:
+            self._last_answer[replica_id] = now
+
+    def wait(self, replica_id: str, now: float, ahead: int, mean_ms: float, table: ServiceTable) -> float:
+        """Expected wait (ms) behind ``ahead`` requests on single-slot ``replica_id`` at ``mean_ms`` each;
+        the oldest in-flight request's own mean comes from ``table`` (``mean_ms`` before it has one).
+        ``ahead * mean_ms`` when nothing is in flight or too few samples are known."""
+        flights = self.flights.get(replica_id)
+        if not flights:
+            return ahead * mean_ms
+        sent, model = flights[next(iter(flights))]
+        started = self._last_answer.get(replica_id, sent)
+        if sent > started:
+            started = sent
+        rest = self.life.residual((now - started) * 1000.0, table.mean(replica_id, model) or mean_ms)
+        if rest is None:
+            return ahead * mean_ms
+        return rest + (ahead - 1) * mean_ms

@@ -41,8 +41,13 @@ class RetryBudget:
                 q.popleft()
 
     def record_request(self, now: float) -> None:
-        """Count one first attempt (a deposit)."""
-        self._requests.append(now)
+        """Count one first attempt (a deposit). Deposits older than the window leave here too, so a
+        budget that is never drawn on stays one window long."""
+        requests = self._requests
+        requests.append(now)
+        horizon = now - self.window_s
+        while requests[0] <= horizon:
+            requests.popleft()
 
     def allowed(self, now: float) -> float:
         """Retries the window allows at ``now`` (including those already spent)."""

@@ -107,8 +107,6 @@ class Route:
     predicted_ms: float = math.nan
     reason: str = ""
     rule_ids: tuple[str, ...] = ()
-    hedge_replica_id: str | None = None
-    hedge_after_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,14 @@ What it adds to the class (a subclass is made; the user's class is untouched):
   ``AdmissionGate``: ``slots`` concurrent calls, per-class bounded queues, priority then earliest
   deadline, expired work dropped). Methods marked ``@ungated`` (and ``reconfigure``, ``check_health``,
   ``record_*``) bypass it. Sync methods run in a worker thread so the gate's loop stays free;
-- ``record_replica_metadata`` publishing ``zone``, ``accelerator``, ``labels``, ``slots``, ``cost``: from
-  the node's Ray labels (``zone``, ``accelerator``; ``"gpu"`` when the replica holds GPUs), overridden by
-  an ``agentic_replica_attrs(self) -> dict`` method on the class when present (e.g. a replica that knows
-  its own kind; it may also return ``service_ms: {model: ms}``, a prior routers use until the replica
-  has measured its own service times); and ``record_routing_stats`` publishing the gate's snapshot;
+- ``record_replica_metadata`` publishing a ``scheduling.reports.ReplicaMetadata`` (``zone``,
+  ``accelerator``, ``labels``, ``slots``, ``cost``, ``node_id``, ``service_ms``): from the node's Ray labels
+  (``zone``, ``accelerator``; ``"gpu"`` when the replica holds GPUs), overridden by an
+  ``agentic_replica_attrs(self) -> dict`` method on the class when present (e.g. a replica that knows its
+  own kind; it may also return ``service_ms: {model: ms}``, a prior routers use until the replica has
+  measured its own service times; a bad value fails the replica's start with a ``ValueError`` naming the
+  field, a key it does not know is dropped); and ``record_routing_stats`` publishing the gate's snapshot
+  (a ``scheduling.reports.RoutingStats``);
 - ``request_router_config`` naming ``AgenticRequestRouter`` with the policy's text, and
   ``max_ongoing_requests = slots + sum of per-class queue bounds`` so Serve hands queued work to the
   gate (which orders it) instead of holding it in the caller's FIFO.
@@ -56,6 +59,8 @@ from pathlib import Path
 from typing import Any
 
 from agentic_ray.policies import Policy, default_policy, load_policy
+from agentic_ray.scheduling.admission import DEFAULT_QUEUE_BOUND, MAX_QUEUE_BOUND, replica_gate, tenant_shares_of
+from agentic_ray.scheduling.reports import ReplicaMetadata
 from agentic_ray.serve._hooks import DEFAULT_HOOK, DecisionHook, load_hook, register_policy
 from agentic_ray.serve._meta import pop_meta, request_meta, to_request
 
@@ -224,13 +229,77 @@ def _node_attrs(slots: int) -> dict[str, Any]:
     }
 
 
+def _check_options(slots: Any, bounds: dict[str, Any], telemetry: Any, serve_options: dict[str, Any]) -> None:
+    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+        raise ValueError(f"slots: must be an integer >= 1, got {slots!r}")
+    for name, bound in bounds.items():
+        if isinstance(bound, bool) or not isinstance(bound, int) or bound < 1:
+            raise ValueError(f"{name}: must be an integer >= 1, got {bound!r}")
+    for key in ("request_router_config", "max_ongoing_requests"):
+        if key in serve_options:
+            raise ValueError(f"{key}: set by agentic_ray.deployment; use slots/default_queue_bound instead")
+    if not isinstance(telemetry, bool):
+        raise ValueError(f"telemetry: must be True or False, got {telemetry!r}")
+
+
+def _hook_specs(telemetry: bool, decision_hook: str | None, router_hook: str | None) -> tuple[str, str]:
+    """The gate's and the router's hook paths, checked early (the default hook starts a thread: not here)."""
+    if telemetry:
+        decision_hook = DEFAULT_HOOK if decision_hook is None else decision_hook
+        router_hook = DEFAULT_HOOK if router_hook is None else router_hook
+    else:
+        decision_hook = router_hook = "none"
+    for spec in (decision_hook, router_hook):
+        if spec != DEFAULT_HOOK:
+            load_hook(spec)
+    return decision_hook, router_hook
+
+
+def _replica_metadata(replica: Any, slots: int) -> ReplicaMetadata:
+    """What a replica publishes once: its node's facts, overridden by ``agentic_replica_attrs()``."""
+    attrs = _node_attrs(slots)
+    own = getattr(replica, "agentic_replica_attrs", None)
+    if callable(own):
+        attrs.update(own() or {})
+    return ReplicaMetadata.from_dict(attrs)  # ValueError names a bad field
+
+
+def _install_admission(replica: Any, policy: Policy, slots: int, bounds: tuple[int, int], decision_hook: str,
+                       telemetry: bool, limit_config: Any) -> None:  # fmt: skip
+    """Give a replica its policy, published metadata and admission gate (``ReplicaAdmission``)."""
+    from agentic_ray.scheduling.limits import DelayLimit
+    from agentic_ray.serve._replica_gate import ReplicaAdmission
+
+    replica._agentic_policy = policy
+    metadata = replica._agentic_metadata = _replica_metadata(replica, slots)
+    hook: DecisionHook = load_hook(decision_hook)
+    register_policy(hook, policy.version, policy.sha256)
+    metrics = None
+    if telemetry:
+        from agentic_ray.telemetry.metrics import AgenticMetrics
+        from agentic_ray.telemetry.ray_metrics import RayMetrics
+
+        metrics = AgenticMetrics(RayMetrics(), "replica")
+    gate = replica_gate(
+        metadata.slots,
+        policy.classes,
+        tenant_shares=tenant_shares_of(policy.tenants),
+        default_queue_bound=bounds[0],
+        max_queue_bound=bounds[1],
+    )
+    limiter = DelayLimit(gate.slots, limit_config) if limit_config is not None else None
+    replica._agentic_admission = ReplicaAdmission(
+        gate, hook=hook, policy_version=policy.version, metrics=metrics, limiter=limiter
+    )
+
+
 def deployment(
     _cls: type | None = None,
     *,
     policy: Policy | str | Path | None = None,
     slots: int = 1,
-    default_queue_bound: int = 16,
-    max_queue_bound: int = 64,
+    default_queue_bound: int = DEFAULT_QUEUE_BOUND,
+    max_queue_bound: int = MAX_QUEUE_BOUND,
     routing_stats_period_s: float = 0.25,
     router_options: dict[str, Any] | None = None,
     decision_hook: str | None = None,
@@ -256,38 +325,20 @@ def deployment(
     ``None`` always runs ``slots``. Any other keyword
     goes to ``serve.deployment`` (``max_ongoing_requests`` and ``request_router_config`` are set here).
     """
-    if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
-        raise ValueError(f"slots: must be an integer >= 1, got {slots!r}")
-    for name, bound in (("default_queue_bound", default_queue_bound), ("max_queue_bound", max_queue_bound)):
-        if isinstance(bound, bool) or not isinstance(bound, int) or bound < 1:
-            raise ValueError(f"{name}: must be an integer >= 1, got {bound!r}")
-    for key in ("request_router_config", "max_ongoing_requests"):
-        if key in serve_options:
-            raise ValueError(f"{key}: set by agentic_ray.deployment; use slots/default_queue_bound instead")
-    if not isinstance(telemetry, bool):
-        raise ValueError(f"telemetry: must be True or False, got {telemetry!r}")
+    bounds = {"default_queue_bound": default_queue_bound, "max_queue_bound": max_queue_bound}
+    _check_options(slots, bounds, telemetry, serve_options)
     limit_config = None
     if delay_target_ms is not None:
         from agentic_ray.scheduling.limits import DelayLimitConfig
 
         limit_config = DelayLimitConfig(target_ms=delay_target_ms)  # ValueError names the field
     compiled = _resolve_policy(policy)
-    if telemetry:
-        decision_hook = DEFAULT_HOOK if decision_hook is None else decision_hook
-        router_hook = DEFAULT_HOOK if router_hook is None else router_hook
-    else:
-        decision_hook = router_hook = "none"
-    for spec in (decision_hook, router_hook):
-        if spec != DEFAULT_HOOK:  # validate the path early (the default hook starts a thread: not here)
-            load_hook(spec)
+    decision_hook, router_hook = _hook_specs(telemetry, decision_hook, router_hook)
 
     def wrap(cls: type) -> Any:
         from ray import serve
         from ray.serve.config import RequestRouterConfig
 
-        from agentic_ray.scheduling.admission import AdmissionGate
-        from agentic_ray.scheduling.limits import DelayLimit
-        from agentic_ray.serve._replica_gate import ReplicaAdmission
         from agentic_ray.serve._router import AgenticRequestRouter
 
         if not isinstance(cls, type):
@@ -296,35 +347,11 @@ def deployment(
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             user_init(self, *args, **kwargs)
-            self._agentic_policy = compiled
-            attrs = _node_attrs(slots)
-            own = getattr(self, "agentic_replica_attrs", None)
-            if callable(own):
-                attrs.update(own() or {})
-            self._agentic_attrs = attrs
-            hook: DecisionHook = load_hook(decision_hook)
-            register_policy(hook, compiled.version, compiled.sha256)
-            metrics = None
-            if telemetry:
-                from agentic_ray.telemetry.metrics import AgenticMetrics
-                from agentic_ray.telemetry.ray_metrics import RayMetrics
-
-                metrics = AgenticMetrics(RayMetrics(), "replica")
-            gate = AdmissionGate(
-                int(attrs["slots"]),
-                compiled.classes,
-                default_queue_bound=default_queue_bound,
-                tenant_shares={t.name: t.share for t in compiled.tenants.values() if t.share is not None},
-                budget_bounds=True,
-                max_budget_bound=max_queue_bound,
-            )
-            limiter = DelayLimit(gate.slots, limit_config) if limit_config is not None else None
-            self._agentic_admission = ReplicaAdmission(
-                gate, hook=hook, policy_version=compiled.version, metrics=metrics, limiter=limiter
-            )
+            _install_admission(self, compiled, slots, (default_queue_bound, max_queue_bound), decision_hook,
+                               telemetry, limit_config)  # fmt: skip
 
         def record_replica_metadata(self) -> dict[str, Any]:
-            return dict(self._agentic_attrs)
+            return self._agentic_metadata.to_dict()
 
         def record_routing_stats(self) -> dict[str, Any]:
             return self._agentic_admission.routing_stats()

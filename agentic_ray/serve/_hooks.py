@@ -1,9 +1,10 @@
 """The decision hook: the one seam through which the Serve router and the replica gate report decisions.
 
 Telemetry (metrics, OpenTelemetry spans, the decision log) plugs in here. The router and the replica
-admission wrapper call ``hook.record(event)`` once per decision with a frozen ``DecisionEvent``; the
-default hook (``NoopHook``) does nothing. A hook must be cheap and must not raise (errors are swallowed
-and counted, so telemetry can never break serving).
+admission wrapper call ``hook.record(event)`` once per decision with a ``DecisionEvent`` (a NamedTuple,
+defined once in ``agentic_ray.scheduling.events`` and re-exported here); the default hook (``NoopHook``)
+does nothing. A hook must be cheap and must not raise (errors are swallowed and counted, so telemetry
+can never break serving).
 
 The router is built by Serve from JSON-serialisable kwargs, so hooks are named by import path
 (``"package.module:attribute"``); the attribute is a hook object or a zero-argument factory.
@@ -12,10 +13,11 @@ The router is built by Serve from JSON-serialisable kwargs, so hooks are named b
 ``agentic_ray.telemetry.hotpath.TelemetryHook`` (metrics through ``ray.util.metrics``; spans only when
 tracing is configured; the decision log only when ``AGENTIC_DECISION_LOG_DIR`` is set).
 
-Hot path: a hook may also expose ``push(fields)``, taking one plain tuple in ``DecisionEvent`` field order
-(no ``extra``); adapters call it per decision instead of building a ``DecisionEvent`` (building the
-frozen dataclass costs about half of a 5 us routing decision), and keep ``safe_record(DecisionEvent(...))``
-for hooks without ``push`` and for decisions that carry a sampled trace (``extra={"trace": carrier}``).
+Hot path: a hook may also expose ``push(fields)``, a cheap append of one plain tuple of a
+``DecisionEvent``'s 13 values in its field order (``None`` last: cheaper to build and to keep in a
+buffer than the NamedTuple, see ``scheduling.events``); adapters call it per decision, and keep
+``safe_record(DecisionEvent(...))`` for hooks without ``push`` and for decisions that carry a sampled
+trace (``extra={"trace": carrier}``), which ``record`` traces at once.
 A hook may also expose ``register_policy(version, sha256)``; adapters call it when they load a policy.
 
 ``DecisionStats`` is a small in-process hook that keeps decision latencies and outcome counts; the
@@ -28,8 +30,9 @@ import contextlib
 import importlib
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from agentic_ray.scheduling.events import DecisionEvent
 
 __all__ = [
     "DEFAULT_HOOK",
@@ -45,30 +48,6 @@ __all__ = [
 
 
 DEFAULT_HOOK = "agentic_ray.telemetry.hotpath:process_hook"
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionEvent:
-    """One decision. ``where`` is ``"router"`` or ``"gate"``; ``outcome`` is ``route``, ``shed``,
-    ``wait`` (router) or ``start``, ``enqueue``, ``reject``, ``drop``, ``evict`` (gate).
-
-    ``decision_us`` is the time the pure core took to decide (router only, else ``None``);
-    ``predicted_ms`` and ``remaining_ms`` are the figures the decision used (``None`` when unknown).
-    """
-
-    where: str
-    outcome: str
-    request_id: str
-    qos: str
-    reason: str = ""
-    replica_id: str | None = None
-    predicted_ms: float | None = None
-    remaining_ms: float | None = None
-    rule_ids: tuple[str, ...] = ()
-    policy_version: str = ""
-    decision_us: float | None = None
-    at: float = 0.0
-    extra: dict = field(default_factory=dict, compare=False)
 
 
 @runtime_checkable

@@ -12,8 +12,9 @@ reads ``x-qos``, ``x-budget-ms``, ``x-tenant``, ``x-data-class``, ``x-workflow``
 from it, classifies the request, fixes its absolute deadline, and writes what it decided into the scope
 under ``SCOPE_KEY`` before the request leaves for the replica (one unpickle and one pickle of the scope,
 tens of microseconds). A request the router sheds never reaches a replica: it fails with ``HttpShed``,
-a ``BackPressureError`` that Serve's proxy turns into the HTTP status it carries (429, or 503) with a
-JSON body and ``Retry-After``; a proxy answers only 408, 429 and 503 this way, so a deadline that passed
+a ``BackPressureError`` that Serve's proxy turns into the HTTP status it carries (429, or 503, e.g. for
+``CircuitOpen`` when every replica it may use is ejected) with a JSON body and ``Retry-After``; a proxy
+answers only 408, 429 and 503 this way, so a deadline that passed
 before routing is a 503 here. A request with a bad header is routed to any replica with the error in
 its stamp, and the replica answers 400 at once without taking a slot.
 
@@ -107,7 +108,9 @@ class HttpShed(_backpressure_base()):  # type: ignore[misc]
 
     @classmethod
     def of(cls, error: AdmissionError) -> HttpShed:
-        """The proxy's answer to a router ``AdmissionError`` (504 is not one a proxy can send: 503)."""
+        """The proxy's answer to a router ``AdmissionError`` (``http_status.http_error``: 429 for
+        ``Overloaded``, 503 with ``Retry-After`` for ``CircuitOpen``, ...; 504 is not one a proxy can
+        send: 503)."""
         status, headers, body = http_error(error)
         retry = float(headers["Retry-After"]) if "Retry-After" in headers else None
         return cls(503 if status == 504 else status, retry, body)

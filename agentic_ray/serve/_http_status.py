@@ -3,6 +3,8 @@
 - ``BudgetExhausted`` whose deadline passed (``deadline_passed``, ``deadline_passed_in_queue``) -> 504;
 - ``NoEligibleReplica`` -> 503 without ``Retry-After`` (no replica satisfies the placement rules);
 - ``Overloaded`` -> 429 with ``Retry-After``;
+- ``CircuitOpen`` -> 503 with ``Retry-After`` (every replica the request may use is ejected by its circuit
+  breaker; the hint is when the first half-opens);
 - any other ``AdmissionError`` (``BudgetExhausted`` that cannot meet its budget) -> 503 with ``Retry-After``.
 
 ``Retry-After`` is whole seconds, rounded up, at least 1 (RFC 9110 section 10.2.3); 1 when the error
@@ -14,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from agentic_ray.errors import AdmissionError, BudgetExhausted, NoEligibleReplica, Overloaded
+from agentic_ray.errors import AdmissionError, BudgetExhausted, CircuitOpen, NoEligibleReplica, Overloaded
 
 __all__ = ["http_error"]
 
@@ -31,6 +33,8 @@ def http_error(error: AdmissionError) -> tuple[int, dict[str, str], dict[str, An
     if isinstance(error, NoEligibleReplica):
         return 503, headers, body
     headers["Retry-After"] = str(max(1, math.ceil(retry if retry is not None else 1.0)))
+    if isinstance(error, CircuitOpen):
+        return 503, headers, body
     if isinstance(error, Overloaded):
         return 429, headers, body
     return 503, headers, body

@@ -26,8 +26,9 @@ Status codes (``http_error``):
 - 400 ``{"error": "bad_header", "header": ..., "detail": ...}``: a bad header value, an unknown class,
   tenant or workflow; 400 ``{"error": "bad_body"}`` for a body that is not JSON;
 - 429 + ``Retry-After``: ``Overloaded`` (queue full, shed above threshold, retry budget spent);
-- 503 + ``Retry-After``: ``BudgetExhausted`` that cannot meet its budget (retry later);
-  503 without it: ``NoEligibleReplica`` (no replica satisfies the placement rules; retrying won't help);
+- 503 + ``Retry-After``: ``BudgetExhausted`` that cannot meet its budget (retry later), or
+  ``CircuitOpen`` (every replica the request may use is ejected by its breaker; retry when one
+  half-opens); 503 without it: ``NoEligibleReplica`` (no replica satisfies the placement rules; retrying won't help);
 - 504: the deadline passed (while queued at the replica or at the router).
 
 ``Retry-After`` is whole seconds, rounded up, at least 1 (RFC 9110 section 10.2.3).

@@ -13,15 +13,16 @@ gate with ``now = time.time()`` (deadlines are wall-clock, they cross processes)
 
 Evicted and dropped requests get their error through their waiting future. A cancelled waiter leaves
 the queue (``gate.cancel``); a cancelled running call frees its slot. Every outcome is reported to the
-decision hook. The gate's ``snapshot()`` feeds ``record_routing_stats`` (queued per class priority, EWMA
-service times) so routers see the queue ahead of each class.
+decision hook. The gate's ``snapshot()`` feeds ``record_routing_stats`` (a ``reports.RoutingStats``: queued
+per class priority, EWMA service times, totals, service samples) so routers see the queue ahead of each
+class.
 
-Telemetry: decisions go to the hook's ``push`` as plain tuples (``DecisionEvent`` field order), or as a
-``DecisionEvent`` for hooks without ``push`` and for calls that carry a sampled trace (then the hook
-traces them under the caller's span). With ``metrics`` (an ``AgenticMetrics``, component ``replica``)
-every finished call records ``completion(qos, latency_ms, budget_left_ms, ok)`` (latency from the call's
-arrival at this replica, budget left at its end) and ``routing_stats()`` sets ``queue_depth`` for every
-class of the policy.
+Telemetry: decisions go to the hook's ``push`` as plain tuples in ``DecisionEvent`` field order, or
+through ``record`` for hooks without ``push`` and for calls that carry a sampled trace (then the hook
+traces them under the caller's span). With ``metrics`` (an
+``AgenticMetrics``, component ``replica``) every finished call records ``completion(qos, latency_ms,
+budget_left_ms, ok)`` (latency from the call's arrival at this replica, budget left at its end) and
+``routing_stats()`` sets ``queue_depth`` for every class of the policy.
 ``run(..., trace=ctx)`` with a sampled parent context opens ``agentic.queue`` (offer to start) and
 ``agentic.execute`` (the user's code) spans under it.
 
@@ -38,9 +39,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from agentic_ray.errors import BudgetExhausted
 from agentic_ray.scheduling.admission import AdmissionGate, Admitted, Dropped, Enqueued, Reject
 from agentic_ray.scheduling.limits import DelayLimit
+from agentic_ray.scheduling.reports import RoutingStats, ServiceSample
 from agentic_ray.scheduling.types import Request
 from agentic_ray.serve._hooks import DecisionEvent, DecisionHook, NoopHook, hook_push, safe_record
 
@@ -74,9 +75,9 @@ class ReplicaAdmission:
         self._depth_classes: set[str] = {str(q) for q in getattr(gate, "classes", ())}
         self._waiters: dict[Any, asyncio.Future] = {}
         self._ids = itertools.count()
-        # Recent (sequence, model, service ms) of successful calls, published so routers can feed
-        # their own per-replica service-time estimators (mean and deviation).
-        self._samples: deque[tuple[int, str, float]] = deque(maxlen=_SAMPLES_KEPT)
+        # Recent service times of successful calls, published so routers can feed their own per-replica
+        # service-time estimators (mean and deviation).
+        self._samples: deque[ServiceSample] = deque(maxlen=_SAMPLES_KEPT)
         self._sample_seq = itertools.count()
         self.completed_total = 0
         self.failed_total = 0
@@ -116,7 +117,7 @@ class ReplicaAdmission:
             self._fail(decision.dropped)
             if isinstance(decision, Reject):
                 self._fail(decision.evicted)
-                self._event("reject", request, decision.error.reason, now, carrier)
+                self._event("reject", request, decision.reason, now, carrier)
                 raise decision.error
             if isinstance(decision, Enqueued):
                 self._fail(decision.evicted)
@@ -140,7 +141,7 @@ class ReplicaAdmission:
             if ok:
                 self.completed_total += 1
                 if measure:
-                    self._samples.append((next(self._sample_seq), request.model, round(service_ms, 3)))
+                    self._samples.append(ServiceSample(next(self._sample_seq), request.model, round(service_ms, 3)))
             else:
                 self.failed_total += 1
             if self.metrics is not None:
@@ -208,15 +209,15 @@ class ReplicaAdmission:
     def _fail(self, dropped: tuple[Dropped, ...] | list[Dropped]) -> None:
         for item in dropped:
             future = self._waiters.get(item.request_id)
-            outcome = "drop" if isinstance(item.error, BudgetExhausted) else "evict"
+            outcome = "evict" if item.reason == "evicted" else "drop"
             push = self._push
             if push is not None:
-                push(("gate", outcome, item.request_id, item.qos, item.error.reason, None, None, None, (),
-                      self.policy_version, None, time.time()))  # fmt: skip
+                push(("gate", outcome, item.request_id, item.qos, item.reason, None, None, None, (),
+                                self.policy_version, None, time.time(), None))  # fmt: skip
             elif not self._hook_off:
                 safe_record(
                     self.hook,
-                    DecisionEvent("gate", outcome, str(item.request_id), item.qos, item.error.reason,
+                    DecisionEvent("gate", outcome, str(item.request_id), item.qos, item.reason,
                                   policy_version=self.policy_version, at=time.time()),
                 )  # fmt: skip
             if future is not None and not future.done():
@@ -225,8 +226,9 @@ class ReplicaAdmission:
     def _event(self, outcome: str, request: Request, reason: str, now: float, carrier: Any = None) -> None:
         push = self._push
         if push is not None and not carrier:
-            push(("gate", outcome, request.id, request.qos, reason, None, None, (request.deadline - now) * 1000.0,
-                  request.rule_ids, self.policy_version, None, now))  # fmt: skip
+            push(("gate", outcome, request.id, request.qos, reason, None, None,
+                            (request.deadline - now) * 1000.0, request.rule_ids, self.policy_version, None, now,
+                            None))  # fmt: skip
             return
         if self._hook_off:
             return
@@ -235,31 +237,35 @@ class ReplicaAdmission:
             DecisionEvent("gate", outcome, str(request.id), request.qos, reason,
                           remaining_ms=request.remaining_ms(now), rule_ids=request.rule_ids,
                           policy_version=self.policy_version, at=now,
-                          extra={"trace": carrier} if carrier else {}),
+                          extra={"trace": carrier} if carrier else None),
         )  # fmt: skip
 
     def routing_stats(self) -> dict[str, Any]:
-        """What the replica publishes for routers (``record_routing_stats``)."""
+        """What the replica publishes for routers (``record_routing_stats``): ``report().to_dict()``."""
+        return self.report().to_dict()
+
+    def report(self) -> RoutingStats:
+        """The replica's ``RoutingStats`` now (its gate's snapshot, totals and recent service samples)."""
         snap = self.gate.snapshot()
         if self.metrics is not None:
             self._publish_depth(snap.queued_by_class)
-        return {
-            "limit": snap.limit if snap.limit is not None else snap.slots,
-            "delay_ms": round(self.limiter.delay_ms, 3) if self.limiter is not None else None,
-            "executing": snap.executing,
-            "queued": snap.queued,
-            "queued_by_priority": {str(p): n for p, n in snap.queued_by_priority.items()},
-            "queued_by_class": dict(snap.queued_by_class),
-            "queue_bounds": dict(snap.queue_bounds),
-            "service_ms": {k: round(v, 3) for k, v in snap.service_ms_by_model.items()},
-            "ewma_service_ms": snap.ewma_service_ms,
-            "started_total": snap.started_total,
-            "dropped_total": snap.dropped_total,
-            "rejected_total": snap.rejected_total,
-            "completed_total": self.completed_total,
-            "failed_total": self.failed_total,
-            "service_samples": [list(x) for x in self._samples],
-        }
+        return RoutingStats(
+            executing=snap.executing,
+            queued=snap.queued,
+            queued_by_priority=dict(snap.queued_by_priority),
+            queued_by_class=dict(snap.queued_by_class),
+            queue_bounds=dict(snap.queue_bounds),
+            limit=snap.limit if snap.limit is not None else snap.slots,
+            delay_ms=round(self.limiter.delay_ms, 3) if self.limiter is not None else None,
+            service_ms={k: round(v, 3) for k, v in snap.service_ms_by_model.items()},
+            ewma_service_ms=snap.ewma_service_ms,
+            started_total=snap.started_total,
+            dropped_total=snap.dropped_total,
+            rejected_total=snap.rejected_total,
+            completed_total=self.completed_total,
+            failed_total=self.failed_total,
+            service_samples=tuple(self._samples),
+        )
 
     def _publish_depth(self, queued_by_class: Any) -> None:
         """``agentic_queue_depth`` per class: the current count, 0 for classes seen before and empty now."""

@@ -5,7 +5,9 @@
 
 Modules: ``engine`` (event heap), ``distributions`` (service times), ``arrivals`` (Poisson, MMPP, ramp,
 trace), ``scenario`` (YAML schema and loader), ``workload`` (seeded requests), ``cluster`` (replicas),
-``runner`` (the run loop), ``metrics`` (figures), ``simulate`` (registry routers, JSON report).
+``runner`` (the run loop; routers with gated replicas run through ``scheduling.RoutingState``, the
+routing state of Serve's router: breaker, retry budget, hedges), ``metrics`` (figures), ``simulate``
+(registry routers, JSON report).
 Pure: no Ray, no asyncio, no clock reads (a wall-clock ``timer`` may be passed in to time decisions).
 """
 

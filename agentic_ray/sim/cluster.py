@@ -5,7 +5,8 @@ in arrival order; ``gate`` replicas run the scheduling core's ``AdmissionGate`` 
 expired work dropped, bounded per-class queues reject). ``max_ongoing`` (executing + queued) is
 enforced by the router through ``ReplicaView.ongoing``, which counts requests dispatched to the
 replica and not yet returned (Serve's router-side count). Faults: ``slowdown`` multiplies the service
-time of work started while it lasts; ``crash`` removes the replica and fails everything in flight on it.
+time of work started while it lasts; ``error`` fails the work started while it lasts; ``crash`` removes
+the replica and fails everything in flight on it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class SimReplica:
     __slots__ = (
         "alive",
         "busy",
+        "erroring",
         "fifo",
         "gate",
         "group",
@@ -44,6 +46,7 @@ class SimReplica:
         self.alive = True
         self.busy = 0
         self.slowdown = 1.0
+        self.erroring = False  # an ``error`` fault: work started now fails
         self.fifo: deque[Any] = deque()
         self.gate = gate
         self.jobs: dict[Any, Any] = {}

@@ -13,13 +13,33 @@ Life of a request (all times virtual)::
                     told to wait again, or after 64 placement-constrained ones
 
 Requests refused or dropped by a replica's gate are counted ``shed`` and reported back to the router
-with ``ok=False``; requests on a replica when it crashes are counted ``failed``. Requests still held at
-the router when nothing is left to happen (every replica gone) are counted ``failed``. Hedged routes
-(``Route.hedge_replica_id``) are not simulated: only the primary replica runs the request.
+with ``ok=False``; requests on a replica when it crashes, or started on it while an ``error`` fault
+lasts, are counted ``failed``. Requests still held at the router when nothing is left to happen (every
+replica gone) are counted ``failed``.
 
-The loop reads no clock: ``timer`` (e.g. ``time.perf_counter_ns``), when given, times each
-``router.choose`` call and the whole run for the ``decision_us_*`` and ``sim_requests_per_s`` figures;
-``cpu_timer`` (e.g. ``time.process_time_ns``) gives ``sim_requests_per_cpu_s``.
+Routers whose replicas run a gate (``replica_discipline == "gate"``: ``agentic``) are driven the way
+Serve's router drives them, through ``scheduling.routing_state.RoutingState`` (``admit``, ``decide``,
+``routed``, ``completed``), each replica's view registered as a live view (the loop keeps it exact). So
+the simulated run has what the live one has:
+
+- gates built like a deployment's (``admission.replica_gate``: budget-sized queue bounds, the tenants'
+  share caps);
+- the circuit breaker, fed with every answer (a failed call: a failure; a refusal by admission: no
+  signal) and with the crash of a replica; an ejected replica gets no work until its probe;
+- hedging: for a class with ``hedge_after_ms``, when no answer came that long after arrival and the
+  deadline has not passed, a second copy goes through ``decide`` (never to the first copy's replica,
+  paid from the retry budget; a refused hedge is ignored and the first copy awaited). The first answer
+  that succeeds wins; the other copy is cancelled at once: taken out of its replica's queue, or its slot
+  freed, and its position at the router given back. A request fails only when both copies do (then
+  with the first copy's outcome), as ``agentic_ray.serve.call`` does.
+
+Baseline routers (``fifo`` replicas) keep the bare loop: ``router.choose`` / ``on_dispatch`` /
+``observe``, as Serve's default router has no breaker, retry budget or hedges.
+
+The loop reads no clock: ``timer`` (e.g. ``time.perf_counter_ns``), when given, times each router
+decision (``router.choose``; with the routing state, its ``with_room`` and ``choose``) and the whole run
+for the ``decision_us_*`` and ``sim_requests_per_s`` figures; ``cpu_timer`` (e.g.
+``time.process_time_ns``) gives ``sim_requests_per_cpu_s``.
 """
 
 from __future__ import annotations
@@ -30,7 +50,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentic_ray.policies.types import QosClass
+from agentic_ray.policies.types import BreakerSettings, QosClass, RetrySettings
 from agentic_ray.scheduling.types import Request, Route, Router, Shed, Wait
 from agentic_ray.sim.cluster import SimReplica, build_replicas
 from agentic_ray.sim.engine import EventQueue
@@ -40,23 +60,35 @@ from agentic_ray.sim.workload import Workload
 
 __all__ = ["RunResult", "run_router"]
 
-_AT_REPLICA, _DONE, _RETURN, _FAULT_START, _FAULT_END, _CRASH = range(6)
-_COMPLETED, _SHED, _FAILED = 1, 2, 3
+_AT_REPLICA, _DONE, _RETURN, _FAULT_START, _FAULT_END, _CRASH, _HEDGE, _ERRORS_START, _ERRORS_END = range(9)
+_COMPLETED, _SHED, _FAILED, _CANCELLED = 1, 2, 3, 4
 _SERVICE_EWMA_ALPHA = 0.1
 _MAX_HELD_SCAN = 64  # placement-constrained waiters retried per replica event before giving up
 
 
 class _Job:
-    __slots__ = ("dispatched", "index", "outcome", "replica", "request", "service_ms", "started")
+    """One copy of a request at the router (a hedged request has two, ``twin`` of each other).
 
-    def __init__(self, index: int, request: Request) -> None:
+    ``outcome``: 0 while it runs; negative once its replica decided (the answer is on its way back);
+    positive once it ended at the router. ``settled`` (first copy only): the request's outcome is recorded."""
+
+    __slots__ = ("dispatched", "fails", "hedge", "index", "key", "outcome", "reason", "replica", "request",
+                 "service_ms", "settled", "started", "twin")  # fmt: skip
+
+    def __init__(self, index: int, request: Request, key: int, hedge: bool = False) -> None:
         self.index = index
         self.request = request
+        self.key = key  # the routing state's key: the index, or ~index for a hedge
+        self.hedge = hedge
+        self.twin: _Job | None = None
         self.replica: SimReplica | None = None
         self.outcome = 0
+        self.reason = ""
         self.service_ms = math.nan
         self.started = False
         self.dispatched = False
+        self.fails = False
+        self.settled = False
 
 
 @dataclass(slots=True)
@@ -73,6 +105,9 @@ class RunResult:
     cpu_ns: int | None = None
     total_requests: int = 0
     tenants: dict[str, ClassStats] = field(default_factory=dict)
+    hedges_sent: int = 0  # second copies routed
+    hedges_won: int = 0  # requests whose second copy answered first
+    hedges_refused: int = 0  # second copies the routing state refused (budget, no other replica, ...)
 
     def to_json(self) -> dict[str, Any]:
         """The per-router JSON object of the ``agentic-ray sim`` output."""
@@ -92,6 +127,8 @@ class RunResult:
         }
         if self.tenants:
             out["tenants"] = {name: summarize(s) for name, s in sorted(self.tenants.items())}
+        if self.hedges_sent or self.hedges_refused:
+            out["hedges"] = {"sent": self.hedges_sent, "won": self.hedges_won, "refused": self.hedges_refused}
         if self.wall_ns:
             out["sim_requests_per_s"] = round(self.total_requests / (self.wall_ns / 1e9), 1)
         if self.cpu_ns:
@@ -116,6 +153,7 @@ class _Run:
         name: str,
         slowdowns: dict[str, float] | None = None,
         cpu_timer: Callable[[], int] | None = None,
+        admission: tuple[BreakerSettings | None, RetrySettings | None, Mapping[str, float] | None] = (None, None, None),
     ) -> None:
         self.slowdowns = slowdowns
         self.cpu_timer = cpu_timer
@@ -126,17 +164,25 @@ class _Run:
         self.net = scenario.network_ms / 1000.0
         self.wait_key = getattr(router, "wait_order", _fifo_key)
         discipline = getattr(router, "replica_discipline", "fifo")
+        breaker, retry, tenant_shares = admission
         make_gate = None
         if discipline == "gate":
-            from agentic_ray.scheduling.admission import AdmissionGate
+            from agentic_ray.scheduling.admission import replica_gate
 
             def make_gate(spec: Any) -> Any:
-                return AdmissionGate(spec.slots, classes)
+                return replica_gate(spec.slots, classes, tenant_shares=tenant_shares)
         elif discipline != "fifo":
             raise ValueError(f"router {name!r}: unknown replica_discipline {discipline!r}")
         self.replicas = build_replicas(list(scenario.replicas), make_gate)
         self.by_id = {r.replica_id: r for r in self.replicas}
         self.views = [r.view for r in self.replicas]
+        self.state = None
+        if discipline == "gate":
+            from agentic_ray.scheduling.routing_state import RoutingState
+
+            self.state = RoutingState(router, breaker=breaker, retry=retry, timer=timer)
+            for view in self.views:
+                self.state.add_replica(view)
         self.free = len(self.replicas)  # alive replicas with ongoing < max_ongoing
         self.events = EventQueue()
         self.waiting: list[tuple[Any, int, _Job]] = []
@@ -153,7 +199,33 @@ class _Run:
         return stats
 
     def _finish(self, job: _Job, outcome: int, now: float, reason: str = "") -> None:
+        """A copy ended at the router with ``outcome``; record its request unless a twin decides it."""
         job.outcome = outcome
+        job.reason = reason
+        if job.twin is None:
+            self._record(job, outcome, now, reason)
+        else:
+            self._finish_copy(job, outcome, now)
+
+    def _finish_copy(self, job: _Job, outcome: int, now: float) -> None:
+        """One copy of a hedged request ended: the first success wins (the other copy is cancelled); the
+        request fails only when both copies did, with the first copy's outcome."""
+        twin: _Job = job.twin  # type: ignore[assignment]
+        first = twin if job.hedge else job
+        if first.settled:
+            return
+        if job.hedge and not job.dispatched and outcome == _SHED:
+            self.result.hedges_refused += 1
+        if outcome == _COMPLETED:
+            first.settled = True
+            self.result.hedges_won += job.hedge
+            self._record(job, _COMPLETED, now, "")
+            self._cancel(twin, now)
+        elif twin.outcome > 0:
+            first.settled = True
+            self._record(first, first.outcome, now, first.reason)
+
+    def _record(self, job: _Job, outcome: int, now: float, reason: str) -> None:
         stats = self._stats(job)
         if stats is None:
             return
@@ -181,9 +253,15 @@ class _Run:
 
     # ----------------------------------------------------------------- routing
     def _choose(self, job: _Job, now: float) -> bool:
-        """Ask the router; act on its decision. False when the request must keep waiting."""
+        """Ask the router (through the routing state when there is one); act on its decision. False when
+        the request must keep waiting."""
         timer = self.timer
-        if timer is not None:
+        state = self.state
+        if state is not None:
+            decision = state.decide(job.key, now)
+            if timer is not None and state.decision_ns is not None:
+                self.result.decision_ns.append(state.decision_ns)
+        elif timer is not None:
             t0 = timer()
             decision = self.router.choose(job.request, self.views, now)
             self.result.decision_ns.append(timer() - t0)
@@ -213,8 +291,67 @@ class _Run:
         job.replica = rep
         job.dispatched = True
         rep.jobs[job.index] = job
-        self.router.on_dispatch(job.request, replica_id, now)
+        state = self.state
+        if state is None:
+            self.router.on_dispatch(job.request, replica_id, now)
+        else:
+            state.routed(job.key, replica_id, now)
+            if job.hedge:
+                self.result.hedges_sent += 1
+            elif job.request.hedge_after_ms is not None:
+                at = state.hedge_at(job.key)
+                if at is not None:
+                    self.events.schedule(max(at, now), _HEDGE, job)
         self.events.schedule(now + self.net, _AT_REPLICA, job)
+
+    def _hedge(self, job: _Job, now: float) -> None:
+        """No answer to ``job`` after its class's ``hedge_after_ms``: a second copy goes to another replica."""
+        state = self.state
+        if job.outcome > 0 or job.twin is not None or state is None or not state.hedge_due(job.key, now):
+            return
+        hedge = _Job(job.index, job.request, ~job.index, hedge=True)
+        hedge.twin, job.twin = job, hedge
+        refused = state.admit(hedge.key, job.request, now, hedge_of=job.key)
+        if refused is not None:
+            self._finish(hedge, _SHED, now, refused.reason)
+            return
+        self._choose_new(hedge, now)
+
+    def _cancel(self, job: _Job, now: float) -> None:
+        """Its twin won: take the copy out of its replica (queue or slot) and give its position back. A
+        copy whose answer is already on its way back just returns (and is ignored)."""
+        if job.outcome:
+            return
+        job.outcome = _CANCELLED
+        rep = job.replica
+        state = self.state
+        if rep is None:  # held at the router: dropped when its turn comes
+            if state is not None:
+                state.forget(job.key)
+            return
+        if rep.alive and rep.gate is not None:
+            self._leave_replica(job, rep, now)
+        rep.jobs.pop(job.index, None)
+        self._release(rep)
+        if state is not None:
+            state.completed(job.key, now, ok=False)
+
+    def _leave_replica(self, job: _Job, rep: SimReplica, now: float) -> None:
+        gate = rep.gate
+        rid = job.request.id
+        if job.started and gate.is_executing(rid):
+            rep.busy -= 1
+            self._admitted(rep, gate.finish(rid, now), now)
+        elif gate.cancel(rid):
+            self._unqueue(rep, job)
+        # else still travelling to the replica: it is ignored on arrival
+
+    def _release(self, rep: SimReplica) -> None:
+        """A copy's position at ``rep`` is free again (answer returned, or cancelled)."""
+        view = rep.view
+        if rep.alive and view.ongoing - 1 < view.max_ongoing <= view.ongoing:
+            self.free += 1
+        view.ongoing -= 1
 
     def _drain_waiting(self, now: float, max_routes: int | None = None) -> None:
         """Retry held requests in wait order; stop after ``max_routes`` routes (one freed position
@@ -228,6 +365,8 @@ class _Run:
         while waiting and self.free > 0:
             entry = heapq.heappop(waiting)
             job = entry[2]
+            if job.outcome:  # a cancelled copy
+                continue
             if not self._choose(job, now):
                 held.append(entry)
                 if job.request.allows is None or len(held) >= _MAX_HELD_SCAN:
@@ -243,6 +382,7 @@ class _Run:
     def _start(self, job: _Job, rep: SimReplica, now: float) -> None:
         rep.busy += 1
         job.started = True
+        job.fails = rep.erroring
         service = self.workload.items[job.index].service_ms[rep.group] * rep.slowdown
         job.service_ms = service
         self.events.schedule(now + service / 1000.0, _DONE, job)
@@ -253,7 +393,15 @@ class _Run:
             if job is None or job.outcome:
                 continue
             self._unqueue(rep, job)
-            self._refused(job, rep, now, d.error.reason)
+            self._refused(job, rep, now, d.reason)
+
+    def _admitted(self, rep: SimReplica, admitted: Any, now: float) -> None:
+        """Queued work the gate starts now (and expired work it dropped on the way)."""
+        self._gate_dropped(rep, admitted.dropped, now)
+        for s in admitted.started:
+            started = rep.jobs[s.request_id]
+            self._unqueue(rep, started)
+            self._start(started, rep, now)
 
     def _unqueue(self, rep: SimReplica, job: _Job) -> None:
         qbp = rep.queued_by_priority
@@ -290,43 +438,48 @@ class _Run:
             qbp = rep.queued_by_priority
             qbp[job.request.priority] = qbp.get(job.request.priority, 0) + 1
         else:  # Reject
-            self._refused(job, rep, now, result.error.reason)
+            self._refused(job, rep, now, result.reason)
 
     def _done(self, job: _Job, now: float) -> None:
         rep = job.replica
         if job.outcome or rep is None or not rep.alive:
             return
         rep.busy -= 1
-        model = job.request.model
-        sm = rep.view.service_ms
-        old = sm.get(model)
-        sm[model] = job.service_ms if old is None else old + _SERVICE_EWMA_ALPHA * (job.service_ms - old)
-        job.outcome = -_COMPLETED
+        if job.fails:  # an error fault: the call failed; its time is no service sample
+            job.outcome = -_FAILED
+            service = None
+        else:
+            job.outcome = -_COMPLETED
+            service = job.service_ms
+            model = job.request.model
+            sm = rep.view.service_ms
+            old = sm.get(model)
+            sm[model] = service if old is None else old + _SERVICE_EWMA_ALPHA * (service - old)
         self.events.schedule(now + self.net, _RETURN, (job, ""))
         if rep.gate is None:
             if rep.fifo:
                 self._start(rep.fifo.popleft(), rep, now)
             return
-        admitted = rep.gate.finish(job.request.id, now, job.service_ms)
-        self._gate_dropped(rep, admitted.dropped, now)
-        for s in admitted.started:
-            started = rep.jobs[s.request_id]
-            self._unqueue(rep, started)
-            self._start(started, rep, now)
+        self._admitted(rep, rep.gate.finish(job.request.id, now, service), now)
 
     def _return(self, job: _Job, reason: str, now: float) -> None:
         rep = job.replica
-        if job.outcome > 0 or rep is None:  # already failed by a crash
+        if job.outcome > 0 or rep is None:  # already failed by a crash, or cancelled
             return
         rep.jobs.pop(job.index, None)
         view = rep.view
         if rep.alive and view.ongoing - 1 < view.max_ongoing <= view.ongoing:
             self.free += 1
         view.ongoing -= 1
-        ok = job.outcome == -_COMPLETED
-        self._finish(job, _COMPLETED if ok else _SHED, now, reason)
-        latency_ms = (now - job.request.arrival) * 1000.0
-        self.router.observe(job.request, rep.replica_id, job.service_ms, latency_ms, ok, now)
+        outcome = -job.outcome
+        ok = outcome == _COMPLETED
+        if self.state is not None:
+            health = True if ok else (False if outcome == _FAILED else None)  # a refusal is no failure
+            self.state.completed(job.key, now, service_ms=job.service_ms, ok=ok, health=health)
+        else:
+            latency_ms = (now - job.request.arrival) * 1000.0
+            self.router.observe(job.request, rep.replica_id, job.service_ms, latency_ms, ok, now)
+        self._finish(job, outcome, now, reason)
         self._drain_waiting(now, max_routes=1)
 
     def _crash(self, rep: SimReplica, now: float) -> None:
@@ -338,14 +491,21 @@ class _Run:
         if view.ongoing < view.max_ongoing:
             self.free -= 1
         self.views = [v for v in self.views if v is not view]
+        state = self.state
         for job in list(rep.jobs.values()):
             if job.outcome < 0:
                 continue  # completed or refused: the answer is already on its way back
-            self._finish(job, _FAILED, now)
             view.ongoing -= 1
             rep.jobs.pop(job.index, None)
-            self.router.observe(job.request, rep.replica_id, math.nan, (now - job.request.arrival) * 1000.0, False, now)
+            if state is not None:
+                state.completed(job.key, now, ok=False, health=False)
+            else:
+                latency_ms = (now - job.request.arrival) * 1000.0
+                self.router.observe(job.request, rep.replica_id, math.nan, latency_ms, False, now)
+            self._finish(job, _FAILED, now)
         rep.fifo.clear()
+        if state is not None:
+            state.remove_replica(rep.replica_id)
         self._drain_waiting(now)
 
     def _set_slowdown(self, rep: SimReplica, factor: float) -> None:
@@ -362,12 +522,31 @@ class _Run:
             for fault in spec.faults:
                 targets = members if fault.replica == "all" else [members[fault.replica]]
                 for rep in targets:
-                    if fault.kind == "crash":
-                        self.events.schedule(fault.at_s, _CRASH, rep)
-                    else:
-                        self.events.schedule(fault.at_s, _FAULT_START, (rep, fault.factor))
-                        if fault.for_s is not None:
-                            self.events.schedule(fault.at_s + fault.for_s, _FAULT_END, rep)
+                    self._schedule_fault(fault, rep)
+
+    def _schedule_fault(self, fault: Any, rep: SimReplica) -> None:
+        events = self.events
+        if fault.kind == "crash":
+            events.schedule(fault.at_s, _CRASH, rep)
+            return
+        start, end = (_ERRORS_START, _ERRORS_END) if fault.kind == "error" else (_FAULT_START, _FAULT_END)
+        events.schedule(fault.at_s, start, (rep, fault.factor))
+        if fault.for_s is not None:
+            events.schedule(fault.at_s + fault.for_s, end, rep)
+
+    def _rare_event(self, kind: int, payload: Any, now: float) -> None:
+        if kind == _HEDGE:
+            self._hedge(payload, now)
+        elif kind == _FAULT_START:
+            self._set_slowdown(payload[0], payload[1])
+        elif kind == _FAULT_END:
+            self._set_slowdown(payload, 1.0)
+        elif kind == _ERRORS_START:
+            payload[0].erroring = True
+        elif kind == _ERRORS_END:
+            payload.erroring = False
+        else:
+            self._crash(payload, now)
 
     def run(self) -> RunResult:
         timer = self.timer
@@ -378,6 +557,7 @@ class _Run:
         n = len(items)
         i = 0
         events = self.events
+        state = self.state
         inf = math.inf
         while True:
             next_arrival = items[i].request.arrival if i < n else inf
@@ -391,20 +571,20 @@ class _Run:
                     self._return(payload[0], payload[1], now)
                 elif kind == _AT_REPLICA:
                     self._at_replica(payload, now)
-                elif kind == _FAULT_START:
-                    self._set_slowdown(payload[0], payload[1])
-                elif kind == _FAULT_END:
-                    self._set_slowdown(payload, 1.0)
                 else:
-                    self._crash(payload, now)
+                    self._rare_event(kind, payload, now)
             else:
                 if events.now < next_arrival:
                     events.now = next_arrival
-                job = _Job(i, items[i].request)
+                request = items[i].request
+                job = _Job(i, request, i)
+                if state is not None:  # a hedged class's request is its own call id (for its hedge)
+                    state.admit(i, request, next_arrival, call_id=i if request.hedge_after_ms is not None else None)
                 i += 1
                 self._choose_new(job, next_arrival)
         for _key, _seq, job in self.waiting:
-            self._finish(job, _FAILED, events.now)
+            if not job.outcome:
+                self._finish(job, _FAILED, events.now)
         self.waiting.clear()
         self.result.total_requests = n
         if timer is not None:
@@ -429,6 +609,9 @@ def run_router(
     name: str | None = None,
     slowdowns: dict[str, float] | None = None,
     cpu_timer: Callable[[], int] | None = None,
+    breaker: BreakerSettings | None = None,
+    retry: RetrySettings | None = None,
+    tenant_shares: Mapping[str, float] | None = None,
 ) -> RunResult:
     """Run ``router`` over ``workload`` on the cluster of ``scenario`` and return its figures.
 
@@ -437,7 +620,9 @@ def run_router(
     The router must be fresh: it keeps state between calls. ``slowdowns`` (replica id -> current
     slowdown factor) is kept up to date during the run when given (the oracle's service-time view).
     ``cpu_timer`` (e.g. ``time.process_time_ns``) measures the run's CPU time, for a simulator speed
-    figure that other processes on the machine do not distort.
+    figure that other processes on the machine do not distort. ``breaker`` / ``retry`` (the policy's
+    settings; None: the defaults) and ``tenant_shares`` (tenant -> share of each replica's gate) apply
+    to routers with gates, driven through the routing state (module docstring).
     """
     run = _Run(
         scenario,
@@ -448,5 +633,6 @@ def run_router(
         name or getattr(router, "name", "router"),
         slowdowns,
         cpu_timer,
+        (breaker, retry, tenant_shares),
     )
     return run.run()

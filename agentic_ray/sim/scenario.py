@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentic_ray.errors import Problem, ScenarioValidationError
+from agentic_ray.policies.schema import BreakerSpec, RetrySpec
 from agentic_ray.policies.types import Shedding
 from agentic_ray.sim.distributions import Bimodal, Deterministic, Exponential, LogNormal, ServiceDistribution
 from agentic_ray.sim.yaml_lines import PathKey, format_path, line_for, load_yaml_with_lines
@@ -85,11 +86,13 @@ DistSpec = Annotated[ExponentialSpec | DeterministicSpec | LogNormalSpec | Bimod
 
 class FaultSpec(_Model):
     """``crash`` removes the replica at ``at_s``; ``slowdown`` multiplies service times by ``factor``
-    for work started in ``[at_s, at_s + for_s)`` (``for_s`` absent: until the end). ``replica`` is the
-    index within the group (default 0) or ``"all"``."""
+    for work started in ``[at_s, at_s + for_s)`` (``for_s`` absent: until the end); ``error`` fails every
+    request the replica starts in that window (answered with an error when its service time ends, as a
+    replica whose code raises: the circuit breaker's signal). ``replica`` is the index within the group
+    (default 0) or ``"all"``."""
 
     at_s: NonNegative
-    kind: Literal["crash", "slowdown"]
+    kind: Literal["crash", "slowdown", "error"]
     factor: Positive | None = None
     for_s: Positive | None = None
     replica: Annotated[int, Field(ge=0)] | Literal["all"] = 0
@@ -155,7 +158,14 @@ class WorkloadSpec(_Model):
 
 
 class Scenario(_Model):
-    """A validated scenario. Build it with ``load_scenario`` / ``parse_scenario``."""
+    """A validated scenario. Build it with ``load_scenario`` / ``parse_scenario``.
+
+    Routers whose replicas run an admission gate (``agentic``) are driven through the routing state
+    Serve's router uses: the replicas' gates get Serve's queue bounds and the tenants' share caps
+    (``tenant_shares``, else the policy's tenants' shares), the breaker and the retry budget take
+    ``breaker`` / ``retry`` (the policy's ``admission.breaker`` / ``admission.retry`` schema; else the
+    policy's, else the defaults), and a class with ``hedge_after_ms`` (inline, or in the policy) is
+    hedged: after that long without an answer a second copy goes to another replica."""
 
     name: Annotated[str, Field(min_length=1)]
     seed: int = 0
@@ -167,6 +177,9 @@ class Scenario(_Model):
     replicas: Annotated[list[ReplicaGroupSpec], Field(min_length=1)]
     workload: WorkloadSpec
     router_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    tenant_shares: dict[str, Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]] | None = None
+    breaker: BreakerSpec | None = None
+    retry: RetrySpec | None = None
 
     @property
     def measured_s(self) -> float:
@@ -206,6 +219,17 @@ def _semantic_problems(sc: Scenario) -> list[tuple[PathKey, str]]:
         for cls in sc.workload.mix:
             if cls not in sc.classes:
                 out.append((("workload", "mix", cls), f"unknown class; classes are {sorted(sc.classes)}"))
+    out.extend(_replica_problems(sc))
+    arrivals = sc.workload.arrivals
+    if isinstance(arrivals, MmppSpec) and arrivals.burst_for_s >= arrivals.burst_every_s:
+        out.append((("workload", "arrivals", "burst_for_s"), "must be < burst_every_s"))
+    if isinstance(arrivals, TraceSpec) and not os.path.isfile(arrivals.file):
+        out.append((("workload", "arrivals", "file"), f"file not found: {arrivals.file}"))
+    return out
+
+
+def _replica_problems(sc: Scenario) -> list[tuple[PathKey, str]]:
+    out: list[tuple[PathKey, str]] = []
     seen: set[str] = set()
     for gi, group in enumerate(sc.replicas):
         if group.name in seen:
@@ -220,11 +244,6 @@ def _semantic_problems(sc: Scenario) -> list[tuple[PathKey, str]]:
                 out.append((("replicas", gi, "faults", fi, "factor"), "required for a slowdown"))
             if isinstance(fault.replica, int) and fault.replica >= group.count:
                 out.append((("replicas", gi, "faults", fi, "replica"), f"index {fault.replica} >= count {group.count}"))
-    arrivals = sc.workload.arrivals
-    if isinstance(arrivals, MmppSpec) and arrivals.burst_for_s >= arrivals.burst_every_s:
-        out.append((("workload", "arrivals", "burst_for_s"), "must be < burst_every_s"))
-    if isinstance(arrivals, TraceSpec) and not os.path.isfile(arrivals.file):
-        out.append((("workload", "arrivals", "file"), f"file not found: {arrivals.file}"))
     return out
 
 

@@ -6,7 +6,8 @@ are built with ``agentic_ray.scheduling.registry.create_router(name, rng, **conf
 offers the keyword arguments a router's constructor accepts among ``classes`` (the QoS classes) and
 ``service_time`` (the oracle's clairvoyant ``(request, replica_id) -> ms``: the pre-sampled service time
 of that request on that replica's group times the replica's current slowdown), then the scenario's
-``router_config.<name>`` on top.
+``router_config.<name>`` on top. Routers with gates also get the run's breaker and retry settings and
+tenant shares (``scenario_admission``: the scenario's, else the policy's).
 """
 
 from __future__ import annotations
@@ -16,13 +17,22 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agentic_ray.errors import Problem, ScenarioValidationError
-from agentic_ray.policies.types import QosClass
+from agentic_ray.policies.types import BreakerSettings, QosClass, RetrySettings
+from agentic_ray.scheduling.admission import tenant_shares_of
 from agentic_ray.scheduling.types import Request, Router
 from agentic_ray.sim.runner import RunResult, run_router
 from agentic_ray.sim.scenario import Scenario
 from agentic_ray.sim.workload import Workload, build_workload, stream
 
-__all__ = ["ServiceOracle", "load_policy_for", "make_router", "scenario_classes", "simulate", "simulate_runs"]
+__all__ = [
+    "ServiceOracle",
+    "load_policy_for",
+    "make_router",
+    "scenario_admission",
+    "scenario_classes",
+    "simulate",
+    "simulate_runs",
+]
 
 
 class ServiceOracle:
@@ -67,6 +77,28 @@ def scenario_classes(scenario: Scenario, policy: Any = None) -> dict[str, QosCla
         )
         for name, c in (scenario.classes or {}).items()
     }
+
+
+def scenario_admission(
+    scenario: Scenario, policy: Any = None
+) -> tuple[BreakerSettings | None, RetrySettings | None, dict[str, float] | None]:
+    """``(breaker, retry, tenant_shares)`` of the run: the scenario's own when it sets them, else the
+    policy's (None: the defaults; no tenant shares)."""
+    breaker = retry = None
+    shares: dict[str, float] | None = None
+    if policy is not None:
+        breaker, retry = policy.breaker, policy.retry
+        shares = tenant_shares_of(policy.tenants) or None
+    if scenario.breaker is not None:
+        b = scenario.breaker
+        breaker = BreakerSettings(
+            b.consecutive_failures, b.ejection_s, b.max_ejection_s, b.max_ejected_fraction, b.latency_outlier_factor
+        )
+    if scenario.retry is not None:
+        retry = RetrySettings(scenario.retry.ratio, scenario.retry.min_per_s, scenario.retry.max_attempts)
+    if scenario.tenant_shares is not None:
+        shares = dict(scenario.tenant_shares)
+    return breaker, retry, shares
 
 
 def _accepted_params(name: str) -> set[str] | None:
@@ -126,6 +158,7 @@ def simulate_runs(
             raise ScenarioValidationError(problems, scenario.name)
     workload = build_workload(scenario, seed, policy)
     classes = scenario_classes(scenario, policy)
+    breaker, retry, tenant_shares = scenario_admission(scenario, policy)
     results: dict[str, RunResult] = {}
     for name in routers:
         oracle = ServiceOracle(scenario, workload)
@@ -140,6 +173,9 @@ def simulate_runs(
             name=name,
             slowdowns=oracle.slowdowns,
             cpu_timer=cpu_timer,
+            breaker=breaker,
+            retry=retry,
+            tenant_shares=tenant_shares,
         )
     return results
 

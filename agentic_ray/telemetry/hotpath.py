@@ -3,13 +3,15 @@
 A routing decision of the pure core takes ~5 us (16 replicas), while one ``ray.util.metrics`` call
 costs ~2 us, a sampled OpenTelemetry span ~20 us and building a 12-field frozen dataclass ~1 us. So
 on the hot path the hook does no Python work at all: ``hook.push`` *is* the ``append`` of a list (a C
-call), and the adapter pushes one plain tuple per decision, in ``DECISION_FIELDS`` order (the same
-order as ``serve.hooks.DecisionEvent``'s positional fields)::
+call), and the adapter pushes one plain tuple per decision in the field order of
+``scheduling.events.DecisionEvent`` (``DECISION_FIELDS``; a plain tuple, not the NamedTuple, because the
+garbage collector untracks a tuple of atomic values but never a tuple subclass: see that module)::
 
     hook.push(("router", "route", request.id, request.qos, reason, replica_id, predicted_ms,
-               remaining_ms, request.rule_ids, policy.version, decision_us, now))
+               remaining_ms, request.rule_ids, policy.version, decision_us, now, None))
 
-A background thread (every ``flush_interval_s``) takes the buffered tuples and
+A background thread (every ``flush_interval_s``) takes the buffered entries (viewed as ``DecisionEvent``
+where a field is read by name) and
 
 - counts them by (where, outcome, class, reason) with ``collections.Counter`` (C speed) and adds each
   count to ``agentic_decisions`` and, for sheds and rejections, ``agentic_shed`` / ``agentic_rejected``:
@@ -21,8 +23,8 @@ A background thread (every ``flush_interval_s``) takes the buffered tuples and
 - appends every decision to the ``DecisionLog`` when one is set (so the audit log lags by at most one
   flush interval, 0.5 s when auditing; a process crash loses at most that window).
 
-``record(event)`` (the ``serve.hooks.DecisionHook`` protocol) pushes an event's fields the same way;
-an event whose ``extra["trace"]`` carries a sampled W3C context is also traced at once, as a child of
+``record(event)`` (the ``serve.hooks.DecisionHook`` protocol) pushes the event the same way; an event
+whose ``extra["trace"]`` carries a sampled W3C context is also traced at once, as a child of
 the caller's span. Nothing here raises into the caller.
 
 Taking the buffer is ``n = len(buf); batch = buf[:n]; del buf[:n]``: each step is atomic under the
@@ -42,6 +44,7 @@ from collections import Counter
 from operator import itemgetter
 from typing import Any
 
+from agentic_ray.scheduling.events import DecisionEvent
 from agentic_ray.telemetry import tracing
 from agentic_ray.telemetry.metrics import AgenticMetrics, MetricsSink
 
@@ -49,11 +52,8 @@ __all__ = ["DECISION_FIELDS", "TelemetryHook", "process_hook"]
 
 log = logging.getLogger(__name__)
 
-DECISION_FIELDS = (
-    "where", "outcome", "request_id", "qos", "reason", "replica_id", "predicted_ms", "remaining_ms",
-    "rule_ids", "policy_version", "decision_us", "at",
-)  # fmt: skip
-_KEY = itemgetter(0, 1, 3, 4)  # where, outcome, qos, reason
+DECISION_FIELDS = DecisionEvent._fields  # the one definition: scheduling.events.DecisionEvent
+_KEY = itemgetter(*(DECISION_FIELDS.index(f) for f in ("where", "outcome", "qos", "reason")))
 _COMPONENT = {"router": "router", "gate": "replica"}
 _REJECT_OUTCOMES = frozenset({"reject", "drop", "evict"})
 _AUDIT_FLUSH_S = 0.5
@@ -137,13 +137,12 @@ class TelemetryHook:
 
     # -- the DecisionHook protocol -------------------------------------------------------------------
     def record(self, event: Any) -> None:
-        """Push a ``DecisionEvent`` (by its fields); trace it now when it carries a sampled context."""
+        """Push a ``DecisionEvent``; trace it now when it carries a sampled context."""
         try:
-            entry = tuple(getattr(event, f) for f in DECISION_FIELDS)
             extra = event.extra
             if extra and tracing.is_sampled(extra.get("trace")):
-                self._span(entry, extra["trace"])
-            self.push(entry)
+                self._span(event, extra["trace"])
+            self.push(event)
         except Exception:
             self._failed()
 
@@ -173,7 +172,7 @@ class TelemetryHook:
             i = self._next_sample
             while i < n:
                 try:
-                    self._sample(batch[i])
+                    self._sample(DecisionEvent._make(batch[i]))
                 except Exception:
                     self._failed()
                 i += self._gap()
@@ -181,63 +180,62 @@ class TelemetryHook:
             if self.decision_log is not None:
                 for entry in batch:
                     try:
-                        self._audit(entry)
+                        self._audit(DecisionEvent._make(entry))
                     except Exception:
                         self._failed()
             return counts
 
-    def _sample(self, e: tuple) -> None:
-        where, _, _, qos = e[0], e[1], e[2], e[3]
-        predicted = _number(e[6])
+    def _sample(self, e: DecisionEvent) -> None:
+        predicted = _number(e.predicted_ms)
         if predicted is not None:
-            self._metrics(_COMPONENT.get(where, where)).predicted_latency(qos, predicted)
+            self._metrics(_COMPONENT.get(e.where, e.where)).predicted_latency(e.qos, predicted)
         self._span(e, None)
 
-    def _span(self, e: tuple, carrier: Any) -> None:
+    def _span(self, e: DecisionEvent, carrier: Any) -> None:
         tr = tracing.tracer()
         if tr is tracing._NOOP_TRACER:
             return
-        at = _number(e[11])
+        at = _number(e.at)
         start_ns = int(at * 1e9) if at else time.time_ns()
-        end_ns = start_ns + int((_number(e[10]) or 0.0) * 1000.0)
+        end_ns = start_ns + int((_number(e.decision_us) or 0.0) * 1000.0)
         attrs: dict[str, Any] = {
             tracing.FORCE_SAMPLE_ATTRIBUTE: True,
-            "agentic.outcome": str(e[1]),
-            "agentic.request_id": str(e[2]),
-            "agentic.qos": str(e[3]),
-            "agentic.reason": str(e[4] or ""),
-            "agentic.rule_ids": [str(r) for r in (e[8] or ())],
-            "agentic.policy_version": str(e[9] or ""),
+            "agentic.outcome": str(e.outcome),
+            "agentic.request_id": str(e.request_id),
+            "agentic.qos": str(e.qos),
+            "agentic.reason": str(e.reason or ""),
+            "agentic.rule_ids": [str(r) for r in (e.rule_ids or ())],
+            "agentic.policy_version": str(e.policy_version or ""),
         }
-        if e[5] is not None:
-            attrs["agentic.replica_id"] = str(e[5])
-        for name, value in (("predicted_ms", e[6]), ("remaining_ms", e[7])):
+        if e.replica_id is not None:
+            attrs["agentic.replica_id"] = str(e.replica_id)
+        for name, value in (("predicted_ms", e.predicted_ms), ("remaining_ms", e.remaining_ms)):
             v = _number(value)
             if v is not None:
                 attrs["agentic." + name] = v
         s = tr.start_span(
-            "agentic.route" if e[0] == "router" else "agentic.gate",
+            "agentic.route" if e.where == "router" else "agentic.gate",
             context=tracing.extract(carrier),
             attributes=attrs,
             start_time=start_ns,
         )
         s.end(end_time=end_ns)
 
-    def _audit(self, e: tuple) -> None:
-        version = str(e[9] or "")
+    def _audit(self, e: DecisionEvent) -> None:
+        version = str(e.policy_version or "")
         # registered by the adapter; else a policy without metadata.version is "sha256:<first 12 hex digits>"
         sha = self.policy_sha256.get(version) or (version[7:] if version.startswith("sha256:") else "")
         self.decision_log.log_decision(
-            request_id=str(e[2]),
-            action=str(e[1]),
-            qos=str(e[3]),
+            request_id=str(e.request_id),
+            action=str(e.outcome),
+            qos=str(e.qos),
             policy_version=version,
             policy_sha256=sha,
-            rule_ids=list(e[8] or ()),
-            inputs={"where": e[0], "remaining_ms": _number(e[7])},
-            predicted={"predicted_ms": _number(e[6]), "replica_id": e[5]},
-            outcome=f"{e[1]}:{e[4]}" if e[4] else str(e[1]),
-            ts=_number(e[11]),
+            rule_ids=list(e.rule_ids or ()),
+            inputs={"where": e.where, "remaining_ms": _number(e.remaining_ms)},
+            predicted={"predicted_ms": _number(e.predicted_ms), "replica_id": e.replica_id},
+            outcome=f"{e.outcome}:{e.reason}" if e.reason else str(e.outcome),
+            ts=_number(e.at),
         )
 
     def _flush_loop(self) -> None:

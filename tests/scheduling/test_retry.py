@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from agentic_ray.policies.types import RetrySettings
 from agentic_ray.scheduling.retry import RetryBudget
 
@@ -30,3 +32,11 @@ def test_max_attempts_and_remaining_budget():
     assert not b.can_retry(3, 100.0, 50.0, 0.0)
     assert not b.can_retry(1, 40.0, 50.0, 0.0)
     assert b.spent(0.0) == 0  # can_retry does not spend
+
+
+def test_deposits_leave_the_window_even_when_nothing_is_drawn():
+    b = RetryBudget(RetrySettings(ratio=0.5, min_per_s=0.0, max_attempts=3), window_s=10.0)
+    for k in range(1000):
+        b.record_request(k * 0.1)  # 100 s of requests, no retry ever asked for
+    assert len(b._requests) <= 101  # the last window's deposits only
+    assert b.allowed(99.9) == pytest.approx(0.5 * 100)

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from agentic_ray.policies.types import NodeAttrs, QosClass, RetrySettings, Shedding
+from agentic_ray.policies.types import NodeAttrs, QosClass, Shedding
 from agentic_ray.scheduling import ReplicaView, Route, Shed, Wait, create_router
 
 from .conftest import CLASSES, req
@@ -126,21 +126,6 @@ def test_observe_feeds_ewma_and_pending():
     assert r.service_ms(views[0], "default") == pytest.approx(500.0)
     # now cpu (500 ms) misses a 400 ms budget; the gpu meets it
     assert r.choose(req("standard", budget_ms=400), views, 0.0).replica_id == "gpu"
-
-
-def test_hedge_charged_to_budget():
-    classes = dict(CLASSES, standard=QosClass("standard", 1, 1000, hedge_after_ms=50.0))
-    r = create_router(
-        "agentic",
-        random.Random(0),
-        classes=classes,
-        hedge_budget=RetrySettings(ratio=0.0, min_per_s=0.1, max_attempts=2),
-    )
-    views = replicas()
-    d1 = r.choose(req("standard", classes=classes), views, 0.0)
-    assert d1.replica_id == "cpu" and d1.hedge_replica_id == "gpu" and d1.hedge_after_ms == 50.0
-    d2 = r.choose(req("standard", classes=classes), views, 0.0)  # budget of 1 per 10 s spent
-    assert d2.hedge_replica_id is None and d2.hedge_after_ms is None
 
 
 def test_wait_order_is_priority_then_edf_like_the_gate():

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from agentic_ray.errors import BudgetExhausted, NoEligibleReplica, Overloaded
+from agentic_ray.errors import AdmissionError, BudgetExhausted, CircuitOpen, NoEligibleReplica, Overloaded
 from agentic_ray.scheduling.types import Shed
 from agentic_ray.serve._http_status import http_error
 from agentic_ray.serve._meta import META_KWARG, HeaderError, meta_from_headers, pop_meta, request_meta
@@ -47,6 +47,16 @@ def test_http_status_of_admission_errors():
     assert status == 504 and "Retry-After" not in headers
     status, headers, body = http_error(NoEligibleReplica("none", rule_ids=("eu",)))
     assert status == 503 and "Retry-After" not in headers and body["rule_ids"] == ["eu"]
+    status, headers, body = http_error(CircuitOpen("deployment app/Model", 2.2, reason="no_healthy_replica"))
+    assert (status, headers["Retry-After"], body["error"]) == (503, "3", "no_healthy_replica")
+
+
+def test_a_shed_for_open_circuits_reaches_the_proxy_as_503_with_retry_after():
+    pytest.importorskip("ray.serve")
+    from agentic_ray.serve._http_direct import HttpShed
+
+    shed = HttpShed.of(CircuitOpen("deployment app/Model", 4.5, reason="no_healthy_replica"))
+    assert (shed.status_code, shed.retry_after_s, shed.body["error"]) == (503, 5.0, "no_healthy_replica")
 
 
 def test_router_shed_decisions_map_to_typed_errors():
@@ -58,6 +68,11 @@ def test_router_shed_decisions_map_to_typed_errors():
     assert isinstance(err, BudgetExhausted) and err.retry_after_s == 0.3 and "250.0" in str(err)
     assert isinstance(shed_error(Shed("over_shed_threshold", 0.1)), Overloaded)
     assert isinstance(shed_error(Shed("retry_budget_exhausted", 1.0, (), math.nan)), Overloaded)
+    # every replica the request may use is ejected by its breaker: CircuitOpen, retry when one half-opens
+    err = shed_error(Shed("no_healthy_replica", 2.5, ("r2",)), "deployment app/Model")
+    assert isinstance(err, CircuitOpen) and isinstance(err, AdmissionError)
+    assert (err.retry_after_s, err.reason, err.rule_ids, err.target) == (2.5, "no_healthy_replica", ("r2",),
+                                                                         "deployment app/Model")  # fmt: skip
 
 
 def test_importing_the_serve_package_does_not_import_ray():

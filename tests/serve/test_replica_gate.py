@@ -164,37 +164,38 @@ def test_failing_replica_is_ejected_by_the_breaker_then_probed_back(worker):
         with pytest.raises(RuntimeError):
             worker.boom.remote(qos="critical", budget_ms=60_000).result(timeout_s=60)
     # The replica publishes its failure count with its routing stats (every 0.25 s).
-    reason, refused = _first_refusal(worker, "ejected", timeout_s=10)
-    assert reason == "no_healthy_replica"
+    error, refused = _first_refusal(worker, "ejected", timeout_s=10)
+    # every replica the request may use is ejected: CircuitOpen, retry when the breaker half-opens
+    assert error.reason == "no_healthy_replica" and 0 < error.retry_after_s <= 2.0
     time.sleep(2.2)  # ejection over: one half-open probe may go, and its success closes the breaker
     assert worker.work.remote("probe", 0.01, qos="standard", budget_ms=60_000).result(timeout_s=60) == "probe"
     assert _first_success(worker, "after", timeout_s=10) == "after"
     assert refused not in worker.log.remote().result(timeout_s=10)
 
 
-def _first_refusal(handle, tag: str, timeout_s: float) -> tuple[str, str]:
-    from agentic_ray.errors import Overloaded
+def _first_refusal(handle, tag: str, timeout_s: float) -> tuple[Exception, str]:
+    from agentic_ray.errors import CircuitOpen
 
     end = time.time() + timeout_s
     i = 0
     while time.time() < end:
         try:
             handle.work.remote(f"{tag}{i}", 0.0, qos="standard", budget_ms=60_000).result(timeout_s=60)
-        except Overloaded as exc:
-            return exc.reason, f"{tag}{i}"
+        except CircuitOpen as exc:
+            return exc, f"{tag}{i}"
         i += 1
         time.sleep(0.05)
     raise AssertionError("the breaker never opened")
 
 
 def _first_success(handle, tag: str, timeout_s: float) -> str:
-    from agentic_ray.errors import Overloaded
+    from agentic_ray.errors import CircuitOpen
 
     end = time.time() + timeout_s
     while time.time() < end:
         try:
             return handle.work.remote(tag, 0.0, qos="standard", budget_ms=60_000).result(timeout_s=60)
-        except Overloaded:
+        except CircuitOpen:
             time.sleep(0.1)  # half-open until the probe's success is reported
     raise AssertionError("the breaker never closed")
 

@@ -15,8 +15,8 @@ it predicts this request's completion time from now::
 Control", SIGCOMM 1988; RFC 6298 uses k = 4): with the mean alone, a replica whose service time varies
 (cv 0.5) is predicted to finish on time about half of the times it is chosen at the edge of the
 budget; the deviation term asks for room for a likely slow draw. The queue wait uses the mean (a sum of
-n draws varies about sqrt(n) times one draw, not n times). Estimates: ``MeanDeviation`` in
-``estimators.py`` (mean smoothing ``alpha``, deviation smoothing ``deviation_beta``, as RFC 6298).
+n draws varies about sqrt(n) times one draw, not n times). Estimates: ``ServiceTable`` in
+``service_table.py`` (mean smoothing ``alpha``, deviation smoothing ``deviation_beta``, as RFC 6298).
 ``alpha`` defaults to 0.05 (a memory of about 20 samples per replica and model; RFC 6298 uses 1/8): with
 bimodal service (5 % of requests 40x slower) a faster-forgetting mean drops back to the fast mode
 between slow requests and ``m + k * d`` under-predicts; in the SLO matrix (``benchmarks/slo_matrix.py``)
@@ -98,12 +98,19 @@ Other outcomes: no replica passes placement -> ``Shed("no_eligible_replica", rul
 unhealthy -> ``Shed("no_healthy_replica", retry_after_s=1)``; all at ``max_ongoing`` -> ``Wait``;
 deadline already passed -> ``Shed("deadline_passed")``.
 
-Hedging: for a request with ``hedge_after_ms`` and a ``hedge_budget`` (``RetrySettings``) configured,
-the route names a second replica (the best other one that could still finish in time when started after
-``hedge_after_ms``) when the ``RetryBudget`` allows one more; the hedge is charged at decision time.
+Hedging is not decided here: ``routing_state.RoutingState`` (which Serve's router and the simulator
+drive) routes a hedge like any request, away from its first copy's replica, and pays it from the retry
+budget.
 
-Ideas from: Linkerd/Finagle latency-aware balancing, "The Tail at Scale" (Dean & Barroso, 2013) for
-hedging, and deadline-aware admission in Google's SRE book ch. 21-22.
+Structure: measuring is apart from ranking. The estimates live in their own modules
+(``service_table.ServiceTable``: mean and deviation per replica and model; ``urgency.UrgentRates``:
+the decayed dispatch rates; ``residual.HeadOfLine``: in-flight requests and the residual life);
+``choose`` makes one pass over the candidates (``_scan``: each one's prediction, ``_queued`` when the
+request has to queue, and the running best of each ranking) and applies the class's shedding rules to
+what it found (the never-shed rule in ``_never_shed``).
+
+Ideas from: Linkerd/Finagle latency-aware balancing and deadline-aware admission in Google's SRE book
+ch. 21-22.
 """
 
 from __future__ import annotations
@@ -111,19 +118,34 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping
+from typing import NamedTuple
 
-from agentic_ray.policies.types import QosClass, RetrySettings, Shedding
-from agentic_ray.scheduling.estimators import MeanDeviation
-from agentic_ray.scheduling.residual import ResidualLife
-from agentic_ray.scheduling.retry import RetryBudget
+from agentic_ray.policies.types import QosClass, Shedding
+from agentic_ray.scheduling.residual import HeadOfLine
 from agentic_ray.scheduling.routers.base import GATE, PendingRouter
+from agentic_ray.scheduling.service_table import ServiceTable
 from agentic_ray.scheduling.types import Decision, ReplicaView, Request, Route, Shed, Wait
+from agentic_ray.scheduling.urgency import UrgentRates
 
 __all__ = ["AgenticRouter"]
 
 _NEVER = Shedding.NEVER
-_REBASE = 200.0  # time constants between epoch moves of the decayed dispatch rates (exp(200) is finite)
-_MAX_TRACKED = 1024  # in-flight requests remembered per replica (oldest forgotten first)
+_INF = math.inf
+
+
+class _Scan(NamedTuple):
+    """What one pass over the candidates found: how many there were; the cheapest replica predicted to
+    meet the budget (then the fastest of those); the cheapest that meets it with the queue of the moment;
+    the fastest one; the lowest utilisation counting this request."""
+
+    candidates: int
+    meet: ReplicaView | None
+    meet_pred: float
+    now_meet: ReplicaView | None
+    now_pred: float
+    fastest: ReplicaView | None
+    fastest_pred: float
+    min_util: float
 
 
 class AgenticRouter(PendingRouter):
@@ -131,7 +153,7 @@ class AgenticRouter(PendingRouter):
 
     Config keys (all optional): ``classes``, ``safety_margin`` (0.1), ``margin_ms`` (0), ``default_service_ms``
     (50), ``alpha`` (0.05: mean smoothing), ``deviation_beta`` (0.25: deviation smoothing), ``deviation_k``
-    (2: deviations added to the mean; 0 predicts with the mean alone), ``hedge_budget``, ``residual``
+    (2: deviations added to the mean; 0 predicts with the mean alone), ``residual``
     (True: predict a single-slot replica's head-of-line wait from its oldest in-flight request's age),
     ``arrival_window_s`` (1.0: time constant of the per-replica, per-priority dispatch rates that stretch
     a queued request's wait for more urgent work jumping ahead; None turns that off).
@@ -149,7 +171,6 @@ class AgenticRouter(PendingRouter):
         margin_ms: float = 0.0,
         default_service_ms: float = 50.0,
         alpha: float = 0.05,
-        hedge_budget: RetrySettings | None = None,
         deviation_beta: float = 0.25,
         deviation_k: float = 2.0,
         residual: bool = True,
@@ -172,300 +193,198 @@ class AgenticRouter(PendingRouter):
         self.safety_factor = 1.0 + safety_margin
         self.margin_ms = margin_ms
         self.default_service_ms = default_service_ms
-        self.alpha = alpha
-        self.deviation_beta = deviation_beta
         self.deviation_k = deviation_k
-        # model -> replica id -> its estimator, and the hot-path copy (mean, mean + k * deviation).
-        self._stats_by_model: dict[str, dict[str, MeanDeviation]] = {}
-        self._est_by_model: dict[str, dict[str, tuple[float, float]]] = {}
-        self.hedge_budget = RetryBudget(hedge_budget) if hedge_budget is not None else None
-        # Head-of-line residual: replica id -> request id -> (dispatched at, model), insertion-ordered,
-        # and the time of the last answer from each replica (its oldest in-flight request started no
-        # earlier than that).
-        self.residual = ResidualLife() if residual else None
-        self._inflight: dict[str, dict[object, tuple[float, str]]] = {}
-        self._last_answer: dict[str, float] = {}
-        # Jumping ahead: replica id -> priority -> decayed dispatch rate (1/s) scaled to the epoch
-        # ``rate(now) = scaled * exp((epoch - now) / tau)``, so that one exp per decision decays them all;
-        # the epoch moves (all rates rescaled) every _REBASE time constants to keep exp() finite.
         self.arrival_window_s = arrival_window_s
-        # ``_below[p][rid]`` caches the sum over priorities q < p, for every priority level p seen so far.
-        self._rates: dict[str, dict[int, float]] | None = {} if arrival_window_s is not None else None
-        self._below: dict[int, dict[str, float]] = {}
-        self._levels: set[int] = set()
-        self._epoch: float | None = None
+        self.table = ServiceTable(alpha, deviation_beta, deviation_k)
+        self.head = HeadOfLine() if residual else None
+        self.urgency = UrgentRates(arrival_window_s) if arrival_window_s is not None else None
 
+    # -- measuring ------------------------------------------------------------------------------------
     def on_dispatch(self, request: Request, replica_id: str, now: float) -> None:
-        """Count ``request`` as pending at ``replica_id``; remember when it was sent."""
+        """Count ``request`` as pending at ``replica_id``; remember when it was sent, and its priority's rate."""
         super().on_dispatch(request, replica_id, now)
-        if self.residual is not None:
-            flights = self._inflight.get(replica_id)
-            if flights is None:
-                flights = self._inflight[replica_id] = {}
-            elif len(flights) >= _MAX_TRACKED:
-                del flights[next(iter(flights))]
-            flights[request.id] = (now, request.model)
-        rates = self._rates
-        if rates is not None:
-            tau: float = self.arrival_window_s  # type: ignore[assignment]
-            epoch = self._epoch
-            if epoch is None:
-                epoch = self._epoch = now
-            elif now - epoch > _REBASE * tau:
-                factor = math.exp((epoch - now) / tau)  # underflows to 0.0 after a long idle: fine
-                for table in (rates, self._below):
-                    for by in table.values():
-                        for key in by:
-                            by[key] *= factor
-                epoch = self._epoch = now
-            prio = request.priority
-            if prio not in self._levels:
-                self._add_level(prio)
-            by_prio = rates.get(replica_id)
-            if by_prio is None:
-                by_prio = rates[replica_id] = {}
-            inc = math.exp((now - epoch) / tau) / tau
-            by_prio[prio] = by_prio.get(prio, 0.0) + inc
-            for level, table in self._below.items():
-                if level > prio:
-                    table[replica_id] = table.get(replica_id, 0.0) + inc
-
-    def _add_level(self, level: int) -> None:
-        """Start caching, for every replica, the scaled dispatch rate of priorities below ``level``."""
-        self._levels.add(level)
-        self._below[level] = {
-            rid: sum(v for q, v in by_prio.items() if q < level)
-            for rid, by_prio in self._rates.items()  # type: ignore[union-attr]
-        }
-
-    def urgent_load(self, replica_id: str, priority: int, service_ms: float, slots: int, now: float) -> float:
-        """``rho_h``: the load (0 = none, >= 1 = saturated) that work more urgent than ``priority`` puts on
-        ``replica_id`` per slot, from this router's decayed dispatch rates, at ``service_ms`` per request."""
-        if self._rates is None or self._epoch is None:
-            return 0.0
-        by_prio = self._rates.get(replica_id)
-        if not by_prio:
-            return 0.0
-        scaled = sum(v for q, v in by_prio.items() if q < priority)
-        decay = math.exp((self._epoch - now) / self.arrival_window_s)  # type: ignore[operator]
-        return scaled * decay * service_ms / (1000.0 * slots)
-
-    def wait_order(self, request: Request) -> tuple[float, ...]:
-        """Class priority, then earliest deadline, then arrival: the admission gate's order."""
-        return (request.priority, request.deadline, request.arrival)
+        if self.head is not None:
+            self.head.sent(replica_id, request.id, request.model, now)
+        if self.urgency is not None:
+            self.urgency.on_dispatch(replica_id, request.priority, now)
 
     def observe(
         self, request: Request, replica_id: str, service_ms: float, latency_ms: float, ok: bool, now: float
     ) -> None:
         """Feed the (replica, model) mean/deviation with a successful request's service time; clear its pending."""
         super().observe(request, replica_id, service_ms, latency_ms, ok, now)
-        if self.residual is not None:
-            flights = self._inflight.get(replica_id)
-            if flights is not None and flights.pop(request.id, None) is not None:
-                self._last_answer[replica_id] = now
-        if ok and service_ms is not None and math.isfinite(service_ms) and service_ms >= 0:
-            stats = self._stats_by_model.setdefault(request.model, {})
-            st = stats.get(replica_id)
-            if st is None:
-                st = stats[replica_id] = MeanDeviation(self.alpha, self.deviation_beta)
-            if self.residual is not None and st.mean is not None:
-                self.residual.observe(service_ms, st.mean)
-            st.observe(service_ms, now)
-            mean = st.mean
-            self._est_by_model.setdefault(request.model, {})[replica_id] = (mean, mean + self.deviation_k * st.dev)
+        if self.head is not None:
+            self.head.answered(replica_id, request.id, now)
+        if ok:
+            self.observe_service(replica_id, request.model, service_ms, now)
+
+    def observe_service(self, replica_id: str, model: str, service_ms: float, now: float) -> None:
+        """One service time measured on ``replica_id`` (e.g. a replica's published sample): feeds the
+        estimates only, not the pending counts. Not finite or negative: ignored."""
+        if service_ms is None or not math.isfinite(service_ms) or service_ms < 0:
+            return
+        before = self.table.observe(replica_id, model, service_ms, now)
+        if self.head is not None and before is not None:
+            self.head.life.observe(service_ms, before)
+
+    def urgent_load(self, replica_id: str, priority: int, service_ms: float, slots: int, now: float) -> float:
+        """``rho_h``: the load (0 = none, >= 1 = saturated) that work more urgent than ``priority`` puts on
+        ``replica_id`` per slot, from this router's decayed dispatch rates, at ``service_ms`` per request."""
+        if self.urgency is None:
+            return 0.0
+        return self.urgency.load(replica_id, priority, service_ms, slots, now)
 
     def service_ms(self, replica: ReplicaView, model: str) -> float:
         """The mean service-time estimate (ms) this router uses for ``model`` on ``replica``."""
-        return self._estimate(replica, model)[0]
+        return self.table.estimate(replica, model, self.default_service_ms)[0]
 
     def predicted_service_ms(self, replica: ReplicaView, model: str) -> float:
         """The service time (ms) this router predicts for one request: mean + k * mean deviation."""
-        return self._estimate(replica, model)[1]
+        return self.table.estimate(replica, model, self.default_service_ms)[1]
 
-    def _estimate(self, replica: ReplicaView, model: str) -> tuple[float, float]:
-        est = self._est_by_model.get(model, {}).get(replica.replica_id)
-        if est is None:
-            sm = replica.service_ms
-            s = sm.get(model) or sm.get("default") or self.default_service_ms
-            est = (s, s)
-        return est
+    def wait_order(self, request: Request) -> tuple[float, ...]:
+        """Class priority, then earliest deadline, then arrival: the admission gate's order."""
+        return (request.priority, request.deadline, request.arrival)
 
-    def _head_wait(self, rid: str, now: float, ahead: int, s: float, flights: dict[object, tuple[float, str]]) -> float:
-        """Wait (ms) on a busy single-slot replica: the oldest in-flight request's mean residual life
-        (its age counted from max(sent, last answer from the replica)), then ``ahead - 1`` means."""
-        if not flights:
-            return ahead * s
-        sent, head_model = flights[next(iter(flights))]
-        started = self._last_answer.get(rid, sent)
-        if sent > started:
-            started = sent
-        head_est = self._est_by_model.get(head_model)
-        head_mean = head_est[rid][0] if head_est and rid in head_est else s
-        rest = self.residual.residual((now - started) * 1000.0, head_mean)  # type: ignore[union-attr]
-        if rest is None:
-            return ahead * s
-        return rest + (ahead - 1) * s
+    # -- deciding -------------------------------------------------------------------------------------
+    def choose(self, request: Request, replicas: list[ReplicaView], now: float) -> Decision:
+        """Route, shed or wait (see the module docstring)."""
+        remaining = (request.deadline - now) * 1000.0
+        if remaining <= 0:
+            return Shed("deadline_passed", None, request.rule_ids, math.nan)
+        shedding, threshold = self._shedding(request)
+        never = shedding is _NEVER
+        need = (remaining - self.margin_ms) / self.safety_factor
+        use_util = threshold is not None and not never
+        scan = self._scan(request, replicas, now, need, never, use_util)
+        if scan.candidates == 0:
+            return self._none_eligible(request, replicas)
+        if scan.fastest is None:
+            return Wait("all_replicas_full")
+        if use_util and min(scan.min_util, 1.0) > threshold:  # type: ignore[operator]
+            return Shed(
+                "over_shed_threshold", self._retry_after(scan.fastest_pred), request.rule_ids, scan.fastest_pred
+            )
+        if never:
+            return self._never_shed(request, replicas, now, need, scan)
+        if scan.meet is not None:
+            return Route(scan.meet.replica_id, scan.meet_pred, "meets_budget", request.rule_ids)
+        if scan.now_meet is not None:
+            return Route(scan.now_meet.replica_id, scan.now_pred, "meets_present_queue", request.rule_ids)
+        return Shed("cannot_meet_deadline", self._retry_after(scan.fastest_pred), request.rule_ids, scan.fastest_pred)
+
+    @staticmethod
+    def _none_eligible(request: Request, replicas: list[ReplicaView]) -> Shed:
+        """No candidate: none passes placement, or every one that does is unhealthy."""
+        allows = request.allows
+        if any(allows is None or allows(r.attrs) for r in replicas):
+            return Shed("no_healthy_replica", 1.0, request.rule_ids, math.nan)
+        return Shed("no_eligible_replica", None, request.rule_ids, math.nan)
+
+    def _never_shed(
+        self, request: Request, replicas: list[ReplicaView], now: float, need: float, scan: _Scan
+    ) -> Decision:
+        """A class that is never shed goes to the fastest free replica, unless that misses the budget and a
+        replica that is full now would meet it: then it waits for that one (Lin & Kumar, 1984)."""
+        fastest, pred = scan.fastest, scan.fastest_pred
+        if pred <= need:
+            return Route(fastest.replica_id, pred, "meets_budget", request.rule_ids)  # type: ignore[union-attr]
+        if self._scan(request, replicas, now, need, True, False, full=True).fastest_pred <= need:
+            return Wait("faster_replica_full")
+        return Route(fastest.replica_id, pred, "fastest_never_shed", request.rule_ids)  # type: ignore[union-attr]
+
+    def _scan(
+        self, request: Request, replicas: list[ReplicaView], now: float, need: float, never: bool, use_util: bool,
+        full: bool = False,
+    ) -> _Scan:  # fmt: skip
+        """One pass over the candidates (healthy, allowed by the request's placement) with room
+        (``full``: those without): each one's predicted completion (module docstring), ranked."""
+        prio = request.priority
+        model = request.model
+        allows = request.allows
+        pending = self.pending
+        est = self.table.by_replica(model)
+        urgency = self.urgency
+        urgent = urgency.below(prio) if urgency is not None else None
+        unit = urgency.unit(now) if urgent else 0.0  # type: ignore[union-attr]
+        candidates = 0
+        meet = now_meet = fastest = None
+        meet_cost = meet_pred = now_cost = now_pred = fastest_pred = min_util = _INF
+        for r in replicas:
+            if not r.healthy or (allows is not None and not allows(r.attrs)):
+                continue
+            candidates += 1
+            rid = r.replica_id
+            local = pending.get(rid, 0)
+            ongoing = local if local > r.ongoing else r.ongoing
+            if (ongoing >= r.max_ongoing) is not full:
+                continue
+            ahead = ongoing  # executing, and queued no less urgent than this request
+            qbp = r.queued_by_priority
+            if qbp:
+                for q, k in qbp.items():
+                    if q > prio:
+                        ahead -= k
+            e = est.get(rid)
+            s, s_hi = e if e is not None else self._published(r, model)
+            if ahead < r.slots:
+                pred = pred_now = s_hi
+            else:
+                pred, pred_now = self._queued(r, now, ahead, s, s_hi, urgent.get(rid, 0.0) * unit if urgent else 0.0)
+            if use_util:
+                util = (ongoing + 1) / (r.slots if r.max_ongoing == _INF else r.max_ongoing)
+                min_util = util if util < min_util else min_util
+            if not never:
+                cost = r.cost
+                if pred <= need:
+                    if cost < meet_cost or (cost == meet_cost and pred < meet_pred):
+                        meet, meet_cost, meet_pred = r, cost, pred
+                elif (
+                    pred_now <= need
+                    and meet is None
+                    and (cost < now_cost or (cost == now_cost and pred_now < now_pred))
+                ):
+                    now_meet, now_cost, now_pred = r, cost, pred_now
+            if pred < fastest_pred or fastest is None:  # pred is inf on a replica saturated by urgent work
+                fastest, fastest_pred = r, pred
+        return _Scan(candidates, meet, meet_pred, now_meet, now_pred, fastest, fastest_pred, min_util)
+
+    def _published(self, r: ReplicaView, model: str) -> tuple[float, float]:
+        """``(mean, mean)``: the replica's published service time before it has answered this router."""
+        sm = r.service_ms
+        s = sm.get(model) or sm.get("default") or self.default_service_ms
+        return s, s
+
+    def _queued(
+        self, r: ReplicaView, now: float, ahead: int, s: float, s_hi: float, urgent: float
+    ) -> tuple[float, float]:
+        """``(pred, pred_now)`` on a replica where the request has to queue behind ``ahead`` requests:
+        with more urgent work overtaking (``urgent``: its rate there per ms of service; 0: none), and with
+        the queue of the moment alone."""
+        slots = r.slots
+        head = self.head
+        if slots == 1 and head is not None:
+            wait = head.wait(r.replica_id, now, ahead, s, self.table)
+        else:
+            wait = (ahead - slots + 1) / slots * s
+        pred_now = wait + s_hi
+        if not urgent:
+            return pred_now, pred_now
+        rho = urgent * s / slots
+        if rho >= 1.0:
+            return _INF, pred_now  # more urgent work saturates the replica: it never reaches this request
+        free = 1.0 - rho
+        # busy period started by `wait`: mean wait / (1 - rho), variance
+        # wait * rho * E[S^2] / E[S] / (1 - rho)^3 (E[S^2] / E[S] ~ s_hi per slot)
+        wait = (wait + self.deviation_k * math.sqrt(wait * rho * s_hi / slots / free)) / free
+        return wait + s_hi, pred_now
 
     def _retry_after(self, pred_ms: float) -> float:
         """Retry hint (s): the predicted completion, or one rate window when urgent work saturates it."""
-        return pred_ms / 1000.0 if pred_ms < math.inf else self.arrival_window_s or 1.0
+        return pred_ms / 1000.0 if pred_ms < _INF else self.arrival_window_s or 1.0
 
     def _shedding(self, request: Request) -> tuple[Shedding, float | None]:
         cls = self.classes.get(request.qos)
         if cls is None:
             return request.shedding, None
         return cls.shedding, cls.shed_threshold
-
-    def choose(self, request: Request, replicas: list[ReplicaView], now: float) -> Decision:
-        """Route, shed or wait (see the module docstring)."""
-        remaining = (request.deadline - now) * 1000.0
-        if remaining <= 0:
-            return Shed("deadline_passed", None, request.rule_ids, math.nan)
-        allows = request.allows
-        model = request.model
-        prio = request.priority
-        pending = self.pending
-        est = self._est_by_model.get(model) or {}
-        inflight = self._inflight if self.residual is not None else None
-        urgent = None  # replica id -> scaled dispatch rate of work more urgent than this request
-        if self._rates:
-            if prio not in self._levels:
-                self._add_level(prio)
-            urgent = self._below[prio]
-            # rho_h per ms of service and slot = scaled rate * load_unit (one exp per decision)
-            load_unit = math.exp((self._epoch - now) / self.arrival_window_s) / 1000.0  # type: ignore[operator]
-        dev_k = self.deviation_k
-        sqrt = math.sqrt
-        default_s = self.default_service_ms
-        inf = math.inf
-        placed = 0
-        healthy = 0
-        min_util = inf
-        meet: ReplicaView | None = None
-        meet_cost = meet_pred = inf
-        now_meet: ReplicaView | None = None  # meets with the queue of the moment (nothing overtaking)
-        now_cost = now_pred = inf
-        fastest: ReplicaView | None = None
-        fastest_pred = inf
-        second: ReplicaView | None = None
-        second_pred = inf
-        full_pred = inf  # best prediction on a replica that is full now (never-shed classes only)
-        need = (remaining - self.margin_ms) / self.safety_factor
-        shedding, threshold = self._shedding(request)
-        never = shedding is _NEVER
-        use_util = threshold is not None and not never
-        for r in replicas:
-            if allows is not None and not allows(r.attrs):
-                continue
-            placed += 1
-            if not r.healthy:
-                continue
-            healthy += 1
-            rid = r.replica_id
-            ongoing = r.ongoing
-            if pending:
-                p = pending.get(rid, 0)
-                if p > ongoing:
-                    ongoing = p
-            max_ongoing = r.max_ongoing
-            full = ongoing >= max_ongoing
-            if full and not never:
-                continue
-            qbp = r.queued_by_priority
-            ahead = ongoing
-            if qbp:
-                for q, k in qbp.items():
-                    if q > prio:
-                        ahead -= k
-                if ahead < 0:
-                    ahead = 0
-            e = est.get(rid)
-            if e is None:
-                sm = r.service_ms
-                s = s_hi = sm.get(model) or sm.get("default") or default_s
-            else:
-                s, s_hi = e
-            slots = r.slots
-            stretched = False
-            if ahead < slots:
-                pred = s_hi
-            else:
-                if slots == 1 and inflight and rid in inflight:
-                    wait = self._head_wait(rid, now, ahead, s, inflight[rid])
-                else:
-                    wait = (ahead - slots + 1) / slots * s
-                u = urgent.get(rid) if urgent else None
-                if u:
-                    rho = u * load_unit * s / slots
-                    stretched = True
-                    pred_now = wait + s_hi
-                    if rho >= 1.0:
-                        wait = inf
-                    else:
-                        free = 1.0 - rho
-                        # busy period started by `wait`: mean wait / (1 - rho), variance
-                        # wait * rho * E[S^2] / E[S] / (1 - rho)^3 (E[S^2] / E[S] ~ s_hi per slot)
-                        wait = (wait + dev_k * sqrt(wait * rho * s_hi / slots / free)) / free
-                pred = wait + s_hi
-            if full:
-                if pred < full_pred:
-                    full_pred = pred
-                continue
-            if use_util:
-                util = (ongoing + 1) / (slots if max_ongoing == inf else max_ongoing)
-                if util < min_util:
-                    min_util = util
-            if not never:
-                if pred <= need:
-                    cost = r.cost
-                    if cost < meet_cost or (cost == meet_cost and pred < meet_pred):
-                        meet, meet_cost, meet_pred = r, cost, pred
-                elif stretched and meet is None and pred_now <= need:
-                    cost = r.cost
-                    if cost < now_cost or (cost == now_cost and pred_now < now_pred):
-                        now_meet, now_cost, now_pred = r, cost, pred_now
-            if pred < fastest_pred or fastest is None:  # pred is inf on a replica saturated by urgent work
-                second, second_pred = fastest, fastest_pred
-                fastest, fastest_pred = r, pred
-            elif pred < second_pred:
-                second, second_pred = r, pred
-        if placed == 0:
-            return Shed("no_eligible_replica", None, request.rule_ids, math.nan)
-        if healthy == 0:
-            return Shed("no_healthy_replica", 1.0, request.rule_ids, math.nan)
-        if fastest is None:
-            return Wait("all_replicas_full")
-        if use_util and min(min_util, 1.0) > threshold:
-            return Shed("over_shed_threshold", self._retry_after(fastest_pred), request.rule_ids, fastest_pred)
-        if never:
-            if fastest_pred <= need:
-                pred, chosen, reason = fastest_pred, fastest, "meets_budget"
-            elif full_pred <= need:
-                return Wait("faster_replica_full")
-            else:
-                pred, chosen, reason = fastest_pred, fastest, "fastest_never_shed"
-        elif meet is not None:
-            pred, chosen, reason = meet_pred, meet, "meets_budget"
-        elif now_meet is not None:
-            pred, chosen, reason = now_pred, now_meet, "meets_present_queue"
-        else:
-            return Shed("cannot_meet_deadline", self._retry_after(fastest_pred), request.rule_ids, fastest_pred)
-        hedge_id = None
-        hedge_after = request.hedge_after_ms
-        if hedge_after is not None and self.hedge_budget is not None:
-            self.hedge_budget.record_request(now)
-            other, other_pred = (second, second_pred) if fastest is chosen else (fastest, fastest_pred)
-            if (
-                other is not None
-                and hedge_after + other_pred <= remaining
-                and self.hedge_budget.try_acquire(1, remaining, other_pred, now)
-            ):
-                hedge_id = other.replica_id
-        return Route(
-            chosen.replica_id,
-            pred,
-            reason,
-            request.rule_ids,
-            hedge_id,
-            hedge_after if hedge_id is not None else None,
-        )

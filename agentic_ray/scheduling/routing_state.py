@@ -1,0 +1,459 @@
+"""RoutingState: everything a router process knows and decides around the pure router, in one object.
+
+Serve's ``AgenticRequestRouter`` (one per caller process) and the simulator both drive it, so the circuit
+breaker, the retry budget, hedges and the queue estimates run the same code in both; the Serve adapter
+keeps only Serve's I/O (reading ``RunningReplica``, failing futures, HTTP stamping, telemetry).
+
+Replicas. ``update_replicas(reports, now)`` takes what each replica published (``ReplicaReport``: its
+``ReplicaMetadata`` and last ``RoutingStats``, typed in ``reports.py``) and rebuilds the ``ReplicaView``
+of each: zone, accelerator, labels, cost; slots lowered to the replica's published concurrency limit
+while that holds it below them; service time per model measured, else the replica's prior; per class
+the room left in its queue. Its running totals of completed and failed calls feed the circuit breaker
+(the new successes of a report, then its new failures, so failures at the end of a period count as
+consecutive; at most ``consecutive_failures`` of each per report; the first report is a baseline, not
+news), and its new service-time samples feed the router's estimators (``observe_service``). A replica
+whose view the caller keeps exact itself (the simulator) is added with ``add_replica(view)``.
+
+Queued work. Reports lag by a stats period, while this router knows what it sent. For a reported
+replica, the queued work per class priority a decision sees is the larger of the report and this
+router's own count of requests it routed there that have not completed, trimmed so that at least
+``min(ongoing, slots)`` requests count as executing (work ahead of any arrival; the trim takes from
+the least urgent first). A live replica's view is taken as it is.
+
+Requests. ``admit(key, request, now)`` starts tracking a request (a first attempt deposits into the
+retry budget); ``decide(key, now)`` returns ``Route``, ``Wait`` or ``Shed``; ``routed`` and
+``completed`` follow it to its end. Every decision sees the replicas' breaker states
+(``ReplicaView.healthy``), then the room in each class queue (``frontdoor.with_room``), then the pure
+router's ``choose``. A ``Shed`` ends the request's tracking.
+
+- Retries: ``retry(key, now)`` when a request comes back after a replica refused it (Serve's rejection
+  protocol) pays one retry from the ``RetryBudget``; when it is spent the request is shed with
+  ``retry_budget_exhausted``.
+- Hedges ("The Tail at Scale", Dean & Barroso, CACM 2013): a request admitted with ``hedge_of`` (the
+  ``call_id`` of an earlier copy) is paid from the retry budget at admission (else shed with
+  ``hedge_budget_exhausted``) and never goes to the replica that copy was routed to (none left:
+  ``no_hedge_replica``). ``hedge_after_ms(request)`` is when its caller should send one.
+- Circuit breaking (``breaker.CircuitBreaker``): replicas whose breaker is open are no candidates. When
+  every replica the request may use is out, the router's ``Shed("no_healthy_replica")`` carries the time
+  until the first of their breakers half-opens as ``retry_after_s`` (the Serve adapter raises it as
+  ``CircuitOpen``).
+
+Pure: no Ray, no asyncio, no clock (``now`` comes in; ``timer``, when given, only measures how long the
+router's own decision took, as the simulator's timer does).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentic_ray.policies.types import BreakerSettings, NodeAttrs, RetrySettings
+from agentic_ray.scheduling.breaker import BreakerState, CircuitBreaker
+from agentic_ray.scheduling.frontdoor import with_room
+from agentic_ray.scheduling.reports import ReplicaMetadata, RoutingStats
+from agentic_ray.scheduling.retry import RetryBudget
+from agentic_ray.scheduling.types import Decision, ReplicaView, Request, Router, Shed
+
+__all__ = ["Flight", "ReplicaReport", "RoutingState"]
+
+_CLOSED = BreakerState.CLOSED
+_EMPTY_STATS = RoutingStats()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaReport:
+    """One replica as a router learns of it: what it published, its node and Serve's ``max_ongoing``."""
+
+    replica_id: str
+    metadata: ReplicaMetadata
+    stats: RoutingStats | None = None
+    max_ongoing: float = math.inf
+    node_id: str = ""
+
+
+class Flight:
+    """A request this state tracks, from ``admit`` to ``completed`` (or a ``Shed``).
+
+    ``replica_id`` / ``routed_at``: where and when it was routed (None / 0.0 before); ``context``: the
+    caller's own data about it (the Serve adapter keeps its future token and HTTP request there)."""
+
+    __slots__ = ("call_id", "context", "hedge_of", "replica_id", "request", "routed_at")
+
+    def __init__(self, request: Request, call_id: Hashable | None, hedge_of: Hashable | None, context: Any) -> None:
+        self.request = request
+        self.call_id = call_id
+        self.hedge_of = hedge_of
+        self.context = context
+        self.replica_id: str | None = None
+        self.routed_at = 0.0
+
+
+class _Replica:
+    __slots__ = ("inflight", "reported", "sample_seq", "totals", "view")
+
+    def __init__(self, view: ReplicaView, reported: dict[int, int] | None) -> None:
+        self.view = view
+        self.reported = reported  # queued per priority as last published; None: a live view
+        self.inflight: dict[int, int] = {}  # routed here, not completed, per priority
+        self.totals: tuple[int, int] | None = None  # (completed, failed) as last published
+        self.sample_seq = -1  # last service sample taken
+
+
+def view_of(report: ReplicaReport) -> ReplicaView:
+    """The ``ReplicaView`` of a published report (see the module docstring)."""
+    md = report.metadata
+    stats = report.stats or _EMPTY_STATS
+    slots = md.slots if stats.limit is None else max(1, min(md.slots, stats.limit))
+    view = ReplicaView(
+        replica_id=report.replica_id,
+        attrs=NodeAttrs(node_id=report.node_id, zone=md.zone, accelerator=md.accelerator, labels=dict(md.labels)),
+        slots=slots,
+        max_ongoing=report.max_ongoing,
+        queued_by_priority=dict(stats.queued_by_priority),
+        service_ms=dict(stats.service_ms or md.service_ms),
+        cost=md.cost,
+        class_room=stats.class_room(),
+    )
+    view.ongoing = stats.ongoing
+    return view
+
+
+class RoutingState:
+    """The routing state of one router process (see the module docstring).
+
+    ``core``: the pure router (``registry.create_router``); ``breaker`` / ``retry``: the policy's
+    settings; ``max_tracked``: requests and call ids remembered at most (the oldest forgotten first);
+    ``timer``: integer nanoseconds (``time.perf_counter_ns``) to time each decision of the router
+    (``decision_ns``), or None."""
+
+    def __init__(
+        self,
+        core: Router,
+        *,
+        breaker: BreakerSettings | None = None,
+        retry: RetrySettings | None = None,
+        max_tracked: int = 100_000,
+        timer: Callable[[], int] | None = None,
+    ) -> None:
+        self.core = core
+        self.breaker = CircuitBreaker(breaker)
+        self.retry_budget = RetryBudget(retry)
+        self.max_tracked = max_tracked
+        self.timer = timer
+        self.decision_ns: int | None = None  # how long the router's last decision took (None: not timed/asked)
+        self._feed_service = getattr(core, "observe_service", None)
+        self._replicas: dict[str, _Replica] = {}
+        self._views: list[ReplicaView] = []
+        self._reported: list[_Replica] = []  # the replicas known from reports (not live views)
+        self._flights: OrderedDict[Hashable, Flight] = OrderedDict()
+        self._call_replica: OrderedDict[Hashable, str] = OrderedDict()  # call id -> replica it was routed to
+        self._ejected: set[str] = set()  # replicas whose breaker is not closed
+        self._suspect: set[str] = set()  # replicas with a failure not yet reset by a success that closed them
+        self._plain_breaker = self.breaker.settings.latency_outlier_factor is None  # a success only resets
+        self._room_reported = False  # some replica reports room per class queue
+
+    # -- replicas -------------------------------------------------------------------------------------
+    def update_replicas(self, reports: Iterable[ReplicaReport], now: float) -> None:
+        """The replicas as published now (the full set: a known replica missing here is gone)."""
+        replicas: dict[str, _Replica] = {}
+        for report in reports:
+            rid = report.replica_id
+            view = view_of(report)
+            rep = self._replicas.get(rid)
+            if rep is None or rep.reported is None:
+                rep = _Replica(view, dict(view.queued_by_priority))
+            else:
+                rep.view, rep.reported = view, dict(view.queued_by_priority)
+            stats = report.stats or _EMPTY_STATS
+            self.breaker.add(rid)
+            self._feed_totals(rid, rep, stats, now)
+            self._feed_samples(rid, rep, stats, now)
+            view.healthy = rid not in self._ejected or self.breaker.available(rid, now)
+            replicas[rid] = rep
+        for gone in self._replicas.keys() - replicas.keys():
+            self.breaker.remove(gone)
+            self._ejected.discard(gone)
+            self._suspect.discard(gone)
+        self._replicas = replicas
+        self._views = [rep.view for rep in replicas.values()]
+        self._reported = [rep for rep in replicas.values() if rep.reported is not None]
+        self._room_reported = any(view.class_room for view in self._views)
+
+    def add_replica(self, view: ReplicaView) -> None:
+        """A replica whose ``view`` the caller keeps exact (``ongoing``, ``queued_by_priority``, service
+        times): decisions take it as it is. The state sets only its ``healthy``."""
+        self._replicas[view.replica_id] = _Replica(view, None)
+        self._views.append(view)
+        self.breaker.add(view.replica_id)
+        self._room_reported = self._room_reported or bool(view.class_room)
+
+    def remove_replica(self, replica_id: str) -> None:
+        """A replica went away (its tracked requests are not completed here: call ``completed``)."""
+        rep = self._replicas.pop(replica_id, None)
+        if rep is not None:
+            self._views = [v for v in self._views if v is not rep.view]
+            self._reported = [r for r in self._reported if r is not rep]
+        self.breaker.remove(replica_id)
+        self._ejected.discard(replica_id)
+        self._suspect.discard(replica_id)
+
+    def replica_failed(self, replica_id: str, now: float) -> None:
+        """A call on ``replica_id`` failed outside any tracked request (its actor died or is unavailable)."""
+        self._record(replica_id, False, now)
+
+    def knows(self, replica_id: str) -> bool:
+        """True when ``replica_id`` is a known replica."""
+        return replica_id in self._replicas
+
+    def views(self) -> list[ReplicaView]:
+        """Every known replica's view (do not modify the list)."""
+        return self._views
+
+    def breaker_state(self, replica_id: str, now: float) -> BreakerState:
+        """The breaker state of ``replica_id`` at ``now``."""
+        return self.breaker.state(replica_id, now)
+
+    def _feed_totals(self, rid: str, rep: _Replica, stats: RoutingStats, now: float) -> None:
+        done, failed = stats.completed_total, stats.failed_total
+        last, rep.totals = rep.totals, (done, failed)
+        if last is None:  # the first report this router sees: a baseline, not news
+            return
+        cap = self.breaker.settings.consecutive_failures
+        for _ in range(min(max(0, done - last[0]), cap)):
+            self._record(rid, True, now)
+        for _ in range(min(max(0, failed - last[1]), cap)):
+            self._record(rid, False, now)
+
+    def _feed_samples(self, rid: str, rep: _Replica, stats: RoutingStats, now: float) -> None:
+        last = rep.sample_seq
+        feed = self._feed_service
+        for seq, model, service_ms in stats.service_samples:
+            if seq <= last:
+                continue
+            last = seq
+            if feed is not None:
+                feed(rid, model, service_ms, now)
+        rep.sample_seq = last
+
+    def _record(self, rid: str, ok: bool, now: float) -> None:
+        """One result for ``rid``'s breaker; keeps the set of ejected replicas and their views current."""
+        if ok and self._plain_breaker and rid not in self._suspect:
+            return  # closed, and no failure since its last success: a success changes nothing
+        state = self.breaker.record(rid, ok, None, now)
+        if not ok:
+            self._suspect.add(rid)
+        elif state is _CLOSED:  # a success closed it (or found it closed): its failure count is 0
+            self._suspect.discard(rid)
+        if state is not _CLOSED:
+            self._ejected.add(rid)
+        elif rid in self._ejected:
+            self._ejected.discard(rid)
+            rep = self._replicas.get(rid)
+            if rep is not None:
+                rep.view.healthy = True
+
+    # -- requests -------------------------------------------------------------------------------------
+    def admit(
+        self,
+        key: Hashable,
+        request: Request,
+        now: float,
+        *,
+        call_id: Hashable | None = None,
+        hedge_of: Hashable | None = None,
+        context: Any = None,
+    ) -> Shed | None:
+        """Start tracking ``request`` under ``key``: a first attempt deposits into the retry budget; a
+        hedge (``hedge_of``: the ``call_id`` of the copy it hedges) pays from it, or is shed
+        (``hedge_budget_exhausted``, and not tracked). ``call_id``: this copy's id, for later hedges."""
+        if hedge_of is None:
+            self.retry_budget.record_request(now)
+        elif not self.retry_budget.try_acquire(1, request.remaining_ms(now), 0.0, now):
+            return Shed("hedge_budget_exhausted", 1.0, request.rule_ids)
+        flights = self._flights
+        flights[key] = Flight(request, call_id, hedge_of, context)
+        if len(flights) > self.max_tracked:
+            flights.popitem(last=False)
+        return None
+
+    def flight(self, key: Hashable) -> Flight | None:
+        """The tracked request under ``key`` (None when it is not tracked)."""
+        return self._flights.get(key)
+
+    def forget(self, key: Hashable) -> Flight | None:
+        """Stop tracking ``key`` without completing it (a request that was never routed, e.g. refused)."""
+        return self._flights.pop(key, None)
+
+    def retry(self, key: Hashable, now: float) -> Shed | None:
+        """The request came back after a replica refused it: one retry from the budget, or a ``Shed``
+        (``retry_budget_exhausted``; the request is forgotten)."""
+        request = self._flights[key].request
+        if self.retry_budget.try_acquire(1, request.remaining_ms(now), 0.0, now):
+            return None
+        self._flights.pop(key, None)
+        return Shed("retry_budget_exhausted", 1.0, request.rule_ids)
+
+    def hedge_at(self, key: Hashable) -> float | None:
+        """When the caller of tracked request ``key`` should send a hedge if no answer came by then: its
+        arrival plus its class's ``hedge_after_ms``, when that is before its deadline (None: no hedge;
+        a hedge is never hedged)."""
+        flight = self._flights.get(key)
+        if flight is None or flight.hedge_of is not None:
+            return None
+        request = flight.request
+        after = request.hedge_after_ms
+        if after is None:
+            return None
+        at = request.arrival + after / 1000.0
+        return at if at < request.deadline else None
+
+    def hedge_due(self, key: Hashable, now: float) -> bool:
+        """True when a hedge of ``key`` should go now: still tracked (no answer yet), past its
+        ``hedge_at`` and before its deadline."""
+        at = self.hedge_at(key)
+        return at is not None and at <= now < self._flights[key].request.deadline
+
+    def decide(self, key: Hashable, now: float, candidates: Sequence[tuple[str, int | None]] | None = None) -> Decision:
+        """Route, wait or shed the tracked request ``key`` (module docstring). ``candidates``: the replicas
+        it may go to now, each with its current ongoing count (None: as last known); None: every known
+        replica as its view stands. A ``Shed`` stops tracking it."""
+        self.decision_ns = None
+        flight = self._flights[key]
+        request = flight.request
+        if candidates is None and not self._ejected and not self._reported:
+            views = self._views  # live views, all healthy: nothing to refresh
+        else:
+            views = self._candidate_views(candidates, now)
+        if flight.hedge_of is not None:
+            avoid = self._call_replica.get(flight.hedge_of)
+            views = [v for v in views if v.replica_id != avoid]
+            if not views:
+                return self._shed(key, Shed("no_hedge_replica", 1.0, request.rule_ids))
+        timer = self.timer
+        started = timer() if timer is not None else 0
+        decision: Decision | None = None
+        if self._room_reported:
+            views, decision = with_room(request, views)
+        if decision is None:
+            decision = self.core.choose(request, views, now)
+        if timer is not None:
+            self.decision_ns = timer() - started
+        if type(decision) is Shed:
+            if decision.reason == "no_healthy_replica":
+                decision = self._circuit_open(request, decision, views, now)
+            return self._shed(key, decision)
+        return decision
+
+    def _shed(self, key: Hashable, shed: Shed) -> Shed:
+        self._flights.pop(key, None)
+        return shed
+
+    def _circuit_open(self, request: Request, shed: Shed, views: list[ReplicaView], now: float) -> Shed:
+        """Every replica the request may use is out: retry when the first of their breakers half-opens."""
+        allows = request.allows
+        waits = [
+            w
+            for v in views
+            if (allows is None or allows(v.attrs)) and (w := self.breaker.retry_after_s(v.replica_id, now)) is not None
+        ]
+        if not waits:
+            return shed
+        return Shed(shed.reason, min(waits), shed.rule_ids, shed.predicted_ms)
+
+    def _candidate_views(self, candidates: Sequence[tuple[str, int | None]] | None, now: float) -> list[ReplicaView]:
+        if self._ejected:
+            self._refresh_health(now)
+        if candidates is None:
+            for rep in self._reported:
+                rep.view.queued_by_priority = self._queued_estimate(rep)
+            return self._views
+        replicas = self._replicas
+        views = []
+        for rid, ongoing in candidates:
+            rep = replicas.get(rid)
+            if rep is None:
+                continue
+            view = rep.view
+            if ongoing is not None:
+                view.ongoing = ongoing
+            if rep.reported is not None:
+                view.queued_by_priority = self._queued_estimate(rep)
+            views.append(view)
+        return views
+
+    def _refresh_health(self, now: float) -> None:
+        """Ejected replicas' views: an ejection that expired half-opens (one probe may go)."""
+        breaker = self.breaker
+        for rid in list(self._ejected):
+            rep = self._replicas.get(rid)
+            if rep is not None:
+                rep.view.healthy = breaker.available(rid, now)
+
+    @staticmethod
+    def _queued_estimate(rep: _Replica) -> dict[int, int]:
+        """Queued work per priority: the report or this router's own in-flight count, whichever is larger
+        (reports lag a stats period; this router knows what it sent), trimmed so that at least
+        ``min(ongoing, slots)`` requests count as executing, taken from the least urgent first."""
+        reported = rep.reported or {}
+        own = rep.inflight
+        view = rep.view
+        ongoing = view.ongoing
+        merged = {p: max(reported.get(p, 0), own.get(p, 0)) for p in reported.keys() | own.keys()}
+        excess = sum(merged.values()) - max(0, ongoing - min(ongoing, view.slots))
+        for p in sorted(merged, reverse=True):
+            if excess <= 0:
+                break
+            take = min(excess, merged[p])
+            merged[p] -= take
+            excess -= take
+        return {p: n for p, n in merged.items() if n > 0}
+
+    def routed(self, key: Hashable, replica_id: str, now: float) -> None:
+        """The request was sent to ``replica_id`` (and accepted there): count it pending there."""
+        flight = self._flights.get(key)
+        if flight is None:
+            return
+        flight.replica_id = replica_id
+        flight.routed_at = now
+        request = flight.request
+        if flight.call_id is not None:
+            calls = self._call_replica
+            calls[flight.call_id] = replica_id
+            if len(calls) > self.max_tracked:
+                calls.popitem(last=False)
+        self.core.on_dispatch(request, replica_id, now)
+        rep = self._replicas.get(replica_id)
+        if rep is not None and rep.reported is not None:
+            counts = rep.inflight
+            counts[request.priority] = counts.get(request.priority, 0) + 1
+        if replica_id in self._ejected:
+            self.breaker.on_dispatch(replica_id, now)  # a half-open replica's one probe
+            if rep is not None:
+                rep.view.healthy = self.breaker.available(replica_id, now)
+
+    def completed(
+        self, key: Hashable, now: float, *, service_ms: float = math.nan, ok: bool = True, health: bool | None = None
+    ) -> Flight | None:
+        """The request finished (any outcome; a cancelled one too) and is no longer tracked.
+
+        ``service_ms``: its measured service time (NaN: unknown); ``ok``: whether that time is a valid
+        sample; ``health``: its result for the replica's breaker (True: succeeded, False: the replica
+        failed it; None: no signal, e.g. refused by admission or, on Serve, learned later from the
+        replica's totals). Returns the flight (None when ``key`` was not tracked)."""
+        flight = self._flights.pop(key, None)
+        if flight is None or flight.replica_id is None:
+            return flight
+        rid = flight.replica_id
+        request = flight.request
+        rep = self._replicas.get(rid)
+        if rep is not None and rep.reported is not None:
+            counts = rep.inflight
+            if counts.get(request.priority, 0) > 0:
+                counts[request.priority] -= 1
+        self.core.observe(request, rid, service_ms, (now - flight.routed_at) * 1000.0, ok, now)
+        if health is not None and (not health or rid in self._suspect or not self._plain_breaker):
+            self._record(rid, health, now)  # (a success on a replica without failures changes nothing)
+        return flight

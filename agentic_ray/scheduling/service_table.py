@@ -1,0 +1,72 @@
+"""A router's service-time estimates per replica and model: smoothed mean and mean deviation.
+
+For every (replica, model) that has answered, ``MeanDeviation`` (``estimators.py``) keeps the
+Jacobson/Karels estimates (Jacobson, "Congestion Avoidance and Control", SIGCOMM 1988; RFC 6298 for
+TCP's retransmission timeout)::
+
+    dev  <- dev + beta * (|x - mean| - dev)
+    mean <- mean + alpha * (x - mean)
+
+and the table keeps a hot-path copy ``(mean, mean + k * dev)`` per model and replica, read once per
+routing decision (``by_replica(model)``): ``mean`` prices the queue ahead of a request, ``mean + k * dev``
+its own service time (a likely-but-not-worst-case draw). A replica that has not answered yet falls back
+to its published service time for the model, then its ``"default"`` one, then ``default_ms``
+(``estimate``). It measures; it never decides. Pure: time comes in as ``now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from agentic_ray.scheduling.estimators import MeanDeviation
+from agentic_ray.scheduling.types import ReplicaView
+
+__all__ = ["ServiceTable"]
+
+_EMPTY: Mapping[str, tuple[float, float]] = {}
+
+
+class ServiceTable:
+    """Mean and mean + ``k`` deviations of service time (ms) per model and replica (module docstring)."""
+
+    __slots__ = ("_hot", "_stats", "alpha", "beta", "k")
+
+    def __init__(self, alpha: float = 0.05, beta: float = 0.25, k: float = 2.0) -> None:
+        self.alpha = alpha
+        self.beta = beta
+        self.k = k
+        self._stats: dict[str, dict[str, MeanDeviation]] = {}  # model -> replica id -> estimator
+        self._hot: dict[str, dict[str, tuple[float, float]]] = {}  # model -> replica id -> (mean, upper)
+
+    def observe(self, replica_id: str, model: str, service_ms: float, now: float) -> float | None:
+        """Add one measured service time; returns the mean before it (None for the first sample)."""
+        stats = self._stats.get(model)
+        if stats is None:
+            stats = self._stats[model] = {}
+        st = stats.get(replica_id)
+        if st is None:
+            st = stats[replica_id] = MeanDeviation(self.alpha, self.beta)
+        before = st.mean
+        st.observe(service_ms, now)
+        mean = st.mean
+        self._hot.setdefault(model, {})[replica_id] = (mean, mean + self.k * st.dev)  # type: ignore[operator]
+        return before
+
+    def by_replica(self, model: str) -> Mapping[str, tuple[float, float]]:
+        """Replica id -> ``(mean, mean + k * dev)`` for ``model`` (the hot-path read; do not modify)."""
+        return self._hot.get(model) or _EMPTY
+
+    def mean(self, replica_id: str, model: str) -> float | None:
+        """The measured mean of ``model`` on ``replica_id``, None before its first answer."""
+        est = self._hot.get(model, _EMPTY).get(replica_id)
+        return None if est is None else est[0]
+
+    def estimate(self, replica: ReplicaView, model: str, default_ms: float) -> tuple[float, float]:
+        """``(mean, mean + k * dev)`` of ``model`` on ``replica``, or its published time (twice) before
+        it has answered (for ``model``, else ``"default"``, else ``default_ms``)."""
+        est = self._hot.get(model, _EMPTY).get(replica.replica_id)
+        if est is None:
+            sm = replica.service_ms
+            s = sm.get(model) or sm.get("default") or default_ms
+            est = (s, s)
+        return est
