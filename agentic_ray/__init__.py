@@ -63,10 +63,11 @@ __all__ = [
     "shutdown",
     "status",
     "task",
+    "workflow",
 ]
 
 _SDK_NAMES = frozenset(
-    {"apply_policy", "budget", "cluster_view", "init", "rollback_policy", "shutdown", "status", "task"}
+    {"apply_policy", "budget", "cluster_view", "init", "rollback_policy", "shutdown", "status", "task", "workflow"}
 )
 
 

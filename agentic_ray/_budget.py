@@ -14,7 +14,12 @@ actually left, in proportion to the nominal budgets of the stages not yet run::
 
 so slack left by fast early stages is passed on to later ones, an overrun is absorbed by all later
 stages in proportion, and the last stage gets everything that is left. No stage ever runs past the
-workflow's deadline.
+workflow's deadline. This is the one stage-budget rule: the policy compiler computes the nominal
+budgets with ``StagePlan.split``, a stage's deadline is ``stage_deadline(workflow deadline, share, now)``
+when it starts (tasks on their worker, Serve requests at their router), and drift judges a stage against
+its nominal budget. A run of a workflow is a ``workflow_scope(name, deadline)``; a stage met outside one
+takes the workflow to have begun with the earlier stages using exactly their nominal budgets
+(``StagePlan.remaining_at``).
 
 The current deadline lives in a ``contextvars.ContextVar`` (``current_deadline()``), so it follows
 threads' and coroutines' own contexts; ``budget_scope`` narrows it for a block.
@@ -35,9 +40,14 @@ __all__ = [
     "Deadline",
     "StagePlan",
     "StageSpec",
+    "WorkflowScope",
     "budget_scope",
     "current_deadline",
+    "current_workflow",
+    "deadline_after",
     "deadline_scope",
+    "stage_deadline",
+    "workflow_scope",
 ]
 
 
@@ -170,6 +180,21 @@ class StagePlan:
         except ValueError:
             raise ValueError(f"stage: unknown stage {stage!r}; stages are {', '.join(self.names)}") from None
 
+    def share(self, stage: str | int) -> float:
+        """The fraction of what is left of the workflow that ``stage`` gets when it starts:
+        ``nominal_i / sum(nominal_j, j >= i)`` (1 for the last stage)."""
+        i = stage if isinstance(stage, int) else self.index(stage)
+        if not 0 <= i < len(self.names):
+            raise ValueError(f"stage: index {i} out of range")
+        later = sum(self.nominal_ms[i:])
+        return 1.0 if i == len(self.names) - 1 or later <= 0 else self.nominal_ms[i] / later
+
+    def remaining_at(self, stage: str | int) -> float:
+        """What is left of the workflow when ``stage`` starts if every earlier stage used exactly its
+        nominal budget (ms): the workflow deadline to assume for a stage met outside its workflow."""
+        i = stage if isinstance(stage, int) else self.index(stage)
+        return self.total_ms - sum(self.nominal_ms[:i])
+
     def budget_for(self, stage: str | int, workflow: Budget, now: float) -> Budget:
         """The budget stage ``stage`` gets if it starts at ``now`` inside ``workflow``.
 
@@ -188,7 +213,56 @@ class StagePlan:
         return Budget(now, Deadline(now + ms / 1000.0).earliest(workflow.deadline))
 
 
+def stage_deadline(workflow_deadline: float, share: float, now: float) -> float:
+    """The deadline of a stage that starts at ``now`` and gets ``share`` (``StagePlan.share``) of what is
+    left of its workflow: ``now + (workflow_deadline - now) * share``, never after the workflow's deadline.
+    The one rule every place that runs a stage (a task on a worker, a Serve request) uses."""
+    if now >= workflow_deadline:
+        return workflow_deadline
+    return min(workflow_deadline, now + (workflow_deadline - now) * share)
+
+
+def deadline_after(now: float, budget_ms: float, *caps: float | Deadline | None) -> float:
+    """``now + budget_ms / 1000``, no later than any of ``caps`` (absolute deadlines; ``None`` ignored):
+    the one way a deadline is fixed from a budget and the deadlines it must fit inside."""
+    at = now + budget_ms / 1000.0
+    for cap in caps:
+        if cap is not None:
+            cap_at = cap.at if isinstance(cap, Deadline) else float(cap)
+            if cap_at < at:
+                at = cap_at
+    return at
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowScope:
+    """A workflow run in progress: its name and its deadline (wall-clock seconds)."""
+
+    name: str
+    deadline: float
+
+
 _CURRENT: ContextVar[Deadline | None] = ContextVar("agentic_ray_deadline", default=None)
+_WORKFLOW: ContextVar[WorkflowScope | None] = ContextVar("agentic_ray_workflow", default=None)
+
+
+def current_workflow() -> WorkflowScope | None:
+    """The workflow run of the innermost active ``workflow_scope`` in this context, or ``None``."""
+    return _WORKFLOW.get()
+
+
+@contextmanager
+def workflow_scope(name: str, deadline: float) -> Iterator[WorkflowScope]:
+    """Make a run of workflow ``name`` with ``deadline`` current for the block: stages of that workflow
+    submitted inside it take their deadlines from what is left of it (``stage_deadline``), so slack left
+    by fast stages passes to later ones. The deadline scope is narrowed to it too."""
+    scope = WorkflowScope(name, deadline)
+    token = _WORKFLOW.set(scope)
+    try:
+        with deadline_scope(Deadline(deadline)):
+            yield scope
+    finally:
+        _WORKFLOW.reset(token)
 
 
 def current_deadline() -> Deadline | None:

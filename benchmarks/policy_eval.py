@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from agentic_ray.errors import PolicyError
 from agentic_ray.policies import NodeAttrs, RequestMeta, load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,22 +51,25 @@ def make_requests(policy, rng: random.Random, n: int, shapes: int = 1000) -> lis
 def make_shapes(policy, rng: random.Random, n: int) -> list[RequestMeta]:
     tenants = [None, *sorted(policy.tenants)]
     workflows = [None, None, None, *sorted(policy.workflows)]
-    out = []
-    for _ in range(n):
+    out: list[RequestMeta] = []
+    while len(out) < n:
         workflow = rng.choice(workflows)
         stage = None
         if workflow is not None and rng.random() < 0.5:
             stage = rng.choice(policy.workflows[workflow].stages).name
-        out.append(
-            RequestMeta(
-                qos=rng.choice([None, None, None, "critical", "standard", "sheddable"]),
-                tenant=rng.choice(tenants),
-                data_class=rng.choice(DATA_CLASSES),
-                model=rng.choice(MODELS),
-                workflow=workflow,
-                stage=stage,
-            )
+        shape = RequestMeta(
+            qos=rng.choice([None, None, None, "critical", "standard", "sheddable"]),
+            tenant=rng.choice(tenants),
+            data_class=rng.choice(DATA_CLASSES),
+            model=rng.choice(MODELS),
+            workflow=workflow,
+            stage=stage,
         )
+        try:
+            policy.classify(shape, 0.0)
+        except PolicyError:  # a shape its caller is not entitled to (refused): time the granted ones
+            continue
+        out.append(shape)
     return out
 
 

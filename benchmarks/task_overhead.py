@@ -166,6 +166,7 @@ def main() -> int:
     from agentic_ray import sdk
     from agentic_ray.actors import _view_cache as view_cache
     from agentic_ray.actors._worker import TaskContext
+    from agentic_ray.testing.policies import with_test_grants
 
     if args.batch_per_cpu is not None:
         view_cache.PLACEMENT_BATCH_PER_CPU = args.batch_per_cpu
@@ -181,7 +182,9 @@ def main() -> int:
             cluster.add_node(**spec)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
-        agentic_ray.init(policy=str(POLICY), wait_s=60)
+        granted = Path(args.tmp) / "fraud-granted.yaml"  # budgets of 60 s are beyond the example's grants
+        granted.write_text(with_test_grants(POLICY.read_text()))
+        agentic_ray.init(policy=str(granted), wait_s=60)
         if args.completion_tracking:
             sdk._runtime().track_completions = True
 

@@ -158,3 +158,43 @@ def test_budget_module_is_pure():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# -- the one stage-budget rule ----------------------------------------------------------------------------
+def test_stage_share_and_remaining_at():
+    from agentic_ray._budget import StagePlan, StageSpec
+
+    plan = StagePlan.split(1200, [StageSpec("retrieve", share=0.25), StageSpec("rerank", fixed_ms=100),
+                                  StageSpec("generate", share=0.6)])  # fmt: skip
+    assert plan.nominal_ms == (300.0, 100.0, 720.0)
+    assert plan.share("retrieve") == pytest.approx(300 / 1120) and plan.share("generate") == 1.0
+    assert plan.remaining_at("rerank") == 900.0 and plan.remaining_at(0) == 1200.0
+
+
+def test_stage_deadline_passes_slack_on_and_never_passes_the_run():
+    from agentic_ray._budget import stage_deadline
+
+    # a run with 100 ms left; a stage with share 0.5 that starts now gets 50 ms
+    assert stage_deadline(10.1, 0.5, 10.0) == pytest.approx(10.05)
+    # started later (earlier stages were slow): half of what is left, still inside the run
+    assert stage_deadline(10.1, 0.5, 10.08) == pytest.approx(10.09)
+    assert stage_deadline(10.1, 1.0, 10.0) == pytest.approx(10.1)  # the last stage: all of it
+    assert stage_deadline(10.1, 0.5, 10.2) == 10.1  # run over: its deadline, already passed
+
+
+def test_deadline_after_takes_the_earliest_cap():
+    from agentic_ray._budget import Deadline, deadline_after
+
+    assert deadline_after(10.0, 150) == pytest.approx(10.15)
+    assert deadline_after(10.0, 150, 10.1, None) == pytest.approx(10.1)
+    assert deadline_after(10.0, 150, Deadline(10.12), 10.2) == pytest.approx(10.12)
+
+
+def test_workflow_scope_is_current_and_narrows_the_deadline():
+    from agentic_ray._budget import current_deadline, current_workflow, workflow_scope
+
+    assert current_workflow() is None
+    with workflow_scope("fraud", 20.0) as run:
+        assert current_workflow() == run and run.name == "fraud"
+        assert current_deadline().at == 20.0
+    assert current_workflow() is None

@@ -42,6 +42,7 @@ PUBLIC = [
     "shutdown",
     "status",
     "task",
+    "workflow",
 ]
 
 

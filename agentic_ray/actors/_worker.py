@@ -49,6 +49,7 @@ worker lived), looks the agent up again and re-sends the batch.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
 import time
@@ -56,7 +57,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from agentic_ray._budget import Deadline, deadline_scope
+from agentic_ray._budget import Deadline, deadline_scope, stage_deadline, workflow_scope
 from agentic_ray.actors._common import NAMESPACE, agent_name
 from agentic_ray.errors import BudgetExhausted
 
@@ -96,6 +97,8 @@ class TaskContext(NamedTuple):
     policy_version: str | None
     traceparent: str | None
     request_id: str | None
+    workflow_deadline: float | None = None  # the deadline of the workflow run the task belongs to
+    stage_share: float | None = None  # a stage's share of what that run has left when it starts
 
     def to_wire(self) -> list[Any]:
         """The context as it travels: the list of its fields. Ray serializes a list of plain values with
@@ -319,6 +322,17 @@ def _refuse(ctx: TaskContext, started: float, default_name: str) -> BudgetExhaus
     )
 
 
+def _scopes(ctx: TaskContext, deadline: float) -> Any:
+    """The task's deadline scope, and its workflow run's scope when it belongs to one (so stages it
+    submits take their deadlines from what the run has left)."""
+    if ctx.workflow is not None and ctx.workflow_deadline is not None:
+        stack = contextlib.ExitStack()
+        stack.enter_context(workflow_scope(ctx.workflow, ctx.workflow_deadline))
+        stack.enter_context(deadline_scope(Deadline(deadline)))
+        return stack
+    return deadline_scope(Deadline(deadline))
+
+
 def worker_signature(fn: Callable[..., Any]) -> inspect.Signature | None:
     """``fn``'s signature plus the keyword-only ``CONTEXT_KWARG`` (default ``None``), which Ray checks
     ``.remote()``'s arguments against; ``None`` when ``fn`` has no readable signature (Ray then accepts
@@ -363,9 +377,13 @@ def make_worker_function(fn: Callable[..., Any]) -> Callable[..., Any]:
         if started >= ctx.deadline_at:
             raise _refuse(ctx, started, name)
         _account(Started(ctx.qos))
+        deadline = ctx.deadline_at
+        if ctx.stage_share is not None and ctx.workflow_deadline is not None:
+            # A stage's deadline is fixed when it starts: its share of what the workflow run has left.
+            deadline = min(deadline, stage_deadline(ctx.workflow_deadline, ctx.stage_share, started))
         ok = False
         try:
-            with deadline_scope(Deadline(ctx.deadline_at)):
+            with _scopes(ctx, deadline):
                 if ctx.traceparent is None:
                     result = call(*args, **kwargs)
                 else:
@@ -384,7 +402,7 @@ def make_worker_function(fn: Callable[..., Any]) -> Callable[..., Any]:
             end = time.time()
             _account(
                 Ended(ctx.qos, ctx.workflow, ctx.stage, (end - started) * 1000.0, (end - ctx.submitted_at) * 1000.0,
-                      ok, end <= ctx.deadline_at, (ctx.deadline_at - end) * 1000.0)
+                      ok, end <= deadline, (deadline - end) * 1000.0)
             )  # fmt: skip
 
     runner.__name__ = name

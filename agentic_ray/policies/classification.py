@@ -162,6 +162,8 @@ class Classification:
     class_source: str = "default"
     budget_source: str = "class"
     entitlement: EntitlementDecision | None = None
+    stage_share: float | None = None  # a stage's share of what its workflow run has left (StagePlan.share)
+    workflow_budget_ms: float | None = None  # the whole workflow run's budget, for a stage request
 
     def allows(self, node: NodeAttrs) -> bool:
         """True when ``node`` satisfies every requirement of every matched rule."""
@@ -208,6 +210,7 @@ class Classification:
             "budget_from": self.budget_source,
             "deadline": self.deadline,
             "stages": [{"name": s.name, "budget_ms": s.budget_ms} for s in self.stages],
+            "stage_share": self.stage_share,
             "rule_ids": list(self.rule_ids),
             "rules": [
                 {

@@ -10,9 +10,12 @@ Whole classifications (everything but the deadline) are cached per distinct requ
 LRU, so a repeated request costs one dict look-up plus building the result.
 
 Resolution order: class = request ``qos`` > workflow's class > tenant's class > ``default_class``;
-budget = request ``budget_ms`` > workflow ``budget_ms`` > class ``budget_ms``. Stage budgets are computed
-against the workflow budget (``share * B`` or fixed ms) and scaled by ``budget / B`` when the request
-brings its own budget, so they always fit. With ``stage`` given, the budget is that stage's budget.
+budget = request ``budget_ms`` > workflow ``budget_ms`` > class ``budget_ms``. Nominal stage budgets are
+``_budget.StagePlan.split`` of the workflow budget (``share * B`` or fixed ms), scaled by ``budget / B``
+when the request brings its own budget, so they always fit. With ``stage`` given, the budget is the
+stage's share of what a run of the workflow has left when the earlier stages used exactly their nominal
+budgets (``StagePlan.remaining_at * StagePlan.share``); ``Classification.stage_share`` carries the share so
+a caller inside a workflow run recomputes the deadline from the run's own (``_budget.stage_deadline``).
 A policy that lists no tenants accepts any tenant name (with no region); one that does rejects others.
 """
 
@@ -28,6 +31,7 @@ from fnmatch import fnmatchcase
 from types import MappingProxyType
 from typing import Any
 
+from agentic_ray._budget import StagePlan, StageSpec, deadline_after
 from agentic_ray.errors import EntitlementError, PolicyError
 from agentic_ray.policies.classification import Classification, CompiledRule, NodeSelector, _Requirement
 from agentic_ray.policies.entitlements import (
@@ -134,10 +138,10 @@ class Policy:
         for n, w in spec.workflows.items():
             cls = w.qos_class or spec.default_class
             budget = float(w.budget_ms) if w.budget_ms is not None else self.classes[cls].budget_ms
-            stages = tuple(
-                StageBudget(s.name, float(s.budget_ms) if s.budget_ms is not None else float(s.share) * budget)
-                for s in w.stages
-            )
+            stages: tuple[StageBudget, ...] = ()
+            if w.stages:
+                plan = StagePlan.split(budget, [StageSpec(s.name, s.share, s.budget_ms) for s in w.stages])
+                stages = tuple(StageBudget(name, ms) for name, ms in zip(plan.names, plan.nominal_ms, strict=True))
             workflows[n] = Workflow(n, cls, budget, stages)
         self.workflows: Mapping[str, Workflow] = MappingProxyType(workflows)
         b, r = admission.breaker, admission.retry
@@ -271,11 +275,11 @@ class Policy:
                 cache.move_to_end(key)
             except KeyError:  # evicted by another thread between get() and here
                 pass
-        qos, budget, stages, rule_ids, matched, requirement, class_source, budget_source, decision = hit
+        qos, budget, stages, rule_ids, matched, requirement, class_source, budget_source, decision, share, total = hit
         return Classification(
-            self.name, self.version, self.sha256, qos, budget, now + budget / 1000.0, stages,
+            self.name, self.version, self.sha256, qos, budget, deadline_after(now, budget), stages,
             request.tenant, request.workflow, request.stage, request.model, request.data_class,
-            rule_ids, matched, requirement, class_source, budget_source, decision,
+            rule_ids, matched, requirement, class_source, budget_source, decision, share, total,
         )  # fmt: skip
 
     def _classify_uncached(self, request: RequestMeta, check_entitlement: bool = True) -> tuple:
@@ -331,13 +335,19 @@ class Policy:
             if budget != workflow.budget_ms:
                 scale = budget / workflow.budget_ms
                 stages = tuple(StageBudget(s.name, s.budget_ms * scale) for s in stages)
+        stage_share = workflow_total = None
         if request.stage is not None:
             if workflow is None:
                 raise PolicyError(f"stage {request.stage!r} given without a workflow")
-            stage = next((s for s in stages if s.name == request.stage), None)
-            if stage is None:
+            names = tuple(s.name for s in stages)
+            if request.stage not in names:
                 raise PolicyError(f"unknown stage {request.stage!r} of workflow {workflow.name!r}")
-            budget, budget_source = stage.budget_ms, f"{budget_source}/stage:{stage.name}"
+            # One stage-budget rule (_budget.StagePlan): out of a workflow run, the stage gets its share
+            # of what the run has left when the earlier stages used exactly their nominal budgets.
+            plan = StagePlan(budget, names, tuple(s.budget_ms for s in stages))
+            stage_share, workflow_total = plan.share(request.stage), budget
+            budget = plan.remaining_at(request.stage) * stage_share
+            budget_source = f"{budget_source}/stage:{request.stage}"
         if request.tenant is None:
             mask = self._tenant_unknown_mask
         else:
@@ -361,7 +371,8 @@ class Policy:
         )  # fmt: skip
         if clamped:
             rule_ids = (*rule_ids, decision.rule_id)
-        return (qos, budget, stages, rule_ids, matched, requirement, class_source, budget_source, decision)
+        return (qos, budget, stages, rule_ids, matched, requirement, class_source, budget_source, decision,
+                stage_share, workflow_total)  # fmt: skip
 
     def uncovered_shapes(self) -> list[dict[str, Any]]:
         """Request shapes a regulated data class (``requires_residency``) leaves uncovered, so refused at

@@ -22,6 +22,11 @@ data_class=..., **ray_options)`` wraps a function like ``@ray.remote``; ``f.remo
    not called), runs the function inside ``deadline_scope`` (child tasks inherit the remaining budget),
    and accounts start/end with the node's agent through a batching background thread.
 
+Workflow stages: a stage's deadline is fixed when it starts, as its share of what its workflow run has
+left (``_budget.StagePlan``, ``stage_deadline``); the run is the enclosing ``agentic_ray.workflow(name)``
+block or workflow task of the same workflow, else one that starts at the call. A stage task may start
+until the run's deadline.
+
 Telemetry, off the untraced hot path: when tracing is configured in the submitting process
 (``telemetry.configure_tracing`` with an exporter, or ``AGENTIC_TRACE_EXPORTER`` at ``init``),
 ``.remote()`` runs inside ``root_span("agentic.submit")`` and, for a sampled span, the context carries
@@ -53,7 +58,7 @@ from agentic_ray.sdk._admin import (
     stop_control_plane_actors,  # noqa: F401  (public as in the former sdk.py, not in __all__)
 )
 from agentic_ray.sdk._state import runtime as _runtime  # noqa: F401  (benchmarks: sdk._runtime())
-from agentic_ray.sdk._tasks import AgenticRemoteFunction, budget, task
+from agentic_ray.sdk._tasks import AgenticRemoteFunction, budget, task, workflow
 
 # Report each placement to the chosen node's agent (queued-not-started accounting, ``account_placed``).
 # ``_tasks`` reads it here at every submission, so benchmarks switch it on the package
@@ -71,4 +76,5 @@ __all__ = [
     "shutdown",
     "status",
     "task",
+    "workflow",
 ]

@@ -18,10 +18,16 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from agentic_ray._budget import Budget, budget_scope, current_deadline
+from agentic_ray._budget import (
+    Budget,
+    budget_scope,
+    current_deadline,
+    current_workflow,
+    deadline_after,
+    workflow_scope,
+)
 from agentic_ray.actors._worker import (
     CONTEXT_KWARG,
-    TaskContext,
     account_placed,
     make_worker_function,
     worker_signature,
@@ -139,10 +145,10 @@ class AgenticRemoteFunction:
         rt = _state.runtime()
         now = time.time() if now is None else now
         classification = rt.policy.classify(self._meta, now)
-        deadline_at = classification.deadline
-        parent = current_deadline()
-        if parent is not None and parent.at < deadline_at:
-            deadline_at = parent.at
+        deadline_at = deadline_after(now, classification.budget_ms, current_deadline())
+        workflow_deadline = _workflow_deadline(classification, now)
+        if workflow_deadline is not None and classification.stage_share is not None:
+            deadline_at = workflow_deadline  # the stage's own deadline is fixed when it starts
         if now >= deadline_at:
             raise BudgetExhausted(
                 f"task {self.__name__} not submitted: the enclosing budget ran out "
@@ -152,6 +158,13 @@ class AgenticRemoteFunction:
             )
         placement = rt.place(classification, self._accelerator, self._resources)
         return classification, deadline_at, placement
+
+    def _context(self, classification: Any, deadline_at: float, now: float) -> tuple[float | None, float | None]:
+        """``(workflow_deadline, stage_share)`` of the context of a call decided at ``now``."""
+        if classification.workflow is None:
+            return None, None
+        wd = _workflow_deadline(classification, now)
+        return (min(wd, deadline_at) if classification.stage_share is None else wd), classification.stage_share
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Classify, place and submit; returns the ``ObjectRef`` (as ``ray.remote``'s ``.remote()``)."""
@@ -180,16 +193,10 @@ class AgenticRemoteFunction:
         if _telemetry.DECISION_LOG is not None:
             request_id = _telemetry.next_request_id()
             _telemetry.log_placement(self._task_name, request_id, classification, placement)
-        kwargs[CONTEXT_KWARG] = TaskContext(
-            deadline_at=deadline_at,
-            submitted_at=now,
-            qos=qos,
-            workflow=classification.workflow,
-            stage=classification.stage,
-            policy_version=classification.policy_version,
-            traceparent=traceparent,
-            request_id=request_id,
-        ).to_wire()
+        workflow_deadline, stage_share = self._context(classification, deadline_at, now)
+        kwargs[CONTEXT_KWARG] = [deadline_at, now, qos, classification.workflow, classification.stage,
+                                 classification.policy_version, traceparent, request_id, workflow_deadline,
+                                 stage_share]  # TaskContext.to_wire(), without building the tuple  # fmt: skip
         ref = self._submit_function(placement)(args, kwargs)
         if placement.node_id is not None and _PACKAGE.ACCOUNT_PLACEMENTS:
             account_placed(placement.node_id, qos, deadline_at)
@@ -200,6 +207,22 @@ class AgenticRemoteFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"{self.__name__} is an agentic_ray.task; call {self.__name__}.remote(...)")
+
+
+def _workflow_deadline(classification: Any, now: float) -> float | None:
+    """The deadline of the workflow run a call belongs to: the enclosing run's (``workflow_scope``, set
+    on the worker of a workflow task and by ``agentic_ray.workflow``) when it is of the same workflow,
+    else a run that starts now (for a stage, with the earlier stages taken to have used their nominal
+    budgets), never after the enclosing deadline. ``None`` outside a workflow."""
+    name = classification.workflow
+    if name is None:
+        return None
+    scope = current_workflow()
+    if scope is not None and scope.name == name:
+        return scope.deadline
+    share = classification.stage_share
+    left_ms = classification.budget_ms / share if share else classification.budget_ms
+    return deadline_after(now, left_ms, current_deadline())
 
 
 def task(
@@ -243,6 +266,22 @@ def task(
         return AgenticRemoteFunction(f, agentic, ray_options)
 
     return wrap(fn) if fn is not None else wrap
+
+
+@contextlib.contextmanager
+def workflow(name: str) -> Iterator[Any]:
+    """``with agentic_ray.workflow("fraud"):`` -- one run of the policy's workflow ``name``: its deadline
+    is fixed now (its budget, never past an enclosing deadline), and the stages submitted in the block
+    take their deadlines from what the run has left when each starts, so slack left by fast stages
+    passes to later ones (``_budget.StagePlan``). ``PolicyError`` for a workflow the policy lacks."""
+    from agentic_ray.errors import PolicyError
+
+    policy = _state.runtime().policy
+    spec = policy.workflows.get(name)
+    if spec is None:
+        raise PolicyError(f"unknown workflow {name!r} (policy {policy.name} {policy.version})")
+    with workflow_scope(name, deadline_after(time.time(), spec.budget_ms, current_deadline())) as run:
+        yield run
 
 
 @contextlib.contextmanager

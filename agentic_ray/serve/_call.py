@@ -29,8 +29,8 @@ import time
 import uuid
 from typing import Any
 
-from agentic_ray._budget import current_deadline
-from agentic_ray.serve._meta import CALL_ID, HEDGE_OF, META_KWARG, pop_meta
+from agentic_ray._budget import current_deadline, current_workflow, deadline_after
+from agentic_ray.serve._meta import CALL_ID, HEDGE_OF, META_KWARG, WORKFLOW_DEADLINE, pop_meta
 
 __all__ = ["CALL_ID", "HEDGE_OF", "call", "call_meta"]
 
@@ -41,13 +41,16 @@ def call_meta(kwargs: dict[str, Any], now: float) -> dict[str, Any]:
     meta = pop_meta(kwargs)
     budget_ms = meta.get("budget_ms")
     deadline = meta.get("deadline")
-    if deadline is None and budget_ms is not None:
-        deadline = now + float(budget_ms) / 1000.0
     scope = current_deadline()
-    if scope is not None and (deadline is None or scope.at < deadline):
+    if budget_ms is not None:
+        deadline = deadline_after(now, float(budget_ms), deadline, scope)
+    elif scope is not None and (deadline is None or scope.at < deadline):
         deadline = scope.at
     if deadline is not None:
         meta["deadline"] = deadline
+    run = current_workflow()
+    if run is not None and meta.get("workflow") == run.name:
+        meta[WORKFLOW_DEADLINE] = run.deadline  # a stage's deadline is its share of what the run has left
     meta[CALL_ID] = uuid.uuid4().hex
     return meta
 

@@ -62,7 +62,7 @@ from agentic_ray.policies import Policy, default_policy, load_policy
 from agentic_ray.scheduling.admission import DEFAULT_QUEUE_BOUND, MAX_QUEUE_BOUND, replica_gate, tenant_shares_of
 from agentic_ray.scheduling.reports import ReplicaMetadata
 from agentic_ray.serve._hooks import DEFAULT_HOOK, DecisionHook, load_hook, register_policy
-from agentic_ray.serve._meta import pop_meta, request_meta, to_request
+from agentic_ray.serve._meta import WORKFLOW_DEADLINE, pop_meta, request_meta, to_request
 
 TRACE_KWARG = "_agentic_trace"  # agentic_ray.telemetry.tracing.TRACE_KWARG (kept import-free of OpenTelemetry)
 
@@ -142,7 +142,9 @@ def _admission_request(self: Any, kwargs: dict[str, Any]) -> tuple[Any, Any]:
     trace = pop_trace(kwargs) if TRACE_KWARG in kwargs else None
     now = time.time()
     classification = self._agentic_policy.classify(request_meta(meta), now)
-    request = to_request(classification, admission.next_id(), now, meta.get("deadline"), meta.get("model"))
+    request = to_request(
+        classification, admission.next_id(), now, meta.get("deadline"), meta.get("model"), meta.get(WORKFLOW_DEADLINE)
+    )
     return request, trace
 
 

@@ -129,7 +129,7 @@ async def http_response(
 
     ``call(payload)`` runs the user's method; ``trace_span(carrier)`` turns a carrier into the replica's
     trace parent (or ``None``)."""
-    from agentic_ray.serve._meta import request_meta, to_request
+    from agentic_ray.serve._meta import WORKFLOW_DEADLINE, request_meta, to_request
 
     stamped = http_request.scope.get(SCOPE_KEY)
     if isinstance(stamped, Mapping) and "error" in stamped:
@@ -150,7 +150,9 @@ async def http_response(
     except (PolicyError, ValueError) as exc:
         return _json_response(bad_request_body(exc), 400)
     admission = replica._agentic_admission
-    request = to_request(classification, admission.next_id(), now, meta.get("deadline"), meta.get("model"))
+    request = to_request(
+        classification, admission.next_id(), now, meta.get("deadline"), meta.get("model"), meta.get(WORKFLOW_DEADLINE)
+    )
     # Serve's replica fetches the body from the proxy for every HTTP request anyway (its receive task
     # runs from the start), so reading it before admission costs no extra call, and a body that is not
     # JSON is answered without taking a slot or becoming a service-time sample.

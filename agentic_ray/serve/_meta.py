@@ -23,6 +23,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import replace
 from typing import Any
 
+from agentic_ray._budget import stage_deadline
 from agentic_ray.policies.types import RequestMeta
 from agentic_ray.scheduling.types import Request
 
@@ -32,6 +33,7 @@ __all__ = [
     "HEDGE_OF",
     "HEADERS",
     "META_KWARG",
+    "WORKFLOW_DEADLINE",
     "HeaderError",
     "meta_from_headers",
     "policy_error_header",
@@ -41,6 +43,7 @@ __all__ = [
 ]
 
 META_KWARG = "_agentic"
+WORKFLOW_DEADLINE = "workflow_deadline"  # wire key: the deadline of the caller's workflow run (a stage's)
 CALL_ID = "call_id"  # wire key set by ``agentic_ray.serve.call``: this copy's id
 HEDGE_OF = "hedge_of"  # wire key of a hedge: the ``CALL_ID`` of the copy it hedges
 HANDLE_META_KEYS = ("qos", "budget_ms", "tenant", "data_class", "workflow")
@@ -122,10 +125,25 @@ def policy_error_header(error: Exception) -> str:
     return "x-qos"
 
 
-def to_request(classification: Any, request_id: Any, now: float, deadline: float | None, model: str | None) -> Request:
+def to_request(
+    classification: Any,
+    request_id: Any,
+    now: float,
+    deadline: float | None,
+    model: str | None,
+    workflow_deadline: float | None = None,
+) -> Request:
     """The scheduling core's ``Request`` for a classified request; ``deadline`` (an absolute instant fixed by
-    an earlier hop or the caller's budget scope) replaces the class's when it is earlier, never later."""
+    an earlier hop or the caller's budget scope) replaces the class's when it is earlier, never later. A
+    stage request inside a workflow run (``workflow_deadline``) gets its share of what the run has left
+    (``_budget.stage_deadline``), not the share of a run starting now."""
     request = Request.from_classification(classification, request_id, now, model)
-    if deadline is not None and float(deadline) < request.deadline:
-        return replace(request, deadline=float(deadline))
-    return request
+    at = request.deadline
+    share = classification.stage_share
+    if workflow_deadline is not None and share is not None:
+        # A run has at most the workflow's whole budget left: a carried deadline cannot stretch a stage.
+        longest = now + (classification.workflow_budget_ms or 0.0) * share / 1000.0
+        at = min(stage_deadline(float(workflow_deadline), share, now), longest)
+    if deadline is not None:
+        at = min(at, float(deadline))
+    return request if at == request.deadline else replace(request, deadline=at)

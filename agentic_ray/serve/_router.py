@@ -90,6 +90,7 @@ from agentic_ray.serve._meta import (
     CALL_ID,
     HEDGE_OF,
     META_KWARG,
+    WORKFLOW_DEADLINE,
     meta_from_headers,
     pop_meta,
     request_meta,
@@ -286,7 +287,9 @@ class AgenticRequestRouter(RequestRouter):
         else:
             meta = pop_meta(kwargs)
         classification = self.policy.classify(request_meta(meta), now)
-        request = to_request(classification, key, now, meta.get("deadline"), meta.get("model"))
+        request = to_request(
+            classification, key, now, meta.get("deadline"), meta.get("model"), meta.get(WORKFLOW_DEADLINE)
+        )
         meta["deadline"] = request.deadline
         meta["qos"] = request.qos
         if http is None:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agentic_ray._budget import deadline_after
 from agentic_ray.policies.types import RequestMeta
 from agentic_ray.scheduling.types import Request
 from agentic_ray.sim.arrivals import TraceRecord, mmpp_arrivals, poisson_arrivals, ramp_arrivals, read_trace
@@ -121,7 +122,7 @@ def build_workload(scenario: Scenario, seed: int, policy: Any = None) -> Workloa
                 qos=qos,
                 priority=spec.priority,
                 arrival=rec.at_s,
-                deadline=rec.at_s + spec.budget_ms / 1000.0,
+                deadline=deadline_after(rec.at_s, spec.budget_ms),
                 model=model,
                 shedding=spec.shedding,
                 hedge_after_ms=spec.hedge_after_ms,

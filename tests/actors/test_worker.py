@@ -194,3 +194,26 @@ def test_agent_keys_stage_tasks_by_workflow_and_stage():
     summaries = agent.take_report().summaries
     assert summaries["critical|fraud/score"].count == 1 and summaries["critical|fraud"].missed == 1
     assert agent.snapshot().service_ms == {"critical|fraud/score": 4.0}
+
+
+def test_a_stage_task_fixes_its_deadline_when_it_starts(monkeypatch):
+    """A stage's context carries its workflow run's deadline and its share; the worker gives the stage
+    its share of what the run has left at start, and runs the stage inside the run's scope."""
+    from agentic_ray._budget import current_deadline, current_workflow
+
+    seen = {}
+
+    def stage():
+        seen["deadline"], seen["run"] = current_deadline().at, current_workflow()
+        return "ok"
+
+    events = []
+    monkeypatch.setattr(worker, "_account", lambda ev, node_id=None: events.append(ev))
+    runner = make_worker_function(stage)
+    now = time.time()
+    ctx = TaskContext(now + 10.0, now, "standard", "rag", "rerank", "v1", None, None, now + 10.0, 0.25).to_wire()
+    assert runner(_agentic_ctx=ctx) == "ok"
+    assert seen["deadline"] == pytest.approx(now + 2.5, abs=0.05)  # a quarter of the ~10 s left
+    assert seen["run"].name == "rag" and seen["run"].deadline == pytest.approx(now + 10.0)
+    ended = events[-1]
+    assert ended.met and ended.budget_left_ms == pytest.approx(2500, abs=60)

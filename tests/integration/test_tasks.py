@@ -133,6 +133,41 @@ def test_child_submitted_after_parent_deadline_is_refused(agentic):
     assert ray.get(slow_parent.remote(), timeout=60) == "deadline_passed"
 
 
+def test_stages_of_a_workflow_run_share_what_the_run_has_left(agentic):
+    """Inside ``agentic_ray.workflow(...)`` every stage carries the run's deadline and its share; the stage
+    that starts gets its share of what is left then (on the worker), and a stage task submitted from a
+    workflow task belongs to the same run."""
+    import agentic_ray
+
+    fraud = dict(tenant="bank-eu", workflow="fraud", num_cpus=0)
+
+    @agentic_ray.task(stage="features", **fraud)
+    def features():
+        return None
+
+    @agentic_ray.task(stage="explain", **fraud)
+    def explain(_):
+        from agentic_ray._budget import current_deadline, current_workflow
+
+        run = current_workflow()
+        return run.name, run.deadline, current_deadline().at
+
+    now = time.time()
+    with agentic_ray.workflow("fraud") as run:
+        assert run.deadline == pytest.approx(now + 0.150, abs=0.05)
+        cls_f, at_f, _ = features.decide()
+        first_ctx = features._context(cls_f, at_f, time.time())
+        cls_e, at_e, _ = explain.decide()
+    # Both stages carry the run's deadline; the first stage's share is its 30 % of the whole run.
+    assert at_f == run.deadline and at_e == run.deadline and first_ctx == (run.deadline, pytest.approx(0.3))
+    assert cls_e.stage_share == 1.0  # the last stage gets everything left when it starts
+    # Out of a run, explain is taken to start after features and score used their nominal budgets.
+    assert explain.decide()[1] - time.time() == pytest.approx(0.150 * 0.2, abs=0.02)
+    with pytest.raises(agentic_ray.PolicyError):
+        with agentic_ray.workflow("no-such-workflow"):
+            pass
+
+
 def test_bad_input_is_refused_before_submission(agentic):
     from agentic_ray.errors import NoEligibleNode, PolicyError
 

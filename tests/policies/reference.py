@@ -7,6 +7,9 @@ plain loop, exactly as the documentation states the semantics:
   does not hold; ``model`` and ``tenant_region`` are ``fnmatchcase`` globs; ``class`` is the resolved class;
 - ``allows(node)``: every ``require`` part of every matched rule holds; ``prefers``: count of ``prefer``
   parts that hold, summed over the matched rules;
+- a stage outside a workflow run gets ``remaining * nominal_i / sum(nominal_j, j >= i)`` of the workflow
+  budget, ``remaining`` being the budget less the earlier stages' nominal budgets (the last stage: all of
+  ``remaining``);
 - entitlements as ``agentic_ray/policies/entitlements.py`` states them: the class must be one the caller
   may use (refused, or clamped to the most important allowed class no more important than the one
   asked for); a requested budget may not exceed the class's (or workflow's) budget unless the class
@@ -107,10 +110,14 @@ def reference_classify(spec: PolicySpec, request: RequestMeta, now: float) -> di
     if request.stage is not None:
         if workflow is None:
             raise PolicyError("stage without workflow")
-        found = [b for name, b in stages if name == request.stage]
-        if not found:
+        names = [name for name, _ in stages]
+        if request.stage not in names:
             raise PolicyError(f"unknown stage {request.stage}")
-        budget = found[0]
+        i = names.index(request.stage)
+        nominal = [b for _, b in stages]
+        remaining = budget - sum(nominal[:i])  # earlier stages took exactly their nominal budgets
+        later = sum(nominal[i:])
+        budget = remaining if i == len(nominal) - 1 or later <= 0 else remaining * nominal[i] / later
 
     region = tenant.region if tenant is not None else None
     rule_ids = []

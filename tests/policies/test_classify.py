@@ -66,7 +66,13 @@ def test_class_and_budget_resolution(platform) -> None:
     assert c.qos.name == "sheddable" and c.budget_ms == 600.0
     assert [s.budget_ms for s in c.stages] == pytest.approx([150.0, 50.0, 360.0])  # scaled to the request budget
     c = platform.classify(RequestMeta(workflow="rag", stage="rerank"), now=1.0)
-    assert c.budget_ms == 100.0 and c.deadline == pytest.approx(1.1) and len(c.stages) == 3
+    # Out of a workflow run: retrieve is taken to have used its nominal 300 ms, so 900 ms are left, and
+    # rerank gets its share of them, 100 / (100 + 720): its nominal 100 ms plus its part of the 80 ms slack.
+    assert c.stage_share == pytest.approx(100 / 820) and c.workflow_budget_ms == 1200.0
+    assert c.budget_ms == pytest.approx(900 * 100 / 820) and c.deadline == pytest.approx(1.0 + 0.9 * 100 / 820)
+    assert len(c.stages) == 3 and c.stages[1].budget_ms == 100.0  # nominal budgets, for drift
+    last = platform.classify(RequestMeta(workflow="rag", stage="generate"), now=0.0)
+    assert last.stage_share == 1.0 and last.budget_ms == pytest.approx(1200 - 300 - 100)
     c = platform.classify(RequestMeta(workflow="chat", tenant="acme-eu"), now=0)  # no budget of its own: the class's
     assert (c.qos.name, c.budget_ms, c.stages[1].budget_ms) == ("critical", 150.0, 120.0)
     assert c.qos.queue_bound == 32 and c.qos.max_queue_wait_ms == 30 and c.qos.hedge_after_ms == 60

@@ -3,6 +3,8 @@ No Ray: manual times."""
 
 from __future__ import annotations
 
+import pytest
+
 from agentic_ray._budget import Deadline, deadline_scope
 from agentic_ray.policies import RequestMeta, default_policy
 from agentic_ray.serve._call import CALL_ID, call_meta
@@ -32,3 +34,34 @@ def test_a_carried_deadline_can_shorten_the_class_budget_but_never_extend_it():
     assert to_request(classification, "r1", 100.0, own - 0.05, None).deadline == own - 0.05
     assert to_request(classification, "r2", 100.0, own + 60.0, None).deadline == own
     assert to_request(classification, "r3", 100.0, None, None).deadline == own
+
+
+RAG = """
+apiVersion: agentic-ray/v1
+kind: Policy
+metadata: {name: rag}
+default_class: standard
+classes:
+  standard: {priority: 1, budget_ms: 1000}
+workflows:
+  rag:
+    budget_ms: 1000
+    stages: [{name: retrieve, share: 0.2}, {name: rerank, share: 0.3}, {name: generate, share: 0.5}]
+"""
+
+
+def test_a_stage_inside_a_workflow_run_gets_its_share_of_what_the_run_has_left():
+    from agentic_ray._budget import workflow_scope
+    from agentic_ray.policies import parse_policy
+
+    policy = parse_policy(RAG)
+    rerank = policy.classify(RequestMeta(workflow="rag", stage="rerank"), 0.0)
+    assert rerank.stage_share == pytest.approx(0.375) and rerank.budget_ms == pytest.approx(300.0)  # 800 ms x 0.375
+    # In a run with 600 ms left (retrieve was quick), rerank gets 0.375 of them: 225 ms from now.
+    assert to_request(rerank, "r", 10.0, None, None, 10.6).deadline == pytest.approx(10.0 + 0.6 * 0.375)
+    # A run deadline further away than the whole workflow budget cannot stretch the stage.
+    assert to_request(rerank, "r", 10.0, None, None, 99.0).deadline == pytest.approx(10.0 + 1.0 * 0.375)
+    with workflow_scope("rag", 10.6):
+        meta = call_meta({"workflow": "rag"}, now=10.0)
+    assert meta["workflow_deadline"] == 10.6 and meta["deadline"] == 10.6
+    assert "workflow_deadline" not in call_meta({"workflow": "rag"}, now=10.0)  # no run: none carried
