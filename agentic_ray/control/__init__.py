@@ -41,6 +41,8 @@ from agentic_ray.control._reports import (
     NodeLease,
     NodeSnapshot,
     PlacementFacts,
+    ReplicaClassStats,
+    ReplicaReport,
     ZoneReport,
 )
 from agentic_ray.control._rollout import PolicyEntry, PolicyRollout
@@ -84,6 +86,8 @@ __all__ = [
     "Placement",
     "PlacedNotStarted",
     "PlacementFacts",
+    "ReplicaClassStats",
+    "ReplicaReport",
     "PolicyEntry",
     "PolicyRollout",
     "ViewNode",

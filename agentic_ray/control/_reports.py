@@ -10,15 +10,21 @@ being turned into dicts and back at every hop, see "Pickled form" below):
   reports only when these changed;
 - ``AgentReport``: agent -> zone, a snapshot plus the summary delta since the previous full report
   (empty for a snapshot-only report);
-- ``ZoneReport``: zone -> GlobalCoordinator, the zone's fresh snapshots, merged delta and registrations.
+- ``ZoneReport``: zone -> GlobalCoordinator, the zone's fresh snapshots, merged delta and registrations;
+- ``ReplicaReport``: a Serve replica of an ``@agentic_ray.deployment`` -> its node's agent, per class
+  since its previous report (``ReplicaClassStats``: offered, admitted, shed by reason, expired,
+  completed, a latency histogram), its policy version and its slots; agents pass the latest one per
+  replica up in their ``AgentReport`` and zones in their ``ZoneReport`` (``replicas``).
 
-Down the tree: ``NodeLease``, one node's per-class caps from the allocator (GlobalCoordinator -> zone ->
-agent).
+Down the tree: ``NodeLease``, one node's per-class caps from the allocator, and per-class caps for each
+Serve replica on the node (``replica_caps``) (GlobalCoordinator -> zone -> agent -> replica).
 
 Every value projects to the JSON shape the control plane used before these types (``to_dict``), which
 is what ``agentic-ray status`` and the agents' ``stats()`` show.
 
-**Wire versions.** ``WIRE_VERSION`` 2 is these types; version 1 was plain dicts with the keys ``to_dict``
+**Wire versions.** ``WIRE_VERSION`` 3 added the Serve replicas (``ReplicaReport``, ``AgentReport.replicas``,
+``ZoneReport.replicas``, ``NodeLease.replica_caps``, all defaulting to empty); version 2 is the same types
+without them (its pickles still load); version 1 was plain dicts with the keys ``to_dict``
 writes (and a lease as four positional arguments). Consumers accept both (``from_wire``), so in a rolling
 restart an agent still running the old code keeps reporting to a new zone, and an old zone to a new
 GlobalCoordinator. The reverse is not handled: a process of the old code cannot read these types (a new
@@ -46,10 +52,19 @@ from typing import Any
 
 from agentic_ray.control._summary import ClassSummary, LatencyHistogram
 
-__all__ = ["WIRE_VERSION", "AgentReport", "NodeLease", "NodeSnapshot", "PlacementFacts", "ZoneReport"]
+__all__ = [
+    "WIRE_VERSION",
+    "AgentReport",
+    "NodeLease",
+    "NodeSnapshot",
+    "PlacementFacts",
+    "ReplicaClassStats",
+    "ReplicaReport",
+    "ZoneReport",
+]
 
-WIRE_VERSION = 2
-"""Version of the report/lease wire shape (1: plain dicts; 2: the types of this module)."""
+WIRE_VERSION = 3
+"""Version of the report/lease wire shape (1: plain dicts; 2: the types of this module; 3: + Serve replicas)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,20 +149,117 @@ class PlacementFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicaClassStats:
+    """One QoS class at one Serve replica since its previous report. ``offered``: every arrival at the
+    replica's gate (the shed and refused included: demand is offered load, not throughput); ``admitted``
+    (started or queued); ``shed`` by reason (gate refusals and evictions); ``expired`` (deadline passed
+    while queued); ``completed`` (ran to the end), of which ``failed`` (the user's code raised) and
+    ``missed`` (ended after the deadline); ``latency``: the completed requests' latencies at the replica
+    (ms, mergeable)."""
+
+    offered: int = 0
+    admitted: int = 0
+    shed: Mapping[str, int] = field(default_factory=dict)
+    expired: int = 0
+    completed: int = 0
+    failed: int = 0
+    missed: int = 0
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    def merge(self, other: ReplicaClassStats) -> ReplicaClassStats:
+        """The sum of two deltas (``other`` later)."""
+        shed = dict(self.shed)
+        for reason, n in other.shed.items():
+            shed[reason] = shed.get(reason, 0) + n
+        latency = LatencyHistogram(dict(self.latency.buckets), self.latency.count)
+        latency.merge(other.latency)
+        return ReplicaClassStats(self.offered + other.offered, self.admitted + other.admitted, shed,
+                                 self.expired + other.expired, self.completed + other.completed,
+                                 self.failed + other.failed, self.missed + other.missed, latency)  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "offered": self.offered,
+            "admitted": self.admitted,
+            "shed": dict(self.shed),
+            "expired": self.expired,
+            "completed": self.completed,
+            "failed": self.failed,
+            "missed": self.missed,
+            "p99_ms": self.latency.quantile(0.99) if self.latency.count else None,
+            "latency": self.latency.to_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaReport:
+    """A Serve replica's report: which deployment (``"APP/DEPLOYMENT"``) and replica, where it runs, its
+    slots and current concurrency limit, the policy version it runs, and per class what happened since
+    its previous report (``classes``) over ``[since, at]`` (wall clock)."""
+
+    deployment: str
+    replica_id: str
+    node_id: str
+    zone: str
+    accelerator: str
+    slots: int
+    limit: int
+    policy_version: str
+    policy_sha: str | None
+    since: float
+    at: float
+    classes: Mapping[str, ReplicaClassStats] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("slots", "limit"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: must be an int >= 1, got {value!r}")
+        if not self.deployment or "/" not in self.deployment:
+            raise ValueError(f"deployment: expected 'APP/DEPLOYMENT', got {self.deployment!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deployment": self.deployment,
+            "replica_id": self.replica_id,
+            "node_id": self.node_id,
+            "zone": self.zone,
+            "accelerator": self.accelerator,
+            "slots": self.slots,
+            "limit": self.limit,
+            "policy_version": self.policy_version,
+            "policy_sha": self.policy_sha,
+            "since": self.since,
+            "at": self.at,
+            "classes": {q: c.to_dict() for q, c in self.classes.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class AgentReport:
     """Agent -> zone: the node's snapshot and the summary delta per ``summary_key`` since the previous
     full report (empty in a snapshot-only report). The receiver owns the summaries it is sent."""
 
     snapshot: NodeSnapshot
     summaries: Mapping[str, ClassSummary] = field(default_factory=dict)
+    replicas: tuple[ReplicaReport, ...] = ()
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         summaries = {k: _summary_fields(s) for k, s in self.summaries.items()}
-        return _agent_report_v2, (_snapshot_fields(self.snapshot), summaries)
+        if not self.replicas:
+            return _agent_report_v2, (_snapshot_fields(self.snapshot), summaries)
+        replicas = tuple(_replica_fields(r) for r in self.replicas)
+        return _agent_report_v3, (_snapshot_fields(self.snapshot), summaries, replicas)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form (wire version 1)."""
-        return {"snapshot": self.snapshot.to_dict(), "summaries": {k: s.to_dict() for k, s in self.summaries.items()}}
+        """The JSON form (wire version 1, plus ``replicas`` when there are any)."""
+        out: dict[str, Any] = {
+            "snapshot": self.snapshot.to_dict(),
+            "summaries": {k: s.to_dict() for k, s in self.summaries.items()},
+        }
+        if self.replicas:
+            out["replicas"] = [r.to_dict() for r in self.replicas]
+        return out
 
     @classmethod
     def from_wire(cls, obj: AgentReport | Mapping[str, Any]) -> AgentReport:
@@ -168,11 +280,15 @@ class ZoneReport:
     nodes: Mapping[str, NodeSnapshot] = field(default_factory=dict)
     summaries: Mapping[str, ClassSummary] = field(default_factory=dict)
     registrations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    replicas: Mapping[str, ReplicaReport] = field(default_factory=dict)  # the latest report per replica id
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         nodes = {n: _snapshot_fields(s) for n, s in self.nodes.items()}
         summaries = {k: _summary_fields(s) for k, s in self.summaries.items()}
-        return _zone_report_v2, (self.zone, nodes, summaries, dict(self.registrations))
+        if not self.replicas:
+            return _zone_report_v2, (self.zone, nodes, summaries, dict(self.registrations))
+        replicas = {k: _replica_fields(r) for k, r in self.replicas.items()}
+        return _zone_report_v3, (self.zone, nodes, summaries, dict(self.registrations), replicas)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (wire version 1, less the zone, which travelled as its own argument)."""
@@ -180,6 +296,7 @@ class ZoneReport:
             "nodes": {n: s.to_dict() for n, s in self.nodes.items()},
             "summaries": {k: s.to_dict() for k, s in self.summaries.items()},
             "registrations": {n: list(v) for n, v in self.registrations.items()},
+            **({"replicas": {k: r.to_dict() for k, r in self.replicas.items()}} if self.replicas else {}),
         }
 
     @classmethod
@@ -205,11 +322,16 @@ class NodeLease:
     granted_at: float
     lease_s: float
     revision: int
+    replica_caps: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # replica id -> class -> cap
 
     def __post_init__(self) -> None:
         for qos, cap in self.caps.items():
             if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
                 raise ValueError(f"caps[{qos!r}]: must be an int >= 0, got {cap!r}")
+        for rid, caps in self.replica_caps.items():
+            for qos, cap in caps.items():
+                if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
+                    raise ValueError(f"replica_caps[{rid!r}][{qos!r}]: must be an int >= 0, got {cap!r}")
         if not self.lease_s > 0:
             raise ValueError(f"lease_s: must be > 0, got {self.lease_s!r}")
 
@@ -279,3 +401,44 @@ def _zone_report_v2(
         {k: _summary_of(f) for k, f in summaries.items()},
         registrations,
     )
+
+
+# -- pickled form, wire version 3 (Serve replicas) -------------------------------------------------------
+def _class_stats_fields(c: ReplicaClassStats) -> tuple[Any, ...]:
+    return (c.offered, c.admitted, dict(c.shed), c.expired, c.completed, c.failed, c.missed,
+            c.latency.buckets, c.latency.count)  # fmt: skip
+
+
+def _class_stats_of(fields: tuple[Any, ...]) -> ReplicaClassStats:
+    *counts, buckets, n = fields
+    return ReplicaClassStats(*counts, LatencyHistogram(buckets, n))
+
+
+def _replica_fields(r: ReplicaReport) -> tuple[Any, ...]:
+    classes = {q: _class_stats_fields(c) for q, c in r.classes.items()}
+    return (r.deployment, r.replica_id, r.node_id, r.zone, r.accelerator, r.slots, r.limit, r.policy_version,
+            r.policy_sha, r.since, r.at, classes)  # fmt: skip
+
+
+def _replica_of(fields: tuple[Any, ...]) -> ReplicaReport:
+    *head, classes = fields
+    return ReplicaReport(*head, {q: _class_stats_of(c) for q, c in classes.items()})
+
+
+def _agent_report_v3(
+    snapshot: tuple[Any, ...], summaries: dict[str, tuple[Any, ...]], replicas: tuple[tuple[Any, ...], ...]
+) -> AgentReport:
+    report = _agent_report_v2(snapshot, summaries)
+    return AgentReport(report.snapshot, report.summaries, tuple(_replica_of(r) for r in replicas))
+
+
+def _zone_report_v3(
+    zone: str,
+    nodes: dict[str, tuple[Any, ...]],
+    summaries: dict[str, tuple[Any, ...]],
+    registrations: dict[str, tuple[str, ...]],
+    replicas: dict[str, tuple[Any, ...]],
+) -> ZoneReport:
+    report = _zone_report_v2(zone, nodes, summaries, registrations)
+    return ZoneReport(zone, report.nodes, report.summaries, report.registrations,
+                      {k: _replica_of(r) for k, r in replicas.items()})  # fmt: skip
