@@ -163,9 +163,8 @@ def test_stages_of_a_workflow_run_share_what_the_run_has_left(agentic):
     assert cls_e.stage_share == 1.0  # the last stage gets everything left when it starts
     # Out of a run, explain is taken to start after features and score used their nominal budgets.
     assert explain.decide()[1] - time.time() == pytest.approx(0.150 * 0.2, abs=0.02)
-    with pytest.raises(agentic_ray.PolicyError):
-        with agentic_ray.workflow("no-such-workflow"):
-            pass
+    with pytest.raises(agentic_ray.PolicyError), agentic_ray.workflow("no-such-workflow"):
+        pass
 
 
 def test_bad_input_is_refused_before_submission(agentic):
