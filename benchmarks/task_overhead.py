@@ -6,7 +6,9 @@ suite: two ``zone=eu-west``, one ``zone=us-east``), the fraud policy of the exam
 without reporting placements to the agents), ``plain_with_context`` (the plain task called with a task
 context in the keyword argument an agentic task gets, ``_agentic_ctx``: Ray's own cost of shipping the
 context, apart from the decision; a no-op without arguments is Ray's cheapest case, so it shows this
-cost at its largest). Measured, with the variants' rounds interleaved so machine noise hits all alike:
+cost at its largest), and ``plain_1arg`` / ``agentic_1arg`` (the same pair for a function taking one
+argument, the common case: there Ray's zero-argument fast path is gone for both, and the ratio shows
+what agentic-ray adds on top). Measured, with the variants' rounds interleaved so machine noise hits all alike:
 
 - **sequential**: ``ray.get(f.remote())`` one at a time; per-call latency, median and p99;
 - **pipelined**: ``ray.get([f.remote() for _ in range(window)])``; per-window latency, median and p99,
@@ -126,14 +128,14 @@ def agent_batch_cost(batch: int, reps: int) -> dict[str, dict[str, float]]:
     return {k: summary(v, 1e6) for k, v in out.items()}
 
 
-class WithContext:
-    """A plain remote function whose ``.remote()`` passes a fixed task context (``_agentic_ctx``)."""
+class Bound:
+    """A remote function whose ``.remote()`` passes fixed arguments (a task context, a user argument)."""
 
-    def __init__(self, fn, context: list) -> None:
-        self.fn, self.context = fn, context
+    def __init__(self, fn, *args, **kwargs) -> None:
+        self.fn, self.args, self.kwargs = fn, args, kwargs
 
     def remote(self):
-        return self.fn.remote(_agentic_ctx=self.context)
+        return self.fn.remote(*self.args, **self.kwargs)
 
 
 def timed_calls(call, n: int) -> list[float]:
@@ -204,10 +206,22 @@ def main() -> int:
 
         now = time.time()
         context = TaskContext(now + 3600.0, now, "critical", None, None, "1", None, None).to_wire()
-        plain_with_context = WithContext(plain_noop_with_context, context)
+        plain_with_context = Bound(plain_noop_with_context, _agentic_ctx=context)
+
+        # The common case: a task that takes an argument, where Ray's zero-argument fast path is gone
+        # for plain and agentic alike, so the ratio shows what agentic-ray adds on top.
+        @ray.remote
+        def plain_one(x):
+            return None
+
+        @agentic_ray.task(tenant="bank-eu", data_class="pii", budget_ms=60_000)
+        def agentic_one(x):
+            return None
+
+        plain_1arg, agentic_1arg = Bound(plain_one, 7), Bound(agentic_one, 7)
 
         # Warm up workers and caches on every node.
-        for f in (plain_noop, agentic_noop, plain_with_context):
+        for f in (plain_noop, agentic_noop, plain_with_context, plain_1arg, agentic_1arg):
             sequential(f, 200)
             pipelined(f, 3, args.window)
 
@@ -222,13 +236,16 @@ def main() -> int:
                 sdk.ACCOUNT_PLACEMENTS = True
 
         seq["agentic_no_placed"], pipe["agentic_no_placed"] = [], []
-        seq["plain_with_context"], pipe["plain_with_context"] = [], []
+        for name in ("plain_with_context", "plain_1arg", "agentic_1arg"):
+            seq[name], pipe[name] = [], []
         for r in range(args.rounds):
             order = [
                 ("plain", plain_noop),
                 ("agentic", agentic_noop),
                 ("agentic_no_placed", agentic_noop),
                 ("plain_with_context", plain_with_context),
+                ("plain_1arg", plain_1arg),
+                ("agentic_1arg", agentic_1arg),
             ]
             if r % 2:
                 order.reverse()
@@ -323,10 +340,17 @@ def main() -> int:
         "pipelined_median": result["pipelined_window_ms"]["plain_with_context"]["median"]
         / result["pipelined_window_ms"]["plain"]["median"],
     }
+    result["ratios_one_argument"] = {
+        "sequential_median": result["sequential_ms"]["agentic_1arg"]["median"]
+        / result["sequential_ms"]["plain_1arg"]["median"],
+        "pipelined_median": result["pipelined_window_ms"]["agentic_1arg"]["median"]
+        / result["pipelined_window_ms"]["plain_1arg"]["median"],
+    }
     result["floors"] = {
         "median_ratio_le_1.2": result["ratios"]["sequential_median"] <= 1.2
         and result["ratios"]["pipelined_median"] <= 1.2,
         "decision_p99_le_100us": result["decision_us"]["p99"] <= 100.0,
+        "one_argument_median_ratio_le_1.2": max(result["ratios_one_argument"].values()) <= 1.2,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "task_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -350,7 +374,9 @@ def markdown(r: dict) -> str:
         ("sequential (ms/call)", s),
         (f"pipelined (ms/{r['settings']['window']} tasks)", p),
     ):
-        for name in ("plain", "agentic", "agentic_no_placed", "plain_with_context"):
+        for name in ("plain", "agentic", "agentic_no_placed", "plain_with_context", "plain_1arg", "agentic_1arg"):
+            if name not in table:  # results written before the one-argument variants existed
+                continue
             t = table[name]
             lines.append(f"| {mode} | {name} | {t['n']} | {t['median']:.3f} | {t['p99']:.3f} | {t['mean']:.3f} |")
     d, sub, a = r["decision_us"], r["submit_us"], r["agent_record_batch_us_per_task"]
@@ -371,6 +397,10 @@ def markdown(r: dict) -> str:
         *(
             f"| {k}, plain task carrying a task context (Ray's share of the context) | {v:.3f} |"
             for k, v in r["ratios_plain_with_context"].items()
+        ),
+        *(
+            f"| {k}, task taking one argument (agentic_1arg / plain_1arg) | {v:.3f} |"
+            for k, v in r.get("ratios_one_argument", {}).items()
         ),
         "",
         f"Placement decision (`decide()`): median {d['median']:.1f} us, p99 {d['p99']:.1f} us (n={d['n']}).",
@@ -394,7 +424,8 @@ def markdown(r: dict) -> str:
         "Node changes between consecutive sequential calls: "
         f"{r['sequential_node_switches']['switches']} of {r['sequential_node_switches']['calls']}.",
         "",
-        f"Floors: median ratio <= 1.2: **{r['floors']['median_ratio_le_1.2']}**; "
+        f"Floors: median ratio <= 1.2 (no-op without arguments): **{r['floors']['median_ratio_le_1.2']}**; "
+        f"with one argument: **{r['floors'].get('one_argument_median_ratio_le_1.2')}**; "
         f"decision p99 <= 100 us: **{r['floors']['decision_p99_le_100us']}**. "
         f"Zones seen by 50 EU pii tasks: {', '.join(r['zones_seen_by_eu_pii_tasks'])}.",
         "",
