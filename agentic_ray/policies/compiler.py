@@ -167,7 +167,7 @@ class Policy:
             for rule in spec.rules
         )
         self._compile_tables()
-        self._cache: OrderedDict[tuple, tuple] = OrderedDict()
+        self._cache: OrderedDict[tuple[Any, ...], tuple[Any, ...]] = OrderedDict()
 
     # -- compilation ---------------------------------------------------------------------------------
     def _compile_entitlements(self, spec: PolicySpec) -> tuple[dict[str, EntitlementSet], EntitlementSet]:
@@ -282,32 +282,12 @@ class Policy:
             rule_ids, matched, requirement, class_source, budget_source, decision, share, total,
         )  # fmt: skip
 
-    def _classify_uncached(self, request: RequestMeta, check_entitlement: bool = True) -> tuple:
-        tenant = None
-        if request.tenant is not None:
-            tenant = self.tenants.get(request.tenant)
-            if tenant is None and self.tenants:
-                raise PolicyError(f"unknown tenant {request.tenant!r} (policy {self.name} {self.version})")
-        workflow = None
-        if request.workflow is not None:
-            workflow = self.workflows.get(request.workflow)
-            if workflow is None:
-                raise PolicyError(f"unknown workflow {request.workflow!r} (policy {self.name} {self.version})")
-        if request.qos is not None:
-            cls_name, class_source = request.qos, "request"
-        elif workflow is not None and self.spec.workflows[workflow.name].qos_class is not None:
-            cls_name, class_source = workflow.qos_class, f"workflow:{workflow.name}"
-        elif tenant is not None and tenant.qos_class is not None:
-            cls_name, class_source = tenant.qos_class, f"tenant:{tenant.name}"
-        else:
-            cls_name, class_source = self.default_class, "default"
-        qos = self.classes.get(cls_name)
-        if qos is None:
-            raise PolicyError(f"unknown QoS class {cls_name!r}; defined: {', '.join(self.classes)}")
+    def _classify_uncached(self, request: RequestMeta, check_entitlement: bool = True) -> tuple[Any, ...]:
+        tenant, workflow = self._tenant_and_workflow(request)
+        asked, class_source = self._asked_class(request, tenant, workflow)
         ent = self.entitlement_of(request.tenant) if check_entitlement else self._granted_as_asked(request)
         clamped: list[str] = []
-        asked = qos
-        qos = clamp_class(ent, qos, self.classes)
+        qos = clamp_class(ent, asked, self.classes)
         if qos is not asked:
             clamped.append("class")
             class_source = f"{class_source}, clamped by {ent.classes_rule}"
@@ -329,35 +309,10 @@ class Policy:
             budget, budget_source = qos.budget_ms, f"class:{qos.name}"
         if ent.max_budget_ms is not None and budget > ent.max_budget_ms:
             budget, budget_source = ent.max_budget_ms, f"{budget_source}, capped by {ent.budget_rule}"
-        stages: tuple[StageBudget, ...] = ()
-        if workflow is not None:
-            stages = workflow.stages
-            if budget != workflow.budget_ms:
-                scale = budget / workflow.budget_ms
-                stages = tuple(StageBudget(s.name, s.budget_ms * scale) for s in stages)
-        stage_share = workflow_total = None
-        if request.stage is not None:
-            if workflow is None:
-                raise PolicyError(f"stage {request.stage!r} given without a workflow")
-            names = tuple(s.name for s in stages)
-            if request.stage not in names:
-                raise PolicyError(f"unknown stage {request.stage!r} of workflow {workflow.name!r}")
-            # One stage-budget rule (_budget.StagePlan): out of a workflow run, the stage gets its share
-            # of what the run has left when the earlier stages used exactly their nominal budgets.
-            plan = StagePlan(budget, names, tuple(s.budget_ms for s in stages))
-            stage_share, workflow_total = plan.share(request.stage), budget
-            budget = plan.remaining_at(request.stage) * stage_share
-            budget_source = f"{budget_source}/stage:{request.stage}"
-        if request.tenant is None:
-            mask = self._tenant_unknown_mask
-        else:
-            mask = self._tenant_masks.get(request.tenant, self._tenant_unknown_mask)
-        mask &= self._class_table.get(qos.name, self._class_wild)
-        mask &= self._workflow_table.get(request.workflow, self._workflow_wild)
-        mask &= self._data_table.get(request.data_class, self._data_wild)
-        if mask:
-            mask &= self._model_mask(request.model) if request.model is not None else self._model_wild
-        matched, requirement = self._rules_for_mask(mask)
+        stages, stage_share, workflow_total, budget, budget_source = self._stage_budget(
+            request, workflow, budget, budget_source
+        )
+        matched, requirement = self._rules_for_mask(self._request_mask(request, qos.name))
         rule_ids = tuple(r.id for r in matched)
         if request.data_class in self.residency_data_classes and not _constrains_zones(requirement):
             raise EntitlementError(
@@ -373,6 +328,73 @@ class Policy:
             rule_ids = (*rule_ids, decision.rule_id)
         return (qos, budget, stages, rule_ids, matched, requirement, class_source, budget_source, decision,
                 stage_share, workflow_total)  # fmt: skip
+
+    def _tenant_and_workflow(self, request: RequestMeta) -> tuple[Any, Any]:
+        """The request's tenant and workflow entries (``None`` when it names none); ``PolicyError`` for an
+        unknown one (an unknown tenant is anonymous when the policy defines no tenants)."""
+        tenant = workflow = None
+        if request.tenant is not None:
+            tenant = self.tenants.get(request.tenant)
+            if tenant is None and self.tenants:
+                raise PolicyError(f"unknown tenant {request.tenant!r} (policy {self.name} {self.version})")
+        if request.workflow is not None:
+            workflow = self.workflows.get(request.workflow)
+            if workflow is None:
+                raise PolicyError(f"unknown workflow {request.workflow!r} (policy {self.name} {self.version})")
+        return tenant, workflow
+
+    def _asked_class(self, request: RequestMeta, tenant: Any, workflow: Any) -> tuple[QosClass, str]:
+        """The class asked for and where it came from: the request, its workflow, its tenant, the default."""
+        if request.qos is not None:
+            cls_name, class_source = request.qos, "request"
+        elif workflow is not None and self.spec.workflows[workflow.name].qos_class is not None:
+            cls_name, class_source = workflow.qos_class, f"workflow:{workflow.name}"
+        elif tenant is not None and tenant.qos_class is not None:
+            cls_name, class_source = tenant.qos_class, f"tenant:{tenant.name}"
+        else:
+            cls_name, class_source = self.default_class, "default"
+        qos = self.classes.get(cls_name)
+        if qos is None:
+            raise PolicyError(f"unknown QoS class {cls_name!r}; defined: {', '.join(self.classes)}")
+        return qos, class_source
+
+    def _stage_budget(
+        self, request: RequestMeta, workflow: Any, budget: float, budget_source: str
+    ) -> tuple[tuple[StageBudget, ...], float | None, float | None, float, str]:
+        """``(stages, stage_share, workflow_total, budget, budget_source)``: the workflow's stage budgets
+        scaled to ``budget`` and, for a request naming a stage, that stage's budget out of it."""
+        stages: tuple[StageBudget, ...] = ()
+        if workflow is not None:
+            stages = workflow.stages
+            if budget != workflow.budget_ms:
+                scale = budget / workflow.budget_ms
+                stages = tuple(StageBudget(s.name, s.budget_ms * scale) for s in stages)
+        if request.stage is None:
+            return stages, None, None, budget, budget_source
+        if workflow is None:
+            raise PolicyError(f"stage {request.stage!r} given without a workflow")
+        names = tuple(s.name for s in stages)
+        if request.stage not in names:
+            raise PolicyError(f"unknown stage {request.stage!r} of workflow {workflow.name!r}")
+        # One stage-budget rule (_budget.StagePlan): out of a workflow run, the stage gets its share
+        # of what the run has left when the earlier stages used exactly their nominal budgets.
+        plan = StagePlan(budget, names, tuple(s.budget_ms for s in stages))
+        stage_share = plan.share(request.stage)
+        return (stages, stage_share, budget, plan.remaining_at(request.stage) * stage_share,
+                f"{budget_source}/stage:{request.stage}")  # fmt: skip
+
+    def _request_mask(self, request: RequestMeta, qos_name: str) -> int:
+        """The bit mask of the rules whose match covers ``request`` in class ``qos_name``."""
+        if request.tenant is None:
+            mask = self._tenant_unknown_mask
+        else:
+            mask = self._tenant_masks.get(request.tenant, self._tenant_unknown_mask)
+        mask &= self._class_table.get(qos_name, self._class_wild)
+        mask &= self._workflow_table.get(request.workflow, self._workflow_wild)
+        mask &= self._data_table.get(request.data_class, self._data_wild)
+        if mask:
+            mask &= self._model_mask(request.model) if request.model is not None else self._model_wild
+        return mask
 
     def uncovered_shapes(self) -> list[dict[str, Any]]:
         """Request shapes a regulated data class (``requires_residency``) leaves uncovered, so refused at
@@ -429,7 +451,8 @@ class Policy:
     # -- forms ---------------------------------------------------------------------------------------
     def canonical(self) -> dict[str, Any]:
         """The canonical form: every field with defaults filled, YAML key names (hashed with sorted keys)."""
-        return json.loads(self._canonical_json)
+        doc: dict[str, Any] = json.loads(self._canonical_json)
+        return doc
 
     def to_yaml(self) -> str:
         """The canonical form as YAML (sorted keys)."""
@@ -437,7 +460,7 @@ class Policy:
 
         return yaml.safe_dump(self.canonical(), sort_keys=True)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_policy, (self._canonical_json, self.source))
 
     def __repr__(self) -> str:

@@ -147,18 +147,35 @@ def _check_group(spec: PolicySpec, group: list[tuple[int, RuleSpec]], out: list[
 def check_semantics(spec: PolicySpec) -> list[tuple[PathKey, str]]:
     """Every meaning problem in ``spec`` as ``(field_path, reason)``; empty when the policy is sound."""
     out: list[tuple[PathKey, str]] = []
-    classes = spec.classes
-    if spec.default_class not in classes:
+    if spec.default_class not in spec.classes:
         out.append((("default_class",), f"undefined class {spec.default_class!r}"))
-    for name, cls in classes.items():
+    _check_classes(spec, out)
+    _check_class_refs(spec, out)
+    for name in spec.workflows:
+        _check_workflow(spec, name, out)
+    breaker = spec.admission.breaker
+    if breaker.max_ejection_s < breaker.ejection_s:
+        out.append((("admission", "breaker", "max_ejection_s"), "must be >= ejection_s"))
+    _check_rules(spec, out)
+    return out
+
+
+def _check_classes(spec: PolicySpec, out: list[tuple[PathKey, str]]) -> None:
+    """Each class's limits against its own budget."""
+    for name, cls in spec.classes.items():
         for field in ("max_queue_wait_ms", "hedge_after_ms"):
             value = getattr(cls, field)
             if value is not None and value >= cls.budget_ms:
                 out.append((("classes", name, field), f"{value:g} must be below the class budget {cls.budget_ms:g}"))
-    for name, cls in classes.items():
+    for name, cls in spec.classes.items():
         if cls.max_budget_ms is not None and cls.max_budget_ms < cls.budget_ms:
             out.append((("classes", name, "max_budget_ms"),
                         f"{cls.max_budget_ms:g} is below the class budget {cls.budget_ms:g}"))  # fmt: skip
+
+
+def _check_class_refs(spec: PolicySpec, out: list[tuple[PathKey, str]]) -> None:
+    """Class names used by tenants, entitlements and admission settings are defined."""
+    classes = spec.classes
     for name, tenant in spec.tenants.items():
         if tenant.qos_class is not None and tenant.qos_class not in classes:
             out.append((("tenants", name, "class"), f"undefined class {tenant.qos_class!r}"))
@@ -168,16 +185,9 @@ def check_semantics(spec: PolicySpec) -> list[tuple[PathKey, str]]:
     for j, allowed in enumerate(spec.entitlements.anonymous.allowed_classes or ()):
         if allowed not in classes:
             out.append((("entitlements", "anonymous", "allowed_classes", j), f"undefined class {allowed!r}"))
-    for name in spec.workflows:
-        _check_workflow(spec, name, out)
     for name in spec.admission.classes:
         if name not in classes:
             out.append((("admission", "classes", name), f"undefined class {name!r}"))
-    breaker = spec.admission.breaker
-    if breaker.max_ejection_s < breaker.ejection_s:
-        out.append((("admission", "breaker", "max_ejection_s"), "must be >= ejection_s"))
-    _check_rules(spec, out)
-    return out
 
 
 def _check_workflow(spec: PolicySpec, name: str, out: list[tuple[PathKey, str]]) -> None:
@@ -239,8 +249,16 @@ def check_references_raw(data: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
     if isinstance(admission, Mapping) and isinstance(admission.get("classes"), Mapping):
         for name in admission["classes"]:
             ref(("admission", "classes", str(name)), str(name), classes, "class")
-    rules = data.get("rules")
-    seen: dict[Any, int] = {}
+    defined = {"tenant": tenants or set(), "workflow": workflows or set(), "class": classes}
+    for path, item, key in _raw_rule_refs(data.get("rules"), out):
+        ref(path, item, defined[key], key)
+    return out
+
+
+def _raw_rule_refs(rules: Any, out: list[tuple[PathKey, str]]) -> list[tuple[PathKey, Any, str]]:
+    """Duplicate rule ids of raw ``rules`` into ``out``; returns the names their matches use."""
+    seen: dict[str, int] = {}
+    found: list[tuple[PathKey, Any, str]] = []
     for i, rule in enumerate(rules if isinstance(rules, list) else ()):
         if not isinstance(rule, Mapping):
             continue
@@ -250,13 +268,18 @@ def check_references_raw(data: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
         elif isinstance(rule_id, str):
             seen[rule_id] = i
         match = rule.get("match")
-        if not isinstance(match, Mapping):
-            continue
-        for key, defined, what in (("tenant", tenants or set(), "tenant"), ("workflow", workflows or set(),
-                                    "workflow"), ("class", classes, "class")):  # fmt: skip
-            value = match.get(key)
-            values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-            for j, item in enumerate(values):
-                path = ("rules", i, "match", key) if isinstance(value, str) else ("rules", i, "match", key, j)
-                ref(path, item, defined, what)
-    return out
+        if isinstance(match, Mapping):
+            found += _match_refs(i, match)
+    return found
+
+
+def _match_refs(i: int, match: Mapping[str, Any]) -> list[tuple[PathKey, Any, str]]:
+    """``(path, name, kind)`` of each tenant, workflow or class name a raw rule's ``match`` uses."""
+    found: list[tuple[PathKey, Any, str]] = []
+    for key in ("tenant", "workflow", "class"):
+        value = match.get(key)
+        if isinstance(value, str):
+            found.append((("rules", i, "match", key), value, key))
+        elif isinstance(value, list):
+            found.extend((("rules", i, "match", key, j), item, key) for j, item in enumerate(value))
+    return found

@@ -20,6 +20,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from agentic_ray.telemetry.audit import GENESIS, KINDS, LogHead, canonical_json, record_hash
 from agentic_ray.telemetry.audit import key_id as audit_key_id
@@ -89,7 +90,7 @@ def verify_log(path: str | os.PathLike[str], expect_head: str | None = None, key
         data = f.read()
     problems: list[ChainProblem] = []
     expected_i = 0
-    prev = GENESIS
+    prev: str | None = GENESIS
     records = 0
     anchor_index: int | None = None
     last_good_line = 0
@@ -99,64 +100,18 @@ def verify_log(path: str | os.PathLike[str], expect_head: str | None = None, key
     for n, raw in enumerate(lines, start=1):
         if n > complete:
             if raw:
-                problems.append(
-                    ChainProblem(
-                        n,
-                        expected_i,
-                        "torn_tail",
-                        f"last line has no newline ({len(raw)} bytes): "
-                        "a write was cut off (crash) or the end was edited",
-                    )
-                )
+                problems.append(ChainProblem(n, expected_i, "torn_tail", f"last line has no newline ({len(raw)} "
+                                             "bytes): a write was cut off (crash) or the end was edited"))  # fmt: skip
             break
-
-        def report(kind: str, message: str, n: int = n, index: int = expected_i) -> None:
-            problems.append(ChainProblem(n, index, kind, message))
-
-        try:
-            rec = json.loads(raw.decode("ascii"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            report("not_json", f"not a JSON record ({type(exc).__name__})")
+        rec, found = _parse_record(raw)
+        if rec is None:
+            problems.extend(ChainProblem(n, expected_i, kind, message) for kind, message in found)
             expected_i += 1  # assume one record was damaged in place; the next line shows if not
             prev = None
             continue
-        if not isinstance(rec, dict) or any(k not in rec for k in _FIELDS) or set(rec) != set(_FIELDS):
-            report("bad_record", f"expected exactly the fields {', '.join(_FIELDS)}")
-            expected_i += 1
-            prev = None
-            continue
-        problems_before = len(problems)
-        try:
-            line_ok = raw.decode("ascii") == canonical_json(rec)
-        except ValueError:
-            line_ok = False
-        if not line_ok:
-            report("not_canonical", "line differs from the canonical form of its record (edited)")
-        opened_keyed = (
-            rec["kind"] == "open" and isinstance(rec["body"], dict) and isinstance(rec["body"].get("mac"), dict)
-        )
-        if key is None and opened_keyed and not keyed_seen:
-            keyed_seen = True
-            report("key_required", "the log is keyed (HMAC-SHA256, key id "
-                   f"{rec['body']['mac'].get('key_id')}): verify it with --key")  # fmt: skip
-        elif key is not None and opened_keyed and rec["body"]["mac"].get("key_id") != audit_key_id(key):
-            report("wrong_key", f"written with key id {rec['body']['mac'].get('key_id')}, "
-                   f"checked with {audit_key_id(key)}")  # fmt: skip
-        if not keyed_seen and rec["hash"] != record_hash(rec, key):
-            report("hash_mismatch", "record hash does not match its content (edited"
-                   + (", or written without the key)" if key is not None else ")"))  # fmt: skip
-        if rec["i"] != expected_i:
-            what = "deleted" if isinstance(rec["i"], int) and rec["i"] > expected_i else "inserted or moved"
-            report("index_mismatch", f"found record index {rec['i']!r}, expected {expected_i} (records {what})")
-        if prev is not None and rec["prev"] != prev:
-            report("chain_broken", "prev hash does not match the previous record's hash")
-        if rec["kind"] not in KINDS:
-            report("bad_record", f"unknown kind {rec['kind']!r}")
-        elif rec["kind"] == "checkpoint":
-            body = rec["body"] if isinstance(rec["body"], dict) else {}
-            if body.get("count") != rec["i"] or body.get("running_hash") != rec["prev"]:
-                report("bad_checkpoint", "checkpoint count/running_hash do not match its position")
-        if len(problems) == problems_before:
+        found, keyed_seen = _record_problems(rec, raw, key, expected_i, prev, keyed_seen)
+        problems.extend(ChainProblem(n, expected_i, kind, message) for kind, message in found)
+        if not found:
             last_good_line = n
             records += 1
         if expect_head is not None and rec["hash"] == expect_head and anchor_index is None:
@@ -176,6 +131,54 @@ def verify_log(path: str | os.PathLike[str], expect_head: str | None = None, key
             )
         )
     return VerifyReport(path, records, LogHead(expected_i, head_hash), tuple(problems), anchor_index)
+
+
+def _parse_record(raw: bytes) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
+    """The record on one line, or ``None`` and why it is not one (``not_json``, ``bad_record``)."""
+    try:
+        rec = json.loads(raw.decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        return None, [("not_json", f"not a JSON record ({type(exc).__name__})")]
+    if not isinstance(rec, dict) or set(rec) != set(_FIELDS):
+        return None, [("bad_record", f"expected exactly the fields {', '.join(_FIELDS)}")]
+    return rec, []
+
+
+def _record_problems(
+    rec: dict[str, Any], raw: bytes, key: bytes | None, expected_i: int, prev: str | None, keyed_seen: bool
+) -> tuple[list[tuple[str, str]], bool]:
+    """``(kind, message)`` for everything wrong with one parsed record at chain position ``expected_i``
+    after the hash ``prev`` (``None``: unknown, after damage), and the updated ``keyed_seen``."""
+    found: list[tuple[str, str]] = []
+    try:
+        line_ok = raw.decode("ascii") == canonical_json(rec)
+    except ValueError:
+        line_ok = False
+    if not line_ok:
+        found.append(("not_canonical", "line differs from the canonical form of its record (edited)"))
+    mac = rec["body"].get("mac") if rec["kind"] == "open" and isinstance(rec["body"], dict) else None
+    if isinstance(mac, dict):
+        if key is None and not keyed_seen:
+            keyed_seen = True
+            found.append(("key_required", "the log is keyed (HMAC-SHA256, key id "
+                          f"{mac.get('key_id')}): verify it with --key"))  # fmt: skip
+        elif key is not None and mac.get("key_id") != audit_key_id(key):
+            found.append(("wrong_key", f"written with key id {mac.get('key_id')}, checked with {audit_key_id(key)}"))
+    if not keyed_seen and rec["hash"] != record_hash(rec, key):
+        found.append(("hash_mismatch", "record hash does not match its content (edited"
+                      + (", or written without the key)" if key is not None else ")")))  # fmt: skip
+    if rec["i"] != expected_i:
+        what = "deleted" if isinstance(rec["i"], int) and rec["i"] > expected_i else "inserted or moved"
+        found.append(("index_mismatch", f"found record index {rec['i']!r}, expected {expected_i} (records {what})"))
+    if prev is not None and rec["prev"] != prev:
+        found.append(("chain_broken", "prev hash does not match the previous record's hash"))
+    if rec["kind"] not in KINDS:
+        found.append(("bad_record", f"unknown kind {rec['kind']!r}"))
+    elif rec["kind"] == "checkpoint":
+        body = rec["body"] if isinstance(rec["body"], dict) else {}
+        if body.get("count") != rec["i"] or body.get("running_hash") != rec["prev"]:
+            found.append(("bad_checkpoint", "checkpoint count/running_hash do not match its position"))
+    return found, keyed_seen
 
 
 def iter_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict]]:
