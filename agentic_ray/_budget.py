@@ -167,7 +167,7 @@ class StagePlan:
         names = [s.name for s in stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stages: duplicate stage names in {names}")
-        nominal = tuple(s.fixed_ms if s.fixed_ms is not None else s.share * total for s in stages)
+        nominal = tuple(s.fixed_ms if s.fixed_ms is not None else (s.share or 0.0) * total for s in stages)
         used = sum(nominal)
         if used > total * (1 + 1e-9):
             raise ValueError(f"stages: nominal budgets add up to {used:g} ms, more than the {total:g} ms budget")

@@ -75,3 +75,14 @@ def ray_cluster():
         cluster.shutdown()
         if owned:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# Fixtures that start or use the real Ray cluster: a test using any of them (directly or through another
+# fixture) is marked ``ray``, so ``pytest -m "not ray"`` runs the pure tests alone, in seconds.
+_RAY_FIXTURES = frozenset({"ray_cluster"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _RAY_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.ray)

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from agentic_ray.control._summary import ClassSummary, LatencyHistogram
 
@@ -115,7 +116,7 @@ class _KeyState:
     qos: str
     workflow: str | None
     budget_ms: float
-    deltas: deque = field(default_factory=deque)  # (t, count, bad, histogram)
+    deltas: deque[tuple[Any, ...]] = field(default_factory=deque)  # (t, count, bad, histogram)
 
 
 class DriftDetector:

@@ -410,8 +410,10 @@ def _class_stats_fields(c: ReplicaClassStats) -> tuple[Any, ...]:
 
 
 def _class_stats_of(fields: tuple[Any, ...]) -> ReplicaClassStats:
-    *counts, buckets, n = fields
-    return ReplicaClassStats(*counts, LatencyHistogram(buckets, n))
+    offered, admitted, shed, expired, completed, failed, missed, buckets, n = fields
+    return ReplicaClassStats(
+        offered, admitted, shed, expired, completed, failed, missed, LatencyHistogram(buckets, n)
+    )
 
 
 def _replica_fields(r: ReplicaReport) -> tuple[Any, ...]:
@@ -421,8 +423,11 @@ def _replica_fields(r: ReplicaReport) -> tuple[Any, ...]:
 
 
 def _replica_of(fields: tuple[Any, ...]) -> ReplicaReport:
-    *head, classes = fields
-    return ReplicaReport(*head, {q: _class_stats_of(c) for q, c in classes.items()})
+    deployment, replica_id, node_id, zone, accelerator, slots, limit, version, sha, since, at, classes = fields
+    return ReplicaReport(
+        deployment, replica_id, node_id, zone, accelerator, slots, limit, version, sha, since, at,
+        {q: _class_stats_of(c) for q, c in classes.items()},
+    )  # fmt: skip
 
 
 def _agent_report_v3(

@@ -168,9 +168,9 @@ class ClassSummary:
         return cls(
             qos=str(data["qos"]),
             workflow=data.get("workflow"),  # type: ignore[arg-type]
-            count=int(data.get("count", 0)),  # type: ignore[arg-type]
-            errors=int(data.get("errors", 0)),  # type: ignore[arg-type]
-            missed=int(data.get("missed", 0)),  # type: ignore[arg-type]
+            count=int(data.get("count", 0)),  # type: ignore[call-overload]
+            errors=int(data.get("errors", 0)),  # type: ignore[call-overload]
+            missed=int(data.get("missed", 0)),  # type: ignore[call-overload]
             latency=LatencyHistogram.from_dict(data.get("latency", {})),  # type: ignore[arg-type]
         )
 

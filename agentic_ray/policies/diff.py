@@ -56,7 +56,7 @@ def _leaves(old: Any, new: Any, path: str, out: list[PolicyChange]) -> None:
         out.append(PolicyChange("changed", path, old, new, f"{path}: {old!r} -> {new!r}"))
 
 
-def _keyed(section: str, old: dict, new: dict, what: str, out: list[PolicyChange]) -> None:
+def _keyed(section: str, old: dict[str, Any], new: dict[str, Any], what: str, out: list[PolicyChange]) -> None:
     for key in sorted(set(old) | set(new)):
         path = f"{section}.{key}"
         if key not in old:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
@@ -19,6 +19,9 @@ from pydantic import ValidationError
 from agentic_ray.errors import PolicyValidationError, Problem
 from agentic_ray.policies.schema import PolicySpec
 from agentic_ray.policies.semantics import check_references_raw, check_semantics
+
+if TYPE_CHECKING:
+    from agentic_ray.policies.compiler import Policy
 
 __all__ = ["MAX_POLICY_BYTES", "format_path", "load_policy", "parse_policy", "parse_spec"]
 
@@ -206,14 +209,14 @@ def parse_spec(text: str | bytes, source: str = "<string>") -> PolicySpec:
     return spec
 
 
-def parse_policy(text: str | bytes, source: str = "<string>"):
+def parse_policy(text: str | bytes, source: str = "<string>") -> Policy:
     """Parse, validate and compile a policy document. Raises ``PolicyValidationError`` listing every problem."""
     from agentic_ray.policies.compiler import Policy
 
     return Policy(parse_spec(text, source), source=source)
 
 
-def load_policy(path: str | os.PathLike[str]):
+def load_policy(path: str | os.PathLike[str]) -> Policy:
     """Read, validate and compile the policy file at ``path``.
 
     Size (1 MiB max), UTF-8, YAML, schema and semantic checks each raise ``PolicyValidationError`` with

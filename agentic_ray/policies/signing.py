@@ -63,7 +63,8 @@ def _ed25519() -> Any:
 def _raw_public(public_key: Any) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
-    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    raw: bytes = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return raw
 
 
 def key_id(public_key: Any) -> str:

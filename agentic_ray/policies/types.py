@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
+from typing import Any
 
 __all__ = [
     "BreakerSettings",
@@ -152,5 +153,5 @@ class NodeAttrs:
         if not isinstance(self.labels, MappingProxyType):
             object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (NodeAttrs, (self.node_id, self.zone, self.accelerator, dict(self.labels)))

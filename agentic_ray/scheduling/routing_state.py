@@ -367,8 +367,8 @@ class RoutingState:
         if self._ejected:
             self._refresh_health(now)
         if candidates is None:
-            for rep in self._reported:
-                rep.view.queued_by_priority = self._queued_estimate(rep)
+            for reported in self._reported:
+                reported.view.queued_by_priority = self._queued_estimate(reported)
             return self._views
         replicas = self._replicas
         views = []

@@ -48,8 +48,8 @@ class ServiceTable:
             st = stats[replica_id] = MeanDeviation(self.alpha, self.beta)
         before = st.mean
         st.observe(service_ms, now)
-        mean = st.mean
-        self._hot.setdefault(model, {})[replica_id] = (mean, mean + self.k * st.dev)  # type: ignore[operator]
+        mean = st.mean if st.mean is not None else service_ms  # set by the observation just made
+        self._hot.setdefault(model, {})[replica_id] = (mean, mean + self.k * st.dev)
         return before
 
     def by_replica(self, model: str) -> Mapping[str, tuple[float, float]]:

@@ -62,10 +62,12 @@ class UrgentRates:
 
     def _rebase(self, now: float) -> float:
         factor = math.exp((self._epoch - now) / self.tau_s)  # type: ignore[operator]  # 0.0 after a long idle: fine
-        for table in (self._rates, self._below):
-            for by in table.values():
-                for key in by:
-                    by[key] *= factor
+        for by_prio in self._rates.values():
+            for prio in by_prio:
+                by_prio[prio] *= factor
+        for by_replica in self._below.values():
+            for rid in by_replica:
+                by_replica[rid] *= factor
         self._epoch = now
         return now
 

@@ -10,12 +10,13 @@ there are none). Requests that arrive during warm-up are not recorded.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["ClassStats", "percentile", "summarize"]
 
 
-def percentile(sorted_values: list[float], p: float) -> float | None:
+def percentile(sorted_values: Sequence[float], p: float) -> float | None:
     """Nearest-rank ``p``-quantile (0 < p <= 1) of an ascending list; ``None`` when it is empty."""
     n = len(sorted_values)
     if n == 0:

@@ -48,7 +48,7 @@ import heapq
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from agentic_ray.policies.types import BreakerSettings, QosClass, RetrySettings
 from agentic_ray.scheduling.types import Request, Route, Router, Shed, Wait
@@ -452,7 +452,7 @@ class _Run:
             job.outcome = -_COMPLETED
             service = job.service_ms
             model = job.request.model
-            sm = rep.view.service_ms
+            sm = cast("dict[str, float]", rep.view.service_ms)  # the simulator builds its views with dicts
             old = sm.get(model)
             sm[model] = service if old is None else old + _SERVICE_EWMA_ALPHA * (service - old)
         self.events.schedule(now + self.net, _RETURN, (job, ""))
@@ -630,7 +630,7 @@ def run_router(
         router,
         classes or {},
         timer,
-        name or getattr(router, "name", "router"),
+        str(name or getattr(router, "name", "router")),
         slowdowns,
         cpu_timer,
         (breaker, retry, tenant_shares),

@@ -48,7 +48,7 @@ class ServiceOracle:
 
     def __call__(self, request: Request, replica_id: str) -> float:
         base = self._items[request.id].service_ms[self._group[replica_id]]
-        return base * self.slowdowns.get(replica_id, 1.0)
+        return float(base * self.slowdowns.get(replica_id, 1.0))
 
 
 def load_policy_for(scenario: Scenario) -> Any:

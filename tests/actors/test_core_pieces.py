@@ -149,6 +149,7 @@ def test_stage_keys_round_trip():
     assert split_stage_key("fraud/score") == ("fraud", "score") and split_stage_key("fraud") == ("fraud", None)
 
 
+@pytest.mark.ray  # starts Ray in a subprocess
 def test_accounting_thread_never_restarts_ray_after_shutdown():
     """Events buffered after ``ray.shutdown()`` are dropped: a Ray call from the thread would start a new
     Ray through Ray's auto-init (seen as a teardown failure once placements were reported)."""

@@ -54,6 +54,7 @@ class PowerOfTwoRouter(PendingRouter):
             return Wait("all_replicas_full")
         rng = self.rng
         n = len(candidates)
+        chosen: tuple[ReplicaView, ...]
         for _ in range(self.max_attempts):
             if n == 1:
                 chosen = (candidates[0],)
