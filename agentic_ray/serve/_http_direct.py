@@ -2,7 +2,8 @@
 
 ``serve.run(Model.bind(), route_prefix="/infer")`` makes an ``@agentic_ray.deployment`` the HTTP entry of
 its application. Serve's proxy then sends each HTTP request straight to a replica, through the
-deployment's own request router, which runs inside the proxy (notes/ray-2.60.md 1.1). There is no
+deployment's own request router, which runs inside the proxy (Serve builds a ``DeploymentHandle``
+per route in the proxy, and the handle's router is the deployment's ``request_router_class``). There is no
 ingress deployment in between: a request costs one replica call instead of two, and the first code of
 ours that sees it is the agentic router, before any replica work.
 

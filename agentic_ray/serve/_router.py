@@ -27,8 +27,8 @@ adapter only does Serve's I/O. Per routing attempt (``choose_replicas``) it
      ejected by its breaker, with ``retry_after_s`` and the rule ids; for a direct HTTP request
      ``http_direct.HttpShed``, which the proxy answers as 429/503 with a JSON body), removes the request
      from the router's indices, and returns one candidate so Serve's routing loop sees the finished
-     future and stops (raising inside ``choose_replicas`` would be swallowed and hang the request; see
-     notes/ray-2.60.md 2.5).
+     future and stops (raising inside ``choose_replicas`` would be swallowed and hang the request: Ray
+     2.60's ``RequestRouter._fulfill_pending_requests`` logs any exception and leaves the future pending).
 
 ``on_request_routed`` / ``on_request_completed`` tell the state where the request went and that it ended;
 a replica whose actor died or became unavailable is a failure for its breaker. Every decision goes to the
@@ -157,6 +157,8 @@ def _report(replica: RunningReplica) -> ReplicaReport:
 class AgenticRequestRouter(RequestRouter):
     """Deadline- and placement-aware Serve request router (see the module docstring)."""
 
+    state: RoutingState | None = None  # built by initialize_state
+
     def initialize_state(self, **kwargs: Any) -> None:
         """Build the policy, the routing state (pure router, breaker, retry budget) and the hook from
         ``request_router_kwargs``."""
@@ -187,14 +189,14 @@ class AgenticRequestRouter(RequestRouter):
                 self.metrics = None
         self.ungated_methods = frozenset(kwargs.get("ungated_methods") or ())
         self._by_key: dict[str, RunningReplica] = {}
-        deployment_id = getattr(self, "_deployment_id", None)
+        deployment_id = self._deployment_id  # set by RequestRouter.__init__
         self._target = f"deployment {deployment_id.app_name}/{deployment_id.name}" if deployment_id is not None else ""
 
     # -- replica facts --------------------------------------------------------------------------------
     def update_replicas(self, replicas: list[RunningReplica]) -> None:
         """Hand every replica's published facts and stats to the routing state (then Serve's own update)."""
         super().update_replicas(replicas)
-        if hasattr(self, "state"):
+        if self.state is not None:  # Serve may publish replicas before initialize_state
             self._rebuild(replicas)
 
     def _rebuild(self, replicas: list[RunningReplica]) -> None:

@@ -37,21 +37,6 @@ def test_static_caps_scale_with_cpus():
     assert caps["b"]["critical"] == 64
 
 
-def test_pure_modules_do_not_import_ray():
-    code = (
-        "import sys\n"
-        "import agentic_ray.control._drift, agentic_ray.control._summary, agentic_ray.control._placement\n"
-        "import agentic_ray.actors._probe, agentic_ray.control._leases, agentic_ray.control._outstanding\n"
-        "import agentic_ray.control._global_state, agentic_ray.control._status, agentic_ray.control._view\n"
-        "import agentic_ray.control._zone_state, agentic_ray.control._reports, agentic_ray.control._rollout\n"
-        "import agentic_ray.testing.nvml\n"
-        "import agentic_ray, agentic_ray.policies\n"
-        "assert 'ray' not in sys.modules, 'ray imported'\n"
-        "assert 'asyncio' not in sys.modules, 'asyncio imported'\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
 def test_node_agent_logic_in_process():
     from agentic_ray.actors._node_agent import NodeAgentImpl
     from agentic_ray.testing.nvml import FakeGpu, FakeNvml

@@ -193,18 +193,6 @@ def test_mix_class_missing_from_the_policy_is_a_scenario_error():
     assert info.value.problems[0].path == "workload.mix.gold"
 
 
-def test_simulator_core_imports_neither_ray_nor_asyncio():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, agentic_ray.sim, agentic_ray.sim.simulate, agentic_ray.sim.runner;"
-        "bad = [m for m in ('ray', 'asyncio') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
 class _GateRouter(FirstFreeRouter):
     replica_discipline = "gate"
 
