@@ -28,6 +28,7 @@ _COMMAND_MODULES = (
     "agentic_ray.cli.demo_cmd",
     "agentic_ray.cli.status_cmd",
     "agentic_ray.cli.trace_cmd",
+    "agentic_ray.cli.apikey_cmd",
 )
 
 

@@ -411,9 +411,7 @@ def _class_stats_fields(c: ReplicaClassStats) -> tuple[Any, ...]:
 
 def _class_stats_of(fields: tuple[Any, ...]) -> ReplicaClassStats:
     offered, admitted, shed, expired, completed, failed, missed, buckets, n = fields
-    return ReplicaClassStats(
-        offered, admitted, shed, expired, completed, failed, missed, LatencyHistogram(buckets, n)
-    )
+    return ReplicaClassStats(offered, admitted, shed, expired, completed, failed, missed, LatencyHistogram(buckets, n))
 
 
 def _replica_fields(r: ReplicaReport) -> tuple[Any, ...]:

@@ -201,6 +201,14 @@ class Policy:
         return EntitlementSet(holder, frozenset(self.classes), "granted as asked (not checked)", None, None,
                               "clamp")  # fmt: skip
 
+    def may_act_for(self, actor: str, tenant: str) -> bool:
+        """Whether a process bound to tenant ``actor`` may submit work as ``tenant`` (itself, or one its
+        ``act_for`` lists; rule ``tenants.<actor>.act_for``)."""
+        if actor == tenant:
+            return True
+        spec = self.spec.tenants.get(actor)
+        return spec is not None and tenant in (spec.act_for or ())
+
     def entitlement_of(self, tenant: str | None) -> EntitlementSet:
         """What a caller may ask for (``tenant`` ``None`` or unknown to the policy: anonymous)."""
         return self._entitlements.get(tenant, self._anonymous) if tenant is not None else self._anonymous

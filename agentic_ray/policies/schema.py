@@ -101,6 +101,7 @@ class TenantSpec(_Model):
     allowed_classes: NameList | None = None  # default: ``class`` (else default_class) and every less important
     max_budget_ms: PositiveMs | None = None
     on_excess: OnExcess | None = None  # default: entitlements.on_excess
+    act_for: NameList | None = None  # other tenants a process bound to this one may submit for
     description: str | None = None
 
 

@@ -182,6 +182,9 @@ def _check_class_refs(spec: PolicySpec, out: list[tuple[PathKey, str]]) -> None:
         for j, allowed in enumerate(tenant.allowed_classes or ()):
             if allowed not in classes:
                 out.append((("tenants", name, "allowed_classes", j), f"undefined class {allowed!r}"))
+        for j, other in enumerate(tenant.act_for or ()):
+            if other not in spec.tenants:
+                out.append((("tenants", name, "act_for", j), f"undefined tenant {other!r}"))
     for j, allowed in enumerate(spec.entitlements.anonymous.allowed_classes or ()):
         if allowed not in classes:
             out.append((("entitlements", "anonymous", "allowed_classes", j), f"undefined class {allowed!r}"))

@@ -23,7 +23,8 @@ __all__ = ["DecisionEvent"]
 
 class DecisionEvent(NamedTuple):
     """One decision. ``where`` is ``"router"`` or ``"gate"``; ``outcome`` is ``route``, ``shed``,
-    ``wait`` (router) or ``start``, ``enqueue``, ``reject``, ``drop``, ``evict`` (gate).
+    ``wait``, ``refuse`` (router: refused before classification, for who sent it or what it asked) or
+    ``start``, ``enqueue``, ``reject``, ``drop``, ``evict`` (gate).
 
     ``decision_us`` is the time the pure core took to decide (router only, else ``None``);
     ``predicted_ms`` and ``remaining_ms`` are the figures the decision used (``None`` when unknown);

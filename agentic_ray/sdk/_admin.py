@@ -15,6 +15,7 @@ import os
 import time
 from typing import Any
 
+from agentic_ray import _identity
 from agentic_ray.actors import _view_cache as view_cache
 from agentic_ray.actors._common import GLOBAL_NAME, NAMESPACE, ControlPlaneConfig
 from agentic_ray.actors._worker import stop_accounting
@@ -56,6 +57,7 @@ def init(
     *,
     config: ControlPlaneConfig | None = None,
     wait_s: float = 30.0,
+    tenant: str | None = None,
     **ray_init_kwargs: Any,
 ) -> dict[str, Any]:
     """Connect to Ray (or start an embedded local Ray) and make sure the control plane runs.
@@ -64,9 +66,13 @@ def init(
     Ray starts. Idempotent: when Ray is already initialised it is reused. ``policy`` (path or
     ``Policy``) is validated here (``PolicyValidationError``, nothing changed) and rolled out; without it
     the control plane keeps its active policy (the built-in default at first start). Waits up to
-    ``wait_s`` for every alive node's agent to report. Returns the policy info.
+    ``wait_s`` for every alive node's agent to report. ``tenant`` binds this process to a tenant (also
+    ``AGENTIC_TENANT``, which binds a job's workers too; module ``agentic_ray._identity``): its tasks and
+    handle calls then run as that tenant. Returns the policy info.
     """
     import ray
+
+    _identity.bind(tenant)  # ValueError before anything starts
 
     new_policy = _as_policy(policy) if policy is not None else None
     started = False
@@ -105,6 +111,7 @@ def shutdown(stop_control_plane: bool | None = None) -> None:
     import ray
 
     rt = _state.take()
+    _identity.bind(None)  # back to the job's AGENTIC_TENANT, if any
     _telemetry.close()
     started = bool(rt and rt.started_ray)
     if rt is not None:

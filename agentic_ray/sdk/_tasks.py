@@ -16,8 +16,10 @@ import inspect
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
+from agentic_ray import _identity
 from agentic_ray._budget import (
     Budget,
     budget_scope,
@@ -33,7 +35,7 @@ from agentic_ray.actors._worker import (
     worker_signature,
 )
 from agentic_ray.control._placement import Placement
-from agentic_ray.errors import BudgetExhausted
+from agentic_ray.errors import BudgetExhausted, EntitlementError
 from agentic_ray.policies import RequestMeta
 from agentic_ray.sdk import _state, _telemetry
 
@@ -144,7 +146,12 @@ class AgenticRemoteFunction:
         ``BudgetExhausted``, ``NoEligibleNode``)."""
         rt = _state.runtime()
         now = time.time() if now is None else now
-        classification = rt.policy.classify(self._meta, now)
+        meta = self._meta
+        if _identity._bound is not None:  # a bound process runs as its tenant (module _identity)
+            tenant = _identity.resolve_tenant(rt.policy, meta.tenant)
+            if tenant != meta.tenant:
+                meta = replace(meta, tenant=tenant)
+        classification = rt.policy.classify(meta, now)
         deadline_at = deadline_after(now, classification.budget_ms, current_deadline())
         workflow_deadline = _workflow_deadline(classification, now)
         if workflow_deadline is not None and classification.stage_share is not None:
@@ -181,7 +188,11 @@ class AgenticRemoteFunction:
         ``agentic.submit`` span ``sp`` (tracing module ``tr``), the context carries its traceparent so
         the worker's ``agentic.execute`` span becomes its child."""
         now = time.time()
-        classification, deadline_at, placement = self.decide(now)
+        try:
+            classification, deadline_at, placement = self.decide(now)
+        except EntitlementError as exc:
+            _telemetry.log_refusal(self._task_name, exc, _state.runtime().policy)
+            raise
         qos = classification.qos.name
         traceparent = None
         if sp is not None:

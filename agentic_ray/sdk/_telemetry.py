@@ -85,6 +85,25 @@ def log_placement(task_name: str, request_id: str, classification: Any, placemen
         )
 
 
+def log_refusal(task_name: str, error: Any, policy: Any) -> None:
+    """Append one refused submission (an ``EntitlementError``) to the decision log, naming the
+    entitlement and the rule (never raises)."""
+    if DECISION_LOG is None:
+        return
+    with contextlib.suppress(Exception):
+        DECISION_LOG.log_decision(
+            request_id=next_request_id(),
+            action="refuse",
+            qos=str(error.requested) if error.entitlement == "class" else "",
+            policy_version=policy.version,
+            policy_sha256=policy.sha256,
+            rule_ids=(error.rule,),
+            inputs={"task": task_name, "holder": error.holder, "requested": repr(error.requested)},
+            predicted={},
+            outcome=f"refused:entitlement:{error.entitlement}",
+        )
+
+
 def _anchor_head(head: Any) -> None:
     """Send a decision-log checkpoint head to the GlobalCoordinator (fire-and-forget)."""
     from agentic_ray.sdk import _state

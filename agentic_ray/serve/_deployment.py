@@ -54,7 +54,7 @@ import asyncio
 import functools
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ from agentic_ray.policies import Policy, default_policy, load_policy
 from agentic_ray.scheduling.admission import DEFAULT_QUEUE_BOUND, MAX_QUEUE_BOUND, replica_gate, tenant_shares_of
 from agentic_ray.scheduling.reports import ReplicaMetadata
 from agentic_ray.serve._hooks import DEFAULT_HOOK, DecisionHook, load_hook, register_policy
+from agentic_ray.serve._http_auth import HttpAuth
 from agentic_ray.serve._meta import WORKFLOW_DEADLINE, pop_meta, request_meta, to_request
 
 TRACE_KWARG = "_agentic_trace"  # agentic_ray.telemetry.tracing.TRACE_KWARG (kept import-free of OpenTelemetry)
@@ -309,6 +310,8 @@ def deployment(
     telemetry: bool = True,
     seed: int = 0,
     delay_target_ms: float | None = 8.0,
+    api_keys: str | Path | Mapping[str, str] | None = None,
+    trust_tenant_header: bool = False,
     **serve_options: Any,
 ) -> Any:
     """Like ``@serve.deployment``, plus the agentic router and a tiered admission gate per replica.
@@ -324,7 +327,10 @@ def deployment(
     (module docstring). ``delay_target_ms``: while calls wait longer than this on the process in front of
     the replica (Serve's HTTP proxy) or on the replica's own event loop, it runs fewer than ``slots``
     calls at once and the rest wait in its gate, most critical first (``scheduling.limits.DelayLimit``);
-    ``None`` always runs ``slots``. Any other keyword
+    ``None`` always runs ``slots``. ``api_keys`` / ``trust_tenant_header``: how HTTP callers are identified
+    when the deployment is its app's HTTP entry (``serve._http_auth``: a keys file path, ``"env:NAME"`` or
+    a mapping of key hashes to tenants; without either, HTTP requests are anonymous and ``x-tenant`` is
+    refused with 403). Read here, in the driver; only hashes travel. Any other keyword
     goes to ``serve.deployment`` (``max_ongoing_requests`` and ``request_router_config`` are set here).
     """
     bounds = {"default_queue_bound": default_queue_bound, "max_queue_bound": max_queue_bound}
@@ -336,6 +342,7 @@ def deployment(
         limit_config = DelayLimitConfig(target_ms=delay_target_ms)  # ValueError names the field
     compiled = _resolve_policy(policy)
     decision_hook, router_hook = _hook_specs(telemetry, decision_hook, router_hook)
+    auth = HttpAuth.of(api_keys, trust_tenant_header)  # ValueError names the field, before deploying
 
     def wrap(cls: type) -> Any:
         from ray import serve
@@ -351,6 +358,7 @@ def deployment(
             user_init(self, *args, **kwargs)
             _install_admission(self, compiled, slots, (default_queue_bound, max_queue_bound), decision_hook,
                                telemetry, limit_config)  # fmt: skip
+            self._agentic_auth = auth
 
         def record_replica_metadata(self) -> dict[str, Any]:
             return self._agentic_metadata.to_dict()
@@ -385,6 +393,7 @@ def deployment(
                 "decision_hook": router_hook,
                 "telemetry": telemetry,
                 "ungated_methods": sorted(set(_ungated_names(cls)) | _NEVER_GATED),
+                "http_auth": auth.to_config(),
             },
             request_routing_stats_period_s=routing_stats_period_s,
             request_routing_stats_timeout_s=max(1.0, routing_stats_period_s * 4),

@@ -35,11 +35,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from agentic_ray.errors import AdmissionError, PolicyError
+from agentic_ray.errors import AdmissionError, EntitlementError, PolicyError
+from agentic_ray.serve._http_auth import AuthError, HttpAuth
 from agentic_ray.serve._http_status import http_error
 from agentic_ray.serve._meta import HeaderError, meta_from_headers, policy_error_header
 
-__all__ = ["SCOPE_KEY", "HttpShed", "bad_request_body", "http_request_of", "http_response", "stamp"]
+__all__ = ["SCOPE_KEY", "HttpShed", "bad_request_body", "http_request_of", "http_response", "refusal", "stamp"]
 
 SCOPE_KEY = "agentic"  # key of the router's decision in the ASGI scope (clients cannot set scope keys)
 _TRACE_HEADERS = ("traceparent", "tracestate")
@@ -74,6 +75,27 @@ def bad_request_body(error: Exception) -> dict[str, Any]:
     if isinstance(error, PolicyError):
         return {"error": "bad_header", "header": policy_error_header(error), "detail": str(error)}
     return {"error": "bad_request", "detail": str(error)}
+
+
+def refusal(error: Exception) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """``(status, headers, body)`` of a request refused before admission for who sent it or what it
+    asked: 401/403 for ``AuthError`` (no or unknown key, a tenant it may not claim), 403 for
+    ``EntitlementError`` (a class or budget beyond its tenant's entitlement; the body names the
+    entitlement and the rule), 400 for a header or policy name that cannot be classified."""
+    if isinstance(error, AuthError):
+        return error.status, dict(error.headers), dict(error.body)
+    if isinstance(error, EntitlementError):
+        return 403, {}, error.to_dict()
+    return 400, {}, bad_request_body(error)
+
+
+def identify(auth: HttpAuth, headers: Mapping[str, str], meta: dict[str, Any]) -> None:
+    """Put the caller's tenant, as ``auth`` establishes it, into ``meta`` (``AuthError`` if it cannot)."""
+    tenant = auth.tenant(headers)
+    if tenant is None:
+        meta.pop("tenant", None)
+    else:
+        meta["tenant"] = tenant
 
 
 def stamp(args: list[Any], request: Any, decision: Mapping[str, Any]) -> None:
@@ -134,22 +156,25 @@ async def http_response(
 
     stamped = http_request.scope.get(SCOPE_KEY)
     if isinstance(stamped, Mapping) and "error" in stamped:
-        return _json_response(stamped["error"], 400)
+        return _json_response(stamped["error"], stamped.get("status", 400), stamped.get("headers"))
     if isinstance(stamped, Mapping):
         meta = dict(stamped)
         carrier = meta.pop("trace", None)
-    else:
+    else:  # not routed by an agentic router: this replica identifies and classifies the caller itself
         headers = {str(k).lower(): v for k, v in http_request.headers.items()}
         try:
             meta = meta_from_headers(headers)
-        except HeaderError as exc:
-            return _json_response(bad_request_body(exc), 400)
+            identify(replica._agentic_auth, headers, meta)
+        except (HeaderError, AuthError) as exc:
+            status, extra, body = refusal(exc)
+            return _json_response(body, status, extra)
         carrier = trace_carrier(headers) or None
     now = time.time()
     try:
         classification = replica._agentic_policy.classify(request_meta(meta), now)
     except (PolicyError, ValueError) as exc:
-        return _json_response(bad_request_body(exc), 400)
+        status, extra, body = refusal(exc)
+        return _json_response(body, status, extra)
     admission = replica._agentic_admission
     request = to_request(
         classification, admission.next_id(), now, meta.get("deadline"), meta.get("model"), meta.get(WORKFLOW_DEADLINE)

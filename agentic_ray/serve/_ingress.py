@@ -57,7 +57,8 @@ from agentic_ray.policies import Policy, default_policy, load_policy, parse_poli
 from agentic_ray.scheduling.admission import AdmissionGate
 from agentic_ray.scheduling.limits import DelayLimit, DelayLimitConfig
 from agentic_ray.serve._call import call
-from agentic_ray.serve._http_direct import bad_request_body
+from agentic_ray.serve._http_auth import AuthError, HttpAuth
+from agentic_ray.serve._http_direct import identify, refusal
 from agentic_ray.serve._http_status import http_error
 from agentic_ray.serve._meta import META_KWARG, HeaderError, meta_from_headers, request_meta, to_request
 from agentic_ray.serve._replica_gate import ReplicaAdmission
@@ -81,7 +82,9 @@ class AgenticIngress:
         method_name: str = "__call__",
         slots: int = INGRESS_SLOTS,
         delay_target_ms: float | None = 8.0,
+        http_auth: dict[str, Any] | None = None,
     ) -> None:
+        self.auth = HttpAuth.from_config(http_auth)
         self.policy: Policy = parse_policy(policy_yaml, source="<ingress policy>") if policy_yaml else default_policy()
         self.model = model.options(method_name=method_name)
         gate = AdmissionGate(slots, self.policy.classes, budget_bounds=True, max_budget_bound=INGRESS_MAX_ONGOING)
@@ -95,13 +98,12 @@ class AgenticIngress:
     async def __call__(self, request: HttpRequest) -> JSONResponse:
         try:
             meta = meta_from_headers(request.headers)
-        except HeaderError as exc:
-            return JSONResponse(bad_request_body(exc), status_code=400)
-        now = time.time()
-        try:
+            identify(self.auth, {k.lower(): v for k, v in request.headers.items()}, meta)
+            now = time.time()
             classification = self.policy.classify(request_meta(meta), now)
-        except PolicyError as exc:
-            return JSONResponse(bad_request_body(exc), status_code=400)
+        except (HeaderError, AuthError, PolicyError) as exc:
+            status, headers, body = refusal(exc)
+            return JSONResponse(body, status_code=status, headers=headers)
         meta["deadline"] = classification.deadline
         fetch_started = time.perf_counter()
         raw = await request.body()
@@ -137,6 +139,8 @@ def ingress_app(
     *,
     slots: int = INGRESS_SLOTS,
     delay_target_ms: float | None = 8.0,
+    api_keys: Any = None,
+    trust_tenant_header: bool = False,
     **ingress_options: Any,
 ) -> Any:
     """Bind an ``AgenticIngress`` in front of ``model_app`` (a bound agentic deployment).
@@ -151,7 +155,8 @@ def ingress_app(
     Prefer serving the deployment itself (``serve.run(Model.bind(), route_prefix=...)``, module
     ``http_direct``): one replica call per request instead of two, and the agentic router decides in Serve's
     proxy before any replica work. Use this ingress to hedge HTTP requests (``hedge_after_ms``) or to call
-    another method than ``__call__``."""
+    another method than ``__call__``. ``api_keys`` / ``trust_tenant_header``: how callers are identified
+    (``serve._http_auth``; default: anonymous, ``x-tenant`` refused with 403)."""
     ingress_options.setdefault("max_ongoing_requests", INGRESS_MAX_ONGOING)
     if policy is None:
         text = None
@@ -163,4 +168,7 @@ def ingress_app(
         raise ValueError(f"slots: must be an integer >= 1, got {slots!r}")
     if delay_target_ms is not None:
         DelayLimitConfig(target_ms=delay_target_ms)  # ValueError names the field, before deploying
-    return AgenticIngress.options(**ingress_options).bind(model_app, text, method_name, slots, delay_target_ms)
+    auth = HttpAuth.of(api_keys, trust_tenant_header)
+    return AgenticIngress.options(**ingress_options).bind(
+        model_app, text, method_name, slots, delay_target_ms, auth.to_config()
+    )

@@ -64,10 +64,12 @@ from typing import Any
 from opentelemetry import trace as otel_trace
 from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
 
+from agentic_ray import _identity
 from agentic_ray.errors import (
     AdmissionError,
     BudgetExhausted,
     CircuitOpen,
+    EntitlementError,
     NoEligibleReplica,
     Overloaded,
     PolicyError,
@@ -78,10 +80,12 @@ from agentic_ray.scheduling.reports import ReplicaMetadata, RoutingStats
 from agentic_ray.scheduling.routing_state import ReplicaReport, RoutingState
 from agentic_ray.scheduling.types import Request, Route, Shed, Wait
 from agentic_ray.serve._hooks import DecisionEvent, NoopHook, hook_push, load_hook, register_policy, safe_record
+from agentic_ray.serve._http_auth import AuthError, HttpAuth
 from agentic_ray.serve._http_direct import (
     HttpShed,
-    bad_request_body,
     http_request_of,
+    identify,
+    refusal,
     scope_headers,
     stamp,
     trace_carrier,
@@ -164,6 +168,7 @@ class AgenticRequestRouter(RequestRouter):
         ``request_router_kwargs``."""
         text = kwargs.get("policy_yaml")
         self.policy: Policy = parse_policy(text, source="<deployment policy>") if text else default_policy()
+        self.http_auth = HttpAuth.from_config(kwargs.get("http_auth"))
         core = create_router(
             "agentic", random.Random(int(kwargs.get("seed", 0))), classes=self.policy.classes,
             **dict(kwargs.get("router") or {}),
@@ -263,10 +268,12 @@ class AgenticRequestRouter(RequestRouter):
         http = http_request_of(pending_request.args) if pending_request.metadata.is_http_request else None
         try:
             request, meta = self._classify(pending_request, key, now, http)
-        except (PolicyError, ValueError) as exc:
+        except (PolicyError, ValueError, AuthError) as exc:
+            self._refused(key, exc, now)
             if http is not None and candidates:
-                # The replica answers 400 at once, without a slot; the proxy cannot send a 400 itself.
-                stamp(pending_request.args, http, {"error": bad_request_body(exc)})
+                # The replica answers 400/401/403 at once, without a slot; a proxy cannot send those itself.
+                status, headers, body = refusal(exc)
+                stamp(pending_request.args, http, {"error": body, "status": status, "headers": headers})
                 return [candidates]
             return self._fail(pending_request, candidates, exc)
         call = _Call(id(pending_request.future), http, meta if http is not None else None)
@@ -283,11 +290,16 @@ class AgenticRequestRouter(RequestRouter):
         if http is not None:
             headers = scope_headers(http.asgi_scope)
             meta = meta_from_headers(headers)
+            identify(self.http_auth, headers, meta)
             carrier = trace_carrier(headers)
             if tracing.is_sampled(carrier):
                 kwargs[TRACE_KWARG] = carrier
         else:
             meta = pop_meta(kwargs)
+            if _identity._bound is not None:  # a handle call from a bound process runs as its tenant
+                tenant = _identity.resolve_tenant(self.policy, meta.get("tenant"))
+                if tenant is not None:
+                    meta["tenant"] = tenant
         classification = self.policy.classify(request_meta(meta), now)
         request = to_request(
             classification, key, now, meta.get("deadline"), meta.get("model"), meta.get(WORKFLOW_DEADLINE)
@@ -394,6 +406,25 @@ class AgenticRequestRouter(RequestRouter):
                           request.remaining_ms(now), request.rule_ids, self.policy.version, decision_us, now,
                           extra={"trace": carrier} if carrier else None),
         )  # fmt: skip
+
+    def _refused(self, key: str, error: Exception, now: float) -> None:
+        """Report a request refused before it was classified (no or unknown API key, a tenant it may not
+        claim, an entitlement it lacks, a header that cannot be classified): outcome ``refuse``, always
+        written to the decision log when one is configured, with the entitlement's rule."""
+        if self._hook_off:
+            return
+        if isinstance(error, EntitlementError):
+            reason, rules = f"entitlement:{error.entitlement}", (error.rule,)
+            qos = str(error.requested) if error.entitlement == "class" else ""
+        elif isinstance(error, AuthError):
+            reason, rules, qos = f"auth:{error.body['error']}", (), ""
+        else:
+            reason, rules, qos = "bad_request", (), ""
+        event = ("router", "refuse", key, qos, reason, None, None, None, rules, self.policy.version, None, now, None)
+        if self._push is not None:
+            self._push(event)
+        else:
+            safe_record(self.hook, DecisionEvent._make(event))
 
     # -- feedback -------------------------------------------------------------------------------------
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:

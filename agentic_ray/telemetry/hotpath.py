@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 DECISION_FIELDS = DecisionEvent._fields  # the one definition: scheduling.events.DecisionEvent
 _KEY = itemgetter(*(DECISION_FIELDS.index(f) for f in ("where", "outcome", "qos", "reason")))
 _COMPONENT = {"router": "router", "gate": "replica"}
-_REJECT_OUTCOMES = frozenset({"reject", "drop", "evict"})
+_REJECT_OUTCOMES = frozenset({"reject", "drop", "evict", "refuse"})
 _AUDIT_FLUSH_S = 0.5
 
 

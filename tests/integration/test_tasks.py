@@ -369,3 +369,43 @@ def test_placements_go_to_the_decision_log_and_its_heads_to_status(agentic, tmp_
         what="a checkpoint head in status()",
     )
     assert heads[0]["hash"] and heads[0]["count"] > 5
+
+
+def test_escalation_and_another_tenant_are_refused_and_logged(agentic, tmp_path, monkeypatch):
+    """A task beyond its tenant's entitlement, or naming another tenant than the process is bound to, is
+    refused with ``EntitlementError`` before submission, and the refusal is a decision-log record."""
+    from agentic_ray import _identity
+    from agentic_ray.errors import EntitlementError
+    from agentic_ray.sdk import _telemetry
+    from agentic_ray.telemetry.audit_verify import iter_records
+
+    monkeypatch.delenv(_identity.ENV, raising=False)
+    monkeypatch.setenv("AGENTIC_DECISION_LOG_DIR", str(tmp_path))
+    _telemetry.open_from_env()
+    try:
+        too_long = agentic.task(tenant="bank-eu", budget_ms=10_000_000, num_cpus=0)(lambda: 1)
+        with pytest.raises(EntitlementError) as err:
+            too_long.remote()
+        assert err.value.entitlement == "budget"
+
+        @agentic.task(tenant="bank-us", qos="standard", budget_ms=30_000, num_cpus=0)
+        def as_bank_us():
+            return 1
+
+        _identity.bind("bank-eu")
+        try:
+            with pytest.raises(EntitlementError) as err:
+                as_bank_us.remote()
+            assert err.value.entitlement == "tenant" and err.value.rule == "tenants.bank-eu.act_for"
+            unnamed = agentic.task(qos="standard", budget_ms=30_000, num_cpus=0)(lambda: 2)
+            assert unnamed.decide()[0].tenant == "bank-eu"  # a bound process's call runs as its tenant
+        finally:
+            _identity.bind(None)
+        assert ray.get(as_bank_us.remote(), timeout=60) == 1  # unbound again
+        path = _telemetry.DECISION_LOG.path
+    finally:
+        _telemetry.close()
+    decisions = [r["body"] for _, r in iter_records(path) if r.get("kind") == "decision"]
+    refusals = [d for d in decisions if d["action"] == "refuse"]
+    assert [r["outcome"] for r in refusals] == ["refused:entitlement:budget", "refused:entitlement:tenant"]
+    assert refusals[1]["rule_ids"] == ["tenants.bank-eu.act_for"]

@@ -1,6 +1,8 @@
 """HTTP on real Serve over the labelled test cluster, both ways in: the agentic deployment as its app's
 HTTP entry (``/direct``: Serve's proxy runs the agentic router, which classifies by header) and the
-``ingress_app`` in front of it (``/infer``). Residency, 400/429/503/504, bad bodies, traces."""
+``ingress_app`` in front of it (``/infer``), both trusting a gateway's ``x-tenant``. Residency,
+400/429/503/504, bad bodies, traces; caller identity on ``/keyed`` (API keys) and ``/anon`` (the default:
+no identity, ``x-tenant`` refused), entitlements as 403, and a bound process's handle calls."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ tenants:
   acme: {region: eu-west, class: critical}
   globex: {region: us-east, class: critical}
   initech: {region: ap-south, class: critical}
+  umbrella: {region: eu-west, class: sheddable}
 rules:
   - id: eu-residency
     match: {tenant: acme}
@@ -47,6 +50,18 @@ admission:
   classes:
     sheddable: {queue_bound: 1}
 """
+
+
+KEY_ACME, KEY_UMBRELLA = "ark_test-key-acme", "ark_test-key-umbrella"
+
+
+def _keys() -> dict[str, str]:
+    from agentic_ray.serve._http_auth import hash_api_key
+
+    return {hash_api_key(KEY_ACME): "acme", hash_api_key(KEY_UMBRELLA): "umbrella"}
+
+
+KEYS = _keys()
 
 
 def _post(path: str, headers: dict[str, str], body: dict | None = None) -> tuple[int, Any, dict]:
@@ -77,6 +92,7 @@ def http_apps(ray_cluster, tmp_path_factory):
     @ars.deployment(
         policy=str(path),
         slots=1,
+        trust_tenant_header=True,  # as behind a gateway that authenticates callers and sets x-tenant
         num_replicas=3,
         max_replicas_per_node=1,
         ray_actor_options={
@@ -107,18 +123,33 @@ def http_apps(ray_cluster, tmp_path_factory):
             ]
             return ray.get_runtime_context().get_node_labels().get("zone"), spans
 
+    class Plain:
+        async def __call__(self, payload: dict | None) -> dict:
+            return {"ok": True}
+
+    # acme's work must stay in eu-west (rule eu-residency): keep these one-replica apps there.
+    one = {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0, "label_selector": {"zone": "eu-west"}}}
+    keyed = ars.deployment(policy=str(path), api_keys=KEYS, **one)(Plain)
+    anon = ars.deployment(policy=str(path), **one)(type("Anon", (Plain,), {}))
+
     serve.shutdown()
     serve.start(http_options={"host": "127.0.0.1", "port": HTTP_PORT})
     ingress = ingress_app(
-        Echo.bind(), policy=str(path), ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": TRACE_ENV}}
+        Echo.bind(),
+        policy=str(path),
+        trust_tenant_header=True,
+        ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": TRACE_ENV}},
     )
-    serve.run(ingress, name="http-test", route_prefix="/infer")
-    serve.run(Echo.bind(), name="http-direct", route_prefix="/direct")
+    apps = {"/infer": "http-test", "/direct": "http-direct", "/keyed": "http-keyed", "/anon": "http-anon"}
+    serve.run(ingress, name=apps["/infer"], route_prefix="/infer")
+    serve.run(Echo.bind(), name=apps["/direct"], route_prefix="/direct")
+    serve.run(keyed.bind(), name=apps["/keyed"], route_prefix="/keyed")
+    serve.run(anon.bind(), name=apps["/anon"], route_prefix="/anon")
     try:
-        yield {"/infer": "http-test", "/direct": "http-direct"}
+        yield apps
     finally:
-        serve.delete("http-test")
-        serve.delete("http-direct")
+        for name in apps.values():
+            serve.delete(name)
         serve.shutdown()
 
 
@@ -224,3 +255,53 @@ def test_traceparent_header_chains_into_the_replica_spans(http_path, http_apps):
     else:
         assert mine["agentic.queue"] == caller_span
     assert not [s for s in spans if s[1] == unsampled_tid]
+
+
+def test_api_keys_identify_callers_401_403(http_apps):
+    status, headers, body = _post("/keyed", {})
+    assert status == 401 and body["error"] == "unauthorized" and headers["WWW-Authenticate"].startswith("Bearer")
+    status, _, body = _post("/keyed", {"x-api-key": "ark_guessed"})
+    assert status == 401 and "unknown API key" in body["detail"]
+    status, _, body = _post("/keyed", {"authorization": f"Bearer {KEY_UMBRELLA}", "x-tenant": "acme"})
+    assert status == 403 and body["error"] == "tenant_mismatch"
+    status, _, body = _post("/keyed", {"authorization": f"Bearer {KEY_ACME}", "x-qos": "critical"})
+    assert (status, body) == (200, {"result": {"ok": True}, "qos": "critical"})
+
+
+def test_escalation_over_http_is_403_naming_the_entitlement(http_apps):
+    # umbrella's class is sheddable: it may not ask for critical, nor lengthen its budget.
+    status, _, body = _post("/keyed", {"x-api-key": KEY_UMBRELLA, "x-qos": "critical"})
+    assert status == 403 and body["error"] == "entitlement" and body["entitlement"] == "class"
+    assert body["holder"] == "tenant:umbrella" and body["requested"] == "critical"
+    status, _, body = _post("/keyed", {"x-api-key": KEY_UMBRELLA, "x-budget-ms": "600000"})
+    assert status == 403 and body["entitlement"] == "budget"
+    status, _, body = _post("/keyed", {"x-api-key": KEY_UMBRELLA})
+    assert status == 200 and body["qos"] == "sheddable"
+
+
+def test_by_default_callers_are_anonymous_and_x_tenant_is_refused(http_apps):
+    status, _, body = _post("/anon", {"x-tenant": "acme", "x-qos": "critical"})
+    assert status == 403 and body["error"] == "tenant_not_trusted"
+    status, _, body = _post("/anon", {})
+    assert status == 200 and body["qos"] == "standard"
+
+
+def test_a_bound_process_makes_handle_calls_as_its_tenant(http_apps, monkeypatch):
+    from ray import serve
+
+    from agentic_ray import _identity
+    from agentic_ray.errors import EntitlementError
+
+    monkeypatch.delenv(_identity.ENV, raising=False)
+    handle = serve.get_app_handle(http_apps["/anon"])
+    _identity.bind("umbrella")
+    try:
+        # No tenant named: the call runs as umbrella, whose class is sheddable.
+        assert handle.remote({}).result(timeout_s=60) == {"ok": True}
+        with pytest.raises(EntitlementError) as err:
+            handle.remote({}, tenant="acme").result(timeout_s=60)
+        assert err.value.entitlement == "tenant" and err.value.rule == "tenants.umbrella.act_for"
+        with pytest.raises(EntitlementError):
+            handle.remote({}, qos="critical").result(timeout_s=60)  # umbrella may not ask for critical
+    finally:
+        _identity.bind(None)
