@@ -6,8 +6,10 @@ Run it on a laptop (an embedded local Ray starts, its node labelled ``zone=eu-we
 
 or on a cluster whose nodes carry ``zone`` labels::
 
-    RAY_AUTH_MODE=disabled ray job submit --address http://HEAD:DASHBOARD_PORT --working-dir . -- \
+    RAY_AUTH_MODE=token ray job submit --address http://HEAD:DASHBOARD_PORT --working-dir . -- \
         python examples/fraud_workflow.py
+
+(the client reads Ray's token from ``~/.ray/auth_token`` or ``RAY_AUTH_TOKEN``; see the README).
 
 What it shows:
 

@@ -1,7 +1,9 @@
 """Shared fixtures. Ray-backed fixtures start one real cluster per test session (starting Ray is slow).
 
-Tests use ``RAY_AUTH_MODE=disabled`` everywhere (the README says the same for users' local runs), their
-own temp dir and ports outside Ray's worker range 10002-19999. Two environment variables let parallel
+Tests run with Ray's token authentication on, as Ray's default is for a new cluster: ``RAY_AUTH_MODE=token``
+and a token made for this session in ``RAY_AUTH_TOKEN`` (Ray's token loader reads it), which every process
+the session starts inherits (cluster nodes, CLI subprocesses), so nothing is written to ``~/.ray``. Tests
+use their own temp dir and ports outside Ray's worker range 10002-19999. Two environment variables let parallel
 runs on one machine stay apart: ``AGENTIC_TEST_PORT`` (GCS port of the test cluster, default 26379) and
 ``AGENTIC_TEST_TMP`` (temp dir root, default ``/tmp/agr-<pid>``).
 """
@@ -9,11 +11,14 @@ runs on one machine stay apart: ``AGENTIC_TEST_PORT`` (GCS port of the test clus
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 
 import pytest
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+if os.environ["RAY_AUTH_MODE"] == "token" and not os.environ.get("RAY_AUTH_TOKEN_PATH"):
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 # The labelled three-node test cluster: two nodes in eu-west, one in us-east with a GPU-like resource.

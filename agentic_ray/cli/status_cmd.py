@@ -165,6 +165,11 @@ def format_status(status: dict[str, Any]) -> str:
             f"  {key:<24} budget {_num(budget, ' ms'):>10}  p99 {_num(p99, ' ms'):>10}  "
             f"n={fig.get('samples', '-')}  {verdict}  {burns}".rstrip()
         )
+    unsatisfiable = status.get("unsatisfiable_rules") or []
+    if unsatisfiable:
+        out.append(f"rules no node satisfies  {len(unsatisfiable)} (their requests are refused: NoEligibleNode)")
+        for r in unsatisfiable:
+            out.append(f"  {r.get('rule_id')}  require {_compact(r.get('require') or {})}  -> {r.get('hint')}")
     alerts = status.get("alerts") or []
     out.append(f"alerts  {len(alerts) or 'none'}")
     for a in alerts:

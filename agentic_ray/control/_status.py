@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agentic_ray.control._global_state import GlobalState
+from agentic_ray.policies.types import NodeAttrs
 
 __all__ = ["agents_info", "policy_answer", "status_json"]
 
@@ -94,5 +95,8 @@ def status_json(
         "allocation": state.allocation.to_dict() if state.allocation is not None else {},
         "events": [e.to_dict() for e in state.events[-SHOWN:]],
         "decision_logs": {k: h.to_dict() for k, h in state.log_heads.items()},
+        "unsatisfiable_rules": state.policy.unsatisfiable_rules(
+            NodeAttrs(n.node_id, n.zone, n.accelerator, n.labels) for n in state.nodes.values()
+        ),
         "config": dict(config),
     }

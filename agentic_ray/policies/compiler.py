@@ -25,7 +25,7 @@ import hashlib
 import json
 import math
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from types import MappingProxyType
@@ -42,7 +42,15 @@ from agentic_ray.policies.entitlements import (
     request_budget_limit,
 )
 from agentic_ray.policies.schema import NodeSelectorSpec, PolicySpec
-from agentic_ray.policies.types import BreakerSettings, QosClass, RequestMeta, RetrySettings, Shedding, StageBudget
+from agentic_ray.policies.types import (
+    BreakerSettings,
+    NodeAttrs,
+    QosClass,
+    RequestMeta,
+    RetrySettings,
+    Shedding,
+    StageBudget,
+)
 
 __all__ = ["Policy", "Tenant", "Workflow"]
 
@@ -404,6 +412,18 @@ class Policy:
             mask &= self._model_mask(request.model) if request.model is not None else self._model_wild
         return mask
 
+    def unsatisfiable_rules(self, nodes: Iterable[NodeAttrs]) -> list[dict[str, Any]]:
+        """The placement rules no node of ``nodes`` satisfies: every request they match is refused with
+        ``NoEligibleNode`` on this cluster. Each: ``{"rule_id", "require", "hint"}``, the hint saying what
+        label a node would need (``ray start --labels zone=eu-west``; KubeRay ``rayStartParams``)."""
+        nodes = list(nodes)
+        out = []
+        for rule in self.rules:
+            if rule.require.empty or any(rule.require.holds(n) for n in nodes):
+                continue
+            out.append({"rule_id": rule.id, "require": rule.require.describe(), "hint": _label_hint(rule.require)})
+        return out
+
     def uncovered_shapes(self) -> list[dict[str, Any]]:
         """Request shapes a regulated data class (``requires_residency``) leaves uncovered, so refused at
         run time: ``{"data_class", "tenant", "workflow", "class"}`` (``None``: a request naming none, which
@@ -491,3 +511,18 @@ def _constrains_zones(requirement: _Requirement | None) -> bool:
 
 def _rebuild_policy(canonical_json: str, source: str | None) -> Policy:
     return Policy(PolicySpec.model_validate(json.loads(canonical_json)), source)
+
+
+def _label_hint(require: NodeSelector) -> str:
+    """What one node would need to satisfy ``require`` (a ``NodeSelector``), as ``ray start`` labels."""
+    labels = []
+    if require.zones is not None:
+        labels.append(f"zone={sorted(require.zones)[0]}" if require.zones else "zone=<none possible>")
+    elif require.zone_prefixes is not None:
+        labels.append(f"zone={require.zone_prefixes[0]}<name>")
+    if require.accelerators is not None:
+        labels.append(
+            f"accelerator={sorted(require.accelerators)[0]}" if require.accelerators else "accelerator=<none>"
+        )
+    labels += [f"{key}={sorted(values)[0]}" for key, values in require.labels if values]
+    return "label a node " + ",".join(labels) + f" (ray start --labels {','.join(labels)})"

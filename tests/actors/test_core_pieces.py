@@ -151,6 +151,6 @@ def test_accounting_thread_never_restarts_ray_after_shutdown():
         "acct.stop()\n"
         "assert not acct._thread.is_alive()\n"
     )
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]

@@ -34,6 +34,7 @@ STATUS_KEYS = {
     "events",
     "decision_logs",
     "config",
+    "unsatisfiable_rules",
 }
 AGENT_KEYS = {
     "node_id",
@@ -133,6 +134,7 @@ def test_status_keeps_its_json_shape():
         "arrival_rates_per_s": {"critical": 1.5},
     }  # fmt: skip
     assert status["decision_logs"] == {"pid:log": {"count": 3, "hash": "h", "at": 9.0}}
+    assert status["unsatisfiable_rules"] == []  # an eu- and a us- node: both residency rules can hold
     assert [e["kind"] for e in status["events"]] == ["agent_started", "agent_started"]
     assert status["config"] == {"report_interval_s": 0.5} and status["restored"] is False
     text = format_status(status)
@@ -154,3 +156,20 @@ def test_agents_info_and_policy_answers():
     assert policy_answer(st, unchanged=True)["unchanged"] is True
     assert (policy_answer(st, ["b"])["acked"], policy_answer(st, ["b"])["missing"]) == (["b"], ["a"])
     assert (policy_answer(st)["acked"], policy_answer(st)["missing"]) == (["a"], ["b"])
+
+
+def test_status_on_an_unlabelled_cluster_names_the_rules_no_node_satisfies():
+    st = GlobalState(PolicyRollout.first(fraud_policy(), "fraud.yaml", 0.0), DriftDetector(), started_at=1.0)
+    st.nodes = {"a": node("a", zone="default"), "b": node("b", zone="eu-west")}
+    status = status_json(st, 10.0, {}, lambda n: n)
+    assert status["unsatisfiable_rules"] == [
+        {"rule_id": "us-residency", "require": {"zone_prefix": ["us-"]},
+         "hint": "label a node zone=us-<name> (ray start --labels zone=us-<name>)"},
+    ]  # fmt: skip
+    st.nodes = {"a": node("a", zone="default")}
+    assert [r["rule_id"] for r in status_json(st, 10.0, {}, lambda n: n)["unsatisfiable_rules"]] == [
+        "eu-residency",
+        "us-residency",
+    ]  # the prefer-only rule constrains nothing
+    text = format_status(status_json(st, 10.0, {}, lambda n: n))
+    assert "rules no node satisfies  2" in text and "ray start --labels zone=eu-<name>" in text

@@ -167,3 +167,31 @@ def test_policy_reports_uncovered_and_unplaceable_request_shapes():
     assert impossible and all((s["tenant"], s["data_class"]) == ("fable-eu", "pii") for s in impossible)
     assert {tuple(s["rule_ids"]) for s in impossible} == {("eu-residency", "pii-eu-strict", "fable-eu2")}
     assert {s["conflict"] for s in impossible} == {"zone_prefix"}
+
+
+def test_unsatisfiable_rules_name_the_labels_a_node_would_need():
+    from agentic_ray.policies import NodeAttrs, parse_policy
+
+    policy = parse_policy(
+        """
+apiVersion: agentic-ray/v1
+kind: Policy
+metadata: {name: labels}
+classes: {standard: {priority: 0, budget_ms: 100}}
+default_class: standard
+rules:
+  - {id: eu-gpu, match: {data_class: pii}, require: {zones: [eu-west, eu-north], accelerators: [gpu]}}
+  - {id: rack, match: {data_class: pci}, require: {labels: {rack: [r2, r1]}}}
+  - {id: soft, match: {data_class: pii}, prefer: {accelerators: [gpu]}}
+"""
+    )
+    cpu_eu = NodeAttrs("n1", "eu-west", "cpu", {"rack": "r1"})
+    assert [r["rule_id"] for r in policy.unsatisfiable_rules([cpu_eu])] == ["eu-gpu"]
+    (rule,) = policy.unsatisfiable_rules([cpu_eu])
+    assert rule["require"] == {"zones": ["eu-north", "eu-west"], "accelerators": ["gpu"]}
+    labels = "zone=eu-north,accelerator=gpu"
+    assert rule["hint"] == f"label a node {labels} (ray start --labels {labels})"
+    bare = NodeAttrs("n2")
+    assert [r["rule_id"] for r in policy.unsatisfiable_rules([bare])] == ["eu-gpu", "rack"]
+    assert policy.unsatisfiable_rules([bare])[1]["hint"].startswith("label a node rack=r1 ")
+    assert policy.unsatisfiable_rules([cpu_eu, NodeAttrs("n3", "eu-north", "gpu")]) == []

@@ -104,7 +104,7 @@ def test_metrics_reach_rays_prometheus_endpoint(ray_cluster):
 
 
 def _status_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env = dict(os.environ)  # the session's RAY_AUTH_MODE and token: the CLI authenticates like any client
     return subprocess.run(
         [sys.executable, "-m", "agentic_ray", "status", *args],
         capture_output=True, text=True, timeout=timeout, env=env,
