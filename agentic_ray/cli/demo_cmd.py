@@ -6,12 +6,19 @@ service time, no real model work), replays the same seeded, open-loop, mixed-cla
 a burst above capacity twice (agentic router + admission gate, then Serve's default router with a plain
 deployment), prints progress and a per-class table for both, and shuts down what it started.
 
-    agentic-ray demo [--duration S] [--rate RPS] [--seed N] [--json OUT] [--plot OUT.png]
+    agentic-ray demo [--workload default|llm] [--quick] [--duration S] [--rate RPS] [--seed N] [--json OUT]
+                     [--plot OUT.png]
 
 ``--duration`` sets the run length, ``--rate`` the base arrival rate (the burst keeps its ratio to it:
 6x), ``--seed`` the workload seed. ``--json OUT`` writes the report in the shape of
 ``agentic-ray sim --json`` (``-``: stdout); ``--plot`` draws latency CDFs (needs matplotlib, the
 ``bench`` extra). ``--scenario`` runs another simulator scenario live instead of the built-in one.
+``--quick`` runs 6 s of arrivals (9 s with ``--workload llm``, to take in its first burst) unless
+``--duration`` says otherwise.
+
+``--workload llm`` runs the LLM streams demo instead (``demo._llm``): a *synthetic token streamer* (its
+replicas sleep per prompt token and per output token; no model runs) replayed agentic against plain
+Serve, with a table of TTFT / TPOT attainment per class against the policy's ``ttft_ms`` / ``tpot_ms``.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ import time
 from typing import Any
 
 __all__ = ["register"]
+
+_QUICK_S = 6.0
+_QUICK_LLM_S = 9.0  # the LLM scenario's first burst runs from 5 to 8 s
 
 
 def register(subparsers: Any) -> None:
@@ -38,15 +48,23 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--paths", default="agentic,default", metavar="P[,P]", help="which runs: agentic, default (default both)"
     )
+    p.add_argument(
+        "--workload", choices=("default", "llm"), default="default",
+        help="default: the mixed-class service; llm: LLM streams from a synthetic token streamer (TTFT/TPOT)",
+    )  # fmt: skip
+    p.add_argument("--quick", action="store_true", help="a short run: 6 s of arrivals, 9 s for llm (unless --duration)")
     p.set_defaults(func=_run)
 
 
 def _scenario(args: argparse.Namespace) -> Any:
     from agentic_ray.cli import UsageError
-    from agentic_ray.demo import demo_scenario_path
+    from agentic_ray.demo import demo_scenario_path, llm_scenario_path
     from agentic_ray.sim.scenario import MmppSpec, PoissonSpec, load_scenario
 
-    scenario = load_scenario(args.scenario or demo_scenario_path())
+    builtin = llm_scenario_path() if getattr(args, "workload", "default") == "llm" else demo_scenario_path()
+    scenario = load_scenario(args.scenario or builtin)
+    if getattr(args, "quick", False) and args.duration is None:
+        args.duration = _QUICK_LLM_S if getattr(args, "workload", "default") == "llm" else _QUICK_S
     update: dict[str, Any] = {}
     if args.duration is not None:
         if not args.duration > 0 or args.duration > 3600:
@@ -86,6 +104,8 @@ def _run(args: argparse.Namespace) -> int:
         except ImportError:
             raise UsageError("--plot: matplotlib is not installed (pip install 'agentic-ray[bench]')") from None
     scenario = _scenario(args)
+    if args.workload == "llm":
+        return _run_llm(args, scenario, paths, previous_auth)
 
     from agentic_ray.cli.sim_cmd import format_table
     from agentic_ray.demo import LiveOptions, local_ray, print_progress, run_live
@@ -141,3 +161,66 @@ def _print_floors(report: dict[str, Any], out: Any) -> None:
     if a["p99_ms"] and d["p99_ms"]:
         line += f"; critical p99 agentic/default = {a['p99_ms'] / d['p99_ms']:.2f}"
     print(line, file=out, flush=True)
+
+
+def _run_llm(args: argparse.Namespace, scenario: Any, paths: list[str], previous_auth: str | None) -> int:
+    """``--workload llm``: the synthetic token streamer, agentic against plain Serve (``demo._llm``)."""
+    from agentic_ray.cli import UsageError
+    from agentic_ray.cli.sim_cmd import format_table
+    from agentic_ray.demo import local_ray, print_progress, run_llm_live
+    from agentic_ray.demo._live import LiveOptions
+    from agentic_ray.demo._llm import SERVICE_NOTE
+
+    if args.plot:
+        raise UsageError("--plot: not available with --workload llm")
+    if scenario.workload.tokens is None or any(g.stream is None for g in scenario.replicas):
+        raise UsageError("--workload llm: the scenario needs workload.tokens and a stream model per replica group")
+    say = print_progress
+    tokens = scenario.workload.tokens
+    arrivals = scenario.workload.arrivals.model_dump()
+    say(f"agentic-ray demo --workload llm: scenario {scenario.name!r}, {scenario.duration_s:.0f} s of open-loop "
+        f"stream arrivals ({arrivals}), classes {dict(scenario.workload.mix)}")  # fmt: skip
+    say("  replicas: " + ", ".join(
+        f"{g.count} x {g.name} ({g.slots} streams at once; prefill {g.stream.prefill_ms_per_token:g} ms per prompt "
+        f"token, decode {g.stream.decode_ms_per_token:g} ms per output token)" for g in scenario.replicas))  # fmt: skip
+    say(f"  streams: ~{tokens.prompt.mean:g} prompt tokens, ~{tokens.output.mean:g} output tokens")
+    say(f"  SYNTHETIC: {SERVICE_NOTE}")
+    if previous_auth not in (None, "disabled"):
+        say(f"  note: RAY_AUTH_MODE={previous_auth!r} ignored; the demo's private local Ray runs with it disabled")
+    started = time.time()
+    say("  starting a private local Ray and Serve ...")
+    with local_ray() as address:
+        say(f"  Ray up at {address} ({time.time() - started:.1f} s)")
+        report = run_llm_live(scenario, args.seed, paths, options=LiveOptions(progress=say))
+    say(f"  done in {time.time() - started:.1f} s; Ray and Serve shut down")
+    for res in report["results"].values():
+        res.setdefault("violations", 0)
+    table_out = sys.stderr if args.json_out == "-" else sys.stdout
+    print(f"LLM streams from a {SERVICE_NOTE}", file=table_out)
+    print(format_table(report), file=table_out)
+    _print_token_attainment(report, table_out)
+    if args.json_out:
+        text = json.dumps(report, indent=2, sort_keys=False)
+        if args.json_out == "-":
+            print(text)
+        else:
+            with open(args.json_out, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+    return 0
+
+
+def _print_token_attainment(report: dict[str, Any], out: Any) -> None:
+    """One line per class: TTFT and TPOT attainment of each path side by side."""
+    res = report["results"]
+    classes = sorted({c for r in res.values() for c in r["classes"]})
+    for cls in classes:
+        parts = []
+        for path, r in res.items():
+            c = r["classes"].get(cls) or {}
+            ttft, tpot = c.get("ttft_attainment"), c.get("tpot_attainment")
+            parts.append(f"{path} TTFT {_pct(ttft)} TPOT {_pct(tpot)}")
+        print(f"{cls} within token budgets: " + "; ".join(parts), file=out, flush=True)
+
+
+def _pct(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100.0 * fraction:.1f} %"

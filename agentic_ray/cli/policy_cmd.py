@@ -205,6 +205,9 @@ def _explain(args: argparse.Namespace) -> int:
     print(f"budget     {decision.budget_ms:g} ms (from {decision.budget_source})")
     for stage in decision.stages:
         print(f"  stage    {stage.name}: {stage.budget_ms:g} ms")
+    if "stream" in report:
+        parts = [f"{k[:4]} {v:g} ms" for k, v in report["stream"].items() if v is not None]
+        print(f"streams    {', '.join(parts)} (time to first token; per output token after the first)")
     print(f"rules      {', '.join(decision.rule_ids) or '(none matched)'}")
     for rule in report["rules"]:
         parts = []

@@ -62,7 +62,26 @@ def format_table(report: dict[str, Any]) -> str:
         if "sim_requests_per_cpu_s" in res:
             extra += f" ({res['sim_requests_per_cpu_s']:.0f} per CPU second)"
         lines.append(extra)
+        lines.extend(_stream_lines(rows))
     return "\n".join(lines)
+
+
+def _pct(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100.0 * fraction:.1f} %"
+
+
+def _stream_lines(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Per class with LLM streams: TTFT and TPOT p50/p99 and their attainment (empty without streams)."""
+    out = []
+    for cls, c in rows:
+        if "ttft_p50_ms" not in c:
+            continue
+        out.append(
+            f"  streams {cls:<12} TTFT p50/p99 {_fmt(c['ttft_p50_ms'], '.1f')}/{_fmt(c['ttft_p99_ms'], '.1f')} ms "
+            f"(within ttft_ms {_pct(c['ttft_attainment'])}), TPOT p50/p99 {_fmt(c['tpot_p50_ms'], '.1f')}/"
+            f"{_fmt(c['tpot_p99_ms'], '.1f')} ms (within tpot_ms {_pct(c['tpot_attainment'])})"
+        )
+    return out
 
 
 def _run(args: argparse.Namespace) -> int:

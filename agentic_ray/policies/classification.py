@@ -223,6 +223,8 @@ class Classification:
             ],
             "constraints": self.constraints(),
         }
+        if self.qos.ttft_ms is not None or self.qos.tpot_ms is not None:
+            out["stream"] = {"ttft_ms": self.qos.ttft_ms, "tpot_ms": self.qos.tpot_ms}
         if self.entitlement is not None:
             out["entitlement"] = self.entitlement.to_dict()
         if node is not None:

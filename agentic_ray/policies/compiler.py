@@ -118,6 +118,7 @@ class Policy:
         self.source = source
         self.name: str = spec.metadata.name
         canonical = spec.model_dump(mode="json", by_alias=True)
+        _drop_unset_stream_budgets(canonical)
         self._canonical_json = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         self.sha256: str = hashlib.sha256(self._canonical_json.encode("utf-8")).hexdigest()
         self.version: str = spec.metadata.version or f"sha256:{self.sha256[:12]}"
@@ -134,6 +135,8 @@ class Policy:
                     queue_bound=admission.classes[name].queue_bound if name in admission.classes else None,
                     shed_threshold=admission.classes[name].shed_threshold if name in admission.classes else None,
                     max_budget_ms=c.max_budget_ms,
+                    ttft_ms=c.ttft_ms,
+                    tpot_ms=c.tpot_ms,
                 )
                 for name, c in spec.classes.items()
             }
@@ -493,6 +496,15 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"Policy(name={self.name!r}, version={self.version!r}, rules={len(self.rules)})"
+
+
+def _drop_unset_stream_budgets(canonical: dict[str, Any]) -> None:
+    """Leave unset ``ttft_ms`` / ``tpot_ms`` out of the canonical form, so a policy that sets no token
+    budget keeps the content hash (and so the version) it had before classes could set them."""
+    for cls in canonical.get("classes", {}).values():
+        for key in ("ttft_ms", "tpot_ms"):
+            if cls.get(key, 0) is None:
+                del cls[key]
 
 
 def _constrains(selector: NodeSelectorSpec, attribute: str) -> bool:

@@ -11,7 +11,8 @@ Document layout (see ``examples/policies/platform.yaml``)::
     kind: Policy
     metadata: {name, version?, description?}
     default_class: standard
-    classes:   {NAME: {priority, budget_ms, shedding, max_queue_wait_ms?, hedge_after_ms?, max_budget_ms?}}
+    classes:   {NAME: {priority, budget_ms, shedding, max_queue_wait_ms?, hedge_after_ms?, max_budget_ms?,
+                       ttft_ms?, tpot_ms?}}
     tenants:   {NAME: {region, share?, class?, allowed_classes?, max_budget_ms?, on_excess?}}
     entitlements: {on_excess: refuse|clamp, anonymous: {allowed_classes?, max_budget_ms?}}
     data_classes: {NAME: {requires_residency}}
@@ -80,7 +81,9 @@ class MetadataSpec(_Model):
 
 
 class ClassSpec(_Model):
-    """A QoS class. Lower ``priority`` runs first."""
+    """A QoS class. Lower ``priority`` runs first. ``ttft_ms`` / ``tpot_ms``: token budgets of the class's
+    LLM streams (time to first token; time per output token after the first), beside ``budget_ms``, the
+    budget of the whole stream."""
 
     priority: Annotated[int, Strict(), Field(ge=0, le=1000)]
     budget_ms: PositiveMs
@@ -88,6 +91,8 @@ class ClassSpec(_Model):
     max_queue_wait_ms: PositiveMs | None = None
     hedge_after_ms: PositiveMs | None = None
     max_budget_ms: PositiveMs | None = None  # a request of this class may ask for up to this (else: shorten only)
+    ttft_ms: PositiveMs | None = None  # LLM streams: time to first token
+    tpot_ms: PositiveMs | None = None  # LLM streams: time per output token after the first
     description: str | None = None
 
 

@@ -7,7 +7,8 @@
 - a stage has exactly one of ``share`` / ``budget_ms``; stage names are unique; the stages fit the
   workflow budget: ``sum(budget_ms) + sum(share) * B <= B`` (B: the workflow's, else its class's budget);
 - a class's ``max_queue_wait_ms`` and ``hedge_after_ms`` are below its ``budget_ms``, its ``max_budget_ms``
-  not below it; ``allowed_classes`` (of a tenant, of anonymous callers) name defined classes;
+  not below it, its ``ttft_ms`` (the first token of a stream) not above it; ``allowed_classes`` (of a
+  tenant, of anonymous callers) name defined classes;
 - rule ids are unique;
 - statically visible contradictions: a rule whose own requirements no node can meet, or two rules where
   one *covers* the other (it matches every request the other matches) and their requirements on zone,
@@ -168,6 +169,9 @@ def _check_classes(spec: PolicySpec, out: list[tuple[PathKey, str]]) -> None:
             if value is not None and value >= cls.budget_ms:
                 out.append((("classes", name, field), f"{value:g} must be below the class budget {cls.budget_ms:g}"))
     for name, cls in spec.classes.items():
+        if cls.ttft_ms is not None and cls.ttft_ms > cls.budget_ms:
+            reason = f"{cls.ttft_ms:g} is above the class budget {cls.budget_ms:g} (the whole stream's)"
+            out.append((("classes", name, "ttft_ms"), reason))
         if cls.max_budget_ms is not None and cls.max_budget_ms < cls.budget_ms:
             out.append((("classes", name, "max_budget_ms"),
                         f"{cls.max_budget_ms:g} is below the class budget {cls.budget_ms:g}"))  # fmt: skip

@@ -42,7 +42,8 @@ class QosClass:
     ``queue_bound`` (max requests queued per replica) and ``max_queue_wait_ms`` come from the policy's
     admission section; when only the wait is given, admission derives a bound from it with Little's law.
     ``shed_threshold`` is the replica utilisation (0..1, queued work / capacity) above which work of this
-    class is shed when its shedding mode allows it.
+    class is shed when its shedding mode allows it. ``ttft_ms`` / ``tpot_ms`` (None: not set) are the
+    token budgets of the class's streams: time to first token, and time per output token after the first.
     """
 
     name: str
@@ -54,6 +55,8 @@ class QosClass:
     queue_bound: int | None = None
     shed_threshold: float | None = None
     max_budget_ms: float | None = None  # the longest budget a request of this class may ask for
+    ttft_ms: float | None = None  # streams: time to first token
+    tpot_ms: float | None = None  # streams: time per output token after the first
 
 
 @dataclass(frozen=True, slots=True)

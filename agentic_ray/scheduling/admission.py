@@ -52,6 +52,12 @@ Infeasible arrivals. With ``refuse_infeasible`` (default), a request whose class
 ``BudgetExhausted(reason="cannot_meet_deadline")``: it cannot finish in time even if started now.
 A request already past its deadline is always refused (``reason="deadline_passed"``).
 
+Streams. With ``streams`` (a ``streams.StreamEstimate`` of this replica; ``replica_gate`` makes one when
+a class sets ``ttft_ms``), a stream request (one with ``prompt_tokens``) of a class with ``ttft_ms`` that
+may be shed is refused with ``BudgetExhausted(reason="cannot_meet_ttft")`` when its predicted time to
+first token here (the streams executing or queued ahead of it, then its prefill) misses
+``min(ttft_ms, remaining budget)`` (``streams.ttft_refusal``). Never-shed streams are admitted.
+
 Tenant share caps. With ``tenant_shares`` (tenant name -> share in (0, 1], from the policy's tenants), a
 tenant may hold (executing plus queued) at most ``max(1, floor(share * occupancy))`` of the gate's
 occupied positions, ``occupancy`` counting the new request, but only while the gate is contended: the
@@ -78,6 +84,7 @@ from typing import Any, NamedTuple
 from agentic_ray.errors import AdmissionError, BudgetExhausted, Overloaded
 from agentic_ray.policies.types import QosClass, Shedding
 from agentic_ray.scheduling.estimators import EwmaServiceTime
+from agentic_ray.scheduling.streams import StreamEstimate, streaming_classes, ttft_refusal
 from agentic_ray.scheduling.types import Request
 
 __all__ = [
@@ -100,7 +107,7 @@ DEFAULT_QUEUE_BOUND = 16  # a replica's queue bound per class until its service 
 MAX_QUEUE_BOUND = 64  # the most a class's budget-sized queue bound grows to on a replica
 
 # The typed error of each refusal reason (built at the edge, when a caller asks for ``.error``).
-_BUDGET_REASONS = frozenset({"deadline_passed", "cannot_meet_deadline", "deadline_passed_in_queue"})
+_BUDGET_REASONS = frozenset({"deadline_passed", "cannot_meet_deadline", "deadline_passed_in_queue", "cannot_meet_ttft"})
 
 
 def admission_error(
@@ -231,6 +238,7 @@ class AdmissionGate:
         tenant_shares: Mapping[str, float] | None = None,
         budget_bounds: bool = False,
         max_budget_bound: int = 1024,
+        streams: StreamEstimate | None = None,
     ) -> None:
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
             raise ValueError(f"slots: must be an integer >= 1, got {slots!r}")
@@ -248,6 +256,7 @@ class AdmissionGate:
         self.refuse_infeasible = refuse_infeasible
         self.budget_bounds = budget_bounds
         self.max_budget_bound = max_budget_bound
+        self.streams = streams  # this replica's learned prefill/decode rates (None: no stream budgets)
         self.tenant_shares: dict[str, float] = {}
         for tenant, share in (tenant_shares or {}).items():
             if share is None:
@@ -339,6 +348,8 @@ class AdmissionGate:
         dropped = tuple(self._expire(now))
         shedding = self._shedding(request)
         refusal = self._past_deadline(request, now) or self._infeasible(request, now, shedding)
+        if refusal is None and self.streams is not None and request.prompt_tokens is not None:
+            refusal = self._ttft_miss(request, now, shedding)
         if refusal is not None:
             return self._reject(request, refusal, dropped)
         cap = self._limit_for(shedding)
@@ -377,6 +388,15 @@ class AdmissionGate:
         if service is not None and remaining_ms < service:
             return _Refusal("cannot_meet_deadline", f"{remaining_ms:.1f} ms left < {service:.1f} ms service time")
         return None
+
+    def _ttft_miss(self, request: Request, now: float, shedding: Shedding) -> _Refusal | None:
+        """A stream of a class that may be shed whose predicted time to first token here misses."""
+        if shedding is Shedding.NEVER or self.streams is None:
+            return None
+        ahead = self._work_ahead(self._priority(request))  # executing, and queued no less urgent
+        qos = self.classes.get(request.qos)
+        miss = ttft_refusal(self.streams, request, qos, now, ahead, self._limit_for(shedding))
+        return None if miss is None else _Refusal("cannot_meet_ttft", miss[0], miss[1])
 
     def _over_tenant_share(self, request: Request, shedding: Shedding) -> _Refusal | None:
         if not self.tenant_shares or shedding is Shedding.NEVER or not self._over_share(request.tenant):
@@ -588,7 +608,8 @@ def replica_gate(
     max_queue_bound: int = MAX_QUEUE_BOUND,
 ) -> AdmissionGate:
     """The gate of one replica of an ``@agentic_ray.deployment``, and of a simulated replica: budget-sized
-    class queues (at least ``default_queue_bound``, at most ``max_queue_bound``) and the tenants' share caps."""
+    class queues (at least ``default_queue_bound``, at most ``max_queue_bound``), the tenants' share caps,
+    and stream estimates when a class sets ``ttft_ms``."""
     return AdmissionGate(
         slots,
         classes,
@@ -596,4 +617,5 @@ def replica_gate(
         tenant_shares=tenant_shares,
         budget_bounds=True,
         max_budget_bound=max_queue_bound,
+        streams=StreamEstimate() if streaming_classes(classes) else None,
     )

@@ -9,8 +9,10 @@ Two typed contracts, each defined once and used by the producer (the replica's g
 - ``RoutingStats`` -- published every stats period (Serve's ``record_routing_stats``): what executes and
   what is queued (in all, per class priority, per class), each class's queue bound, the concurrency
   limit the replica runs with now, the delay signal behind it, the measured service times per model,
-  running totals (started, dropped, rejected, completed, failed) and its recent per-call service-time
-  samples (``ServiceSample``: sequence number, model, milliseconds).
+  running totals (started, dropped, rejected, completed, failed), its recent per-call service-time
+  samples (``ServiceSample``: sequence number, model, milliseconds) and, when it serves LLM streams, its
+  recent completed streams (``StreamReport``: sequence number and a ``streams.StreamSample``), which
+  teach routers its prefill and decode rates.
 
 Serve carries both as plain dicts (``record_routing_stats`` must return one), so each has ``to_dict()``
 (JSON-ready: string keys, lists) and ``from_dict()``. ``from_dict`` ignores keys it does not know (a
@@ -25,7 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-__all__ = ["ReplicaMetadata", "RoutingStats", "ServiceSample"]
+from agentic_ray.scheduling.streams import StreamSample
+
+__all__ = ["ReplicaMetadata", "RoutingStats", "ServiceSample", "StreamReport"]
 
 
 class ServiceSample(NamedTuple):
@@ -34,6 +38,22 @@ class ServiceSample(NamedTuple):
     seq: int
     model: str
     service_ms: float
+
+
+class StreamReport(NamedTuple):
+    """One completed stream a replica publishes: ``seq`` increases per replica (a router takes each
+    once); the rest is its ``StreamSample`` (``sample``)."""
+
+    seq: int
+    prompt_tokens: int
+    output_tokens: int
+    prefill_ms: float
+    tpot_ms: float | None
+    hold_ms: float
+
+    @property
+    def sample(self) -> StreamSample:
+        return StreamSample(self.prompt_tokens, self.output_tokens, self.prefill_ms, self.tpot_ms, self.hold_ms)
 
 
 def _whole(value: Any, name: str, minimum: int = 0) -> int:
@@ -143,6 +163,7 @@ class RoutingStats:
     completed_total: int = 0
     failed_total: int = 0
     service_samples: tuple[ServiceSample, ...] = ()
+    stream_samples: tuple[StreamReport, ...] = ()
 
     @property
     def ongoing(self) -> int:
@@ -155,8 +176,9 @@ class RoutingStats:
         return {q: b - queued.get(q, 0) for q, b in self.queue_bounds.items()}
 
     def to_dict(self) -> dict[str, Any]:
-        """The plain, JSON-ready dict ``record_routing_stats`` returns (priority keys as strings)."""
-        return {
+        """The plain, JSON-ready dict ``record_routing_stats`` returns (priority keys as strings;
+        ``stream_samples`` only when there are some)."""
+        out = {
             "limit": self.limit,
             "delay_ms": self.delay_ms,
             "executing": self.executing,
@@ -173,6 +195,9 @@ class RoutingStats:
             "failed_total": self.failed_total,
             "service_samples": [list(s) for s in self.service_samples],
         }
+        if self.stream_samples:
+            out["stream_samples"] = [list(s) for s in self.stream_samples]
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> RoutingStats:
@@ -191,6 +216,16 @@ class RoutingStats:
             seq, model, ms = item
             where = f"service_samples[{i}]"
             samples.append(ServiceSample(_whole(seq, where), str(model), _number(ms, where)))
+        streams = []
+        for i, item in enumerate(d.get("stream_samples") or ()):
+            where = f"stream_samples[{i}]"
+            if not isinstance(item, (list, tuple)) or len(item) != 6:
+                raise ValueError(f"{where}: must be [seq, prompt_tokens, output_tokens, prefill_ms, tpot_ms, "
+                                 f"hold_ms], got {item!r}")  # fmt: skip
+            seq, prompt, output, prefill, tpot, hold = item
+            streams.append(StreamReport(_whole(seq, where), _whole(prompt, where), _whole(output, where),
+                                        _number(prefill, where), None if tpot is None else _number(tpot, where),
+                                        _number(hold, where)))  # fmt: skip
         return cls(
             executing=_int(d, "executing"),
             queued=_int(d, "queued"),
@@ -207,4 +242,5 @@ class RoutingStats:
             completed_total=_int(d, "completed_total"),
             failed_total=_int(d, "failed_total"),
             service_samples=tuple(samples),
+            stream_samples=tuple(streams),
         )

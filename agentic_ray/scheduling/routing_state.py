@@ -33,6 +33,11 @@ router's ``choose``. A ``Shed`` ends the request's tracking.
   ``call_id`` of an earlier copy) is paid from the retry budget at admission (else shed with
   ``hedge_budget_exhausted``) and never goes to the replica that copy was routed to (none left:
   ``no_hedge_replica``). ``hedge_after_ms(request)`` is when its caller should send one.
+- LLM streams (``streams``, a ``streams.StreamRouter``; Serve's router and the simulator give one when
+  a class of the policy sets ``ttft_ms``): a stream request (``prompt_tokens`` given) of such a class is
+  ranked by its predicted time to first token on each replica, learned from the completed streams the
+  replicas publish (``RoutingStats.stream_samples``) or the caller reports (``observe_stream``); other
+  requests, and stream requests with no eligible healthy replica, go to the pure router as before.
 - Circuit breaking (``breaker.CircuitBreaker``): replicas whose breaker is open are no candidates. When
   every replica the request may use is out, the router's ``Shed("no_healthy_replica")`` carries the time
   until the first of their breakers half-opens as ``retry_after_s`` (the Serve adapter raises it as
@@ -55,6 +60,7 @@ from agentic_ray.scheduling.breaker import BreakerState, CircuitBreaker
 from agentic_ray.scheduling.frontdoor import with_room
 from agentic_ray.scheduling.reports import ReplicaMetadata, RoutingStats
 from agentic_ray.scheduling.retry import RetryBudget
+from agentic_ray.scheduling.streams import StreamRouter, StreamSample
 from agentic_ray.scheduling.types import Decision, ReplicaView, Request, Router, Shed
 
 __all__ = ["Flight", "ReplicaReport", "RoutingState"]
@@ -92,7 +98,7 @@ class Flight:
 
 
 class _Replica:
-    __slots__ = ("inflight", "reported", "sample_seq", "totals", "view")
+    __slots__ = ("inflight", "reported", "sample_seq", "stream_seq", "totals", "view")
 
     def __init__(self, view: ReplicaView, reported: dict[int, int] | None) -> None:
         self.view = view
@@ -100,6 +106,7 @@ class _Replica:
         self.inflight: dict[int, int] = {}  # routed here, not completed, per priority
         self.totals: tuple[int, int] | None = None  # (completed, failed) as last published
         self.sample_seq = -1  # last service sample taken
+        self.stream_seq = -1  # last stream sample taken
 
 
 def view_of(report: ReplicaReport) -> ReplicaView:
@@ -127,7 +134,7 @@ class RoutingState:
     ``core``: the pure router (``registry.create_router``); ``breaker`` / ``retry``: the policy's
     settings; ``max_tracked``: requests and call ids remembered at most (the oldest forgotten first);
     ``timer``: integer nanoseconds (``time.perf_counter_ns``) to time each decision of the router
-    (``decision_ns``), or None."""
+    (``decision_ns``), or None; ``streams``: the stream router (module docstring), or None."""
 
     def __init__(
         self,
@@ -137,8 +144,10 @@ class RoutingState:
         retry: RetrySettings | None = None,
         max_tracked: int = 100_000,
         timer: Callable[[], int] | None = None,
+        streams: StreamRouter | None = None,
     ) -> None:
         self.core = core
+        self.streams = streams
         self.breaker = CircuitBreaker(breaker)
         self.retry_budget = RetryBudget(retry)
         self.max_tracked = max_tracked
@@ -171,12 +180,16 @@ class RoutingState:
             self.breaker.add(rid)
             self._feed_totals(rid, rep, stats, now)
             self._feed_samples(rid, rep, stats, now)
+            if stats.stream_samples and self.streams is not None:
+                self._feed_streams(rid, rep, stats)
             view.healthy = rid not in self._ejected or self.breaker.available(rid, now)
             replicas[rid] = rep
         for gone in self._replicas.keys() - replicas.keys():
             self.breaker.remove(gone)
             self._ejected.discard(gone)
             self._suspect.discard(gone)
+            if self.streams is not None:
+                self.streams.rates.forget(gone)
         self._replicas = replicas
         self._views = [rep.view for rep in replicas.values()]
         self._reported = [rep for rep in replicas.values() if rep.reported is not None]
@@ -237,6 +250,19 @@ class RoutingState:
             if feed is not None:
                 feed(rid, model, service_ms, now)
         rep.sample_seq = last
+
+    def _feed_streams(self, rid: str, rep: _Replica, stats: RoutingStats) -> None:
+        last = rep.stream_seq
+        for report in stats.stream_samples:
+            if report.seq > last:
+                last = report.seq
+                self.streams.observe(rid, report.sample)  # type: ignore[union-attr]
+        rep.stream_seq = last
+
+    def observe_stream(self, replica_id: str, sample: StreamSample) -> None:
+        """A stream completed on ``replica_id`` (the simulator's report; Serve's come with the stats)."""
+        if self.streams is not None:
+            self.streams.observe(replica_id, sample)
 
     def _record(self, rid: str, ok: bool, now: float) -> None:
         """One result for ``rid``'s breaker; keeps the set of ejected replicas and their views current."""
@@ -337,6 +363,8 @@ class RoutingState:
         decision: Decision | None = None
         if self._room_reported:
             views, decision = with_room(request, views)
+        if decision is None and request.prompt_tokens is not None and self.streams is not None:
+            decision = self.streams.choose(request, views, now, getattr(self.core, "pending", None))
         if decision is None:
             decision = self.core.choose(request, views, now)
         if timer is not None:

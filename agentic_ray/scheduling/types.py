@@ -32,7 +32,9 @@ class Request:
 
     ``deadline`` is absolute (seconds, same clock as ``now``); ``priority`` is the class priority (lower
     runs first); ``allows`` is the placement predicate from the policy's classification (``None``: any
-    replica). ``rule_ids`` are carried into decisions so they stay explainable.
+    replica). ``rule_ids`` are carried into decisions so they stay explainable. ``prompt_tokens`` /
+    ``max_tokens`` (None: not said) mark an LLM stream request: the prompt's length and the most tokens
+    it may produce (``streams``: the predicted time to first token and end).
     """
 
     id: Any
@@ -46,6 +48,8 @@ class Request:
     allows: Callable[[NodeAttrs], bool] | None = field(default=None, compare=False, repr=False)
     rule_ids: tuple[str, ...] = ()
     tenant: str | None = None
+    prompt_tokens: int | None = None
+    max_tokens: int | None = None
 
     def remaining_ms(self, now: float) -> float:
         """Milliseconds left before the deadline (negative once it has passed)."""

@@ -33,8 +33,12 @@ while its calls wait longer than ``delay_target_ms`` on the proxy or on its own 
 (``scheduling.limits.DelayLimit``); the router sees the lower limit in the replica's stats.
 
 Streaming (generator) methods are gated too: a stream is admitted like a call and holds its slot until
-it ends or the caller stops reading (its duration is not taken as a sample of the service time). Every other keyword is
-passed to ``serve.deployment``.
+it ends or the caller stops reading (its duration is not taken as a sample of the service time). Each
+stream's time to first token and per output token (one yielded item = one token) are measured against
+its class's ``ttft_ms`` / ``tpot_ms``, exported as ``agentic_ttft_ms`` / ``agentic_tpot_ms`` and
+published to routers, which learn each replica's prefill and decode rates from them; a call may say its
+``prompt_tokens`` / ``max_tokens`` (``_meta``) so that the router and the gate predict its first token.
+Every other keyword is passed to ``serve.deployment``.
 
 Telemetry is on by default (``telemetry=True``): the router's and the gates' decisions go to
 ``hooks.DEFAULT_HOOK`` (the process's ``TelemetryHook``: ``agentic_decisions`` / ``agentic_shed`` /
@@ -63,7 +67,7 @@ from agentic_ray.scheduling.admission import DEFAULT_QUEUE_BOUND, MAX_QUEUE_BOUN
 from agentic_ray.scheduling.reports import ReplicaMetadata
 from agentic_ray.serve._hooks import DEFAULT_HOOK, DecisionHook, load_hook, register_policy
 from agentic_ray.serve._http_auth import HttpAuth
-from agentic_ray.serve._meta import WORKFLOW_DEADLINE, pop_meta, request_meta, to_request
+from agentic_ray.serve._meta import WORKFLOW_DEADLINE, pop_meta, request_meta, to_request, with_tokens
 
 TRACE_KWARG = "_agentic_trace"  # agentic_ray.telemetry.tracing.TRACE_KWARG (kept import-free of OpenTelemetry)
 
@@ -146,26 +150,29 @@ def _admission_request(self: Any, kwargs: dict[str, Any]) -> tuple[Any, Any]:
     request = to_request(
         classification, admission.next_id(), now, meta.get("deadline"), meta.get("model"), meta.get(WORKFLOW_DEADLINE)
     )
-    return request, trace
+    return with_tokens(request, meta), trace
 
 
 def _wrap_stream(method: Callable) -> Callable:
     """A streaming (generator) method: admitted like any call; holds its slot until the stream ends
-    (or the caller stops reading). A sync generator's items are produced in a worker thread."""
+    (or the caller stops reading); its time to first token and per output token are measured
+    (``_streams.measured_stream``). A sync generator's items are produced in a worker thread."""
+    from agentic_ray.serve._streams import measured_stream
+
     is_async = inspect.isasyncgenfunction(method)
     done = object()
+
+    async def threaded(items: Any) -> Any:
+        while (item := await asyncio.to_thread(next, items, done)) is not done:
+            yield item
 
     @functools.wraps(method)
     async def gated_stream(self, *args: Any, **kwargs: Any) -> Any:
         request, trace = _admission_request(self, kwargs)
-        async with self._agentic_admission.admitted(request, trace, measure=False):
-            if is_async:
-                async for item in method(self, *args, **kwargs):
-                    yield item
-            else:
-                items = method(self, *args, **kwargs)
-                while (item := await asyncio.to_thread(next, items, done)) is not done:
-                    yield item
+        items = method(self, *args, **kwargs)
+        async for item in measured_stream(self._agentic_admission, request, trace,
+                                          items if is_async else threaded(items)):  # fmt: skip
+            yield item
 
     return gated_stream
 

@@ -9,7 +9,8 @@ ours that sees it is the agentic router, before any replica work.
 
 Router side (in the proxy; ``http_request_of``, ``stamp``, ``HttpShed``): the request's only argument
 is the proxy's pickled ``StreamingHTTPRequest`` (the ASGI scope with the headers, no body). The router
-reads ``x-qos``, ``x-budget-ms``, ``x-tenant``, ``x-data-class``, ``x-workflow`` (and ``traceparent``)
+reads ``x-qos``, ``x-budget-ms``, ``x-tenant``, ``x-data-class``, ``x-workflow``, ``x-prompt-tokens``,
+``x-max-tokens`` (and ``traceparent``)
 from it, classifies the request, fixes its absolute deadline, and writes what it decided into the scope
 under ``SCOPE_KEY`` before the request leaves for the replica (one unpickle and one pickle of the scope,
 tens of microseconds). A request the router sheds never reaches a replica: it fails with ``HttpShed``,
@@ -152,7 +153,7 @@ async def http_response(
 
     ``call(payload)`` runs the user's method; ``trace_span(carrier)`` turns a carrier into the replica's
     trace parent (or ``None``)."""
-    from agentic_ray.serve._meta import WORKFLOW_DEADLINE, request_meta, to_request
+    from agentic_ray.serve._meta import WORKFLOW_DEADLINE, request_meta, to_request, with_tokens
 
     stamped = http_request.scope.get(SCOPE_KEY)
     if isinstance(stamped, Mapping) and "error" in stamped:
@@ -176,9 +177,11 @@ async def http_response(
         status, extra, body = refusal(exc)
         return _json_response(body, status, extra)
     admission = replica._agentic_admission
-    request = to_request(
-        classification, admission.next_id(), now, meta.get("deadline"), meta.get("model"), meta.get(WORKFLOW_DEADLINE)
-    )
+    try:
+        request = with_tokens(to_request(classification, admission.next_id(), now, meta.get("deadline"),
+                                         meta.get("model"), meta.get(WORKFLOW_DEADLINE)), meta)  # fmt: skip
+    except ValueError as exc:  # a stamped bad token count (the headers' are checked when parsed)
+        return _json_response(bad_request_body(exc), 400)
     # Serve's replica fetches the body from the proxy for every HTTP request anyway (its receive task
     # runs from the start), so reading it before admission costs no extra call, and a body that is not
     # JSON is answered without taking a slot or becoming a service-time sample.

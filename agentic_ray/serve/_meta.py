@@ -14,6 +14,13 @@ The router folds them into ``_agentic``; these names are therefore reserved on a
 
 HTTP: headers ``x-qos``, ``x-budget-ms``, ``x-tenant``, ``x-data-class``, ``x-workflow`` (``HEADERS``).
 A bad value raises ``HeaderError`` naming the header (the ingress answers 400).
+
+LLM streams: ``prompt_tokens`` (the prompt's length) and ``max_tokens`` (the most tokens the stream may
+produce) travel in ``_agentic`` (``STREAM_KEYS``), or as headers ``x-prompt-tokens`` / ``x-max-tokens``.
+They are not reserved as bare keywords (an LLM method commonly takes its own ``max_tokens``): when a
+call's own keywords include them, they are read into the metadata and left where they are.
+``with_tokens`` puts them on the scheduling core's ``Request`` (integers: ``prompt_tokens >= 0``,
+``max_tokens >= 1``; ``ValueError`` naming the field otherwise).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ __all__ = [
     "HEDGE_OF",
     "HEADERS",
     "META_KWARG",
+    "STREAM_KEYS",
     "WORKFLOW_DEADLINE",
     "HeaderError",
     "meta_from_headers",
@@ -40,6 +48,7 @@ __all__ = [
     "pop_meta",
     "request_meta",
     "to_request",
+    "with_tokens",
 ]
 
 META_KWARG = "_agentic"
@@ -53,7 +62,11 @@ HEADERS = {
     "x-tenant": "tenant",
     "x-data-class": "data_class",
     "x-workflow": "workflow",
+    "x-prompt-tokens": "prompt_tokens",
+    "x-max-tokens": "max_tokens",
 }
+STREAM_KEYS = ("prompt_tokens", "max_tokens")
+_TOKENS_MIN = {"prompt_tokens": 0, "max_tokens": 1}
 _META_FIELDS = ("qos", "budget_ms", "tenant", "data_class", "workflow", "model", "stage")
 
 
@@ -84,6 +97,9 @@ def pop_meta(kwargs: MutableMapping[str, Any]) -> dict[str, Any]:
     wire = kwargs.pop(META_KWARG, None)
     if isinstance(wire, Mapping):
         meta.update({k: v for k, v in wire.items() if v is not None})
+    for key in STREAM_KEYS:  # the call's own arguments: read, not removed
+        if key not in meta and kwargs.get(key) is not None:
+            meta[key] = kwargs[key]
     return meta
 
 
@@ -103,7 +119,12 @@ def meta_from_headers(headers: Mapping[str, str]) -> dict[str, Any]:
         value = str(raw).strip()
         if not value:
             raise HeaderError(header, "empty value")
-        if key == "budget_ms":
+        if key in _TOKENS_MIN:
+            try:
+                meta[key] = _token_count(int(value), key)
+            except ValueError:
+                raise HeaderError(header, f"must be an integer >= {_TOKENS_MIN[key]}, got {value!r}") from None
+        elif key == "budget_ms":
             try:
                 number = float(value)
             except ValueError:
@@ -114,6 +135,26 @@ def meta_from_headers(headers: Mapping[str, str]) -> dict[str, Any]:
         else:
             meta[key] = value
     return meta
+
+
+def _token_count(value: Any, key: str) -> int:
+    minimum = _TOKENS_MIN[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{key}: must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def with_tokens(request: Request, meta: Mapping[str, Any]) -> Request:
+    """``request`` with the stream's ``prompt_tokens`` / ``max_tokens`` from ``meta`` (unchanged when it
+    carries neither). ``ValueError`` names a bad one."""
+    prompt, most = meta.get("prompt_tokens"), meta.get("max_tokens")
+    if prompt is None and most is None:
+        return request
+    return replace(
+        request,
+        prompt_tokens=None if prompt is None else _token_count(prompt, "prompt_tokens"),
+        max_tokens=None if most is None else _token_count(most, "max_tokens"),
+    )
 
 
 def policy_error_header(error: Exception) -> str:

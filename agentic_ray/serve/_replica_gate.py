@@ -26,6 +26,11 @@ budget_left_ms, ok)`` (latency from the call's arrival at this replica, budget l
 ``run(..., trace=ctx)`` with a sampled parent context opens ``agentic.queue`` (offer to start) and
 ``agentic.execute`` (the user's code) spans under it.
 
+Streams: ``stream_done(request, sample, ttft_ms)`` (called by ``_streams.measured_stream`` when a
+stream ends) feeds the gate's stream estimate (``AdmissionGate.streams``), publishes the sample in the
+next ``RoutingStats.stream_samples`` and records ``stream(qos, ttft_ms, tpot_ms, ...)`` against the
+class's ``ttft_ms`` / ``tpot_ms``.
+
 All methods run on the replica's event loop (Serve runs user code on one loop per replica).
 """
 
@@ -41,7 +46,8 @@ from typing import Any
 
 from agentic_ray.scheduling.admission import AdmissionGate, Admitted, Dropped, Enqueued, Reject
 from agentic_ray.scheduling.limits import DelayLimit
-from agentic_ray.scheduling.reports import RoutingStats, ServiceSample
+from agentic_ray.scheduling.reports import RoutingStats, ServiceSample, StreamReport
+from agentic_ray.scheduling.streams import StreamSample
 from agentic_ray.scheduling.types import Request
 from agentic_ray.serve._hooks import DecisionEvent, DecisionHook, NoopHook, hook_push, safe_record
 
@@ -79,6 +85,8 @@ class ReplicaAdmission:
         # service-time estimators (mean and deviation).
         self._samples: deque[ServiceSample] = deque(maxlen=_SAMPLES_KEPT)
         self._sample_seq = itertools.count()
+        self._streams: deque[StreamReport] = deque(maxlen=_SAMPLES_KEPT)  # recent completed streams
+        self._stream_seq = itertools.count()
         self.completed_total = 0
         self.failed_total = 0
 
@@ -164,6 +172,18 @@ class ReplicaAdmission:
         finally:
             timer.cancel()
             self._waiters.pop(request.id, None)
+
+    def stream_done(self, request: Request, sample: StreamSample, ttft_ms: float) -> None:
+        """A stream ended normally: learn from it, publish it, and record its TTFT and TPOT."""
+        streams = getattr(self.gate, "streams", None)
+        if streams is not None:
+            streams.observe(sample)
+        self._streams.append(StreamReport(next(self._stream_seq), *sample))
+        if self.metrics is not None:
+            qos = self.gate.classes.get(request.qos)
+            with contextlib.suppress(Exception):  # telemetry must not break serving
+                self.metrics.stream(request.qos, ttft_ms, sample.tpot_ms, getattr(qos, "ttft_ms", None),
+                                    getattr(qos, "tpot_ms", None))  # fmt: skip
 
     def note_upstream_delay(self, delay_ms: float) -> None:
         """A call's wait on its caller's process (a direct HTTP request's body fetch from Serve's proxy):
@@ -265,6 +285,7 @@ class ReplicaAdmission:
             completed_total=self.completed_total,
             failed_total=self.failed_total,
             service_samples=tuple(self._samples),
+            stream_samples=tuple(self._streams),
         )
 
     def _publish_depth(self, queued_by_class: Any) -> None:

@@ -12,6 +12,9 @@ adapter only does Serve's I/O. Per routing attempt (``choose_replicas``) it
    A direct HTTP request (this router running in Serve's proxy, ``http_direct``) carries its metadata
    in headers instead: the router reads them from the proxy's ASGI scope and writes its decision back
    into the scope when it routes; a bad header is routed with the error so the replica answers 400.
+   A stream request (``prompt_tokens`` / ``max_tokens`` in the metadata, or ``x-prompt-tokens`` /
+   ``x-max-tokens``) of a class with ``ttft_ms`` is ranked by predicted time to first token
+   (``scheduling.streams``; the routing state learns each replica's rates from its published streams).
    A new request is admitted to the routing state (``admit``: a hedge, one whose metadata names
    ``hedge_of``, pays from the retry budget); a request that comes back after a replica rejected it
    (Serve's retry, recognisable by its reset future) is a ``retry`` there;
@@ -78,6 +81,7 @@ from agentic_ray.policies import Policy, default_policy, parse_policy
 from agentic_ray.scheduling.registry import create_router
 from agentic_ray.scheduling.reports import ReplicaMetadata, RoutingStats
 from agentic_ray.scheduling.routing_state import ReplicaReport, RoutingState
+from agentic_ray.scheduling.streams import stream_router_for
 from agentic_ray.scheduling.types import Request, Route, Shed, Wait
 from agentic_ray.serve._hooks import DecisionEvent, NoopHook, hook_push, load_hook, register_policy, safe_record
 from agentic_ray.serve._http_auth import AuthError, HttpAuth
@@ -99,6 +103,7 @@ from agentic_ray.serve._meta import (
     pop_meta,
     request_meta,
     to_request,
+    with_tokens,
 )
 from agentic_ray.telemetry import tracing
 from agentic_ray.telemetry.tracing import TRACE_KWARG
@@ -121,7 +126,7 @@ def shed_error(shed: Shed, target: str = "") -> AdmissionError:
         return NoEligibleReplica(detail, reason=reason, rule_ids=shed.rule_ids)
     if reason == "no_healthy_replica":
         return CircuitOpen(target, shed.retry_after_s, detail=detail, reason=reason, rule_ids=shed.rule_ids)
-    if reason in ("deadline_passed", "cannot_meet_deadline"):
+    if reason in ("deadline_passed", "cannot_meet_deadline", "cannot_meet_ttft"):
         return BudgetExhausted(detail, reason=reason, rule_ids=shed.rule_ids, retry_after_s=shed.retry_after_s)
     return Overloaded(detail, reason=reason, rule_ids=shed.rule_ids, retry_after_s=shed.retry_after_s)
 
@@ -175,7 +180,7 @@ class AgenticRequestRouter(RequestRouter):
         )  # fmt: skip
         self.state = RoutingState(
             core, breaker=self.policy.breaker, retry=self.policy.retry, max_tracked=_MAX_TRACKED,
-            timer=time.perf_counter_ns,
+            timer=time.perf_counter_ns, streams=stream_router_for(self.policy.classes),
         )  # fmt: skip
         self.hook = load_hook(kwargs.get("decision_hook"))
         self._push = hook_push(self.hook)
@@ -304,6 +309,7 @@ class AgenticRequestRouter(RequestRouter):
         request = to_request(
             classification, key, now, meta.get("deadline"), meta.get("model"), meta.get(WORKFLOW_DEADLINE)
         )
+        request = with_tokens(request, meta)
         meta["deadline"] = request.deadline
         meta["qos"] = request.qos
         if http is None:

@@ -33,6 +33,13 @@ the simulated run has what the live one has:
   freed, and its position at the router given back. A request fails only when both copies do (then
   with the first copy's outcome), as ``agentic_ray.serve.call`` does.
 
+Streams (a workload with ``tokens``): a request's first token leaves its replica ``prefill_ms`` after it
+starts (times the slowdown it started under) and reaches the caller ``network_ms`` later; its TTFT and
+TPOT are recorded per class (``metrics``). With gated replicas, every completed stream teaches the gate's
+stream estimate at once and the routing state's when its answer returns (``StreamSample``), and a class
+with ``ttft_ms`` gets the routing state's stream router (``scheduling.streams``), as on Serve. As on
+Serve, a stream's duration is not a service-time sample of the gate or the router.
+
 Baseline routers (``fifo`` replicas) keep the bare loop: ``router.choose`` / ``on_dispatch`` /
 ``observe``, as Serve's default router has no breaker, retry budget or hedges.
 
@@ -51,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from agentic_ray.policies.types import BreakerSettings, QosClass, RetrySettings
+from agentic_ray.scheduling.streams import StreamSample, stream_router_for
 from agentic_ray.scheduling.types import Request, Route, Router, Shed, Wait
 from agentic_ray.sim.cluster import SimReplica, build_replicas
 from agentic_ray.sim.engine import EventQueue
@@ -73,7 +81,7 @@ class _Job:
     positive once it ended at the router. ``settled`` (first copy only): the request's outcome is recorded."""
 
     __slots__ = ("dispatched", "fails", "hedge", "index", "key", "outcome", "reason", "replica", "request",
-                 "service_ms", "settled", "started", "twin")  # fmt: skip
+                 "service_ms", "settled", "slow", "start_at", "started", "twin")  # fmt: skip
 
     def __init__(self, index: int, request: Request, key: int, hedge: bool = False) -> None:
         self.index = index
@@ -89,6 +97,8 @@ class _Job:
         self.dispatched = False
         self.fails = False
         self.settled = False
+        self.start_at = math.nan  # when it started on its replica
+        self.slow = 1.0  # the slowdown it started under
 
 
 @dataclass(slots=True)
@@ -180,7 +190,8 @@ class _Run:
         if discipline == "gate":
             from agentic_ray.scheduling.routing_state import RoutingState
 
-            self.state = RoutingState(router, breaker=breaker, retry=retry, timer=timer)
+            self.state = RoutingState(router, breaker=breaker, retry=retry, timer=timer,
+                                      streams=stream_router_for(classes))  # fmt: skip
             for view in self.views:
                 self.state.add_replica(view)
         self.free = len(self.replicas)  # alive replicas with ongoing < max_ongoing
@@ -188,6 +199,7 @@ class _Run:
         self.waiting: list[tuple[Any, int, _Job]] = []
         self.wait_seq = 0
         self.result = RunResult(name, {c: ClassStats() for c in workload.class_budget_ms}, scenario.measured_s)
+        self.token_budgets = {n: (c.ttft_ms, c.tpot_ms) for n, c in classes.items()}
 
     # ----------------------------------------------------------------- recording
     def _stats(self, job: _Job) -> ClassStats | None:
@@ -242,8 +254,30 @@ class _Run:
                 st.shed += 1
             else:
                 st.failed += 1
+        if job.request.prompt_tokens is not None:
+            self._record_stream(job, targets, outcome == _COMPLETED)
         if outcome == _SHED:
             self.result.shed_reasons[reason] = self.result.shed_reasons.get(reason, 0) + 1
+
+    def _record_stream(self, job: _Job, targets: tuple[ClassStats, ...], completed: bool) -> None:
+        """A stream request's TTFT and TPOT (none when it did not complete) against its class's budgets."""
+        ttft = tpot = None
+        if completed and job.replica is not None:
+            item = self.workload.items[job.index]
+            prefill = item.prefill_ms[job.replica.group] * job.slow
+            ttft = (job.start_at - job.request.arrival + self.net) * 1000.0 + prefill
+            n = job.request.max_tokens or 1
+            tpot = (job.service_ms - prefill) / (n - 1) if n > 1 else None
+        budgets = self.token_budgets.get(job.request.qos, (None, None))
+        for st in targets:
+            st.record_stream(ttft, tpot, *budgets)
+
+    def _stream_sample(self, job: _Job) -> StreamSample:
+        """What a completed stream teaches the estimators (as ``serve._streams`` measures it)."""
+        prefill = self.workload.items[job.index].prefill_ms[job.replica.group] * job.slow  # type: ignore[union-attr]
+        n = job.request.max_tokens or 1
+        tpot = (job.service_ms - prefill) / (n - 1) if n > 1 else None
+        return StreamSample(job.request.prompt_tokens or 0, n, prefill, tpot, job.service_ms)
 
     def _tenant_stats(self, tenant: str) -> ClassStats:
         st = self.result.tenants.get(tenant)
@@ -382,6 +416,8 @@ class _Run:
     def _start(self, job: _Job, rep: SimReplica, now: float) -> None:
         rep.busy += 1
         job.started = True
+        job.start_at = now
+        job.slow = rep.slowdown
         job.fails = rep.erroring
         service = self.workload.items[job.index].service_ms[rep.group] * rep.slowdown
         job.service_ms = service
@@ -460,6 +496,10 @@ class _Run:
             if rep.fifo:
                 self._start(rep.fifo.popleft(), rep, now)
             return
+        if job.request.prompt_tokens is not None:  # a stream: its length is no service-time sample
+            if service is not None and rep.gate.streams is not None:
+                rep.gate.streams.observe(self._stream_sample(job))
+            service = None
         self._admitted(rep, rep.gate.finish(job.request.id, now, service), now)
 
     def _return(self, job: _Job, reason: str, now: float) -> None:
@@ -475,7 +515,12 @@ class _Run:
         ok = outcome == _COMPLETED
         if self.state is not None:
             health = True if ok else (False if outcome == _FAILED else None)  # a refusal is no failure
-            self.state.completed(job.key, now, service_ms=job.service_ms, ok=ok, health=health)
+            service_ms = job.service_ms
+            if job.request.prompt_tokens is not None:
+                if ok:
+                    self.state.observe_stream(rep.replica_id, self._stream_sample(job))
+                service_ms = math.nan
+            self.state.completed(job.key, now, service_ms=service_ms, ok=ok, health=health)
         else:
             latency_ms = (now - job.request.arrival) * 1000.0
             self.router.observe(job.request, rep.replica_id, job.service_ms, latency_ms, ok, now)

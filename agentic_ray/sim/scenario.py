@@ -6,6 +6,13 @@ the classes and budgets (inline ``classes`` or a policy file) and the run length
 collects every problem (schema, then cross-field checks) and raises one ``ScenarioValidationError``
 with the field path and YAML line of each. Relative paths (``policy``, trace ``file``) are resolved
 against the scenario file's folder and stored absolute.
+
+LLM streams: a workload with ``tokens`` (prompt and output lengths, lognormal with a mean and a cv,
+rounded, at least 1) makes every request a stream of ``prompt`` tokens producing ``output`` tokens
+(its ``max_tokens``); every replica group then needs a ``stream`` model (``prefill_ms_per_token``,
+``decode_ms_per_token``) and needs no ``service``: a stream's first token comes ``prompt *
+prefill_ms_per_token`` after it starts, each further one ``decode_ms_per_token`` later (times a
+slowdown fault's factor). Classes may set ``ttft_ms`` / ``tpot_ms`` (inline, or in the policy).
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ __all__ = [
     "FaultSpec",
     "ReplicaGroupSpec",
     "Scenario",
+    "StreamModelSpec",
+    "TokenCountSpec",
+    "TokensSpec",
     "WorkloadSpec",
     "load_scenario",
     "parse_scenario",
@@ -98,6 +108,14 @@ class FaultSpec(_Model):
     replica: Annotated[int, Field(ge=0)] | Literal["all"] = 0
 
 
+class StreamModelSpec(_Model):
+    """How a replica group serves an LLM stream: prefill time per prompt token, decode time per output
+    token after the first (milliseconds)."""
+
+    prefill_ms_per_token: Positive
+    decode_ms_per_token: Positive
+
+
 class ReplicaGroupSpec(_Model):
     name: Annotated[str, Field(min_length=1)]
     count: Annotated[int, Field(ge=1, le=100_000)] = 1
@@ -107,7 +125,8 @@ class ReplicaGroupSpec(_Model):
     slots: Annotated[int, Field(ge=1)] = 1
     max_ongoing: Annotated[float, Field(ge=1)] = math.inf
     cost: NonNegative = 1.0
-    service: Annotated[dict[str, DistSpec], Field(min_length=1)]
+    service: dict[str, DistSpec] = Field(default_factory=dict)
+    stream: StreamModelSpec | None = None
     faults: list[FaultSpec] = Field(default_factory=list)
 
 
@@ -119,6 +138,8 @@ class ClassSpec(_Model):
     max_queue_wait_ms: Positive | None = None
     queue_bound: Annotated[int, Field(ge=0)] | None = None
     shed_threshold: Annotated[float, Field(gt=0, le=1)] | None = None
+    ttft_ms: Positive | None = None
+    tpot_ms: Positive | None = None
 
 
 class PoissonSpec(_Model):
@@ -149,12 +170,30 @@ class TraceSpec(_Model):
 ArrivalSpec = Annotated[PoissonSpec | MmppSpec | RampSpec | TraceSpec, Field(discriminator="process")]
 
 
+class TokenCountSpec(_Model):
+    """A token count per request: lognormal with this mean and coefficient of variation, rounded, >= 1."""
+
+    mean: Positive
+    cv: NonNegative = 0.0
+
+    def build(self) -> ServiceDistribution:
+        return LogNormal(self.mean, self.cv) if self.cv > 0 else Deterministic(self.mean)
+
+
+class TokensSpec(_Model):
+    """Every request is an LLM stream: its prompt length and how many tokens it produces."""
+
+    prompt: TokenCountSpec
+    output: TokenCountSpec
+
+
 class WorkloadSpec(_Model):
     arrivals: ArrivalSpec
     mix: Annotated[dict[str, Weight], Field(min_length=1)]
     models: Annotated[dict[str, Weight], Field(min_length=1)] = Field(default_factory=lambda: {"default": 1.0})
     tenants: dict[str, Weight] | None = None
     data_classes: dict[str, Weight] | None = None
+    tokens: TokensSpec | None = None
 
 
 class Scenario(_Model):
@@ -235,7 +274,10 @@ def _replica_problems(sc: Scenario) -> list[tuple[PathKey, str]]:
         if group.name in seen:
             out.append((("replicas", gi, "name"), f"duplicate replica group name {group.name!r}"))
         seen.add(group.name)
-        if "default" not in group.service:
+        if sc.workload.tokens is not None:
+            if group.stream is None:
+                out.append((("replicas", gi, "stream"), "required when the workload has tokens (streams)"))
+        elif "default" not in group.service:
             for model in sc.workload.models:
                 if model not in group.service:
                     out.append((("replicas", gi, "service"), f"no service time for model {model!r} and no 'default'"))

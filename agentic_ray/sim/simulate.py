@@ -74,6 +74,8 @@ def scenario_classes(scenario: Scenario, policy: Any = None) -> dict[str, QosCla
             hedge_after_ms=c.hedge_after_ms,
             queue_bound=c.queue_bound,
             shed_threshold=c.shed_threshold,
+            ttft_ms=c.ttft_ms,
+            tpot_ms=c.tpot_ms,
         )
         for name, c in (scenario.classes or {}).items()
     }

@@ -5,7 +5,11 @@ time per replica group (common random numbers: every router sees the same reques
 service demands, so differences between routers are not sampling noise; Law & Kelton, ch. 11). With a
 policy, each request is classified with ``policy.classify(RequestMeta(...), arrival)``; otherwise its
 deadline is ``arrival + budget_ms`` of its inline class. Independent ``random.Random`` streams per
-purpose (arrivals, attributes, each group's service times) are derived from the seed.
+purpose (arrivals, attributes, each group's service times, token counts) are derived from the seed.
+
+Streams (a workload with ``tokens``): each request gets ``prompt_tokens`` and ``max_tokens`` (the tokens
+it produces) drawn from their own stream, and on each group ``g`` with stream model ``(p, d)`` the
+pre-computed ``prefill_ms[g] = prompt * p`` and ``service_ms[g] = prefill_ms[g] + (output - 1) * d``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import bisect
 import itertools
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agentic_ray._budget import deadline_after
@@ -39,6 +43,7 @@ class WorkItem:
     service_ms: tuple[float, ...]
     measured: bool
     data_class: str | None = None
+    prefill_ms: tuple[float, ...] = ()  # a stream's time to its first token on each group (no wait)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,11 @@ def build_workload(scenario: Scenario, seed: int, policy: Any = None) -> Workloa
     service_rngs = [stream(seed, f"service:{g.name}") for g in groups]
     dists = [{m: spec.build() for m, spec in g.service.items()} for g in groups]
     classes = scenario.classes or {}
+    tokens = wl.tokens
+    if tokens is not None:
+        token_rng = stream(seed, "tokens")
+        prompt_dist, output_dist = tokens.prompt.build(), tokens.output.build()
+        models = [g.stream for g in groups if g.stream is not None]  # every group has one (checked)
     budgets: dict[str, float] = {}
     items: list[WorkItem] = []
     warmup = scenario.warmup_s
@@ -105,7 +115,8 @@ def build_workload(scenario: Scenario, seed: int, policy: Any = None) -> Workloa
         model = rec.model or model_mix.pick(attr_rng)
         tenant = rec.tenant or (tenant_mix.pick(attr_rng) if tenant_mix else None)
         data_class = data_mix.pick(attr_rng) if data_mix else None
-        service = tuple((d.get(model) or d["default"]).sample(r) for d, r in zip(dists, service_rngs, strict=True))
+        if tokens is None:
+            service = tuple((d.get(model) or d["default"]).sample(r) for d, r in zip(dists, service_rngs, strict=True))
         if policy is not None:
             meta = RequestMeta(qos=qos, model=model, tenant=tenant, data_class=data_class)
             # The scenario's mix says which class each caller was given: not checked against entitlements.
@@ -129,7 +140,14 @@ def build_workload(scenario: Scenario, seed: int, policy: Any = None) -> Workloa
                 tenant=tenant,
             )
         budgets.setdefault(request.qos, (request.deadline - request.arrival) * 1000.0)
-        items.append(WorkItem(request, service, rec.at_s >= warmup, data_class))
+        prefill: tuple[float, ...] = ()
+        if tokens is not None:
+            prompt = max(1, round(prompt_dist.sample(token_rng)))
+            output = max(1, round(output_dist.sample(token_rng)))
+            request = replace(request, prompt_tokens=prompt, max_tokens=output)
+            prefill = tuple(prompt * m.prefill_ms_per_token for m in models)
+            service = tuple(f + (output - 1) * m.decode_ms_per_token for f, m in zip(prefill, models, strict=True))
+        items.append(WorkItem(request, service, rec.at_s >= warmup, data_class, prefill))
     for qos in wl.mix:
         if qos in classes:
             budgets.setdefault(qos, classes[qos].budget_ms)
@@ -137,6 +155,4 @@ def build_workload(scenario: Scenario, seed: int, policy: Any = None) -> Workloa
 
 
 def _with_tenant(request: Request, tenant: str) -> Request:
-    from dataclasses import replace
-
     return replace(request, tenant=tenant)

@@ -20,6 +20,7 @@ __all__ = [
     "GAUGE",
     "HISTOGRAM",
     "LATENCY_BOUNDARIES_MS",
+    "TOKEN_BOUNDARIES_MS",
     "METRICS",
     "MetricSpec",
     "metric_spec",
@@ -33,6 +34,9 @@ HISTOGRAM = "histogram"
 # Milliseconds; Ray needs strictly positive boundaries, so late completions (negative budget left)
 # fall in the first bucket and are counted exactly by agentic_completions{outcome="late"}.
 LATENCY_BOUNDARIES_MS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0)
+
+# Milliseconds per output token (agentic_tpot_ms): decode steps are ~5-200 ms.
+TOKEN_BOUNDARIES_MS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, 200.0, 500.0)
 
 # agentic_breaker_state values.
 BREAKER_STATES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
@@ -77,6 +81,14 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("agentic_alerts_raised", COUNTER, "Alerts raised (transitions to active).", ("kind", "qos")),
     MetricSpec("agentic_policy_version_info", GAUGE, "1 for the active policy version, 0 for replaced ones.",
                ("version",)),
+    MetricSpec("agentic_ttft_ms", HISTOGRAM, "Time to first token of finished streams (arrival to first item), ms.",
+               ("component", "qos"), LATENCY_BOUNDARIES_MS),
+    MetricSpec("agentic_tpot_ms", HISTOGRAM, "Time per output token of finished streams after the first, ms.",
+               ("component", "qos"), TOKEN_BOUNDARIES_MS),
+    MetricSpec("agentic_stream_completions", COUNTER,
+               "Finished streams by class and whether TTFT and TPOT met the class's ttft_ms / tpot_ms "
+               "(ok, late; none: the class sets no such budget or the stream had one token).",
+               ("component", "qos", "ttft", "tpot")),
 )  # fmt: skip
 
 _BY_NAME = {m.name: m for m in METRICS}

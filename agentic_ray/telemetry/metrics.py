@@ -145,6 +145,26 @@ class AgenticMetrics:
         if math.isfinite(budget_left_ms):
             self.sink.observe("agentic_budget_left_ms", budget_left_ms, tags)
 
+    def stream(
+        self, qos: str, ttft_ms: float, tpot_ms: float | None, ttft_budget_ms: float | None,
+        tpot_budget_ms: float | None,
+    ) -> None:  # fmt: skip
+        """A finished stream: its time to first token and per output token (None: one token), each
+        against the class's budget (None: not set) in ``agentic_stream_completions``."""
+        tags = {"component": self.component, "qos": qos}
+        if math.isfinite(ttft_ms):
+            self.sink.observe("agentic_ttft_ms", ttft_ms, tags)
+        if tpot_ms is not None and math.isfinite(tpot_ms):
+            self.sink.observe("agentic_tpot_ms", tpot_ms, tags)
+
+        def verdict(value: float | None, budget: float | None) -> str:
+            if value is None or budget is None or not math.isfinite(value):
+                return "none"
+            return "ok" if value <= budget else "late"
+
+        ttft, tpot = verdict(ttft_ms, ttft_budget_ms), verdict(tpot_ms, tpot_budget_ms)
+        self.sink.inc("agentic_stream_completions", {**tags, "ttft": ttft, "tpot": tpot})
+
     def slo_attainment(self, qos: str, fraction: float) -> None:
         """Fraction (0..1) of ``qos`` requests that met their budget over the SLO window."""
         self.sink.set("agentic_slo_attainment", fraction, {"qos": qos})

@@ -51,3 +51,30 @@ def test_demo_runs_both_paths_and_writes_the_sim_shaped_report(tmp_path):
 def test_demo_usage_errors_exit_2_before_starting_ray(argv, needle, capsys):
     assert main(["demo", *argv]) == 2
     assert needle in capsys.readouterr().err
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_llm_demo_streams_through_both_paths_and_reports_token_attainment(tmp_path):
+    out = tmp_path / "llm.json"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    env["TMPDIR"] = str(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentic_ray", "demo", "--workload", "llm", "--duration", "3", "--json", str(out)],
+        capture_output=True, text=True, timeout=280, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["scenario"] == "demo-llm" and "synthetic token streamer" in report["service"]
+    for path in ("agentic", "default"):
+        res = report["results"][path]
+        assert res["overall"]["completed"] > 0 and res["overall"]["failed"] == 0, res.get("shed_reasons")
+        for name, stats in res["classes"].items():
+            assert stats["ttft_attainment"] is not None and stats["ttft_p50_ms"] > 0, (path, name)
+    assert "SYNTHETIC" in proc.stderr and "synthetic token streamer" in proc.stdout
+    assert "chat within token budgets: agentic TTFT" in proc.stdout
+
+
+def test_llm_demo_usage_errors_exit_2_before_starting_ray(capsys):
+    assert main(["demo", "--workload", "llm", "--plot", "x.png"]) == 2
+    assert "--plot" in capsys.readouterr().err

@@ -15,7 +15,8 @@ plain loop, exactly as the documentation states the semantics:
   asked for); a requested budget may not exceed the class's (or workflow's) budget unless the class
   sets ``max_budget_ms``, nor the caller's ``max_budget_ms``, which also caps every budget; a clamp adds
   the rule id ``entitlement:<holder>``; a data class requiring residency that no matched rule keeps in
-  zones is refused.
+  zones is refused;
+- a class's token budgets (``ttft_ms``, ``tpot_ms``) are the granted class's, as written (None when unset).
 """
 
 from __future__ import annotations
@@ -151,6 +152,8 @@ def reference_classify(spec: PolicySpec, request: RequestMeta, now: float) -> di
         "deadline": now + budget / 1000.0,
         "stages": stages,
         "rule_ids": rule_ids,
+        "ttft_ms": spec.classes[class_name].ttft_ms,
+        "tpot_ms": spec.classes[class_name].tpot_ms,
     }
 
 

@@ -131,12 +131,24 @@ def random_node(rng: random.Random) -> NodeAttrs:
                      labels=labels)  # fmt: skip
 
 
+def with_stream_budgets(doc: dict, rng: random.Random) -> dict:
+    """Token budgets on about half the classes (from their own ``rng``, so the rest of the generated
+    policies stays as it was before classes could set them)."""
+    for c in doc["classes"].values():
+        if rng.random() < 0.5:
+            c["ttft_ms"] = rng.choice([0.5, 1.0]) * c["budget_ms"]
+        if rng.random() < 0.5:
+            c["tpot_ms"] = rng.choice([5.0, 25.5, 100.0])
+    return doc
+
+
 def _policies() -> list[Policy]:
     rng = random.Random(20261125)
+    stream_rng = random.Random(16)
     out = [load_policy(EXAMPLES / "platform.yaml")]
     while len(out) < 26:
         try:
-            out.append(parse_policy(_dump(random_policy_doc(rng))))
+            out.append(parse_policy(_dump(with_stream_budgets(random_policy_doc(rng), stream_rng))))
         except PolicyValidationError:
             continue  # a generated policy with statically contradictory rules: draw another
     return out
@@ -151,7 +163,7 @@ def _dump(doc: dict) -> str:
 def test_compiled_agrees_with_reference_on_seeded_requests_and_nodes() -> None:
     rng = random.Random(7)
     classified = errors = node_checks = allowed = 0
-    matched_any = clamped = 0
+    matched_any = clamped = streams = 0
     refused: dict[str, int] = {}
     for policy in _policies():
         for _ in range(900):
@@ -176,6 +188,8 @@ def test_compiled_agrees_with_reference_on_seeded_requests_and_nodes() -> None:
                 (n, round(b, 6)) for n, b in expected["stages"]
             ], request
             assert list(got.rule_ids) == expected["rule_ids"], request
+            assert (got.qos.ttft_ms, got.qos.tpot_ms) == (expected["ttft_ms"], expected["tpot_ms"]), request
+            streams += got.qos.ttft_ms is not None
             matched_any += bool(got.rule_ids)
             clamped += got.entitlement is not None and got.entitlement.verdict == "clamped"
             for _ in range(4):
@@ -194,3 +208,4 @@ def test_compiled_agrees_with_reference_on_seeded_requests_and_nodes() -> None:
     # Entitlements were exercised every way: refused for class, budget and residency, and clamped.
     assert min(refused.get(k, 0) for k in ("class", "budget", "residency")) >= 100, refused
     assert clamped >= 500, clamped
+    assert 0.2 < streams / classified < 0.8, streams  # classes with and without token budgets

@@ -175,8 +175,9 @@ def test_no_eligible_replica_is_503_naming_the_rule(http_path):
 
 @pytest.mark.parametrize(
     ("header", "value"),
-    [("x-budget-ms", "abc"), ("x-budget-ms", "-5"), ("x-qos", "platinum"), ("x-tenant", "nobody")],
-)
+    [("x-budget-ms", "abc"), ("x-budget-ms", "-5"), ("x-qos", "platinum"), ("x-tenant", "nobody"),
+     ("x-prompt-tokens", "-3"), ("x-max-tokens", "lots")],
+)  # fmt: skip
 def test_bad_header_is_400_naming_it(http_path, header, value):
     status, _, body = _post(http_path, {header: value})
     assert status == 400

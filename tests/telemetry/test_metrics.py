@@ -91,3 +91,20 @@ def test_noop_is_the_default():
     m = AgenticMetrics()
     assert isinstance(m.sink, NoopMetrics)
     m.decision("route", "critical")  # nothing happens, nothing raises
+
+
+def test_stream_figures_are_judged_against_the_class_token_budgets():
+    rec = RecordingMetrics()
+    m = AgenticMetrics(rec, component="replica")
+    m.stream("chat", 300.0, 40.0, 500.0, 50.0)
+    m.stream("chat", 700.0, 60.0, 500.0, 50.0)
+    m.stream("chat", 100.0, None, 500.0, 50.0)  # one token: no TPOT
+    m.stream("batch", 9000.0, 80.0, None, None)  # no budgets set
+    assert rec.value("agentic_ttft_ms", component="replica", qos="chat") == [300.0, 700.0, 100.0]
+    assert rec.value("agentic_tpot_ms", component="replica", qos="chat") == [40.0, 60.0]
+
+    def n(qos: str, ttft: str, tpot: str) -> float | None:
+        return rec.value("agentic_stream_completions", component="replica", qos=qos, ttft=ttft, tpot=tpot)
+
+    assert (n("chat", "ok", "ok"), n("chat", "late", "late"), n("chat", "ok", "none")) == (1, 1, 1)
+    assert n("batch", "none", "none") == 1

@@ -34,6 +34,7 @@ class _Recorder:
         m.breaker_state("replica-a", "open")
         m.coordinator_round("global")
         m.policy_version("sha256:0123456789ab")
+        m.stream("chat", 320.0, 25.0, 500.0, 50.0)
         m.sink.set("agentic_alerts_active", 1.0, {"kind": "burn_rate", "qos": "critical", "window": "60s/10s"})
         m.sink.inc("agentic_alerts_raised", {"kind": "burn_rate", "qos": "critical"})
         hook = TelemetryHook(RayMetrics(), sample_every=1, flush_interval_s=0)
@@ -73,9 +74,12 @@ def test_metrics_reach_rays_prometheus_endpoint(ray_cluster):
         "ray_agentic_alerts_active": {"kind": "burn_rate", "qos": "critical", "window": "60s/10s"},
         "ray_agentic_alerts_raised_total": {"kind": "burn_rate", "qos": "critical"},
         "ray_agentic_policy_version_info": {"version": "sha256:0123456789ab"},
+        "ray_agentic_ttft_ms_bucket": {"component": "replica", "qos": "chat"},
+        "ray_agentic_tpot_ms_count": {"component": "replica", "qos": "chat"},
+        "ray_agentic_stream_completions_total": {"component": "replica", "qos": "chat", "ttft": "ok", "tpot": "ok"},
     }
     assert {n.split("_total")[0].rsplit("_bucket")[0] for n in wanted} >= {"ray_" + m.name for m in METRICS} - {
-        "ray_agentic_observed_latency_ms", "ray_agentic_budget_left_ms"}  # fmt: skip
+        "ray_agentic_observed_latency_ms", "ray_agentic_budget_left_ms", "ray_agentic_tpot_ms"}  # fmt: skip
     deadline = time.monotonic() + 90
     found: dict[str, dict] = {}
     while time.monotonic() < deadline:
