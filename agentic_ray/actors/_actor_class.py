@@ -83,6 +83,18 @@ def admission() -> ActorAdmission | None:
     return _ADMISSION
 
 
+def _current() -> ActorAdmission | None:
+    """The admission a call goes through: ``None`` outside a governed actor and inside a gated call.
+
+    Wrappers call this module-level function rather than reading ``_ADMISSION`` or ``INSIDE`` themselves:
+    Ray pickles the wrappers by value, with a copy of the module globals they name, and a function
+    defined at module level travels by reference (the copy of a global would never see ``_install``)."""
+    adm = _ADMISSION
+    if adm is None or INSIDE.get():
+        return None
+    return adm
+
+
 def _install(spec: ActorSpec, is_async: bool) -> None:
     global _ADMISSION
     _ADMISSION = AsyncAdmission(spec) if is_async else ThreadedAdmission(spec)
@@ -196,8 +208,8 @@ def _gated_threaded(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     if inspect.isgeneratorfunction(fn):
 
         def gen(self: Any, *args: Any, _agentic_ctx: list | None = None, **kwargs: Any) -> Any:
-            adm = _ADMISSION
-            if adm is None or INSIDE.get():
+            adm = _current()
+            if adm is None:
                 yield from fn(self, *args, **kwargs)
                 return
             yield from adm.stream(name, _agentic_ctx, fn, (self, *args), kwargs)  # type: ignore[attr-defined]
@@ -205,8 +217,8 @@ def _gated_threaded(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         return gen
 
     def call(self: Any, *args: Any, _agentic_ctx: list | None = None, **kwargs: Any) -> Any:
-        adm = _ADMISSION
-        if adm is None or INSIDE.get():
+        adm = _current()
+        if adm is None:
             return fn(self, *args, **kwargs)
         return adm.call(name, _agentic_ctx, fn, (self, *args), kwargs)  # type: ignore[attr-defined]
 
@@ -217,8 +229,8 @@ def _gated_async(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     if inspect.isasyncgenfunction(fn):
 
         async def agen(self: Any, *args: Any, _agentic_ctx: list | None = None, **kwargs: Any) -> Any:
-            adm = _ADMISSION
-            if adm is None or INSIDE.get():
+            adm = _current()
+            if adm is None:
                 async for item in fn(self, *args, **kwargs):
                     yield item
                 return
@@ -229,8 +241,8 @@ def _gated_async(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     is_coroutine = inspect.iscoroutinefunction(fn)
 
     async def call(self: Any, *args: Any, _agentic_ctx: list | None = None, **kwargs: Any) -> Any:
-        adm = _ADMISSION
-        if adm is None or INSIDE.get():
+        adm = _current()
+        if adm is None:
             result = fn(self, *args, **kwargs)
             return (await result) if is_coroutine else result
         return await adm.call(name, _agentic_ctx, fn, (self, *args), kwargs, is_coroutine)  # type: ignore[attr-defined]

@@ -258,8 +258,9 @@ class AgenticActorClass:
                 telemetry = value
             else:
                 ray_options[key] = value
+        same_groups = ray_options.get("concurrency_groups") == self._ray_options.get("concurrency_groups")
         return AgenticActorClass(self._cls, agentic, ray_options, max_queued, telemetry, self._governed,
-                                 self._ray_class)  # fmt: skip
+                                 self._ray_class if same_groups else None)  # fmt: skip
 
     def _classify_all(self, policy: Any, now: float) -> tuple[Any, dict[str, tuple[str, float]]]:
         """The actor's classification and each method's default ``(class, budget_ms)`` (key ``""``: the
@@ -283,7 +284,10 @@ class AgenticActorClass:
         if self._ray_class is None:
             import ray
 
-            self._ray_class = ray.remote(self._governed)
+            groups = self._ray_options.get("concurrency_groups")  # Ray takes them only here, not in .options()
+            self._ray_class = (
+                ray.remote(concurrency_groups=groups)(self._governed) if groups else ray.remote(self._governed)
+            )
         return self._ray_class
 
     def _info(self, classification: Any) -> _ActorInfo:
@@ -296,6 +300,7 @@ class AgenticActorClass:
         classification, defaults = self._classify_all(policy, time.time())
         placement = rt.place(classification, self._accelerator, self._resources, task=False)
         options = dict(self._ray_options)
+        options.pop("concurrency_groups", None)
         options["max_concurrency"] = self._slots + self._max_queued + OVERFLOW_THREADS
         if placement.node_id is not None:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

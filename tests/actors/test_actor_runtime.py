@@ -231,3 +231,15 @@ def test_async_actor_orders_by_priority_and_expires():
         return worker.order
 
     assert asyncio.run(main()) == ["critical", "s0", "s1"]
+
+
+def test_the_governed_class_still_sees_its_admission_after_pickling_by_value():
+    """Ray pickles the governed class by value: the wrappers must reach the module's admission, not a
+    copy of it taken when they were pickled."""
+    cloudpickle = pytest.importorskip("ray.cloudpickle")
+
+    Governed = cloudpickle.loads(cloudpickle.dumps(governed_class(Worker)))
+    worker = Governed(None, **{ACTOR_KWARG: _spec()})
+    assert worker.work("x", _agentic_ctx=_ctx("critical")) == "x"
+    stats = worker.agentic_actor_stats()
+    assert stats is not None and stats["started_total"] == 1 and stats["completed_total"] == 1
