@@ -108,6 +108,8 @@ def main() -> int:
     import agentic_ray
     from agentic_ray.testing.policies import with_test_grants
 
+    load_at_start = os.getloadavg()[0]
+
     os.makedirs(args.tmp, exist_ok=True)
     os.environ["TMPDIR"] = args.tmp
     cluster = Cluster(
@@ -162,7 +164,12 @@ def main() -> int:
 
     result = {
         "benchmark": "actor_overhead",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "ray": ray.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "ray": ray.__version__,
+            "load_average_at_start": load_at_start,
+        },
         "settings": vars(args),
         "sequential_ms": {k: summary(v) for k, v in seq.items()},
         "pipelined_window_ms": {k: summary(v) for k, v in pipe.items()},
@@ -182,7 +189,8 @@ def main() -> int:
     lines = [
         "# Governed actor overhead (`benchmarks/actor_overhead.py`)",
         "",
-        f"{os.cpu_count()} CPUs, Ray {ray.__version__}, Python {platform.python_version()}; "
+        f"{os.cpu_count()} CPUs (load average {load_at_start:.1f} at the start), Ray {ray.__version__}, "
+        f"Python {platform.python_version()}; "
         f"{args.rounds} interleaved rounds of {args.calls} sequential calls and {args.windows} windows of "
         f"{args.window} pipelined calls per variant.",
         "",
