@@ -1,9 +1,9 @@
 """agentic-ray: latency budgets, deadline-aware routing and tiered admission on Ray and Ray Serve.
 
-The SDK names (``init``, ``shutdown``, ``task``, ``apply_policy``, ``rollback_policy``, ``status``,
-``deployment``) and the policy names (``load_policy``, ``parse_policy``, ``default_policy``, ``Policy``,
-``Classification``, ``RequestMeta``, ``NodeAttrs``) load their modules on first use (PEP 562), so
-``import agentic_ray`` and ``import agentic_ray.policies`` never import Ray.
+The SDK names (``init``, ``shutdown``, ``task``, ``actor``, ``method``, ``apply_policy``,
+``rollback_policy``, ``status``, ``deployment``) and the policy names (``load_policy``, ``parse_policy``,
+``default_policy``, ``Policy``, ``Classification``, ``RequestMeta``, ``NodeAttrs``) load their modules
+on first use (PEP 562), so ``import agentic_ray`` and ``import agentic_ray.policies`` never import Ray.
 ``with agentic_ray.budget(150):`` scopes a 150 ms budget for the tasks submitted in the block; the
 deadline values behind it (``Deadline``, ``Budget``, ``StagePlan``, ``deadline_scope``,
 ``current_deadline``) are exported here too (module ``agentic_ray._budget``, pure).
@@ -51,6 +51,7 @@ __all__ = [
     "NodeAttrs",
     "Policy",
     "RequestMeta",
+    "actor",
     "apply_policy",
     "budget",
     "cluster_view",
@@ -58,6 +59,7 @@ __all__ = [
     "deployment",
     "init",
     "load_policy",
+    "method",
     "parse_policy",
     "rollback_policy",
     "shutdown",
@@ -67,7 +69,19 @@ __all__ = [
 ]
 
 _SDK_NAMES = frozenset(
-    {"apply_policy", "budget", "cluster_view", "init", "rollback_policy", "shutdown", "status", "task", "workflow"}
+    {
+        "actor",
+        "apply_policy",
+        "budget",
+        "cluster_view",
+        "init",
+        "method",
+        "rollback_policy",
+        "shutdown",
+        "status",
+        "task",
+        "workflow",
+    }
 )
 
 

@@ -10,7 +10,9 @@ Ray actors (loaded on first use; importing this package does not import Ray):
 Also: ``AcceleratorProbe`` (NVML / CPU snapshot of a node), ``ControlPlaneConfig`` and the actor names
 (``GLOBAL_NAME``, ``NAMESPACE``, ``agent_name``, ``zone_name``), and per process ``ClusterViewCache``
 (the policy and cluster view the SDK places from). The decisions these actors make live in
-``agentic_ray.control`` (pure); the task wrapper run on Ray workers is ``_worker``.
+``agentic_ray.control`` (pure); the task wrapper run on Ray workers is ``_worker``; the inside of a
+governed actor (``@agentic_ray.actor``: its class wrapper and the queue in front of its methods) is
+``_actor_class`` and ``_actor_admission``.
 """
 
 from __future__ import annotations

@@ -191,7 +191,11 @@ class ClusterViewCache:
             if n.get("Alive")
         ]
 
-    def place(self, classification: Any, accelerator: str | None, resources: dict[str, float]) -> Placement:
+    def place(
+        self, classification: Any, accelerator: str | None, resources: dict[str, float], *, task: bool = True
+    ) -> Placement:
+        """A node for one task (``task=False``: for a governed actor, which is neither refused because
+        the nodes' agents closed its class to tasks nor counted as an outstanding task)."""
         qos = classification.qos.name
         now = time.monotonic()
         if now - self.last_used > VIEW_IDLE_S and not self.view_fresh():
@@ -216,10 +220,10 @@ class ClusterViewCache:
                 selector=selector,
                 local_node_id=self.local_node_id,
                 batch_per_cpu=PLACEMENT_BATCH_PER_CPU,
-                shed_when_closed=classification.qos.shedding is not Shedding.NEVER,
+                shed_when_closed=task and classification.qos.shedding is not Shedding.NEVER,
             )
             node = self._by_id.get(placement.node_id)
-            if node is not None:
+            if node is not None and task:
                 service_ms = node.service_ms.get(qos)
                 self.estimate.add(node.node_id, now, None if service_ms is None else service_ms / 1000.0, node.cpus)
             return placement

@@ -122,6 +122,27 @@ class _Requirement:
                     return False
         return True
 
+    def implies(self, other: _Requirement | None) -> bool:
+        """True when every node this requirement allows is allowed by ``other`` too, judged from the
+        requirements alone (no node list): each part of ``other`` must be implied by a part of this one.
+        Conservative: ``False`` may be returned for requirements that happen to agree on a given cluster.
+        A governed actor placed under this requirement may then take calls classified under ``other``."""
+        if other is None:
+            return True
+        if other.zones is not None and (self.zones is None or not self.zones <= other.zones):
+            return False
+        for group in other.prefix_groups:
+            by_zones = self.zones is not None and all(z.startswith(group) for z in self.zones)
+            by_prefixes = any(all(p.startswith(group) for p in mine) for mine in self.prefix_groups)
+            if not (by_zones or by_prefixes):
+                return False
+        if other.accelerators is not None and (
+            self.accelerators is None or not self.accelerators <= other.accelerators
+        ):
+            return False
+        mine = dict(self.labels)
+        return all(key in mine and mine[key] <= values for key, values in other.labels)
+
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.zones is not None:

@@ -1,4 +1,5 @@
-"""The SDK: ``init``/``shutdown``, ``@task``, ``budget``, ``apply_policy``/``rollback_policy``, ``status``.
+"""The SDK: ``init``/``shutdown``, ``@task``, ``@actor``/``@method``, ``budget``, ``apply_policy``/``rollback_policy``,
+``status``.
 
 ``@agentic_ray.task(qos=..., budget_ms=..., workflow=..., stage=..., accelerator=..., tenant=...,
 data_class=..., **ray_options)`` wraps a function like ``@ray.remote``; ``f.remote(...)``:
@@ -41,13 +42,19 @@ Every process (driver or worker) has one ``ClusterViewCache`` (``actors/_view_ca
 policy (read from the KV by sha256) and the view. Deadlines are wall-clock seconds (``time.time()``)
 because they cross processes.
 
-Modules: ``_tasks`` (``task``, ``AgenticRemoteFunction``, ``budget``), ``_admin`` (life cycle, policy
+Governed actors (``@agentic_ray.actor``, ``sdk._actors``): placed like tasks, their calls classified
+like tasks and carrying the same context, and a bounded priority-then-deadline queue inside each actor
+(``actors._actor_admission``); see that module's docstring.
+
+Modules: ``_tasks`` (``task``, ``AgenticRemoteFunction``, ``budget``), ``_actors`` (``actor``,
+``method``, ``AgenticActorClass``, ``AgenticActorHandle``), ``_admin`` (life cycle, policy
 rollout, status), ``_telemetry`` (tracing and decision log from the environment), ``_state`` (this
 process's ``ClusterViewCache``).
 """
 
 from __future__ import annotations
 
+from agentic_ray.sdk._actors import AgenticActorClass, AgenticActorHandle, actor, method
 from agentic_ray.sdk._admin import (
     apply_policy,
     cluster_view,
@@ -67,11 +74,15 @@ from agentic_ray.sdk._tasks import AgenticRemoteFunction, budget, task, workflow
 ACCOUNT_PLACEMENTS = True
 
 __all__ = [
+    "AgenticActorClass",
+    "AgenticActorHandle",
     "AgenticRemoteFunction",
+    "actor",
     "apply_policy",
     "budget",
     "cluster_view",
     "init",
+    "method",
     "rollback_policy",
     "shutdown",
     "status",
