@@ -132,6 +132,30 @@ def _deploy(path: str, scenario: Scenario, policy: Policy, timeout_s: float) -> 
     raise TimeoutError(f"the {path} streamer did not start within {timeout_s:.0f} s")
 
 
+def _record(result: RunResult, policy: Policy, qos: str, budget_ms: float, outcome: str, reason: str,
+            times: tuple[float, float, float, int]) -> None:  # fmt: skip
+    """Count one measured stream: ``times`` is (sent, first token, last token, tokens)."""
+    sent, first, last, n = times
+    st = result.classes.setdefault(qos, ClassStats())
+    st.requests += 1
+    cls = policy.classes[qos]
+    ttft = tpot = None
+    if outcome == "completed" and n:
+        latency_ms = (last - sent) * 1000.0
+        st.completed += 1
+        st.latencies_ms.append(latency_ms)
+        st.within_budget += latency_ms <= budget_ms
+        ttft = (first - sent) * 1000.0
+        tpot = (last - first) * 1000.0 / (n - 1) if n > 1 else None
+    elif outcome == "shed":
+        st.shed += 1
+        result.shed_reasons[reason] = result.shed_reasons.get(reason, 0) + 1
+    else:
+        st.failed += 1
+        result.shed_reasons[f"failed:{reason}"] = result.shed_reasons.get(f"failed:{reason}", 0) + 1
+    st.record_stream(ttft, tpot, cls.ttft_ms, cls.tpot_ms)
+
+
 async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario, policy: Policy,
                   options: LiveOptions) -> RunResult:  # fmt: skip
     budgets = dict(workload.class_budget_ms)
@@ -165,26 +189,8 @@ async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario
         except Exception as exc:  # every other error is a failed stream
             reason = type(exc).__name__
         counters["done" if outcome == "completed" else outcome] += 1
-        if not item.measured:
-            return
-        st = result.classes.setdefault(req.qos, ClassStats())
-        st.requests += 1
-        cls = policy.classes[req.qos]
-        ttft = tpot = None
-        if outcome == "completed" and n:
-            latency_ms = (last - sent) * 1000.0
-            st.completed += 1
-            st.latencies_ms.append(latency_ms)
-            st.within_budget += latency_ms <= budget_ms
-            ttft = (first - sent) * 1000.0
-            tpot = (last - first) * 1000.0 / (n - 1) if n > 1 else None
-        elif outcome == "shed":
-            st.shed += 1
-            result.shed_reasons[reason] = result.shed_reasons.get(reason, 0) + 1
-        else:
-            st.failed += 1
-            result.shed_reasons[f"failed:{reason}"] = result.shed_reasons.get(f"failed:{reason}", 0) + 1
-        st.record_stream(ttft, tpot, cls.ttft_ms, cls.tpot_ms)
+        if item.measured:
+            _record(result, policy, req.qos, budget_ms, outcome, reason, (sent, first, last, n))
 
     async def progress(start: float) -> None:
         while True:
