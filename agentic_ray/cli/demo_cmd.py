@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
         help="default: the mixed-class service; llm: LLM streams from a synthetic token streamer (TTFT/TPOT)",
     )  # fmt: skip
     p.add_argument("--quick", action="store_true", help="a short run: 6 s of arrivals, 9 s for llm (unless --duration)")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run_keeping_env)
 
 
 def _scenario(args: argparse.Namespace) -> Any:
@@ -84,6 +84,19 @@ def _scenario(args: argparse.Namespace) -> Any:
             raise UsageError("--rate: the scenario's arrivals are not poisson or mmpp")
         update["workload"] = scenario.workload.model_copy(update={"arrivals": arrivals})
     return scenario.model_copy(update=update) if update else scenario
+
+
+def _run_keeping_env(args: argparse.Namespace) -> int:
+    """``_run``, then this process's ``RAY_AUTH_MODE`` as it was (the demo sets it for its private Ray;
+    a caller running the CLI in-process, a test for one, must not inherit that)."""
+    previous = os.environ.get("RAY_AUTH_MODE")
+    try:
+        return _run(args)
+    finally:
+        if previous is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = previous
 
 
 def _run(args: argparse.Namespace) -> int:

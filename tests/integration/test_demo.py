@@ -78,3 +78,14 @@ def test_llm_demo_streams_through_both_paths_and_reports_token_attainment(tmp_pa
 def test_llm_demo_usage_errors_exit_2_before_starting_ray(capsys):
     assert main(["demo", "--workload", "llm", "--plot", "x.png"]) == 2
     assert "--plot" in capsys.readouterr().err
+
+
+def test_a_refused_demo_leaves_the_callers_auth_mode_alone(monkeypatch):
+    """The demo disables Ray's auth for its private Ray only; run in-process, it restores the variable."""
+    import os
+
+    from agentic_ray.cli import main
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert main(["demo", "--paths", "nobody"]) == 2
+    assert os.environ["RAY_AUTH_MODE"] == "token"
