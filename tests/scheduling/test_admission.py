@@ -296,7 +296,7 @@ def test_class_caps_count_queued_work_and_lifting_them_admits_again():
 
 @pytest.mark.parametrize("cap", [-1, 1.5, True, "2"])
 def test_a_bad_class_cap_names_the_class(cap):
-    with pytest.raises(ValueError, match="class_caps.standard"):
+    with pytest.raises(ValueError, match=r"class_caps\.standard"):
         AdmissionGate(1, CLASSES).set_class_caps({"standard": cap})
 
 
