@@ -113,11 +113,17 @@ class ServeTally:
 
     def offer(self, qos: str) -> None:
         """A request of ``qos`` arrived (whatever happens to it next)."""
-        self._counts(qos).offered += 1
+        c = self._classes.get(qos)  # inlined ``_counts``: this runs once per request on a router
+        if c is None:
+            c = self._counts(qos)
+        c.offered += 1
 
     def admit(self, qos: str) -> None:
         """The gate started or queued it."""
-        self._counts(qos).admitted += 1
+        c = self._classes.get(qos)
+        if c is None:
+            c = self._counts(qos)
+        c.admitted += 1
 
     def shed(self, qos: str, reason: str, waited_ms: float = 0.0, workflow: str | None = None) -> None:
         """It was refused (or evicted) for ``reason`` after ``waited_ms`` at this hop."""
