@@ -127,6 +127,7 @@ class _Deployment:
     refusal: Refusal | None = None
     classes_seen: set[str] = field(default_factory=set)
     last_seen: float = 0.0
+    steered: bool = False  # a rollout gave it a target once: its target is published from then on
 
     @property
     def target(self) -> DeploymentTarget:
@@ -228,6 +229,7 @@ class ServeState:
             dep.refusal = None
             if dep.target.sha256 != sha256:
                 dep.history.append(target)
+                dep.steered = True
             verdicts[name] = {"accepted": True, "reason": None}
         return verdicts
 
@@ -249,9 +251,9 @@ class ServeState:
         return dep.target if dep is not None else None
 
     def published(self) -> dict[str, str]:
-        """``{deployment: sha256}`` of every deployment a rollout gave a target (the others run their
-        deploy-time policy and are not published)."""
-        return {name: dep.target.sha256 for name, dep in self.deployments.items() if dep.history}
+        """``{deployment: sha256}`` of every deployment a rollout ever gave a target (after a rollback to
+        its deploy-time policy, that one); the others run their deploy-time policy and are not published."""
+        return {name: dep.target.sha256 for name, dep in self.deployments.items() if dep.steered}
 
     # -- outputs -----------------------------------------------------------------------------------
     def acks(self, deployment: str) -> tuple[list[str], list[str]]:
@@ -338,6 +340,7 @@ class ServeState:
                     "history": [t.to_dict() for t in dep.history],
                     "refusal": dep.refusal.to_dict() if dep.refusal is not None else None,
                     "classes_seen": sorted(dep.classes_seen),
+                    "steered": dep.steered,
                 }
                 for name, dep in self.deployments.items()
             },
@@ -354,6 +357,7 @@ class ServeState:
                 Refusal.from_dict(refusal) if refusal else None,
                 {str(q) for q in d.get("classes_seen") or ()},
                 now,
+                bool(d.get("steered", d.get("history"))),
             )
         for sha, b in ((data or {}).get("budgets") or {}).items():
             self.budgets[str(sha)] = {str(q): float(v) for q, v in b.items()}

@@ -144,7 +144,7 @@ def test_a_rollout_gives_registered_deployments_a_target_and_a_rollback_returns_
     serve.router_heartbeat(_member("router", "driver:1", "sha-1", "v1", now=1.5))
     assert serve.acks(DEP) == (["driver:1"], [])
     assert serve.rollback(2) == {DEP: {"policy_version": "v0", "rolled_back": True}}
-    assert serve.published() == {}
+    assert serve.published() == {DEP: "sha-0"}  # back to its own policy, published so members switch back
     assert serve.target(DEP).sha256 == "sha-0"
 
 
