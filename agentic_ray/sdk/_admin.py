@@ -176,6 +176,8 @@ def status() -> dict[str, Any]:
     import ray
 
     try:
+        if _state.current() is None and ray.is_initialized():
+            ray.get_actor(GLOBAL_NAME, namespace=NAMESPACE)  # asking starts nothing in this process
         handle = _state.runtime().global_handle()
     except ValueError:  # connected, and no GlobalCoordinator runs
         return _no_control_plane()
