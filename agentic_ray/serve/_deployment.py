@@ -136,13 +136,19 @@ def _gated_names(cls: type) -> list[str]:
     return names
 
 
+_REQUEST_CONTEXT: Any = None
+
+
 def serve_request_id() -> str | None:
     """Serve's id of the request being handled here (the HTTP request's ``X-Request-ID``, propagated to
     the handle calls made while handling it), or None outside a request."""
-    from ray.serve.context import _get_serve_request_context
+    global _REQUEST_CONTEXT
+    if _REQUEST_CONTEXT is None:
+        from ray.serve.context import _get_serve_request_context
 
+        _REQUEST_CONTEXT = _get_serve_request_context
     try:
-        return _get_serve_request_context().request_id or None
+        return _REQUEST_CONTEXT().request_id or None
     except Exception:  # outside a replica's request
         return None
 
