@@ -43,6 +43,7 @@ context rides to the model in ``_agentic_trace`` (``tracing.with_trace``), so th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -97,6 +98,8 @@ class AgenticIngress:
         log_decisions = bool(os.environ.get("AGENTIC_DECISION_LOG_DIR"))
         self.admission = ReplicaAdmission(gate, limiter=limiter, policy_version=self.policy.version,
                                           hook=hook if log_decisions else None, where="ingress")  # fmt: skip
+        with contextlib.suppress(Exception):  # its completion records name this ingress replica
+            self.admission.replica_id = serve.get_replica_context().replica_id.unique_id
 
     async def __call__(self, request: HttpRequest) -> JSONResponse:
         try:
