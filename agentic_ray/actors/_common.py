@@ -12,6 +12,8 @@ worker without an actor call), namespace ``agentic``:
 - ``checkpoint``       JSON: policy history (YAML text, source, sha256, revision) and the last allocation
 - ``policy/active``    the sha256 of the active policy
 - ``policy/<sha256>``  the canonical YAML of that policy (workers read it to classify child tasks)
+- ``serve/targets``    JSON ``{"APP/DEPLOYMENT": sha256}``: the policy each Serve deployment that a rollout
+                       reached should run (its routers and replicas poll it; ``control._serve_state``)
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ __all__ = [
     "kv_get",
     "kv_put",
     "read_active_policy",
+    "read_serve_targets",
+    "write_serve_targets",
     "zone_name",
 ]
 
@@ -37,6 +41,7 @@ NAMESPACE = "agentic"
 GLOBAL_NAME = "agentic-global"
 AGENT_PREFIX = "agentic-agent-"
 _KV_NS = "agentic"
+SERVE_TARGETS_KEY = "serve/targets"
 
 
 def agent_name(node_id: str) -> str:
@@ -131,6 +136,17 @@ def read_active_policy() -> tuple[str, str] | None:
         return None
     text = kv_get("policy/" + sha.decode())
     return None if text is None else (sha.decode(), text.decode())
+
+
+def write_serve_targets(targets: dict[str, str]) -> None:
+    """Publish ``{deployment: policy sha256}`` for Serve's routers and replicas (``SERVE_TARGETS_KEY``)."""
+    kv_put(SERVE_TARGETS_KEY, json.dumps(targets, sort_keys=True))
+
+
+def read_serve_targets() -> dict[str, str]:
+    """The published ``{deployment: policy sha256}`` (empty when none was published)."""
+    raw = kv_get(SERVE_TARGETS_KEY)
+    return {} if not raw else {str(k): str(v) for k, v in json.loads(raw).items()}
 
 
 def load_checkpoint() -> dict[str, Any] | None:

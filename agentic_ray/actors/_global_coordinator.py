@@ -10,7 +10,15 @@ runs ``plan_allocation`` and sends each zone its agents' ``NodeLease``; after ev
 drift. Zones call ``zone_report`` with a ``ZoneReport`` (or the dict of an older zone) every
 ``report_interval_s`` and whenever an agent's snapshot changed.
 
-State that must survive a restart (policy history, the last allocation) is checkpointed in Ray's
+Serve. Routers and replicas of ``@agentic_ray.deployment`` register (``serve_register``) and routers send
+heartbeats with the policy they run (``serve_heartbeat``); replicas report through their agents. A
+rollout decides per deployment (``control.ServeState.apply``: a deployment refuses a policy that drops a
+class its callers use, keeps its policy and the refusal is recorded) and publishes the targets in the
+internal KV (``serve/targets``), which routers and replicas poll; ``rollback_policy`` returns each
+deployment that took the undone rollout to its previous target. ``status()["serve"]`` shows each
+deployment's target and the version every router and replica runs.
+
+State that must survive a restart (policy history, the last allocation, Serve's targets) is checkpointed in Ray's
 internal KV (``common.save_checkpoint``; the JSON of ``GlobalState.checkpoint``); ``__init__`` resumes
 from it, so a restarted coordinator serves the same policy version.
 
@@ -38,17 +46,21 @@ from agentic_ray.actors._common import (
     NAMESPACE,
     ControlPlaneConfig,
     agent_name,
+    kv_get,
+    kv_put,
     load_checkpoint,
     save_checkpoint,
+    write_serve_targets,
     zone_name,
 )
 from agentic_ray.control._allocation import leases_by_zone, plan_allocation
 from agentic_ray.control._global_state import GlobalState
 from agentic_ray.control._membership import NodeInfo, alive_nodes, plan_membership
 from agentic_ray.control._reports import ZoneReport
+from agentic_ray.control._serve_state import ServeMember
 from agentic_ray.control._status import agents_info, policy_answer, status_json
 from agentic_ray.control._view import ClusterView, cluster_view
-from agentic_ray.policies import Policy, default_policy
+from agentic_ray.policies import Policy, default_policy, parse_policy
 from agentic_ray.telemetry.alerts import publish_drift_report
 from agentic_ray.telemetry.metrics import AgenticMetrics
 from agentic_ray.telemetry.ray_metrics import RayMetrics
@@ -74,8 +86,10 @@ class GlobalCoordinator:
             config = ckpt["config"]  # a coordinator created again without settings keeps the old ones
         self.config = ControlPlaneConfig.from_dict(config)
         self.state = GlobalState.restore(ckpt, default_policy(), self.config.drift_config(), now)
+        self.state.serve.stale_after_s = self.config.stale_after_s
         if not self.state.restored:
             self._checkpoint()
+        self._published_serve: dict[str, str] | None = None
         self.metrics.policy_version(self.state.policy.version)
         self.handles: dict[str, Any] = {}  # node id -> NodeAgent handle
         self.zones: dict[str, Any] = {}  # zone -> ZoneCoordinator handle
@@ -87,6 +101,13 @@ class GlobalCoordinator:
     def _checkpoint(self) -> None:
         save_checkpoint(self.state.checkpoint(self.config.to_dict()))
 
+    def _publish_serve(self) -> None:
+        """Write Serve's targets to the KV when they changed (after the checkpoint wrote the texts)."""
+        targets = self.state.serve.published()
+        if targets != self._published_serve:
+            write_serve_targets(targets)
+            self._published_serve = targets
+
     # -- the loop ----------------------------------------------------------------------------------
     async def _loop(self) -> None:
         while True:
@@ -97,6 +118,8 @@ class GlobalCoordinator:
                     self._last_alloc = now
                     await self._allocate(now)
                 self._evaluate_drift(now)
+                if self.state.serve.prune(now):
+                    self._publish_serve()
                 # Ray drops gauge series not refreshed within ~2 export intervals: set it again each time.
                 self.metrics.policy_version(self.state.policy.version)
             except Exception as exc:
@@ -196,25 +219,51 @@ class GlobalCoordinator:
         ``ZoneReport``, or the payload dict of a zone of wire version 1)."""
         self.state.ingest(ZoneReport.from_wire(zone, report), time.time())
 
+    async def serve_register(self, member: dict[str, Any], policy_text: str | None = None) -> dict[str, Any]:
+        """A Serve router or replica registers (``control.ServeMember`` as a dict) with its deploy-time
+        policy's canonical YAML; returns its deployment's target ``{sha256, version, revision}``."""
+        now = time.time()
+        m = ServeMember.from_dict(member, now)
+        if policy_text and m.policy_sha and not self.state.serve.knows_policy(m.policy_sha):
+            try:
+                policy = parse_policy(policy_text, source=f"<deployment {m.deployment}>")
+                self.state.serve.add_policy(policy.sha256, {q: c.budget_ms for q, c in policy.classes.items()})
+                if kv_get("policy/" + policy.sha256) is None:
+                    kv_put("policy/" + policy.sha256, policy_text)
+            except Exception as exc:  # a bad text from a member must not break the coordinator
+                log.warning("global: policy of %s does not parse: %r", m.deployment, exc)
+        new = m.deployment not in self.state.serve.deployments
+        target = self.state.serve.register(m)
+        if new:
+            self.state.record_event(now, "serve_deployment_registered", deployment=m.deployment,
+                                    policy_version=m.policy_version)  # fmt: skip
+        return target.to_dict()
+
+    async def serve_heartbeat(self, member: dict[str, Any]) -> dict[str, Any]:
+        """A router's heartbeat: the policy it runs (its acknowledgement) and the classes it saw."""
+        return self.state.serve.router_heartbeat(ServeMember.from_dict(member, time.time())).to_dict()
+
     async def report_log_head(self, log_id: str, head: dict[str, Any]) -> None:
         """Anchor a decision log's checkpoint head (``{count, hash}``) reported by the process writing it;
         shown in ``status()["decision_logs"]`` so a later ``verify`` can compare against it."""
         self.state.anchor_log_head(log_id, head, time.time())
 
     # -- policy rollout ----------------------------------------------------------------------------
-    async def _rollout(self, policy: Policy, wait: bool) -> dict[str, Any]:
+    async def _rollout(self, policy: Policy, wait: bool, serve: dict[str, Any] | None = None) -> dict[str, Any]:
         self.metrics.policy_version(policy.version)
         self._checkpoint()
+        self._publish_serve()
+        extra = {"serve": serve or {}}
         for task in list(self._pushing.values()):
             task.cancel()
         self._pushing = {}
         nodes = list(self.handles)
         if wait and nodes:
             results = await asyncio.gather(*(self._push_policy(n) for n in nodes))
-            return policy_answer(self.state, [n for n, ok in zip(nodes, results, strict=True) if ok])
+            return policy_answer(self.state, [n for n, ok in zip(nodes, results, strict=True) if ok], **extra)
         for n in nodes:
             self._pushing[n] = asyncio.get_event_loop().create_task(self._push_policy(n))
-        return policy_answer(self.state, [])
+        return policy_answer(self.state, [], **extra)
 
     async def apply_policy(self, policy: Policy, source: str | None = None, wait: bool = True) -> dict[str, Any]:
         """Make ``policy`` active (a compiled ``Policy``, validated by whoever built it), checkpoint it and
@@ -227,13 +276,22 @@ class GlobalCoordinator:
         self.state.record_event(
             now, "policy_applied", sha256=entry.sha256, version=entry.version, revision=entry.revision
         )
-        return await self._rollout(policy, wait)
+        serve = self.state.serve
+        serve.add_policy(policy.sha256, {q: c.budget_ms for q, c in policy.classes.items()})
+        verdicts = serve.apply(policy.sha256, policy.version, policy.classes, entry.revision, now)
+        for deployment, verdict in verdicts.items():
+            if not verdict["accepted"]:
+                self.state.record_event(now, "serve_policy_refused", deployment=deployment, version=policy.version,
+                                        reason=verdict["reason"])  # fmt: skip
+        return await self._rollout(policy, wait, verdicts)
 
     async def rollback_policy(self, wait: bool = True) -> dict[str, Any]:
         """Return to the previous policy version. ``ValueError`` when there is none."""
+        undone = self.state.rollout.active.revision
         entry = self.state.rollout.rollback()
         self.state.record_event(time.time(), "policy_rolled_back", sha256=entry.sha256, version=entry.version)
-        return await self._rollout(self.state.policy, wait)
+        serve = self.state.serve.rollback(undone)
+        return await self._rollout(self.state.policy, wait, serve)
 
     async def policy(self) -> dict[str, Any]:
         """The active policy: name, version, sha256, revision, source, canonical YAML ``text``."""
@@ -260,7 +318,8 @@ class GlobalCoordinator:
         agents with accelerator state and in-flight counts, ``classes`` (per class/workflow budget vs
         observed p99 and burn rates), ``alerts`` (active), ``alert_log``, ``allocation``, ``events``,
         ``restored`` (from checkpoint), ``decision_logs`` (``{log id: {count, hash, at}}``: checkpoint
-        heads of per-process decision logs)."""
+        heads of per-process decision logs), ``serve`` (deployments, their routers and replicas with the
+        policy version each runs and per-class figures, refusals)."""
         return status_json(self.state, time.time(), self.config.to_dict(), agent_name)
 
     async def ping(self) -> float:

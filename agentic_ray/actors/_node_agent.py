@@ -12,6 +12,16 @@ to its ZoneCoordinator (an ``AgentReport``; the wire types are ``control._report
 in-flight per class, closed classes, caps, policy) changed, and at least every half report interval,
 so placement sees load within about a tenth of a second and no snapshot in the view is older than
 about half a report interval plus the SDK's refresh.
+
+Serve. Replicas of ``@agentic_ray.deployment`` on the node report to their agent every ~0.25 s
+(``record_replica``: a ``ReplicaReport`` with per-class offered/admitted/shed/expired/completed and
+latency, plus the drift summaries of their requests, ``control.ServeTally``); the agent keeps the latest
+report per replica, sends the new ones up in its next report (``AgentReport.replicas``; a pending one
+makes the next tick send a snapshot-only report, so a replica's policy acknowledgement reaches the
+GlobalCoordinator within about a tenth of a second) and merges the summaries into its summary delta, so
+drift and burn-rate alerts cover Serve. It answers with that replica's caps from its lease
+(``NodeLease.replica_caps``; none once the lease expired). Routers on the node report the requests they
+shed themselves (``record_router``), merged the same way.
 A restarted agent (``max_restarts=-1``) gets a new ``incarnation`` and
 re-registers on its first report. Created by the GlobalCoordinator with
 ``NodeAffinitySchedulingStrategy(node_id, soft=False)``, ``num_cpus=0``, ``lifetime="detached"``.
@@ -49,7 +59,7 @@ from agentic_ray.actors._common import NAMESPACE, ControlPlaneConfig, zone_name
 from agentic_ray.actors._probe import AcceleratorProbe
 from agentic_ray.actors._worker import Ended, Placed, Refused, Started, TaskEvent, decode_events
 from agentic_ray.control._queued import PlacedNotStarted
-from agentic_ray.control._reports import AgentReport, NodeLease, NodeSnapshot, PlacementFacts
+from agentic_ray.control._reports import AgentReport, NodeLease, NodeSnapshot, PlacementFacts, ReplicaReport
 from agentic_ray.control._summary import ClassSummary, stage_key, summary_key
 from agentic_ray.scheduling.estimators import Ewma
 from agentic_ray.telemetry.metrics import AgenticMetrics
@@ -105,6 +115,10 @@ class NodeAgentImpl:
         self.reports_sent = 0
         self.snapshots_sent = 0  # snapshot-only reports between full ones
         self.report_errors = 0
+        self.replicas: dict[str, ReplicaReport] = {}  # latest report per Serve replica on this node
+        self.replica_seen: dict[str, float] = {}
+        self._replicas_pending: dict[str, ReplicaReport] = {}  # received since the last report sent up
+        self.routers: dict[str, dict[str, Any]] = {}  # router id -> its last report (JSON-able), for stats()
 
     # -- accounting (called by workers, batched) ---------------------------------------------------
     def record_batch(self, events: list[TaskEvent]) -> int:
@@ -200,6 +214,49 @@ class NodeAgentImpl:
             s = self.delta[key] = ClassSummary(qos, workflow)
         return s
 
+    # -- Serve (replicas and routers on this node) ---------------------------------------------------
+    def _merge_summaries(self, summaries: Any) -> None:
+        for key, s in summaries.items():
+            mine = self.delta.get(key)
+            if mine is None:
+                self.delta[key] = s.copy()
+            else:
+                mine.merge(s)
+
+    def record_replica(self, report: ReplicaReport, summaries: Any = None) -> tuple[dict[str, int], float | None]:
+        """A Serve replica's report (see the module docstring); returns ``(caps, expires_at)``: its
+        per-class caps from this node's lease and when they lapse (``({}, None)``: no caps)."""
+        now = time.time()
+        self.replicas[report.replica_id] = report
+        self.replica_seen[report.replica_id] = now
+        self._replicas_pending[report.replica_id] = report
+        self._merge_summaries(summaries or {})
+        self._forget_stale_replicas(now)
+        lease = self.lease
+        if lease is None or lease.expires_at <= now:
+            return {}, None
+        caps = lease.replica_caps.get(report.replica_id)
+        return (dict(caps), lease.expires_at) if caps else ({}, None)
+
+    def record_router(self, deployment: str, router_id: str, classes: Any, summaries: Any = None) -> None:
+        """A router's own sheds since its previous report: ``classes`` ``{qos: ReplicaClassStats}``
+        (offered, shed by reason), ``summaries`` its drift summaries (merged into the delta)."""
+        self._merge_summaries(summaries or {})
+        self.routers[router_id] = {"deployment": deployment, "at": time.time(),
+                                   "classes": {q: c.to_dict() for q, c in (classes or {}).items()}}  # fmt: skip
+
+    def _forget_stale_replicas(self, now: float) -> None:
+        stale = now - self.config.stale_after_s
+        for rid in [r for r, t in self.replica_seen.items() if t < stale]:
+            self.replicas.pop(rid, None)
+            self.replica_seen.pop(rid, None)
+        for rid in [r for r, info in self.routers.items() if info["at"] < stale]:
+            del self.routers[rid]
+
+    def _take_replicas(self) -> tuple[ReplicaReport, ...]:
+        pending, self._replicas_pending = self._replicas_pending, {}
+        return tuple(pending.values())
+
     # -- admission ---------------------------------------------------------------------------------
     def waiting(self, qos: str) -> int:
         """Tasks of ``qos`` on this node: started and not finished, plus placed and not started."""
@@ -257,7 +314,7 @@ class NodeAgentImpl:
         """Snapshot plus the summary delta since the previous report (the delta is reset; the report
         owns the summaries)."""
         delta, self.delta = self.delta, {}
-        return AgentReport(self.snapshot(), delta)
+        return AgentReport(self.snapshot(), delta, self._take_replicas())
 
     def placement_facts(self) -> PlacementFacts:
         """What placement reads from this node's snapshot: in-flight per class, closed classes, caps,
@@ -283,8 +340,8 @@ class NodeAgentImpl:
         if now - last_full >= self.config.report_interval_s:
             return self.take_report(), True, facts
         heartbeat_due = last_sent is not None and now - last_sent >= self.config.report_interval_s / 2
-        if heartbeat_due or facts != last_facts:
-            return AgentReport(self.snapshot()), False, facts
+        if heartbeat_due or facts != last_facts or self._replicas_pending:
+            return AgentReport(self.snapshot(), {}, self._take_replicas()), False, facts
         return None, False, facts
 
     def stats(self) -> dict[str, Any]:
@@ -300,6 +357,8 @@ class NodeAgentImpl:
             reports_sent=self.reports_sent,
             snapshots_sent=self.snapshots_sent,
             report_errors=self.report_errors,
+            replicas={rid: r.to_dict() for rid, r in self.replicas.items()},
+            routers={rid: dict(info) for rid, info in self.routers.items()},
         )
         return out
 
@@ -348,6 +407,14 @@ class NodeAgent:
 
     async def admit(self, qos: str) -> bool:
         return self.impl.admit(qos)
+
+    async def record_replica(self, report: ReplicaReport, summaries: Any = None) -> tuple[dict[str, int], float | None]:
+        """A Serve replica's report (``NodeAgentImpl.record_replica``); answers its caps."""
+        return self.impl.record_replica(report, summaries)
+
+    async def record_router(self, deployment: str, router_id: str, classes: Any, summaries: Any = None) -> None:
+        """A router's own sheds (``NodeAgentImpl.record_router``)."""
+        self.impl.record_router(deployment, router_id, classes, summaries)
 
     async def set_policy(self, policy: Any) -> str:
         return self.impl.set_policy(policy)

@@ -85,7 +85,8 @@ def _status(args: argparse.Namespace) -> int:
         except ValueError:
             return _fail(
                 f"connected to {where}, but there is no GlobalCoordinator ({_GLOBAL_NAME!r} in namespace "
-                f"{args.namespace!r}); start the control plane with agentic_ray.init()"
+                f"{args.namespace!r}); start the control plane with agentic_ray.init(). Serve deployments "
+                "run on their deploy-time policies"
             )
         try:
             status = ray.get(coordinator.status.remote(), timeout=args.timeout)
@@ -173,7 +174,43 @@ def format_status(status: dict[str, Any]) -> str:
     alerts = status.get("alerts") or []
     out.append(f"alerts  {len(alerts) or 'none'}")
     for a in alerts:
+        where = f"  deployment {a['deployment']}" if a.get("deployment") else ""
         out.append(
             f"  {a.get('id', a.get('kind'))}  value {_num(a.get('value'))}  threshold {_num(a.get('threshold'))}"
+            + where
         )
+    out.extend(format_serve(status.get("serve") or {}))
     return "\n".join(out)
+
+
+def format_serve(serve: dict[str, Any]) -> list[str]:
+    """The ``serve`` section as table lines: per deployment its policy (and a refusal), its routers and
+    replicas with the version each runs, and per replica and class offered rate, admitted, shed, p99 and
+    budget."""
+    if not serve:
+        return []
+    if serve.get("control_plane") is False:
+        return [f"serve   {serve.get('detail') or 'no control plane'}"]
+    deployments = serve.get("deployments") or {}
+    out = [f"serve   {len(deployments) or 'no'} deployment(s)"]
+    for name in sorted(deployments):
+        d = deployments[name]
+        state = "acked" if d.get("acked") else f"waiting for {len(d.get('missing') or [])}"
+        out.append(f"  {name}  policy {d.get('policy_version', '-')} ({d.get('policy_source', '-')})  {state}")
+        refusal = d.get("refusal")
+        if refusal:
+            out.append(f"    refused {refusal.get('version', '-')}: {refusal.get('reason', '-')}")
+        for r in d.get("routers") or []:
+            out.append(f"    router  {r.get('router_id', '-')!s:<36} policy {r.get('policy_version', '-')}")
+        for rep in d.get("replicas") or []:
+            out.append(
+                f"    replica {rep.get('replica_id', '-')!s:<36} policy {rep.get('policy_version', '-')}  "
+                f"{rep.get('zone') or '-'}/{rep.get('accelerator') or '-'}  node {str(rep.get('node_id') or '-')[:12]}"
+            )
+            for qos, c in sorted((rep.get("classes") or {}).items()):
+                out.append(
+                    f"      {qos:<12} offered {_num(c.get('offered_rps'), '/s'):>9}"
+                    f"  admitted {_num(c.get('admitted')):>5}  shed {_num(c.get('shed')):>5}"
+                    f"  p99 {_num(c.get('p99_ms'), ' ms'):>10}  budget {_num(c.get('budget_ms'), ' ms'):>10}"
+                )
+    return out

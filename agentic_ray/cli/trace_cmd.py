@@ -5,7 +5,8 @@
   it was first changed), 2 when the file is missing or unreadable. Dropping records from the *end*
   leaves a valid shorter chain: only ``--expect-head`` with a hash published earlier (a checkpoint's
   ``running_hash``, ``trace head``'s output, ``DecisionLog.head``) detects it.
-- ``show --request ID FILE [--json]``: the records of one request (decisions, completion); exit 1 when
+- ``show --request ID FILE... [--json]``: the records of one request (decisions, completion), from one
+  log or several (one per process, in time order); exit 1 when
   there are none.
 - ``head FILE``: record count and last hash, to keep as an anchor.
 """
@@ -49,7 +50,8 @@ def register(subparsers: Any) -> None:
 
     show = sub.add_parser("show", help="print the records of one request")
     show.add_argument("--request", "-r", required=True, metavar="ID", help="request id")
-    show.add_argument("file", metavar="FILE")
+    show.add_argument("file", metavar="FILE", nargs="+", help="decision logs (one per process: give them all to "
+                      "follow a request across the ingress, routers and replicas)")  # fmt: skip
     show.add_argument("--json", action="store_true", help="print JSON (one object per line)")
     show.set_defaults(func=_show)
 
@@ -127,19 +129,25 @@ def _verify(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from agentic_ray.telemetry.audit_verify import find_records
 
-    try:
-        found = find_records(args.file, args.request)
-    except OSError as exc:
-        raise _read_error(args.file, exc) from None
+    files = args.file if isinstance(args.file, list) else [args.file]
+    found = []
+    for path in files:
+        try:
+            found.extend((path, line, rec) for line, rec in find_records(path, args.request))
+        except OSError as exc:
+            raise _read_error(path, exc) from None
     if not found:
-        print(f"{args.file}: no records for request {args.request!r}", file=sys.stderr)
+        print(f"{', '.join(files)}: no records for request {args.request!r}", file=sys.stderr)
         return 1
-    for line, rec in found:
+    if len(files) > 1:  # records of several processes: in time order
+        found.sort(key=lambda f: (f[2].get("ts") or 0.0, f[1]))
+    for path, line, rec in found:
         if args.json:
-            print(json.dumps({"line": line, **rec}, sort_keys=True))
+            print(json.dumps({"line": line, **({"file": path} if len(files) > 1 else {}), **rec}, sort_keys=True))
             continue
         body = rec.get("body", {})
-        print(f"line {line}  record {rec.get('i')}  {rec.get('kind')}  ts={rec.get('ts')}")
+        where = f"{path}:" if len(files) > 1 else ""
+        print(f"{where}line {line}  record {rec.get('i')}  {rec.get('kind')}  ts={rec.get('ts')}")
         for key in sorted(body):
             if key != "request_id":
                 print(f"    {key}: {json.dumps(body[key], sort_keys=True)}")

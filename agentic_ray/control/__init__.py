@@ -13,7 +13,10 @@ Nothing here imports Ray or asyncio or reads a clock (``now`` comes in); the Ray
   (tasks placed on a node and not started yet);
 - reports, the typed values that cross processes: ``NodeSnapshot``, ``PlacementFacts``, ``AgentReport``
   (agent -> zone), ``ZoneReport`` (zone -> GlobalCoordinator), ``NodeLease`` (down), ``WIRE_VERSION``;
-- the zone: ``ZoneState`` (snapshots, registrations, merged delta);
+- the zone: ``ZoneState`` (snapshots, registrations, merged delta, Serve replicas' latest reports);
+- Serve: ``ServeTally`` (a replica's or router's per-class counts, as report deltas and drift summaries
+  under ``serve_drift_key``), ``ServeState`` (registered deployments, their routers and replicas, policy
+  targets per deployment with ``refusal_reason``, ``ServeMember``, ``DeploymentTarget``, ``Refusal``);
 - the GlobalCoordinator, over one ``GlobalState``: policy rollout (``PolicyRollout``, ``PolicyEntry``),
   membership (``alive_nodes``, ``plan_membership``, ``NodeInfo``, ``AgentRecord``), allocation
   (``ArrivalCounter``, ``plan_allocation``, ``Allocation``, ``leases_by_zone``), and its projections:
@@ -46,6 +49,8 @@ from agentic_ray.control._reports import (
     ZoneReport,
 )
 from agentic_ray.control._rollout import PolicyEntry, PolicyRollout
+from agentic_ray.control._serve_state import DeploymentTarget, Refusal, ServeMember, ServeState, refusal_reason
+from agentic_ray.control._serve_tally import ServeTally, drift_workflow, serve_drift_key
 from agentic_ray.control._status import agents_info, policy_answer, status_json
 from agentic_ray.control._summary import (
     BASE_MS,
@@ -72,6 +77,7 @@ __all__ = [
     "BurnWindow",
     "ClassSummary",
     "ClusterView",
+    "DeploymentTarget",
     "DriftConfig",
     "DriftDetector",
     "DriftReport",
@@ -90,6 +96,10 @@ __all__ = [
     "ReplicaReport",
     "PolicyEntry",
     "PolicyRollout",
+    "Refusal",
+    "ServeMember",
+    "ServeState",
+    "ServeTally",
     "ViewNode",
     "ZoneReport",
     "ZoneState",
@@ -98,6 +108,7 @@ __all__ = [
     "allocate_caps",
     "choose_node",
     "cluster_view",
+    "drift_workflow",
     "fallback_placement",
     "judged_budget_ms",
     "label_selector_for",
@@ -107,6 +118,8 @@ __all__ = [
     "plan_allocation",
     "plan_membership",
     "policy_answer",
+    "refusal_reason",
+    "serve_drift_key",
     "service_by_class",
     "split_stage_key",
     "stage_key",

@@ -88,12 +88,19 @@ class Alert:
     def id(self) -> str:
         return f"{self.kind}:{self.qos}|{self.workflow or '-'}:{self.window}"
 
+    @property
+    def deployment(self) -> str | None:
+        """The Serve deployment (``"APP/DEPLOYMENT"``) an alert on a ``serve:`` key is about, else None."""
+        w = self.workflow or ""
+        return w[len("serve:") :] if w.startswith("serve:") else None
+
     def to_dict(self) -> dict[str, object]:
         return {
             "id": self.id,
             "kind": self.kind,
             "qos": self.qos,
             "workflow": self.workflow,
+            "deployment": self.deployment,
             "window": self.window,
             "value": self.value,
             "threshold": self.threshold,

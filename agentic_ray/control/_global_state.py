@@ -4,17 +4,20 @@ changes update it. Pure: no Ray, no clock (``now``, wall-clock seconds, comes in
 ``GlobalState`` holds what the coordinator knows: the policy rollout (``rollout.PolicyRollout``), the
 alive nodes and their agents (``membership``), each agent's latest snapshot and incarnations, the offered
 load since the last allocation round and the last round (``allocation``), the drift detector with the
-alerts it raised, a bounded log of control events and the decision-log heads processes anchored. The
+alerts it raised, a bounded log of control events, the decision-log heads processes anchored, and Serve
+(``serve``: registered deployments, their routers' and replicas' reports and policy targets,
+``control._serve_state``). The
 Ray actor (``actors._global_coordinator``) owns one, feeds it what arrives and acts on what the pure
 pieces decide; ``status`` and ``view`` project it for ``agentic-ray status`` and for placement.
 
 Reports (``ingest``): a zone's ``ZoneReport`` replaces the snapshots of that zone's nodes (a node the
 zone no longer reports, stale or gone, leaves the view) and its summary deltas count as offered load and
 go to drift detection, each judged against its budget (``judged_budget_ms``: a stage's, else its
-workflow's, else its class's).
+workflow's, else its class's; a Serve deployment's key ``serve:APP/DEPLOYMENT`` is judged against its
+class's), and its replicas' latest reports go to ``serve``.
 
-What survives a restart is the checkpoint (``checkpoint`` / ``restore``): the policy history and the last
-allocation, as JSON.
+What survives a restart is the checkpoint (``checkpoint`` / ``restore``): the policy history, the last
+allocation and Serve's per-deployment policy targets, as JSON.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from agentic_ray.control._drift import Alert, DriftConfig, DriftDetector, DriftR
 from agentic_ray.control._membership import AgentRecord, NodeInfo
 from agentic_ray.control._reports import NodeSnapshot, ZoneReport
 from agentic_ray.control._rollout import PolicyEntry, PolicyRollout
+from agentic_ray.control._serve_state import ServeState
+from agentic_ray.control._serve_tally import SERVE_DRIFT_PREFIX
 from agentic_ray.control._summary import split_stage_key
 from agentic_ray.policies import Policy
 
@@ -40,8 +45,9 @@ LOG_HEADS_KEPT = 200
 
 def judged_budget_ms(policy: Policy, qos: str, workflow: str | None) -> float:
     """The budget drift judges a summary key against: a stage's (``"fraud/score"``, its nominal stage
-    budget), a workflow's, else the class's; ``inf`` for an unknown class."""
-    if workflow:
+    budget), a workflow's, else the class's (a Serve deployment's ``serve:...`` key included); ``inf``
+    for an unknown class."""
+    if workflow and not workflow.startswith(SERVE_DRIFT_PREFIX):
         name, stage = split_stage_key(workflow)
         wf = policy.workflows.get(name)
         for s in wf.stages if wf is not None and stage is not None else ():
@@ -110,6 +116,7 @@ class GlobalState:
     alert_log: list[AlertLogEntry] = field(default_factory=list)
     events: list[ControlEvent] = field(default_factory=list)
     log_heads: dict[str, LogHeadAnchor] = field(default_factory=dict)
+    serve: ServeState = field(default_factory=ServeState)
 
     # -- life cycle --------------------------------------------------------------------------------
     @classmethod
@@ -122,7 +129,9 @@ class GlobalState:
         if history:
             rollout = PolicyRollout(history)
             allocation = Allocation.from_dict((checkpoint or {}).get("allocation"))
-            return cls(rollout, DriftDetector(drift), now, restored=True, allocation=allocation)
+            state = cls(rollout, DriftDetector(drift), now, restored=True, allocation=allocation)
+            state.serve.restore((checkpoint or {}).get("serve"), now)
+            return state
         return cls(PolicyRollout.first(default, "<default policy>", now), DriftDetector(drift), now)
 
     def checkpoint(self, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,6 +139,7 @@ class GlobalState:
         return {
             "history": [e.to_dict() for e in self.rollout.history],
             "allocation": self.allocation.to_dict() if self.allocation is not None else {},
+            "serve": self.serve.to_dict(),
             "config": dict(config),
         }
 
@@ -184,6 +194,8 @@ class GlobalState:
             budget = judged_budget_ms(policy, s.qos, s.workflow)
             if budget != float("inf"):
                 self.drift.observe(s, budget, now)
+        if report.replicas:
+            self.serve.ingest_replicas(report.replicas.values(), now)
 
     def record_drift(self, report: DriftReport, now: float) -> None:
         """Keep an evaluation's active alerts and figures, and log its transitions."""

@@ -9,7 +9,11 @@ The shapes are pinned by the CLI and its tests (``agentic-ray status --json`` pr
   accelerator_state, inflight_by_class, closed_classes, caps, policy_sha, incarnation, report_age_s;
 - ``classes``: per summary key the drift figures (budget_ms, p99_ms, samples, attainment, burn_*);
 - ``alerts`` (active), ``alert_log`` (last 50), ``allocation``, ``events`` (last 50), ``restored``,
-  ``decision_logs`` (``{log id: {count, hash, at}}``), ``config``, ``at``, ``started_at``.
+  ``decision_logs`` (``{log id: {count, hash, at}}``), ``config``, ``at``, ``started_at``;
+- ``serve``: ``{"control_plane": true, "deployments": {"APP/DEPLOYMENT": {policy_version, policy_sha,
+  policy_revision, policy_source, acked, missing, classes_seen, routers: [{router_id, node_id,
+  policy_version, ...}], replicas: [{replica_id, node_id, zone, accelerator, policy_version, classes:
+  {CLASS: {offered_rps, admitted, shed, p99_ms, budget_ms, ...}}}], refusal?}}}`` (``ServeState.status``).
 """
 
 from __future__ import annotations
@@ -98,5 +102,6 @@ def status_json(
         "unsatisfiable_rules": state.policy.unsatisfiable_rules(
             NodeAttrs(n.node_id, n.zone, n.accelerator, n.labels) for n in state.nodes.values()
         ),
+        "serve": state.serve.status(now),
         "config": dict(config),
     }

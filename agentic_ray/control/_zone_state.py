@@ -7,13 +7,15 @@ exact, the histograms add bucket by bucket). ``take_forward`` hands the GlobalCo
 ``ZoneReport`` of the fresh snapshots and the merged delta, and starts a new delta; a node whose agent
 has not reported for ``stale_after_s`` is dropped from it. A report from an agent with an incarnation
 the zone has not seen last for that node is a (re-)registration; the incarnations are kept in order.
+Serve replicas' reports (``AgentReport.replicas``) are kept latest per replica id until the next
+forward, which carries them (``ZoneReport.replicas``) and starts again from none.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from agentic_ray.control._reports import AgentReport, NodeSnapshot, ZoneReport
+from agentic_ray.control._reports import AgentReport, NodeSnapshot, ReplicaReport, ZoneReport
 from agentic_ray.control._summary import ClassSummary
 
 __all__ = ["ZoneState"]
@@ -31,6 +33,7 @@ class ZoneState:
         self.received_at: dict[str, float] = {}
         self.registrations: dict[str, list[str]] = {}
         self.delta: dict[str, ClassSummary] = {}
+        self.replicas: dict[str, ReplicaReport] = {}  # latest per replica id since the last forward
 
     def on_report(self, report: AgentReport, now: float) -> bool:
         """Take an agent's report received at ``now``; True when it (re-)registers the agent."""
@@ -41,6 +44,8 @@ class ZoneState:
             seen.append(snap.incarnation)
         self.snapshots[snap.node_id] = snap
         self.received_at[snap.node_id] = now
+        for r in report.replicas:
+            self.replicas[r.replica_id] = r
         delta = self.delta
         for key, s in report.summaries.items():
             mine = delta.get(key)
@@ -56,11 +61,13 @@ class ZoneState:
             self.snapshots.pop(node_id, None)
             self.received_at.pop(node_id, None)
         delta, self.delta = self.delta, {}
+        replicas, self.replicas = self.replicas, {}
         return ZoneReport(
             zone=self.zone,
             nodes=dict(self.snapshots),
             summaries=delta,
             registrations={n: tuple(v) for n, v in self.registrations.items()},
+            replicas=replicas,
         )
 
     def forget(self, node_id: str) -> None:

@@ -9,20 +9,22 @@ API (all pure; ``now`` is seconds on the caller's clock)::
     gate.expire(now)                  -> list[Dropped]         # queued work whose deadline passed
     gate.cancel(request_id)           -> bool                  # removes a *queued* request
     gate.set_limit(limit, now)        -> Admitted              # run at most ``limit`` <= slots at once
+    gate.set_class_caps(caps)                                  # per-class quotas from the control plane
+    gate.set_classes(classes, tenant_shares)                   # a new policy's classes, between requests
     gate.snapshot()                   -> GateSnapshot
 
 Every result carries request ids so an async wrapper can wake the right waiter: ``Start.request_id``
 may run now; ``Admitted.started`` lists queued requests that may run now; ``Dropped`` entries (in
 ``dropped`` / ``evicted`` of every result) are requests that will never start. ``Reject`` and ``Dropped``
-carry a ``reason`` (``deadline_passed``, ``cannot_meet_deadline``, ``tenant_share``, ``queue_full``;
+carry a ``reason`` (``deadline_passed``, ``cannot_meet_deadline``, ``class_cap``, ``tenant_share``, ``queue_full``;
 ``deadline_passed_in_queue``, ``evicted``), a detail, the rule ids and a retry hint; the typed
 ``AdmissionError`` for the caller is built from them at the edge (``.error``: ``BudgetExhausted`` for a
 deadline, ``Overloaded`` otherwise), so a caller that only counts reasons (the simulator) builds none.
 
 ``offer`` runs ordered stages over the gate's priority-then-EDF queues: expire queued work; refuse a
-request past its deadline; refuse one that cannot finish in time; start it when a slot is free; refuse
-it over its tenant's share; queue it when its class queue has room (a never-shed request evicts to make
-room); else refuse it (queue full).
+request past its deadline; refuse one that cannot finish in time; refuse one whose class holds its cap
+at this gate; start it when a slot is free; refuse it over its tenant's share; queue it when its class
+queue has room (a never-shed request evicts to make room); else refuse it (queue full).
 
 ``replica_gate(slots, classes, tenant_shares=...)`` builds the gate a replica of an
 ``@agentic_ray.deployment`` runs (budget-sized bounds between ``DEFAULT_QUEUE_BOUND`` and
@@ -57,6 +59,14 @@ a class sets ``ttft_ms``), a stream request (one with ``prompt_tokens``) of a cl
 may be shed is refused with ``BudgetExhausted(reason="cannot_meet_ttft")`` when its predicted time to
 first token here (the streams executing or queued ahead of it, then its prefill) misses
 ``min(ttft_ms, remaining budget)`` (``streams.ttft_refusal``). Never-shed streams are admitted.
+
+Class caps. ``set_class_caps({class: cap})`` installs per-class quotas handed down by the control plane
+(``control.NodeLease.replica_caps``: the allocator's share of the class's offered load that this replica
+should hold). A request of a class that may be shed is refused with ``Overloaded(reason="class_cap")``
+once its class holds ``cap`` requests here (running plus queued), even with a slot free: the quota
+bounds what one replica takes of a class so the rest goes elsewhere or is shed early. Never-shed work is
+never refused by a cap. A class without a cap (and every class after ``set_class_caps({})``) is not
+capped; counting the class's running requests costs O(running) and only happens for a capped class.
 
 Tenant share caps. With ``tenant_shares`` (tenant name -> share in (0, 1], from the policy's tenants), a
 tenant may hold (executing plus queued) at most ``max(1, floor(share * occupancy))`` of the gate's
@@ -257,13 +267,8 @@ class AdmissionGate:
         self.budget_bounds = budget_bounds
         self.max_budget_bound = max_budget_bound
         self.streams = streams  # this replica's learned prefill/decode rates (None: no stream budgets)
-        self.tenant_shares: dict[str, float] = {}
-        for tenant, share in (tenant_shares or {}).items():
-            if share is None:
-                continue
-            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
-                raise ValueError(f"tenant_shares.{tenant}: must be a number in (0, 1], got {share!r}")
-            self.tenant_shares[tenant] = float(share)
+        self.tenant_shares: dict[str, float] = _checked_shares(tenant_shares)
+        self.class_caps: dict[str, int] = {}  # per-class quotas from the control plane (``set_class_caps``)
         # Positions (executing + queued) held per tenant, and queued per tenant (for the share caps).
         self._held_by_tenant: dict[str | None, int] = {}
         self._queued_by_tenant: dict[str | None, int] = {}
@@ -335,13 +340,37 @@ class AdmissionGate:
             limit=self.limit,
         )
 
+    # ----------------------------------------------------------------- settings
+    def set_class_caps(self, caps: Mapping[str, int]) -> None:
+        """Install per-class caps on running plus queued requests (replacing the previous ones; ``{}``
+        lifts them). Lowering a cap stops nothing that runs or waits: it only refuses new arrivals.
+        ``ValueError`` names a cap that is not an int >= 0."""
+        checked: dict[str, int] = {}
+        for qos, cap in caps.items():
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
+                raise ValueError(f"class_caps.{qos}: must be an integer >= 0, got {cap!r}")
+            checked[str(qos)] = cap
+        self.class_caps = checked
+
+    def set_classes(self, classes: Mapping[str, QosClass], tenant_shares: Mapping[str, float] | None = None) -> None:
+        """Adopt a new policy's classes and tenant shares between requests. Work already running or
+        queued stays where it is; queued classes take their new priority for what starts next."""
+        shares = _checked_shares(tenant_shares)
+        self.classes = dict(classes)
+        self.tenant_shares = shares
+        for qos in self._class_priority:
+            cls = self.classes.get(qos)
+            if cls is not None:
+                self._class_priority[qos] = cls.priority
+
     # ----------------------------------------------------------------- actions
     def offer(self, request: Request, now: float) -> Start | Enqueued | Reject:
         """Admit, queue or refuse ``request``. A request id already in the gate is a ``ValueError``.
 
         Ordered stages: expire queued work; refuse a request whose deadline passed or that cannot finish
-        in time; start it when a slot is free; refuse it over its tenant's share; queue it when its class
-        queue has room (a never-shed request makes room by evicting); refuse it (queue full)."""
+        in time; refuse it when its class holds its cap here (``set_class_caps``); start it when a slot is
+        free; refuse it over its tenant's share; queue it when its class queue has room (a never-shed
+        request makes room by evicting); refuse it (queue full)."""
         rid = request.id
         if rid in self._executing or rid in self._queued:
             raise ValueError(f"request id {rid!r} is already in the gate")
@@ -350,6 +379,8 @@ class AdmissionGate:
         refusal = self._past_deadline(request, now) or self._infeasible(request, now, shedding)
         if refusal is None and self.streams is not None and request.prompt_tokens is not None:
             refusal = self._ttft_miss(request, now, shedding)
+        if refusal is None and self.class_caps:
+            refusal = self._over_class_cap(request, shedding)
         if refusal is not None:
             return self._reject(request, refusal, dropped)
         cap = self._limit_for(shedding)
@@ -397,6 +428,18 @@ class AdmissionGate:
         qos = self.classes.get(request.qos)
         miss = ttft_refusal(self.streams, request, qos, now, ahead, self._limit_for(shedding))
         return None if miss is None else _Refusal("cannot_meet_ttft", miss[0], miss[1])
+
+    def _over_class_cap(self, request: Request, shedding: Shedding) -> _Refusal | None:
+        """A class that may be shed whose running plus queued requests here reached its cap."""
+        cap = self.class_caps.get(request.qos)
+        if cap is None or shedding is Shedding.NEVER:
+            return None
+        qos = request.qos
+        held = self._count.get(qos, 0) + sum(1 for r in self._executing.values() if r.qos == qos)
+        if held < cap:
+            return None
+        detail = f"class {qos!r} holds its cap of {cap} at this replica"
+        return _Refusal("class_cap", detail, self._retry_after_s(request))
 
     def _over_tenant_share(self, request: Request, shedding: Shedding) -> _Refusal | None:
         if not self.tenant_shares or shedding is Shedding.NEVER or not self._over_share(request.tenant):
@@ -592,6 +635,17 @@ class AdmissionGate:
         self.rejected_total += 1
         reason, detail, retry = refusal
         return Reject(request.id, reason, detail, request.rule_ids, retry, dropped)
+
+
+def _checked_shares(tenant_shares: Mapping[str, float | None] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for tenant, share in (tenant_shares or {}).items():
+        if share is None:
+            continue
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+            raise ValueError(f"tenant_shares.{tenant}: must be a number in (0, 1], got {share!r}")
+        out[tenant] = float(share)
+    return out
 
 
 def tenant_shares_of(tenants: Mapping[str, Any]) -> dict[str, float]:

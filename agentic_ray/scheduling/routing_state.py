@@ -164,6 +164,22 @@ class RoutingState:
         self._plain_breaker = self.breaker.settings.latency_outlier_factor is None  # a success only resets
         self._room_reported = False  # some replica reports room per class queue
 
+    def reconfigure(
+        self, classes: Any = None, breaker: BreakerSettings | None = None, retry: RetrySettings | None = None
+    ) -> None:
+        """Adopt a new policy between requests: the pure router's ``classes`` (when it keeps them), and
+        breaker / retry settings; a breaker or retry budget restarts only when its settings changed.
+        Tracked requests stay tracked and finish as they were admitted."""
+        if classes is not None and hasattr(self.core, "classes"):
+            self.core.classes = dict(classes)
+        if breaker is not None and breaker != self.breaker.settings:
+            self.breaker = CircuitBreaker(breaker)
+            self._plain_breaker = self.breaker.settings.latency_outlier_factor is None
+            self._ejected.clear()
+            self._suspect.clear()
+        if retry is not None and retry != self.retry_budget.settings:
+            self.retry_budget = RetryBudget(retry)
+
     # -- replicas -------------------------------------------------------------------------------------
     def update_replicas(self, reports: Iterable[ReplicaReport], now: float) -> None:
         """The replicas as published now (the full set: a known replica missing here is gone)."""

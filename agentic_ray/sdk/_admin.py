@@ -117,6 +117,9 @@ def shutdown(stop_control_plane: bool | None = None) -> None:
     if rt is not None:
         rt.stop()
     stop_accounting()  # its thread must not call Ray once Ray is shut down (Ray would auto-init)
+    from agentic_ray.serve._plane import stop_serve_plane
+
+    stop_serve_plane()  # this process's routers' link to the control plane (same reason)
     if stop_control_plane is None:
         stop_control_plane = started
     if stop_control_plane and ray.is_initialized():
@@ -167,11 +170,34 @@ def rollback_policy(wait: bool = True) -> dict[str, Any]:
     return info
 
 
+NO_CONTROL_PLANE = (
+    "no control plane on this cluster (agentic_ray.init() starts one): Serve deployments run on their "
+    "deploy-time policies, without reports, live policy or caps"
+)
+
+
 def status() -> dict[str, Any]:
-    """The GlobalCoordinator's ``status()`` (JSON-able; see its docstring)."""
+    """The GlobalCoordinator's ``status()`` (JSON-able; see its docstring). On a cluster without a
+    control plane: ``{"control_plane": False, "detail": ..., "serve": {"control_plane": False, ...}}``,
+    saying that Serve deployments run on their deploy-time policies (nothing is started)."""
     import ray
 
-    return ray.get(_state.runtime().global_handle().status.remote(), timeout=30)
+    try:
+        if _state.current() is None and ray.is_initialized():
+            ray.get_actor(GLOBAL_NAME, namespace=NAMESPACE)  # asking starts nothing in this process
+        handle = _state.runtime().global_handle()
+    except ValueError:  # connected, and no GlobalCoordinator runs
+        return _no_control_plane()
+    return ray.get(handle.status.remote(), timeout=30)
+
+
+def _no_control_plane() -> dict[str, Any]:
+    """The answer of ``status()`` on a cluster without a control plane."""
+    return {
+        "control_plane": False,
+        "detail": NO_CONTROL_PLANE,
+        "serve": {"control_plane": False, "detail": NO_CONTROL_PLANE, "deployments": {}},
+    }
 
 
 def cluster_view() -> dict[str, Any]:

@@ -11,6 +11,10 @@ Telemetry is on by default (metrics through ``ray.util.metrics``; spans when tra
 decision log when ``AGENTIC_DECISION_LOG_DIR`` is set); ``@ars.deployment(telemetry=False)`` turns it
 off, ``decision_hook="none"`` / ``router_hook="none"`` only the decision hooks (see ``deployment``).
 
+With a control plane on the cluster (``agentic_ray.init()``), routers and replicas register with it,
+report per class to their node's agent, follow live policy and enforce the caps of their node's lease
+(``_plane``); without one they run on their deploy-time policy.
+
 The Ray-importing pieces load lazily, so importing this package does not import Ray.
 """
 

@@ -62,6 +62,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from agentic_ray.control._serve_tally import drift_workflow
 from agentic_ray.policies import Policy, default_policy, load_policy
 from agentic_ray.scheduling.admission import DEFAULT_QUEUE_BOUND, MAX_QUEUE_BOUND, replica_gate, tenant_shares_of
 from agentic_ray.scheduling.reports import ReplicaMetadata
@@ -140,17 +141,40 @@ def _gated_names(cls: type) -> list[str]:
     return names
 
 
-def _admission_request(self: Any, kwargs: dict[str, Any]) -> tuple[Any, Any]:
-    """``(Request, trace)`` of one gated call; removes the agentic keywords from ``kwargs``."""
+_REQUEST_CONTEXT: Any = None
+
+
+def serve_request_id() -> str | None:
+    """Serve's id of the request being handled here (the HTTP request's ``X-Request-ID``, propagated to
+    the handle calls made while handling it), or None outside a request."""
+    global _REQUEST_CONTEXT
+    if _REQUEST_CONTEXT is None:
+        from ray.serve.context import _get_serve_request_context
+
+        _REQUEST_CONTEXT = _get_serve_request_context
+    try:
+        return _REQUEST_CONTEXT().request_id or None
+    except Exception:  # outside a replica's request
+        return None
+
+
+def _admission_request(self: Any, kwargs: dict[str, Any]) -> tuple[Any, Any, str | None]:
+    """``(Request, trace, drift workflow)`` of one gated call; removes the agentic keywords from ``kwargs``.
+    The request is known by Serve's request id (``ReplicaAdmission.request_id``), as at the router."""
     admission = self._agentic_admission
     meta = pop_meta(kwargs)
     trace = pop_trace(kwargs) if TRACE_KWARG in kwargs else None
     now = time.time()
     classification = self._agentic_policy.classify(request_meta(meta), now)
     request = to_request(
-        classification, admission.next_id(), now, meta.get("deadline"), meta.get("model"), meta.get(WORKFLOW_DEADLINE)
+        classification,
+        admission.request_id(serve_request_id()),
+        now,
+        meta.get("deadline"),
+        meta.get("model"),
+        meta.get(WORKFLOW_DEADLINE),
     )
-    return with_tokens(request, meta), trace
+    return with_tokens(request, meta), trace, drift_workflow(meta.get("workflow"), meta.get("stage"))
 
 
 def _wrap_stream(method: Callable) -> Callable:
@@ -168,10 +192,10 @@ def _wrap_stream(method: Callable) -> Callable:
 
     @functools.wraps(method)
     async def gated_stream(self, *args: Any, **kwargs: Any) -> Any:
-        request, trace = _admission_request(self, kwargs)
+        request, trace, workflow = _admission_request(self, kwargs)
         items = method(self, *args, **kwargs)
         async for item in measured_stream(self._agentic_admission, request, trace,
-                                          items if is_async else threaded(items)):  # fmt: skip
+                                          items if is_async else threaded(items), workflow):  # fmt: skip
             yield item
 
     return gated_stream
@@ -210,14 +234,11 @@ def _wrap_method(name: str, method: Callable) -> Callable:
     async def gated(self, *args: Any, **kwargs: Any) -> Any:
         if name == "__call__" and len(args) == 1 and not kwargs and _is_http(args[0]):
             return await _http_call(self, args[0], method, is_async)
-        request, trace = _admission_request(self, kwargs)
-
-        async def call() -> Any:
+        request, trace, workflow = _admission_request(self, kwargs)
+        async with self._agentic_admission.admitted(request, trace, workflow=workflow):
             if is_async:
                 return await method(self, *args, **kwargs)
             return await asyncio.to_thread(method, self, *args, **kwargs)
-
-        return await self._agentic_admission.run(request, call, trace)
 
     return gated
 
@@ -298,9 +319,29 @@ def _install_admission(replica: Any, policy: Policy, slots: int, bounds: tuple[i
         max_queue_bound=bounds[1],
     )
     limiter = DelayLimit(gate.slots, limit_config) if limit_config is not None else None
-    replica._agentic_admission = ReplicaAdmission(
-        gate, hook=hook, policy_version=policy.version, metrics=metrics, limiter=limiter
+    admission = replica._agentic_admission = ReplicaAdmission(
+        gate, hook=hook, policy_version=policy.version, metrics=metrics, limiter=limiter, policy_sha=policy.sha256
     )
+    _join_control_plane(replica, admission, policy, metadata)
+
+
+def _join_control_plane(replica: Any, admission: Any, policy: Policy, metadata: ReplicaMetadata) -> None:
+    """Count this replica's traffic for the control plane and add it to the process's ``ServePlane``
+    (which registers it when a control plane exists; ``serve/_plane.py``). Outside a Serve replica
+    (no replica context) nothing happens."""
+    try:
+        from ray import serve
+
+        ctx = serve.get_replica_context()
+        replica_id, deployment = ctx.replica_id.unique_id, f"{ctx.app_name}/{ctx.deployment}"
+    except Exception:
+        return
+    from agentic_ray.serve._plane import ReplicaMember, plane
+
+    member = ReplicaMember(replica, replica_id, deployment, metadata, policy.to_yaml())
+    admission.tally = member.tally
+    admission.replica_id = replica_id
+    plane().add(member)
 
 
 def deployment(

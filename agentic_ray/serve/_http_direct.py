@@ -153,6 +153,8 @@ async def http_response(
 
     ``call(payload)`` runs the user's method; ``trace_span(carrier)`` turns a carrier into the replica's
     trace parent (or ``None``)."""
+    from agentic_ray.control._serve_tally import drift_workflow
+    from agentic_ray.serve._deployment import serve_request_id
     from agentic_ray.serve._meta import WORKFLOW_DEADLINE, request_meta, to_request, with_tokens
 
     stamped = http_request.scope.get(SCOPE_KEY)
@@ -178,8 +180,9 @@ async def http_response(
         return _json_response(body, status, extra)
     admission = replica._agentic_admission
     try:
-        request = with_tokens(to_request(classification, admission.next_id(), now, meta.get("deadline"),
-                                         meta.get("model"), meta.get(WORKFLOW_DEADLINE)), meta)  # fmt: skip
+        request = with_tokens(to_request(classification, admission.request_id(serve_request_id()), now,
+                                         meta.get("deadline"), meta.get("model"), meta.get(WORKFLOW_DEADLINE)),
+                              meta)  # fmt: skip
     except ValueError as exc:  # a stamped bad token count (the headers' are checked when parsed)
         return _json_response(bad_request_body(exc), 400)
     # Serve's replica fetches the body from the proxy for every HTTP request anyway (its receive task
@@ -195,7 +198,7 @@ async def http_response(
         return _json_response({"error": "bad_body", "detail": f"body is not JSON: {exc}"}, 400)
     trace = trace_span(carrier) if carrier else None
     try:
-        async with admission.admitted(request, trace):
+        async with admission.admitted(request, trace, workflow=drift_workflow(meta.get("workflow"), meta.get("stage"))):
             result = await call(payload)
     except AdmissionError as exc:
         status, headers, body = http_error(exc)

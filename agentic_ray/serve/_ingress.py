@@ -43,6 +43,7 @@ context rides to the model in ``_agentic_trace`` (``tracing.with_trace``), so th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -57,6 +58,7 @@ from agentic_ray.policies import Policy, default_policy, load_policy, parse_poli
 from agentic_ray.scheduling.admission import AdmissionGate
 from agentic_ray.scheduling.limits import DelayLimit, DelayLimitConfig
 from agentic_ray.serve._call import call
+from agentic_ray.serve._deployment import serve_request_id
 from agentic_ray.serve._http_auth import AuthError, HttpAuth
 from agentic_ray.serve._http_direct import identify, refusal
 from agentic_ray.serve._http_status import http_error
@@ -89,11 +91,18 @@ class AgenticIngress:
         self.model = model.options(method_name=method_name)
         gate = AdmissionGate(slots, self.policy.classes, budget_bounds=True, max_budget_bound=INGRESS_MAX_ONGOING)
         limiter = DelayLimit(slots, DelayLimitConfig(target_ms=delay_target_ms)) if delay_target_ms else None
-        self.admission = ReplicaAdmission(gate, limiter=limiter, policy_version=self.policy.version)
-        if os.environ.get("AGENTIC_TRACE_EXPORTER"):
+        hook = None
+        if os.environ.get("AGENTIC_TRACE_EXPORTER") or os.environ.get("AGENTIC_DECISION_LOG_DIR"):
             from agentic_ray.telemetry.hotpath import process_hook
 
-            process_hook()  # configures this process's tracing from the environment
+            hook = process_hook()  # configures this process's tracing (and decision log) from the environment
+        # Its decisions go to the decision log (``where="ingress"``) only when one is configured: the
+        # request's records there, the router's and the gate's all carry Serve's request id.
+        log_decisions = bool(os.environ.get("AGENTIC_DECISION_LOG_DIR"))
+        self.admission = ReplicaAdmission(gate, limiter=limiter, policy_version=self.policy.version,
+                                          hook=hook if log_decisions else None, where="ingress")  # fmt: skip
+        with contextlib.suppress(Exception):  # its completion records name this ingress replica
+            self.admission.replica_id = serve.get_replica_context().replica_id.unique_id
 
     async def __call__(self, request: HttpRequest) -> JSONResponse:
         try:
@@ -118,7 +127,8 @@ class AgenticIngress:
             trace_span = tracing.span("agentic.ingress", parent=carrier, attributes=attrs, child_only=True)
         else:
             trace_span = tracing.root_span("agentic.ingress", attributes=attrs)
-        request_here = to_request(classification, self.admission.next_id(), now, None, meta.get("model"))
+        rid = self.admission.request_id(serve_request_id())  # the HTTP request's id, as the router logs it
+        request_here = to_request(classification, rid, now, None, meta.get("model"))
         with trace_span as s:
             try:
                 async with self.admission.admitted(request_here):

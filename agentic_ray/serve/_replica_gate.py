@@ -31,6 +31,19 @@ stream ends) feeds the gate's stream estimate (``AdmissionGate.streams``), publi
 next ``RoutingStats.stream_samples`` and records ``stream(qos, ttft_ms, tpot_ms, ...)`` against the
 class's ``ttft_ms`` / ``tpot_ms``.
 
+Control plane (``serve/_plane.py``): with a ``tally`` (a ``control.ServeTally``) every arrival and
+outcome is counted per class for the replica's reports to its node's agent (offered, admitted, shed by
+reason, expired, completed with latency at this replica); ``switch_policy`` adopts a new policy between
+requests (the gate's classes and tenant shares, the version decisions carry); the gate enforces the
+per-class caps the agent answers (``AdmissionGate.set_class_caps``).
+
+Request ids. A request is known in the decision log by the id its caller gave it (``request_id``: Serve's
+request id, the same at the HTTP ingress, the router and here), so one request's records join across
+processes; a second request with an id already in the gate gets ``<id>~<n>``. With a hook whose decision
+log is on (``TelemetryHook.completion``), every finished call also logs a ``completion`` record under
+that id (all of them, not a sample: a completion is one more record per request beside its two or three
+decision records, and a sampled log could not show that an admitted request ended).
+
 All methods run on the replica's event loop (Serve runs user code on one loop per replica).
 """
 
@@ -68,14 +81,25 @@ class ReplicaAdmission:
         metrics: Any = None,
         limiter: DelayLimit | None = None,
         lag_period_s: float = 0.02,
+        policy_sha: str | None = None,
+        tally: Any = None,
+        where: str = "gate",
     ) -> None:
         self.gate = gate
+        self.where = where  # "gate" (a replica) or "ingress" (the HTTP ingress's own gate)
+        self.policy_sha = policy_sha
+        self.tally = tally  # control.ServeTally: per-class counts for the control plane, or None
+        self.replica_id: str | None = None  # Serve's replica id, for completion records
+        self.loop: Any = None  # the event loop calls run on (known after the first call)
+        self._waiting: dict[Any, tuple[float, str | None]] = {}  # queued request -> (arrival, drift workflow)
         self.limiter = limiter  # shrinks the gate's limit while this loop lags (a saturated host)
         self.lag_period_s = lag_period_s
         self._tick_due: float | None = None  # loop time the lag timer should fire at; None: not running
         self.hook = hook or NoopHook()
         self._push = hook_push(self.hook)
         self._hook_off = isinstance(self.hook, NoopHook)
+        complete = getattr(self.hook, "completion", None)
+        self._complete = complete if callable(complete) and getattr(self.hook, "decision_log", None) else None
         self.policy_version = policy_version
         self.metrics = metrics  # AgenticMetrics("replica") or None
         self._depth_classes: set[str] = {str(q) for q in getattr(gate, "classes", ())}
@@ -94,6 +118,27 @@ class ReplicaAdmission:
         """A request id unique within this replica."""
         return f"q{next(self._ids)}"
 
+    def request_id(self, wanted: str | None) -> Any:
+        """``wanted`` (the caller's request id) when no request of that id is in the gate, else
+        ``<wanted>~<n>``; ``next_id()`` without one."""
+        if not wanted:
+            return self.next_id()
+        gate = self.gate
+        if gate.is_executing(wanted) or gate.is_queued(wanted):
+            return f"{wanted}~{next(self._ids)}"
+        return wanted
+
+    def switch_policy(self, policy: Any) -> None:
+        """Adopt ``policy`` from the next request on (call on this replica's loop): the gate's classes
+        and tenant shares, and the version and sha256 decisions carry."""
+        from agentic_ray.scheduling.admission import tenant_shares_of
+        from agentic_ray.serve._hooks import register_policy
+
+        self.gate.set_classes(policy.classes, tenant_shares_of(policy.tenants))
+        register_policy(self.hook, policy.version, policy.sha256)
+        self.policy_version = policy.version
+        self.policy_sha = policy.sha256
+
     async def run(self, request: Request, call: Callable[[], Awaitable[Any]], trace: Any = None) -> Any:
         """Admit ``request`` and run ``call()`` when the gate starts it; raise its error when refused.
 
@@ -103,13 +148,19 @@ class ReplicaAdmission:
             return await call()
 
     @contextlib.asynccontextmanager
-    async def admitted(self, request: Request, trace: Any = None, measure: bool = True) -> AsyncIterator[None]:
+    async def admitted(
+        self, request: Request, trace: Any = None, measure: bool = True, workflow: str | None = None
+    ) -> AsyncIterator[None]:
         """``async with gate.admitted(request):`` waits until the gate starts ``request`` (or raises its
         typed error when refused or expired) and holds its slot until the block exits; the block's time
         is the call's service time (``measure=False``: not a sample of it), and an exception in it counts
         the call as failed. ``run`` is this around one awaited call; a streaming method holds the slot
-        for its whole stream, whose length says nothing about a call's service time."""
+        for its whole stream, whose length says nothing about a call's service time. ``workflow``: the
+        drift key the request names (``control.drift_workflow``), for the tally."""
         now = time.time()
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+        tally = self.tally
         carrier = None
         queue_span: Any = contextlib.nullcontext()
         if trace is not None:
@@ -121,15 +172,23 @@ class ReplicaAdmission:
         if self.limiter is not None and self._tick_due is None:
             self._start_lag_timer()
         with queue_span:
+            if tally is not None:
+                tally.offer(request.qos)
             decision = self.gate.offer(request, now)
             self._fail(decision.dropped)
             if isinstance(decision, Reject):
                 self._fail(decision.evicted)
                 self._event("reject", request, decision.reason, now, carrier)
+                if tally is not None:
+                    tally.shed(request.qos, decision.reason, 0.0, workflow)
                 raise decision.error
+            if tally is not None:
+                tally.admit(request.qos)
             if isinstance(decision, Enqueued):
                 self._fail(decision.evicted)
                 self._event("enqueue", request, "queued", now, carrier)
+                if tally is not None:
+                    self._waiting[request.id] = (now, workflow)
                 await self._wait_for_start(request)
             else:
                 self._event("start", request, "slot_free", now, carrier)
@@ -144,18 +203,32 @@ class ReplicaAdmission:
                 yield
             ok = True
         finally:
-            end = time.time()
-            service_ms = (time.perf_counter() - started) * 1000.0
-            if ok:
-                self.completed_total += 1
-                if measure:
-                    self._samples.append(ServiceSample(next(self._sample_seq), request.model, round(service_ms, 3)))
-            else:
-                self.failed_total += 1
-            if self.metrics is not None:
-                with contextlib.suppress(Exception):  # telemetry must not break serving
-                    self.metrics.completion(request.qos, (end - now) * 1000.0, (request.deadline - end) * 1000.0, ok)
-            self._on_admitted(self.gate.finish(request.id, end, service_ms if ok and measure else None))
+            self._finished(request, now, started, ok, measure, workflow)
+
+    def _finished(
+        self, request: Request, arrived: float, started: float, ok: bool, measure: bool, workflow: str | None
+    ) -> None:
+        """A call admitted at ``arrived`` and started at ``started`` (``perf_counter``) ended: count it,
+        sample its service time, report it, and free its slot."""
+        end = time.time()
+        service_ms = (time.perf_counter() - started) * 1000.0
+        if ok:
+            self.completed_total += 1
+            if measure:
+                self._samples.append(ServiceSample(next(self._sample_seq), request.model, round(service_ms, 3)))
+        else:
+            self.failed_total += 1
+        latency_ms = (end - arrived) * 1000.0
+        if self.metrics is not None:
+            with contextlib.suppress(Exception):  # telemetry must not break serving
+                self.metrics.completion(request.qos, latency_ms, (request.deadline - end) * 1000.0, ok)
+        if self.tally is not None:
+            self.tally.complete(request.qos, latency_ms, ok, end <= request.deadline, workflow)
+        if self._complete is not None:
+            with contextlib.suppress(Exception):  # telemetry must not break serving
+                self._complete((request.id, request.qos, ok, latency_ms, (request.deadline - end) * 1000.0,
+                                self.replica_id, end))  # fmt: skip
+        self._on_admitted(self.gate.finish(request.id, end, service_ms if ok and measure else None))
 
     async def _wait_for_start(self, request: Request) -> None:
         loop = asyncio.get_running_loop()
@@ -172,6 +245,7 @@ class ReplicaAdmission:
         finally:
             timer.cancel()
             self._waiters.pop(request.id, None)
+            self._waiting.pop(request.id, None)
 
     def stream_done(self, request: Request, sample: StreamSample, ttft_ms: float) -> None:
         """A stream ended normally: learn from it, publish it, and record its TTFT and TPOT."""
@@ -227,17 +301,25 @@ class ReplicaAdmission:
                 self._on_admitted(self.gate.finish(start.request_id, time.time()))
 
     def _fail(self, dropped: tuple[Dropped, ...] | list[Dropped]) -> None:
+        tally = self.tally
         for item in dropped:
             future = self._waiters.get(item.request_id)
             outcome = "evict" if item.reason == "evicted" else "drop"
+            if tally is not None:
+                arrival, workflow = self._waiting.pop(item.request_id, (None, None))
+                waited_ms = (time.time() - arrival) * 1000.0 if arrival is not None else 0.0
+                if item.reason == "evicted":
+                    tally.shed(item.qos, "evicted", waited_ms, workflow)
+                else:
+                    tally.expire(item.qos, waited_ms, workflow)
             push = self._push
             if push is not None:
-                push(("gate", outcome, item.request_id, item.qos, item.reason, None, None, None, (),
+                push((self.where, outcome, item.request_id, item.qos, item.reason, None, None, None, (),
                                 self.policy_version, None, time.time(), None))  # fmt: skip
             elif not self._hook_off:
                 safe_record(
                     self.hook,
-                    DecisionEvent("gate", outcome, str(item.request_id), item.qos, item.reason,
+                    DecisionEvent(self.where, outcome, str(item.request_id), item.qos, item.reason,
                                   policy_version=self.policy_version, at=time.time()),
                 )  # fmt: skip
             if future is not None and not future.done():
@@ -246,7 +328,7 @@ class ReplicaAdmission:
     def _event(self, outcome: str, request: Request, reason: str, now: float, carrier: Any = None) -> None:
         push = self._push
         if push is not None and not carrier:
-            push(("gate", outcome, request.id, request.qos, reason, None, None,
+            push((self.where, outcome, request.id, request.qos, reason, None, None,
                             (request.deadline - now) * 1000.0, request.rule_ids, self.policy_version, None, now,
                             None))  # fmt: skip
             return
@@ -254,7 +336,7 @@ class ReplicaAdmission:
             return
         safe_record(
             self.hook,
-            DecisionEvent("gate", outcome, str(request.id), request.qos, reason,
+            DecisionEvent(self.where, outcome, str(request.id), request.qos, reason,
                           remaining_ms=request.remaining_ms(now), rule_ids=request.rule_ids,
                           policy_version=self.policy_version, at=now,
                           extra={"trace": carrier} if carrier else None),

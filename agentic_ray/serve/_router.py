@@ -50,6 +50,15 @@ registered with the hook (``register_policy``) and its version set on ``agentic_
 breaker transitions go to ``agentic_breaker_state`` (checked at every replica update and after a replica
 failed, so an ``open -> half_open`` transition by time shows at the next stats period).
 
+Control plane (``serve/_plane.py``): the router joins its process's ``ServePlane`` as a member with an id
+of its own (``<driver|proxy|replica>:<node>:<pid>:<n>``); with a control plane it registers, follows its
+deployment's published policy (``_switch_policy``, run on the router's loop between decisions: a request
+keeps the policy version that classified it, and its decision records carry that version) and
+acknowledges the version it runs; the requests it sheds itself are counted per class (``ServeTally``) and
+reported to its node's agent. Decision records name a request by Serve's request id
+(``RequestMetadata.request_id``: the HTTP request's id, the same at an ingress and at the replica's gate),
+so one request's records join in the decision log.
+
 Configuration (``RequestRouterConfig.request_router_kwargs``, JSON): ``policy_yaml`` (text; default:
 the built-in policy), ``seed``, ``router`` (keyword config of the pure router: ``safety_margin``,
 ``margin_ms``, ``default_service_ms``), ``decision_hook`` (import path, see ``hooks``),
@@ -58,6 +67,8 @@ the built-in policy), ``seed``, ``router`` (keyword config of the pure router: `
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -68,6 +79,7 @@ from opentelemetry import trace as otel_trace
 from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
 
 from agentic_ray import _identity
+from agentic_ray.control._serve_tally import drift_workflow
 from agentic_ray.errors import (
     AdmissionError,
     BudgetExhausted,
@@ -132,15 +144,30 @@ def shed_error(shed: Shed, target: str = "") -> AdmissionError:
 
 
 class _Call:
-    """The Serve side of a tracked request (``Flight.context``): its future, and for a direct HTTP request
-    the proxy's ``StreamingHTTPRequest`` and the metadata to stamp into it."""
+    """The Serve side of a tracked request (``Flight.context``): its future, for a direct HTTP request
+    the proxy's ``StreamingHTTPRequest`` and the metadata to stamp into it, the id its decision records
+    carry (``rid``: Serve's request id), the policy version that classified it and its drift workflow."""
 
-    __slots__ = ("future_id", "http", "meta")
+    __slots__ = ("drift", "future_id", "http", "meta", "rid", "version")
 
-    def __init__(self, future_id: int, http: Any = None, meta: dict[str, Any] | None = None) -> None:
+    def __init__(self, future_id: int, http: Any = None, meta: dict[str, Any] | None = None, rid: Any = None,
+                 version: str | None = None, drift: str | None = None) -> None:  # fmt: skip
         self.future_id = future_id
         self.http = http
         self.meta = meta or {}
+        self.rid = rid
+        self.version = version
+        self.drift = drift
+
+
+def _node_id() -> str | None:
+    """This process's Ray node id (None outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:
+        return None
 
 
 def _replica_key(replica_id: ReplicaID) -> str:
@@ -201,6 +228,33 @@ class AgenticRequestRouter(RequestRouter):
         self._by_key: dict[str, RunningReplica] = {}
         deployment_id = self._deployment_id  # set by RequestRouter.__init__
         self._target = f"deployment {deployment_id.app_name}/{deployment_id.name}" if deployment_id is not None else ""
+        self._agentic_loop: Any = None  # this router's event loop, once it routed (policy switches run there)
+        self._tally: Any = None
+        if deployment_id is not None:
+            self._join_control_plane(f"{deployment_id.app_name}/{deployment_id.name}")
+
+    def _join_control_plane(self, deployment: str) -> None:
+        """Become a member of this process's ``ServePlane`` (registration, live policy, shed reports)."""
+        try:
+            from agentic_ray.serve._plane import RouterMember, member_id, plane
+
+            source = getattr(getattr(self, "_handle_source", None), "name", "") or ""
+            kind = {"PROXY": "proxy", "REPLICA": "replica"}.get(source, "driver")
+            node_id = getattr(self, "_self_node_id", None) or _node_id()
+            member = RouterMember(self, member_id(kind, node_id), deployment, node_id or "", self.policy.to_yaml())
+            self._tally = member.tally
+            plane().add(member)
+        except Exception as exc:  # the control plane is optional: serving goes on without it
+            log.debug("agentic router: not joining the control plane: %r", exc)
+
+    def _switch_policy(self, policy: Policy) -> None:
+        """Route with ``policy`` from the next decision on (called on this router's loop)."""
+        self.policy = policy
+        self.state.reconfigure(policy.classes, policy.breaker, policy.retry)
+        register_policy(self.hook, policy.version, policy.sha256)
+        if self.metrics is not None:
+            with contextlib.suppress(Exception):  # telemetry must not break serving
+                self.metrics.policy_version(policy.version)
 
     # -- replica facts --------------------------------------------------------------------------------
     def update_replicas(self, replicas: list[RunningReplica]) -> None:
@@ -252,6 +306,8 @@ class AgenticRequestRouter(RequestRouter):
         """One routing attempt: route, wait or shed ``pending_request`` (see the module docstring)."""
         if pending_request is None or pending_request.future.done():
             return [candidate_replicas[:1]] if candidate_replicas else []
+        if self._agentic_loop is None:
+            self._agentic_loop = asyncio.get_running_loop()
         if pending_request.metadata.call_method in self.ungated_methods:
             return [candidate_replicas]  # control calls: Serve's least-queue choice, no policy
         now = time.time()
@@ -281,7 +337,13 @@ class AgenticRequestRouter(RequestRouter):
                 stamp(pending_request.args, http, {"error": body, "status": status, "headers": headers})
                 return [candidates]
             return self._fail(pending_request, candidates, exc)
-        call = _Call(id(pending_request.future), http, meta if http is not None else None)
+        workflow = meta.get("workflow")
+        call = _Call(id(pending_request.future), http, meta if http is not None else None,
+                     pending_request.metadata.request_id, self.policy.version,
+                     drift_workflow(workflow, meta.get("stage")) if workflow else None)  # fmt: skip
+        tally = self._tally
+        if tally is not None:
+            tally.offer(request.qos)
         shed = self.state.admit(key, request, now, call_id=meta.get(CALL_ID), hedge_of=meta.get(HEDGE_OF),
                                 context=call)  # fmt: skip
         if shed is not None:
@@ -341,11 +403,12 @@ class AgenticRequestRouter(RequestRouter):
                     decided["trace"] = pending_request.kwargs[TRACE_KWARG]
                 stamp(pending_request.args, call.http, decided)
             self._event("route", request, decision.reason, now, decision.replica_id, decision.predicted_ms,
-                        decision_us)  # fmt: skip
+                        decision_us, log_id=call.rid, version=call.version)  # fmt: skip
             return [[replica]] if replica is not None else []
         if isinstance(decision, Wait):
             pending_request.routing_context.should_backoff = True
-            self._event("wait", request, decision.reason, now, None, None, decision_us, carrier)
+            self._event("wait", request, decision.reason, now, None, None, decision_us, carrier, log_id=call.rid,
+                        version=call.version)  # fmt: skip
             return []
         return self._shed(pending_request, candidates, request, decision, now, decision_us, call, carrier)
 
@@ -377,7 +440,13 @@ class AgenticRequestRouter(RequestRouter):
 
     def _shed(self, pending_request, candidates, request: Request, shed: Shed, now: float, decision_us,
               call: _Call | None, carrier: Any = None) -> list:  # fmt: skip
-        self._event("shed", request, shed.reason, now, None, shed.predicted_ms, decision_us, carrier)
+        if call is not None:
+            self._event("shed", request, shed.reason, now, None, shed.predicted_ms, decision_us, carrier,
+                        log_id=call.rid, version=call.version)  # fmt: skip
+            if self._tally is not None:
+                self._tally.shed(request.qos, shed.reason, (now - request.arrival) * 1000.0, call.drift)
+        else:
+            self._event("shed", request, shed.reason, now, None, shed.predicted_ms, decision_us, carrier)
         error: Exception = shed_error(shed, self._target)
         if call is not None and call.http is not None:
             error = HttpShed.of(error)  # Serve's proxy answers it with its status, JSON body, Retry-After
@@ -391,16 +460,20 @@ class AgenticRequestRouter(RequestRouter):
         return [candidates[:1]] if candidates else []
 
     def _event(self, outcome, request: Request, reason, now, replica_id, predicted_ms, decision_us,
-               carrier: Any = None) -> None:  # fmt: skip
+               carrier: Any = None, *, log_id: Any = None, version: str | None = None) -> None:  # fmt: skip
         """Report a decision: a pushed tuple (``DecisionEvent`` field order), or ``record`` for hooks
         without ``push`` and for requests carrying a sampled trace (the hook then traces it under the
         caller's span). A routed sampled request passes no ``carrier`` here: ``_route_span`` traced it
-        already.
+        already. ``log_id``: the id the record names the request by (default ``request.id``);
+        ``version``: the policy version that classified it (default the router's current one).
         (``benchmarks/telemetry_overhead.py`` times this method.)"""
+        rid = request.id if log_id is None else log_id
+        if version is None:
+            version = self.policy.version
         push = self._push
         if push is not None and not carrier:
-            push(("router", outcome, request.id, request.qos, reason, replica_id, predicted_ms,
-                            (request.deadline - now) * 1000.0, request.rule_ids, self.policy.version, decision_us,
+            push(("router", outcome, rid, request.qos, reason, replica_id, predicted_ms,
+                            (request.deadline - now) * 1000.0, request.rule_ids, version, decision_us,
                             now, None))  # fmt: skip
             return
         if self._hook_off:
@@ -408,8 +481,8 @@ class AgenticRequestRouter(RequestRouter):
         pm = None if predicted_ms is None or math.isnan(predicted_ms) else predicted_ms
         safe_record(
             self.hook,
-            DecisionEvent("router", outcome, str(request.id), request.qos, reason, replica_id, pm,
-                          request.remaining_ms(now), request.rule_ids, self.policy.version, decision_us, now,
+            DecisionEvent("router", outcome, str(rid), request.qos, reason, replica_id, pm,
+                          request.remaining_ms(now), request.rule_ids, version, decision_us, now,
                           extra={"trace": carrier} if carrier else None),
         )  # fmt: skip
 

@@ -26,9 +26,12 @@ from agentic_ray.scheduling.types import Request
 __all__ = ["measured_stream"]
 
 
-async def measured_stream(admission: Any, request: Request, trace: Any, items: AsyncIterator[Any]) -> AsyncIterator:
-    """Yield ``items`` once the gate admits ``request`` (holding its slot until they end), timing each."""
-    async with admission.admitted(request, trace, measure=False):
+async def measured_stream(
+    admission: Any, request: Request, trace: Any, items: AsyncIterator[Any], workflow: str | None = None
+) -> AsyncIterator:
+    """Yield ``items`` once the gate admits ``request`` (holding its slot until they end), timing each;
+    ``workflow``: the request's drift key (``ReplicaAdmission.admitted``)."""
+    async with admission.admitted(request, trace, measure=False, workflow=workflow):
         clock = time.time
         started = clock()
         first = last = 0.0

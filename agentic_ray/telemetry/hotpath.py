@@ -23,6 +23,11 @@ where a field is read by name) and
 - appends every decision to the ``DecisionLog`` when one is set (so the audit log lags by at most one
   flush interval, 0.5 s when auditing; a process crash loses at most that window).
 
+Completions: ``hook.completion`` is, like ``push``, a list append, of one ``(request_id, qos, ok,
+latency_ms, budget_left_ms, replica_id, at)`` tuple per finished request; the flush writes each as a
+``completion`` record of the decision log (only when there is one: adapters do not call it otherwise),
+so a request's decision and completion records join by its id.
+
 ``record(event)`` (the ``serve.hooks.DecisionHook`` protocol) pushes the event the same way; an event
 whose ``extra["trace"]`` carries a sampled W3C context is also traced at once, as a child of
 the caller's span. Nothing here raises into the caller.
@@ -107,6 +112,8 @@ class TelemetryHook:
         self.metrics_by_component: dict[str, AgenticMetrics] = {}
         self._buffer: list[tuple] = []
         self.push = self._buffer.append  # the hot path: a C-level list append of one DECISION_FIELDS tuple
+        self._completions: list[tuple] = []
+        self.completion = self._completions.append  # (request_id, qos, ok, latency_ms, budget_left_ms, replica, at)
         self._rng = random.Random(seed)
         self._next_sample = self._gap() - 1  # index in the stream of the next sampled decision
         self._flush_lock = threading.Lock()
@@ -156,6 +163,7 @@ class TelemetryHook:
             batch = buf[:n]
             del buf[:n]
             if not n:
+                self._flush_completions()
                 return Counter()
             counts = Counter(map(_KEY, batch))
             self.totals.update(counts)
@@ -183,7 +191,25 @@ class TelemetryHook:
                         self._audit(DecisionEvent._make(entry))
                     except Exception:
                         self._failed()
+            self._flush_completions()  # after the decisions: a request's records stay in order in the log
             return counts
+
+    def _flush_completions(self) -> None:
+        done = self._completions
+        n = len(done)
+        if not n:
+            return
+        batch = done[:n]
+        del done[:n]
+        if self.decision_log is None:
+            return
+        for request_id, qos, ok, latency_ms, budget_left_ms, replica_id, at in batch:
+            try:
+                self.decision_log.log_completion(request_id=str(request_id), qos=str(qos), ok=bool(ok),
+                                                 latency_ms=_number(latency_ms), budget_left_ms=_number(budget_left_ms),
+                                                 replica_id=replica_id, ts=_number(at))  # fmt: skip
+            except Exception:
+                self._failed()
 
     def _sample(self, e: DecisionEvent) -> None:
         predicted = _number(e.predicted_ms)

@@ -93,3 +93,21 @@ def test_show_request(log_path, capsys):
 
 def test_no_subcommand_prints_help(capsys):
     assert main(["trace"]) == 2
+
+
+def test_show_follows_one_request_across_the_logs_of_several_processes(tmp_path, capsys):
+    router, replica = tmp_path / "router.jsonl", tmp_path / "replica.jsonl"
+    with DecisionLog(router) as log:
+        log.log_decision(request_id="r-1", action="route", qos="standard", policy_version="v1",
+                         policy_sha256="ab", inputs={"where": "router"}, ts=1.0)  # fmt: skip
+    with DecisionLog(replica) as log:
+        log.log_decision(request_id="r-1", action="start", qos="standard", policy_version="v1",
+                         policy_sha256="ab", inputs={"where": "gate"}, ts=2.0)  # fmt: skip
+        log.log_completion(request_id="r-1", qos="standard", ok=True, latency_ms=3.0, budget_left_ms=10.0, ts=3.0)
+    assert main(["trace", "show", "--json", "--request", "r-1", str(replica), str(router)]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(r["kind"], r["file"]) for r in rows] == [
+        ("decision", str(router)),
+        ("decision", str(replica)),
+        ("completion", str(replica)),
+    ]

@@ -33,6 +33,7 @@ STATUS_KEYS = {
     "allocation",
     "events",
     "decision_logs",
+    "serve",
     "config",
     "unsatisfiable_rules",
 }

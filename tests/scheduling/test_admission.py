@@ -259,3 +259,57 @@ def test_budget_bounds_hold_what_the_budget_can_drain():
     assert plain.queue_bound("standard") == 4  # without budget_bounds: the default
     unmeasured = AdmissionGate(2, CLASSES, default_queue_bound=4, budget_bounds=True)
     assert unmeasured.queue_bound("standard") == 4  # no service time yet
+
+
+# -- class caps (control-plane quotas, ``set_class_caps``) ------------------------------------------------
+def test_a_sheddable_class_at_its_cap_is_refused_even_with_a_slot_free_and_critical_still_starts():
+    gate = AdmissionGate(4, CLASSES)
+    gate.set_class_caps({"standard": 2, "critical": 1})
+    a, b = req(), req()
+    assert isinstance(gate.offer(a, 0.0), Start)
+    assert isinstance(gate.offer(b, 0.0), Start)
+    refused = gate.offer(req(), 0.0)
+    assert isinstance(refused, Reject) and refused.reason == "class_cap"
+    assert isinstance(refused.error, Overloaded) and refused.error.reason == "class_cap"
+    # A class that is never shed is admitted past its cap; an uncapped class is not capped.
+    assert isinstance(gate.offer(req("critical"), 0.0), Start)
+    assert isinstance(gate.offer(req("critical"), 0.0), Start)  # over its cap of 1: never shed
+    assert isinstance(gate.offer(req("critical"), 0.0), Enqueued)  # slots full: queued, not refused
+    assert isinstance(gate.offer(req("sheddable"), 0.0), Enqueued)
+    # The cap counts running plus queued: one standard finishing makes room for one more.
+    gate.finish(a.id, 0.01)
+    assert not isinstance(gate.offer(req(), 0.01), Reject)
+    assert isinstance(gate.offer(req(), 0.01), Reject)
+
+
+def test_class_caps_count_queued_work_and_lifting_them_admits_again():
+    gate = AdmissionGate(1, CLASSES)
+    gate.set_class_caps({"sheddable": 2})
+    assert isinstance(gate.offer(req("sheddable"), 0.0), Start)
+    assert isinstance(gate.offer(req("sheddable"), 0.0), Enqueued)
+    assert gate.offer(req("sheddable"), 0.0).reason == "class_cap"
+    gate.set_class_caps({"sheddable": 0})
+    assert gate.offer(req("sheddable"), 0.0).reason == "class_cap"
+    gate.set_class_caps({})
+    assert isinstance(gate.offer(req("sheddable"), 0.0), Enqueued)
+
+
+@pytest.mark.parametrize("cap", [-1, 1.5, True, "2"])
+def test_a_bad_class_cap_names_the_class(cap):
+    with pytest.raises(ValueError, match=r"class_caps\.standard"):
+        AdmissionGate(1, CLASSES).set_class_caps({"standard": cap})
+
+
+def test_set_classes_changes_priorities_of_queued_classes_between_requests():
+    gate = AdmissionGate(1, CLASSES)
+    blocker = req()
+    gate.offer(blocker, 0.0)
+    s, c = req("sheddable"), req("standard")
+    gate.offer(s, 0.0)
+    gate.offer(c, 0.0)
+    swapped = dict(CLASSES)
+    swapped["sheddable"] = QosClass("sheddable", priority=0, budget_ms=5000, shedding=Shedding.FIRST)
+    swapped["standard"] = QosClass("standard", priority=2, budget_ms=1000, shedding=Shedding.WHEN_OVERLOADED)
+    gate.set_classes(swapped)
+    assert [x.request_id for x in gate.finish(blocker.id, 0.01).started] == [s.id]
+    assert gate.classes["standard"].priority == 2

@@ -38,3 +38,60 @@ def test_format_status_shows_policy_agents_budgets_and_alerts():
 def test_format_status_of_an_empty_dict():
     text = format_status({})
     assert "zones   0" in text and "alerts  none" in text
+
+
+def test_format_status_shows_serve_deployments_members_classes_and_refusals():
+    serve = {
+        "control_plane": True,
+        "deployments": {
+            "app/Model": {
+                "policy_version": "v1",
+                "policy_source": "control plane",
+                "acked": False,
+                "missing": ["r2"],
+                "refusal": {"version": "v2", "reason": "the policy drops classes its callers use: sheddable"},
+                "routers": [{"router_id": "proxy:abcd:12:1", "policy_version": "v1"}],
+                "replicas": [
+                    {
+                        "replica_id": "r1",
+                        "policy_version": "v1",
+                        "zone": "eu-west",
+                        "accelerator": "cpu",
+                        "node_id": "n" * 20,
+                        "classes": {
+                            "critical": {
+                                "offered_rps": 12.5,
+                                "admitted": 25,
+                                "shed": 0,
+                                "p99_ms": 180.0,
+                                "budget_ms": 150.0,
+                            }
+                        },
+                    }
+                ],
+            }
+        },
+    }
+    alert = {
+        "id": "p99_over_budget:critical|serve:app/Model:60s",
+        "kind": "p99_over_budget",
+        "value": 180.0,
+        "threshold": 150.0,
+        "deployment": "app/Model",
+    }
+    text = format_status({"serve": serve, "alerts": [alert]})
+    assert "deployment app/Model" in text
+    assert "serve   1 deployment(s)" in text and "app/Model  policy v1 (control plane)  waiting for 1" in text
+    assert "refused v2: the policy drops classes its callers use: sheddable" in text
+    assert "router  proxy:abcd:12:1" in text and "replica r1" in text and "eu-west/cpu" in text
+    row = next(x for x in text.splitlines() if x.strip().startswith("critical "))
+    assert "12.5/s" in row and "180 ms" in row and "150 ms" in row
+
+
+def test_format_status_says_when_there_is_no_control_plane():
+    from agentic_ray.sdk._admin import NO_CONTROL_PLANE, _no_control_plane
+
+    status = _no_control_plane()
+    assert status["control_plane"] is False and status["serve"]["control_plane"] is False
+    assert "deploy-time policies" in NO_CONTROL_PLANE
+    assert "deploy-time policies" in format_status(status)
