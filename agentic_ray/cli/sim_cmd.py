@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
         "-r",
         required=True,
         metavar="NAME[,NAME...]",
-        help="registered router name(s), comma separated (e.g. agentic,pow2,oracle)",
+        help="registered router name(s), comma separated (e.g. agentic,pow2,clairvoyant)",
     )
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     p.add_argument("--json", dest="json_out", metavar="OUT", default=None, help="write the JSON report here")

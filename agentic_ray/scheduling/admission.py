@@ -354,7 +354,7 @@ class AdmissionGate:
             return self._reject(request, refusal, dropped)
         evicted: tuple[Dropped, ...] = ()
         if self._count.get(request.qos, 0) >= self.queue_bound(request.qos, request.model):
-            victim = self._eviction_victim() if shedding is Shedding.NEVER else None
+            victim = self._displacement_victim(request, shedding)
             if victim is None:
                 detail = f"queue of class {request.qos!r} is full"
                 return self._reject(request, _Refusal("queue_full", detail, self._retry_after_s(request)), dropped)
@@ -522,25 +522,35 @@ class AdmissionGate:
         occupancy = len(self._executing) + len(self._queued) + 1
         return self._held_by_tenant.get(tenant, 0) + 1 > max(1, math.floor(share * occupancy))
 
-    def _eviction_victim(self) -> _Entry | None:
+    def _displacement_victim(self, request: Request, shedding: Shedding) -> _Entry | None:
+        """The queued request ``request`` displaces when its class queue is full: the least important
+        queued request (highest priority number, then latest deadline, then latest queued) among those
+        that may be shed and are less urgent than it (a larger priority number), or, for a never-shed
+        request, of a ``first`` class whatever its priority. None: nothing may be displaced."""
+        prio = self._priority(request)
+        never = shedding is Shedding.NEVER
+        best: tuple[int, float, int] | None = None
         victim: _Entry | None = None
-        for entry in self._queued.values():
-            if self._shedding(entry.request) is not Shedding.FIRST:
+        for qos, heap in self._heaps.items():
+            q = self._class_priority[qos]
+            if not self._count.get(qos) or (q <= prio and not never):
                 continue
-            if victim is None:
-                victim = entry
-                continue
-            a = (self._priority(entry.request), entry.request.deadline, entry.seq)
-            b = (self._priority(victim.request), victim.request.deadline, victim.seq)
-            if a > b:
-                victim = entry
+            for _deadline, seq, entry in heap:
+                if not entry.live:
+                    continue
+                mode = self._shedding(entry.request)
+                if mode is Shedding.NEVER or (q <= prio and mode is not Shedding.FIRST):
+                    continue
+                key = (q, entry.request.deadline, seq)
+                if best is None or key > best:
+                    best, victim = key, entry
         return victim
 
     def _evict(self, victim: _Entry, admitted: Request) -> Dropped:
         request = victim.request
         self.cancel(request.id)
         self.evicted_total += 1
-        detail = f"evicted to admit never-shed class {admitted.qos!r}"
+        detail = f"evicted to admit more urgent class {admitted.qos!r}"
         return Dropped(request.id, request.qos, "evicted", detail, request.rule_ids, self._retry_after_s(request))
 
     def _work_ahead(self, priority: int) -> int:

@@ -9,8 +9,9 @@ Life of a request (all times virtual)::
         Shed     -> counted shed at once
         Wait     -> held at the router, ordered by router.wait_order(request) (ties FIFO); retried in
                     that order whenever a replica reports back (at most one held request is routed
-                    per freed position) or crashes; the scan stops at the first unconstrained request
-                    told to wait again, or after 64 placement-constrained ones
+                    per freed position) or crashes; the scan stops at the first request told to wait
+                    because every replica is full, or after 64 that wait for a replica of their own
+                    (placement-constrained, or waiting for a faster replica that is busy)
 
 Requests refused or dropped by a replica's gate are counted ``shed`` and reported back to the router
 with ``ok=False``; requests on a replica when it crashes, or started on it while an ``error`` fault
@@ -64,6 +65,9 @@ _AT_REPLICA, _DONE, _RETURN, _FAULT_START, _FAULT_END, _CRASH, _HEDGE, _ERRORS_S
 _COMPLETED, _SHED, _FAILED, _CANCELLED = 1, 2, 3, 4
 _SERVICE_EWMA_ALPHA = 0.1
 _MAX_HELD_SCAN = 64  # placement-constrained waiters retried per replica event before giving up
+# Waits that say "this request waits for one replica", not "every replica is full": later requests may
+# still go elsewhere, so the scan of held requests goes on past them.
+_OWN_WAITS = frozenset({"faster_replica_full", "faster_replica_busy"})
 
 
 class _Job:
@@ -73,7 +77,7 @@ class _Job:
     positive once it ended at the router. ``settled`` (first copy only): the request's outcome is recorded."""
 
     __slots__ = ("dispatched", "fails", "hedge", "index", "key", "outcome", "reason", "replica", "request",
-                 "service_ms", "settled", "started", "twin")  # fmt: skip
+                 "service_ms", "settled", "start", "started", "twin")  # fmt: skip
 
     def __init__(self, index: int, request: Request, key: int, hedge: bool = False) -> None:
         self.index = index
@@ -86,6 +90,7 @@ class _Job:
         self.reason = ""
         self.service_ms = math.nan
         self.started = False
+        self.start = 0.0  # when it started on its replica (virtual s)
         self.dispatched = False
         self.fails = False
         self.settled = False
@@ -101,6 +106,7 @@ class RunResult:
     violations: int = 0
     decision_ns: list[int] = field(default_factory=list)
     shed_reasons: dict[str, int] = field(default_factory=dict)
+    class_shed_reasons: dict[str, dict[str, int]] = field(default_factory=dict)  # class -> reason -> count
     wall_ns: int | None = None
     cpu_ns: int | None = None
     total_requests: int = 0
@@ -108,6 +114,7 @@ class RunResult:
     hedges_sent: int = 0  # second copies routed
     hedges_won: int = 0  # requests whose second copy answered first
     hedges_refused: int = 0  # second copies the routing state refused (budget, no other replica, ...)
+    busy_cost: float = 0.0  # sum over measured requests' executions of seconds on a replica x its cost
 
     def to_json(self) -> dict[str, Any]:
         """The per-router JSON object of the ``agentic-ray sim`` output."""
@@ -120,10 +127,14 @@ class RunResult:
             "overall": summarize(overall),
             "classes": {name: summarize(s) for name, s in sorted(self.classes.items())},
             "goodput_rps": round(overall.within_budget / self.measured_s, 4),
+            "cost_per_1k_good": (
+                round(1000.0 * self.busy_cost / overall.within_budget, 4) if overall.within_budget else None
+            ),
             "decision_us_p50": None if p50 is None else round(p50 / 1000.0, 3),
             "decision_us_p99": None if p99 is None else round(p99 / 1000.0, 3),
             "violations": self.violations,
             "shed_reasons": dict(sorted(self.shed_reasons.items())),
+            "shed_reasons_by_class": {c: dict(sorted(r.items())) for c, r in sorted(self.class_shed_reasons.items())},
         }
         if self.tenants:
             out["tenants"] = {name: summarize(s) for name, s in sorted(self.tenants.items())}
@@ -153,7 +164,7 @@ class _Run:
         name: str,
         slowdowns: dict[str, float] | None = None,
         cpu_timer: Callable[[], int] | None = None,
-        admission: tuple[BreakerSettings | None, RetrySettings | None, Mapping[str, float] | None] = (None, None, None),
+        admission: tuple[Any, ...] = (None, None, None, None),
     ) -> None:
         self.slowdowns = slowdowns
         self.cpu_timer = cpu_timer
@@ -164,7 +175,8 @@ class _Run:
         self.net = scenario.network_ms / 1000.0
         self.wait_key = getattr(router, "wait_order", _fifo_key)
         discipline = getattr(router, "replica_discipline", "fifo")
-        breaker, retry, tenant_shares = admission
+        breaker, retry, tenant_shares, *more = admission  # (..., costs): costs None -> the scenario's
+        costs = more[0] if more and more[0] is not None else scenario.costs
         make_gate = None
         if discipline == "gate":
             from agentic_ray.scheduling.admission import replica_gate
@@ -173,7 +185,7 @@ class _Run:
                 return replica_gate(spec.slots, classes, tenant_shares=tenant_shares)
         elif discipline != "fifo":
             raise ValueError(f"router {name!r}: unknown replica_discipline {discipline!r}")
-        self.replicas = build_replicas(list(scenario.replicas), make_gate)
+        self.replicas = build_replicas(list(scenario.replicas), make_gate, costs)
         self.by_id = {r.replica_id: r for r in self.replicas}
         self.views = [r.view for r in self.replicas]
         self.state = None
@@ -243,7 +255,12 @@ class _Run:
             else:
                 st.failed += 1
         if outcome == _SHED:
-            self.result.shed_reasons[reason] = self.result.shed_reasons.get(reason, 0) + 1
+            result = self.result
+            result.shed_reasons[reason] = result.shed_reasons.get(reason, 0) + 1
+            by_class = result.class_shed_reasons.get(job.request.qos)
+            if by_class is None:
+                by_class = result.class_shed_reasons[job.request.qos] = {}
+            by_class[reason] = by_class.get(reason, 0) + 1
 
     def _tenant_stats(self, tenant: str) -> ClassStats:
         st = self.result.tenants.get(tenant)
@@ -252,9 +269,9 @@ class _Run:
         return st
 
     # ----------------------------------------------------------------- routing
-    def _choose(self, job: _Job, now: float) -> bool:
-        """Ask the router (through the routing state when there is one); act on its decision. False when
-        the request must keep waiting."""
+    def _choose(self, job: _Job, now: float) -> Wait | None:
+        """Ask the router (through the routing state when there is one); act on its decision. The
+        ``Wait`` when the request must keep waiting, else None."""
         timer = self.timer
         state = self.state
         if state is not None:
@@ -269,12 +286,12 @@ class _Run:
             decision = self.router.choose(job.request, self.views, now)
         if type(decision) is Route:
             self._dispatch(job, decision.replica_id, now)
-            return True
+            return None
         if type(decision) is Shed:
             self._finish(job, _SHED, now, decision.reason)
-            return True
+            return None
         if type(decision) is Wait:
-            return False
+            return decision
         raise TypeError(f"router returned {decision!r}, not Route/Shed/Wait")
 
     def _dispatch(self, job: _Job, replica_id: str, now: float) -> None:
@@ -341,6 +358,7 @@ class _Run:
         rid = job.request.id
         if job.started and gate.is_executing(rid):
             rep.busy -= 1
+            self._busy(job, rep, now)
             self._admitted(rep, gate.finish(rid, now), now)
         elif gate.cancel(rid):
             self._unqueue(rep, job)
@@ -367,9 +385,11 @@ class _Run:
             job = entry[2]
             if job.outcome:  # a cancelled copy
                 continue
-            if not self._choose(job, now):
+            wait = self._choose(job, now)
+            if wait is not None:
                 held.append(entry)
-                if job.request.allows is None or len(held) >= _MAX_HELD_SCAN:
+                unconstrained = job.request.allows is None and wait.reason not in _OWN_WAITS
+                if unconstrained or len(held) >= _MAX_HELD_SCAN:
                     break
             elif job.dispatched:
                 routed += 1
@@ -382,6 +402,7 @@ class _Run:
     def _start(self, job: _Job, rep: SimReplica, now: float) -> None:
         rep.busy += 1
         job.started = True
+        job.start = now
         job.fails = rep.erroring
         service = self.workload.items[job.index].service_ms[rep.group] * rep.slowdown
         job.service_ms = service
@@ -440,11 +461,17 @@ class _Run:
         else:  # Reject
             self._refused(job, rep, now, result.reason)
 
+    def _busy(self, job: _Job, rep: SimReplica, now: float) -> None:
+        """``job`` stops executing on ``rep`` at ``now``: its replica time counts in the run's cost."""
+        if self.workload.items[job.index].measured:
+            self.result.busy_cost += (now - job.start) * rep.view.cost
+
     def _done(self, job: _Job, now: float) -> None:
         rep = job.replica
         if job.outcome or rep is None or not rep.alive:
             return
         rep.busy -= 1
+        self._busy(job, rep, now)
         if job.fails:  # an error fault: the call failed; its time is no service sample
             job.outcome = -_FAILED
             service = None
@@ -495,6 +522,8 @@ class _Run:
         for job in list(rep.jobs.values()):
             if job.outcome < 0:
                 continue  # completed or refused: the answer is already on its way back
+            if job.started:
+                self._busy(job, rep, now)
             view.ongoing -= 1
             rep.jobs.pop(job.index, None)
             if state is not None:
@@ -594,7 +623,7 @@ class _Run:
         return self.result
 
     def _choose_new(self, job: _Job, now: float) -> None:
-        if not self._choose(job, now):
+        if self._choose(job, now) is not None:
             self.wait_seq += 1
             heapq.heappush(self.waiting, (self.wait_key(job.request), self.wait_seq, job))
 
@@ -612,17 +641,19 @@ def run_router(
     breaker: BreakerSettings | None = None,
     retry: RetrySettings | None = None,
     tenant_shares: Mapping[str, float] | None = None,
+    costs: dict[str, float] | None = None,
 ) -> RunResult:
     """Run ``router`` over ``workload`` on the cluster of ``scenario`` and return its figures.
 
     ``classes`` feeds the replicas' admission gates (routers with ``replica_discipline == "gate"``).
     ``timer`` returns integer nanoseconds (``time.perf_counter_ns``); ``None`` measures nothing.
     The router must be fresh: it keeps state between calls. ``slowdowns`` (replica id -> current
-    slowdown factor) is kept up to date during the run when given (the oracle's service-time view).
+    slowdown factor) is kept up to date during the run when given (the true service times' view).
     ``cpu_timer`` (e.g. ``time.process_time_ns``) measures the run's CPU time, for a simulator speed
     figure that other processes on the machine do not distort. ``breaker`` / ``retry`` (the policy's
     settings; None: the defaults) and ``tenant_shares`` (tenant -> share of each replica's gate) apply
-    to routers with gates, driven through the routing state (module docstring).
+    to routers with gates, driven through the routing state (module docstring). ``costs`` (accelerator
+    kind -> cost per replica-second; None: the scenario's) prices groups without a ``cost`` of their own.
     """
     run = _Run(
         scenario,
@@ -633,6 +664,6 @@ def run_router(
         name or getattr(router, "name", "router"),
         slowdowns,
         cpu_timer,
-        (breaker, retry, tenant_shares),
+        (breaker, retry, tenant_shares, costs),
     )
     return run.run()

@@ -194,13 +194,40 @@ def test_never_shed_evicts_sheddable_when_full():
     assert [e.request_id for e in res.evicted] == [s2.id]  # latest deadline of the least important class
     assert isinstance(res.evicted[0].error, Overloaded) and res.evicted[0].error.reason == "evicted"
     assert not gate.is_queued(s2.id) and gate.snapshot().evicted_total == 1
-    # a when_overloaded class does not evict
+    # a more urgent when_overloaded class displaces less urgent work too (standard over sheddable)
     st = gate.offer(req("standard", classes=classes), 0.0)
-    assert isinstance(st, Reject)
-    # nothing left to evict: never-shed is rejected too
-    gate.offer(req("critical", classes=classes), 0.0)  # evicts s1
+    assert isinstance(st, Enqueued) and [e.request_id for e in st.evicted] == [s1.id]
+    # nothing less urgent left: standard is refused, and never-shed displaces standard
+    st2 = gate.offer(req("standard", classes=classes), 0.0)
+    assert isinstance(st2, Reject) and st2.reason == "queue_full"
     res = gate.offer(req("critical", classes=classes), 0.0)
-    assert isinstance(res, Reject) and isinstance(res.error, Overloaded)
+    assert isinstance(res, Enqueued) and res.evicted[0].qos == "standard"
+
+
+def test_displacement_takes_the_least_urgent_then_latest_deadline_for_every_pair_of_levels():
+    classes = {
+        "p0": QosClass("p0", 0, 500, queue_bound=0),
+        "p1": QosClass("p1", 1, 1000, queue_bound=0),
+        "p2": QosClass("p2", 2, 5000, queue_bound=3),
+        "p3": QosClass("p3", 3, 5000, shedding=Shedding.NEVER, queue_bound=3),
+    }
+    gate = AdmissionGate(1, classes)
+    gate.offer(req("p2", classes=classes), 0.0)  # executing
+    early, late = req("p2", classes=classes, budget_ms=1000), req("p2", classes=classes, budget_ms=3000)
+    never = req("p3", classes=classes)
+    for r in (early, late, never):
+        assert isinstance(gate.offer(r, 0.0), Enqueued)
+    # p1 over p2 (never-shed p3 is less urgent but is never displaced): the latest deadline goes first
+    r1 = gate.offer(req("p1", classes=classes), 0.0)
+    assert isinstance(r1, Enqueued) and [e.request_id for e in r1.evicted] == [late.id]
+    # p0 over p2 (the least urgent level that may be shed), not over p1
+    r0 = gate.offer(req("p0", classes=classes), 0.0)
+    assert isinstance(r0, Enqueued) and [e.request_id for e in r0.evicted] == [early.id]
+    # p0 over p1 once no p2 is left; equal priority never displaces
+    r0b = gate.offer(req("p0", classes=classes), 0.0)
+    assert isinstance(r0b, Enqueued) and r0b.evicted[0].qos == "p1"
+    assert isinstance(gate.offer(req("p0", classes=classes), 0.0), Reject)
+    assert gate.is_queued(never.id)
 
 
 def test_bad_arguments():

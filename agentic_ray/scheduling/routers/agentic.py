@@ -130,6 +130,8 @@ from agentic_ray.scheduling.urgency import UrgentRates
 __all__ = ["AgenticRouter"]
 
 _NEVER = Shedding.NEVER
+_OVERLOADED = Shedding.WHEN_OVERLOADED
+_RESERVED = 1e12  # added to the cost of a reserved idle replica: it ranks after every other one
 _INF = math.inf
 
 
@@ -175,6 +177,7 @@ class AgenticRouter(PendingRouter):
         deviation_k: float = 2.0,
         residual: bool = True,
         arrival_window_s: float | None = 1.0,
+        reserve_idle: int = 0,
     ) -> None:
         super().__init__(rng)
         if not safety_margin >= 0:
@@ -189,7 +192,11 @@ class AgenticRouter(PendingRouter):
             raise ValueError(f"deviation_k: must be a finite number >= 0, got {deviation_k!r}")
         if arrival_window_s is not None and not (arrival_window_s > 0 and math.isfinite(arrival_window_s)):
             raise ValueError(f"arrival_window_s: must be a finite number > 0 or None, got {arrival_window_s!r}")
+        if isinstance(reserve_idle, bool) or not isinstance(reserve_idle, int) or reserve_idle < 0:
+            raise ValueError(f"reserve_idle: must be an integer >= 0, got {reserve_idle!r}")
+        self.reserve_idle = reserve_idle
         self.classes = dict(classes or {})
+        self.top_priority = min((c.priority for c in self.classes.values()), default=0)
         self.safety_factor = 1.0 + safety_margin
         self.margin_ms = margin_ms
         self.default_service_ms = default_service_ms
@@ -254,9 +261,13 @@ class AgenticRouter(PendingRouter):
             return Shed("deadline_passed", None, request.rule_ids, math.nan)
         shedding, threshold = self._shedding(request)
         never = shedding is _NEVER
+        # The most urgent class is routed as a never-shed one whatever its shedding mode (its replicas'
+        # gates still refuse it when its queues are full): priority, not the mode, orders who is shed.
+        urgent = never or (shedding is _OVERLOADED and request.priority <= self.top_priority)
         need = (remaining - self.margin_ms) / self.safety_factor
         use_util = threshold is not None and not never
-        scan = self._scan(request, replicas, now, need, never, use_util)
+        reserved = not urgent and self.reserve_idle > 0 and self._idle_single(request, replicas) <= self.reserve_idle
+        scan = self._scan(request, replicas, now, need, urgent, use_util, reserved=reserved)
         if scan.candidates == 0:
             return self._none_eligible(request, replicas)
         if scan.fastest is None:
@@ -265,12 +276,14 @@ class AgenticRouter(PendingRouter):
             return Shed(
                 "over_shed_threshold", self._retry_after(scan.fastest_pred), request.rule_ids, scan.fastest_pred
             )
-        if never:
+        if urgent:
             return self._never_shed(request, replicas, now, need, scan)
         if scan.meet is not None:
             return Route(scan.meet.replica_id, scan.meet_pred, "meets_budget", request.rule_ids)
         if scan.now_meet is not None:
             return Route(scan.now_meet.replica_id, scan.now_pred, "meets_present_queue", request.rule_ids)
+        if self._scan(request, replicas, now, need, True, False, full=True, overtakes=True).fastest_pred <= need:
+            return Wait("faster_replica_full")
         return Shed("cannot_meet_deadline", self._retry_after(scan.fastest_pred), request.rule_ids, scan.fastest_pred)
 
     @staticmethod
@@ -284,8 +297,9 @@ class AgenticRouter(PendingRouter):
     def _never_shed(
         self, request: Request, replicas: list[ReplicaView], now: float, need: float, scan: _Scan
     ) -> Decision:
-        """A class that is never shed goes to the fastest free replica, unless that misses the budget and a
-        replica that is full now would meet it: then it waits for that one (Lin & Kumar, 1984)."""
+        """A class that is never shed (or the most urgent class) goes to the fastest free replica, unless
+        that misses the budget and a replica that is full now would meet it: then it waits for that one
+        (Lin & Kumar, 1984)."""
         fastest, pred = scan.fastest, scan.fastest_pred
         if pred <= need:
             return Route(fastest.replica_id, pred, "meets_budget", request.rule_ids)  # type: ignore[union-attr]
@@ -295,10 +309,12 @@ class AgenticRouter(PendingRouter):
 
     def _scan(
         self, request: Request, replicas: list[ReplicaView], now: float, need: float, never: bool, use_util: bool,
-        full: bool = False,
+        full: bool = False, overtakes: bool = False, reserved: bool = False,
     ) -> _Scan:  # fmt: skip
         """One pass over the candidates (healthy, allowed by the request's placement) with room
-        (``full``: those without): each one's predicted completion (module docstring), ranked."""
+        (``full``: those without; ``overtakes``: only those holding queued work less urgent than this
+        request; ``reserved``: idle single-slot replicas rank after every other one): each one's predicted
+        completion (module docstring), ranked."""
         prio = request.priority
         model = request.model
         allows = request.allows
@@ -325,6 +341,8 @@ class AgenticRouter(PendingRouter):
                 for q, k in qbp.items():
                     if q > prio:
                         ahead -= k
+            if overtakes and ahead >= ongoing:
+                continue
             e = est.get(rid)
             s, s_hi = e if e is not None else self._published(r, model)
             if ahead < r.slots:
@@ -336,6 +354,8 @@ class AgenticRouter(PendingRouter):
                 min_util = util if util < min_util else min_util
             if not never:
                 cost = r.cost
+                if reserved and ongoing == 0 and r.slots == 1:
+                    cost += _RESERVED
                 if pred <= need:
                     if cost < meet_cost or (cost == meet_cost and pred < meet_pred):
                         meet, meet_cost, meet_pred = r, cost, pred
@@ -348,6 +368,22 @@ class AgenticRouter(PendingRouter):
             if pred < fastest_pred or fastest is None:  # pred is inf on a replica saturated by urgent work
                 fastest, fastest_pred = r, pred
         return _Scan(candidates, meet, meet_pred, now_meet, now_pred, fastest, fastest_pred, min_util)
+
+    def _idle_single(self, request: Request, replicas: list[ReplicaView]) -> int:
+        """Idle single-slot replicas (nothing routed there in flight) among the request's candidates."""
+        allows = request.allows
+        pending = self.pending
+        idle = 0
+        for r in replicas:
+            if (
+                r.slots == 1
+                and r.healthy
+                and r.ongoing == 0
+                and not pending.get(r.replica_id)
+                and (allows is None or allows(r.attrs))
+            ):
+                idle += 1
+        return idle
 
     def _published(self, r: ReplicaView, model: str) -> tuple[float, float]:
         """``(mean, mean)``: the replica's published service time before it has answered this router."""
