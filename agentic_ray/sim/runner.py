@@ -177,6 +177,7 @@ class _Run:
         discipline = getattr(router, "replica_discipline", "fifo")
         breaker, retry, tenant_shares, *more = admission  # (..., costs): costs None -> the scenario's
         costs = more[0] if more and more[0] is not None else scenario.costs
+        hedge_running = scenario.hedge_running
         make_gate = None
         if discipline == "gate":
             from agentic_ray.scheduling.admission import replica_gate
@@ -192,7 +193,7 @@ class _Run:
         if discipline == "gate":
             from agentic_ray.scheduling.routing_state import RoutingState
 
-            self.state = RoutingState(router, breaker=breaker, retry=retry, timer=timer)
+            self.state = RoutingState(router, breaker=breaker, retry=retry, timer=timer, hedge_running=hedge_running)
             for view in self.views:
                 self.state.add_replica(view)
         self.free = len(self.replicas)  # alive replicas with ongoing < max_ongoing

@@ -19,7 +19,16 @@ def _load():
 def test_quick_run_writes_json_and_markdown(tmp_path, capsys):
     bench = _load()
     rc = bench.main(
-        ["--quick", "--scenarios", "steady", "--routers", "agentic,pow2,clairvoyant", "--out", str(tmp_path), "--no-plots"]
+        [
+            "--quick",
+            "--scenarios",
+            "steady",
+            "--routers",
+            "agentic,pow2,clairvoyant",
+            "--out",
+            str(tmp_path),
+            "--no-plots",
+        ]
     )
     assert rc == 0
     report = json.loads((tmp_path / "slo_matrix.json").read_text())

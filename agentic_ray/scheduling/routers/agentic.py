@@ -131,7 +131,6 @@ __all__ = ["AgenticRouter"]
 
 _NEVER = Shedding.NEVER
 _OVERLOADED = Shedding.WHEN_OVERLOADED
-_RESERVED = 1e12  # added to the cost of a reserved idle replica: it ranks after every other one
 _INF = math.inf
 
 
@@ -177,7 +176,7 @@ class AgenticRouter(PendingRouter):
         deviation_k: float = 2.0,
         residual: bool = True,
         arrival_window_s: float | None = 1.0,
-        reserve_idle: int = 0,
+        reserve: int = 0,
     ) -> None:
         super().__init__(rng)
         if not safety_margin >= 0:
@@ -192,9 +191,9 @@ class AgenticRouter(PendingRouter):
             raise ValueError(f"deviation_k: must be a finite number >= 0, got {deviation_k!r}")
         if arrival_window_s is not None and not (arrival_window_s > 0 and math.isfinite(arrival_window_s)):
             raise ValueError(f"arrival_window_s: must be a finite number > 0 or None, got {arrival_window_s!r}")
-        if isinstance(reserve_idle, bool) or not isinstance(reserve_idle, int) or reserve_idle < 0:
-            raise ValueError(f"reserve_idle: must be an integer >= 0, got {reserve_idle!r}")
-        self.reserve_idle = reserve_idle
+        if isinstance(reserve, bool) or not isinstance(reserve, int) or reserve < 0:
+            raise ValueError(f"reserve: must be an integer >= 0, got {reserve!r}")
+        self.reserve = reserve
         self.classes = dict(classes or {})
         self.top_priority = min((c.priority for c in self.classes.values()), default=0)
         self.safety_factor = 1.0 + safety_margin
@@ -234,6 +233,11 @@ class AgenticRouter(PendingRouter):
         if self.head is not None and before is not None:
             self.head.life.observe(service_ms, before)
 
+    def running(self, replica_id: str, request_id: object) -> bool | None:
+        """Whether ``request_id`` is taken as executing on single-slot or any ``replica_id`` (the oldest of
+        this router's requests in flight there); None without the head-of-line tracking."""
+        return None if self.head is None else self.head.running(replica_id, request_id)
+
     def urgent_load(self, replica_id: str, priority: int, service_ms: float, slots: int, now: float) -> float:
         """``rho_h``: the load (0 = none, >= 1 = saturated) that work more urgent than ``priority`` puts on
         ``replica_id`` per slot, from this router's decayed dispatch rates, at ``service_ms`` per request."""
@@ -266,8 +270,7 @@ class AgenticRouter(PendingRouter):
         urgent = never or (shedding is _OVERLOADED and request.priority <= self.top_priority)
         need = (remaining - self.margin_ms) / self.safety_factor
         use_util = threshold is not None and not never
-        reserved = not urgent and self.reserve_idle > 0 and self._idle_single(request, replicas) <= self.reserve_idle
-        scan = self._scan(request, replicas, now, need, urgent, use_util, reserved=reserved)
+        scan = self._scan(request, replicas, now, need, urgent, use_util, reserve=0 if urgent else self.reserve)
         if scan.candidates == 0:
             return self._none_eligible(request, replicas)
         if scan.fastest is None:
@@ -309,12 +312,12 @@ class AgenticRouter(PendingRouter):
 
     def _scan(
         self, request: Request, replicas: list[ReplicaView], now: float, need: float, never: bool, use_util: bool,
-        full: bool = False, overtakes: bool = False, reserved: bool = False,
+        full: bool = False, overtakes: bool = False, reserve: int = 0,
     ) -> _Scan:  # fmt: skip
         """One pass over the candidates (healthy, allowed by the request's placement) with room
         (``full``: those without; ``overtakes``: only those holding queued work less urgent than this
-        request; ``reserved``: idle single-slot replicas rank after every other one): each one's predicted
-        completion (module docstring), ranked."""
+        request; ``reserve``: positions of each single-slot replica this request may not take): each
+        one's predicted completion (module docstring), ranked."""
         prio = request.priority
         model = request.model
         allows = request.allows
@@ -325,7 +328,7 @@ class AgenticRouter(PendingRouter):
         unit = urgency.unit(now) if urgent else 0.0  # type: ignore[union-attr]
         candidates = 0
         meet = now_meet = fastest = None
-        meet_cost = meet_pred = now_cost = now_pred = fastest_pred = min_util = _INF
+        meet_cost = meet_pred = now_cost = now_pred = fastest_pred = fastest_key = min_util = _INF
         for r in replicas:
             if not r.healthy or (allows is not None and not allows(r.attrs)):
                 continue
@@ -333,7 +336,7 @@ class AgenticRouter(PendingRouter):
             rid = r.replica_id
             local = pending.get(rid, 0)
             ongoing = local if local > r.ongoing else r.ongoing
-            if (ongoing >= r.max_ongoing) is not full:
+            if (ongoing >= (r.max_ongoing - reserve if reserve and r.slots == 1 else r.max_ongoing)) is not full:
                 continue
             ahead = ongoing  # executing, and queued no less urgent than this request
             qbp = r.queued_by_priority
@@ -354,8 +357,6 @@ class AgenticRouter(PendingRouter):
                 min_util = util if util < min_util else min_util
             if not never:
                 cost = r.cost
-                if reserved and ongoing == 0 and r.slots == 1:
-                    cost += _RESERVED
                 if pred <= need:
                     if cost < meet_cost or (cost == meet_cost and pred < meet_pred):
                         meet, meet_cost, meet_pred = r, cost, pred
@@ -365,25 +366,12 @@ class AgenticRouter(PendingRouter):
                     and (cost < now_cost or (cost == now_cost and pred_now < now_pred))
                 ):
                     now_meet, now_cost, now_pred = r, cost, pred_now
-            if pred < fastest_pred or fastest is None:  # pred is inf on a replica saturated by urgent work
-                fastest, fastest_pred = r, pred
+            # never-shed work ranks by expected completion (the mean: an idle replica that drew a slow
+            # request lately is still faster than a busy one); pred is inf where urgent work saturates
+            key = pred - s_hi + s if never else pred
+            if key < fastest_key or fastest is None:
+                fastest, fastest_pred, fastest_key = r, pred, key
         return _Scan(candidates, meet, meet_pred, now_meet, now_pred, fastest, fastest_pred, min_util)
-
-    def _idle_single(self, request: Request, replicas: list[ReplicaView]) -> int:
-        """Idle single-slot replicas (nothing routed there in flight) among the request's candidates."""
-        allows = request.allows
-        pending = self.pending
-        idle = 0
-        for r in replicas:
-            if (
-                r.slots == 1
-                and r.healthy
-                and r.ongoing == 0
-                and not pending.get(r.replica_id)
-                and (allows is None or allows(r.attrs))
-            ):
-                idle += 1
-        return idle
 
     def _published(self, r: ReplicaView, model: str) -> tuple[float, float]:
         """``(mean, mean)``: the replica's published service time before it has answered this router."""
