@@ -286,3 +286,24 @@ def test_budget_bounds_hold_what_the_budget_can_drain():
     assert plain.queue_bound("standard") == 4  # without budget_bounds: the default
     unmeasured = AdmissionGate(2, CLASSES, default_queue_bound=4, budget_bounds=True)
     assert unmeasured.queue_bound("standard") == 4  # no service time yet
+
+
+def test_the_most_urgent_class_is_not_refused_as_infeasible_whatever_its_mode():
+    classes = {n: QosClass(n, c.priority, c.budget_ms) for n, c in CLASSES.items()}  # all when_overloaded
+    gate = AdmissionGate(1, classes)
+    gate.finish(gate.offer(req("standard", classes=classes), 0.0).request_id, 0.1, service_ms=100.0)
+    assert isinstance(gate.offer(req("critical", now=0.2, budget_ms=50, classes=classes), 0.2), Start)
+    res = gate.offer(req("standard", now=0.2, budget_ms=50, classes=classes), 0.2)
+    assert isinstance(res, Reject) and res.reason == "cannot_meet_deadline"
+
+
+def test_a_tenant_over_its_share_displaces_its_own_less_urgent_queued_work():
+    gate = AdmissionGate(1, CLASSES, tenant_shares={"a": 0.25})
+    gate.offer(req("standard", tenant="b"), 0.0)  # executing
+    a_shed = req("sheddable", tenant="a")
+    assert isinstance(gate.offer(a_shed, 0.0), Enqueued)
+    assert isinstance(gate.offer(req("standard", tenant="b"), 0.0), Enqueued)
+    res = gate.offer(req("standard", tenant="a"), 0.0)  # a over its share: its own sheddable makes room
+    assert isinstance(res, Enqueued) and [e.request_id for e in res.evicted] == [a_shed.id]
+    res = gate.offer(req("standard", tenant="a"), 0.0)  # nothing of a's less urgent left: refused
+    assert isinstance(res, Reject) and res.reason == "tenant_share"
