@@ -177,6 +177,9 @@ def simulate_runs(
             breaker=breaker,
             retry=retry,
             tenant_shares=tenant_shares,
+            costs=scenario.costs
+            if scenario.costs is not None
+            else (dict(policy.costs) if policy is not None else None),
         )
     return results
 
