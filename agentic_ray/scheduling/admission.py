@@ -21,8 +21,9 @@ deadline, ``Overloaded`` otherwise), so a caller that only counts reasons (the s
 
 ``offer`` runs ordered stages over the gate's priority-then-EDF queues: expire queued work; refuse a
 request past its deadline; refuse one that cannot finish in time; start it when a slot is free; refuse
-it over its tenant's share; queue it when its class queue has room (a never-shed request evicts to make
-room); else refuse it (queue full).
+it over its tenant's share (unless its tenant's own less urgent queued work can make room); queue it when
+its class queue has room, or when less urgent queued work can be displaced to make room; else refuse it
+(queue full).
 
 ``replica_gate(slots, classes, tenant_shares=...)`` builds the gate a replica of an
 ``@agentic_ray.deployment`` runs (budget-sized bounds between ``DEFAULT_QUEUE_BOUND`` and
@@ -43,21 +44,28 @@ ewma_service_ms))``; else, with ``budget_bounds``, the same with the class's bud
 queue its budget can drain), at least ``default_queue_bound`` and at most ``max_budget_bound``; else
 ``default_queue_bound``. (``slots`` here is the current ``limit``.) A request whose class queue is full is rejected at
 once with ``Overloaded(retry_after_s=...)``, the predicted time until the work ahead of it drains
-(``(queued ahead + executing) / slots * service``). Exception: a ``Shedding.NEVER`` request evicts one
-queued ``Shedding.FIRST`` request (the least important: highest priority number, then latest deadline)
-and is admitted over its class bound; the total queued stays the same.
+(``(queued ahead + executing) / slots * service``), unless it can displace: priority orders who is shed,
+whatever the shedding modes, so a request whose class queue is full evicts one queued request that is
+less urgent (a larger priority number) and may be shed (not ``never``), the least important first
+(highest priority number, then latest deadline), and is admitted over its class bound; the total queued
+stays the same. This holds for every pair of levels; a ``Shedding.NEVER`` request may also evict a
+``Shedding.FIRST`` request of any priority. The evicted request gets ``Dropped(reason="evicted")``.
 
 Infeasible arrivals. With ``refuse_infeasible`` (default), a request whose class may be shed (not
-``NEVER``) and whose remaining budget is below the EWMA service time of its model is refused with
-``BudgetExhausted(reason="cannot_meet_deadline")``: it cannot finish in time even if started now.
+``NEVER``) and is not the most urgent of the gate's classes (the lowest priority number), and whose
+remaining budget is below the EWMA service time of its model, is refused with
+``BudgetExhausted(reason="cannot_meet_deadline")``: it cannot finish in time even if started now. (The
+most urgent class is spared: a mean inflated by rare slow requests says little about whether it can.)
 A request already past its deadline is always refused (``reason="deadline_passed"``).
 
 Tenant share caps. With ``tenant_shares`` (tenant name -> share in (0, 1], from the policy's tenants), a
 tenant may hold (executing plus queued) at most ``max(1, floor(share * occupancy))`` of the gate's
 occupied positions, ``occupancy`` counting the new request, but only while the gate is contended: the
 request would have to queue and another tenant has work queued. An idle or single-tenant gate is
-work-conserving and caps nothing. Over its cap, a request whose class may be shed is refused with
-``Overloaded(reason="tenant_share")``; never-shed work is never refused for its tenant's share. This is
+work-conserving and caps nothing. Over its cap, a request whose class may be shed displaces its own
+tenant's less urgent queued work if there is some (the tenant's share of the gate stays the same), else
+it is refused with ``Overloaded(reason="tenant_share")``; never-shed work is never refused for its
+tenant's share. This is
 the cap of max-min fair sharing (Demers, Keshav & Shenker, "Analysis and Simulation of a Fair Queueing
 Algorithm", SIGCOMM 1989) applied at admission rather than at dequeue.
 

@@ -32,7 +32,11 @@ router's ``choose``. A ``Shed`` ends the request's tracking.
 - Hedges ("The Tail at Scale", Dean & Barroso, CACM 2013): a request admitted with ``hedge_of`` (the
   ``call_id`` of an earlier copy) is paid from the retry budget at admission (else shed with
   ``hedge_budget_exhausted``) and never goes to the replica that copy was routed to (none left:
-  ``no_hedge_replica``). ``hedge_after_ms(request)`` is when its caller should send one.
+  ``no_hedge_replica``). ``hedge_after_ms(request)`` is when its caller should send one. With
+  ``hedge_running=False`` a hedge is refused (``hedge_first_copy_running``) while the router takes its
+  first copy as executing on its replica (the oldest of its requests in flight there, from the router's
+  ``running``): where slowness belongs to the request, not the replica, a second copy would be as slow
+  and only doubles the replica time; a copy waiting behind another request is still hedged.
 - Circuit breaking (``breaker.CircuitBreaker``): replicas whose breaker is open are no candidates. When
   every replica the request may use is out, the router's ``Shed("no_healthy_replica")`` carries the time
   until the first of their breakers half-opens as ``retry_after_s`` (the Serve adapter raises it as
@@ -127,7 +131,7 @@ class RoutingState:
     ``core``: the pure router (``registry.create_router``); ``breaker`` / ``retry``: the policy's
     settings; ``max_tracked``: requests and call ids remembered at most (the oldest forgotten first);
     ``timer``: integer nanoseconds (``time.perf_counter_ns``) to time each decision of the router
-    (``decision_ns``), or None."""
+    (``decision_ns``), or None; ``hedge_running``: hedge copies the router takes as executing too."""
 
     def __init__(
         self,

@@ -61,17 +61,24 @@ request waits, and shedding on the stretched prediction alone lost 6 % of goodpu
 The second term is ``k`` standard deviations of that busy period (variance ``W0 * lambda * E[S^2] /
 (1 - rho_h)^3``, same references; ``E[S^2] / E[S]`` taken as ``m + k * d`` per slot): with the mean
 alone 8 % of the sheddable requests of the agreement scenario still missed (goodput 23.9 rps, about
-pow2's); with it 24.5 rps (oracle 24.4).
+pow2's); with it 24.5 rps (central_edf, then named oracle: 24.4).
 
 A replica *meets* the budget when ``pred * (1 + safety_margin) + margin_ms <= remaining_ms``.
 
 - Classes that may be shed (``when_overloaded``, ``first``): among replicas that meet the budget, the
   cheapest (``ReplicaView.cost``: CPU before GPU), then the fastest; when none meets it, not even with
-  its present queue (see "Jumping ahead"), ``Shed("cannot_meet_deadline", retry_after_s)``.
-- Never-shed classes (``never``) rank by predicted completion, not cost: the fastest replica, whether
-  or not it meets the budget. Cost ranking only trades a cheaper replica for a later (still on-time)
-  completion, and for work that cannot be shed the margin is worth more than the saving. When even the
-  fastest free replica is predicted to miss but a replica that is full now (``ongoing >= max_ongoing``)
+  its present queue (see "Jumping ahead"), the request waits (``Wait("faster_replica_full")``) when a
+  replica that is full now would meet its budget and holds queued work less urgent than it (its gate
+  would start this request first; the router cannot send it there until a position frees), else
+  ``Shed("cannot_meet_deadline", retry_after_s)``.
+- Never-shed classes (``never``), and the most urgent class of ``classes`` (the lowest priority number;
+  0 without ``classes``) whatever its shedding mode unless ``first``: priority, not the mode, orders who
+  is shed, so the most urgent work is routed as never-shed work and shed only by its replicas' gates
+  when their queues are full. They rank by expected completion (``wait + m``: the mean, not
+  ``m + k * d``, so that an idle replica whose deviation a recent slow request inflated still ranks
+  before a busy one), not cost: the fastest replica, whether or not it meets the budget. Cost ranking
+  only trades a cheaper replica for a later (still on-time) completion, and for work that cannot be shed
+  the margin is worth more than the saving. When even the fastest free replica is predicted to miss but a replica that is full now (``ongoing >= max_ongoing``)
   would meet the budget with the work ahead of this class, the request waits
   (``Wait("faster_replica_full")``) instead of starting on a replica known to be too slow (e.g. a
   large-model request to a 150 ms CPU replica while the 30 ms GPUs are momentarily full): one
@@ -80,6 +87,11 @@ A replica *meets* the budget when ``pred * (1 + safety_margin) + margin_ms <= re
   heterogeneous-server queueing (Lin & Kumar, "Optimal control of a queueing system with two
   heterogeneous servers", IEEE TAC 1984: a slow server should be used only when the queue is long
   enough).
+
+Reserve (``reserve``, default 0): on single-slot replicas, work other than the most urgent may not take
+the last ``reserve`` positions (``max_ongoing - reserve``), so that urgent work can always reach a
+replica's gate, where it starts before the less urgent work queued there, instead of waiting at the
+router while less urgent work holds every position (``hol`` in the SLO matrix: 5 % of requests 40x slower).
 
 Headroom: a class with ``shed_threshold`` (and shedding other than ``never``) is shed with reason
 ``"over_shed_threshold"`` when the least-utilised eligible replica, counting this request, is above the
@@ -157,7 +169,8 @@ class AgenticRouter(PendingRouter):
     (2: deviations added to the mean; 0 predicts with the mean alone), ``residual``
     (True: predict a single-slot replica's head-of-line wait from its oldest in-flight request's age),
     ``arrival_window_s`` (1.0: time constant of the per-replica, per-priority dispatch rates that stretch
-    a queued request's wait for more urgent work jumping ahead; None turns that off).
+    a queued request's wait for more urgent work jumping ahead; None turns that off), ``reserve`` (0:
+    positions of each single-slot replica kept for the most urgent work).
     """
 
     name = "agentic"
