@@ -78,9 +78,9 @@ A replica *meets* the budget when ``pred * (1 + safety_margin) + margin_ms <= re
   ``m + k * d``, so that an idle replica whose deviation a recent slow request inflated still ranks
   before a busy one), not cost: the fastest replica, whether or not it meets the budget. Cost ranking
   only trades a cheaper replica for a later (still on-time) completion, and for work that cannot be shed
-  the margin is worth more than the saving. When even the fastest free replica is predicted to miss but a replica that is full now (``ongoing >= max_ongoing``)
-  would meet the budget with the work ahead of this class, the request waits
-  (``Wait("faster_replica_full")``) instead of starting on a replica known to be too slow (e.g. a
+  the margin is worth more than the saving. When even the fastest free replica is predicted to miss but
+  a replica that is full now (``ongoing >= max_ongoing``) would meet the budget with the work ahead of
+  this class, the request waits (``Wait("faster_replica_full")``) instead of starting on a replica known to be too slow (e.g. a
   large-model request to a 150 ms CPU replica while the 30 ms GPUs are momentarily full): one
   completion on the fast replica frees the position long before the slow one would finish. Otherwise
   ``Route(..., reason="fastest_never_shed")``. This is the "wait for the fast server" rule of
