@@ -80,8 +80,9 @@ A replica *meets* the budget when ``pred * (1 + safety_margin) + margin_ms <= re
   only trades a cheaper replica for a later (still on-time) completion, and for work that cannot be shed
   the margin is worth more than the saving. When even the fastest free replica is predicted to miss but
   a replica that is full now (``ongoing >= max_ongoing``) would meet the budget with the work ahead of
-  this class, the request waits (``Wait("faster_replica_full")``) instead of starting on a replica known to be too slow (e.g. a
-  large-model request to a 150 ms CPU replica while the 30 ms GPUs are momentarily full): one
+  this class, the request waits (``Wait("faster_replica_full")``) instead of starting on a replica known
+  to be too slow (e.g. a large-model request to a 150 ms CPU replica while the 30 ms GPUs are
+  momentarily full): one
   completion on the fast replica frees the position long before the slow one would finish. Otherwise
   ``Route(..., reason="fastest_never_shed")``. This is the "wait for the fast server" rule of
   heterogeneous-server queueing (Lin & Kumar, "Optimal control of a queueing system with two
