@@ -12,12 +12,13 @@ request may use, the time the answer would reach the caller::
           = max(now, first slot frees)  on a busy one (known from what it dispatched there)
     done  = start + network_ms + service_ms(request, replica) + network_ms
 
-and takes the replica with the earliest ``done`` (earliest finish time: the list-scheduling rule of
-HEFT, Topcuoglu, Hariri & Wu, IEEE TPDS 2002). When even that misses the deadline the request is
-dropped now (``Shed("cannot_meet_deadline")``: work that cannot be on time never takes a slot); when
-the earliest finish is on a busy replica it waits for it (``Wait("faster_replica_busy")``: the
-"wait for the fast server" rule, Lin & Kumar, IEEE TAC 1984), and later requests may still take the
-free replicas meanwhile.
+and sends it to the free replica with the earliest ``done`` when that answers in time (earliest finish
+time, the list-scheduling rule of HEFT, Topcuoglu, Hariri & Wu, IEEE TPDS 2002, restricted to free
+replicas so that none idles while a request it could serve in time waits). When no free replica answers
+in time but a busy one would (after its first slot frees), the request waits for it
+(``Wait("faster_replica_busy")``: the "wait for the fast server" rule, Lin & Kumar, IEEE TAC 1984), and
+later requests may still take the free replicas meanwhile. When no replica answers in time, the request
+is dropped now (``Shed("cannot_meet_deadline")``: work that cannot be on time never takes a slot).
 
 This is a strong heuristic, not a proven optimum: greedy earliest-finish dispatch in priority order is
 not optimal for multiple servers (scheduling to meet deadlines on parallel machines is NP-hard in
@@ -98,6 +99,8 @@ class ClairvoyantRouter(PendingRouter):
         best: ReplicaView | None = None
         best_done = math.inf
         best_free = False
+        free_best: ReplicaView | None = None
+        free_done = math.inf
         placed = healthy = False
         for r in replicas:
             if allows is not None and not allows(r.attrs):
@@ -111,6 +114,8 @@ class ClairvoyantRouter(PendingRouter):
             done = start + trip + self._service(request, r) / 1000.0
             if done < best_done or (done == best_done and free and not best_free):
                 best, best_done, best_free = r, done, free
+            if free and done < free_done:
+                free_best, free_done = r, done
         if not placed:
             return Shed("no_eligible_replica", None, request.rule_ids)
         if not healthy:
@@ -118,6 +123,7 @@ class ClairvoyantRouter(PendingRouter):
         predicted_ms = (best_done - now) * 1000.0
         if best is None or best_done > request.deadline + 1e-9:
             return Shed("cannot_meet_deadline", None, request.rule_ids, predicted_ms)
-        if not best_free:
-            return Wait("faster_replica_busy")
-        return Route(best.replica_id, predicted_ms, "clairvoyant_earliest_finish", request.rule_ids)
+        if free_best is not None and free_done <= request.deadline + 1e-9:
+            # work-conserving: a free replica that answers in time is used now, not kept idle
+            return Route(free_best.replica_id, (free_done - now) * 1000.0, "clairvoyant_in_time", request.rule_ids)
+        return Wait("faster_replica_busy")
