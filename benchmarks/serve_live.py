@@ -247,10 +247,10 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [f"Host: {h['cpus']} CPUs, load average at start {h['loadavg_start'][0]:.2f}, at end "
               f"{h['loadavg_end'][0]:.2f} (other jobs share this machine). {report['service']}.", ""]  # fmt: skip
     fl = report["floors"]
-    lines += ["## Floors", "", "| figure | measured | floor | met |", "|---|---|---|---|"]
     lines += ["Paths: `agentic`; `tuned` = Serve tuned as a competent user would (`max_ongoing_requests` = slots,"
               " bounded `max_queued_requests`, same replicas); `default` = Serve as users get it (default"
               " `max_ongoing_requests`, no queue bound). Claims are made against `tuned`.", ""]  # fmt: skip
+    lines += ["## Floors", "", "| figure | measured | floor | met |", "|---|---|---|---|"]
     lines.append(f"| critical SLO attainment during bursts, agentic (tuned, default beside it) | "
                  f"{_f(100 * (fl['critical_slo_attainment_burst_agentic'] or 0))} % "
                  f"({_f(100 * (fl.get('critical_slo_attainment_burst_tuned') or 0))} %, "
