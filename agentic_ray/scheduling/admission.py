@@ -546,13 +546,18 @@ class AdmissionGate:
         request, of a ``first`` class whatever its priority. None: nothing may be displaced."""
         prio = self._priority(request)
         never = shedding is Shedding.NEVER
-        best: tuple[int, float, int] | None = None
-        victim: _Entry | None = None
-        for qos, heap in self._heaps.items():
-            q = self._class_priority[qos]
-            if not self._count.get(qos) or (q <= prio and not never):
+        count = self._count
+        class_priority = self._class_priority
+        # the least urgent class first: a victim there beats any in a more urgent class
+        for qos in sorted(self._heaps, key=class_priority.__getitem__, reverse=True):
+            q = class_priority[qos]
+            if q <= prio and not never:
+                break
+            if not count.get(qos):
                 continue
-            for _deadline, seq, entry in heap:
+            best: tuple[float, int] | None = None
+            victim: _Entry | None = None
+            for _deadline, seq, entry in self._heaps[qos]:
                 if not entry.live:
                     continue
                 mode = self._shedding(entry.request)
@@ -560,10 +565,12 @@ class AdmissionGate:
                     continue
                 if tenant is not _ANY_TENANT and entry.request.tenant != tenant:
                     continue
-                key = (q, entry.request.deadline, seq)
+                key = (entry.request.deadline, seq)
                 if best is None or key > best:
                     best, victim = key, entry
-        return victim
+            if victim is not None:
+                return victim
+        return None
 
     def _evict(self, victim: _Entry, admitted: Request) -> Dropped:
         request = victim.request
@@ -582,13 +589,18 @@ class AdmissionGate:
     def _position(self, request: Request) -> int:
         """0-based place in the start order (work of higher or equal priority with earlier deadline)."""
         p = self._priority(request)
+        deadline = request.deadline
         pos = 0
-        for entry in self._queued.values():
-            if entry.request is request:
+        for qos, n in self._count.items():  # whole classes ahead by priority; equal ones entry by entry
+            if not n:
                 continue
-            q = self._class_priority[entry.request.qos]
-            if q < p or (q == p and (entry.request.deadline, entry.seq) < (request.deadline, math.inf)):
-                pos += 1
+            q = self._class_priority[qos]
+            if q < p:
+                pos += n
+            elif q == p:
+                for d, _seq, entry in self._heaps[qos]:
+                    if entry.live and d <= deadline and entry.request is not request:
+                        pos += 1
         return pos
 
     def _retry_after_s(self, request: Request) -> float:
