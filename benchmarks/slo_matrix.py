@@ -1,22 +1,44 @@
 """SLO matrix: every benchmark scenario with every registered router, on the same seeded workload.
 
 For each scenario in ``benchmarks/scenarios/`` (steady, surge, straggler, failure, heterogeneous, hol,
-tenant_skew, residency, large64) the simulator builds one seeded workload (arrivals, classes, models,
-tenants and per-replica-group service demands) and runs each router on it; figures per class: SLO attainment
-(completed within budget / all requests; shed and failed are misses), p50/p99/p99.9 latency, goodput
-(completed within budget per measured second), shed and failed counts, placement violations, router
-decision time (``time.perf_counter_ns`` around each ``choose``; includes the timer's own overhead) and
-the simulator's speed (requests simulated per second of wall time, timer overhead included).
+tenant_skew, residency, inversion, large64) the simulator builds one seeded workload (arrivals, classes,
+models, tenants and per-replica-group service demands) and runs each router on it; figures per class:
+SLO attainment (completed within budget / all requests; shed and failed are misses; no grace), p50/p99/
+p99.9 latency (nearest rank, completed requests), goodput (completed within budget per measured second),
+shed and failed counts (shed by reason and class), placement violations, the cost of the replica time used
+per 1,000 requests completed in budget (busy replica-seconds x the replica's cost per second: the
+scenario's ``costs`` by accelerator kind or the group's ``cost``), router decision time
+(``time.perf_counter_ns`` around each ``choose``; includes the timer's own overhead) and the simulator's
+speed (requests simulated per second of wall time, timer overhead included).
+
+Routers, named for what they are: ``clairvoyant`` is the bound (true service times, a central queue by
+priority then deadline, earliest finish, late work dropped at dispatch; a strong heuristic, not a proven
+optimum), printed beside the capacity bound ``goodput <= min(offered, capacity)`` that no router passes;
+``central_edf`` is a class-blind central EDF queue with true service times (a reference, not a bound);
+the baselines are the routers a deployment can run without knowing service times in advance:
+``pow2`` (Ray Serve's default), ``round_robin``, ``random``, ``least_loaded``, ``peak_ewma_p2c``.
+
+Shedding variants: the agentic router also runs every scenario with its classes' shedding modes reset to
+the default (``when_overloaded`` for all) and set explicitly (the most urgent class ``never``, the least
+urgent ``first``), the rest of the scenario unchanged.
+
+Floors (reported, not asserted; ``floors``), on every scenario:
+
+- agentic critical SLO attainment >= ``clairvoyant``'s - 0.5 pp, and >= every baseline's;
+- agentic goodput >= 95 % of ``clairvoyant``'s;
+- priority orders who is shed: the agentic router's per-class rate of requests shed by a decision
+  (refused by the router or a gate, or displaced; not those whose deadline passed while they waited, nor
+  those refused over their tenant's share, which is fairness between tenants, not priority) is
+  non-increasing from the least to the most urgent class;
+- critical attainment with default shedding >= the explicit run's - 0.1 pp;
+- cost: agentic's cost per 1,000 in-budget requests <= that of the baseline with the best critical
+  attainment (+ 0.5 %), at equal or better critical attainment;
+
+and router decision p99 <= 50 us with 64 replicas (``large64``); the simulator runs >= 20,000 requests
+per CPU second with ``agentic``.
 
 A load sweep runs ``steady`` at 0.5x to 1.5x of its nominal capacity (sum over replicas of
 slots / mean service time) and records SLO attainment against offered load.
-
-Floors reported (not asserted): in ``surge`` and ``heterogeneous``, ``agentic``'s critical SLO attainment
->= 99.9 %, its goodput >= 95 % of ``oracle``'s (``oracle`` with ``drop_late``: a central EDF queue with
-clairvoyant service times that sheds what cannot finish in time), >= 95 % of its shed requests from the
-``sheddable`` class; router decision p99 <= 50 us with 64 replicas (``large64``); the simulator runs
->= 20,000 requests per wall second with ``agentic``. ``pow2`` (Ray Serve's default) is reported beside
-every figure.
 
 Writes ``benchmarks/results/slo_matrix.json``, ``slo_matrix.md`` and, when matplotlib is importable,
 ``slo_matrix_cdf_<scenario>.png`` (latency CDF per class) and ``slo_matrix_load_sweep.png``.
@@ -29,6 +51,7 @@ burst periods) and sweeps three load levels; the smoke test uses it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform as host_platform
@@ -38,6 +61,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agentic_ray.policies.types import Shedding
 from agentic_ray.scheduling.registry import router_names
 from agentic_ray.sim import Scenario, load_scenario, scale_load, simulate_runs
 from agentic_ray.sim.scenario import MmppSpec, PoissonSpec, RampSpec
@@ -54,9 +78,20 @@ SCENARIOS = (
     "hol",
     "tenant_skew",
     "residency",
+    "inversion",
     "large64",
 )
-FLOOR_SCENARIOS = ("surge", "heterogeneous")
+AGENTIC = "agentic"
+BOUND = "clairvoyant"
+BASELINES = ("pow2", "round_robin", "random", "least_loaded", "peak_ewma_p2c")
+CRITICAL_VS_BOUND_PP = 0.5  # agentic critical attainment >= bound's - this (percentage points)
+GOODPUT_VS_BOUND = 0.95  # agentic goodput >= this x bound's
+DEFAULT_SHEDDING_PP = 0.1  # critical attainment with default shedding >= explicit run's - this
+DECIDED_SHED_EXCLUDES = frozenset({"deadline_passed", "deadline_passed_in_queue", "tenant_share"})
+VARIANTS = ("default", "explicit")
+# Cost floor slack: on equal-cost replicas the busy time per good request differs only by work a crash or
+# a cancelled copy wasted, a few hundredths of a percent.
+COST_TOLERANCE = 0.005
 SWEEP_SCENARIO = "steady"
 SWEEP_LEVELS = (0.5, 0.75, 1.0, 1.25, 1.5)
 QUICK_SWEEP_LEVELS = (0.5, 1.0, 1.5)
@@ -129,21 +164,62 @@ def _shed_from(res: dict[str, Any], cls: str) -> float | None:
     return None if total == 0 else res["classes"].get(cls, {}).get("shed", 0) / total
 
 
+def shedding_variant(sc: Scenario, mode: str) -> Scenario | None:
+    """``sc`` with its inline classes' shedding reset: ``default`` (every class ``when_overloaded``) or
+    ``explicit`` (the most urgent class ``never``, the least urgent ``first``, the rest
+    ``when_overloaded``). None for a scenario whose classes come from a policy file."""
+    if not sc.classes:
+        return None
+    prios = sorted({c.priority for c in sc.classes.values()})
+    classes = {}
+    for name, c in sc.classes.items():
+        shedding = Shedding.WHEN_OVERLOADED
+        if mode == "explicit" and c.priority == prios[0]:
+            shedding = Shedding.NEVER
+        elif mode == "explicit" and c.priority == prios[-1] and len(prios) > 1:
+            shedding = Shedding.FIRST
+        classes[name] = c.model_copy(update={"shedding": shedding})
+    return sc.model_copy(update={"classes": classes})
+
+
+def class_priorities(sc: Scenario) -> dict[str, int]:
+    """Class name -> priority (inline classes, else the policy's)."""
+    if sc.classes:
+        return {n: c.priority for n, c in sc.classes.items()}
+    from agentic_ray.sim.simulate import load_policy_for
+
+    policy = load_policy_for(sc)
+    return {} if policy is None else {n: c.priority for n, c in policy.classes.items()}
+
+
 def run_scenario(sc: Scenario, routers: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run ``routers`` on ``sc``; returns the JSON figures and the latency CDF points per router/class."""
+    """Run ``routers`` on ``sc`` (and the agentic router on its shedding variants); returns the JSON
+    figures and the latency CDF points per router/class."""
     wall0 = time.perf_counter()
     runs = simulate_runs(sc, routers, timer=time.perf_counter_ns, cpu_timer=time.process_time_ns)
     results = {name: r.to_json() for name, r in runs.items()}
     cdfs = {name: {c: _cdf(s.latencies_ms) for c, s in r.classes.items()} for name, r in runs.items()}
+    variants: dict[str, Any] = {}
+    if AGENTIC in routers:
+        for mode in VARIANTS:
+            v = shedding_variant(sc, mode)
+            if v is not None:
+                variants[mode] = simulate_runs(v, [AGENTIC])[AGENTIC].to_json()
+    cap, offered = capacity_rps(sc), offered_rps(sc)
+    arrived = next(iter(results.values()))["overall"]["requests"] / sc.measured_s if results else offered
     doc = {
         "scenario": sc.name,
         "seed": sc.seed,
         "duration_s": sc.duration_s,
         "replicas": sc.replica_count,
-        "capacity_rps": round(capacity_rps(sc), 1),
-        "offered_rps": round(offered_rps(sc), 1),
+        "capacity_rps": round(cap, 1),
+        "offered_rps": round(offered, 1),
+        "arrived_rps": round(arrived, 1),
+        "capacity_bound_rps": round(min(arrived, cap), 1),
+        "priorities": class_priorities(sc),
         "wall_s": round(time.perf_counter() - wall0, 2),
         "results": results,
+        "shedding_variants": variants,
     }
     return doc, cdfs
 
@@ -167,33 +243,85 @@ def sweep(sc: Scenario, routers: Sequence[str], levels: Sequence[float]) -> list
     return out
 
 
+def _critical(res: dict[str, Any], critical: str) -> float | None:
+    return res["classes"].get(critical, {}).get("slo_attainment")
+
+
+def decided_shed_rates(res: dict[str, Any]) -> dict[str, float]:
+    """Per class: requests shed by a decision (refused or displaced; not expired while waiting) / requests."""
+    out = {}
+    for cls, c in res["classes"].items():
+        reasons = res.get("shed_reasons_by_class", {}).get(cls, {})
+        decided = sum(n for r, n in reasons.items() if r not in DECIDED_SHED_EXCLUDES)
+        out[cls] = decided / c["requests"] if c["requests"] else 0.0
+    return out
+
+
+def shed_monotone(rates: dict[str, float], priorities: dict[str, int]) -> bool:
+    """True when the shed rate never rises from a less urgent class to a more urgent one (per priority
+    level: the rate of all its classes together is compared by mean over classes)."""
+    by_level: dict[int, list[float]] = {}
+    for cls, rate in rates.items():
+        if cls in priorities:
+            by_level.setdefault(priorities[cls], []).append(rate)
+    levels = [sum(v) / len(v) for _, v in sorted(by_level.items())]  # most urgent first
+    return all(a <= b + 1e-12 for a, b in itertools.pairwise(levels))
+
+
+def scenario_floors(doc: dict[str, Any], critical: str = "critical") -> dict[str, Any] | None:
+    """The floors of one scenario for the agentic router (see the module docstring); None without it."""
+    res = doc["results"]
+    a = res.get(AGENTIC)
+    if a is None:
+        return None
+    crit = _critical(a, critical)
+    out: dict[str, Any] = {"critical_slo_attainment": crit, "goodput_rps": a["goodput_rps"]}
+    bound = res.get(BOUND)
+    if bound is not None:
+        b_crit = _critical(bound, critical)
+        out["bound_critical"] = b_crit
+        out["critical_vs_bound_ok"] = (
+            None if crit is None or b_crit is None else crit >= b_crit - CRITICAL_VS_BOUND_PP / 100 - 1e-12
+        )
+        ratio = None if not bound["goodput_rps"] else a["goodput_rps"] / bound["goodput_rps"]
+        out["goodput_vs_bound"] = None if ratio is None else round(ratio, 4)
+        out["goodput_ok"] = ratio is None or ratio >= GOODPUT_VS_BOUND
+    base = {n: res[n] for n in BASELINES if n in res}
+    if base and crit is not None:
+        best_name = max(base, key=lambda n: (_critical(base[n], critical) or 0.0, -(base[n]["cost_per_1k_good"] or 0)))
+        best = base[best_name]
+        best_crit = _critical(best, critical) or 0.0
+        out["best_baseline"] = best_name
+        out["best_baseline_critical"] = best_crit
+        out["critical_vs_baselines_ok"] = crit >= best_crit - 1e-12
+        a_cost, b_cost = a.get("cost_per_1k_good"), best.get("cost_per_1k_good")
+        out["cost_per_1k_good"] = a_cost
+        out["best_baseline_cost_per_1k_good"] = b_cost
+        out["cost_ok"] = (
+            a_cost is None or b_cost is None or (crit >= best_crit - 1e-12 and a_cost <= b_cost * (1 + COST_TOLERANCE))
+        )
+    rates = decided_shed_rates(a)
+    out["decided_shed_rate"] = {c: round(r, 6) for c, r in rates.items()}
+    out["shed_order_ok"] = shed_monotone(rates, doc.get("priorities", {}))
+    variants = doc.get("shedding_variants", {})
+    if "default" in variants and "explicit" in variants:
+        d, e = _critical(variants["default"], critical), _critical(variants["explicit"], critical)
+        out["critical_default_shedding"] = d
+        out["critical_explicit_shedding"] = e
+        out["default_shedding_ok"] = d is None or e is None or d >= e - DEFAULT_SHEDDING_PP / 100 - 1e-12
+    checks = [v for k, v in out.items() if k.endswith("_ok") and v is not None]
+    out["ok"] = all(checks)
+    return out
+
+
 def floors(docs: dict[str, Any]) -> dict[str, Any]:
-    """The reported floors (see the module docstring), for ``agentic`` and ``pow2`` side by side."""
-    out: dict[str, Any] = {}
-    for name in FLOOR_SCENARIOS:
-        doc = docs.get(name)
-        if doc is None:
-            continue
-        res = doc["results"]
-        oracle_goodput = res.get("oracle", {}).get("goodput_rps")
-        entry = {}
-        for router in ("agentic", "pow2"):
-            if router not in res:
-                continue
-            r = res[router]
-            crit = r["classes"].get("critical", {}).get("slo_attainment")
-            ratio = None if not oracle_goodput else round(r["goodput_rps"] / oracle_goodput, 4)
-            shed_frac = _shed_from(r, "sheddable")
-            entry[router] = {
-                "critical_slo_attainment": crit,
-                "critical_slo_ok": crit is not None and crit >= 0.999,
-                "goodput_vs_oracle": ratio,
-                "goodput_ok": ratio is not None and ratio >= 0.95,
-                "shed_total": r["overall"]["shed"],
-                "shed_from_sheddable": None if shed_frac is None else round(shed_frac, 4),
-                "shed_ok": shed_frac is None or shed_frac >= 0.95,
-            }
-        out[name] = entry
+    """The reported floors (see the module docstring): per scenario for ``agentic``, then the decision
+    time with 64 replicas and the simulator's speed."""
+    out: dict[str, Any] = {"scenarios": {}}
+    for name, doc in docs.items():
+        entry = scenario_floors(doc)
+        if entry is not None:
+            out["scenarios"][name] = entry
     big = docs.get("large64")
     if big is not None:
         out["decision_us_p99_64_replicas"] = {
@@ -239,21 +367,27 @@ def markdown(report: dict[str, Any]) -> str:
         f" on {report['host']}, load average {report['loadavg_at_start']} at start (wall-clock figures, such as"
         " decision times, are inflated while other processes use the CPUs). Same seeded workload for every"
         " router of a scenario. SLO columns:",
-        "completed within budget / all requests (%). Shed: total, and the share from `sheddable`.",
+        "completed within budget / all requests (%). Shed: total, and the share from `sheddable`. Cost: replica",
+        "time used (busy replica-seconds x cost per second) per 1,000 requests completed in budget.",
+        f"`{BOUND}` is the bound (true service times; a strong heuristic, not a proven optimum), `central_edf` a",
+        "class-blind central EDF queue with true service times; the capacity bound is min(arrived, capacity).",
         "",
     ]
     for name, doc in report["scenarios"].items():
         lines += [
             f"## {name}",
             "",
-            f"{doc['replicas']} replicas, capacity {doc['capacity_rps']} rps, offered {doc['offered_rps']} rps,"
-            f" {doc['duration_s']} s, seed {doc['seed']}.",
+            f"{doc['replicas']} replicas, capacity {doc['capacity_rps']} rps, offered {doc['offered_rps']} rps"
+            f" ({doc.get('arrived_rps', '-')} arrived), {doc['duration_s']} s, seed {doc['seed']}."
+            f" Capacity bound on goodput: {doc.get('capacity_bound_rps', '-')} rps.",
             "",
             "| router | critical SLO | standard SLO | sheddable SLO | all SLO | goodput rps | critical p99 ms |"
-            " all p99 ms | shed (sheddable %) | failed | violations | decision p99 us | sim req/s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            " all p99 ms | shed (sheddable %) | failed | violations | cost / 1k good | decision p99 us | sim req/s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for router, r in doc["results"].items():
+        rows = list(doc["results"].items())
+        rows += [(f"agentic ({mode} shedding)", r) for mode, r in doc.get("shedding_variants", {}).items()]
+        for router, r in rows:
             cls = r["classes"]
             shed_frac = _shed_from(r, "sheddable")
             lines.append(
@@ -263,7 +397,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {_pct(r['overall']['slo_attainment'])} | {_num(r['goodput_rps'])} "
                 f"| {_num(cls.get('critical', {}).get('p99_ms'))} | {_num(r['overall']['p99_ms'])} "
                 f"| {r['overall']['shed']} ({_pct(shed_frac)}) | {r['overall']['failed']} | {r['violations']} "
-                f"| {_num(r['decision_us_p99'], '.2f')} | {_num(r.get('sim_requests_per_s'), '.0f')} |"
+                f"| {_num(r.get('cost_per_1k_good'), '.2f')} "
+                f"| {_num(r.get('decision_us_p99'), '.2f')} | {_num(r.get('sim_requests_per_s'), '.0f')} |"
             )
         if any("tenants" in r for r in doc["results"].values()):
             lines += ["", "Per tenant SLO attainment (%):", ""]
@@ -292,19 +427,36 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append("")
     fl = report["floors"]
     lines += [
-        "## Floors (reported, not asserted)",
+        "## Floors for `agentic` (reported, not asserted)",
         "",
-        "| scenario | router | critical SLO >= 99.9 % | goodput >= 95 % of oracle | >= 95 % of shed from sheddable |",
-        "|---|---|---|---|---|",
+        f"Critical SLO >= {BOUND}'s - {CRITICAL_VS_BOUND_PP} pp and >= every baseline's"
+        f" ({', '.join(BASELINES)}); goodput >= {GOODPUT_VS_BOUND:.0%} of {BOUND}'s; shed by decision"
+        " (refused or displaced, not expired) non-increasing from the least to the most urgent class; critical"
+        f" SLO with default shedding >= the explicit run's - {DEFAULT_SHEDDING_PP} pp; cost per 1k good <= that"
+        " of the baseline with the best critical SLO.",
+        "",
+        "| scenario | critical SLO (bound) | vs best baseline | goodput / bound | decided shed % by class"
+        " | default / explicit shedding critical | cost / 1k good (best baseline) | all |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name in FLOOR_SCENARIOS:
-        for router, e in fl.get(name, {}).items():
-            crit_ok = "ok" if e["critical_slo_ok"] else "MISS"
-            lines.append(
-                f"| {name} | {router} | {_pct(e['critical_slo_attainment'])} {crit_ok} "
-                f"| {_pct(e['goodput_vs_oracle'])} {'ok' if e['goodput_ok'] else 'MISS'} "
-                f"| {_pct(e['shed_from_sheddable'])} of {e['shed_total']} {'ok' if e['shed_ok'] else 'MISS'} |"
-            )
+
+    def ok(x: Any) -> str:
+        return "-" if x is None else ("ok" if x else "MISS")
+
+    for name, e in fl.get("scenarios", {}).items():
+        shed = ", ".join(f"{c} {100 * r:.2f}" for c, r in e.get("decided_shed_rate", {}).items())
+        lines.append(
+            f"| {name} | {_pct(e['critical_slo_attainment'])} ({_pct(e.get('bound_critical'))})"
+            f" {ok(e.get('critical_vs_bound_ok'))}"
+            f" | {e.get('best_baseline', '-')} {_pct(e.get('best_baseline_critical'))}"
+            f" {ok(e.get('critical_vs_baselines_ok'))}"
+            f" | {_pct(e.get('goodput_vs_bound'))} {ok(e.get('goodput_ok'))}"
+            f" | {shed} {ok(e.get('shed_order_ok'))}"
+            f" | {_pct(e.get('critical_default_shedding'))} / {_pct(e.get('critical_explicit_shedding'))}"
+            f" {ok(e.get('default_shedding_ok'))}"
+            f" | {_num(e.get('cost_per_1k_good'), '.2f')} ({_num(e.get('best_baseline_cost_per_1k_good'), '.2f')})"
+            f" {ok(e.get('cost_ok'))} | {ok(e['ok'])} |"
+        )
     lines.append("")
     for router, e in fl.get("decision_us_p99_64_replicas", {}).items():
         lines.append(

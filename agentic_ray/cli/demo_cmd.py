@@ -1,13 +1,17 @@
-"""``agentic-ray demo``: the agentic router and gate against Serve's default router, live, side by side.
+"""``agentic-ray demo``: the agentic router and gate against Ray Serve, default and tuned, live.
 
 Starts a private local Ray and Serve (nothing else is touched), deploys the demo service (one fast
 "gpu"-labelled replica and two slow "cpu"-labelled ones; replicas *sleep* for each request's sampled
 service time, no real model work), replays the same seeded, open-loop, mixed-class arrival schedule with
-a burst above capacity twice (agentic router + admission gate, then Serve's default router with a plain
-deployment), prints progress and a per-class table for both, and shuts down what it started.
+a burst above capacity once per path: ``agentic`` (agentic router + admission gate), ``tuned`` (a plain
+deployment tuned as a competent user would: ``max_ongoing_requests`` = slots, a bounded
+``max_queued_requests``) and ``default`` (a plain deployment with Serve's defaults), prints progress and
+a per-class table for each, and shuts down what it started. ``--json`` keys them ``agentic``, ``tuned``
+and ``default``; claims are made against ``tuned``. ``--rounds N`` replays each path N times, the order
+rotating between rounds.
 
-    agentic-ray demo [--workload default|llm] [--quick] [--duration S] [--rate RPS] [--seed N] [--json OUT]
-                     [--plot OUT.png]
+    agentic-ray demo [--workload default|llm] [--quick] [--duration S] [--rate RPS] [--seed N] [--rounds N]
+                     [--json OUT] [--plot OUT.png]
 
 ``--duration`` sets the run length, ``--rate`` the base arrival rate (the burst keeps its ratio to it:
 6x), ``--seed`` the workload seed. ``--json OUT`` writes the report in the shape of
@@ -46,13 +50,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--plot", metavar="OUT.png", default=None, help="draw latency CDFs (needs matplotlib)")
     p.add_argument("--scenario", metavar="SCENARIO.yaml", default=None, help="a simulator scenario to run live")
     p.add_argument(
-        "--paths", default="agentic,default", metavar="P[,P]", help="which runs: agentic, default (default both)"
+        "--paths",
+        default="agentic,tuned,default",
+        metavar="P[,P]",
+        help="which runs: agentic, tuned, default (default all three)",
     )
     p.add_argument(
         "--workload", choices=("default", "llm"), default="default",
         help="default: the mixed-class service; llm: LLM streams from a synthetic token streamer (TTFT/TPOT)",
     )  # fmt: skip
     p.add_argument("--quick", action="store_true", help="a short run: 6 s of arrivals, 9 s for llm (unless --duration)")
+    p.add_argument("--rounds", type=int, default=1, help="replays per path, order rotating (default 1)")
     p.set_defaults(func=_run_keeping_env)
 
 
@@ -109,8 +117,10 @@ def _run(args: argparse.Namespace) -> int:
 
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]
     for p in paths:
-        if p not in ("agentic", "default"):
-            raise UsageError(f"--paths: unknown path {p!r}; expected agentic and/or default")
+        if p not in ("agentic", "tuned", "default"):
+            raise UsageError(f"--paths: unknown path {p!r}; expected agentic, tuned and/or default")
+    if args.rounds < 1:
+        raise UsageError(f"--rounds: must be >= 1, got {args.rounds}")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -139,7 +149,9 @@ def _run(args: argparse.Namespace) -> int:
     with local_ray() as address:
         say(f"  Ray up at {address} ({time.time() - started:.1f} s)")
         latencies: dict[str, dict[str, list[float]]] = {}
-        report = run_live(scenario, args.seed, paths, options=LiveOptions(progress=say), latencies_out=latencies)
+        report = run_live(
+            scenario, args.seed, paths, options=LiveOptions(progress=say), latencies_out=latencies, rounds=args.rounds
+        )
     say(f"  done in {time.time() - started:.1f} s; Ray and Serve shut down")
     report.setdefault("results", {})
     for res in report["results"].values():
@@ -164,15 +176,22 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print_floors(report: dict[str, Any], out: Any) -> None:
     res = report["results"]
-    if "agentic" not in res or "default" not in res:
+    a = res.get("agentic", {}).get("classes", {}).get("critical")
+    if not a:
         return
-    a, d = res["agentic"]["classes"].get("critical"), res["default"]["classes"].get("critical")
-    if not a or not d:
-        return
-    line = (f"critical SLO attainment: agentic {100 * (a['slo_attainment'] or 0):.1f} %, "
-            f"default {100 * (d['slo_attainment'] or 0):.1f} %")  # fmt: skip
-    if a["p99_ms"] and d["p99_ms"]:
-        line += f"; critical p99 agentic/default = {a['p99_ms'] / d['p99_ms']:.2f}"
+    parts = [f"agentic {100 * (a['slo_attainment'] or 0):.1f} %"]
+    for name in ("tuned", "default"):
+        b = res.get(name, {}).get("classes", {}).get("critical")
+        if b:
+            parts.append(f"{name} Serve {100 * (b['slo_attainment'] or 0):.1f} %")
+    line = "critical SLO attainment: " + ", ".join(parts)
+    for name in ("tuned", "default"):
+        b = res.get(name, {}).get("classes", {}).get("critical")
+        if b and a["p99_ms"] and b["p99_ms"]:
+            line += f"; critical p99 agentic/{name} = {a['p99_ms'] / b['p99_ms']:.2f}"
+    costs = [f"{n} {r['cost_per_1k_good']:.2f}" for n, r in res.items() if r.get("cost_per_1k_good") is not None]
+    if costs:
+        line += "; cost per 1k in budget: " + ", ".join(costs)
     print(line, file=out, flush=True)
 
 
@@ -186,6 +205,10 @@ def _run_llm(args: argparse.Namespace, scenario: Any, paths: list[str], previous
 
     if args.plot:
         raise UsageError("--plot: not available with --workload llm")
+    if args.paths == "agentic,tuned,default":  # the default: the LLM demo has no tuned path
+        paths = ["agentic", "default"]
+    elif "tuned" in paths:
+        raise UsageError("--paths: the llm workload compares agentic with plain Serve (agentic, default)")
     if scenario.workload.tokens is None or any(g.stream is None for g in scenario.replicas):
         raise UsageError("--workload llm: the scenario needs workload.tokens and a stream model per replica group")
     say = print_progress

@@ -3,7 +3,8 @@
 Runs the scenario with each router on the same seeded workload, prints one table row per router and
 class (requests, completed, shed, failed, p50/p99/p99.9 ms, SLO attainment), goodput, router decision
 time (wall clock, measured with ``time.perf_counter_ns``) and the simulator's own speed, and writes
-the JSON report to ``OUT`` when asked (``-`` for stdout). Invalid scenario: every problem printed as
+the JSON report to ``OUT`` when asked (``-`` for stdout). A renamed router (``oracle``, now
+``central_edf``) still runs under its old name, with a note on stderr. Invalid scenario: every problem printed as
 ``FILE:LINE: field.path: reason``, exit 2. Unknown router: the registered ones are listed, exit 2.
 """
 
@@ -27,7 +28,7 @@ def register(subparsers: Any) -> None:
         "-r",
         required=True,
         metavar="NAME[,NAME...]",
-        help="registered router name(s), comma separated (e.g. agentic,pow2,oracle)",
+        help="registered router name(s), comma separated (e.g. agentic,pow2,clairvoyant)",
     )
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     p.add_argument("--json", dest="json_out", metavar="OUT", default=None, help="write the JSON report here")
@@ -96,6 +97,11 @@ def _run(args: argparse.Namespace) -> int:
         check_router_names(routers)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    from agentic_ray.scheduling.registry import ALIASES
+
+    for name in routers:
+        if name in ALIASES:
+            print(f"note: {ALIASES[name][1]}; running it as {ALIASES[name][0]!r}", file=sys.stderr)
     scenario = load_scenario(args.scenario)
     report = simulate(scenario, routers, seed=args.seed, timer=time.perf_counter_ns, cpu_timer=time.process_time_ns)
     text = json.dumps(report, indent=2, allow_nan=False)

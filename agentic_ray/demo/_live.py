@@ -1,15 +1,25 @@
 """Live runs: replay a simulator scenario's seeded requests against real Ray Serve.
 
-``run_live(scenario, seed, paths=("agentic", "default"))`` builds the scenario's workload with the
-simulator's own generator (``sim.workload.build_workload``: the same arrival times, classes and
-per-group service times as ``agentic-ray sim``), deploys the demo service once per path and sends every
-request open-loop at its arrival time (a request is sent when due, whether or not earlier ones have
-answered):
+``run_live(scenario, seed, paths=("agentic", "tuned", "default"), rounds=1)`` builds the scenario's
+workload with the simulator's own generator (``sim.workload.build_workload``: the same arrival times,
+classes and per-group service times as ``agentic-ray sim``), deploys the demo service once per path and
+round and sends every request open-loop at its arrival time (a request is sent when due, whether or not
+earlier ones have answered). Rounds run every path once, in an order that rotates from round to round
+(round k starts with path k mod 3), so drift in the host's load hits the paths alike; each path's
+figures are summed over its rounds.
 
 - ``agentic``: ``@agentic_ray.deployment`` (``AgenticRequestRouter`` + a replica ``AdmissionGate``);
   each request carries its class and an absolute deadline fixed when it is sent;
-- ``default``: a plain ``@serve.deployment`` with Serve's default power-of-two-choices router and the
-  same replicas, ``slots`` requests at a time, FIFO.
+- ``default``: Serve as users get it: a plain ``@serve.deployment`` with the same replicas and Serve's
+  defaults (power-of-two-choices router, ``max_ongoing_requests`` 5, no bound on the caller's queue);
+- ``tuned``: Serve as a competent user would tune it: the same, with ``max_ongoing_requests`` = the
+  replicas' slots (the largest group's) and ``max_queued_requests`` = twice the replicas' slots in all
+  (a request over it fails at once with Serve's ``BackPressureError``, counted shed).
+
+Both plain paths run the replica's own ``slots`` requests at a time, FIFO (``PlainDemoModel``). Claims
+are made against ``tuned``. Each path's report carries the cost of the replica time it used per 1,000
+requests completed in budget (``cost_per_1k_good``: the answered requests' service times on the group
+that served them, times that group's cost per replica-second), as the simulator's.
 
 Latency is measured at the caller from send to answer. A request counts within budget when it completes
 in at most its class budget; ``AdmissionError`` counts as shed, any other error or a timeout as failed;
@@ -42,6 +52,7 @@ from typing import Any
 
 from agentic_ray.errors import AdmissionError
 from agentic_ray.policies import NodeAttrs, Policy, RequestMeta
+from agentic_ray.sim.cluster import group_cost
 from agentic_ray.sim.metrics import ClassStats
 from agentic_ray.sim.runner import RunResult
 from agentic_ray.sim.scenario import Scenario
@@ -49,7 +60,8 @@ from agentic_ray.sim.workload import Workload, build_workload
 
 __all__ = ["LiveOptions", "local_ray", "run_live"]
 
-PATHS = ("agentic", "default")
+PATHS = ("agentic", "tuned", "default")
+SERVE_DEFAULT_MAX_ONGOING = 5  # Ray Serve's default max_ongoing_requests (2.60)
 _RESERVED_PORTS = range(10002, 20000)
 
 
@@ -155,6 +167,16 @@ def _max_ongoing(scenario: Scenario) -> int:
     return int(max(values)) if values else 5
 
 
+def serve_options(path: str, scenario: Scenario) -> dict[str, Any]:
+    """The Serve options of a plain path: ``default`` sets none (Serve's own); ``tuned`` sets
+    ``max_ongoing_requests`` to the replicas' slots and ``max_queued_requests`` to twice their slots."""
+    if path == "default":
+        return {}
+    slots = max(g.slots for g in scenario.replicas)
+    total = sum(g.count * g.slots for g in scenario.replicas)
+    return {"max_ongoing_requests": slots, "max_queued_requests": 2 * total}
+
+
 def _deploy(path: str, scenario: Scenario, policy: Policy, timeout_s: float) -> Any:
     from ray import serve
 
@@ -179,10 +201,10 @@ def _deploy(path: str, scenario: Scenario, policy: Policy, timeout_s: float) -> 
     else:
         app = serve.deployment(
             PlainDemoModel,
-            name="PlainModel",
+            name="PlainModel" if path == "default" else "TunedModel",
             num_replicas=replicas,
-            max_ongoing_requests=_max_ongoing(scenario),
             ray_actor_options={"num_cpus": 0},
+            **serve_options(path, scenario),
         )
     serve.start(proxy_location="Disabled")
     handle = serve.run(app.bind(groups), name=f"demo-{path}", route_prefix=None, blocking=False)
@@ -200,6 +222,8 @@ async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario
     budgets = dict(workload.class_budget_ms)
     result = RunResult(path, {c: ClassStats() for c in budgets}, scenario.measured_s)
     groups = [g.name for g in scenario.replicas]
+    costs = scenario.costs if scenario.costs is not None else dict(policy.costs)
+    cost_of = {g.name: group_cost(g, costs) for g in scenario.replicas}
     counters = {"sent": 0, "done": 0, "shed": 0, "failed": 0}
     loop = asyncio.get_running_loop()
 
@@ -215,8 +239,11 @@ async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario
             outcome = "completed"
         except AdmissionError as exc:
             outcome, reason = "shed", exc.reason
-        except Exception as exc:  # every other error is a failed request
-            reason = type(exc).__name__
+        except Exception as exc:  # every other error is a failed request, but Serve's own refusal
+            if type(exc).__name__ == "BackPressureError":  # max_queued_requests reached: shed at the caller
+                outcome, reason = "shed", "backpressure"
+            else:
+                reason = type(exc).__name__
         latency_ms = (time.time() - sent) * 1000.0
         counters["done" if outcome == "completed" else outcome] += 1
         if not item.measured:
@@ -230,6 +257,9 @@ async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario
         if outcome == "completed":
             st.completed += 1
             st.latencies_ms.append(latency_ms)
+            group = (answer or {}).get("group")
+            if group in cost_of:
+                result.busy_cost += item.service_ms[groups.index(group)] / 1000.0 * cost_of[group]
             if latency_ms <= budget_ms:
                 st.within_budget += 1
             attrs = NodeAttrs(zone=str(answer.get("zone")), accelerator=str(answer.get("accelerator")))
@@ -275,6 +305,24 @@ async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario
     return result
 
 
+def _merge(into: RunResult, run: RunResult) -> None:
+    """Add one round's figures of a path to its total (same classes; measured time summed)."""
+    for cls, st in run.classes.items():
+        into.classes.setdefault(cls, ClassStats()).merge(st)
+    for reason, n in run.shed_reasons.items():
+        into.shed_reasons[reason] = into.shed_reasons.get(reason, 0) + n
+    into.violations += run.violations
+    into.busy_cost += run.busy_cost
+    into.total_requests += run.total_requests
+    into.measured_s += run.measured_s
+
+
+def round_order(paths: Sequence[str], k: int) -> list[str]:
+    """The order of round ``k``: ``paths`` rotated by ``k`` (each path leads in turn)."""
+    n = len(paths)
+    return [paths[(i + k) % n] for i in range(n)] if n else []
+
+
 def run_live(
     scenario: Scenario,
     seed: int | None = None,
@@ -283,12 +331,15 @@ def run_live(
     options: LiveOptions | None = None,
     latencies_out: dict[str, dict[str, list[float]]] | None = None,
     records_out: dict[str, list[dict[str, Any]]] | None = None,
+    rounds: int = 1,
 ) -> dict[str, Any]:
-    """Replay ``scenario`` on the connected Ray once per path; the ``agentic-ray sim --json`` document.
+    """Replay ``scenario`` on the connected Ray ``rounds`` times per path (the order rotating between
+    rounds); the ``agentic-ray sim --json`` document, each path's figures over all its rounds.
 
     Ray must be initialised (see ``local_ray``). Each path's Serve app is deleted after its run.
     ``latencies_out`` (when given) receives every completed request's latency, per path and class;
-    ``records_out`` one record per measured request and path (arrival, class, outcome, latency, budget).
+    ``records_out`` one record per measured request and path (arrival, class, outcome, latency, budget,
+    round).
     """
     from ray import serve
 
@@ -297,41 +348,60 @@ def run_live(
 
     options = options or LiveOptions()
     seed = scenario.seed if seed is None else seed
+    for path in paths:
+        if path not in PATHS:
+            raise ValueError(f"path: unknown {path!r}; expected one of {', '.join(PATHS)}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds: must be an integer >= 1, got {rounds!r}")
     if policy is None:
         if scenario.policy is None:
             raise ValueError("scenario: a live run needs the scenario's policy (field 'policy')")
         policy = load_policy(scenario.policy)
     workload = build_workload(scenario, seed, policy)
+    totals: dict[str, RunResult] = {}
+    decisions: list[float] = []
+    timeouts = dict.fromkeys(paths, 0)
+    outcomes: dict[Any, int] = {}
+    for k in range(rounds):
+        for path in round_order(list(paths), k):
+            handle = _deploy(path, scenario, policy, options.deploy_timeout_s)
+            PROCESS_STATS.reset()
+            probes_before = PROBE_TIMEOUTS.count
+            try:
+                records = records_out.setdefault(path, []) if records_out is not None else None
+                mark = len(records) if records is not None else 0
+                run = asyncio.run(_replay(path, handle, workload, scenario, policy, options, records))
+                for rec in (records or [])[mark:]:
+                    rec["round"] = k
+            finally:
+                serve.delete(f"demo-{path}")
+            if path == "agentic":
+                decisions.extend(PROCESS_STATS.decision_us)
+                for key, n in PROCESS_STATS.outcomes.items():
+                    outcomes[key] = outcomes.get(key, 0) + n
+            timeouts[path] += PROBE_TIMEOUTS.count - probes_before
+            if path in totals:
+                _merge(totals[path], run)
+            else:
+                totals[path] = run
     results: dict[str, Any] = {}
     for path in paths:
-        if path not in PATHS:
-            raise ValueError(f"path: unknown {path!r}; expected one of {', '.join(PATHS)}")
-        handle = _deploy(path, scenario, policy, options.deploy_timeout_s)
-        PROCESS_STATS.reset()
-        probes_before = PROBE_TIMEOUTS.count
-        try:
-            records = records_out.setdefault(path, []) if records_out is not None else None
-            run = asyncio.run(_replay(path, handle, workload, scenario, policy, options, records))
-        finally:
-            serve.delete(f"demo-{path}")
-        decisions = sorted(PROCESS_STATS.decision_us) if path == "agentic" else []
-        # RunResult reports decision times from nanoseconds.
-        run.decision_ns = [int(us * 1000) for us in decisions]
+        run = totals[path]
+        run.decision_ns = [int(us * 1000) for us in sorted(decisions)] if path == "agentic" else []
         results[path] = run.to_json()
-        timeouts = PROBE_TIMEOUTS.count - probes_before
-        results[path]["serve_queue_probe_timeouts"] = timeouts
-        if timeouts and options.progress is not None:
-            options.progress(f"  [{path:>7}] Serve's router: {timeouts} queue-length probes answered late "
+        results[path]["rounds"] = rounds
+        results[path]["serve_options"] = serve_options(path, scenario) if path != "agentic" else {}
+        results[path]["serve_queue_probe_timeouts"] = timeouts[path]
+        if timeouts[path] and options.progress is not None:
+            options.progress(f"  [{path:>7}] Serve's router: {timeouts[path]} queue-length probes answered late "
                              "(replicas overloaded; Serve's warnings hidden)")  # fmt: skip
         if latencies_out is not None:
             latencies_out[path] = {c: list(st.latencies_ms) for c, st in run.classes.items()}
-        if path == "default":
+        if path != "agentic":
             results[path]["decision_us_note"] = "Serve's default router is not instrumented"
-        if path == "agentic" and decisions:
-            results[path]["router_outcomes"] = {
-                f"{w}:{o}:{r}": n for (w, o, r), n in sorted(PROCESS_STATS.outcomes.items())
-            }
-    return {"scenario": scenario.name, "seed": seed, "results": results, "mode": "live",
+        if path == "agentic" and outcomes:
+            results[path]["router_outcomes"] = {f"{w}:{o}:{r}": n for (w, o, r), n in sorted(outcomes.items())}
+    return {"scenario": scenario.name, "seed": seed, "results": results, "mode": "live", "rounds": rounds,
             "service": "asyncio.sleep of each request's sampled service time (no real model work)"}  # fmt: skip
 
 

@@ -119,6 +119,8 @@ class Policy:
         self.name: str = spec.metadata.name
         canonical = spec.model_dump(mode="json", by_alias=True)
         _drop_unset_stream_budgets(canonical)
+        if not canonical.get("costs"):
+            canonical.pop("costs", None)  # absent and empty hash alike (and as before the field existed)
         self._canonical_json = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         self.sha256: str = hashlib.sha256(self._canonical_json.encode("utf-8")).hexdigest()
         self.version: str = spec.metadata.version or f"sha256:{self.sha256[:12]}"
@@ -160,6 +162,8 @@ class Policy:
             b.consecutive_failures, b.ejection_s, b.max_ejection_s, b.max_ejected_fraction, b.latency_outlier_factor
         )
         self.retry = RetrySettings(r.ratio, r.min_per_s, r.max_attempts)
+        # accelerator kind -> cost per replica-second (empty: CPU 1, anything else 2; see replica_cost)
+        self.costs: Mapping[str, float] = MappingProxyType({k: float(v) for k, v in spec.costs.items()})
         self._entitlements, self._anonymous = self._compile_entitlements(spec)
         self.residency_data_classes = frozenset(n for n, d in spec.data_classes.items() if d.requires_residency)
         self.rules: tuple[CompiledRule, ...] = tuple(
@@ -480,6 +484,14 @@ class Policy:
         return out
 
     # -- forms ---------------------------------------------------------------------------------------
+    def replica_cost(self, accelerator: str) -> float:
+        """Cost per replica-second of a replica on ``accelerator`` (the policy's ``costs``; without an
+        entry: 1 for ``cpu``, 2 for anything else, the tie-break used before costs were declared)."""
+        cost = self.costs.get(accelerator)
+        if cost is not None:
+            return cost
+        return 1.0 if accelerator == "cpu" else 2.0
+
     def canonical(self) -> dict[str, Any]:
         """The canonical form: every field with defaults filled, YAML key names (hashed with sorted keys)."""
         doc: dict[str, Any] = json.loads(self._canonical_json)

@@ -19,6 +19,7 @@ Document layout (see ``examples/policies/platform.yaml``)::
     workflows: {NAME: {class?, budget_ms?, stages: [{name, share | budget_ms}]}}
     rules:     [{id, description?, match: {...}, require: {...}, prefer: {...}}]
     admission: {classes: {NAME: {queue_bound?, shed_threshold?}}, breaker: {...}, retry: {...}}
+    costs:     {ACCELERATOR: cost per replica-second}   (e.g. {cpu: 1, gpu: 3}; ranks replicas, prices runs)
 
 A rule ``match`` field takes one value or a list (any of them matches); ``model`` and ``tenant_region``
 are shell globs (``fnmatch``), the others exact names. An absent field matches everything.
@@ -211,6 +212,7 @@ class PolicySpec(_Model):
     admission: AdmissionSpec = AdmissionSpec()
     entitlements: EntitlementsSpec = EntitlementsSpec()
     data_classes: dict[Name, DataClassSpec] = Field(default_factory=dict)
+    costs: dict[Name, NonNegativeFloat] = Field(default_factory=dict)
 
 
 def policy_json_schema() -> dict[str, Any]:

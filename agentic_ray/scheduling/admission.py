@@ -23,8 +23,9 @@ deadline, ``Overloaded`` otherwise), so a caller that only counts reasons (the s
 
 ``offer`` runs ordered stages over the gate's priority-then-EDF queues: expire queued work; refuse a
 request past its deadline; refuse one that cannot finish in time; refuse one whose class holds its cap
-at this gate; start it when a slot is free; refuse it over its tenant's share; queue it when its class
-queue has room (a never-shed request evicts to make room); else refuse it (queue full).
+at this gate; start it when a slot is free; refuse it over its tenant's share (unless its tenant's own
+less urgent queued work can make room); queue it when its class queue has room, or when less urgent
+queued work can be displaced to make room; else refuse it (queue full).
 
 ``replica_gate(slots, classes, tenant_shares=...)`` builds the gate a replica of an
 ``@agentic_ray.deployment`` runs (budget-sized bounds between ``DEFAULT_QUEUE_BOUND`` and
@@ -45,13 +46,18 @@ ewma_service_ms))``; else, with ``budget_bounds``, the same with the class's bud
 queue its budget can drain), at least ``default_queue_bound`` and at most ``max_budget_bound``; else
 ``default_queue_bound``. (``slots`` here is the current ``limit``.) A request whose class queue is full is rejected at
 once with ``Overloaded(retry_after_s=...)``, the predicted time until the work ahead of it drains
-(``(queued ahead + executing) / slots * service``). Exception: a ``Shedding.NEVER`` request evicts one
-queued ``Shedding.FIRST`` request (the least important: highest priority number, then latest deadline)
-and is admitted over its class bound; the total queued stays the same.
+(``(queued ahead + executing) / slots * service``), unless it can displace: priority orders who is shed,
+whatever the shedding modes, so a request whose class queue is full evicts one queued request that is
+less urgent (a larger priority number) and may be shed (not ``never``), the least important first
+(highest priority number, then latest deadline), and is admitted over its class bound; the total queued
+stays the same. This holds for every pair of levels; a ``Shedding.NEVER`` request may also evict a
+``Shedding.FIRST`` request of any priority. The evicted request gets ``Dropped(reason="evicted")``.
 
 Infeasible arrivals. With ``refuse_infeasible`` (default), a request whose class may be shed (not
-``NEVER``) and whose remaining budget is below the EWMA service time of its model is refused with
-``BudgetExhausted(reason="cannot_meet_deadline")``: it cannot finish in time even if started now.
+``NEVER``) and is not the most urgent of the gate's classes (the lowest priority number), and whose
+remaining budget is below the EWMA service time of its model, is refused with
+``BudgetExhausted(reason="cannot_meet_deadline")``: it cannot finish in time even if started now. (The
+most urgent class is spared: a mean inflated by rare slow requests says little about whether it can.)
 A request already past its deadline is always refused (``reason="deadline_passed"``).
 
 Streams. With ``streams`` (a ``streams.StreamEstimate`` of this replica; ``replica_gate`` makes one when
@@ -72,8 +78,10 @@ Tenant share caps. With ``tenant_shares`` (tenant name -> share in (0, 1], from 
 tenant may hold (executing plus queued) at most ``max(1, floor(share * occupancy))`` of the gate's
 occupied positions, ``occupancy`` counting the new request, but only while the gate is contended: the
 request would have to queue and another tenant has work queued. An idle or single-tenant gate is
-work-conserving and caps nothing. Over its cap, a request whose class may be shed is refused with
-``Overloaded(reason="tenant_share")``; never-shed work is never refused for its tenant's share. This is
+work-conserving and caps nothing. Over its cap, a request whose class may be shed displaces its own
+tenant's less urgent queued work if there is some (the tenant's share of the gate stays the same), else
+it is refused with ``Overloaded(reason="tenant_share")``; never-shed work is never refused for its
+tenant's share. This is
 the cap of max-min fair sharing (Demers, Keshav & Shenker, "Analysis and Simulation of a Fair Queueing
 Algorithm", SIGCOMM 1989) applied at admission rather than at dequeue.
 
@@ -113,6 +121,7 @@ __all__ = [
 ]
 
 _DEFAULT_RETRY_AFTER_S = 0.1
+_ANY_TENANT = object()
 DEFAULT_QUEUE_BOUND = 16  # a replica's queue bound per class until its service time is known
 MAX_QUEUE_BOUND = 64  # the most a class's budget-sized queue bound grows to on a replica
 
@@ -261,6 +270,7 @@ class AdmissionGate:
         self.slots = slots
         self.limit = slots  # calls run at once now: ``set_limit`` lowers it below ``slots`` (host saturated)
         self.classes = dict(classes)
+        self.top_priority = min((c.priority for c in self.classes.values()), default=0)
         self.default_queue_bound = default_queue_bound
         self.service = service if service is not None else EwmaServiceTime()
         self.refuse_infeasible = refuse_infeasible
@@ -395,8 +405,11 @@ class AdmissionGate:
         if refusal is not None:
             return self._reject(request, refusal, dropped)
         evicted: tuple[Dropped, ...] = ()
-        if self._count.get(request.qos, 0) >= self.queue_bound(request.qos, request.model):
-            victim = self._eviction_victim() if shedding is Shedding.NEVER else None
+        if self.tenant_shares and shedding is not Shedding.NEVER and self._over_share(request.tenant):
+            # over its share (the stage above found the tenant's own less urgent work to displace)
+            evicted = (self._evict(self._displacement_victim(request, shedding, request.tenant), request),)  # type: ignore[arg-type]
+        elif self._count.get(request.qos, 0) >= self.queue_bound(request.qos, request.model):
+            victim = self._displacement_victim(request, shedding)
             if victim is None:
                 detail = f"queue of class {request.qos!r} is full"
                 return self._reject(request, _Refusal("queue_full", detail, self._retry_after_s(request)), dropped)
@@ -411,8 +424,9 @@ class AdmissionGate:
         return None
 
     def _infeasible(self, request: Request, now: float, shedding: Shedding) -> _Refusal | None:
-        """A class that may be shed, whose remaining budget is below the service time of its model."""
-        if not self.refuse_infeasible or shedding is Shedding.NEVER:
+        """A class that may be shed and is not the most urgent one, whose remaining budget is below the
+        service time of its model."""
+        if not self.refuse_infeasible or shedding is Shedding.NEVER or self._priority(request) <= self.top_priority:
             return None
         service = self.service.estimate(request.model)
         remaining_ms = request.remaining_ms(now)
@@ -444,6 +458,8 @@ class AdmissionGate:
     def _over_tenant_share(self, request: Request, shedding: Shedding) -> _Refusal | None:
         if not self.tenant_shares or shedding is Shedding.NEVER or not self._over_share(request.tenant):
             return None
+        if self._displacement_victim(request, shedding, request.tenant) is not None:
+            return None  # the tenant's own less urgent queued work makes room (displaced when queued)
         detail = f"tenant {request.tenant!r} holds its share of this replica while others wait"
         return _Refusal("tenant_share", detail, self._retry_after_s(request))
 
@@ -585,25 +601,45 @@ class AdmissionGate:
         occupancy = len(self._executing) + len(self._queued) + 1
         return self._held_by_tenant.get(tenant, 0) + 1 > max(1, math.floor(share * occupancy))
 
-    def _eviction_victim(self) -> _Entry | None:
-        victim: _Entry | None = None
-        for entry in self._queued.values():
-            if self._shedding(entry.request) is not Shedding.FIRST:
+    def _displacement_victim(self, request: Request, shedding: Shedding, tenant: Any = _ANY_TENANT) -> _Entry | None:
+        """The queued request ``request`` displaces when its class queue is full (or, with ``tenant``,
+        when its tenant is over its share: among that tenant's own queued work): the least important
+        queued request (highest priority number, then latest deadline, then latest queued) among those
+        that may be shed and are less urgent than it (a larger priority number), or, for a never-shed
+        request, of a ``first`` class whatever its priority. None: nothing may be displaced."""
+        prio = self._priority(request)
+        never = shedding is Shedding.NEVER
+        count = self._count
+        class_priority = self._class_priority
+        # the least urgent class first: a victim there beats any in a more urgent class
+        for qos in sorted(self._heaps, key=class_priority.__getitem__, reverse=True):
+            q = class_priority[qos]
+            if q <= prio and not never:
+                break
+            if not count.get(qos):
                 continue
-            if victim is None:
-                victim = entry
-                continue
-            a = (self._priority(entry.request), entry.request.deadline, entry.seq)
-            b = (self._priority(victim.request), victim.request.deadline, victim.seq)
-            if a > b:
-                victim = entry
-        return victim
+            best: tuple[float, int] | None = None
+            victim: _Entry | None = None
+            for _deadline, seq, entry in self._heaps[qos]:
+                if not entry.live:
+                    continue
+                mode = self._shedding(entry.request)
+                if mode is Shedding.NEVER or (q <= prio and mode is not Shedding.FIRST):
+                    continue
+                if tenant is not _ANY_TENANT and entry.request.tenant != tenant:
+                    continue
+                key = (entry.request.deadline, seq)
+                if best is None or key > best:
+                    best, victim = key, entry
+            if victim is not None:
+                return victim
+        return None
 
     def _evict(self, victim: _Entry, admitted: Request) -> Dropped:
         request = victim.request
         self.cancel(request.id)
         self.evicted_total += 1
-        detail = f"evicted to admit never-shed class {admitted.qos!r}"
+        detail = f"evicted to admit more urgent class {admitted.qos!r}"
         return Dropped(request.id, request.qos, "evicted", detail, request.rule_ids, self._retry_after_s(request))
 
     def _work_ahead(self, priority: int) -> int:
@@ -616,13 +652,18 @@ class AdmissionGate:
     def _position(self, request: Request) -> int:
         """0-based place in the start order (work of higher or equal priority with earlier deadline)."""
         p = self._priority(request)
+        deadline = request.deadline
         pos = 0
-        for entry in self._queued.values():
-            if entry.request is request:
+        for qos, n in self._count.items():  # whole classes ahead by priority; equal ones entry by entry
+            if not n:
                 continue
-            q = self._class_priority[entry.request.qos]
-            if q < p or (q == p and (entry.request.deadline, entry.seq) < (request.deadline, math.inf)):
-                pos += 1
+            q = self._class_priority[qos]
+            if q < p:
+                pos += n
+            elif q == p:
+                for d, _seq, entry in self._heaps[qos]:
+                    if entry.live and d <= deadline and entry.request is not request:
+                        pos += 1
         return pos
 
     def _retry_after_s(self, request: Request) -> float:

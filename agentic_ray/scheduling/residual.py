@@ -111,6 +111,12 @@ class HeadOfLine:
         if flights is not None and flights.pop(request_id, None) is not None:
             self._last_answer[replica_id] = now
 
+    def running(self, replica_id: str, request_id: object) -> bool:
+        """True when ``request_id`` is the oldest request in flight on ``replica_id`` (taken as the one
+        executing there), False when it waits behind another one or is not in flight there."""
+        flights = self.flights.get(replica_id)
+        return bool(flights) and next(iter(flights)) == request_id  # type: ignore[arg-type]
+
     def wait(self, replica_id: str, now: float, ahead: int, mean_ms: float, table: ServiceTable) -> float:
         """Expected wait (ms) behind ``ahead`` requests on single-slot ``replica_id`` at ``mean_ms`` each;
         the oldest in-flight request's own mean comes from ``table`` (``mean_ms`` before it has one).

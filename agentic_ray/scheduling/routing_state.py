@@ -32,7 +32,11 @@ router's ``choose``. A ``Shed`` ends the request's tracking.
 - Hedges ("The Tail at Scale", Dean & Barroso, CACM 2013): a request admitted with ``hedge_of`` (the
   ``call_id`` of an earlier copy) is paid from the retry budget at admission (else shed with
   ``hedge_budget_exhausted``) and never goes to the replica that copy was routed to (none left:
-  ``no_hedge_replica``). ``hedge_after_ms(request)`` is when its caller should send one.
+  ``no_hedge_replica``). ``hedge_after_ms(request)`` is when its caller should send one. With
+  ``hedge_running=False`` a hedge is refused (``hedge_first_copy_running``) while the router takes its
+  first copy as executing on its replica (the oldest of its requests in flight there, from the router's
+  ``running``): where slowness belongs to the request, not the replica, a second copy would be as slow
+  and only doubles the replica time; a copy waiting behind another request is still hedged.
 - LLM streams (``streams``, a ``streams.StreamRouter``; Serve's router and the simulator give one when
   a class of the policy sets ``ttft_ms``): a stream request (``prompt_tokens`` given) of such a class is
   ranked by its predicted time to first token on each replica, learned from the completed streams the
@@ -134,7 +138,8 @@ class RoutingState:
     ``core``: the pure router (``registry.create_router``); ``breaker`` / ``retry``: the policy's
     settings; ``max_tracked``: requests and call ids remembered at most (the oldest forgotten first);
     ``timer``: integer nanoseconds (``time.perf_counter_ns``) to time each decision of the router
-    (``decision_ns``), or None; ``streams``: the stream router (module docstring), or None."""
+    (``decision_ns``), or None; ``hedge_running``: hedge copies the router takes as executing too;
+    ``streams``: the stream router (module docstring), or None."""
 
     def __init__(
         self,
@@ -145,6 +150,7 @@ class RoutingState:
         max_tracked: int = 100_000,
         timer: Callable[[], int] | None = None,
         streams: StreamRouter | None = None,
+        hedge_running: bool = True,
     ) -> None:
         self.core = core
         self.streams = streams
@@ -158,7 +164,10 @@ class RoutingState:
         self._views: list[ReplicaView] = []
         self._reported: list[_Replica] = []  # the replicas known from reports (not live views)
         self._flights: OrderedDict[Hashable, Flight] = OrderedDict()
-        self._call_replica: OrderedDict[Hashable, str] = OrderedDict()  # call id -> replica it was routed to
+        # call id -> (replica it was routed to, its request id)
+        self._call_replica: OrderedDict[Hashable, tuple[str, Any]] = OrderedDict()
+        self.hedge_running = hedge_running
+        self._running = getattr(core, "running", None)
         self._ejected: set[str] = set()  # replicas whose breaker is not closed
         self._suspect: set[str] = set()  # replicas with a failure not yet reset by a success that closed them
         self._plain_breaker = self.breaker.settings.latency_outlier_factor is None  # a success only resets
@@ -313,13 +322,24 @@ class RoutingState:
         (``hedge_budget_exhausted``, and not tracked). ``call_id``: this copy's id, for later hedges."""
         if hedge_of is None:
             self.retry_budget.record_request(now)
-        elif not self.retry_budget.try_acquire(1, request.remaining_ms(now), 0.0, now):
-            return Shed("hedge_budget_exhausted", 1.0, request.rule_ids)
+        else:
+            if not self.hedge_running and self._first_copy_running(hedge_of):
+                return Shed("hedge_first_copy_running", None, request.rule_ids)
+            if not self.retry_budget.try_acquire(1, request.remaining_ms(now), 0.0, now):
+                return Shed("hedge_budget_exhausted", 1.0, request.rule_ids)
         flights = self._flights
         flights[key] = Flight(request, call_id, hedge_of, context)
         if len(flights) > self.max_tracked:
             flights.popitem(last=False)
         return None
+
+    def _first_copy_running(self, call_id: Hashable) -> bool:
+        """True when the router takes the copy ``call_id`` as executing on its replica (the oldest of its
+        requests in flight there), not waiting behind another request."""
+        routed = self._call_replica.get(call_id)
+        if routed is None or self._running is None:
+            return False
+        return bool(self._running(routed[0], routed[1]))
 
     def flight(self, key: Hashable) -> Flight | None:
         """The tracked request under ``key`` (None when it is not tracked)."""
@@ -370,7 +390,7 @@ class RoutingState:
         else:
             views = self._candidate_views(candidates, now)
         if flight.hedge_of is not None:
-            avoid = self._call_replica.get(flight.hedge_of)
+            avoid = self._call_replica.get(flight.hedge_of, (None, None))[0]
             views = [v for v in views if v.replica_id != avoid]
             if not views:
                 return self._shed(key, Shed("no_hedge_replica", 1.0, request.rule_ids))
@@ -465,7 +485,7 @@ class RoutingState:
         request = flight.request
         if flight.call_id is not None:
             calls = self._call_replica
-            calls[flight.call_id] = replica_id
+            calls[flight.call_id] = (replica_id, flight.request.id)
             if len(calls) > self.max_tracked:
                 calls.popitem(last=False)
         self.core.on_dispatch(request, replica_id, now)

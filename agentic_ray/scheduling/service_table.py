@@ -12,6 +12,15 @@ routing decision (``by_replica(model)``): ``mean`` prices the queue ahead of a r
 its own service time (a likely-but-not-worst-case draw). A replica that has not answered yet falls back
 to its published service time for the model, then its ``"default"`` one, then ``default_ms``
 (``estimate``). It measures; it never decides. Pure: time comes in as ``now``.
+
+Outliers. A sample above ``clip`` times the current mean (default 4) enters the estimates as ``clip``
+times the mean (winsorised; Tukey, 1962; Huber's robust M-estimation, 1964). A rare slow request is a
+property of the request, not of the replica: with bimodal service (95 % of requests 5 ms, 5 % 200 ms) an
+unclipped 200 ms sample lifted that one replica's mean by 10 ms and its deviation by 47 ms, so an idle
+replica that had just served a slow request ranked behind a busy one and critical work queued behind
+the next slow request (``hol`` in the SLO matrix). The slow mode itself stays known: the residual-life
+estimate (``residual.py``) takes the raw samples. A replica that really slows down (a straggler) still
+moves its mean by up to ``alpha * (clip - 1)`` (15 %) per sample.
 """
 
 from __future__ import annotations
@@ -29,12 +38,15 @@ _EMPTY: Mapping[str, tuple[float, float]] = {}
 class ServiceTable:
     """Mean and mean + ``k`` deviations of service time (ms) per model and replica (module docstring)."""
 
-    __slots__ = ("_hot", "_stats", "alpha", "beta", "k")
+    __slots__ = ("_hot", "_stats", "alpha", "beta", "clip", "k")
 
-    def __init__(self, alpha: float = 0.05, beta: float = 0.25, k: float = 2.0) -> None:
+    def __init__(self, alpha: float = 0.05, beta: float = 0.25, k: float = 2.0, clip: float | None = 8.0) -> None:
+        if clip is not None and not clip > 1:
+            raise ValueError(f"clip: must be > 1 or None, got {clip!r}")
         self.alpha = alpha
         self.beta = beta
         self.k = k
+        self.clip = clip
         self._stats: dict[str, dict[str, MeanDeviation]] = {}  # model -> replica id -> estimator
         self._hot: dict[str, dict[str, tuple[float, float]]] = {}  # model -> replica id -> (mean, upper)
 
@@ -47,6 +59,9 @@ class ServiceTable:
         if st is None:
             st = stats[replica_id] = MeanDeviation(self.alpha, self.beta)
         before = st.mean
+        clip = self.clip
+        if clip is not None and before is not None and service_ms > clip * before:
+            service_ms = clip * before  # a request-level outlier (bimodal service): see the module docstring
         st.observe(service_ms, now)
         mean = st.mean if st.mean is not None else service_ms  # set by the observation just made
         self._hot.setdefault(model, {})[replica_id] = (mean, mean + self.k * st.dev)

@@ -243,7 +243,7 @@ def _wrap_method(name: str, method: Callable) -> Callable:
     return gated
 
 
-def _node_attrs(slots: int) -> dict[str, Any]:
+def _node_attrs(slots: int, policy: Policy | None = None) -> dict[str, Any]:
     import ray
 
     ctx = ray.get_runtime_context()
@@ -255,7 +255,7 @@ def _node_attrs(slots: int) -> dict[str, Any]:
         "accelerator": accelerator,
         "labels": {k: v for k, v in labels.items() if not k.startswith("ray.io/")},
         "slots": slots,
-        "cost": 1.0 if accelerator == "cpu" else 2.0,
+        "cost": policy.replica_cost(accelerator) if policy is not None else (1.0 if accelerator == "cpu" else 2.0),
         "node_id": ctx.get_node_id(),
     }
 
@@ -286,9 +286,10 @@ def _hook_specs(telemetry: bool, decision_hook: str | None, router_hook: str | N
     return decision_hook, router_hook
 
 
-def _replica_metadata(replica: Any, slots: int) -> ReplicaMetadata:
-    """What a replica publishes once: its node's facts, overridden by ``agentic_replica_attrs()``."""
-    attrs = _node_attrs(slots)
+def _replica_metadata(replica: Any, slots: int, policy: Policy | None = None) -> ReplicaMetadata:
+    """What a replica publishes once: its node's facts (its cost from the policy's ``costs`` by
+    accelerator kind), overridden by ``agentic_replica_attrs()``."""
+    attrs = _node_attrs(slots, policy)
     own = getattr(replica, "agentic_replica_attrs", None)
     if callable(own):
         attrs.update(own() or {})
@@ -302,7 +303,7 @@ def _install_admission(replica: Any, policy: Policy, slots: int, bounds: tuple[i
     from agentic_ray.serve._replica_gate import ReplicaAdmission
 
     replica._agentic_policy = policy
-    metadata = replica._agentic_metadata = _replica_metadata(replica, slots)
+    metadata = replica._agentic_metadata = _replica_metadata(replica, slots, policy)
     hook: DecisionHook = load_hook(decision_hook)
     register_policy(hook, policy.version, policy.sha256)
     metrics = None

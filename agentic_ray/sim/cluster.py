@@ -6,7 +6,8 @@ expired work dropped, bounded per-class queues reject). ``max_ongoing`` (executi
 enforced by the router through ``ReplicaView.ongoing``, which counts requests dispatched to the
 replica and not yet returned (Serve's router-side count). Faults: ``slowdown`` multiplies the service
 time of work started while it lasts; ``error`` fails the work started while it lasts; ``crash`` removes
-the replica and fails everything in flight on it.
+the replica and fails everything in flight on it. ``cost`` (per replica-second, ranks replicas for the
+agentic router and prices the run's busy time) is the group's own, else the scenario's by accelerator.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from agentic_ray.policies.types import NodeAttrs
 from agentic_ray.scheduling.types import ReplicaView
 from agentic_ray.sim.scenario import ReplicaGroupSpec
 
-__all__ = ["SimReplica", "build_replicas"]
+__all__ = ["SimReplica", "build_replicas", "group_cost"]
 
 
 class SimReplica:
@@ -39,7 +40,9 @@ class SimReplica:
         "view",
     )
 
-    def __init__(self, replica_id: str, group: int, spec: ReplicaGroupSpec, gate: Any = None) -> None:
+    def __init__(
+        self, replica_id: str, group: int, spec: ReplicaGroupSpec, gate: Any = None, cost: float | None = None
+    ) -> None:
         self.replica_id = replica_id
         self.group = group
         self.slots = spec.slots
@@ -62,15 +65,27 @@ class SimReplica:
             queued_by_priority=self.queued_by_priority if gate is not None else {},
             service_ms={},
             healthy=True,
-            cost=spec.cost,
+            cost=spec.cost if cost is None else cost,
         )
 
 
-def build_replicas(groups: list[ReplicaGroupSpec], make_gate: Any = None) -> list[SimReplica]:
-    """One ``SimReplica`` per replica, ids ``<group>-<index>``; ``make_gate(spec)`` builds gates."""
+def group_cost(spec: ReplicaGroupSpec, costs: dict[str, float] | None = None) -> float:
+    """Cost per replica-second of a group: its own ``cost`` when set, else ``costs`` (by accelerator
+    kind: a scenario's or a policy's ``costs``), else 1."""
+    if "cost" in spec.model_fields_set or not costs:
+        return spec.cost
+    return costs.get(spec.accelerator, spec.cost)
+
+
+def build_replicas(
+    groups: list[ReplicaGroupSpec], make_gate: Any = None, costs: dict[str, float] | None = None
+) -> list[SimReplica]:
+    """One ``SimReplica`` per replica, ids ``<group>-<index>``; ``make_gate(spec)`` builds gates; ``costs``
+    (accelerator kind -> cost per replica-second) prices groups that set no ``cost`` of their own."""
     out: list[SimReplica] = []
     for gi, spec in enumerate(groups):
+        cost = group_cost(spec, costs)
         for i in range(spec.count):
             gate = make_gate(spec) if make_gate is not None else None
-            out.append(SimReplica(f"{spec.name}-{i}", gi, spec, gate))
+            out.append(SimReplica(f"{spec.name}-{i}", gi, spec, gate, cost))
     return out

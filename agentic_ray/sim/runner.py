@@ -9,8 +9,9 @@ Life of a request (all times virtual)::
         Shed     -> counted shed at once
         Wait     -> held at the router, ordered by router.wait_order(request) (ties FIFO); retried in
                     that order whenever a replica reports back (at most one held request is routed
-                    per freed position) or crashes; the scan stops at the first unconstrained request
-                    told to wait again, or after 64 placement-constrained ones
+                    per freed position) or crashes; the scan stops at the first request told to wait
+                    because every replica is full, or after 64 that wait for a replica of their own
+                    (placement-constrained, or waiting for a faster replica that is busy)
 
 Requests refused or dropped by a replica's gate are counted ``shed`` and reported back to the router
 with ``ok=False``; requests on a replica when it crashes, or started on it while an ``error`` fault
@@ -72,6 +73,9 @@ _AT_REPLICA, _DONE, _RETURN, _FAULT_START, _FAULT_END, _CRASH, _HEDGE, _ERRORS_S
 _COMPLETED, _SHED, _FAILED, _CANCELLED = 1, 2, 3, 4
 _SERVICE_EWMA_ALPHA = 0.1
 _MAX_HELD_SCAN = 64  # placement-constrained waiters retried per replica event before giving up
+# Waits that say "this request waits for one replica", not "every replica is full": later requests may
+# still go elsewhere, so the scan of held requests goes on past them.
+_OWN_WAITS = frozenset({"faster_replica_full", "faster_replica_busy"})
 
 
 class _Job:
@@ -81,7 +85,7 @@ class _Job:
     positive once it ended at the router. ``settled`` (first copy only): the request's outcome is recorded."""
 
     __slots__ = ("dispatched", "fails", "hedge", "index", "key", "outcome", "reason", "replica", "request",
-                 "service_ms", "settled", "slow", "start_at", "started", "twin")  # fmt: skip
+                 "service_ms", "settled", "slow", "start", "started", "twin")  # fmt: skip
 
     def __init__(self, index: int, request: Request, key: int, hedge: bool = False) -> None:
         self.index = index
@@ -94,10 +98,10 @@ class _Job:
         self.reason = ""
         self.service_ms = math.nan
         self.started = False
+        self.start = 0.0  # when it started on its replica (virtual s)
         self.dispatched = False
         self.fails = False
         self.settled = False
-        self.start_at = math.nan  # when it started on its replica
         self.slow = 1.0  # the slowdown it started under
 
 
@@ -111,6 +115,7 @@ class RunResult:
     violations: int = 0
     decision_ns: list[int] = field(default_factory=list)
     shed_reasons: dict[str, int] = field(default_factory=dict)
+    class_shed_reasons: dict[str, dict[str, int]] = field(default_factory=dict)  # class -> reason -> count
     wall_ns: int | None = None
     cpu_ns: int | None = None
     total_requests: int = 0
@@ -118,6 +123,7 @@ class RunResult:
     hedges_sent: int = 0  # second copies routed
     hedges_won: int = 0  # requests whose second copy answered first
     hedges_refused: int = 0  # second copies the routing state refused (budget, no other replica, ...)
+    busy_cost: float = 0.0  # sum over measured requests' executions of seconds on a replica x its cost
 
     def to_json(self) -> dict[str, Any]:
         """The per-router JSON object of the ``agentic-ray sim`` output."""
@@ -130,10 +136,14 @@ class RunResult:
             "overall": summarize(overall),
             "classes": {name: summarize(s) for name, s in sorted(self.classes.items())},
             "goodput_rps": round(overall.within_budget / self.measured_s, 4),
+            "cost_per_1k_good": (
+                round(1000.0 * self.busy_cost / overall.within_budget, 4) if overall.within_budget else None
+            ),
             "decision_us_p50": None if p50 is None else round(p50 / 1000.0, 3),
             "decision_us_p99": None if p99 is None else round(p99 / 1000.0, 3),
             "violations": self.violations,
             "shed_reasons": dict(sorted(self.shed_reasons.items())),
+            "shed_reasons_by_class": {c: dict(sorted(r.items())) for c, r in sorted(self.class_shed_reasons.items())},
         }
         if self.tenants:
             out["tenants"] = {name: summarize(s) for name, s in sorted(self.tenants.items())}
@@ -163,7 +173,7 @@ class _Run:
         name: str,
         slowdowns: dict[str, float] | None = None,
         cpu_timer: Callable[[], int] | None = None,
-        admission: tuple[BreakerSettings | None, RetrySettings | None, Mapping[str, float] | None] = (None, None, None),
+        admission: tuple[Any, ...] = (None, None, None, None),
     ) -> None:
         self.slowdowns = slowdowns
         self.cpu_timer = cpu_timer
@@ -174,7 +184,9 @@ class _Run:
         self.net = scenario.network_ms / 1000.0
         self.wait_key = getattr(router, "wait_order", _fifo_key)
         discipline = getattr(router, "replica_discipline", "fifo")
-        breaker, retry, tenant_shares = admission
+        breaker, retry, tenant_shares, *more = admission  # (..., costs): costs None -> the scenario's
+        costs = more[0] if more and more[0] is not None else scenario.costs
+        hedge_running = scenario.hedge_running
         make_gate = None
         if discipline == "gate":
             from agentic_ray.scheduling.admission import replica_gate
@@ -183,14 +195,14 @@ class _Run:
                 return replica_gate(spec.slots, classes, tenant_shares=tenant_shares)
         elif discipline != "fifo":
             raise ValueError(f"router {name!r}: unknown replica_discipline {discipline!r}")
-        self.replicas = build_replicas(list(scenario.replicas), make_gate)
+        self.replicas = build_replicas(list(scenario.replicas), make_gate, costs)
         self.by_id = {r.replica_id: r for r in self.replicas}
         self.views = [r.view for r in self.replicas]
         self.state = None
         if discipline == "gate":
             from agentic_ray.scheduling.routing_state import RoutingState
 
-            self.state = RoutingState(router, breaker=breaker, retry=retry, timer=timer,
+            self.state = RoutingState(router, breaker=breaker, retry=retry, timer=timer, hedge_running=hedge_running,
                                       streams=stream_router_for(classes))  # fmt: skip
             for view in self.views:
                 self.state.add_replica(view)
@@ -257,7 +269,12 @@ class _Run:
         if job.request.prompt_tokens is not None:
             self._record_stream(job, targets, outcome == _COMPLETED)
         if outcome == _SHED:
-            self.result.shed_reasons[reason] = self.result.shed_reasons.get(reason, 0) + 1
+            result = self.result
+            result.shed_reasons[reason] = result.shed_reasons.get(reason, 0) + 1
+            by_class = result.class_shed_reasons.get(job.request.qos)
+            if by_class is None:
+                by_class = result.class_shed_reasons[job.request.qos] = {}
+            by_class[reason] = by_class.get(reason, 0) + 1
 
     def _record_stream(self, job: _Job, targets: tuple[ClassStats, ...], completed: bool) -> None:
         """A stream request's TTFT and TPOT (none when it did not complete) against its class's budgets."""
@@ -265,7 +282,7 @@ class _Run:
         if completed and job.replica is not None:
             item = self.workload.items[job.index]
             prefill = item.prefill_ms[job.replica.group] * job.slow
-            ttft = (job.start_at - job.request.arrival + self.net) * 1000.0 + prefill
+            ttft = (job.start - job.request.arrival + self.net) * 1000.0 + prefill
             n = job.request.max_tokens or 1
             tpot = (job.service_ms - prefill) / (n - 1) if n > 1 else None
         budgets = self.token_budgets.get(job.request.qos, (None, None))
@@ -286,9 +303,9 @@ class _Run:
         return st
 
     # ----------------------------------------------------------------- routing
-    def _choose(self, job: _Job, now: float) -> bool:
-        """Ask the router (through the routing state when there is one); act on its decision. False when
-        the request must keep waiting."""
+    def _choose(self, job: _Job, now: float) -> Wait | None:
+        """Ask the router (through the routing state when there is one); act on its decision. The
+        ``Wait`` when the request must keep waiting, else None."""
         timer = self.timer
         state = self.state
         if state is not None:
@@ -303,12 +320,12 @@ class _Run:
             decision = self.router.choose(job.request, self.views, now)
         if type(decision) is Route:
             self._dispatch(job, decision.replica_id, now)
-            return True
+            return None
         if type(decision) is Shed:
             self._finish(job, _SHED, now, decision.reason)
-            return True
+            return None
         if type(decision) is Wait:
-            return False
+            return decision
         raise TypeError(f"router returned {decision!r}, not Route/Shed/Wait")
 
     def _dispatch(self, job: _Job, replica_id: str, now: float) -> None:
@@ -375,6 +392,7 @@ class _Run:
         rid = job.request.id
         if job.started and gate.is_executing(rid):
             rep.busy -= 1
+            self._busy(job, rep, now)
             self._admitted(rep, gate.finish(rid, now), now)
         elif gate.cancel(rid):
             self._unqueue(rep, job)
@@ -401,9 +419,11 @@ class _Run:
             job = entry[2]
             if job.outcome:  # a cancelled copy
                 continue
-            if not self._choose(job, now):
+            wait = self._choose(job, now)
+            if wait is not None:
                 held.append(entry)
-                if job.request.allows is None or len(held) >= _MAX_HELD_SCAN:
+                unconstrained = job.request.allows is None and wait.reason not in _OWN_WAITS
+                if unconstrained or len(held) >= _MAX_HELD_SCAN:
                     break
             elif job.dispatched:
                 routed += 1
@@ -416,7 +436,7 @@ class _Run:
     def _start(self, job: _Job, rep: SimReplica, now: float) -> None:
         rep.busy += 1
         job.started = True
-        job.start_at = now
+        job.start = now
         job.slow = rep.slowdown
         job.fails = rep.erroring
         service = self.workload.items[job.index].service_ms[rep.group] * rep.slowdown
@@ -476,11 +496,17 @@ class _Run:
         else:  # Reject
             self._refused(job, rep, now, result.reason)
 
+    def _busy(self, job: _Job, rep: SimReplica, now: float) -> None:
+        """``job`` stops executing on ``rep`` at ``now``: its replica time counts in the run's cost."""
+        if self.workload.items[job.index].measured:
+            self.result.busy_cost += (now - job.start) * rep.view.cost
+
     def _done(self, job: _Job, now: float) -> None:
         rep = job.replica
         if job.outcome or rep is None or not rep.alive:
             return
         rep.busy -= 1
+        self._busy(job, rep, now)
         if job.fails:  # an error fault: the call failed; its time is no service sample
             job.outcome = -_FAILED
             service = None
@@ -540,6 +566,8 @@ class _Run:
         for job in list(rep.jobs.values()):
             if job.outcome < 0:
                 continue  # completed or refused: the answer is already on its way back
+            if job.started:
+                self._busy(job, rep, now)
             view.ongoing -= 1
             rep.jobs.pop(job.index, None)
             if state is not None:
@@ -639,7 +667,7 @@ class _Run:
         return self.result
 
     def _choose_new(self, job: _Job, now: float) -> None:
-        if not self._choose(job, now):
+        if self._choose(job, now) is not None:
             self.wait_seq += 1
             heapq.heappush(self.waiting, (self.wait_key(job.request), self.wait_seq, job))
 
@@ -657,17 +685,19 @@ def run_router(
     breaker: BreakerSettings | None = None,
     retry: RetrySettings | None = None,
     tenant_shares: Mapping[str, float] | None = None,
+    costs: dict[str, float] | None = None,
 ) -> RunResult:
     """Run ``router`` over ``workload`` on the cluster of ``scenario`` and return its figures.
 
     ``classes`` feeds the replicas' admission gates (routers with ``replica_discipline == "gate"``).
     ``timer`` returns integer nanoseconds (``time.perf_counter_ns``); ``None`` measures nothing.
     The router must be fresh: it keeps state between calls. ``slowdowns`` (replica id -> current
-    slowdown factor) is kept up to date during the run when given (the oracle's service-time view).
+    slowdown factor) is kept up to date during the run when given (the true service times' view).
     ``cpu_timer`` (e.g. ``time.process_time_ns``) measures the run's CPU time, for a simulator speed
     figure that other processes on the machine do not distort. ``breaker`` / ``retry`` (the policy's
     settings; None: the defaults) and ``tenant_shares`` (tenant -> share of each replica's gate) apply
-    to routers with gates, driven through the routing state (module docstring).
+    to routers with gates, driven through the routing state (module docstring). ``costs`` (accelerator
+    kind -> cost per replica-second; None: the scenario's) prices groups without a ``cost`` of their own.
     """
     run = _Run(
         scenario,
@@ -678,6 +708,6 @@ def run_router(
         str(name or getattr(router, "name", "router")),
         slowdowns,
         cpu_timer,
-        (breaker, retry, tenant_shares),
+        (breaker, retry, tenant_shares, costs),
     )
     return run.run()

@@ -204,7 +204,13 @@ class Scenario(_Model):
     (``tenant_shares``, else the policy's tenants' shares), the breaker and the retry budget take
     ``breaker`` / ``retry`` (the policy's ``admission.breaker`` / ``admission.retry`` schema; else the
     policy's, else the defaults), and a class with ``hedge_after_ms`` (inline, or in the policy) is
-    hedged: after that long without an answer a second copy goes to another replica."""
+    hedged: after that long without an answer a second copy goes to another replica (with
+    ``hedge_running: false`` only a copy still waiting behind another request at its replica: where
+    slowness belongs to the request, not the replica, a second copy of a running request is as slow).
+
+    ``costs`` (accelerator kind -> cost per replica-second) prices every replica group that sets no
+    ``cost`` of its own (then 1): the agentic router ranks by it, and every run reports the cost of
+    the replica time it used per 1,000 requests completed in budget."""
 
     name: Annotated[str, Field(min_length=1)]
     seed: int = 0
@@ -219,6 +225,8 @@ class Scenario(_Model):
     tenant_shares: dict[str, Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]] | None = None
     breaker: BreakerSpec | None = None
     retry: RetrySpec | None = None
+    costs: dict[str, NonNegative] | None = None
+    hedge_running: bool = True
 
     @property
     def measured_s(self) -> float:

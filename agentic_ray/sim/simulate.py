@@ -4,9 +4,10 @@
 demands), each router on a fresh cluster with its own ``random.Random`` derived from the seed. Routers
 are built with ``agentic_ray.scheduling.registry.create_router(name, rng, **config)``; the simulator
 offers the keyword arguments a router's constructor accepts among ``classes`` (the QoS classes) and
-``service_time`` (the oracle's clairvoyant ``(request, replica_id) -> ms``: the pre-sampled service time
-of that request on that replica's group times the replica's current slowdown), then the scenario's
-``router_config.<name>`` on top. Routers with gates also get the run's breaker and retry settings and
+``service_time`` (the true ``(request, replica_id) -> ms`` that ``clairvoyant`` and ``central_edf`` use:
+the pre-sampled service time of that request on that replica's group times the replica's current
+slowdown) and ``network_ms`` (the scenario's one-way delay), then the scenario's ``router_config.<name>``
+on top. Routers with gates also get the run's breaker and retry settings and
 tenant shares (``scenario_admission``: the scenario's, else the policy's).
 """
 
@@ -106,7 +107,7 @@ def scenario_admission(
 def _accepted_params(name: str) -> set[str] | None:
     from agentic_ray.scheduling import registry
 
-    factory = getattr(registry, "_REGISTRY", {}).get(name)
+    factory = getattr(registry, "_REGISTRY", {}).get(registry.canonical_name(name))
     if factory is None:
         return None
     try:
@@ -130,10 +131,10 @@ def make_router(name: str, seed: int, context: Mapping[str, Any], config: Mappin
 
 def check_router_names(names: Sequence[str]) -> None:
     """Raise ``ValueError`` naming the registered routers when any of ``names`` is unknown."""
-    from agentic_ray.scheduling.registry import router_names
+    from agentic_ray.scheduling.registry import ALIASES, router_names
 
     known = router_names()
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if n not in known and n not in ALIASES]
     if unknown:
         raise ValueError(f"unknown router(s) {', '.join(unknown)}; registered routers: {', '.join(known)}")
 
@@ -164,7 +165,7 @@ def simulate_runs(
     results: dict[str, RunResult] = {}
     for name in routers:
         oracle = ServiceOracle(scenario, workload)
-        context = {"classes": classes, "service_time": oracle}
+        context = {"classes": classes, "service_time": oracle, "network_ms": scenario.network_ms}
         router = make_router(name, seed, context, scenario.router_config.get(name))
         results[name] = run_router(
             scenario,
@@ -178,6 +179,9 @@ def simulate_runs(
             breaker=breaker,
             retry=retry,
             tenant_shares=tenant_shares,
+            costs=scenario.costs
+            if scenario.costs is not None
+            else (dict(policy.costs) if policy is not None else None),
         )
     return results
 

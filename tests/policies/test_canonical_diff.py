@@ -122,3 +122,22 @@ def test_to_yaml_round_trips_to_the_same_hash() -> None:
     for policy in (load_policy(EXAMPLES / "platform.yaml"), load_policy(EXAMPLES / "minimal.yaml")):
         again = parse_policy(policy.to_yaml())
         assert again.sha256 == policy.sha256 and again.version == policy.version
+
+
+def test_costs_by_accelerator_price_replicas_and_an_empty_table_keeps_the_hash():
+    from agentic_ray.policies import parse_policy as load_policy_text
+
+    base = """
+apiVersion: agentic-ray/v1
+kind: Policy
+metadata: {name: costs}
+default_class: standard
+classes:
+  standard: {priority: 1, budget_ms: 500}
+"""
+    plain = load_policy_text(base)
+    assert plain.sha256 == load_policy_text(base + "costs: {}\n").sha256
+    priced = load_policy_text(base + "costs: {gpu: 3, cpu: 0.5}\n")
+    assert priced.sha256 != plain.sha256
+    assert (priced.replica_cost("gpu"), priced.replica_cost("cpu"), priced.replica_cost("tpu")) == (3.0, 0.5, 2.0)
+    assert (plain.replica_cost("cpu"), plain.replica_cost("gpu")) == (1.0, 2.0)

@@ -194,13 +194,40 @@ def test_never_shed_evicts_sheddable_when_full():
     assert [e.request_id for e in res.evicted] == [s2.id]  # latest deadline of the least important class
     assert isinstance(res.evicted[0].error, Overloaded) and res.evicted[0].error.reason == "evicted"
     assert not gate.is_queued(s2.id) and gate.snapshot().evicted_total == 1
-    # a when_overloaded class does not evict
+    # a more urgent when_overloaded class displaces less urgent work too (standard over sheddable)
     st = gate.offer(req("standard", classes=classes), 0.0)
-    assert isinstance(st, Reject)
-    # nothing left to evict: never-shed is rejected too
-    gate.offer(req("critical", classes=classes), 0.0)  # evicts s1
+    assert isinstance(st, Enqueued) and [e.request_id for e in st.evicted] == [s1.id]
+    # nothing less urgent left: standard is refused, and never-shed displaces standard
+    st2 = gate.offer(req("standard", classes=classes), 0.0)
+    assert isinstance(st2, Reject) and st2.reason == "queue_full"
     res = gate.offer(req("critical", classes=classes), 0.0)
-    assert isinstance(res, Reject) and isinstance(res.error, Overloaded)
+    assert isinstance(res, Enqueued) and res.evicted[0].qos == "standard"
+
+
+def test_displacement_takes_the_least_urgent_then_latest_deadline_for_every_pair_of_levels():
+    classes = {
+        "p0": QosClass("p0", 0, 500, queue_bound=0),
+        "p1": QosClass("p1", 1, 1000, queue_bound=0),
+        "p2": QosClass("p2", 2, 5000, queue_bound=3),
+        "p3": QosClass("p3", 3, 5000, shedding=Shedding.NEVER, queue_bound=3),
+    }
+    gate = AdmissionGate(1, classes)
+    gate.offer(req("p2", classes=classes), 0.0)  # executing
+    early, late = req("p2", classes=classes, budget_ms=1000), req("p2", classes=classes, budget_ms=3000)
+    never = req("p3", classes=classes)
+    for r in (early, late, never):
+        assert isinstance(gate.offer(r, 0.0), Enqueued)
+    # p1 over p2 (never-shed p3 is less urgent but is never displaced): the latest deadline goes first
+    r1 = gate.offer(req("p1", classes=classes), 0.0)
+    assert isinstance(r1, Enqueued) and [e.request_id for e in r1.evicted] == [late.id]
+    # p0 over p2 (the least urgent level that may be shed), not over p1
+    r0 = gate.offer(req("p0", classes=classes), 0.0)
+    assert isinstance(r0, Enqueued) and [e.request_id for e in r0.evicted] == [early.id]
+    # p0 over p1 once no p2 is left; equal priority never displaces
+    r0b = gate.offer(req("p0", classes=classes), 0.0)
+    assert isinstance(r0b, Enqueued) and r0b.evicted[0].qos == "p1"
+    assert isinstance(gate.offer(req("p0", classes=classes), 0.0), Reject)
+    assert gate.is_queued(never.id)
 
 
 def test_bad_arguments():
@@ -313,3 +340,24 @@ def test_set_classes_changes_priorities_of_queued_classes_between_requests():
     gate.set_classes(swapped)
     assert [x.request_id for x in gate.finish(blocker.id, 0.01).started] == [s.id]
     assert gate.classes["standard"].priority == 2
+
+
+def test_the_most_urgent_class_is_not_refused_as_infeasible_whatever_its_mode():
+    classes = {n: QosClass(n, c.priority, c.budget_ms) for n, c in CLASSES.items()}  # all when_overloaded
+    gate = AdmissionGate(1, classes)
+    gate.finish(gate.offer(req("standard", classes=classes), 0.0).request_id, 0.1, service_ms=100.0)
+    assert isinstance(gate.offer(req("critical", now=0.2, budget_ms=50, classes=classes), 0.2), Start)
+    res = gate.offer(req("standard", now=0.2, budget_ms=50, classes=classes), 0.2)
+    assert isinstance(res, Reject) and res.reason == "cannot_meet_deadline"
+
+
+def test_a_tenant_over_its_share_displaces_its_own_less_urgent_queued_work():
+    gate = AdmissionGate(1, CLASSES, tenant_shares={"a": 0.25})
+    gate.offer(req("standard", tenant="b"), 0.0)  # executing
+    a_shed = req("sheddable", tenant="a")
+    assert isinstance(gate.offer(a_shed, 0.0), Enqueued)
+    assert isinstance(gate.offer(req("standard", tenant="b"), 0.0), Enqueued)
+    res = gate.offer(req("standard", tenant="a"), 0.0)  # a over its share: its own sheddable makes room
+    assert isinstance(res, Enqueued) and [e.request_id for e in res.evicted] == [a_shed.id]
+    res = gate.offer(req("standard", tenant="a"), 0.0)  # nothing of a's less urgent left: refused
+    assert isinstance(res, Reject) and res.reason == "tenant_share"

@@ -201,3 +201,62 @@ def test_prediction_adds_k_mean_deviations():
 def test_bad_config_names_the_key(key, value):
     with pytest.raises(ValueError, match=key):
         router(**{key: value})
+
+
+# -- priority orders who is shed, whatever the shedding mode ---------------------------------------------
+DEFAULT_MODES = {
+    name: QosClass(name, c.priority, c.budget_ms, shedding=Shedding.WHEN_OVERLOADED) for name, c in CLASSES.items()
+}
+
+
+def test_the_most_urgent_class_is_routed_like_never_shed_whatever_its_mode():
+    r = create_router("agentic", random.Random(0), classes=DEFAULT_MODES)
+    views = replicas(cpu_ms=150.0, gpu_ms=30.0, max_ongoing=2)
+    views[1].ongoing = 2  # the gpu is full: critical waits for it (cpu is too slow), it is not shed
+    d = r.choose(req("critical", budget_ms=100, classes=DEFAULT_MODES), views, 0.0)
+    assert isinstance(d, Wait) and d.reason == "faster_replica_full"
+    views[1].ongoing = 0  # fastest by expected completion, not cheapest
+    d = r.choose(req("critical", budget_ms=1000, classes=DEFAULT_MODES), views, 0.0)
+    assert d.replica_id == "gpu"
+    # a less urgent class with the same mode is still shed when nothing meets its budget
+    views[1].ongoing = 2
+    d = r.choose(req("sheddable", budget_ms=100, classes=DEFAULT_MODES), views, 0.0)
+    assert isinstance(d, Shed) and d.reason == "cannot_meet_deadline"
+
+
+def test_a_class_that_may_be_shed_waits_for_a_full_replica_holding_less_urgent_work():
+    views = replicas(cpu_ms=150.0, gpu_ms=30.0, max_ongoing=3)
+    views[1].ongoing = 3
+    views[1].queued_by_priority = {2: 2}  # 1 executing + 2 sheddable it would overtake at the gate
+    d = router().choose(req("standard", budget_ms=100), views, 0.0)
+    assert isinstance(d, Wait) and d.reason == "faster_replica_full"
+    views[1].queued_by_priority = {1: 2}  # nothing less urgent to overtake: shed, as before
+    d = router().choose(req("standard", budget_ms=100), views, 0.0)
+    assert isinstance(d, Shed) and d.reason == "cannot_meet_deadline"
+
+
+def test_reserve_keeps_positions_of_single_slot_replicas_for_the_most_urgent_class():
+    views = replicas(cpu_ms=10.0, gpu_ms=10.0, max_ongoing=2)
+    for v in views:
+        v.ongoing = 1
+    r = router(reserve=1)
+    assert isinstance(r.choose(req("standard", budget_ms=1000), views, 0.0), Wait)  # the last position is kept
+    assert isinstance(r.choose(req("critical", budget_ms=1000), views, 0.0), Route)
+    assert isinstance(router().choose(req("standard", budget_ms=1000), views, 0.0), Route)
+    with pytest.raises(ValueError, match="reserve"):
+        router(reserve=-1)
+
+
+def test_an_idle_replica_that_drew_a_slow_request_still_beats_a_busy_one_for_never_shed_work():
+    r = router()
+    views = replicas(cpu_ms=5.0, gpu_ms=5.0)
+    views[1].cost = 1.0
+    for _ in range(40):
+        r.observe_service("cpu", "default", 5.0, 0.0)
+        r.observe_service("gpu", "default", 5.0, 0.0)
+    r.observe_service("cpu", "default", 200.0, 0.0)  # one request-level outlier, clipped at 8x the mean
+    assert r.table.mean("cpu", "default") == pytest.approx(5.0 + 0.05 * 35.0)
+    views[1].ongoing = 1
+    r.on_dispatch(req("standard", id="running"), "gpu", 0.0)
+    d = r.choose(req("critical", budget_ms=30), views, 0.001)
+    assert d.replica_id == "cpu"

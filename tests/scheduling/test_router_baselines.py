@@ -84,9 +84,9 @@ def test_placement_optional_for_unaware_routers():
     assert {unaware.choose(only_eu, views, 0.0).replica_id for _ in range(50)} == {"eu", "us"}
 
 
-def test_oracle_routes_to_earliest_completion_among_free():
+def test_central_edf_routes_to_earliest_completion_among_free():
     true_ms = {"cpu": 100.0, "gpu": 10.0}
-    r = create_router("oracle", random.Random(0), service_time=lambda request, rid: true_ms[rid])
+    r = create_router("central_edf", random.Random(0), service_time=lambda request, rid: true_ms[rid])
     views = [ReplicaView("cpu", slots=2), ReplicaView("gpu", slots=1)]
     d = r.choose(req(), views, 0.0)
     assert d.replica_id == "gpu" and d.predicted_ms == 10.0
@@ -96,8 +96,8 @@ def test_oracle_routes_to_earliest_completion_among_free():
     assert isinstance(r.choose(req(), views, 0.0), Wait)
 
 
-def test_oracle_edf_wait_order_and_placement():
-    r = create_router("oracle", random.Random(0))
+def test_central_edf_wait_order_and_placement():
+    r = create_router("central_edf", random.Random(0))
     a = req(now=0.0, deadline=1.0)
     b = req(now=0.5, deadline=0.6)
     c = req(now=0.2, deadline=0.6)
@@ -108,8 +108,8 @@ def test_oracle_edf_wait_order_and_placement():
     assert isinstance(d, Shed) and d.reason == "no_eligible_replica"
 
 
-def test_oracle_drop_late():
-    r = create_router("oracle", random.Random(0), service_time=lambda q, rid: 200.0, drop_late=True)
+def test_central_edf_drop_late():
+    r = create_router("central_edf", random.Random(0), service_time=lambda q, rid: 200.0, drop_late=True)
     d = r.choose(req(budget_ms=100), [ReplicaView("a")], 0.0)
     assert isinstance(d, Shed) and d.reason == "cannot_meet_deadline"
     assert isinstance(r.choose(req(budget_ms=300), [ReplicaView("a")], 0.0), Route)

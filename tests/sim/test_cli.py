@@ -61,3 +61,17 @@ def test_missing_file_and_missing_router_flag_exit_2(tmp_path, capsys):
     except SystemExit as exc:
         rc = exc.code
     assert rc == 2
+
+
+def test_the_old_oracle_name_runs_with_a_note(tmp_path, capsys):
+    from agentic_ray.cli import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: s\nduration_s: 1\nclasses: {standard: {budget_ms: 100}}\n"
+        "replicas: [{name: a, service: {default: {dist: deterministic, mean_ms: 5}}}]\n"
+        "workload: {arrivals: {process: poisson, rate_rps: 20}, mix: {standard: 1}}\n"
+    )
+    assert main(["sim", str(path), "--router", "oracle"]) == 0
+    captured = capsys.readouterr()
+    assert "renamed 'central_edf'" in captured.err and "oracle" in captured.out

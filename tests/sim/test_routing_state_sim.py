@@ -169,3 +169,16 @@ def test_bad_admission_settings_name_the_field(extra, field):
     with pytest.raises(ScenarioValidationError) as info:
         scenario_from(TENANTS % extra)
     assert any(p.path == field for p in info.value.problems)
+
+
+def test_simulated_gates_are_built_as_a_deployments_are():
+    from agentic_ray.scheduling.admission import DEFAULT_QUEUE_BOUND, MAX_QUEUE_BOUND
+
+    sc = scenario_from(TENANTS % "tenant_shares: {whale: 0.5}")
+    classes = scenario_classes(sc)
+    router = create_router("agentic", stream(1, "router"), classes=classes)
+    run = _Run(sc, build_workload(sc, sc.seed), router, classes, None, "agentic", admission=scenario_admission(sc))
+    for rep in run.replicas:  # Serve's bounds (budget-sized, 16..64) and the tenants' share caps
+        gate = rep.gate
+        assert gate.tenant_shares == {"whale": 0.5} and gate.budget_bounds
+        assert (gate.default_queue_bound, gate.max_budget_bound) == (DEFAULT_QUEUE_BOUND, MAX_QUEUE_BOUND)

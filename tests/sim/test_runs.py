@@ -34,7 +34,7 @@ BASE = """
 """
 
 
-@pytest.mark.parametrize("router", ["agentic", "pow2", "oracle"])
+@pytest.mark.parametrize("router", ["agentic", "pow2", "central_edf", "clairvoyant"])
 def test_same_scenario_and_seed_give_identical_output(router):
     sc = scenario_from(BASE)
     a = simulate(sc, [router], seed=5)

@@ -19,13 +19,22 @@ def _load():
 def test_quick_run_writes_json_and_markdown(tmp_path, capsys):
     bench = _load()
     rc = bench.main(
-        ["--quick", "--scenarios", "steady", "--routers", "agentic,pow2,oracle", "--out", str(tmp_path), "--no-plots"]
+        [
+            "--quick",
+            "--scenarios",
+            "steady",
+            "--routers",
+            "agentic,pow2,clairvoyant",
+            "--out",
+            str(tmp_path),
+            "--no-plots",
+        ]
     )
     assert rc == 0
     report = json.loads((tmp_path / "slo_matrix.json").read_text())
     assert report["quick"] is True
     doc = report["scenarios"]["steady"]
-    assert set(doc["results"]) == {"agentic", "pow2", "oracle"}
+    assert set(doc["results"]) == {"agentic", "pow2", "clairvoyant"}
     assert doc["duration_s"] == 10.0  # 60 s compressed 6x
     assert doc["capacity_rps"] == 800.0
     assert [row["load"] for row in report["sweep"]] == [0.5, 1.0, 1.5]

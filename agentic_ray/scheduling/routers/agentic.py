@@ -61,25 +61,38 @@ request waits, and shedding on the stretched prediction alone lost 6 % of goodpu
 The second term is ``k`` standard deviations of that busy period (variance ``W0 * lambda * E[S^2] /
 (1 - rho_h)^3``, same references; ``E[S^2] / E[S]`` taken as ``m + k * d`` per slot): with the mean
 alone 8 % of the sheddable requests of the agreement scenario still missed (goodput 23.9 rps, about
-pow2's); with it 24.5 rps (oracle 24.4).
+pow2's); with it 24.5 rps (central_edf, then named oracle: 24.4).
 
 A replica *meets* the budget when ``pred * (1 + safety_margin) + margin_ms <= remaining_ms``.
 
 - Classes that may be shed (``when_overloaded``, ``first``): among replicas that meet the budget, the
   cheapest (``ReplicaView.cost``: CPU before GPU), then the fastest; when none meets it, not even with
-  its present queue (see "Jumping ahead"), ``Shed("cannot_meet_deadline", retry_after_s)``.
-- Never-shed classes (``never``) rank by predicted completion, not cost: the fastest replica, whether
-  or not it meets the budget. Cost ranking only trades a cheaper replica for a later (still on-time)
-  completion, and for work that cannot be shed the margin is worth more than the saving. When even the
-  fastest free replica is predicted to miss but a replica that is full now (``ongoing >= max_ongoing``)
-  would meet the budget with the work ahead of this class, the request waits
-  (``Wait("faster_replica_full")``) instead of starting on a replica known to be too slow (e.g. a
-  large-model request to a 150 ms CPU replica while the 30 ms GPUs are momentarily full): one
+  its present queue (see "Jumping ahead"), the request waits (``Wait("faster_replica_full")``) when a
+  replica that is full now would meet its budget and holds queued work less urgent than it (its gate
+  would start this request first; the router cannot send it there until a position frees), else
+  ``Shed("cannot_meet_deadline", retry_after_s)``.
+- Never-shed classes (``never``), and the most urgent class of ``classes`` (the lowest priority number;
+  0 without ``classes``) whatever its shedding mode unless ``first``: priority, not the mode, orders who
+  is shed, so the most urgent work is routed as never-shed work and shed only by its replicas' gates
+  when their queues are full. They rank by expected completion (``wait + m``: the mean, not
+  ``m + k * d``, so that an idle replica whose deviation a recent slow request inflated still ranks
+  before a busy one), not cost: the fastest replica, whether or not it meets the budget. Cost ranking
+  only trades a cheaper replica for a later (still on-time) completion, and for work that cannot be shed
+  the margin is worth more than the saving. When even the fastest free replica is predicted to miss but
+  a replica that is full now (``ongoing >= max_ongoing``) would meet the budget with the work ahead of
+  this class, the request waits (``Wait("faster_replica_full")``) instead of starting on a replica known
+  to be too slow (e.g. a large-model request to a 150 ms CPU replica while the 30 ms GPUs are
+  momentarily full): one
   completion on the fast replica frees the position long before the slow one would finish. Otherwise
   ``Route(..., reason="fastest_never_shed")``. This is the "wait for the fast server" rule of
   heterogeneous-server queueing (Lin & Kumar, "Optimal control of a queueing system with two
   heterogeneous servers", IEEE TAC 1984: a slow server should be used only when the queue is long
   enough).
+
+Reserve (``reserve``, default 0): on single-slot replicas, work other than the most urgent may not take
+the last ``reserve`` positions (``max_ongoing - reserve``), so that urgent work can always reach a
+replica's gate, where it starts before the less urgent work queued there, instead of waiting at the
+router while less urgent work holds every position (``hol`` in the SLO matrix: 5 % of requests 40x slower).
 
 Headroom: a class with ``shed_threshold`` (and shedding other than ``never``) is shed with reason
 ``"over_shed_threshold"`` when the least-utilised eligible replica, counting this request, is above the
@@ -130,6 +143,7 @@ from agentic_ray.scheduling.urgency import UrgentRates
 __all__ = ["AgenticRouter"]
 
 _NEVER = Shedding.NEVER
+_OVERLOADED = Shedding.WHEN_OVERLOADED
 _INF = math.inf
 
 
@@ -156,7 +170,8 @@ class AgenticRouter(PendingRouter):
     (2: deviations added to the mean; 0 predicts with the mean alone), ``residual``
     (True: predict a single-slot replica's head-of-line wait from its oldest in-flight request's age),
     ``arrival_window_s`` (1.0: time constant of the per-replica, per-priority dispatch rates that stretch
-    a queued request's wait for more urgent work jumping ahead; None turns that off).
+    a queued request's wait for more urgent work jumping ahead; None turns that off), ``reserve`` (0:
+    positions of each single-slot replica kept for the most urgent work).
     """
 
     name = "agentic"
@@ -175,6 +190,7 @@ class AgenticRouter(PendingRouter):
         deviation_k: float = 2.0,
         residual: bool = True,
         arrival_window_s: float | None = 1.0,
+        reserve: int = 0,
     ) -> None:
         super().__init__(rng)
         if not safety_margin >= 0:
@@ -189,7 +205,11 @@ class AgenticRouter(PendingRouter):
             raise ValueError(f"deviation_k: must be a finite number >= 0, got {deviation_k!r}")
         if arrival_window_s is not None and not (arrival_window_s > 0 and math.isfinite(arrival_window_s)):
             raise ValueError(f"arrival_window_s: must be a finite number > 0 or None, got {arrival_window_s!r}")
+        if isinstance(reserve, bool) or not isinstance(reserve, int) or reserve < 0:
+            raise ValueError(f"reserve: must be an integer >= 0, got {reserve!r}")
+        self.reserve = reserve
         self.classes = dict(classes or {})
+        self.top_priority = min((c.priority for c in self.classes.values()), default=0)
         self.safety_factor = 1.0 + safety_margin
         self.margin_ms = margin_ms
         self.default_service_ms = default_service_ms
@@ -227,6 +247,11 @@ class AgenticRouter(PendingRouter):
         if self.head is not None and before is not None:
             self.head.life.observe(service_ms, before)
 
+    def running(self, replica_id: str, request_id: object) -> bool | None:
+        """Whether ``request_id`` is taken as executing on single-slot or any ``replica_id`` (the oldest of
+        this router's requests in flight there); None without the head-of-line tracking."""
+        return None if self.head is None else self.head.running(replica_id, request_id)
+
     def urgent_load(self, replica_id: str, priority: int, service_ms: float, slots: int, now: float) -> float:
         """``rho_h``: the load (0 = none, >= 1 = saturated) that work more urgent than ``priority`` puts on
         ``replica_id`` per slot, from this router's decayed dispatch rates, at ``service_ms`` per request."""
@@ -254,9 +279,12 @@ class AgenticRouter(PendingRouter):
             return Shed("deadline_passed", None, request.rule_ids, math.nan)
         shedding, threshold = self._shedding(request)
         never = shedding is _NEVER
+        # The most urgent class is routed as a never-shed one whatever its shedding mode (its replicas'
+        # gates still refuse it when its queues are full): priority, not the mode, orders who is shed.
+        urgent = never or (shedding is _OVERLOADED and request.priority <= self.top_priority)
         need = (remaining - self.margin_ms) / self.safety_factor
         use_util = threshold is not None and not never
-        scan = self._scan(request, replicas, now, need, never, use_util)
+        scan = self._scan(request, replicas, now, need, urgent, use_util, reserve=0 if urgent else self.reserve)
         if scan.candidates == 0:
             return self._none_eligible(request, replicas)
         if scan.fastest is None:
@@ -265,12 +293,14 @@ class AgenticRouter(PendingRouter):
             return Shed(
                 "over_shed_threshold", self._retry_after(scan.fastest_pred), request.rule_ids, scan.fastest_pred
             )
-        if never:
+        if urgent:
             return self._never_shed(request, replicas, now, need, scan)
         if scan.meet is not None:
             return Route(scan.meet.replica_id, scan.meet_pred, "meets_budget", request.rule_ids)
         if scan.now_meet is not None:
             return Route(scan.now_meet.replica_id, scan.now_pred, "meets_present_queue", request.rule_ids)
+        if self._scan(request, replicas, now, need, True, False, full=True, overtakes=True).fastest_pred <= need:
+            return Wait("faster_replica_full")
         return Shed("cannot_meet_deadline", self._retry_after(scan.fastest_pred), request.rule_ids, scan.fastest_pred)
 
     @staticmethod
@@ -284,8 +314,9 @@ class AgenticRouter(PendingRouter):
     def _never_shed(
         self, request: Request, replicas: list[ReplicaView], now: float, need: float, scan: _Scan
     ) -> Decision:
-        """A class that is never shed goes to the fastest free replica, unless that misses the budget and a
-        replica that is full now would meet it: then it waits for that one (Lin & Kumar, 1984)."""
+        """A class that is never shed (or the most urgent class) goes to the fastest free replica, unless
+        that misses the budget and a replica that is full now would meet it: then it waits for that one
+        (Lin & Kumar, 1984)."""
         fastest, pred = scan.fastest, scan.fastest_pred
         if pred <= need:
             return Route(fastest.replica_id, pred, "meets_budget", request.rule_ids)  # type: ignore[union-attr]
@@ -295,10 +326,12 @@ class AgenticRouter(PendingRouter):
 
     def _scan(
         self, request: Request, replicas: list[ReplicaView], now: float, need: float, never: bool, use_util: bool,
-        full: bool = False,
+        full: bool = False, overtakes: bool = False, reserve: int = 0,
     ) -> _Scan:  # fmt: skip
         """One pass over the candidates (healthy, allowed by the request's placement) with room
-        (``full``: those without): each one's predicted completion (module docstring), ranked."""
+        (``full``: those without; ``overtakes``: only those holding queued work less urgent than this
+        request; ``reserve``: positions of each single-slot replica this request may not take): each
+        one's predicted completion (module docstring), ranked."""
         prio = request.priority
         model = request.model
         allows = request.allows
@@ -309,7 +342,7 @@ class AgenticRouter(PendingRouter):
         unit = urgency.unit(now) if urgent else 0.0  # type: ignore[union-attr]
         candidates = 0
         meet = now_meet = fastest = None
-        meet_cost = meet_pred = now_cost = now_pred = fastest_pred = min_util = _INF
+        meet_cost = meet_pred = now_cost = now_pred = fastest_pred = fastest_key = min_util = _INF
         for r in replicas:
             if not r.healthy or (allows is not None and not allows(r.attrs)):
                 continue
@@ -317,7 +350,7 @@ class AgenticRouter(PendingRouter):
             rid = r.replica_id
             local = pending.get(rid, 0)
             ongoing = local if local > r.ongoing else r.ongoing
-            if (ongoing >= r.max_ongoing) is not full:
+            if (ongoing >= (r.max_ongoing - reserve if reserve and r.slots == 1 else r.max_ongoing)) is not full:
                 continue
             ahead = ongoing  # executing, and queued no less urgent than this request
             qbp = r.queued_by_priority
@@ -325,6 +358,8 @@ class AgenticRouter(PendingRouter):
                 for q, k in qbp.items():
                     if q > prio:
                         ahead -= k
+            if overtakes and ahead >= ongoing:
+                continue
             e = est.get(rid)
             s, s_hi = e if e is not None else self._published(r, model)
             if ahead < r.slots:
@@ -345,8 +380,11 @@ class AgenticRouter(PendingRouter):
                     and (cost < now_cost or (cost == now_cost and pred_now < now_pred))
                 ):
                     now_meet, now_cost, now_pred = r, cost, pred_now
-            if pred < fastest_pred or fastest is None:  # pred is inf on a replica saturated by urgent work
-                fastest, fastest_pred = r, pred
+            # never-shed work ranks by expected completion (the mean: an idle replica that drew a slow
+            # request lately is still faster than a busy one); pred is inf where urgent work saturates
+            key = pred - s_hi + s if never else pred
+            if key < fastest_key or fastest is None:
+                fastest, fastest_pred, fastest_key = r, pred, key
         return _Scan(candidates, meet, meet_pred, now_meet, now_pred, fastest, fastest_pred, min_util)
 
     def _published(self, r: ReplicaView, model: str) -> tuple[float, float]:

@@ -1,4 +1,8 @@
-"""``oracle``: the limit the real routers are measured against.
+"""``central_edf``: a central earliest-deadline-first queue with true service times (a baseline).
+
+Formerly registered as ``oracle`` (the name still builds it, with a ``DeprecationWarning``): it is not a
+bound. It ignores class priority and, by default, runs late work, so a class-aware router beats it on
+critical attainment; the bound the benchmarks compare against is ``clairvoyant`` (``clairvoyant.py``).
 
 A central queue in earliest-deadline-first order across classes (``wait_order = (deadline, arrival)``;
 the caller breaks ties FIFO), dispatching to the *free* replica (healthy, placement allowed,
@@ -7,8 +11,8 @@ the caller breaks ties FIFO), dispatching to the *free* replica (healthy, placem
 on that replica; without it, the replica's reported ``service_ms`` is used). No replica free -> ``Wait``,
 so no work ever queues at a replica (``replica_discipline = "fifo"``, queues stay empty).
 
-EDF is optimal for meeting deadlines on one server when feasible (Liu & Layland, 1973; Jackson's rule);
-with full knowledge of service times and no replica queues this is a practical upper bound.
+EDF is optimal for meeting deadlines on one server when the load is feasible (Liu & Layland, 1973;
+Jackson's rule); on several servers, under overload, or with classes of different importance it is not.
 
 ``drop_late=True`` additionally sheds a request that cannot finish in time even on the fastest allowed
 replica started now (``Shed("cannot_meet_deadline")``); the default ``False`` runs everything.
@@ -23,13 +27,13 @@ from collections.abc import Callable
 from agentic_ray.scheduling.routers.base import FIFO, PendingRouter
 from agentic_ray.scheduling.types import Decision, ReplicaView, Request, Route, Shed, Wait
 
-__all__ = ["OracleRouter"]
+__all__ = ["CentralEdfRouter"]
 
 
-class OracleRouter(PendingRouter):
+class CentralEdfRouter(PendingRouter):
     """Central EDF queue with true service times (see the module docstring)."""
 
-    name = "oracle"
+    name = "central_edf"
     replica_discipline = FIFO
 
     def __init__(
@@ -86,4 +90,4 @@ class OracleRouter(PendingRouter):
             return Shed("cannot_meet_deadline", None, request.rule_ids, fastest_any)
         if best is None:
             return Wait("no_free_replica")
-        return Route(best[1].replica_id, best[0], "oracle_earliest_completion", request.rule_ids)
+        return Route(best[1].replica_id, best[0], "central_edf_earliest_completion", request.rule_ids)
