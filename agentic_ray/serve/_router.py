@@ -238,9 +238,8 @@ class AgenticRequestRouter(RequestRouter):
         try:
             from agentic_ray.serve._plane import RouterMember, member_id, plane
 
-            source = getattr(getattr(self, "_handle_source", None), "name", "") or ""
-            kind = {"PROXY": "proxy", "REPLICA": "replica"}.get(source, "driver")
-            node_id = getattr(self, "_self_node_id", None) or _node_id()
+            kind = {"PROXY": "proxy", "REPLICA": "replica"}.get(self._handle_source.name, "driver")
+            node_id = _node_id()
             member = RouterMember(self, member_id(kind, node_id), deployment, node_id or "", self.policy.to_yaml())
             self._tally = member.tally
             plane().add(member)

@@ -121,9 +121,10 @@ def test_child_submitted_after_parent_deadline_is_refused(agentic):
     def child():
         return "ran"
 
-    @agentic.task(qos="standard", budget_ms=200, num_cpus=0)
+    # A budget long enough for the parent to start on a loaded 2-core machine; it runs out while it sleeps.
+    @agentic.task(qos="standard", budget_ms=2000, num_cpus=0)
     def slow_parent():
-        time.sleep(0.4)
+        time.sleep(2.2)
         try:
             child.remote()
         except BudgetExhausted as exc:
