@@ -67,6 +67,9 @@ class ControlPlaneConfig:
     agent within about this plus actor start-up). ``stale_after_s``: a node whose agent has not
     reported for this long is left out of the cluster view. ``burn_windows``: ``(long_s, short_s,
     threshold)`` triples (SRE workbook defaults 1 h/5 min at 14.4 and 6 h/30 min at 6).
+    ``trusted_keys``: PEM texts of the Ed25519 public keys whose signed bundles may change the policy
+    (``policies.signing``); when any is set, unsigned changes and unsigned rollbacks are refused.
+    ``budget_raise_fraction``: a class budget raised by more than this is a risky change (two signatures).
     """
 
     report_interval_s: float = 0.5
@@ -79,6 +82,8 @@ class ControlPlaneConfig:
     p99_window_s: float = 60.0
     min_samples: int = 20
     burn_windows: tuple[tuple[float, float, float], ...] = ((3600.0, 300.0, 14.4), (21600.0, 1800.0, 6.0))
+    trusted_keys: tuple[str, ...] = ()
+    budget_raise_fraction: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -94,6 +99,7 @@ class ControlPlaneConfig:
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"{name}: must be a number > 0, got {value!r}")
         object.__setattr__(self, "burn_windows", tuple(tuple(w) for w in self.burn_windows))
+        object.__setattr__(self, "trusted_keys", tuple(str(k) for k in self.trusted_keys))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -60,7 +61,9 @@ from agentic_ray.control._reports import ZoneReport
 from agentic_ray.control._serve_state import ServeMember
 from agentic_ray.control._status import agents_info, policy_answer, status_json
 from agentic_ray.control._view import ClusterView, cluster_view
+from agentic_ray.errors import PolicySignatureError
 from agentic_ray.policies import Policy, default_policy, parse_policy
+from agentic_ray.policies.signing import PolicyBundle, public_keys_from_pem, verify_bundle
 from agentic_ray.telemetry.alerts import publish_drift_report
 from agentic_ray.telemetry.metrics import AgenticMetrics
 from agentic_ray.telemetry.ray_metrics import RayMetrics
@@ -90,6 +93,7 @@ class GlobalCoordinator:
         if not self.state.restored:
             self._checkpoint()
         self._published_serve: dict[str, str] | None = None
+        self._trusted: dict[str, Any] | None = None
         self.metrics.policy_version(self.state.policy.version)
         self.handles: dict[str, Any] = {}  # node id -> NodeAgent handle
         self.zones: dict[str, Any] = {}  # zone -> ZoneCoordinator handle
@@ -268,14 +272,73 @@ class GlobalCoordinator:
     async def apply_policy(self, policy: Policy, source: str | None = None, wait: bool = True) -> dict[str, Any]:
         """Make ``policy`` active (a compiled ``Policy``, validated by whoever built it), checkpoint it and
         push it to every agent; with ``wait`` returns after the acknowledgements (``acked``/``missing``).
-        Applying the active policy again is a no-op that still reports the acknowledgements."""
+        Applying the active policy again is a no-op that still reports the acknowledgements. A control
+        plane with trusted keys refuses it (``PolicySignatureError("unsigned")``): use ``apply_bundle``."""
+        if self.config.trusted_keys:
+            raise PolicySignatureError(
+                "unsigned", "this control plane accepts only signed policy bundles (it has trusted keys): "
+                "sign the policy (agentic-ray policy sign) and apply the bundle",
+            )  # fmt: skip
+        return await self._apply(policy, source, wait)
+
+    async def apply_bundle(self, bundle_json: str, source: str | None = None, wait: bool = True) -> dict[str, Any]:
+        """Verify a signed bundle (``policies.signing.verify_bundle`` against the trusted keys, the highest
+        sequence applied and the active policy) and apply its policy, recording the signing key ids and
+        sequence in the history. ``PolicySignatureError`` (nothing changed) when it must be refused."""
+        trusted = self._trusted_keys()
+        if not trusted:
+            raise PolicySignatureError(
+                "untrusted_key", "this control plane has no trusted keys (agentic_ray.init(trusted_keys=...)); "
+                "apply the policy itself, or start it with keys",
+            )  # fmt: skip
+        verified = verify_bundle(
+            PolicyBundle.from_json(bundle_json), trusted, highest_sequence=self.state.rollout.highest_sequence,
+            previous=self.state.policy, budget_raise_fraction=self.config.budget_raise_fraction,
+        )  # fmt: skip
+        answer = await self._apply(verified.policy, source, wait, verified.key_ids, verified.sequence)
+        return answer | {"signed_by": list(verified.key_ids), "sequence": verified.sequence,
+                         "risks": list(verified.risks)}  # fmt: skip
+
+    async def trust_keys(self, pems: list[str]) -> list[str]:
+        """Set the trusted keys of a control plane that has none (from then on only signed bundles change
+        its policy); returns their key ids. The same keys again: a no-op. Other keys when some are set:
+        ``PolicySignatureError("bad_key")`` (they change only with a new control plane)."""
+        keys = public_keys_from_pem(pems)
+        if self.config.trusted_keys:
+            if set(keys) != set(self._trusted_keys()):
+                raise PolicySignatureError(
+                    "bad_key", "this control plane already has other trusted keys; they are not changed at run time"
+                )
+            return sorted(keys)
+        self.config = dataclasses.replace(self.config, trusted_keys=tuple(pems))
+        self._trusted = None
+        self.state.record_event(time.time(), "trusted_keys_set", key_ids=sorted(keys))
+        self._checkpoint()
+        return sorted(keys)
+
+    def _trusted_keys(self) -> dict[str, Any]:
+        if self._trusted is None:
+            self._trusted = public_keys_from_pem(self.config.trusted_keys) if self.config.trusted_keys else {}
+        return self._trusted
+
+    async def _apply(
+        self,
+        policy: Policy,
+        source: str | None,
+        wait: bool,
+        signed_by: tuple[str, ...] = (),
+        sequence: int | None = None,
+    ) -> dict[str, Any]:
         now = time.time()
-        entry = self.state.rollout.apply(policy, source, now)
+        entry = self.state.rollout.apply(policy, source, now, signed_by, sequence)
         if entry is None:
+            if sequence is not None:
+                self._checkpoint()  # the sequence was still consumed
             return policy_answer(self.state, unchanged=True)
         self.state.record_event(
-            now, "policy_applied", sha256=entry.sha256, version=entry.version, revision=entry.revision
-        )
+            now, "policy_applied", sha256=entry.sha256, version=entry.version, revision=entry.revision,
+            signed_by=list(signed_by), sequence=sequence,
+        )  # fmt: skip
         serve = self.state.serve
         serve.add_policy(policy.sha256, {q: c.budget_ms for q, c in policy.classes.items()})
         verdicts = serve.apply(policy.sha256, policy.version, policy.classes, entry.revision, now)
@@ -286,7 +349,13 @@ class GlobalCoordinator:
         return await self._rollout(policy, wait, verdicts)
 
     async def rollback_policy(self, wait: bool = True) -> dict[str, Any]:
-        """Return to the previous policy version. ``ValueError`` when there is none."""
+        """Return to the previous policy version. ``ValueError`` when there is none. A control plane with
+        trusted keys refuses it: a rollback is a signed bundle (``--rollback``) applied like any change."""
+        if self.config.trusted_keys:
+            raise PolicySignatureError(
+                "unsigned", "this control plane has trusted keys: sign the older policy as a rollback "
+                "(agentic-ray policy sign --rollback) and apply the bundle",
+            )  # fmt: skip
         undone = self.state.rollout.active.revision
         entry = self.state.rollout.rollback()
         self.state.record_event(time.time(), "policy_rolled_back", sha256=entry.sha256, version=entry.version)

@@ -127,7 +127,7 @@ class GlobalState:
         allocation (``restored``), else ``default`` as revision 1 ("<default policy>")."""
         history = [PolicyEntry.from_dict(e) for e in (checkpoint or {}).get("history") or ()]
         if history:
-            rollout = PolicyRollout(history)
+            rollout = PolicyRollout(history, highest_sequence=(checkpoint or {}).get("highest_sequence"))
             allocation = Allocation.from_dict((checkpoint or {}).get("allocation"))
             state = cls(rollout, DriftDetector(drift), now, restored=True, allocation=allocation)
             state.serve.restore((checkpoint or {}).get("serve"), now)
@@ -138,6 +138,7 @@ class GlobalState:
         """The JSON the coordinator checkpoints: policy history, last allocation, its ``config``."""
         return {
             "history": [e.to_dict() for e in self.rollout.history],
+            "highest_sequence": self.rollout.highest_sequence,
             "allocation": self.allocation.to_dict() if self.allocation is not None else {},
             "serve": self.serve.to_dict(),
             "config": dict(config),

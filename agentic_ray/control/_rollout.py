@@ -12,6 +12,11 @@ version is never half-applied: ``acked``/``missing`` say which agents govern wit
 
 The history is the part of the GlobalCoordinator's checkpoint that lets a restarted coordinator serve
 the same version (``PolicyEntry.to_dict`` is the checkpoint's JSON).
+
+Signed changes. A version applied from a signed bundle (``policies.signing``) records the ids of the
+trusted keys that signed it (``signed_by``) and the bundle's ``sequence``; ``highest_sequence`` is the
+highest sequence ever applied (kept across rollbacks and restarts), below which a bundle is refused
+unless it is a signed rollback.
 """
 
 from __future__ import annotations
@@ -39,9 +44,19 @@ class PolicyEntry:
     name: str
     revision: int
     applied_at: float
+    signed_by: tuple[str, ...] = ()  # trusted key ids of a signed bundle (empty: applied unsigned)
+    sequence: int | None = None  # the signed bundle's sequence
 
     @classmethod
-    def of(cls, policy: Policy, revision: int, source: str | None, now: float) -> PolicyEntry:
+    def of(
+        cls,
+        policy: Policy,
+        revision: int,
+        source: str | None,
+        now: float,
+        signed_by: tuple[str, ...] = (),
+        sequence: int | None = None,
+    ) -> PolicyEntry:
         """The entry of a compiled ``policy`` applied at ``now`` as ``revision``."""
         return cls(
             text=policy.to_yaml(),
@@ -51,6 +66,8 @@ class PolicyEntry:
             name=policy.name,
             revision=revision,
             applied_at=now,
+            signed_by=tuple(signed_by),
+            sequence=sequence,
         )
 
     def compile(self) -> Policy:
@@ -67,6 +84,8 @@ class PolicyEntry:
             "name": self.name,
             "revision": self.revision,
             "applied_at": self.applied_at,
+            "signed_by": list(self.signed_by),
+            "sequence": self.sequence,
         }
 
     @classmethod
@@ -80,20 +99,29 @@ class PolicyEntry:
             name=str(data["name"]),
             revision=int(data["revision"]),
             applied_at=float(data.get("applied_at", 0.0)),
+            signed_by=tuple(str(k) for k in data.get("signed_by") or ()),
+            sequence=int(data["sequence"]) if data.get("sequence") is not None else None,
         )
 
 
 class PolicyRollout:
     """The policy history, the active compiled policy and the acknowledgements of it per node."""
 
-    def __init__(self, history: Sequence[PolicyEntry], policy: Policy | None = None) -> None:
+    def __init__(
+        self, history: Sequence[PolicyEntry], policy: Policy | None = None, highest_sequence: int | None = None
+    ) -> None:
         """``history`` oldest first (at least one entry); ``policy`` the newest compiled, when the caller
-        has it (else it is compiled from the entry's text)."""
+        has it (else it is compiled from the entry's text); ``highest_sequence``: the highest signed
+        sequence applied before (a checkpoint's), at least that of any entry."""
         if not history:
             raise ValueError("history: needs at least one policy version")
         self.history: list[PolicyEntry] = list(history)[-HISTORY_LIMIT:]
         self.policy: Policy = policy if policy is not None else self.history[-1].compile()
         self.acked: dict[str, str] = {}
+        sequences = [e.sequence for e in self.history if e.sequence is not None]
+        if highest_sequence is not None:
+            sequences.append(highest_sequence)
+        self.highest_sequence: int | None = max(sequences) if sequences else None
 
     @classmethod
     def first(cls, policy: Policy, source: str, now: float) -> PolicyRollout:
@@ -104,11 +132,22 @@ class PolicyRollout:
     def active(self) -> PolicyEntry:
         return self.history[-1]
 
-    def apply(self, policy: Policy, source: str | None, now: float) -> PolicyEntry | None:
-        """Make ``policy`` active as the next revision; ``None`` (nothing changed) when it is already."""
+    def apply(
+        self,
+        policy: Policy,
+        source: str | None,
+        now: float,
+        signed_by: tuple[str, ...] = (),
+        sequence: int | None = None,
+    ) -> PolicyEntry | None:
+        """Make ``policy`` active as the next revision; ``None`` (nothing changed) when it is already.
+        ``signed_by`` / ``sequence``: of the signed bundle it came from (recorded; raises
+        ``highest_sequence``)."""
+        if sequence is not None and (self.highest_sequence is None or sequence > self.highest_sequence):
+            self.highest_sequence = sequence
         if policy.sha256 == self.policy.sha256:
             return None
-        entry = PolicyEntry.of(policy, self.active.revision + 1, source, now)
+        entry = PolicyEntry.of(policy, self.active.revision + 1, source, now, signed_by, sequence)
         self.history.append(entry)
         del self.history[:-HISTORY_LIMIT]
         self.policy = policy

@@ -89,7 +89,15 @@ def status_json(
         "restored": state.restored,
         "policy": policy_answer(state),
         "history": [
-            {"sha256": e.sha256, "version": e.version, "revision": e.revision, "source": e.source}
+            {
+                "sha256": e.sha256,
+                "version": e.version,
+                "revision": e.revision,
+                "source": e.source,
+                "applied_at": e.applied_at,
+                "signed_by": list(e.signed_by),
+                "sequence": e.sequence,
+            }
             for e in state.rollout.history
         ],
         "zones": _zones(state, now, agent_name),

@@ -46,6 +46,7 @@ __all__ = [
     "key_id",
     "load_private_key",
     "load_public_keys",
+    "public_keys_from_pem",
     "sign_bundle",
     "verify_bundle",
 ]
@@ -101,16 +102,25 @@ def load_private_key(path: str | Path) -> Any:
 
 def load_public_keys(paths: Iterable[str | Path]) -> dict[str, Any]:
     """Trusted Ed25519 public keys from PEM files, by key id."""
+    keys: dict[str, Any] = {}
+    for path in paths:
+        keys.update(public_keys_from_pem([Path(path).read_bytes()], str(path)))
+    return keys
+
+
+def public_keys_from_pem(pems: Iterable[str | bytes], where: str = "trusted_keys") -> dict[str, Any]:
+    """Trusted Ed25519 public keys from PEM texts, by key id (``PolicySignatureError("bad_key")``)."""
     from cryptography.hazmat.primitives import serialization
 
     keys: dict[str, Any] = {}
-    for path in paths:
+    for i, pem in enumerate(pems):
+        data = pem.encode() if isinstance(pem, str) else pem
         try:
-            key = serialization.load_pem_public_key(Path(path).read_bytes())
+            key = serialization.load_pem_public_key(data)
         except (ValueError, TypeError) as exc:
-            raise PolicySignatureError("bad_key", f"{path}: not a PEM public key ({exc})") from None
+            raise PolicySignatureError("bad_key", f"{where}[{i}]: not a PEM public key ({exc})") from None
         if not isinstance(key, _ed25519().Ed25519PublicKey):
-            raise PolicySignatureError("bad_key", f"{path}: not an Ed25519 public key")
+            raise PolicySignatureError("bad_key", f"{where}[{i}]: not an Ed25519 public key")
         keys[key_id(key)] = key
     return keys
 

@@ -43,6 +43,54 @@ def _global_coordinator(config: ControlPlaneConfig | None = None) -> Any:
     ).remote(None if config is None else config.to_dict())
 
 
+def _get(ref: Any, timeout: float) -> Any:
+    """``ray.get`` of a coordinator call, raising an agentic-ray error it raised as itself (not wrapped in
+    ``RayTaskError``), so callers see ``PolicySignatureError("unsigned: ...")`` and nothing else."""
+    import ray
+
+    from agentic_ray.errors import AgenticRayError
+
+    try:
+        return ray.get(ref, timeout=timeout)
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, (AgenticRayError, ValueError)):
+            raise exc.cause from None
+        raise
+
+
+def _as_bundle(policy: Any) -> tuple[Any, str] | None:
+    """``(PolicyBundle, source)`` when ``policy`` is a bundle or the path of one, else ``None``."""
+    from agentic_ray.policies.signing import BUNDLE_KIND, PolicyBundle
+
+    if isinstance(policy, PolicyBundle):
+        return policy, "<bundle>"
+    if isinstance(policy, (str, os.PathLike)):
+        try:
+            with open(policy, "rb") as f:
+                head = f.read(4096)
+        except OSError:
+            return None  # load_policy says what is wrong with the path
+        if head.lstrip().startswith(b"{") and BUNDLE_KIND.encode() in head:
+            with open(policy, "rb") as f:
+                return PolicyBundle.from_json(f.read()), os.fspath(policy)
+    return None
+
+
+def _trusted_pems(trusted_keys: Any) -> tuple[str, ...]:
+    """PEM texts of ``trusted_keys`` (paths of PEM files, or PEM texts), checked."""
+    from agentic_ray.policies.signing import public_keys_from_pem
+
+    pems = []
+    for item in trusted_keys:
+        text = str(item)
+        if "-----BEGIN" not in text:
+            with open(item, encoding="ascii") as f:
+                text = f.read()
+        pems.append(text)
+    public_keys_from_pem(pems)  # PolicySignatureError("bad_key") before anything starts
+    return tuple(pems)
+
+
 def _as_policy(policy: Any) -> tuple[Policy, str]:
     if isinstance(policy, Policy):
         return policy, policy.source or "<policy object>"
@@ -58,6 +106,7 @@ def init(
     config: ControlPlaneConfig | None = None,
     wait_s: float = 30.0,
     tenant: str | None = None,
+    trusted_keys: Any = None,
     **ray_init_kwargs: Any,
 ) -> dict[str, Any]:
     """Connect to Ray (or start an embedded local Ray) and make sure the control plane runs.
@@ -68,13 +117,22 @@ def init(
     the control plane keeps its active policy (the built-in default at first start). Waits up to
     ``wait_s`` for every alive node's agent to report. ``tenant`` binds this process to a tenant (also
     ``AGENTIC_TENANT``, which binds a job's workers too; module ``agentic_ray._identity``): its tasks and
-    handle calls then run as that tenant. Returns the policy info.
+    handle calls then run as that tenant. ``trusted_keys``: Ed25519 public keys (PEM file paths or texts)
+    whose signed bundles alone may change the policy from then on (``policies.signing``): a control
+    plane without keys takes them; one with other keys refuses (``PolicySignatureError``). ``policy`` may
+    then be a signed bundle (or its path). Returns the policy info.
     """
+    import dataclasses
+
     import ray
 
     _identity.bind(tenant)  # ValueError before anything starts
+    pems = _trusted_pems(trusted_keys) if trusted_keys else ()
+    if pems:
+        config = dataclasses.replace(config or ControlPlaneConfig(), trusted_keys=pems)
 
-    new_policy = _as_policy(policy) if policy is not None else None
+    bundle = _as_bundle(policy) if policy is not None else None
+    new_policy = _as_policy(policy) if policy is not None and bundle is None else None
     started = False
     if not ray.is_initialized():
         ray_init_kwargs.setdefault("log_to_driver", True)
@@ -84,9 +142,13 @@ def init(
             ray.init(**ray_init_kwargs)  # RAY_ADDRESS when set, else a new local instance
             started = "RAY_ADDRESS" not in os.environ
     coordinator = _global_coordinator(config)
+    if pems:
+        _get(coordinator.trust_keys.remote(list(pems)), 60)  # an existing plane takes them, or refuses
     info = ray.get(coordinator.policy.remote(), timeout=60)
     if new_policy is not None:
-        info = ray.get(coordinator.apply_policy.remote(new_policy[0], new_policy[1], True), timeout=120)
+        info = _get(coordinator.apply_policy.remote(new_policy[0], new_policy[1], True), 120)
+    elif bundle is not None:
+        info = _get(coordinator.apply_bundle.remote(bundle[0].to_json(), bundle[1], True), 120)
     rt = _state.install(started)
     _telemetry.open_from_env()
     deadline = time.monotonic() + wait_s
@@ -149,12 +211,22 @@ def stop_control_plane_actors() -> None:
 def apply_policy(path_or_policy: Any, wait: bool = True) -> dict[str, Any]:
     """Validate (``PolicyValidationError`` for an invalid document: the active policy stays), version
     and push a policy to every agent. Returns ``{name, version, sha256, revision, source, acked,
-    missing}`` (node ids that acknowledged / did not within the timeout)."""
-    import ray
+    missing}`` (node ids that acknowledged / did not within the timeout). ``path_or_policy`` may be a
+    signed bundle (``policies.signing.PolicyBundle`` or its file): a control plane with trusted keys
+    takes only those (``PolicySignatureError`` otherwise, nothing changed); the answer then also names
+    the signing key ids (``signed_by``), the ``sequence`` and the ``risks`` it was checked for. Every
+    change is a ``policy_change`` record in this process's decision log when one is open."""
 
-    policy, source = _as_policy(path_or_policy)
     rt = _state.runtime()
-    info = ray.get(rt.global_handle().apply_policy.remote(policy, source, wait), timeout=120)
+    bundle = _as_bundle(path_or_policy)
+    if bundle is not None:
+        info = _get(rt.global_handle().apply_bundle.remote(bundle[0].to_json(), bundle[1], wait), 120)
+        _telemetry.log_policy_change(info, "apply_bundle")
+        rt.reload_policy()
+        return info
+    policy, source = _as_policy(path_or_policy)
+    info = _get(rt.global_handle().apply_policy.remote(policy, source, wait), 120)
+    _telemetry.log_policy_change(info, "apply")
     rt.remember_policy(policy)
     rt.adopt_policy_sha(policy.sha256)
     return info
@@ -162,10 +234,10 @@ def apply_policy(path_or_policy: Any, wait: bool = True) -> dict[str, Any]:
 
 def rollback_policy(wait: bool = True) -> dict[str, Any]:
     """Return to the previous policy version (``ValueError`` when there is none)."""
-    import ray
 
     rt = _state.runtime()
-    info = ray.get(rt.global_handle().rollback_policy.remote(wait), timeout=120)
+    info = _get(rt.global_handle().rollback_policy.remote(wait), 120)
+    _telemetry.log_policy_change(info, "rollback")
     rt.reload_policy()
     return info
 

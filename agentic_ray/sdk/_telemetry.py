@@ -85,6 +85,25 @@ def log_placement(task_name: str, request_id: str, classification: Any, placemen
         )
 
 
+def log_policy_change(info: Any, action: str) -> None:
+    """Append one policy change (``apply``, ``apply_bundle``, ``rollback``) to the decision log: the new
+    version and sha256, and the key ids that signed it (never raises)."""
+    if DECISION_LOG is None:
+        return
+    with contextlib.suppress(Exception):
+        DECISION_LOG.log_decision(
+            request_id=next_request_id(),
+            action="policy_change",
+            qos="",
+            policy_version=str(info.get("version")),
+            policy_sha256=str(info.get("sha256")),
+            rule_ids=(),
+            inputs={"action": action, "source": info.get("source"), "sequence": info.get("sequence")},
+            predicted={"signed_by": list(info.get("signed_by") or ())},
+            outcome="unchanged" if info.get("unchanged") else "applied",
+        )
+
+
 def log_refusal(task_name: str, error: Any, policy: Any) -> None:
     """Append one refused submission (an ``EntitlementError``) to the decision log, naming the
     entitlement and the rule (never raises)."""

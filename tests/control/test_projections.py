@@ -118,8 +118,9 @@ def test_status_keeps_its_json_shape():
         "missing": ["b"],
     }
     assert status["history"] == [
-        {"sha256": st.policy.sha256, "version": st.policy.version, "revision": 1, "source": "fraud.yaml"}
-    ]
+        {"sha256": st.policy.sha256, "version": st.policy.version, "revision": 1, "source": "fraud.yaml",
+         "applied_at": 0.0, "signed_by": [], "sequence": None}
+    ]  # fmt: skip
     (a,) = status["zones"]["eu-west"]
     (b,) = status["zones"]["us-east"]
     assert set(a) == AGENT_KEYS == set(b)

@@ -58,3 +58,25 @@ def test_history_is_bounded_and_round_trips_through_the_checkpoint_json():
     assert restored.history == r.history and restored.policy.sha256 == r.policy.sha256
     with pytest.raises(ValueError, match="history"):
         PolicyRollout([])
+
+
+def test_signed_versions_keep_their_signers_and_the_highest_sequence_survives_rollback_and_restart():
+    from agentic_ray.control import GlobalState
+    from agentic_ray.control._drift import DriftDetector
+
+    a, b = fraud_policy(), minimal_policy()
+    rollout = PolicyRollout.first(a, "a.yaml", 0.0)
+    assert rollout.highest_sequence is None
+    entry = rollout.apply(b, "b.bundle", 1.0, ("k1", "k2"), 40)
+    assert entry is not None and entry.signed_by == ("k1", "k2") and entry.sequence == 40
+    assert rollout.highest_sequence == 40
+    rollout.rollback()
+    assert rollout.highest_sequence == 40  # a rollback does not lower the bar for replays
+    assert rollout.apply(a, "a.bundle", 2.0, ("k1",), 30) is None  # already active: nothing applied
+    assert rollout.highest_sequence == 40  # and a lower sequence never lowers the bar
+    state = GlobalState(rollout, DriftDetector(), started_at=0.0)
+    restored = GlobalState.restore(state.checkpoint({}), a, DriftDetector().config, 5.0)
+    assert restored.rollout.highest_sequence == 40
+    assert PolicyEntry.from_dict(entry.to_dict()) == entry
+    old = {k: v for k, v in PolicyEntry.of(a, 1, "x", 0.0).to_dict().items() if k not in ("signed_by", "sequence")}
+    assert PolicyEntry.from_dict(old).signed_by == () and PolicyEntry.from_dict(old).sequence is None
