@@ -127,6 +127,27 @@ class ActorAdmission:
             push(("actor", outcome, rid, qos, reason, None, None, remaining_ms, self.rule_ids,
                   self.spec.policy_version, None, now, None))  # fmt: skip
 
+    def _offer(self, request: Request) -> bool:
+        """Offer ``request`` to the queue at its arrival: raise its typed error when refused, ``False``
+        when it may start now, ``True`` when it is queued and must wait (the caller waits its way)."""
+        now = request.arrival
+        decision = self.queue.offer(request, now)
+        self._settle(decision.dropped)
+        self._settle(decision.evicted)
+        if isinstance(decision, Reject):
+            self._decided("reject", request, decision.reason, now)
+            self._depth(now)
+            raise decision.error
+        if not isinstance(decision, Enqueued):
+            self._decided("start", request, "slot_free", now)
+            return False
+        self._decided("enqueue", request, "queued", now)
+        self._depth(now)
+        return True
+
+    def _settle(self, dropped: tuple[Dropped, ...] | list[Dropped]) -> None:
+        raise NotImplementedError
+
     def _decided(self, outcome: str, request: Request, reason: str, now: float) -> None:
         self._record(outcome, request.id, request.qos, reason, (request.deadline - now) * 1000.0, now)
 
@@ -215,19 +236,8 @@ class ThreadedAdmission(ActorAdmission):
         """Return when ``request`` may run (it holds a slot: call ``release``); raise its typed error
         when it is refused, evicted or expires while it waits."""
         with self._lock:
-            now = request.arrival
-            decision = self.queue.offer(request, now)
-            self._settle(decision.dropped)
-            self._settle(decision.evicted)
-            if isinstance(decision, Reject):
-                self._decided("reject", request, decision.reason, now)
-                self._depth(now)
-                raise decision.error
-            if not isinstance(decision, Enqueued):
-                self._decided("start", request, "slot_free", now)
+            if not self._offer(request):
                 return
-            self._decided("enqueue", request, "queued", now)
-            self._depth(now)
             waiter = self._waiters[request.id] = _Waiter(threading.Condition(self._lock), request.qos)
             try:
                 while waiter.outcome is None:
@@ -308,19 +318,8 @@ class AsyncAdmission(ActorAdmission):
     async def admit(self, request: Request) -> None:
         import asyncio
 
-        now = request.arrival
-        decision = self.queue.offer(request, now)
-        self._settle(decision.dropped)
-        self._settle(decision.evicted)
-        if isinstance(decision, Reject):
-            self._decided("reject", request, decision.reason, now)
-            self._depth(now)
-            raise decision.error
-        if not isinstance(decision, Enqueued):
-            self._decided("start", request, "slot_free", now)
+        if not self._offer(request):
             return
-        self._decided("enqueue", request, "queued", now)
-        self._depth(now)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._waiters[request.id] = (future, request.qos)

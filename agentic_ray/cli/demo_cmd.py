@@ -159,13 +159,7 @@ def _run(args: argparse.Namespace) -> int:
     table_out = sys.stderr if args.json_out == "-" else sys.stdout  # keep stdout pure JSON for "--json -"
     print(format_table(report), file=table_out)
     _print_floors(report, table_out)
-    if args.json_out:
-        text = json.dumps(report, indent=2, sort_keys=False)
-        if args.json_out == "-":
-            print(text)
-        else:
-            with open(args.json_out, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
+    _write_json(report, args.json_out)
     if args.plot:
         from agentic_ray.demo import plot_cdfs
 
@@ -235,14 +229,20 @@ def _run_llm(args: argparse.Namespace, scenario: Any, paths: list[str], previous
     print(f"LLM streams from a {SERVICE_NOTE}", file=table_out)
     print(format_table(report), file=table_out)
     _print_token_attainment(report, table_out)
-    if args.json_out:
-        text = json.dumps(report, indent=2, sort_keys=False)
-        if args.json_out == "-":
-            print(text)
-        else:
-            with open(args.json_out, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
+    _write_json(report, args.json_out)
     return 0
+
+
+def _write_json(report: dict[str, Any], json_out: str | None) -> None:
+    """``--json OUT``: the report to ``OUT`` (``-``: standard output)."""
+    if not json_out:
+        return
+    text = json.dumps(report, indent=2, sort_keys=False)
+    if json_out == "-":
+        print(text)
+    else:
+        with open(json_out, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
 
 
 def _print_token_attainment(report: dict[str, Any], out: Any) -> None:

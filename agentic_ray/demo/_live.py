@@ -46,7 +46,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -282,6 +282,21 @@ async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario
                     f"answered {counters['done']:5d}  shed {counters['shed']:4d}  failed {counters['failed']:3d}"
                 )
 
+    await drive_open_loop(workload, one, counters, progress)
+    result.total_requests = len(workload.items)
+    return result
+
+
+async def drive_open_loop(
+    workload: Workload,
+    one: Callable[[Any], Awaitable[None]],
+    counters: dict[str, int],
+    progress: Callable[[float], Awaitable[None]],
+) -> None:
+    """Send ``workload``'s items at their arrival times (open loop: ``one(item)`` as a task each, never
+    waiting for earlier ones), counting ``counters["sent"]``, with ``progress(start)`` reporting meanwhile;
+    returns when every item has finished."""
+    loop = asyncio.get_running_loop()
     start = loop.time() + 0.2
     reporter = loop.create_task(progress(start))
     pending: set[asyncio.Task] = set()  # finished tasks are dropped at once: less for the collector
@@ -301,8 +316,6 @@ async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario
     finally:
         reporter.cancel()
         gc.unfreeze()
-    result.total_requests = len(workload.items)
-    return result
 
 
 def _merge(into: RunResult, run: RunResult) -> None:

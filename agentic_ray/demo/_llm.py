@@ -24,14 +24,13 @@ failed streams count as misses). The report has the shape of ``agentic-ray sim -
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from agentic_ray.demo._live import PATHS, PROBE_TIMEOUTS, LiveOptions
+from agentic_ray.demo._live import PATHS, PROBE_TIMEOUTS, LiveOptions, drive_open_loop
 from agentic_ray.demo._models import _group_for_rank
 from agentic_ray.errors import AdmissionError
 from agentic_ray.policies import Policy
@@ -202,25 +201,7 @@ async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario
                     f"failed {counters['failed']:3d}"
                 )
 
-    start = loop.time() + 0.2
-    reporter = loop.create_task(progress(start))
-    pending: set[asyncio.Task] = set()
-    gc.collect()
-    gc.freeze()  # as in _live: keep old-generation collections off the streams in flight
-    try:
-        for item in workload.items:
-            delay = start + item.request.arrival - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            counters["sent"] += 1
-            task = loop.create_task(one(item))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-        while pending:
-            await asyncio.gather(*list(pending))
-    finally:
-        reporter.cancel()
-        gc.unfreeze()
+    await drive_open_loop(workload, one, counters, progress)
     result.total_requests = len(workload.items)
     return result
 
