@@ -6,7 +6,8 @@ module does only the I/O: every ``reconcile_interval_s`` it reads ``ray.nodes()`
 ``plan_membership`` (starts a ZoneCoordinator and a NodeAgent for a new node, kills the agent of a node
 that left and tells its zone) and pushes the active policy to every agent that has not acknowledged it
 (``PolicyRollout.needs_push``: a restarted agent catches up this way). Every ``allocate_interval_s`` it
-runs ``plan_allocation`` and sends each zone its agents' ``NodeLease``; after every loop it evaluates
+takes the offered load since the previous round (``GlobalState.take_demand``), runs ``plan_allocation``
+and sends each zone its agents' ``NodeLease`` (with their replicas' caps); after every loop it evaluates
 drift. Zones call ``zone_report`` with a ``ZoneReport`` (or the dict of an older zone) every
 ``report_interval_s`` and whenever an agent's snapshot changed.
 
@@ -170,16 +171,16 @@ class GlobalCoordinator:
         nodes = state.reported_nodes()
         if not nodes:
             return
-        rates = state.arrivals.take_rates(now, self.config.allocate_interval_s)
+        demand = state.take_demand(now, self.config.allocate_interval_s, self.config.stale_after_s)
         previous = state.allocation
         allocation = plan_allocation(
-            state.policy, nodes, state.snapshots, rates, previous, now, self.config.allocate_interval_s
+            state.policy, nodes, state.snapshots, demand, previous, now, self.config.allocate_interval_s
         )
         state.allocation = allocation
         self.metrics.coordinator_round("global")
         for zone, leases in leases_by_zone(allocation, nodes).items():
             self._zone_handle(zone).push_leases.remote(leases)
-        if previous is None or allocation.leases != previous.leases:
+        if previous is None or (allocation.leases, allocation.replica_caps) != (previous.leases, previous.replica_caps):
             self._checkpoint()
 
     def _evaluate_drift(self, now: float) -> None:

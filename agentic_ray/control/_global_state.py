@@ -9,9 +9,10 @@ Ray actor (``actors._global_coordinator``) owns one, feeds it what arrives and a
 pieces decide; ``status`` and ``view`` project it for ``agentic-ray status`` and for placement.
 
 Reports (``ingest``): a zone's ``ZoneReport`` replaces the snapshots of that zone's nodes (a node the
-zone no longer reports, stale or gone, leaves the view) and its summary deltas count as offered load and
-go to drift detection, each judged against its budget (``judged_budget_ms``: a stage's, else its
-workflow's, else its class's).
+zone no longer reports, stale or gone, leaves the view); its summary deltas and its replicas' reports
+count as offered load of that zone (``_demand.OfferedLoad``, which an allocation round ``take``s with
+the snapshots), and the summaries go to drift detection, each judged against its budget
+(``judged_budget_ms``: a stage's, else its workflow's, else its class's).
 
 What survives a restart is the checkpoint (``checkpoint`` / ``restore``): the policy history and the last
 allocation, as JSON.
@@ -23,7 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentic_ray.control._allocation import Allocation, ArrivalCounter
+from agentic_ray.control._allocation import Allocation
+from agentic_ray.control._demand import OfferedDemand, OfferedLoad
 from agentic_ray.control._drift import Alert, DriftConfig, DriftDetector, DriftReport
 from agentic_ray.control._membership import AgentRecord, NodeInfo
 from agentic_ray.control._reports import NodeSnapshot, ZoneReport
@@ -103,7 +105,7 @@ class GlobalState:
     agents: dict[str, AgentRecord] = field(default_factory=dict)
     snapshots: dict[str, NodeSnapshot] = field(default_factory=dict)
     registrations: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    arrivals: ArrivalCounter = field(default_factory=ArrivalCounter)
+    offered: OfferedLoad = field(default_factory=OfferedLoad)
     allocation: Allocation | None = None
     alerts: tuple[Alert, ...] = ()
     figures: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -167,6 +169,10 @@ class GlobalState:
         """The alive nodes whose agent has reported (what an allocation round covers)."""
         return {n: info for n, info in self.nodes.items() if n in self.snapshots}
 
+    def take_demand(self, now: float, first_window_s: float, stale_after_s: float) -> OfferedDemand:
+        """The offered load since the previous round (``OfferedLoad.take`` with the current snapshots)."""
+        return self.offered.take(now, self.snapshots, first_window_s, stale_after_s)
+
     # -- inputs --------------------------------------------------------------------------------------
     def ingest(self, report: ZoneReport, now: float) -> None:
         """Take a zone's report received at ``now`` (see the module docstring)."""
@@ -178,9 +184,9 @@ class GlobalState:
                 snapshots[node_id] = snap
         for node_id, incarnations in report.registrations.items():
             self.registrations[node_id] = tuple(incarnations)
+        self.offered.observe(report)
         policy = self.policy
         for s in report.summaries.values():
-            self.arrivals.add(s.qos, s.count)
             budget = judged_budget_ms(policy, s.qos, s.workflow)
             if budget != float("inf"):
                 self.drift.observe(s, budget, now)

@@ -73,7 +73,7 @@ def test_a_zone_report_replaces_that_zone_s_snapshots_and_feeds_load_and_drift()
     st.ingest(report, now=1.0)
     assert set(st.snapshots) == {"e1", "u1"}, "e2 (not in its zone's report) left, us-east untouched"
     assert st.registrations == {"e1": ("i1", "i2")}
-    assert st.arrivals.counts == {"critical": 10, "nope": 1}
+    assert st.offered.finished == {("eu-west", "critical", "fraud/features"): 10, ("eu-west", "nope", None): 1}
     drift = st.drift.evaluate(1.0)
     assert {a.kind for a in drift.active} == {"p99_over_budget", "burn_rate"}
     assert drift.figures[late.key]["budget_ms"] == 45.0, "judged against the stage's budget"
