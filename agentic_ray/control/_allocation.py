@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentic_ray.control._demand import DemandStream, OfferedDemand, ReplicaCapacity
-from agentic_ray.control._eligibility import Eligibility
+from agentic_ray.control._eligibility import Eligibility, ReplicaPlace
 from agentic_ray.control._leases import allocate_caps, allocate_replica_caps
 from agentic_ray.control._membership import NodeInfo
 from agentic_ray.control._reports import NodeLease, NodeSnapshot
-from agentic_ray.policies.types import NodeAttrs
 from agentic_ray.scheduling.allocator import ClassDemand
 
 __all__ = ["Allocation", "ArrivalCounter", "leases_by_zone", "plan_allocation"]
@@ -72,7 +71,7 @@ class Allocation:
 
     def node_lease(self, node_id: str) -> NodeLease:
         """The lease of one node of this round (``KeyError`` for a node it does not cover)."""
-        replicas = {rid: dict(c) for rid, c in self.replica_caps.get(node_id, {}).items()}
+        replicas = dict(self.replica_caps.get(node_id, {}))  # the round's caps are not changed after it
         return NodeLease(dict(self.leases[node_id]), self.granted_at, self.lease_s, self.revision, replicas)
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,43 +114,29 @@ class Allocation:
         )
 
 
-def _node_demand(
-    policy: Any, nodes: Mapping[str, NodeInfo], streams: tuple[DemandStream, ...]
-) -> dict[str, list[ClassDemand]]:
+def _node_demand(eligibility: Eligibility, streams: tuple[DemandStream, ...]) -> dict[str, list[ClassDemand]]:
     """Task streams as ``ClassDemand`` over the nodes each may use (a stream observed nowhere in
     particular may use every node)."""
-    if all(s.zone is None and s.workflow is None for s in streams):
-        return {s.qos: [ClassDemand(s.rate_per_s)] for s in streams}
-    eligibility = Eligibility(
-        policy, ((n, NodeAttrs(n, info.zone, info.accelerator, info.labels)) for n, info in nodes.items())
-    )
     out: dict[str, list[ClassDemand]] = {}
     for s in streams:
-        out.setdefault(s.qos, []).append(ClassDemand(s.rate_per_s, eligibility.units(s.qos, s.zone, s.workflow)))
+        if s.zone is None and s.workflow is None:
+            eligible = None
+        else:
+            eligible = eligibility.node_ids(s.qos, s.zone, s.workflow)
+        out.setdefault(s.qos, []).append(ClassDemand(s.rate_per_s, eligible))
     return out
 
 
 def _replica_demand(
-    policy: Any,
-    nodes: Mapping[str, NodeInfo],
-    replicas: Mapping[str, ReplicaCapacity],
-    streams: tuple[DemandStream, ...],
+    eligibility: Eligibility, replicas: Mapping[str, ReplicaCapacity], streams: tuple[DemandStream, ...]
 ) -> dict[str, list[ClassDemand]]:
     """Serve streams as ``ClassDemand`` over the replicas of their deployment each may use."""
-    by_deployment: dict[str, list[tuple[str, NodeAttrs]]] = {}
+    by_deployment: dict[str, list[ReplicaPlace]] = {}
     for rid, r in replicas.items():
-        info = nodes.get(r.node_id)
-        attrs = (
-            NodeAttrs(r.node_id, info.zone, info.accelerator, info.labels)
-            if info is not None
-            else NodeAttrs(r.node_id, r.zone, r.accelerator)
-        )
-        by_deployment.setdefault(r.deployment, []).append((rid, attrs))
-    eligibility = {dep: Eligibility(policy, units) for dep, units in by_deployment.items()}
+        by_deployment.setdefault(r.deployment, []).append((rid, r.node_id, r.zone, r.accelerator))
     out: dict[str, list[ClassDemand]] = {}
     for s in streams:
-        e = eligibility.get(s.deployment or "")
-        eligible = e.units(s.qos, s.zone) if e is not None else frozenset()
+        eligible = eligibility.replica_ids(s.qos, s.zone, by_deployment.get(s.deployment or "", ()))
         out.setdefault(s.qos, []).append(ClassDemand(s.rate_per_s, eligible))
     return out
 
@@ -170,16 +155,17 @@ def plan_allocation(
     that every node may serve (``OfferedDemand.cluster_wide``)."""
     if not isinstance(demand, OfferedDemand):
         demand = OfferedDemand.cluster_wide(demand)
+    eligibility = Eligibility(policy, nodes)
     caps = allocate_caps(
         policy,
         {n: info.cpus for n, info in nodes.items()},
         {n: snapshots[n].service_ms for n in nodes if n in snapshots},
-        _node_demand(policy, nodes, demand.tasks),
+        _node_demand(eligibility, demand.tasks),
     )
     replica_caps: dict[str, dict[str, dict[str, int]]] = {}
     if demand.replicas:
         per_replica = allocate_replica_caps(
-            policy, demand.replicas, _replica_demand(policy, nodes, demand.replicas, demand.serve)
+            policy, demand.replicas, _replica_demand(eligibility, demand.replicas, demand.serve)
         )
         for rid, rcaps in per_replica.items():
             replica_caps.setdefault(demand.replicas[rid].node_id, {})[rid] = rcaps

@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from agentic_ray.control._reports import NodeSnapshot, ReplicaReport, ZoneReport
 from agentic_ray.control._summary import BASE_MS, GROWTH, ClassSummary, LatencyHistogram
@@ -80,10 +81,10 @@ class DemandStream:
             raise ValueError(f"rate_per_s: must be a finite number >= 0, got {r!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class ReplicaCapacity:
+class ReplicaCapacity(NamedTuple):
     """A live Serve replica as the allocator counts it: ``slots`` calls at once on ``node_id`` and its
-    mean service time per class (ms; classes it has not completed yet are absent)."""
+    mean service time per class (ms; classes it has not completed yet are absent). A NamedTuple: one is
+    built per replica and round."""
 
     replica_id: str
     deployment: str
@@ -91,7 +92,7 @@ class ReplicaCapacity:
     zone: str
     accelerator: str
     slots: int
-    service_ms: Mapping[str, float] = field(default_factory=dict)
+    service_ms: Mapping[str, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +125,20 @@ class OfferedDemand:
         return out
 
 
+_MIDPOINTS: dict[int, float] = {}
+
+
 def histogram_mean_ms(h: LatencyHistogram) -> float | None:
     """Mean of a latency histogram from its buckets' geometric midpoints (``None`` when empty)."""
     if h.count <= 0:
         return None
-    total = sum(n * (BASE_MS * GROWTH ** (b - 0.5) if b > 0 else BASE_MS) for b, n in h.buckets.items())
+    mids = _MIDPOINTS
+    total = 0.0
+    for b, n in h.buckets.items():
+        mid = mids.get(b)
+        if mid is None:
+            mid = mids[b] = BASE_MS * GROWTH ** (b - 0.5) if b > 0 else BASE_MS
+        total += n * mid
     return total / h.count
 
 
@@ -155,24 +165,31 @@ class _Replica:
                 h.merge(c.latency)
 
     def roll(self) -> None:
-        """End of a round: new rates and service times from what arrived, counts start again."""
+        """End of a round: new rates and service times from what arrived, counts start again. The
+        ``rates`` and ``service_ms`` dicts are replaced, never changed, so a round's
+        ``ReplicaCapacity`` may share them."""
         if self.covered_s > 0:
             self.rates = {q: n / self.covered_s for q, n in self.offered.items()}
-        for qos, h in self.latency.items():
-            mean = histogram_mean_ms(h)
-            if mean is not None and mean > 0:
-                self.service_ms[qos] = mean
-        self.offered, self.covered_s, self.latency = {}, 0.0, {}
+            self.offered.clear()
+            self.covered_s = 0.0
+        if self.latency:
+            service = self.service_ms.copy()
+            for qos, h in self.latency.items():
+                mean = histogram_mean_ms(h)
+                if mean is not None and mean > 0:
+                    service[qos] = mean
+            self.service_ms = service
+            self.latency.clear()
 
 
-def _backlog(snap: NodeSnapshot) -> dict[str, int]:
-    running, queued = snap.inflight_by_class, snap.queued_by_class
-    if not queued:
-        return dict(running)
-    out = dict(running)
-    for qos, n in queued.items():
-        out[qos] = out.get(qos, 0) + n
-    return out
+def _add_backlog(
+    offered: dict[tuple[str, str], float], zone: str, now: Mapping[str, int], before: Mapping[str, int]
+) -> None:
+    """Add the change of one per-class count from ``before`` to ``now`` to ``offered`` of ``zone``."""
+    for qos in now.keys() | before.keys():
+        delta = now.get(qos, 0) - before.get(qos, 0)
+        if delta:
+            offered[(zone, qos)] = offered.get((zone, qos), 0.0) + delta
 
 
 class OfferedLoad:
@@ -180,7 +197,8 @@ class OfferedLoad:
 
     def __init__(self) -> None:
         self.finished: dict[tuple[str, str, str | None], int] = {}  # (zone, class, workflow) -> finished+refused
-        self.backlog: dict[str, tuple[str, dict[str, int]]] = {}  # node -> (incarnation, backlog) at the last round
+        # node -> (incarnation, running, queued) per class at the last round (the snapshot's own mappings)
+        self.backlog: dict[str, tuple[str, Mapping[str, int], Mapping[str, int]]] = {}
         self.replicas: dict[str, _Replica] = {}
         self.since: float | None = None
 
@@ -224,18 +242,17 @@ class OfferedLoad:
         offered: dict[tuple[str, str], float] = {}
         for (zone, qos, _), n in self.finished.items():
             offered[(zone, qos)] = offered.get((zone, qos), 0.0) + n
-        backlog, previous = {}, self.backlog
+        backlog, previous, empty = {}, self.backlog, {}
         for node_id, snap in snapshots.items():
-            now_there = _backlog(snap)
+            running, queued = snap.inflight_by_class, snap.queued_by_class
+            backlog[node_id] = (snap.incarnation, running, queued)
             before = previous.get(node_id)
-            base = before[1] if before is not None and before[0] == snap.incarnation else {}
-            backlog[node_id] = (snap.incarnation, now_there)
-            if now_there == base:
-                continue
-            for qos in now_there.keys() | base.keys():
-                delta = now_there.get(qos, 0) - base.get(qos, 0)
-                if delta:
-                    offered[(snap.zone, qos)] = offered.get((snap.zone, qos), 0.0) + delta
+            if before is None or before[0] != snap.incarnation:
+                before = (snap.incarnation, empty, empty)
+            if running != before[1]:
+                _add_backlog(offered, snap.zone, running, before[1])
+            if queued != before[2]:
+                _add_backlog(offered, snap.zone, queued, before[2])
         self.backlog = backlog
         finished_by = {}
         for (zone, qos, workflow), n in self.finished.items():
@@ -260,9 +277,8 @@ class OfferedLoad:
         for rid, track in self.replicas.items():
             track.roll()
             r = track.latest
-            capacity[rid] = ReplicaCapacity(
-                rid, r.deployment, r.node_id, r.zone, r.accelerator, r.slots, dict(track.service_ms)
-            )
+            service = track.service_ms  # replaced, never changed, by roll(): safe to share
+            capacity[rid] = ReplicaCapacity(rid, r.deployment, r.node_id, r.zone, r.accelerator, r.slots, service)
             for qos, rate in track.rates.items():
                 key = (r.zone, r.deployment, qos)
                 rates[key] = rates.get(key, 0.0) + rate

@@ -16,40 +16,44 @@ choice) is offered to EU zones, so under ``examples/policies/platform.yaml`` EU-
 US nodes and replicas no share. Class- and workflow-wide rules narrow it within the zone (critical work
 only on on-demand nodes, ``batch-summarize`` only in its pools).
 
-Cost: one ``classify`` per distinct (class, workflow) per round (the policy caches them), and one
-``allows`` per distinct (rules, node shape) where a node's shape is its zone, accelerator and labels; the
-units of a zone are grouped once per round.
+Cost: one ``classify`` per distinct (class, workflow) per round (the policy caches them), one
+``allows`` per distinct (rules, node shape) where a node's shape is its zone, accelerator and labels
+(computed only for nodes a rule has to be tested on), and a dictionary look-up per unit and stream; no
+object is built per unit, which keeps a round over tens of thousands of replicas light on the garbage
+collector.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from agentic_ray.control._membership import NodeInfo
 from agentic_ray.control._summary import split_stage_key
 from agentic_ray.errors import AgenticRayError
 from agentic_ray.policies.types import NodeAttrs, RequestMeta
 
-__all__ = ["Eligibility"]
+__all__ = ["Eligibility", "ReplicaPlace"]
+
+ReplicaPlace = tuple[str, str, str, str]
+"""A replica as eligibility sees it: ``(replica id, node id, zone, accelerator)``; the node's labels
+come from ``nodes`` when the node is known there."""
 
 _Shape = tuple[str, str, tuple[tuple[str, str], ...]]
 
 
 class Eligibility:
-    """Eligible unit ids per stream, for one policy and one set of units (nodes or replicas)."""
+    """Eligible node or replica ids per stream, over one round's ``nodes`` (``{node_id: NodeInfo}``)."""
 
-    def __init__(self, policy: Any, units: Iterable[tuple[str, NodeAttrs]]) -> None:
-        """``units``: ``(unit id, attributes of the node it runs on)``."""
+    def __init__(self, policy: Any, nodes: Mapping[str, NodeInfo]) -> None:
         self.policy = policy
-        self.by_zone: dict[str, list[tuple[str, _Shape, NodeAttrs]]] = {}
-        for uid, attrs in units:
-            shape = (attrs.zone, attrs.accelerator, tuple(sorted(attrs.labels.items())))
-            self.by_zone.setdefault(attrs.zone, []).append((uid, shape, attrs))
+        self.nodes = nodes
+        self._by_zone: dict[str | None, frozenset[str]] | None = None
         self._rules: dict[tuple[str, str | None], Any] = {}
+        self._shapes: dict[str, _Shape] = {}
         self._verdicts: dict[tuple[tuple[str, ...], _Shape], bool] = {}
-        self._everyone: dict[str | None, frozenset[str]] = {}
 
-    def requirement(self, qos: str, workflow: str | None) -> Any:
+    def requirement(self, qos: str, workflow: str | None = None) -> Any:
         """The ``Classification`` of a request naming only ``qos`` and ``workflow`` (a summary key's
         ``workflow[/stage]``; one the policy does not know counts as none), or ``None`` for a class the
         policy does not know."""
@@ -69,32 +73,51 @@ class Eligibility:
         self._rules[key] = found
         return found
 
-    def units(self, qos: str, zone: str | None, workflow: str | None = None) -> frozenset[str]:
-        """Ids of the units a stream of ``qos`` (and ``workflow``) observed in ``zone`` may use."""
+    def node_ids(self, qos: str, zone: str | None, workflow: str | None = None) -> frozenset[str]:
+        """Ids of the nodes a task stream of ``qos`` (and ``workflow``) observed in ``zone`` may use
+        (``zone`` None: every zone)."""
         classification = self.requirement(qos, workflow)
         if classification is None:
             return frozenset()
-        pool = self._pool(zone)
+        pool = self._zone_nodes(zone)
         if classification.requirement is None:
-            return self._all(zone, pool)
+            return pool
         rules = tuple(classification.rule_ids)
-        verdicts = self._verdicts
-        out = []
-        for uid, shape, attrs in pool:
-            ok = verdicts.get((rules, shape))
-            if ok is None:
-                ok = verdicts[(rules, shape)] = bool(classification.allows(attrs))
-            if ok:
-                out.append(uid)
-        return frozenset(out)
+        return frozenset(n for n in pool if self._allows(classification, rules, n, None))
 
-    def _pool(self, zone: str | None) -> list[tuple[str, _Shape, NodeAttrs]]:
-        if zone is not None:
-            return self.by_zone.get(zone, [])
-        return [u for units in self.by_zone.values() for u in units]
+    def replica_ids(self, qos: str, zone: str | None, replicas: Sequence[ReplicaPlace]) -> frozenset[str]:
+        """Ids of ``replicas`` (one deployment's) that a Serve stream of ``qos`` observed in ``zone`` may use."""
+        classification = self.requirement(qos)
+        if classification is None:
+            return frozenset()
+        pool = [r for r in replicas if zone is None or r[2] == zone]
+        if classification.requirement is None:
+            return frozenset(r[0] for r in pool)
+        rules = tuple(classification.rule_ids)
+        return frozenset(r[0] for r in pool if self._allows(classification, rules, r[1], r))
 
-    def _all(self, zone: str | None, pool: list[tuple[str, _Shape, NodeAttrs]]) -> frozenset[str]:
-        hit = self._everyone.get(zone)
-        if hit is None:
-            hit = self._everyone[zone] = frozenset(uid for uid, _, _ in pool)
-        return hit
+    def _zone_nodes(self, zone: str | None) -> frozenset[str]:
+        if self._by_zone is None:
+            groups: dict[str | None, list[str]] = {}
+            for node_id, info in self.nodes.items():
+                groups.setdefault(info.zone, []).append(node_id)
+            self._by_zone = {z: frozenset(ids) for z, ids in groups.items()}
+            self._by_zone[None] = frozenset(self.nodes)
+        return self._by_zone.get(zone, frozenset())
+
+    def _allows(self, classification: Any, rules: tuple[str, ...], node_id: str, place: ReplicaPlace | None) -> bool:
+        shape = self._shapes.get(node_id)
+        if shape is None:
+            info = self.nodes.get(node_id)
+            if info is not None:
+                shape = (info.zone, info.accelerator, tuple(sorted(info.labels.items())))
+            elif place is not None:  # a replica on a node not in the view: its own zone and accelerator
+                shape = (place[2], place[3], ())
+            else:
+                return False
+            self._shapes[node_id] = shape
+        ok = self._verdicts.get((rules, shape))
+        if ok is None:
+            attrs = NodeAttrs(node_id=node_id, zone=shape[0], accelerator=shape[1], labels=dict(shape[2]))
+            ok = self._verdicts[(rules, shape)] = bool(classification.allows(attrs))
+        return ok

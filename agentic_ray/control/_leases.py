@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agentic_ray.control._demand import ReplicaCapacity
-from agentic_ray.scheduling.allocator import ClassDemand, NodeCapacity, allocate
+from agentic_ray.scheduling.allocator import Capacities, ClassDemand, allocate
 
 __all__ = ["Demand", "allocate_caps", "allocate_replica_caps", "service_by_class", "static_caps"]
 
@@ -44,16 +44,34 @@ def static_caps(policy: Any, cpus: Mapping[str, float]) -> dict[str, dict[str, i
     """``queue_bound * CPUs`` per bounded class and node (at least 1); ``cpus`` is ``{node_id: CPUs}``
     (or ``{replica_id: slots}``)."""
     bounds = [(name, q.queue_bound) for name, q in policy.classes.items() if q.queue_bound is not None]
-    return {unit: {name: max(1, math.floor(b * _cpus(n))) for name, b in bounds} for unit, n in cpus.items()}
+    per_size: dict[float, dict[str, int]] = {}  # nodes alike in size share the arithmetic
+    out = {}
+    for unit, n in cpus.items():
+        caps = per_size.get(n)
+        if caps is None:
+            caps = per_size[n] = {name: max(1, math.floor(b * _cpus(n))) for name, b in bounds}
+        out[unit] = dict(caps)
+    return out
+
+
+_CLASS_OF_KEY: dict[str, str] = {}  # summary key -> its class (keys are few: classes x workflows)
 
 
 def service_by_class(service_ms: Mapping[str, float | None] | None) -> dict[str, float]:
     """Mean EWMA service time (ms) per class over a snapshot's ``service_ms`` (per ``summary_key``)."""
-    sums: dict[str, list[float]] = {}
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    class_of = _CLASS_OF_KEY
     for key, ms in (service_ms or {}).items():
         if ms is not None and ms > 0:
-            sums.setdefault(key.split("|", 1)[0], []).append(float(ms))
-    return {qos: sum(v) / len(v) for qos, v in sums.items()}
+            qos = class_of.get(key)
+            if qos is None:
+                qos = key.split("|", 1)[0]
+                if len(class_of) < 10_000:
+                    class_of[key] = qos
+            sums[qos] = sums.get(qos, 0.0) + ms
+            counts[qos] = counts.get(qos, 0) + 1
+    return {qos: total / counts[qos] for qos, total in sums.items()}
 
 
 def _streams(policy: Any, demand: Demand | None) -> dict[str, tuple[ClassDemand, ...]]:
@@ -74,24 +92,30 @@ def _streams(policy: Any, demand: Demand | None) -> dict[str, tuple[ClassDemand,
 
 
 def _apply(
-    policy: Any, caps: dict[str, dict[str, int]], capacities: list[NodeCapacity], demand: Demand | None
+    policy: Any,
+    static: dict[str, dict[str, int]],
+    capacities: Capacities,
+    demand: Demand | None,
+    default_service_ms: float,
 ) -> dict[str, dict[str, int]]:
-    """``caps`` with ``slots + queue_cap`` for each unit and class the demand reaches."""
+    """``static`` with ``slots + queue_cap`` for each unit and class the demand reaches."""
     streams = _streams(policy, demand)
-    if not streams or not capacities:
-        return caps
+    if not streams or not capacities.node_ids:
+        return static
     try:
-        allocation = allocate(capacities, streams, policy.classes)
+        allocation = allocate(capacities, streams, policy.classes, default_service_ms=default_service_ms)
     except ValueError:
-        return caps
-    slots = {c.node_id: c.slots for c in capacities}
-    for unit, queue_caps in allocation.queue_caps().items():
-        if queue_caps:
-            mine = caps.setdefault(unit, {})
+        return static
+    slots = dict(zip(capacities.node_ids, capacities.slots, strict=True))
+    for unit, caps in allocation.queue_caps().items():
+        if caps:  # this dict is ours: fill it in rather than build another per unit
             n = slots[unit]
-            for qos, q in queue_caps.items():
-                mine[qos] = n + max(0, q)
-    return caps
+            for qos, q in caps.items():
+                caps[qos] = n + max(0, q)
+            for qos, cap in static[unit].items():
+                caps.setdefault(qos, cap)
+            static[unit] = caps
+    return static
 
 
 def allocate_caps(
@@ -105,11 +129,9 @@ def allocate_caps(
     ``service_ms`` the agents' EWMA service times per node (``{node_id: {summary_key: ms}}``) and
     ``rates_per_s`` the demand per class (see ``Demand`` and the module docstring)."""
     caps = static_caps(policy, cpus)
-    capacities = []
-    for node_id, n in cpus.items():
-        service = {"default": default_service_ms, **service_by_class(service_ms.get(node_id))}
-        capacities.append(NodeCapacity(node_id, int(_cpus(n)), service))
-    return _apply(policy, caps, capacities, rates_per_s)
+    ids = list(cpus)
+    capacities = Capacities(ids, [int(_cpus(cpus[n])) for n in ids], [service_by_class(service_ms.get(n)) for n in ids])
+    return _apply(policy, caps, capacities, rates_per_s, default_service_ms)
 
 
 def allocate_replica_caps(
@@ -121,8 +143,7 @@ def allocate_replica_caps(
     """Caps ``{replica_id: {class: max running plus queued at its gate}}`` for every replica in
     ``replicas``, with ``demand`` the Serve demand per class (streams name the replica ids they may use)."""
     caps = static_caps(policy, {rid: r.slots for rid, r in replicas.items()})
-    capacities = [
-        NodeCapacity(rid, max(1, int(r.slots)), {"default": default_service_ms, **r.service_ms})
-        for rid, r in replicas.items()
-    ]
-    return _apply(policy, caps, capacities, demand)
+    capacities = Capacities(
+        list(replicas), [max(1, int(r.slots)) for r in replicas.values()], [r.service_ms for r in replicas.values()]
+    )
+    return _apply(policy, caps, capacities, demand, default_service_ms)

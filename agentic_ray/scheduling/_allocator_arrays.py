@@ -11,12 +11,12 @@ only coordinators allocate). ``tests/scheduling/test_allocator.py`` checks the a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from agentic_ray.policies.types import QosClass, Shedding
-from agentic_ray.scheduling.allocator import _BISECT_STEPS, ClassAllocation, ClassDemand, NodeAllocation, NodeCapacity
+from agentic_ray.scheduling.allocator import _BISECT_STEPS, Capacities, ClassAllocation, ClassDemand, NodeAllocation
 
 __all__ = ["NodeTable", "Problem", "erlang_c_vec", "waits_ms"]
 
@@ -60,21 +60,43 @@ def _waits(
     return w[:, level_of]
 
 
+def _slots(nodes: Capacities) -> np.ndarray:
+    slots = np.array(nodes.slots, dtype=object)
+    for i, c in enumerate(slots):
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1:
+            raise ValueError(f"slots: must be an integer >= 1, got {c!r} (node {nodes.node_ids[i]})")
+    return slots.astype(float)
+
+
+def _check_service(service: np.ndarray, nodes: Capacities, order: list[str]) -> None:
+    """Service times in use must be finite and > 0 (absent ones are NaN: not served)."""
+    bad = ~np.isnan(service) & ~(np.isfinite(service) & (service > 0))
+    if bad.any():
+        i, j = (int(x[0]) for x in np.nonzero(bad))
+        raise ValueError(
+            f"service_ms.{order[j]}: must be a finite number > 0, got {service[i, j]!r} (node {nodes.node_ids[i]})"
+        )
+
+
 class Problem:
     """Nodes x classes arrays of one ``allocate`` call (classes in priority order)."""
 
     def __init__(
-        self, nodes: Sequence[NodeCapacity], streams: Mapping[str, tuple[ClassDemand, ...]], order: list[str],
-        classes: Mapping[str, QosClass],
+        self, nodes: Capacities, streams: Mapping[str, tuple[ClassDemand, ...]], order: list[str],
+        classes: Mapping[str, QosClass], default_service_ms: float | None = None,
     ) -> None:  # fmt: skip
-        self.ids = [n.node_id for n in nodes]
+        self.ids = list(nodes.node_ids)
         self.index = {nid: i for i, nid in enumerate(self.ids)}
         self.order = order
-        shape = (len(nodes), len(order))
-        self.slots = np.array([node.slots for node in nodes], dtype=float)
-        service = np.array([[node.service_for(q) or np.nan for q in order] for node in nodes], dtype=float)
-        self.served = ~np.isnan(service).reshape(shape)
-        self.svc = np.nan_to_num(service.reshape(shape), nan=0.0)
+        shape = (len(self.ids), len(order))
+        self.slots = _slots(nodes)
+        fallback = default_service_ms or np.nan
+        service = np.array(
+            [[sm.get(q) or sm.get("default") or fallback for q in order] for sm in nodes.service_ms], dtype=float
+        ).reshape(shape)
+        _check_service(service, nodes, order)
+        self.served = ~np.isnan(service)
+        self.svc = np.nan_to_num(service, nan=0.0)
         allowed = np.empty(shape)
         for j, q in enumerate(order):
             cls = classes[q]

@@ -53,6 +53,7 @@ from agentic_ray.policies.types import QosClass
 
 __all__ = [
     "Allocation",
+    "Capacities",
     "ClassAllocation",
     "ClassDemand",
     "NodeAllocation",
@@ -87,6 +88,30 @@ class NodeCapacity:
     def service_for(self, qos: str) -> float | None:
         """Mean service time (ms) of class ``qos`` here, ``None`` when it is not served."""
         return self.service_ms.get(qos, self.service_ms.get("default"))
+
+
+@dataclass(frozen=True, slots=True)
+class Capacities:
+    """Many nodes' capacities as columns, what ``allocate`` reads: ``node_ids``, ``slots`` and
+    ``service_ms`` (one mapping per node, as ``NodeCapacity.service_ms``). Coordinators with thousands of
+    nodes and replicas build these columns instead of one ``NodeCapacity`` per unit; ``allocate`` checks
+    them all at once (``ValueError`` naming the field and node)."""
+
+    node_ids: Sequence[str]
+    slots: Sequence[int]
+    service_ms: Sequence[Mapping[str, float]]
+
+    def __post_init__(self) -> None:
+        n = len(self.node_ids)
+        if len(self.slots) != n or len(self.service_ms) != n:
+            raise ValueError(
+                f"slots, service_ms: need one per node id ({n}), got {len(self.slots)}, {len(self.service_ms)}"
+            )
+
+    @classmethod
+    def of(cls, nodes: Sequence[NodeCapacity]) -> Capacities:
+        """The columns of ``NodeCapacity`` values (already checked one by one)."""
+        return cls([n.node_id for n in nodes], [n.slots for n in nodes], [n.service_ms for n in nodes])
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,21 +235,26 @@ def _streams(
 
 
 def allocate(
-    nodes: Sequence[NodeCapacity],
+    nodes: Sequence[NodeCapacity] | Capacities,
     demand: Mapping[str, ClassDemand | Sequence[ClassDemand]],
     classes: Mapping[str, QosClass],
+    *,
+    default_service_ms: float | None = None,
 ) -> Allocation:
     """Per-node queue caps and arrival shares per class (see the module docstring for the model).
 
-    ``demand`` maps a class to its demand: one ``ClassDemand`` or several streams of it (each with the
-    nodes it may use). A class in ``demand`` but not in ``classes`` is a ``ValueError`` naming it; a node
-    id listed twice is a ``ValueError`` too.
+    ``nodes``: one ``NodeCapacity`` per node, or the same as ``Capacities`` columns. ``demand`` maps a
+    class to its demand: one ``ClassDemand`` or several streams of it (each with the
+    nodes it may use). ``default_service_ms``, when given, is the service time of a class a node lists
+    neither itself nor ``"default"`` for (else such a node does not serve it). A class in ``demand`` but
+    not in ``classes`` is a ``ValueError`` naming it; a node id listed twice is a ``ValueError`` too.
     """
     from agentic_ray.scheduling._allocator_arrays import NodeTable, Problem, waits_ms
 
     streams = _streams(demand, classes)
     order = sorted(streams, key=lambda k: (classes[k].priority, k))
-    p = Problem(nodes, streams, order, classes)
+    columns = nodes if isinstance(nodes, Capacities) else Capacities.of(nodes)
+    p = Problem(columns, streams, order, classes, default_service_ms)
     if len(p.index) != len(p.ids):
         raise ValueError("nodes: node ids must be unique")
     frac, shed = p.admit()

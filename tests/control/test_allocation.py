@@ -19,7 +19,6 @@ from agentic_ray.control import (
     static_caps,
 )
 from agentic_ray.policies import load_policy
-from agentic_ray.policies.types import NodeAttrs
 from agentic_ray.scheduling.allocator import ClassDemand, NodeCapacity, allocate
 from tests.control._fixtures import REPO, fraud_policy, node, snapshot, summary
 
@@ -121,9 +120,9 @@ def test_eu_only_critical_demand_gives_us_nodes_and_replicas_no_critical_share()
     assert a.node_lease("e1").replica_caps == {"r-eu": a.replica_caps["e1"]["r-eu"]}
     assert Allocation.from_dict(a.to_dict()) == a
     # shares: the allocator gives no US node any critical arrivals
-    nodes_only = Eligibility(policy, [(n, NodeAttrs(n, i.zone, i.accelerator, i.labels)) for n, i in nodes.items()])
+    eligibility = Eligibility(policy, nodes)
     critical = [
-        ClassDemand(s.rate_per_s, nodes_only.units("critical", s.zone, s.workflow))
+        ClassDemand(s.rate_per_s, eligibility.node_ids("critical", s.zone, s.workflow))
         for s in demand.tasks
         if s.qos == "critical"
     ]
