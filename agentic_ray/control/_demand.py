@@ -29,12 +29,13 @@ here because Serve's offered load comes from the replicas' own reports.
 
 **Serve.** A replica reports per class ``offered`` (every arrival at its gate) over ``[since, at]``.
 Zones pass on the latest report per replica, possibly the same one in several forwards, so a report
-counts once (per replica, only reports with a later ``at`` than the last one taken). A replica's rate is
-its new reports' offered counts over the time they cover (its previous rate when no new report came
-since the last round). Its service time per class is the mean of its completed requests' latencies
-(the reports' histograms, bucket midpoints), which include time queued at the gate: under load this
-overestimates service, so its caps err low. A replica whose latest report is older than
-``stale_after_s`` is dropped.
+counts once (per replica, only reports with a later ``at`` than the last one taken). As for tasks, the
+offered counts of the reports taken since the previous round, summed per (zone, deployment, class), over
+the time since that round are the rates: the counts are added up as reports arrive, and a round costs
+nothing per report. A replica's service time per class is the mean of the latencies it completed since
+the previous round (its reports' histograms, bucket midpoints; the previous mean when none completed),
+which include time queued at its gate: under load this overestimates service, so its caps err low. A
+replica whose latest report is older than ``stale_after_s`` is dropped.
 
 ``OfferedLoad.take`` returns an ``OfferedDemand``: streams per (zone, class, workflow) for tasks and per
 (zone, deployment, class) for Serve, and the live replicas as capacity (``ReplicaCapacity``).
@@ -128,10 +129,8 @@ class OfferedDemand:
 _MIDPOINTS: dict[int, float] = {}
 
 
-def histogram_mean_ms(h: LatencyHistogram) -> float | None:
-    """Mean of a latency histogram from its buckets' geometric midpoints (``None`` when empty)."""
-    if h.count <= 0:
-        return None
+def _histogram_total_ms(h: LatencyHistogram) -> float:
+    """Sum of a histogram's samples, each taken at its bucket's geometric midpoint."""
     mids = _MIDPOINTS
     total = 0.0
     for b, n in h.buckets.items():
@@ -139,47 +138,42 @@ def histogram_mean_ms(h: LatencyHistogram) -> float | None:
         if mid is None:
             mid = mids[b] = BASE_MS * GROWTH ** (b - 0.5) if b > 0 else BASE_MS
         total += n * mid
-    return total / h.count
+    return total
+
+
+def histogram_mean_ms(h: LatencyHistogram) -> float | None:
+    """Mean of a latency histogram from its buckets' geometric midpoints (``None`` when empty)."""
+    return _histogram_total_ms(h) / h.count if h.count > 0 else None
 
 
 @dataclass(slots=True)
 class _Replica:
-    """What ``OfferedLoad`` keeps per replica: its latest report and what arrived since the last round."""
+    """What ``OfferedLoad`` keeps per replica: its latest report, the latencies completed since the
+    last round (sum and count per class) and its service times."""
 
     latest: ReplicaReport
-    offered: dict[str, int] = field(default_factory=dict)
-    covered_s: float = 0.0
-    latency: dict[str, LatencyHistogram] = field(default_factory=dict)
-    rates: dict[str, float] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    completed: dict[str, int] = field(default_factory=dict)
     service_ms: dict[str, float] = field(default_factory=dict)
 
     def add(self, report: ReplicaReport) -> None:
         self.latest = report
-        self.covered_s += max(0.0, report.at - report.since)
         for qos, c in report.classes.items():
-            self.offered[qos] = self.offered.get(qos, 0) + c.offered
-            if c.latency.count:
-                h = self.latency.get(qos)
-                if h is None:
-                    h = self.latency[qos] = LatencyHistogram()
-                h.merge(c.latency)
+            h = c.latency
+            if h.count:
+                self.latency_ms[qos] = self.latency_ms.get(qos, 0.0) + _histogram_total_ms(h)
+                self.completed[qos] = self.completed.get(qos, 0) + h.count
 
     def roll(self) -> None:
-        """End of a round: new rates and service times from what arrived, counts start again. The
-        ``rates`` and ``service_ms`` dicts are replaced, never changed, so a round's
-        ``ReplicaCapacity`` may share them."""
-        if self.covered_s > 0:
-            self.rates = {q: n / self.covered_s for q, n in self.offered.items()}
-            self.offered.clear()
-            self.covered_s = 0.0
-        if self.latency:
+        """End of a round: service times from what completed since the last one. ``service_ms`` is
+        replaced, never changed, so a round's ``ReplicaCapacity`` may share it."""
+        if self.completed:
             service = self.service_ms.copy()
-            for qos, h in self.latency.items():
-                mean = histogram_mean_ms(h)
-                if mean is not None and mean > 0:
-                    service[qos] = mean
+            for qos, n in self.completed.items():
+                service[qos] = self.latency_ms[qos] / n
             self.service_ms = service
-            self.latency.clear()
+            self.latency_ms.clear()
+            self.completed.clear()
 
 
 def _add_backlog(
@@ -200,6 +194,7 @@ class OfferedLoad:
         # node -> (incarnation, running, queued) per class at the last round (the snapshot's own mappings)
         self.backlog: dict[str, tuple[str, Mapping[str, int], Mapping[str, int]]] = {}
         self.replicas: dict[str, _Replica] = {}
+        self.serve_offered: dict[tuple[str, str, str], int] = {}  # (zone, deployment, class) -> offered
         self.since: float | None = None
 
     def observe(self, report: ZoneReport) -> None:
@@ -218,7 +213,7 @@ class OfferedLoad:
 
     def observe_replicas(self, reports: Iterable[ReplicaReport]) -> None:
         """Take replicas' reports; one seen before (same replica, no later ``at``) is skipped."""
-        replicas = self.replicas
+        replicas, offered = self.replicas, self.serve_offered
         for r in reports:
             known = replicas.get(r.replica_id)
             if known is None:
@@ -226,6 +221,10 @@ class OfferedLoad:
             elif r.at <= known.latest.at:
                 continue
             known.add(r)
+            for qos, c in r.classes.items():
+                if c.offered:
+                    key = (r.zone, r.deployment, qos)
+                    offered[key] = offered.get(key, 0) + c.offered
 
     def take(
         self, now: float, snapshots: Mapping[str, NodeSnapshot], first_window_s: float, stale_after_s: float = 5.0
@@ -234,7 +233,7 @@ class OfferedLoad:
         latest ``snapshots``; counting starts again at ``now``."""
         window = max(1e-3, now - self.since if self.since is not None else first_window_s)
         tasks = self._task_streams(snapshots, window)
-        serve, replicas = self._serve(now, stale_after_s)
+        serve, replicas = self._serve(now, window, stale_after_s)
         self.finished, self.since = {}, now
         return OfferedDemand(tasks, serve, replicas, window)
 
@@ -269,20 +268,21 @@ class OfferedLoad:
             streams.extend(DemandStream(qos, total * n / done / window, zone, workflow) for workflow, n in keys)
         return tuple(streams)
 
-    def _serve(self, now: float, stale_after_s: float) -> tuple[tuple[DemandStream, ...], dict[str, ReplicaCapacity]]:
-        rates: dict[tuple[str, str, str], float] = {}
-        capacity: dict[str, ReplicaCapacity] = {}
+    def _serve(
+        self, now: float, window: float, stale_after_s: float
+    ) -> tuple[tuple[DemandStream, ...], dict[str, ReplicaCapacity]]:
         for rid in [r for r, t in self.replicas.items() if t.latest.at < now - stale_after_s]:
             del self.replicas[rid]
+        capacity: dict[str, ReplicaCapacity] = {}
         for rid, track in self.replicas.items():
             track.roll()
             r = track.latest
             service = track.service_ms  # replaced, never changed, by roll(): safe to share
             capacity[rid] = ReplicaCapacity(rid, r.deployment, r.node_id, r.zone, r.accelerator, r.slots, service)
-            for qos, rate in track.rates.items():
-                key = (r.zone, r.deployment, qos)
-                rates[key] = rates.get(key, 0.0) + rate
         streams = tuple(
-            DemandStream(qos, rate, zone, deployment=dep) for (zone, dep, qos), rate in rates.items() if rate > 0
+            DemandStream(qos, n / window, zone, deployment=dep)
+            for (zone, dep, qos), n in self.serve_offered.items()
+            if n > 0
         )
+        self.serve_offered = {}
         return streams, capacity

@@ -106,14 +106,12 @@ def _apply(
         allocation = allocate(capacities, streams, policy.classes, default_service_ms=default_service_ms)
     except ValueError:
         return static
-    slots = dict(zip(capacities.node_ids, capacities.slots, strict=True))
-    for unit, caps in allocation.queue_caps().items():
-        if caps:  # this dict is ours: fill it in rather than build another per unit
-            n = slots[unit]
-            for qos, q in caps.items():
-                caps[qos] = n + max(0, q)
-            for qos, cap in static[unit].items():
-                caps.setdefault(qos, cap)
+    for unit, caps in allocation.inflight_caps().items():
+        if caps:  # this dict is ours: fill in the static caps of the classes no demand reaches
+            fixed = static[unit]
+            if len(caps) < len(fixed) or not fixed.keys() <= caps.keys():
+                for qos, cap in fixed.items():
+                    caps.setdefault(qos, cap)
             static[unit] = caps
     return static
 

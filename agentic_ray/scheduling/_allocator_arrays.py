@@ -183,6 +183,7 @@ class NodeTable(Mapping[str, NodeAllocation]):
             cap = np.floor(p.slots[:, None] * np.maximum(0.0, 1.0 - higher) * p.allowed / p.svc)
             share = np.where(p.total > 0, admitted / np.where(p.total > 0, p.total, 1.0), 0.0)
         self.cap = np.where(p.svc > 0, np.maximum(cap, 0.0), 0.0).astype(np.int64)
+        self.slots = p.slots.astype(np.int64)
         self.utilisation = work.sum(axis=1) / p.slots
         self.admitted_per_s, self.share, self.waits, self.allowed = admitted * 1000.0, share, waits, p.allowed
 
@@ -211,11 +212,23 @@ class NodeTable(Mapping[str, NodeAllocation]):
         return f"NodeTable({len(self.ids)} nodes, classes {self.order})"
 
     def queue_caps(self) -> dict[str, dict[str, int]]:
-        order, caps, member = self.order, self.cap.tolist(), self.member.tolist()
-        return {
-            nid: {q: c for q, c, m in zip(order, row, mrow, strict=True) if m}
-            for nid, row, mrow in zip(self.ids, caps, member, strict=True)
-        }
+        return self._per_node(self.cap)
+
+    def inflight_caps(self) -> dict[str, dict[str, int]]:
+        return self._per_node(self.cap + self.slots[:, None])
+
+    def _per_node(self, values: np.ndarray) -> dict[str, dict[str, int]]:
+        """``{node_id: {class: value}}`` for the classes each node serves."""
+        order = self.order
+        everything = self.member.all(axis=1).tolist()
+        member = self.member.tolist()
+        out = {}
+        for nid, row, whole, mrow in zip(self.ids, values.tolist(), everything, member, strict=True):
+            if whole:
+                out[nid] = dict(zip(order, row, strict=True))
+            else:
+                out[nid] = {q: c for q, c, m in zip(order, row, mrow, strict=True) if m}
+        return out
 
 
 def waits_ms(p: Problem, frac: np.ndarray) -> np.ndarray:

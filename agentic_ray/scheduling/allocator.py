@@ -173,11 +173,15 @@ class Allocation:
 
     def queue_caps(self) -> dict[str, dict[str, int]]:
         """``{node_id: {class: queue_cap}}`` for the classes each node serves (no ``NodeAllocation`` built)."""
-        nodes = self.nodes
-        fast = getattr(nodes, "queue_caps", None)  # the arrays ``allocate`` made
+        fast = getattr(self.nodes, "queue_caps", None)  # the arrays ``allocate`` made
         if fast is not None:
             return fast()
-        return {nid: {k: c.queue_cap for k, c in node.classes.items()} for nid, node in nodes.items()}
+        return {nid: {k: c.queue_cap for k, c in node.classes.items()} for nid, node in self.nodes.items()}
+
+    def inflight_caps(self) -> dict[str, dict[str, int]]:
+        """``{node_id: {class: slots + queue_cap}}``: running plus allowed to wait, for the classes each
+        node serves (what node agents and replica gates enforce)."""
+        return self.nodes.inflight_caps()  # type: ignore[attr-defined]
 
 
 def erlang_c(servers: int, offered_erlangs: float) -> float:
