@@ -73,9 +73,8 @@ def _check_service(service: np.ndarray, nodes: Capacities, order: list[str]) -> 
     bad = ~np.isnan(service) & ~(np.isfinite(service) & (service > 0))
     if bad.any():
         i, j = (int(x[0]) for x in np.nonzero(bad))
-        raise ValueError(
-            f"service_ms.{order[j]}: must be a finite number > 0, got {service[i, j]!r} (node {nodes.node_ids[i]})"
-        )
+        got = float(service[i, j])
+        raise ValueError(f"service_ms.{order[j]}: must be a finite number > 0, got {got!r} (node {nodes.node_ids[i]})")
 
 
 class Problem:
@@ -92,7 +91,7 @@ class Problem:
         self.slots = _slots(nodes)
         fallback = default_service_ms or np.nan
         service = np.array(
-            [[sm.get(q) or sm.get("default") or fallback for q in order] for sm in nodes.service_ms], dtype=float
+            [[sm.get(q, sm.get("default", fallback)) for q in order] for sm in nodes.service_ms], dtype=float
         ).reshape(shape)
         _check_service(service, nodes, order)
         self.served = ~np.isnan(service)

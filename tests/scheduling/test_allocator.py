@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from agentic_ray.policies.types import QosClass, Shedding
 from agentic_ray.scheduling.allocator import (
+    Capacities,
     ClassDemand,
     NodeCapacity,
     allocate,
@@ -192,3 +193,24 @@ def test_every_node_s_waits_are_cobham_s_formula_at_its_admitted_rates(specs, r_
         for k in ("std", "bulk"):
             if got[k].admitted_rate_per_s < demand[k].arrival_rate_per_s * got[k].rate_share - 1e-9:
                 assert got[k].predicted_wait_ms <= got[k].allowed_wait_ms + 1e-6
+
+
+def test_capacities_columns_give_the_same_allocation_and_are_checked():
+    nodes = [NodeCapacity("a", 2, {"default": 10.0}), NodeCapacity("b", 4, {"crit": 20.0})]
+    demand = {"crit": ClassDemand(50.0)}
+    rows = allocate(nodes, demand, _classes())
+    columns = allocate(Capacities.of(nodes), demand, _classes())
+    assert dict(columns.nodes) == dict(rows.nodes) and columns.inflight_caps() == {
+        "a": {"crit": 2 + 6},
+        "b": {"crit": 4 + 6},
+    }
+    # a class a unit has no time for: not served, unless a default is given
+    bare = Capacities(["r1"], [2], [{}])
+    assert allocate(bare, demand, _classes()).over_budget == ("crit",)
+    assert allocate(bare, demand, _classes(), default_service_ms=10.0).for_class("r1", "crit").queue_cap == 6
+    with pytest.raises(ValueError, match=r"slots: must be an integer >= 1, got 0 \(node r1\)"):
+        allocate(Capacities(["r1"], [0], [{}]), demand, _classes())
+    with pytest.raises(ValueError, match=r"service_ms\.crit: must be a finite number > 0, got -1\.0 \(node r1\)"):
+        allocate(Capacities(["r1"], [1], [{"crit": -1.0}]), demand, _classes())
+    with pytest.raises(ValueError, match="one per node id"):
+        Capacities(["r1", "r2"], [1], [{}, {}])
