@@ -236,6 +236,7 @@ def run_size(n: int, rounds: int, seed: int, config: ControlPlaneConfig) -> dict
         # the allocation round; the GlobalCoordinator's heap holds neither the agents' reports nor the
         # zones' states, so drop what is ours to drop and start from a collected heap
         del full, snaps, got, got2, fwd
+        cluster.latest_replicas = {z: {} for z in ZONES}  # the zones' (other processes'); rebuilt next round
         gc.collect()
         demand, ms_demand = cpu_ms(state.take_demand, now, config.allocate_interval_s, config.stale_after_s)
         args = (state.policy, state.reported_nodes(), state.snapshots)

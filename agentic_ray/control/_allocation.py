@@ -131,13 +131,16 @@ def _replica_demand(
     eligibility: Eligibility, replicas: Mapping[str, ReplicaCapacity], streams: tuple[DemandStream, ...]
 ) -> dict[str, list[ClassDemand]]:
     """Serve streams as ``ClassDemand`` over the replicas of their deployment each may use."""
-    by_deployment: dict[str, list[ReplicaPlace]] = {}
+    places: dict[tuple[str, str], list[ReplicaPlace]] = {}  # (deployment, zone) -> its replicas there
     for rid, r in replicas.items():
-        by_deployment.setdefault(r.deployment, []).append((rid, r.node_id, r.zone, r.accelerator))
+        places.setdefault((r.deployment, r.zone), []).append((rid, r.node_id, r.zone, r.accelerator))
     out: dict[str, list[ClassDemand]] = {}
     for s in streams:
-        eligible = eligibility.replica_ids(s.qos, s.zone, by_deployment.get(s.deployment or "", ()))
-        out.setdefault(s.qos, []).append(ClassDemand(s.rate_per_s, eligible))
+        if s.zone is None:
+            pool = [p for (dep, _), ps in places.items() if dep == s.deployment for p in ps]
+        else:
+            pool = places.get((s.deployment or "", s.zone), [])
+        out.setdefault(s.qos, []).append(ClassDemand(s.rate_per_s, eligibility.replica_ids(s.qos, s.zone, pool)))
     return out
 
 

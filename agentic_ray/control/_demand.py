@@ -148,16 +148,21 @@ def histogram_mean_ms(h: LatencyHistogram) -> float | None:
 
 @dataclass(slots=True)
 class _Replica:
-    """What ``OfferedLoad`` keeps per replica: its latest report, the latencies completed since the
-    last round (sum and count per class) and its service times."""
+    """What ``OfferedLoad`` keeps per replica: where it runs (``place``: deployment, node, zone,
+    accelerator, slots, a tuple of plain values), when its latest report was made, the latencies it
+    completed since the last round (sum and count per class) and its service times. Not the report
+    itself: the coordinator holds tens of thousands of these, and every object they keep alive is one
+    more for the garbage collector to walk."""
 
-    latest: ReplicaReport
+    place: tuple[str, str, str, str, int]
+    at: float
     latency_ms: dict[str, float] = field(default_factory=dict)
     completed: dict[str, int] = field(default_factory=dict)
     service_ms: dict[str, float] = field(default_factory=dict)
 
     def add(self, report: ReplicaReport) -> None:
-        self.latest = report
+        self.place = (report.deployment, report.node_id, report.zone, report.accelerator, report.slots)
+        self.at = report.at
         for qos, c in report.classes.items():
             h = c.latency
             if h.count:
@@ -217,8 +222,10 @@ class OfferedLoad:
         for r in reports:
             known = replicas.get(r.replica_id)
             if known is None:
-                replicas[r.replica_id] = known = _Replica(r)
-            elif r.at <= known.latest.at:
+                replicas[r.replica_id] = known = _Replica(
+                    (r.deployment, r.node_id, r.zone, r.accelerator, r.slots), r.at
+                )
+            elif r.at <= known.at:
                 continue
             known.add(r)
             for qos, c in r.classes.items():
@@ -271,14 +278,13 @@ class OfferedLoad:
     def _serve(
         self, now: float, window: float, stale_after_s: float
     ) -> tuple[tuple[DemandStream, ...], dict[str, ReplicaCapacity]]:
-        for rid in [r for r, t in self.replicas.items() if t.latest.at < now - stale_after_s]:
+        for rid in [r for r, t in self.replicas.items() if t.at < now - stale_after_s]:
             del self.replicas[rid]
         capacity: dict[str, ReplicaCapacity] = {}
         for rid, track in self.replicas.items():
             track.roll()
-            r = track.latest
-            service = track.service_ms  # replaced, never changed, by roll(): safe to share
-            capacity[rid] = ReplicaCapacity(rid, r.deployment, r.node_id, r.zone, r.accelerator, r.slots, service)
+            # service_ms is replaced, never changed, by roll(): safe to share
+            capacity[rid] = ReplicaCapacity(rid, *track.place, track.service_ms)
         streams = tuple(
             DemandStream(qos, n / window, zone, deployment=dep)
             for (zone, dep, qos), n in self.serve_offered.items()

@@ -86,7 +86,8 @@ class Eligibility:
         return frozenset(n for n in pool if self._allows(classification, rules, n, None))
 
     def replica_ids(self, qos: str, zone: str | None, replicas: Sequence[ReplicaPlace]) -> frozenset[str]:
-        """Ids of ``replicas`` (one deployment's) that a Serve stream of ``qos`` observed in ``zone`` may use."""
+        """Ids of ``replicas`` that a Serve stream of ``qos`` observed in ``zone`` may use (``replicas``:
+        its deployment's, best already those of ``zone``)."""
         classification = self.requirement(qos)
         if classification is None:
             return frozenset()
