@@ -180,7 +180,7 @@ class GlobalCoordinator:
         self.metrics.coordinator_round("global")
         for zone, leases in leases_by_zone(allocation, nodes).items():
             self._zone_handle(zone).push_leases.remote(leases)
-        if previous is None or (allocation.leases, allocation.replica_caps) != (previous.leases, previous.replica_caps):
+        if previous is None or allocation.leases != previous.leases:
             self._checkpoint()
 
     def _evaluate_drift(self, now: float) -> None:

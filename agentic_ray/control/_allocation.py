@@ -74,9 +74,9 @@ class Allocation:
         replicas = dict(self.replica_caps.get(node_id, {}))  # the round's caps are not changed after it
         return NodeLease(dict(self.leases[node_id]), self.granted_at, self.lease_s, self.revision, replicas)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form (``status()["allocation"]`` and the checkpoint); ``replica_caps`` and
-        ``rates_by_zone`` only when there are any."""
+    def to_dict(self, replicas: bool = True) -> dict[str, Any]:
+        """The JSON form (``status()["allocation"]`` and, with ``replicas`` False, the checkpoint: the next
+        round recomputes replica caps); ``replica_caps`` and ``rates_by_zone`` only when there are any."""
         out: dict[str, Any] = {
             "revision": self.revision,
             "leases": {n: dict(c) for n, c in self.leases.items()},
@@ -84,7 +84,7 @@ class Allocation:
             "lease_s": self.lease_s,
             "arrival_rates_per_s": dict(self.arrival_rates_per_s),
         }
-        if self.replica_caps:
+        if self.replica_caps and replicas:
             out["replica_caps"] = {n: {r: dict(c) for r, c in rs.items()} for n, rs in self.replica_caps.items()}
         if self.rates_by_zone:
             out["rates_by_zone"] = {z: dict(r) for z, r in self.rates_by_zone.items()}

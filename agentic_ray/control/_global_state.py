@@ -128,10 +128,11 @@ class GlobalState:
         return cls(PolicyRollout.first(default, "<default policy>", now), DriftDetector(drift), now)
 
     def checkpoint(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """The JSON the coordinator checkpoints: policy history, last allocation, its ``config``."""
+        """The JSON the coordinator checkpoints: policy history, last allocation (without replica caps,
+        which the next round recomputes), its ``config``."""
         return {
             "history": [e.to_dict() for e in self.rollout.history],
-            "allocation": self.allocation.to_dict() if self.allocation is not None else {},
+            "allocation": self.allocation.to_dict(replicas=False) if self.allocation is not None else {},
             "config": dict(config),
         }
 

@@ -34,9 +34,10 @@ Cost. Every node is the same small computation, so it runs on all nodes at once 
 nodes x classes): ``classes + 1`` wait evaluations when nothing is shed, plus ``_BISECT_STEPS`` per
 class that some node sheds, each a few dozen array operations (the Erlang B recursion runs once per
 distinct slot count, up to that count; ``scheduling._allocator_arrays``, which imports numpy when the
-first allocation runs, not with this module). A round over 5,000 nodes or replicas takes milliseconds
-(``benchmarks/control_scale.py``). ``nodes`` of the result builds each ``NodeAllocation`` when it is
-read; ``queue_caps()`` reads the caps without building them.
+first allocation runs, not with this module); the Python work left is per node, a few microseconds
+(``benchmarks/control_scale.py`` times whole rounds). Many nodes are best passed as ``Capacities``
+columns rather than one ``NodeCapacity`` each. ``nodes`` of the result builds each ``NodeAllocation``
+when it is read; ``queue_caps()`` and ``inflight_caps()`` read the caps without building them.
 
 ``feasible`` is true when every class meets its budget with all of its demand admitted; ``over_budget``
 names the classes that do not (shed partly somewhere, ``never``-shed and predicted late somewhere, or

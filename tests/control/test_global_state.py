@@ -134,3 +134,5 @@ def test_zone_reports_with_replicas_become_the_round_s_demand_and_replica_caps()
     assert demand.rates_by_zone() == {"eu-west": {"critical": 4.0 + 30.0}}  # shed arrivals count: offered load
     a = plan_allocation(st.policy, st.reported_nodes(), st.snapshots, demand, None, 11.0, 1.0)
     assert set(a.replica_caps["e1"]) == {"r1"} and a.node_lease("e1").replica_caps == a.replica_caps["e1"]
+    st.allocation = a  # the checkpoint keeps the node caps; the next round recomputes the replicas'
+    assert "replica_caps" in a.to_dict() and "replica_caps" not in st.checkpoint({})["allocation"]
