@@ -51,6 +51,7 @@ plus Ray's per-call cost) is split by running more zone coordinators per zone la
 Usage::
 
     python benchmarks/control_scale.py [--sizes 100 1000 5000] [--rounds 5]
+    python benchmarks/control_scale.py --rewrite   # the Markdown again from the JSON, measuring nothing
 
 Writes ``benchmarks/results/control_scale.json`` and ``.md`` (``--out-dir`` to put them elsewhere).
 """
@@ -434,9 +435,10 @@ def analysis(sizes: list[dict[str, Any]]) -> list[str]:
             if first
             else f"Cores needed: {cores}."
         )
-        + " What would change: zones forward only the snapshots that changed since their last forward (and the "
-        "summary delta), at the report interval unless placement facts changed; the global indexes snapshots by zone "
-        "so a forward costs what it carries."
+        + " Each forward also carries the latest report of every replica of the zone again (5 per node), which the "
+        "global only skips after unpickling it. What would change: zones forward only the snapshots and replica "
+        "reports that are new since their last forward (and the summary delta), at the report interval unless "
+        "placement facts changed, so what crosses the wire and is unpickled is what changed."
     )
     out.append(
         "- **Zone intake**: every agent sends 4 (idle) to 10 (busy) messages a second; "
@@ -452,9 +454,9 @@ def analysis(sizes: list[dict[str, Any]]) -> list[str]:
     )
     out.append(
         "- **Cluster view and checkpoint**: both are O(N) per call: the view goes to every placing process five times "
-        "a second, the checkpoint (JSON of every node's and replica's caps) after each round that changed caps, which "
-        "with demand-driven caps is most rounds. What would change: serve the view per zone or as deltas by version; "
-        "checkpoint the policy history and revision only (the next round recomputes caps)."
+        "a second, the checkpoint (JSON of every node's caps; replica caps are left out) after each round that changed "
+        "them, which with demand-driven caps is most rounds. What would change: serve the view per zone or as "
+        "deltas by version; checkpoint the policy history and revision only (the next round recomputes caps)."
     )
     return out
 
@@ -465,7 +467,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--rewrite", action="store_true", help="write the Markdown again from the JSON, measuring nothing"
+    )
     args = parser.parse_args()
+    if args.rewrite:
+        report = json.loads((args.out_dir / "control_scale.json").read_text())
+        report["analysis"] = analysis(report["sizes"])
+        write(report, args.out_dir)
+        return
     config = ControlPlaneConfig()
     sizes = []
     for n in args.sizes:
