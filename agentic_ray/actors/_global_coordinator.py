@@ -64,6 +64,10 @@ class GlobalCoordinator:
     """The root of the control plane (see the module docstring)."""
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
+        # The allocator's array code imports numpy (about 0.25 s): load it now, not in the first round,
+        # which would otherwise hold up the actor's loop (and its first leases) that long.
+        import agentic_ray.scheduling._allocator_arrays  # noqa: F401
+
         now = time.time()
         self.metrics = AgenticMetrics(RayMetrics(), "coordinator")
         ckpt = None
@@ -96,7 +100,8 @@ class GlobalCoordinator:
                 now = time.time()
                 if now - self._last_alloc >= self.config.allocate_interval_s:
                     self._last_alloc = now
-                    await self._allocate(now)
+                    if not await self._allocate(now):
+                        self._last_alloc = 0.0  # no agent reported yet: try again next loop, not a round later
                 self._evaluate_drift(now)
                 # Ray drops gauge series not refreshed within ~2 export intervals: set it again each time.
                 self.metrics.policy_version(self.state.policy.version)
@@ -166,11 +171,12 @@ class GlobalCoordinator:
             if self._pushing.get(node_id) is asyncio.current_task():
                 del self._pushing[node_id]
 
-    async def _allocate(self, now: float) -> None:
+    async def _allocate(self, now: float) -> bool:
+        """One allocation round; False when no agent has reported yet (no round)."""
         state = self.state
         nodes = state.reported_nodes()
         if not nodes:
-            return
+            return False
         demand = state.take_demand(now, self.config.allocate_interval_s, self.config.stale_after_s)
         previous = state.allocation
         allocation = plan_allocation(
@@ -182,6 +188,7 @@ class GlobalCoordinator:
             self._zone_handle(zone).push_leases.remote(leases)
         if previous is None or allocation.leases != previous.leases:
             self._checkpoint()
+        return True
 
     def _evaluate_drift(self, now: float) -> None:
         report = self.state.drift.evaluate(now)
