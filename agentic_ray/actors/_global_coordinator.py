@@ -6,7 +6,8 @@ module does only the I/O: every ``reconcile_interval_s`` it reads ``ray.nodes()`
 ``plan_membership`` (starts a ZoneCoordinator and a NodeAgent for a new node, kills the agent of a node
 that left and tells its zone) and pushes the active policy to every agent that has not acknowledged it
 (``PolicyRollout.needs_push``: a restarted agent catches up this way). Every ``allocate_interval_s`` it
-runs ``plan_allocation`` and sends each zone its agents' ``NodeLease``; after every loop it evaluates
+takes the offered load since the previous round (``GlobalState.take_demand``), runs ``plan_allocation``
+and sends each zone its agents' ``NodeLease`` (with their replicas' caps); after every loop it evaluates
 drift. Zones call ``zone_report`` with a ``ZoneReport`` (or the dict of an older zone) every
 ``report_interval_s`` and whenever an agent's snapshot changed.
 
@@ -78,6 +79,10 @@ class GlobalCoordinator:
     """The root of the control plane (see the module docstring)."""
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
+        # The allocator's array code imports numpy (about 0.25 s): load it now, not in the first round,
+        # which would otherwise hold up the actor's loop (and its first leases) that long.
+        import agentic_ray.scheduling._allocator_arrays  # noqa: F401
+
         now = time.time()
         self.metrics = AgenticMetrics(RayMetrics(), "coordinator")
         ckpt = None
@@ -120,7 +125,8 @@ class GlobalCoordinator:
                 now = time.time()
                 if now - self._last_alloc >= self.config.allocate_interval_s:
                     self._last_alloc = now
-                    await self._allocate(now)
+                    if not await self._allocate(now):
+                        self._last_alloc = 0.0  # no agent reported yet: try again next loop, not a round later
                 self._evaluate_drift(now)
                 if self.state.serve.prune(now):
                     self._publish_serve()
@@ -192,15 +198,16 @@ class GlobalCoordinator:
             if self._pushing.get(node_id) is asyncio.current_task():
                 del self._pushing[node_id]
 
-    async def _allocate(self, now: float) -> None:
+    async def _allocate(self, now: float) -> bool:
+        """One allocation round; False when no agent has reported yet (no round)."""
         state = self.state
         nodes = state.reported_nodes()
         if not nodes:
-            return
-        rates = state.arrivals.take_rates(now, self.config.allocate_interval_s)
+            return False
+        demand = state.take_demand(now, self.config.allocate_interval_s, self.config.stale_after_s)
         previous = state.allocation
         allocation = plan_allocation(
-            state.policy, nodes, state.snapshots, rates, previous, now, self.config.allocate_interval_s
+            state.policy, nodes, state.snapshots, demand, previous, now, self.config.allocate_interval_s
         )
         state.allocation = allocation
         self.metrics.coordinator_round("global")
@@ -208,6 +215,7 @@ class GlobalCoordinator:
             self._zone_handle(zone).push_leases.remote(leases)
         if previous is None or allocation.leases != previous.leases:
             self._checkpoint()
+        return True
 
     def _evaluate_drift(self, now: float) -> None:
         report = self.state.drift.evaluate(now)

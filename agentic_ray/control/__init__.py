@@ -8,7 +8,11 @@ Nothing here imports Ray or asyncio or reads a clock (``now`` comes in); the Ray
 - summaries: ``LatencyHistogram`` (mergeable log-bucketed histograms), ``ClassSummary``,
   ``merge_summaries``, ``stage_key`` / ``split_stage_key`` (``workflow/stage`` keys);
 - drift: ``DriftDetector`` (p99 against budget, multiwindow burn-rate alerts), ``Alert``, ``DriftConfig``;
-- leases: ``allocate_caps`` (per-node class caps from the BudgetAllocator), ``static_caps``;
+- demand and leases: ``OfferedLoad`` (offered load per round, by zone: tasks from summaries and node
+  backlogs, Serve from replica reports) and the ``OfferedDemand`` it yields (``DemandStream``s,
+  ``ReplicaCapacity``); ``Eligibility`` (the nodes or replicas a stream may use: its zone, the policy's
+  class and workflow rules); ``allocate_caps`` / ``allocate_replica_caps`` (per-node and per-replica class
+  caps from the BudgetAllocator), ``static_caps``;
 - ``OutstandingEstimate`` (a caller's tasks probably still running per node), ``PlacedNotStarted``
   (tasks placed on a node and not started yet);
 - reports, the typed values that cross processes: ``NodeSnapshot``, ``PlacementFacts``, ``AgentReport``
@@ -19,14 +23,17 @@ Nothing here imports Ray or asyncio or reads a clock (``now`` comes in); the Ray
   targets per deployment with ``refusal_reason``, ``ServeMember``, ``DeploymentTarget``, ``Refusal``);
 - the GlobalCoordinator, over one ``GlobalState``: policy rollout (``PolicyRollout``, ``PolicyEntry``),
   membership (``alive_nodes``, ``plan_membership``, ``NodeInfo``, ``AgentRecord``), allocation
-  (``ArrivalCounter``, ``plan_allocation``, ``Allocation``, ``leases_by_zone``), and its projections:
+  (``plan_allocation``, ``Allocation``, ``leases_by_zone``; ``ArrivalCounter``, the old cluster-wide
+  count), and its projections:
   the cluster view (``cluster_view``, ``ClusterView``, ``ViewNode``) and ``status_json`` / ``agents_info``.
 """
 
 from agentic_ray.control._allocation import Allocation, ArrivalCounter, leases_by_zone, plan_allocation
+from agentic_ray.control._demand import DemandStream, OfferedDemand, OfferedLoad, ReplicaCapacity
 from agentic_ray.control._drift import Alert, BurnWindow, DriftConfig, DriftDetector, DriftReport
+from agentic_ray.control._eligibility import Eligibility
 from agentic_ray.control._global_state import GlobalState, judged_budget_ms
-from agentic_ray.control._leases import allocate_caps, service_by_class, static_caps
+from agentic_ray.control._leases import allocate_caps, allocate_replica_caps, service_by_class, static_caps
 from agentic_ray.control._membership import AgentRecord, MembershipChange, NodeInfo, alive_nodes, plan_membership
 from agentic_ray.control._outstanding import OutstandingEstimate
 from agentic_ray.control._placement import (
@@ -78,9 +85,11 @@ __all__ = [
     "ClassSummary",
     "ClusterView",
     "DeploymentTarget",
+    "DemandStream",
     "DriftConfig",
     "DriftDetector",
     "DriftReport",
+    "Eligibility",
     "GlobalState",
     "LatencyHistogram",
     "MembershipChange",
@@ -88,10 +97,13 @@ __all__ = [
     "NodeLease",
     "NodeSnapshot",
     "NodeView",
+    "OfferedDemand",
+    "OfferedLoad",
     "OutstandingEstimate",
     "Placement",
     "PlacedNotStarted",
     "PlacementFacts",
+    "ReplicaCapacity",
     "ReplicaClassStats",
     "ReplicaReport",
     "PolicyEntry",
@@ -106,6 +118,7 @@ __all__ = [
     "agents_info",
     "alive_nodes",
     "allocate_caps",
+    "allocate_replica_caps",
     "choose_node",
     "cluster_view",
     "drift_workflow",

@@ -11,10 +11,11 @@ Ray actor (``actors._global_coordinator``) owns one, feeds it what arrives and a
 pieces decide; ``status`` and ``view`` project it for ``agentic-ray status`` and for placement.
 
 Reports (``ingest``): a zone's ``ZoneReport`` replaces the snapshots of that zone's nodes (a node the
-zone no longer reports, stale or gone, leaves the view) and its summary deltas count as offered load and
-go to drift detection, each judged against its budget (``judged_budget_ms``: a stage's, else its
-workflow's, else its class's; a Serve deployment's key ``serve:APP/DEPLOYMENT`` is judged against its
-class's), and its replicas' latest reports go to ``serve``.
+zone no longer reports, stale or gone, leaves the view); its summary deltas and its replicas' reports
+count as offered load of that zone (``_demand.OfferedLoad``, which an allocation round ``take``s with
+the snapshots), the summaries go to drift detection, each judged against its budget
+(``judged_budget_ms``: a stage's, else its workflow's, else its class's; a Serve deployment's key
+``serve:APP/DEPLOYMENT`` is judged against its class's), and its replicas' latest reports go to ``serve``.
 
 What survives a restart is the checkpoint (``checkpoint`` / ``restore``): the policy history, the last
 allocation and Serve's per-deployment policy targets, as JSON.
@@ -26,7 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentic_ray.control._allocation import Allocation, ArrivalCounter
+from agentic_ray.control._allocation import Allocation
+from agentic_ray.control._demand import OfferedDemand, OfferedLoad
 from agentic_ray.control._drift import Alert, DriftConfig, DriftDetector, DriftReport
 from agentic_ray.control._membership import AgentRecord, NodeInfo
 from agentic_ray.control._reports import NodeSnapshot, ZoneReport
@@ -109,7 +111,7 @@ class GlobalState:
     agents: dict[str, AgentRecord] = field(default_factory=dict)
     snapshots: dict[str, NodeSnapshot] = field(default_factory=dict)
     registrations: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    arrivals: ArrivalCounter = field(default_factory=ArrivalCounter)
+    offered: OfferedLoad = field(default_factory=OfferedLoad)
     allocation: Allocation | None = None
     alerts: tuple[Alert, ...] = ()
     figures: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -135,11 +137,12 @@ class GlobalState:
         return cls(PolicyRollout.first(default, "<default policy>", now), DriftDetector(drift), now)
 
     def checkpoint(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """The JSON the coordinator checkpoints: policy history, last allocation, its ``config``."""
+        """The JSON the coordinator checkpoints: policy history, last allocation (without replica caps,
+        which the next round recomputes), its ``config``."""
         return {
             "history": [e.to_dict() for e in self.rollout.history],
             "highest_sequence": self.rollout.highest_sequence,
-            "allocation": self.allocation.to_dict() if self.allocation is not None else {},
+            "allocation": self.allocation.to_dict(replicas=False) if self.allocation is not None else {},
             "serve": self.serve.to_dict(),
             "config": dict(config),
         }
@@ -178,6 +181,10 @@ class GlobalState:
         """The alive nodes whose agent has reported (what an allocation round covers)."""
         return {n: info for n, info in self.nodes.items() if n in self.snapshots}
 
+    def take_demand(self, now: float, first_window_s: float, stale_after_s: float) -> OfferedDemand:
+        """The offered load since the previous round (``OfferedLoad.take`` with the current snapshots)."""
+        return self.offered.take(now, self.snapshots, first_window_s, stale_after_s)
+
     # -- inputs --------------------------------------------------------------------------------------
     def ingest(self, report: ZoneReport, now: float) -> None:
         """Take a zone's report received at ``now`` (see the module docstring)."""
@@ -189,9 +196,9 @@ class GlobalState:
                 snapshots[node_id] = snap
         for node_id, incarnations in report.registrations.items():
             self.registrations[node_id] = tuple(incarnations)
+        self.offered.observe(report)
         policy = self.policy
         for s in report.summaries.values():
-            self.arrivals.add(s.qos, s.count)
             budget = judged_budget_ms(policy, s.qos, s.workflow)
             if budget != float("inf"):
                 self.drift.observe(s, budget, now)

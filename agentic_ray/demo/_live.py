@@ -336,6 +336,22 @@ def round_order(paths: Sequence[str], k: int) -> list[str]:
     return [paths[(i + k) % n] for i in range(n)] if n else []
 
 
+def _live_policy(scenario: Scenario, paths: Sequence[str], rounds: int, policy: Policy | None) -> Policy:
+    """The policy of a live run (the scenario's when none is given), after checking its arguments."""
+    from agentic_ray.policies import load_policy
+
+    for path in paths:
+        if path not in PATHS:
+            raise ValueError(f"path: unknown {path!r}; expected one of {', '.join(PATHS)}")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds: must be an integer >= 1, got {rounds!r}")
+    if policy is None:
+        if scenario.policy is None:
+            raise ValueError("scenario: a live run needs the scenario's policy (field 'policy')")
+        policy = load_policy(scenario.policy)
+    return policy
+
+
 def run_live(
     scenario: Scenario,
     seed: int | None = None,
@@ -356,20 +372,11 @@ def run_live(
     """
     from ray import serve
 
-    from agentic_ray.policies import load_policy
     from agentic_ray.serve._hooks import PROCESS_STATS
 
     options = options or LiveOptions()
     seed = scenario.seed if seed is None else seed
-    for path in paths:
-        if path not in PATHS:
-            raise ValueError(f"path: unknown {path!r}; expected one of {', '.join(PATHS)}")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds: must be an integer >= 1, got {rounds!r}")
-    if policy is None:
-        if scenario.policy is None:
-            raise ValueError("scenario: a live run needs the scenario's policy (field 'policy')")
-        policy = load_policy(scenario.policy)
+    policy = _live_policy(scenario, paths, rounds, policy)
     workload = build_workload(scenario, seed, policy)
     totals: dict[str, RunResult] = {}
     decisions: list[float] = []

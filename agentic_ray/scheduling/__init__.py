@@ -18,6 +18,7 @@ from agentic_ray.scheduling.admission import (
 )
 from agentic_ray.scheduling.allocator import (
     Allocation,
+    Capacities,
     ClassAllocation,
     ClassDemand,
     NodeAllocation,
@@ -38,6 +39,7 @@ __all__ = [
     "Admitted",
     "Allocation",
     "BreakerState",
+    "Capacities",
     "CircuitBreaker",
     "ClassAllocation",
     "ClassDemand",

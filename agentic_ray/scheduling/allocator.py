@@ -1,11 +1,16 @@
 """BudgetAllocator: per-node admission caps and arrival shares that keep predicted queueing in budget.
 
-Coordinators run this off the hot path; node agents and replica gates enforce the result.
+Coordinators run this off the hot path; node agents and replica gates enforce the result. A "node"
+here is any pool of parallel servers: a Ray node's CPUs for tasks, or one Serve replica's slots.
 
 Model (per node n, class k; times in ms):
 
-1. Split. Each class's arrivals ``lambda_k`` are split over the nodes that can serve it in proportion
-   to their capacity for it, ``c_n / s_nk`` (slots over mean service time), so utilisation is balanced.
+1. Split. Demand comes in *streams* (``ClassDemand``): a class's arrivals observed in one place, which
+   may use only the nodes named in its ``eligible`` set (every node that serves the class when it names
+   none). Each stream's arrivals are split over its eligible nodes in proportion to their capacity for
+   the class, ``c_n / s_nk`` (slots over mean service time), so utilisation is balanced within it; a
+   node's offered rate ``lambda_nk`` is the sum over the streams that reach it. Demand observed only in
+   the EU therefore gives a US node no share, however idle it is.
 2. Waits. Each node is an M/M/c queue with non-preemptive priority classes and one mean service time
    ``s = sum(lambda_k s_k) / sum(lambda_k)`` (Cobham, 1954; Kleinrock, *Queueing Systems* vol. 2, 1976,
    sec. 3.6)::
@@ -16,16 +21,27 @@ Model (per node n, class k; times in ms):
    with ``ErlangC`` computed from the Erlang B recursion ``B_j = a B_{j-1} / (j + a B_{j-1})``,
    ``C = B_c / (1 - (a/c)(1 - B_c))``. ``W_k`` is infinite when ``sigma_k >= 1``.
 3. Budgets. Class k may wait ``allowed_k = max_queue_wait_ms`` when the policy sets it, else
-   ``budget_ms - s_nk``. In priority order, each class admits the largest fraction ``f_k`` in [0, 1] of its
-   offered rate (bisection) that keeps every admitted class within its allowed wait; ``never``-shed
-   classes always admit everything (and are reported when over budget).
+   ``budget_ms - s_nk``. On each node, in priority order, each class admits the largest fraction
+   ``f_nk`` in [0, 1] of its offered rate there (bisection) that keeps every class admitted there so far
+   within its allowed wait; ``never``-shed classes always admit everything (and are reported when over
+   budget). Fractions are per node: an overloaded region sheds its own work and no one else's.
 4. Caps (Little's law, L = lambda W): the queue of class k drains at ``c (1 - sigma_{k-1}) / s_nk``
-   requests per ms once higher classes take their share, so at most
+   requests per ms once higher classes take their (admitted) share, so at most
    ``queue_cap = floor(c * (1 - sigma_{k-1}) * allowed_k / s_nk)`` may wait; with no higher-priority load
    this is ``c * (budget - service) / service``.
 
+Cost. Every node is the same small computation, so it runs on all nodes at once (numpy arrays of
+nodes x classes): ``classes + 1`` wait evaluations when nothing is shed, plus ``_BISECT_STEPS`` per
+class that some node sheds, each a few dozen array operations (the Erlang B recursion runs once per
+distinct slot count, up to that count; ``scheduling._allocator_arrays``, which imports numpy when the
+first allocation runs, not with this module); the Python work left is per node, a few microseconds
+(``benchmarks/control_scale.py`` times whole rounds). Many nodes are best passed as ``Capacities``
+columns rather than one ``NodeCapacity`` each. ``nodes`` of the result builds each ``NodeAllocation``
+when it is read; ``queue_caps()`` and ``inflight_caps()`` read the caps without building them.
+
 ``feasible`` is true when every class meets its budget with all of its demand admitted; ``over_budget``
-names the classes that do not (shed partly, or ``never``-shed and predicted late).
+names the classes that do not (shed partly somewhere, ``never``-shed and predicted late somewhere, or
+with demand that no node may serve).
 """
 
 from __future__ import annotations
@@ -34,10 +50,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agentic_ray.policies.types import QosClass, Shedding
+from agentic_ray.policies.types import QosClass
 
 __all__ = [
     "Allocation",
+    "Capacities",
     "ClassAllocation",
     "ClassDemand",
     "NodeAllocation",
@@ -47,7 +64,7 @@ __all__ = [
     "priority_waits_ms",
 ]
 
-_BISECT_STEPS = 40
+_BISECT_STEPS = 30  # the fraction to within 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +92,44 @@ class NodeCapacity:
 
 
 @dataclass(frozen=True, slots=True)
+class Capacities:
+    """Many nodes' capacities as columns, what ``allocate`` reads: ``node_ids``, ``slots`` and
+    ``service_ms`` (one mapping per node, as ``NodeCapacity.service_ms``). Coordinators with thousands of
+    nodes and replicas build these columns instead of one ``NodeCapacity`` per unit; ``allocate`` checks
+    them all at once (``ValueError`` naming the field and node)."""
+
+    node_ids: Sequence[str]
+    slots: Sequence[int]
+    service_ms: Sequence[Mapping[str, float]]
+
+    def __post_init__(self) -> None:
+        n = len(self.node_ids)
+        if len(self.slots) != n or len(self.service_ms) != n:
+            raise ValueError(
+                f"slots, service_ms: need one per node id ({n}), got {len(self.slots)}, {len(self.service_ms)}"
+            )
+
+    @classmethod
+    def of(cls, nodes: Sequence[NodeCapacity]) -> Capacities:
+        """The columns of ``NodeCapacity`` values (already checked one by one)."""
+        return cls([n.node_id for n in nodes], [n.slots for n in nodes], [n.service_ms for n in nodes])
+
+
+@dataclass(frozen=True, slots=True)
 class ClassDemand:
-    """Observed arrivals of one class, requests per second over the whole cluster."""
+    """Observed arrivals of one class, requests per second: over the whole cluster (``eligible`` None),
+    or one stream of them that may only use the node ids in ``eligible`` (for example the nodes of the
+    zone where it was observed that the policy's placement rules allow)."""
 
     arrival_rate_per_s: float
+    eligible: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         r = self.arrival_rate_per_s
-        if not (isinstance(r, (int, float)) and math.isfinite(r) and r >= 0):
+        if isinstance(r, bool) or not (isinstance(r, (int, float)) and math.isfinite(r) and r >= 0):
             raise ValueError(f"arrival_rate_per_s: must be a finite number >= 0, got {r!r}")
+        if self.eligible is not None and not isinstance(self.eligible, frozenset):
+            raise ValueError(f"eligible: must be a frozenset of node ids or None, got {type(self.eligible).__name__}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +159,8 @@ class NodeAllocation:
 
 @dataclass(frozen=True, slots=True)
 class Allocation:
-    """The result of ``allocate``. ``admitted_fraction[k]`` is the share of class k's demand admitted."""
+    """The result of ``allocate``. ``admitted_fraction[k]``: the share of class k's demand admitted over
+    all nodes (1.0 for a class with no demand that some node serves, 0.0 when none serves it)."""
 
     nodes: Mapping[str, NodeAllocation]
     admitted_fraction: Mapping[str, float]
@@ -124,6 +171,20 @@ class Allocation:
         """The allocation of class ``qos`` on ``node_id`` (``None`` when the node does not serve it)."""
         node = self.nodes.get(node_id)
         return None if node is None else node.classes.get(qos)
+
+    def queue_caps(self) -> dict[str, dict[str, int]]:
+        """``{node_id: {class: queue_cap}}`` for the classes each node serves (no ``NodeAllocation`` built)."""
+        fast = getattr(self.nodes, "queue_caps", None)  # the arrays ``allocate`` made
+        if fast is not None:
+            caps: dict[str, dict[str, int]] = fast()
+            return caps
+        return {nid: {k: c.queue_cap for k, c in node.classes.items()} for nid, node in self.nodes.items()}
+
+    def inflight_caps(self) -> dict[str, dict[str, int]]:
+        """``{node_id: {class: slots + queue_cap}}``: running plus allowed to wait, for the classes each
+        node serves (what node agents and replica gates enforce)."""
+        caps: dict[str, dict[str, int]] = self.nodes.inflight_caps()  # type: ignore[attr-defined]
+        return caps
 
 
 def erlang_c(servers: int, offered_erlangs: float) -> float:
@@ -169,122 +230,50 @@ def _allowed_wait(cls: QosClass, service: float) -> float:
     return max(0.0, cls.budget_ms - service)
 
 
+def _streams(
+    demand: Mapping[str, ClassDemand | Sequence[ClassDemand]], classes: Mapping[str, QosClass]
+) -> dict[str, tuple[ClassDemand, ...]]:
+    out: dict[str, tuple[ClassDemand, ...]] = {}
+    for name, d in demand.items():
+        if name not in classes:
+            raise ValueError(f"demand.{name}: unknown class; known: {', '.join(sorted(classes))}")
+        out[name] = (d,) if isinstance(d, ClassDemand) else tuple(d)
+    return out
+
+
 def allocate(
-    nodes: Sequence[NodeCapacity], demand: Mapping[str, ClassDemand], classes: Mapping[str, QosClass]
+    nodes: Sequence[NodeCapacity] | Capacities,
+    demand: Mapping[str, ClassDemand | Sequence[ClassDemand]],
+    classes: Mapping[str, QosClass],
+    *,
+    default_service_ms: float | None = None,
 ) -> Allocation:
     """Per-node queue caps and arrival shares per class (see the module docstring for the model).
 
-    A class in ``demand`` but not in ``classes`` is a ``ValueError`` naming it.
+    ``nodes``: one ``NodeCapacity`` per node, or the same as ``Capacities`` columns. ``demand`` maps a
+    class to its demand: one ``ClassDemand`` or several streams of it (each with the
+    nodes it may use). ``default_service_ms``, when given, is the service time of a class a node lists
+    neither itself nor ``"default"`` for (else such a node does not serve it). A class in ``demand`` but
+    not in ``classes`` is a ``ValueError`` naming it; a node id listed twice is a ``ValueError`` too.
     """
-    for name in demand:
-        if name not in classes:
-            raise ValueError(f"demand.{name}: unknown class; known: {', '.join(sorted(classes))}")
-    order = sorted(demand, key=lambda k: (classes[k].priority, k))
-    # 1. capacity-proportional split of each class over the nodes that serve it
-    split: dict[str, dict[str, float]] = {}
-    for k in order:
-        caps = {n.node_id: n.slots / s for n in nodes if (s := n.service_for(k)) is not None}
-        total = sum(caps.values())
-        split[k] = {nid: c / total for nid, c in caps.items()} if total > 0 else {}
-    by_id = {n.node_id: n for n in nodes}
-    served = {k for k in order if split[k]}
-    unserved = [k for k in order if k not in served and demand[k].arrival_rate_per_s > 0]
+    from agentic_ray.scheduling._allocator_arrays import NodeTable, Problem, waits_ms
 
-    def rates(k: str, nid: str, f: float) -> float:
-        return demand[k].arrival_rate_per_s / 1000.0 * split[k].get(nid, 0.0) * f
-
-    def waits_for(fractions: Mapping[str, float], nid: str) -> dict[str, float]:
-        node = by_id[nid]
-        ks = [k for k in order if k in fractions and nid in split[k]]
-        levels: list[tuple[float, float]] = []
-        names: list[list[str]] = []
-        for k in ks:  # classes of equal priority share one level
-            rate, svc = rates(k, nid, fractions[k]), node.service_for(k) or 0.0
-            if names and classes[names[-1][0]].priority == classes[k].priority:
-                r0, s0 = levels[-1]
-                tot = r0 + rate
-                levels[-1] = (tot, (r0 * s0 + rate * svc) / tot if tot > 0 else s0)
-                names[-1].append(k)
-            else:
-                levels.append((rate, svc))
-                names.append([k])
-        out: dict[str, float] = {}
-        for group, w in zip(names, priority_waits_ms(node.slots, levels), strict=True):
-            for k in group:
-                out[k] = w
-        return out
-
-    def within(fractions: Mapping[str, float]) -> bool:
-        for nid in by_id:
-            for k, w in waits_for(fractions, nid).items():
-                if fractions[k] > 0 and w > _allowed_wait(classes[k], by_id[nid].service_for(k) or 0.0) + 1e-9:
-                    return False
-        return True
-
-    # 2-3. admit classes in priority order
-    fractions: dict[str, float] = {}
-    over: list[str] = list(unserved)
-    for k in order:
-        if k not in served:
-            fractions[k] = 0.0
-            continue
-        if classes[k].shedding is Shedding.NEVER:
-            fractions[k] = 1.0
-            continue
-        fractions[k] = 1.0
-        if within(fractions):
-            continue
-        lo, hi = 0.0, 1.0
-        for _ in range(_BISECT_STEPS):
-            mid = (lo + hi) / 2
-            fractions[k] = mid
-            if within(fractions):
-                lo = mid
-            else:
-                hi = mid
-        fractions[k] = lo
-        over.append(k)
-    # never-shed classes predicted late (and any class a later never-shed class pushed over)
-    for nid in by_id:
-        for k, w in waits_for(fractions, nid).items():
-            svc = by_id[nid].service_for(k) or 0.0
-            if w > _allowed_wait(classes[k], svc) + 1e-9 and k not in over and fractions[k] > 0:
-                over.append(k)
-    # 4. caps and the result
-    out_nodes: dict[str, NodeAllocation] = {}
-    for nid, node in by_id.items():
-        waits = waits_for(fractions, nid)
-        per_class: dict[str, ClassAllocation] = {}
-        s_mean_num = s_mean_den = 0.0
-        for k in order:
-            if nid in split[k]:
-                r = rates(k, nid, fractions[k])
-                s_mean_num += r * (node.service_for(k) or 0.0)
-                s_mean_den += r
-        utilisation = s_mean_num / node.slots
-        for k in order:
-            if nid not in split[k]:
-                continue
-            svc = node.service_for(k) or 0.0
-            higher = sum(
-                rates(j, nid, fractions[j]) * (node.service_for(j) or 0.0) / node.slots
-                for j in order
-                if nid in split[j] and classes[j].priority < classes[k].priority
-            )
-            allowed = _allowed_wait(classes[k], svc)
-            cap = math.floor(node.slots * max(0.0, 1.0 - higher) * allowed / svc) if svc > 0 else 0
-            per_class[k] = ClassAllocation(
-                queue_cap=max(0, cap),
-                rate_share=split[k][nid] * fractions[k],
-                admitted_rate_per_s=rates(k, nid, fractions[k]) * 1000.0,
-                predicted_wait_ms=waits.get(k, 0.0),
-                allowed_wait_ms=allowed,
-            )
-        out_nodes[nid] = NodeAllocation(nid, utilisation, per_class)
-    over_sorted = tuple(k for k in order if k in over)
+    streams = _streams(demand, classes)
+    order = sorted(streams, key=lambda k: (classes[k].priority, k))
+    columns = nodes if isinstance(nodes, Capacities) else Capacities.of(nodes)
+    p = Problem(columns, streams, order, classes, default_service_ms)
+    if len(p.index) != len(p.ids):
+        raise ValueError("nodes: node ids must be unique")
+    frac, shed = p.admit()
+    waits = waits_ms(p, frac)
+    late = p.member & (frac > 0) & (waits > p.allowed + 1e-9)
+    over = p.unserved | shed | {q for j, q in enumerate(order) if late[:, j].any()}
+    admitted = (p.lam * frac).sum(axis=0)
+    fraction = {
+        q: float(admitted[j] / p.total[j]) if p.total[j] > 0 else (1.0 if p.member[:, j].any() else 0.0)
+        for j, q in enumerate(order)
+    }
+    over_sorted = tuple(q for q in order if q in over)
     return Allocation(
-        nodes=out_nodes,
-        admitted_fraction=dict(fractions),
-        feasible=not over_sorted,
-        over_budget=over_sorted,
+        nodes=NodeTable(p, frac, waits), admitted_fraction=fraction, feasible=not over_sorted, over_budget=over_sorted
     )

@@ -51,7 +51,7 @@ def test_agent_reports_reach_the_view_and_leases_come_back_down():
         assert full
         zone.on_report(hop(report), now=100.0)
     st.ingest(hop(zone.take_forward(now=100.0)), now=100.0)
-    assert st.arrivals.counts == {"critical": 1}
+    assert st.offered.finished == {("eu-west", "critical", "fraud"): 1}
     assert st.rollout.needs_push(st.reported_policies()) == [], "both agents report the active policy"
     view = hop(cluster_view(st, now=100.5))
     by_id = {n.node_id: n for n in view.nodes}
@@ -72,7 +72,7 @@ def test_rolling_restart_old_agents_and_zones_report_to_new_consumers():
     zone.on_report(AgentReport.from_wire(v1_report), now=100.0)  # as ZoneCoordinator.report does
     v1_payload = hop(zone.take_forward(now=100.0).to_dict())  # what a zone of wire version 1 sends
     st.ingest(ZoneReport.from_wire("eu-west", v1_payload), now=100.0)  # as GlobalCoordinator.zone_report does
-    assert st.snapshots["n1"] == report.snapshot and st.arrivals.counts == {"standard": 1}
+    assert st.snapshots["n1"] == report.snapshot and st.offered.finished == {("eu-west", "standard", None): 1}
     # an old zone pushes a lease as four positional arguments (NodeAgent.set_lease reads both forms)
     assert agents["n1"].set_lease(NodeLease.from_wire({"standard": 3}, 100.0, 3.0, 9)) == 9
     assert agents["n1"].snapshot().caps == {"standard": 3}

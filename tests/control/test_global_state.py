@@ -73,7 +73,7 @@ def test_a_zone_report_replaces_that_zone_s_snapshots_and_feeds_load_and_drift()
     st.ingest(report, now=1.0)
     assert set(st.snapshots) == {"e1", "u1"}, "e2 (not in its zone's report) left, us-east untouched"
     assert st.registrations == {"e1": ("i1", "i2")}
-    assert st.arrivals.counts == {"critical": 10, "nope": 1}
+    assert st.offered.finished == {("eu-west", "critical", "fraud/features"): 10, ("eu-west", "nope", None): 1}
     drift = st.drift.evaluate(1.0)
     assert {a.kind for a in drift.active} == {"p99_over_budget", "burn_rate"}
     assert drift.figures[late.key]["budget_ms"] == 45.0, "judged against the stage's budget"
@@ -117,3 +117,22 @@ def test_checkpoint_restores_policy_history_and_allocation():
     assert again.restored and again.policy.sha256 == minimal.sha256 and again.rollout.active.revision == 2
     assert again.allocation == fresh.allocation and ckpt["config"] == {"report_interval_s": 0.5}
     assert GlobalState.restore({"history": [], "config": {}}, fraud, DRIFT, 0.0).restored is False
+
+
+def test_zone_reports_with_replicas_become_the_round_s_demand_and_replica_caps():
+    from agentic_ray.control import ReplicaClassStats, ReplicaReport, plan_allocation
+
+    st = state()
+    st.nodes = {"e1": node("e1", cpus=4.0)}
+    st.agent_started(node("e1", cpus=4.0), "agent-e1", now=0.0)
+    stats = ReplicaClassStats(offered=30, admitted=20, shed={"class_cap": 10}, completed=20)
+    r1 = ReplicaReport("app/fraud", "r1", "e1", "eu-west", "cpu", 2, 2, "v", None, 9.5, 10.0, {"critical": stats})
+    finished = summary("critical", "fraud", [5.0] * 4)
+    st.ingest(ZoneReport("eu-west", {"e1": snapshot("e1")}, {finished.key: finished}, replicas={"r1": r1}), 10.0)
+    st.ingest(ZoneReport("eu-west", {"e1": snapshot("e1")}, replicas={"r1": r1}), 10.1)  # the same report again
+    demand = st.take_demand(now=11.0, first_window_s=1.0, stale_after_s=5.0)
+    assert demand.rates_by_zone() == {"eu-west": {"critical": 4.0 + 30.0}}  # shed arrivals count: offered load
+    a = plan_allocation(st.policy, st.reported_nodes(), st.snapshots, demand, None, 11.0, 1.0)
+    assert set(a.replica_caps["e1"]) == {"r1"} and a.node_lease("e1").replica_caps == a.replica_caps["e1"]
+    st.allocation = a  # the checkpoint keeps the node caps; the next round recomputes the replicas'
+    assert "replica_caps" in a.to_dict() and "replica_caps" not in st.checkpoint({})["allocation"]

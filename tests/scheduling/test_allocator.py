@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentic_ray.policies.types import QosClass, Shedding
 from agentic_ray.scheduling.allocator import (
+    Capacities,
     ClassDemand,
     NodeCapacity,
     allocate,
@@ -91,3 +94,123 @@ def test_unserved_class_and_bad_input():
         NodeCapacity("n", 0, {})
     with pytest.raises(ValueError, match="arrival_rate_per_s"):
         ClassDemand(-1.0)
+
+
+def _classes():
+    return {
+        "crit": QosClass("crit", 0, budget_ms=150, shedding=Shedding.NEVER, max_queue_wait_ms=30),
+        "bulk": QosClass("bulk", 2, budget_ms=500, shedding=Shedding.FIRST),
+    }
+
+
+def test_a_stream_is_split_only_over_its_eligible_nodes():
+    nodes = [NodeCapacity(n, 2, {"default": 10.0}) for n in ("eu1", "eu2", "us1")]
+    eu = frozenset({"eu1", "eu2"})
+    alloc = allocate(nodes, {"crit": ClassDemand(40.0, eligible=eu)}, _classes())
+    assert alloc.for_class("us1", "crit") is None  # no share of EU demand, however idle
+    assert alloc.for_class("eu1", "crit").admitted_rate_per_s == pytest.approx(20.0)
+    assert alloc.for_class("eu2", "crit").rate_share == pytest.approx(0.5)
+    assert alloc.nodes["us1"].utilisation == 0.0 and alloc.nodes["us1"].classes == {}
+    # two streams of one class add up on the nodes they share
+    both = allocate(nodes, {"crit": [ClassDemand(40.0, eligible=eu), ClassDemand(30.0)]}, _classes())
+    assert both.for_class("eu1", "crit").admitted_rate_per_s == pytest.approx(20.0 + 10.0)
+    assert both.for_class("us1", "crit").admitted_rate_per_s == pytest.approx(10.0)
+    assert both.for_class("us1", "crit").rate_share == pytest.approx(10.0 / 70.0)
+    # a stream whose nodes are all gone is demand no one serves
+    gone = allocate(nodes, {"crit": ClassDemand(5.0, eligible=frozenset({"ap1"}))}, _classes())
+    assert gone.over_budget == ("crit",) and gone.admitted_fraction["crit"] == 0.0
+
+
+def test_admission_is_per_node_an_overloaded_region_sheds_only_its_own_work():
+    nodes = [NodeCapacity("eu", 1, {"default": 100.0}), NodeCapacity("us", 1, {"default": 100.0})]
+    demand = {
+        "crit": ClassDemand(5.0, eligible=frozenset({"eu"})),  # EU busy with critical work: rho 0.5
+        "bulk": [ClassDemand(4.0, eligible=frozenset({"eu"})), ClassDemand(4.0, eligible=frozenset({"us"}))],
+    }
+    classes = {
+        "crit": QosClass("crit", 0, budget_ms=500, shedding=Shedding.NEVER),
+        "bulk": QosClass("bulk", 2, budget_ms=500, shedding=Shedding.FIRST),
+    }
+    alloc = allocate(nodes, demand, classes)
+    # EU: the hand-checked case of test_sheddable_share_cut_to_keep_budget, f = 0.5 / 1.2
+    assert alloc.for_class("eu", "bulk").admitted_rate_per_s == pytest.approx(4.0 * 0.5 / 1.2, abs=1e-6)
+    assert alloc.for_class("us", "bulk").admitted_rate_per_s == pytest.approx(4.0)  # US admits all of its own
+    assert alloc.admitted_fraction["bulk"] == pytest.approx((4.0 * 0.5 / 1.2 + 4.0) / 8.0, abs=1e-6)
+    assert alloc.over_budget == ("bulk",)
+    # caps: US bulk has no higher-priority load, EU bulk drains at half speed
+    assert alloc.for_class("us", "bulk").queue_cap == 4 and alloc.for_class("eu", "bulk").queue_cap == 2
+    assert alloc.queue_caps() == {"eu": {"crit": 4, "bulk": 2}, "us": {"bulk": 4}}  # crit: 1 * (500 - 100) / 100
+
+
+def test_class_demand_eligible_must_be_a_frozenset():
+    with pytest.raises(ValueError, match="eligible"):
+        ClassDemand(1.0, eligible=["n1"])
+    with pytest.raises(ValueError, match="unique"):
+        allocate([NodeCapacity("n", 1, {})] * 2, {}, _classes())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 24), st.floats(1.0, 200.0), st.floats(1.0, 200.0), st.floats(1.0, 200.0)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.floats(0.0, 400.0),
+    st.floats(0.0, 400.0),
+    st.floats(0.0, 400.0),
+)
+def test_every_node_s_waits_are_cobham_s_formula_at_its_admitted_rates(specs, r_crit, r_std, r_bulk):
+    classes = {
+        "crit": QosClass("crit", 0, budget_ms=150, shedding=Shedding.NEVER),
+        "std": QosClass("std", 1, budget_ms=800, max_queue_wait_ms=200),
+        "std2": QosClass("std2", 1, budget_ms=900),
+        "bulk": QosClass("bulk", 2, budget_ms=5000, shedding=Shedding.FIRST),
+    }
+    nodes = [
+        NodeCapacity(f"n{i}", c, {"crit": a, "std": b, "std2": b, "bulk": d}) for i, (c, a, b, d) in enumerate(specs)
+    ]
+    demand = {
+        "crit": ClassDemand(r_crit),
+        "std": ClassDemand(r_std),
+        "std2": ClassDemand(r_std / 2),
+        "bulk": ClassDemand(r_bulk),
+    }
+    alloc = allocate(nodes, demand, classes)
+    for node in nodes:
+        got = alloc.nodes[node.node_id].classes
+        rates = {k: got[k].admitted_rate_per_s / 1000.0 for k in got}
+        std = rates["std"] + rates["std2"]
+        levels = [
+            (rates["crit"], node.service_ms["crit"]),
+            (std, node.service_ms["std"]),
+            (rates["bulk"], node.service_ms["bulk"]),
+        ]
+        want = priority_waits_ms(node.slots, levels)
+        for k, w in zip(("crit", "std", "bulk"), want, strict=True):
+            assert got[k].predicted_wait_ms == pytest.approx(w, rel=1e-9, abs=1e-9)
+        # a class that may be shed waits within what it is allowed wherever it was cut
+        for k in ("std", "bulk"):
+            if got[k].admitted_rate_per_s < demand[k].arrival_rate_per_s * got[k].rate_share - 1e-9:
+                assert got[k].predicted_wait_ms <= got[k].allowed_wait_ms + 1e-6
+
+
+def test_capacities_columns_give_the_same_allocation_and_are_checked():
+    nodes = [NodeCapacity("a", 2, {"default": 10.0}), NodeCapacity("b", 4, {"crit": 20.0})]
+    demand = {"crit": ClassDemand(50.0)}
+    rows = allocate(nodes, demand, _classes())
+    columns = allocate(Capacities.of(nodes), demand, _classes())
+    assert dict(columns.nodes) == dict(rows.nodes) and columns.inflight_caps() == {
+        "a": {"crit": 2 + 6},
+        "b": {"crit": 4 + 6},
+    }
+    # a class a unit has no time for: not served, unless a default is given
+    bare = Capacities(["r1"], [2], [{}])
+    assert allocate(bare, demand, _classes()).over_budget == ("crit",)
+    assert allocate(bare, demand, _classes(), default_service_ms=10.0).for_class("r1", "crit").queue_cap == 6
+    with pytest.raises(ValueError, match=r"slots: must be an integer >= 1, got 0 \(node r1\)"):
+        allocate(Capacities(["r1"], [0], [{}]), demand, _classes())
+    with pytest.raises(ValueError, match=r"service_ms\.crit: must be a finite number > 0, got -1\.0 \(node r1\)"):
+        allocate(Capacities(["r1"], [1], [{"crit": -1.0}]), demand, _classes())
+    with pytest.raises(ValueError, match="one per node id"):
+        Capacities(["r1", "r2"], [1], [{}, {}])
