@@ -181,6 +181,8 @@ class RoutingState:
         self._suspect: set[str] = set()  # replicas with a failure not yet reset by a success that closed them
         self._plain_breaker = self.breaker.settings.latency_outlier_factor is None  # a success only resets
         self._room_reported = False  # some replica reports room per class queue
+        self.requests_total = 0  # first attempts admitted (``admit`` without ``hedge_of``)
+        self.retries_total = 0  # requests that came back after a replica refused them (``retry``)
 
     def reconfigure(
         self, classes: Any = None, breaker: BreakerSettings | None = None, retry: RetrySettings | None = None
@@ -332,6 +334,7 @@ class RoutingState:
         hedge (``hedge_of``: the ``call_id`` of the copy it hedges) pays from it, or is shed
         (``hedge_budget_exhausted``, and not tracked). ``call_id``: this copy's id, for later hedges."""
         if hedge_of is None:
+            self.requests_total += 1
             self.retry_budget.record_request(now)
         else:
             if not self.hedge_running and self._first_copy_running(hedge_of):
@@ -364,6 +367,7 @@ class RoutingState:
         """The request came back after a replica refused it: one retry from the budget, or a ``Shed``
         (``retry_budget_exhausted``; the request is forgotten)."""
         request = self._flights[key].request
+        self.retries_total += 1
         if self.retry_budget.try_acquire(1, request.remaining_ms(now), 0.0, now):
             return None
         self._flights.pop(key, None)
