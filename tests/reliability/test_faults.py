@@ -23,7 +23,7 @@ def _deploy(name: str, replicas: int, sleep_s: float):
     import agentic_ray
 
     @agentic_ray.deployment(policy=str(FRAUD_POLICY), slots=2, num_replicas=replicas,
-                            ray_actor_options={"num_cpus": 0}, name=name)  # fmt: skip
+                            ray_actor_options={"num_cpus": 0})  # fmt: skip
     class Slow:
         async def __call__(self, x=None):
             await asyncio.sleep(sleep_s)
