@@ -25,6 +25,7 @@ from agentic_ray.errors import (
     Overloaded,
     PolicyError,
     PolicyValidationError,
+    ReplicaFailed,
     ScenarioValidationError,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "Overloaded",
     "PolicyError",
     "PolicyValidationError",
+    "ReplicaFailed",
     "ScenarioValidationError",
     "__version__",
     "Classification",

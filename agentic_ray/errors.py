@@ -16,6 +16,8 @@ Every error the library raises on purpose is an ``AgenticRayError``; catch that 
         ├── NoEligibleNode           no Ray node satisfies the placement rules
         └── CircuitOpen              every replica the work may use is ejected by its circuit breaker;
                                      retry after .retry_after_s (when the first one half-opens)
+    └── ReplicaFailed                the replica running admitted work died or became unreachable
+                                     (``serve.call``): the call may or may not have run
 
 ``CircuitOpen`` is an ``AdmissionError`` (the router refuses the work before it starts, as for the
 others), so ``except AdmissionError`` keeps catching every refusal. The Serve router raises it (HTTP:
@@ -44,6 +46,7 @@ __all__ = [
     "PolicySignatureError",
     "PolicyValidationError",
     "Problem",
+    "ReplicaFailed",
     "ScenarioValidationError",
 ]
 
@@ -245,3 +248,21 @@ class CircuitOpen(AdmissionError):
 
 def _rebuild_circuit_open(target, retry_after_s, detail, reason, rule_ids):
     return CircuitOpen(target, retry_after_s, detail=detail, reason=reason, rule_ids=rule_ids)
+
+
+class ReplicaFailed(AgenticRayError):
+    """The Serve replica running a call that had been admitted died or became unreachable before it
+    answered (Ray's ``ActorDiedError`` / ``ActorUnavailableError``, raised as this by
+    ``agentic_ray.serve.call``). The call may or may not have run: retry it only when it is idempotent,
+    after ``retry_after_s`` (Serve replaces the replica; the router stops sending to it at once).
+    ``cause`` names Ray's error."""
+
+    def __init__(self, detail: str = "", cause: str = "", retry_after_s: float | None = None) -> None:
+        self.detail = detail
+        self.cause = cause
+        self.reason = "replica_failed"
+        self.retry_after_s = retry_after_s
+        super().__init__(detail or f"the replica running the call failed ({cause or 'unknown'})")
+
+    def __reduce__(self):
+        return (self.__class__, (self.detail, self.cause, self.retry_after_s))

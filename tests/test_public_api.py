@@ -28,6 +28,7 @@ PUBLIC = [
     "Policy",
     "PolicyError",
     "PolicyValidationError",
+    "ReplicaFailed",
     "RequestMeta",
     "ScenarioValidationError",
     "__version__",

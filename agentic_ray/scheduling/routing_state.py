@@ -23,8 +23,9 @@ the least urgent first). A live replica's view is taken as it is.
 Requests. ``admit(key, request, now)`` starts tracking a request (a first attempt deposits into the
 retry budget); ``decide(key, now)`` returns ``Route``, ``Wait`` or ``Shed``; ``routed`` and
 ``completed`` follow it to its end. Every decision sees the replicas' breaker states
-(``ReplicaView.healthy``), then the room in each class queue (``frontdoor.with_room``), then the pure
-router's ``choose``. A ``Shed`` ends the request's tracking.
+(``ReplicaView.healthy``), then the room in each class queue (``frontdoor.with_room``), then the delay
+each replica reports on the path to it (``pressure.under_pressure``, with ``pressure_ms``), then the
+pure router's ``choose``. A ``Shed`` ends the request's tracking.
 
 - Retries: ``retry(key, now)`` when a request comes back after a replica refused it (Serve's rejection
   protocol) pays one retry from the ``RetryBudget``; when it is spent the request is shed with
@@ -62,6 +63,7 @@ from typing import Any
 from agentic_ray.policies.types import BreakerSettings, NodeAttrs, RetrySettings
 from agentic_ray.scheduling.breaker import BreakerState, CircuitBreaker
 from agentic_ray.scheduling.frontdoor import with_room
+from agentic_ray.scheduling.pressure import PressureRule, under_pressure
 from agentic_ray.scheduling.reports import ReplicaMetadata, RoutingStats
 from agentic_ray.scheduling.retry import RetryBudget
 from agentic_ray.scheduling.streams import StreamRouter, StreamSample
@@ -127,6 +129,7 @@ def view_of(report: ReplicaReport) -> ReplicaView:
         service_ms=dict(stats.service_ms or md.service_ms),
         cost=md.cost,
         class_room=stats.class_room(),
+        delay_ms=stats.delay_ms or 0.0,
     )
     view.ongoing = stats.ongoing
     return view
@@ -139,7 +142,8 @@ class RoutingState:
     settings; ``max_tracked``: requests and call ids remembered at most (the oldest forgotten first);
     ``timer``: integer nanoseconds (``time.perf_counter_ns``) to time each decision of the router
     (``decision_ns``), or None; ``hedge_running``: hedge copies the router takes as executing too;
-    ``streams``: the stream router (module docstring), or None."""
+    ``streams``: the stream router (module docstring), or None; ``pressure_ms``: the delay (ms) above
+    which the least urgent class is refused at the router (``pressure.under_pressure``; None: never)."""
 
     def __init__(
         self,
@@ -151,8 +155,13 @@ class RoutingState:
         timer: Callable[[], int] | None = None,
         streams: StreamRouter | None = None,
         hedge_running: bool = True,
+        pressure_ms: float | None = None,
     ) -> None:
         self.core = core
+        classes = getattr(core, "classes", None) or {}
+        self.pressure = (
+            PressureRule(pressure_ms, (c.priority for c in classes.values())) if pressure_ms is not None else None
+        )
         self.streams = streams
         self.breaker = CircuitBreaker(breaker)
         self.retry_budget = RetryBudget(retry)
@@ -172,6 +181,8 @@ class RoutingState:
         self._suspect: set[str] = set()  # replicas with a failure not yet reset by a success that closed them
         self._plain_breaker = self.breaker.settings.latency_outlier_factor is None  # a success only resets
         self._room_reported = False  # some replica reports room per class queue
+        self.requests_total = 0  # first attempts admitted (``admit`` without ``hedge_of``)
+        self.retries_total = 0  # requests that came back after a replica refused them (``retry``)
 
     def reconfigure(
         self, classes: Any = None, breaker: BreakerSettings | None = None, retry: RetrySettings | None = None
@@ -181,6 +192,8 @@ class RoutingState:
         Tracked requests stay tracked and finish as they were admitted."""
         if classes is not None and hasattr(self.core, "classes"):
             self.core.classes = dict(classes)
+        if classes is not None and self.pressure is not None:
+            self.pressure.set_priorities(c.priority for c in dict(classes).values())
         if breaker is not None and breaker != self.breaker.settings:
             self.breaker = CircuitBreaker(breaker)
             self._plain_breaker = self.breaker.settings.latency_outlier_factor is None
@@ -321,6 +334,7 @@ class RoutingState:
         hedge (``hedge_of``: the ``call_id`` of the copy it hedges) pays from it, or is shed
         (``hedge_budget_exhausted``, and not tracked). ``call_id``: this copy's id, for later hedges."""
         if hedge_of is None:
+            self.requests_total += 1
             self.retry_budget.record_request(now)
         else:
             if not self.hedge_running and self._first_copy_running(hedge_of):
@@ -353,6 +367,7 @@ class RoutingState:
         """The request came back after a replica refused it: one retry from the budget, or a ``Shed``
         (``retry_budget_exhausted``; the request is forgotten)."""
         request = self._flights[key].request
+        self.retries_total += 1
         if self.retry_budget.try_acquire(1, request.remaining_ms(now), 0.0, now):
             return None
         self._flights.pop(key, None)
@@ -399,6 +414,8 @@ class RoutingState:
         decision: Decision | None = None
         if self._room_reported:
             views, decision = with_room(request, views)
+        if decision is None and self.pressure is not None:
+            views, decision = under_pressure(request, views, self.pressure)
         if decision is None and request.prompt_tokens is not None and self.streams is not None:
             decision = self.streams.choose(request, views, now, getattr(self.core, "pending", None))
         if decision is None:

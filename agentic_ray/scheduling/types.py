@@ -84,6 +84,8 @@ class ReplicaView:
     as last reported (routers keep their own estimators too). ``cost`` ranks cheaper replicas first
     (CPU before GPU) when several meet the budget. ``class_room`` is, per class, how many more requests
     the replica's gate queues (its bound minus what it last reported queued; a class missing: unknown).
+    ``delay_ms`` is the delay the replica last reported on the path to it (``RoutingStats.delay_ms``;
+    0 when it reports none): what ``pressure.under_pressure`` sheds less urgent work on.
     """
 
     replica_id: str
@@ -96,6 +98,7 @@ class ReplicaView:
     healthy: bool = True
     cost: float = 1.0
     class_room: Mapping[str, int] = field(default_factory=dict)
+    delay_ms: float = 0.0
 
     @property
     def has_capacity(self) -> bool:

@@ -45,7 +45,7 @@ def open_from_env() -> None:
     configure_tracing_from_env()
     log_dir = os.environ.get("AGENTIC_DECISION_LOG_DIR")
     if log_dir and DECISION_LOG is None:
-        from agentic_ray.telemetry.audit import open_decision_log
+        from agentic_ray.telemetry.audit import open_decision_log, options_from_env
 
         every = int(os.environ.get("AGENTIC_DECISION_LOG_CHECKPOINT_EVERY", "1000"))
         _ID_PREFIX = f"{os.getpid():x}-{uuid.uuid4().hex[:8]}"
@@ -53,6 +53,7 @@ def open_from_env() -> None:
             os.path.join(log_dir, f"sdk-decisions-{os.getpid()}.jsonl"),
             checkpoint_every=every,
             on_checkpoint=_anchor_head,
+            **options_from_env(),
         )
         _anchor_head(DECISION_LOG.head)
 

@@ -17,7 +17,10 @@
   sent once the deadline has passed. The replica's code runs twice for a hedged call, so hedge only
   idempotent methods.
 
-Raises what the handle call raises (``AdmissionError`` subclasses for shed work); with a hedge, the
+Raises what the handle call raises (``AdmissionError`` subclasses for shed work), except that Ray's
+actor errors of a replica that died or became unreachable while it held the call (``ActorDiedError``,
+``ActorUnavailableError``) become ``ReplicaFailed`` (an ``AgenticRayError``, ``retry_after_s`` about
+the time Serve takes to notice; the call may have run, so it is not retried here); with a hedge, the
 first copy's error when both fail.
 """
 
@@ -30,9 +33,12 @@ import uuid
 from typing import Any
 
 from agentic_ray._budget import current_deadline, current_workflow, deadline_after
+from agentic_ray.errors import ReplicaFailed
 from agentic_ray.serve._meta import CALL_ID, HEDGE_OF, META_KWARG, WORKFLOW_DEADLINE, pop_meta
 
 __all__ = ["CALL_ID", "HEDGE_OF", "call", "call_meta"]
+
+_REPLICA_RETRY_AFTER_S = 1.0  # about when Serve's routers have dropped a dead replica
 
 
 def call_meta(kwargs: dict[str, Any], now: float) -> dict[str, Any]:
@@ -61,9 +67,21 @@ async def _answer(response: Any) -> Any:
 
 async def call(handle: Any, *args: Any, hedge_after_ms: float | None = None, **kwargs: Any) -> Any:
     """Call ``handle`` (an agentic deployment's handle) with the agentic keywords in ``kwargs`` (``qos``,
-    ``budget_ms``, ``tenant``, ``data_class``, ``workflow``); see the module docstring."""
+    ``budget_ms``, ``tenant``, ``data_class``, ``workflow``); see the module docstring. A replica that
+    dies or becomes unreachable while it holds the call raises ``ReplicaFailed`` (typed), not Ray's
+    actor error."""
     if hedge_after_ms is not None and not hedge_after_ms > 0:
         raise ValueError(f"hedge_after_ms: must be > 0, got {hedge_after_ms!r}")
+    from ray.exceptions import RayActorError
+
+    try:
+        return await _call(handle, args, hedge_after_ms, kwargs)
+    except RayActorError as exc:
+        raise ReplicaFailed(f"the replica running the call failed: {type(exc).__name__}", type(exc).__name__,
+                            _REPLICA_RETRY_AFTER_S) from exc  # fmt: skip
+
+
+async def _call(handle: Any, args: tuple, hedge_after_ms: float | None, kwargs: dict[str, Any]) -> Any:
     meta = call_meta(kwargs, time.time())
     first = handle.remote(*args, **{META_KWARG: meta}, **kwargs)
     if hedge_after_ms is None:

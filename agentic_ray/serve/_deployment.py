@@ -21,7 +21,9 @@ What it adds to the class (a subclass is made; the user's class is untouched):
   measured its own service times; a bad value fails the replica's start with a ``ValueError`` naming the
   field, a key it does not know is dropped); and ``record_routing_stats`` publishing the gate's snapshot
   (a ``scheduling.reports.RoutingStats``);
-- ``request_router_config`` naming ``AgenticRequestRouter`` with the policy's text, and
+- ``request_router_config`` naming ``AgenticRequestRouter`` with the policy's text (and a routing
+  backoff of 10 ms growing to 50 ms for a request the router holds, instead of Serve's 25 ms to 0.5 s,
+  which would outlast a critical budget), and
   ``max_ongoing_requests = slots + sum of per-class queue bounds`` so Serve hands queued work to the
   gate (which orders it) instead of holding it in the caller's FIFO.
 
@@ -68,7 +70,7 @@ from agentic_ray.scheduling.admission import DEFAULT_QUEUE_BOUND, MAX_QUEUE_BOUN
 from agentic_ray.scheduling.reports import ReplicaMetadata
 from agentic_ray.serve._hooks import DEFAULT_HOOK, DecisionHook, load_hook, register_policy
 from agentic_ray.serve._http_auth import HttpAuth
-from agentic_ray.serve._meta import WORKFLOW_DEADLINE, pop_meta, request_meta, to_request, with_tokens
+from agentic_ray.serve._meta import ROUTED_AT, WORKFLOW_DEADLINE, pop_meta, request_meta, to_request, with_tokens
 
 TRACE_KWARG = "_agentic_trace"  # agentic_ray.telemetry.tracing.TRACE_KWARG (kept import-free of OpenTelemetry)
 
@@ -83,6 +85,7 @@ def pop_trace(kwargs: dict[str, Any]) -> Any:
 __all__ = ["deployment", "ungated"]
 
 _UNGATED_ATTR = "__agentic_ungated__"
+ROUTER_BACKOFF_S = (0.01, 0.05)  # Serve's routing backoff for held requests: first, most (s)
 _NEVER_GATED = {"reconfigure", "check_health", "record_routing_stats", "record_replica_metadata",
                 "record_autoscaling_stats", "agentic_replica_attrs", "agentic_gate_stats"}  # fmt: skip
 
@@ -165,6 +168,9 @@ def _admission_request(self: Any, kwargs: dict[str, Any]) -> tuple[Any, Any, str
     meta = pop_meta(kwargs)
     trace = pop_trace(kwargs) if TRACE_KWARG in kwargs else None
     now = time.time()
+    routed_at = meta.get(ROUTED_AT)
+    if routed_at is not None and admission.limiter is not None:
+        admission.note_upstream_delay((now - routed_at) * 1000.0)  # the trip from the router to this gate
     classification = self._agentic_policy.classify(request_meta(meta), now)
     request = to_request(
         classification,
@@ -374,10 +380,13 @@ def deployment(
     decision hooks of the gate / the router (see ``agentic_ray.serve._hooks``; None: ``DEFAULT_HOOK`` when
     ``telemetry`` is on; ``"none"``: no hook). ``telemetry``: False turns off hooks, metrics and spans
     (module docstring). ``delay_target_ms``: while calls wait longer than this on the process in front of
-    the replica (Serve's HTTP proxy) or on the replica's own event loop, it runs fewer than ``slots``
-    calls at once and the rest wait in its gate, most critical first (``scheduling.limits.DelayLimit``);
-    ``None`` always runs ``slots``. ``api_keys`` / ``trust_tenant_header``: how HTTP callers are identified
-    when the deployment is its app's HTTP entry (``serve._http_auth``: a keys file path, ``"env:NAME"`` or
+    the replica (Serve's HTTP proxy), on their trip from a handle's router to the gate, or on the
+    replica's own event loop, it runs fewer than ``slots`` calls at once and the rest wait in its gate,
+    most critical first (``scheduling.limits.DelayLimit``), and routers refuse the least urgent class
+    for it (``Overloaded(reason="host_saturated")``; the next class at twice the delay, and so on; the
+    most urgent class never: ``scheduling.pressure``); ``None`` always runs ``slots``.
+    ``api_keys`` / ``trust_tenant_header``: how HTTP callers are identified when the deployment
+    is its app's HTTP entry (``serve._http_auth``: a keys file path, ``"env:NAME"`` or
     a mapping of key hashes to tenants; without either, HTTP requests are anonymous and ``x-tenant`` is
     refused with 403). Read here, in the driver; only hashes travel. Any other keyword
     goes to ``serve.deployment`` (``max_ongoing_requests`` and ``request_router_config`` are set here).
@@ -443,9 +452,14 @@ def deployment(
                 "telemetry": telemetry,
                 "ungated_methods": sorted(set(_ungated_names(cls)) | _NEVER_GATED),
                 "http_auth": auth.to_config(),
+                "pressure_ms": delay_target_ms,
             },
             request_routing_stats_period_s=routing_stats_period_s,
             request_routing_stats_timeout_s=max(1.0, routing_stats_period_s * 4),
+            # A request the router holds (Wait) is re-decided at least every 50 ms: Serve's default
+            # backoff grows to 0.5 s, longer than a critical budget.
+            initial_backoff_s=ROUTER_BACKOFF_S[0],
+            max_backoff_s=ROUTER_BACKOFF_S[1],
         )
         return serve.deployment(
             gated_cls, max_ongoing_requests=slots + bounds, request_router_config=router_config, **serve_options

@@ -37,6 +37,7 @@ from agentic_ray.scheduling.types import Request
 __all__ = [
     "CALL_ID",
     "HANDLE_META_KEYS",
+    "ROUTED_AT",
     "HEDGE_OF",
     "HEADERS",
     "META_KWARG",
@@ -55,6 +56,7 @@ META_KWARG = "_agentic"
 WORKFLOW_DEADLINE = "workflow_deadline"  # wire key: the deadline of the caller's workflow run (a stage's)
 CALL_ID = "call_id"  # wire key set by ``agentic_ray.serve.call``: this copy's id
 HEDGE_OF = "hedge_of"  # wire key of a hedge: the ``CALL_ID`` of the copy it hedges
+ROUTED_AT = "routed_at"  # wire key set by the router: when it sent the call (wall clock, s)
 HANDLE_META_KEYS = ("qos", "budget_ms", "tenant", "data_class", "workflow")
 HEADERS = {
     "x-qos": "qos",

@@ -260,8 +260,9 @@ class ReplicaAdmission:
                                     getattr(qos, "tpot_ms", None))  # fmt: skip
 
     def note_upstream_delay(self, delay_ms: float) -> None:
-        """A call's wait on its caller's process (a direct HTTP request's body fetch from Serve's proxy):
-        when the caller's process is saturated, this grows before anything here does."""
+        """A call's wait on its caller's process (a direct HTTP request's body fetch from Serve's proxy,
+        a handle call's trip from its router's decision to this gate): when the host or the caller's
+        process is saturated, this grows before anything here does."""
         if self.limiter is not None:
             self._apply_limit(self.limiter.upstream(delay_ms, time.time()))
 
@@ -284,7 +285,9 @@ class ReplicaAdmission:
             return
         self._apply_limit(limiter.lag((loop.time() - due) * 1000.0, time.time()))
         gate = self.gate
-        if gate.is_busy() or gate.limit < gate.slots:
+        # Also while the published delay is high: routers shed on it, and only fresh samples lower it.
+        calm_ms = limiter.config.target_ms * limiter.config.increase_below
+        if gate.is_busy() or gate.limit < gate.slots or limiter.delay_ms >= calm_ms:
             self._start_lag_timer()
 
     def _expire(self) -> None:

@@ -24,7 +24,11 @@ adapter only does Serve's I/O. Per routing attempt (``choose_replicas``) it
 3. acts on the decision:
 
    - ``Route``  -> returns ``[[replica]]`` (a singleton rank: Serve sends there, or re-asks if full);
-   - ``Wait``   -> sets ``routing_context.should_backoff`` and returns ``[]`` (Serve backs off, re-asks);
+   - ``Wait``   -> sets ``routing_context.should_backoff`` and returns ``[]`` (Serve backs off, re-asks),
+     except for a request that may be shed and is not of the most urgent class while other requests
+     queue for one of Serve's routing tasks (at most twice the replicas; the rest wait first come, first
+     served, where priority cannot act): holding it would make critical work wait behind it, so it is
+     shed (``Overloaded(reason="router_backlog")``);
    - ``Shed``   -> fails ``pending_request.future`` with a typed ``AdmissionError`` (``BudgetExhausted``,
      ``Overloaded``, ``NoEligibleReplica``, or ``CircuitOpen`` when every replica the request may use is
      ejected by its breaker, with ``retry_after_s`` and the rule ids; for a direct HTTP request
@@ -61,7 +65,9 @@ so one request's records join in the decision log.
 
 Configuration (``RequestRouterConfig.request_router_kwargs``, JSON): ``policy_yaml`` (text; default:
 the built-in policy), ``seed``, ``router`` (keyword config of the pure router: ``safety_margin``,
-``margin_ms``, ``default_service_ms``), ``decision_hook`` (import path, see ``hooks``),
+``margin_ms``, ``default_service_ms``), ``pressure_ms`` (the replicas' delay target: less urgent work
+is refused here while the delay a replica reports on the path to it is over that, doubled per level
+of urgency; ``scheduling.pressure``; None: never), ``decision_hook`` (import path, see ``hooks``),
 ``ungated_methods`` (method names routed without the policy: Serve's least-queue choice).
 """
 
@@ -90,6 +96,7 @@ from agentic_ray.errors import (
     PolicyError,
 )
 from agentic_ray.policies import Policy, default_policy, parse_policy
+from agentic_ray.policies.types import Shedding
 from agentic_ray.scheduling.registry import create_router
 from agentic_ray.scheduling.reports import ReplicaMetadata, RoutingStats
 from agentic_ray.scheduling.routing_state import ReplicaReport, RoutingState
@@ -110,6 +117,7 @@ from agentic_ray.serve._meta import (
     CALL_ID,
     HEDGE_OF,
     META_KWARG,
+    ROUTED_AT,
     WORKFLOW_DEADLINE,
     meta_from_headers,
     pop_meta,
@@ -208,6 +216,7 @@ class AgenticRequestRouter(RequestRouter):
         self.state = RoutingState(
             core, breaker=self.policy.breaker, retry=self.policy.retry, max_tracked=_MAX_TRACKED,
             timer=time.perf_counter_ns, streams=stream_router_for(self.policy.classes),
+            pressure_ms=kwargs.get("pressure_ms"),
         )  # fmt: skip
         self.hook = load_hook(kwargs.get("decision_hook"))
         self._push = hook_push(self.hook)
@@ -225,6 +234,8 @@ class AgenticRequestRouter(RequestRouter):
             except Exception:  # telemetry must not break serving
                 self.metrics = None
         self.ungated_methods = frozenset(kwargs.get("ungated_methods") or ())
+        self._top_priority = min((c.priority for c in self.policy.classes.values()), default=0)
+        self._backoff_cap_s = float(getattr(self, "max_backoff_s", 0.5) or 0.5)
         self._by_key: dict[str, RunningReplica] = {}
         deployment_id = self._deployment_id  # set by RequestRouter.__init__
         self._target = f"deployment {deployment_id.app_name}/{deployment_id.name}" if deployment_id is not None else ""
@@ -249,6 +260,7 @@ class AgenticRequestRouter(RequestRouter):
     def _switch_policy(self, policy: Policy) -> None:
         """Route with ``policy`` from the next decision on (called on this router's loop)."""
         self.policy = policy
+        self._top_priority = min((c.priority for c in policy.classes.values()), default=0)
         self.state.reconfigure(policy.classes, policy.breaker, policy.retry)
         register_policy(self.hook, policy.version, policy.sha256)
         if self.metrics is not None:
@@ -323,6 +335,17 @@ class AgenticRequestRouter(RequestRouter):
                 return self._shed(pending_request, candidate_replicas, flight.request, shed, now, None, call)
         return self._decide(pending_request, candidate_replicas, key, now)
 
+    def _blocks_routing(self, request: Request) -> bool:
+        """True when ``request`` may be shed, is not of the most urgent class, and waiting would hold one
+        of Serve's few routing tasks (at most twice the replicas) while other requests queue for one in
+        Serve's first-come-first-served queue, where a critical request would wait behind it."""
+        if request.shedding is Shedding.NEVER or request.priority <= self._top_priority:
+            return False
+        backlog = self._pending_requests_to_route
+        while backlog and backlog[0].future.done():
+            backlog.popleft()  # Serve skips these too (lazy cleanup)
+        return bool(backlog)
+
     def _admit(self, pending_request: PendingRequest, candidates: list[RunningReplica], key: str, now: float) -> list:
         """Classify a new request and start tracking it (a hedge pays here), then decide."""
         http = http_request_of(pending_request.args) if pending_request.metadata.is_http_request else None
@@ -396,7 +419,11 @@ class AgenticRequestRouter(RequestRouter):
             replica = self._by_key.get(decision.replica_id)
             if carrier:
                 self._route_span(pending_request.kwargs, carrier, request, decision, now, decision_us)
-            if call.http is not None:
+            if call.http is None:
+                wire = pending_request.kwargs.get(META_KWARG)
+                if wire is not None:
+                    wire[ROUTED_AT] = now  # the replica measures the trip to its gate from it
+            else:
                 decided = dict(call.meta)
                 if pending_request.kwargs.get(TRACE_KWARG):
                     decided["trace"] = pending_request.kwargs[TRACE_KWARG]
@@ -405,6 +432,9 @@ class AgenticRequestRouter(RequestRouter):
                         decision_us, log_id=call.rid, version=call.version)  # fmt: skip
             return [[replica]] if replica is not None else []
         if isinstance(decision, Wait):
+            if self._blocks_routing(request):
+                shed = Shed("router_backlog", self._backoff_cap_s, request.rule_ids, math.nan)
+                return self._shed(pending_request, candidates, request, shed, now, decision_us, call, carrier)
             pending_request.routing_context.should_backoff = True
             self._event("wait", request, decision.reason, now, None, None, decision_us, carrier, log_id=call.rid,
                         version=call.version)  # fmt: skip

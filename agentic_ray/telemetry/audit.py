@@ -26,6 +26,17 @@ hands each one to ``on_checkpoint`` so the caller can publish it (log it, send i
 Record kinds: ``open`` (a writer (re)opened the log), ``decision``, ``completion``, ``checkpoint``,
 ``recovery`` (a torn last line, left by a crash mid-write, was cut off when the log was reopened).
 
+**Rotation.** With ``max_bytes``, a file that reaches that size is renamed ``<path>.1`` (older ones
+shift to ``.2`` ... ``.<backups>``; the oldest beyond ``backups`` is deleted) and a new file starts at
+``path``. The chain does not restart: the new file's first record is an ``open`` record that continues
+the index and the hash of the last record before it and names it in ``body.continues``
+(``{"i": N, "prev": H, "from": "<name>.1"}``), so each file verifies on its own and the previous file's
+head (``agentic-ray trace head``) must equal its ``prev``. Deleting the oldest file is the
+point of rotation; what a checkpoint anchored in a deleted file proved is gone with it. Processes that
+log through the environment (``AGENTIC_DECISION_LOG_DIR``) rotate at ``AGENTIC_DECISION_LOG_MAX_BYTES``
+(default 64 MiB; 0 turns rotation off) and keep ``AGENTIC_DECISION_LOG_BACKUPS`` old files (default 3):
+``options_from_env()``.
+
 Writers: one ``DecisionLog`` per file per process (``open_decision_log`` returns the same object for the
 same path); appends are serialised by a lock, each line goes to the file in one ``os.write`` on an
 ``O_APPEND`` descriptor, so a crash leaves at most one torn last line. ``fsync=True`` also survives
@@ -57,12 +68,15 @@ __all__ = [
     "key_from_env",
     "key_id",
     "open_decision_log",
+    "options_from_env",
     "record_hash",
 ]
 
 GENESIS = "0" * 64
 KINDS = ("open", "decision", "completion", "checkpoint", "recovery")
 _TAIL_SCAN_BYTES = 1 << 20
+DEFAULT_MAX_BYTES = 64 << 20
+DEFAULT_BACKUPS = 3
 
 
 def jsonable(value: Any) -> Any:
@@ -136,7 +150,8 @@ class DecisionLog:
     ``checkpoint_every``: write a checkpoint record after every N records (0: never). ``key``: chain
     with HMAC-SHA256 under this key (module docstring).
     ``on_checkpoint(head)``: called (outside the lock) with the head after each checkpoint, to anchor
-    it elsewhere. ``clock``: wall-clock seconds for ``ts`` (``time.time`` by default).
+    it elsewhere. ``clock``: wall-clock seconds for ``ts`` (``time.time`` by default). ``max_bytes``:
+    rotate the file at this size, keeping ``backups`` old files (module docstring; None: never).
     Opening an existing file continues its chain; a torn last line is cut off and a ``recovery`` record
     says how many bytes were dropped.
     """
@@ -150,9 +165,18 @@ class DecisionLog:
         on_checkpoint: Callable[[LogHead], None] | None = None,
         clock: Callable[[], float] = time.time,
         key: bytes | None = None,
+        max_bytes: int | None = None,
+        backups: int = DEFAULT_BACKUPS,
     ) -> None:
         if checkpoint_every < 0:
             raise ValueError(f"checkpoint_every: must be >= 0, got {checkpoint_every!r}")
+        if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1):
+            raise ValueError(f"max_bytes: must be an integer >= 1 or None, got {max_bytes!r}")
+        if isinstance(backups, bool) or not isinstance(backups, int) or backups < 1:
+            raise ValueError(f"backups: must be an integer >= 1, got {backups!r}")
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.rotations = 0
         self.path = os.fspath(path)
         self.checkpoint_every = checkpoint_every
         self.fsync = fsync
@@ -170,6 +194,8 @@ class DecisionLog:
         except Exception:
             os.close(self._fd)
             raise
+        self._size = os.fstat(self._fd).st_size
+        self._rotating = False
         self._count = count
         self._prev = last_hash
         self._since_checkpoint = 0
@@ -249,7 +275,33 @@ class DecisionLog:
             os.fsync(self._fd)
         self._count += 1
         self._prev = h
+        self._size += written
+        if self.max_bytes is not None and self._size >= self.max_bytes and not self._rotating:
+            self._rotate_locked()
         return h
+
+    def _rotate_locked(self) -> None:
+        """Shift the old files, start a new one whose ``open`` record continues the chain."""
+        os.close(self._fd)
+        self._fd = -1
+        for k in range(self.backups - 1, 0, -1):
+            older = f"{self.path}.{k}"
+            if os.path.exists(older):
+                os.replace(older, f"{self.path}.{k + 1}")
+        os.replace(self.path, f"{self.path}.1")
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self._size = 0
+        self.rotations += 1
+        opened: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname(),
+                                  "continues": {"i": self._count, "prev": self._prev,
+                                                "from": os.path.basename(self.path) + ".1"}}  # fmt: skip
+        if self._key is not None:
+            opened["mac"] = {"alg": "hmac-sha256", "key_id": key_id(self._key)}
+        self._rotating = True
+        try:
+            self._append_locked("open", opened)
+        finally:
+            self._rotating = False
 
     def log_decision(
         self,
@@ -325,6 +377,27 @@ class DecisionLog:
 
 _OPEN_LOGS: dict[str, DecisionLog] = {}
 _OPEN_LOCK = threading.Lock()
+
+
+def options_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``max_bytes`` / ``backups`` for a process's log from ``AGENTIC_DECISION_LOG_MAX_BYTES`` (default
+    64 MiB; 0: no rotation) and ``AGENTIC_DECISION_LOG_BACKUPS`` (default 3). ``ValueError`` names a bad
+    variable."""
+    env = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for name, key, default in (("AGENTIC_DECISION_LOG_MAX_BYTES", "max_bytes", DEFAULT_MAX_BYTES),
+                               ("AGENTIC_DECISION_LOG_BACKUPS", "backups", DEFAULT_BACKUPS)):  # fmt: skip
+        text = env.get(name)
+        try:
+            value = int(text) if text not in (None, "") else default
+        except ValueError:
+            raise ValueError(f"{name}: must be an integer, got {text!r}") from None
+        if value < 0 or (key == "backups" and value < 1):
+            raise ValueError(f"{name}: must be {'>= 1' if key == 'backups' else '>= 0'}, got {value}")
+        out[key] = value
+    if out["max_bytes"] == 0:
+        out["max_bytes"] = None
+    return out
 
 
 def open_decision_log(path: str | os.PathLike[str], **options: Any) -> DecisionLog:

@@ -78,6 +78,18 @@ class VerifyReport:
         }
 
 
+def _continues(rec: Any) -> bool:
+    """True for the first record of a rotated file: an ``open`` record naming what it continues."""
+    body = rec.get("body") if isinstance(rec, dict) else None
+    return (
+        isinstance(body, dict)
+        and rec.get("kind") == "open"
+        and isinstance(body.get("continues"), dict)
+        and isinstance(rec.get("i"), int)
+        and isinstance(rec.get("prev"), str)
+    )
+
+
 def verify_log(path: str | os.PathLike[str], expect_head: str | None = None, key: bytes | None = None) -> VerifyReport:
     """Check the whole chain of the log at ``path``; ``OSError`` when it cannot be read.
 
@@ -109,6 +121,8 @@ def verify_log(path: str | os.PathLike[str], expect_head: str | None = None, key
             expected_i += 1  # assume one record was damaged in place; the next line shows if not
             prev = None
             continue
+        if n == 1 and _continues(rec):
+            expected_i, prev = rec["i"], rec["prev"]  # a rotated file: the chain goes on from its predecessor
         found, keyed_seen = _record_problems(rec, raw, key, expected_i, prev, keyed_seen)
         problems.extend(ChainProblem(n, expected_i, kind, message) for kind, message in found)
         if not found:

@@ -300,8 +300,10 @@ def process_hook() -> TelemetryHook:
             log_dir = os.environ.get("AGENTIC_DECISION_LOG_DIR")
             decision_log = None
             if log_dir:
-                from agentic_ray.telemetry.audit import open_decision_log
+                from agentic_ray.telemetry.audit import open_decision_log, options_from_env
 
-                decision_log = open_decision_log(os.path.join(log_dir, f"decisions-{os.getpid()}.jsonl"))
+                decision_log = open_decision_log(
+                    os.path.join(log_dir, f"decisions-{os.getpid()}.jsonl"), **options_from_env()
+                )
             _PROCESS_HOOK = TelemetryHook(RayMetrics(), decision_log=decision_log)
         return _PROCESS_HOOK

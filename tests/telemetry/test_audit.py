@@ -332,3 +332,36 @@ def test_key_from_env_and_cli_key(tmp_path, monkeypatch, capsys):
     assert main(["trace", "verify", str(path)]) == 1  # keyed log, no key: key_required
     assert main(["trace", "verify", str(path), "--key", "env:NOT_SET_ANYWHERE"]) == 2
     assert "key_required" in capsys.readouterr().err
+
+
+def test_log_rotates_and_each_file_verifies(tmp_path):
+    from agentic_ray.telemetry.audit import DecisionLog
+    from agentic_ray.telemetry.audit_verify import verify_log
+
+    path = tmp_path / "d.jsonl"
+    log = DecisionLog(path, max_bytes=4000, backups=2, checkpoint_every=0, clock=lambda: 1.0)
+    for i in range(200):
+        log.append("decision", {"request_id": f"r{i}", "pad": "x" * 40})
+    assert log.rotations >= 3
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["d.jsonl", "d.jsonl.1", "d.jsonl.2"]  # the oldest beyond two backups is gone
+    assert all(p.stat().st_size < 4000 + 400 for p in tmp_path.iterdir())
+    reports = {name: verify_log(tmp_path / name) for name in files}
+    assert all(r.ok for r in reports.values()), {n: r.problems for n, r in reports.items()}
+    # The new file continues the chain of the one before it.
+    first = json.loads((tmp_path / "d.jsonl").read_text().splitlines()[0])
+    assert first["kind"] == "open" and first["prev"] == reports["d.jsonl.1"].head.hash
+    assert first["i"] == reports["d.jsonl.1"].head.count
+    assert log.head.count == reports["d.jsonl"].head.count
+    log.close()
+
+
+def test_rotation_settings_from_env():
+    from agentic_ray.telemetry.audit import options_from_env
+
+    assert options_from_env({}) == {"max_bytes": 64 << 20, "backups": 3}
+    assert options_from_env({"AGENTIC_DECISION_LOG_MAX_BYTES": "0"})["max_bytes"] is None
+    with pytest.raises(ValueError, match="AGENTIC_DECISION_LOG_BACKUPS"):
+        options_from_env({"AGENTIC_DECISION_LOG_BACKUPS": "0"})
+    with pytest.raises(ValueError, match="AGENTIC_DECISION_LOG_MAX_BYTES"):
+        options_from_env({"AGENTIC_DECISION_LOG_MAX_BYTES": "lots"})

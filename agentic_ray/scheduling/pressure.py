@@ -1,0 +1,87 @@
+"""Shedding by host pressure: while the path to a replica is slow, less urgent work is refused at the router.
+
+When the host is saturated (a noisy neighbour on a small machine, a caller's busy event loop), every
+request pays for its trip to a replica before any gate sees it: the caller's router, the RPC, the
+replica's event loop all serve first come, first served, and their delay lands on critical work as on
+any other. The replica's gate cannot help with time spent before it, and running fewer calls at once
+there (``limits.DelayLimit``) keeps less urgent work waiting at the gate, but that work has still made
+the trip and cost its CPU. Refusing it at the caller's router costs a fraction of that trip, so the
+less urgent work stops competing for the CPU the critical work's trip needs. This is the reasoning of
+Google's client-side throttling and of refusing early and cheaply under overload (SRE book, ch. 21),
+with the delay signal of CoDel (Nichols & Jacobson, "Controlling Queue Delay", ACM Queue 2012): react
+to the sojourn time of the queue, not to its length.
+
+Signal. Each replica publishes ``RoutingStats.delay_ms``: the larger of the mean lateness of a timer
+on its event loop and the mean time its calls took from the router's decision to its gate (the
+``DelayLimit``'s window signal; ``ReplicaView.delay_ms``).
+
+Rule (``under_pressure``). The classes' distinct priority levels ``p_0 < p_1 < ... < p_k`` are ranked
+from the least urgent: level ``p_k`` sheds once a replica's delay exceeds ``target_ms``, ``p_(k-1)``
+above ``2 * target_ms``, ... , ``p_1`` above ``2^(k-1) * target_ms``; the most urgent level ``p_0`` and
+never-shed classes are never refused here. So the least critical work goes first, and more of it as
+the delay grows. A replica over its threshold is not a candidate for the request; when that leaves
+none of the healthy replicas the request may use, the router refuses it with
+``Overloaded(reason="host_saturated")``, ``retry_after_s`` one stats period (the next report may
+clear it). Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from agentic_ray.policies.types import Shedding
+from agentic_ray.scheduling.types import ReplicaView, Request, Shed
+
+__all__ = ["PressureRule", "under_pressure"]
+
+_RETRY_AFTER_S = 0.25  # about one stats period: the next report may lift it
+
+
+class PressureRule:
+    """The delay above which each priority level sheds at the router (module docstring).
+
+    ``target_ms``: the least urgent level's threshold (the replicas' ``delay_target_ms``);
+    ``priorities``: the policy's class priorities (any iterable of ints)."""
+
+    __slots__ = ("target_ms", "thresholds")
+
+    def __init__(self, target_ms: float, priorities: Iterable[int]) -> None:
+        if not target_ms > 0:
+            raise ValueError(f"target_ms: must be > 0, got {target_ms!r}")
+        self.target_ms = float(target_ms)
+        self.thresholds: dict[int, float] = {}
+        self.set_priorities(priorities)
+
+    def set_priorities(self, priorities: Iterable[int]) -> None:
+        """Recompute the thresholds for a new policy's class priorities."""
+        levels = sorted(set(priorities))
+        k = len(levels) - 1
+        # level i (0 = most urgent) sheds above target * 2^(k - i); the most urgent never
+        self.thresholds = {p: self.target_ms * 2 ** (k - i) for i, p in enumerate(levels) if i > 0}
+
+    def threshold_ms(self, request: Request) -> float | None:
+        """The delay above which ``request`` is refused here (None: never)."""
+        if request.shedding is Shedding.NEVER:
+            return None
+        return self.thresholds.get(request.priority)
+
+
+def under_pressure(
+    request: Request, replicas: list[ReplicaView], rule: PressureRule | None
+) -> tuple[list[ReplicaView], Shed | None]:
+    """The replicas whose published delay is within ``request``'s threshold (all of them when it has
+    none), and ``Shed("host_saturated")`` when that leaves none of the healthy replicas it may use."""
+    if rule is None:
+        return replicas, None
+    limit = rule.threshold_ms(request)
+    if limit is None:
+        return replicas, None
+    calm = [r for r in replicas if r.delay_ms <= limit]
+    if len(calm) == len(replicas):
+        return replicas, None
+    allows = request.allows
+    if any(r.healthy and (allows is None or allows(r.attrs)) for r in calm):
+        return calm, None
+    if not any(r.healthy and (allows is None or allows(r.attrs)) for r in replicas):
+        return replicas, None  # nothing eligible: the router's own decision names why
+    return replicas, Shed("host_saturated", _RETRY_AFTER_S, request.rule_ids)
