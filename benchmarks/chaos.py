@@ -114,11 +114,14 @@ def chaos_cluster(tmp: str):
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ["TMPDIR"] = tmp
+    # Ray's GCS declares a node dead after health_check_failure_threshold missed checks, every
+    # health_check_period_ms (defaults 5 x 3 s: ~15 s in which tasks on a removed node just wait). A
+    # cluster that must re-place work within budgets lowers them; so does this one (~1.5 s).
     cluster = Cluster(
         initialize_head=True,
         head_node_args=dict(
             num_cpus=2, include_dashboard=False, temp_dir=os.path.join(tmp, "ray"), gcs_server_port=free_port(),
-            labels={"zone": "eu-west", "accelerator": "cpu"},
+            labels={"zone": "eu-west", "accelerator": "cpu"}, _system_config=FAST_NODE_FAILURE_DETECTION,
         ),
     )  # fmt: skip
     cluster.add_node(num_cpus=2, labels={"zone": "eu-west", "accelerator": "cpu"})
@@ -379,6 +382,14 @@ def kill_replica(cluster: Any, handle: Any, tmp: str, quick: bool) -> dict[str, 
     retries = (state.retries_total - retries0) if state is not None else 0
     requests = (state.requests_total - requests0) if state is not None else 0
     return fault_row(ledger, recovery_s=back, retries=retries, retry_ratio=_r(retries / requests if requests else 0.0))
+
+
+FAST_NODE_FAILURE_DETECTION = {
+    "health_check_initial_delay_ms": 1000,
+    "health_check_period_ms": 500,
+    "health_check_timeout_ms": 500,
+    "health_check_failure_threshold": 3,
+}
 
 
 def remove_node(cluster: Any, handle: Any, tmp: str, quick: bool) -> dict[str, Any]:
