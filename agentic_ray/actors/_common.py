@@ -42,6 +42,7 @@ GLOBAL_NAME = "agentic-global"
 AGENT_PREFIX = "agentic-agent-"
 _KV_NS = "agentic"
 SERVE_TARGETS_KEY = "serve/targets"
+SERVE_OVERLAY_KEY = "serve/overlay"
 
 
 def agent_name(node_id: str) -> str:
@@ -67,6 +68,8 @@ class ControlPlaneConfig:
     agent within about this plus actor start-up). ``stale_after_s``: a node whose agent has not
     reported for this long is left out of the cluster view. ``burn_windows``: ``(long_s, short_s,
     threshold)`` triples (SRE workbook defaults 1 h/5 min at 14.4 and 6 h/30 min at 6).
+    ``decision_log_dir``: where the GlobalCoordinator writes its decision log (actions, reverts, canary
+    verdicts; ``coordinator-<pid>.jsonl``); default ``AGENTIC_DECISION_LOG_DIR`` of its process, else none.
     """
 
     report_interval_s: float = 0.5
@@ -79,6 +82,7 @@ class ControlPlaneConfig:
     p99_window_s: float = 60.0
     min_samples: int = 20
     burn_windows: tuple[tuple[float, float, float], ...] = ((3600.0, 300.0, 14.4), (21600.0, 1800.0, 6.0))
+    decision_log_dir: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -147,6 +151,18 @@ def read_serve_targets() -> dict[str, str]:
     """The published ``{deployment: policy sha256}`` (empty when none was published)."""
     raw = kv_get(SERVE_TARGETS_KEY)
     return {} if not raw else {str(k): str(v) for k, v in json.loads(raw).items()}
+
+
+def write_serve_overlay(overlay: dict[str, Any]) -> None:
+    """Publish what Serve's routers and replicas should apply on top of their policy (``SERVE_OVERLAY_KEY``):
+    the actions in force (``ActionOverlay.serve_part``), a canary's replicas and a shadow policy."""
+    kv_put(SERVE_OVERLAY_KEY, json.dumps(overlay, sort_keys=True))
+
+
+def read_serve_overlay() -> dict[str, Any]:
+    """The published overlay (empty when none was published)."""
+    raw = kv_get(SERVE_OVERLAY_KEY)
+    return {} if not raw else dict(json.loads(raw))
 
 
 def load_checkpoint() -> dict[str, Any] | None:

@@ -11,6 +11,8 @@
 - ``diff OLD NEW [--json]``: the changes in meaning (classes, budgets, rules), not a text diff.
 - ``schema``: the JSON Schema of the policy format.
 - ``keygen``, ``sign``, ``verify``: signed policy bundles (``policy_signing``).
+- ``apply`` (``--canary F`` / ``--shadow``), ``promote``, ``rollback``, ``history``: rollout on a running
+  cluster (``policy_rollout_cmd``).
 """
 
 from __future__ import annotations
@@ -73,9 +75,11 @@ def register(subparsers: Any) -> None:
     schema = sub.add_parser("schema", help="print the JSON Schema of the policy format")
     schema.set_defaults(func=_schema)
 
+    from agentic_ray.cli.policy_rollout_cmd import register_rollout
     from agentic_ray.cli.policy_signing import register_signing
 
     register_signing(sub)
+    register_rollout(sub)
 
 
 def _no_subcommand(parser: argparse.ArgumentParser) -> int:

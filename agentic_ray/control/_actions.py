@@ -45,15 +45,25 @@ that changed or went away.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from statistics import median
 from typing import Any
 
 from agentic_ray.control._drift import Alert
+from agentic_ray.control._reports import NodeLease
 from agentic_ray.policies.actions import ActionRule, ActionsConfig
 from agentic_ray.policies.types import QosClass, Shedding
 
-__all__ = ["ActionOverlay", "ActionPlanner", "ActionRecord", "Evidence", "ReplicaEvidence", "evidence_from"]
+__all__ = [
+    "ActionOverlay",
+    "ActionPlanner",
+    "ActionRecord",
+    "Evidence",
+    "ReplicaEvidence",
+    "evidence_from",
+    "tightened_caps",
+    "tightened_leases",
+]
 
 _Target = tuple[str | None, dict[str, Any], str]  # (target, effect, why not)
 
@@ -445,3 +455,29 @@ def evidence_from(stats: Mapping[str, Any], nodes: Mapping[str, str], counts: Ma
         for rid, s in sorted(stats.items())
     )
     return Evidence(reps, dict(nodes), dict(counts))
+
+
+def tightened_caps(caps: Mapping[str, int], factors: Mapping[str, float], base: Mapping[str, int]) -> dict[str, int]:
+    """``caps`` with each class of ``factors`` capped at ``floor(factor * cap)``, the cap being the one in
+    ``caps`` or, for a class without one, its ``base`` (a replica: slots plus the class's queue bound)."""
+    out = dict(caps)
+    for qos, factor in factors.items():
+        cap = caps.get(qos, base.get(qos))
+        if cap is not None:
+            out[qos] = int(factor * cap)
+    return out
+
+
+def tightened_leases(
+    leases: Mapping[str, Mapping[str, NodeLease]], node_caps: Mapping[str, Mapping[str, float]]
+) -> dict[str, dict[str, NodeLease]]:
+    """Zones' node leases with ``tighten_admission`` factors applied to the caps of the nodes they name."""
+    out: dict[str, dict[str, NodeLease]] = {}
+    for zone, nodes in leases.items():
+        out[zone] = {}
+        for node_id, lease in nodes.items():
+            factors = node_caps.get(node_id)
+            if factors:
+                lease = replace(lease, caps=tightened_caps(lease.caps, factors, {}))
+            out[zone][node_id] = lease
+    return out

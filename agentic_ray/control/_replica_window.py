@@ -103,14 +103,18 @@ class ReplicaWindow:
             self._last_at.pop(rid, None)
             self._where.pop(rid, None)
 
-    def replicas(self, now: float, qos: str | None = None) -> dict[str, WindowStats]:
-        """``{replica id: WindowStats}`` over the window ending at ``now`` (one class, or all)."""
+    def replicas(self, now: float, qos: str | None = None, span_s: float | None = None) -> dict[str, WindowStats]:
+        """``{replica id: WindowStats}`` over the last ``span_s`` (default: the whole window) before
+        ``now`` (one class, or all)."""
         self._prune(now)
+        cut = now - (span_s if span_s is not None else self.window_s)
         out: dict[str, WindowStats] = {}
         for rid, deltas in self._deltas.items():
             where = self._where[rid]
             stats = WindowStats(where.deployment, where.node_id, where.zone, where.policy_sha)
-            for _, _, per_class in deltas:
+            for t, _, per_class in deltas:
+                if t <= cut:
+                    continue
                 for q, (count, bad, hist) in per_class.items():
                     if qos is None or q == qos:
                         stats.add(count, bad, hist)
@@ -118,16 +122,23 @@ class ReplicaWindow:
         return out
 
     def by_version(
-        self, now: float, deployments: Mapping[str, object] | None = None, qos: str | None = None
+        self,
+        now: float,
+        deployments: Mapping[str, object] | None = None,
+        qos: str | None = None,
+        span_s: float | None = None,
     ) -> dict[str, WindowStats]:
-        """The window merged by the policy sha256 each delta was reported under (``deployments``: only
-        their replicas; ``qos``: one class)."""
+        """The window (its last ``span_s``) merged by the policy sha256 each delta was reported under
+        (``deployments``: only their replicas; ``qos``: one class)."""
         self._prune(now)
+        cut = now - (span_s if span_s is not None else self.window_s)
         out: dict[str, WindowStats] = {}
         for rid, deltas in self._deltas.items():
             if deployments is not None and self._where[rid].deployment not in deployments:
                 continue
-            for _, sha, per_class in deltas:
+            for t, sha, per_class in deltas:
+                if t <= cut:
+                    continue
                 merged = out.setdefault(sha, WindowStats(policy_sha=sha))
                 for q, (count, bad, hist) in per_class.items():
                     if qos is None or q == qos:

@@ -24,6 +24,8 @@ from agentic_ray.sdk import _state, _telemetry
 
 __all__ = [
     "apply_policy",
+    "policy_history",
+    "promote_policy",
     "cluster_view",
     "init",
     "rollback_policy",
@@ -146,28 +148,87 @@ def stop_control_plane_actors() -> None:
         internal_kv._internal_kv_del(key, namespace=NAMESPACE)
 
 
-def apply_policy(path_or_policy: Any, wait: bool = True) -> dict[str, Any]:
+def apply_policy(
+    path_or_policy: Any,
+    wait: bool = True,
+    *,
+    canary: float | None = None,
+    canary_nodes: list[str] | None = None,
+    shadow: bool = False,
+    canary_window_s: float = 60.0,
+    canary_margin: float = 1.0,
+) -> dict[str, Any]:
     """Validate (``PolicyValidationError`` for an invalid document: the active policy stays), version
     and push a policy to every agent. Returns ``{name, version, sha256, revision, source, acked,
-    missing}`` (node ids that acknowledged / did not within the timeout)."""
-    import ray
+    missing}`` (node ids that acknowledged / did not within the timeout).
 
+    ``canary=0.2`` (or ``canary_nodes=[node ids]``) runs it as a canary instead: it governs that fraction
+    of the nodes and of each deployment's replicas (chosen deterministically, never a zone's or a
+    deployment's last), is compared with the active policy by burn rate and p99 over
+    ``canary_window_s`` and promoted when no worse, or rolled back when its burn rate exceeds the
+    baseline's by more than ``canary_margin``. ``shadow=True`` runs it in shadow: every router
+    evaluates it beside the active one and counts what it would have done differently (``status()
+    ["trial"]``), acting on nothing. The answer then has ``trial``. A canary fraction outside (0, 1) is a
+    ``ValueError``; so is a trial while another runs (``promote_policy`` / ``rollback_policy`` first), and
+    an ``actions`` rule naming a deployment the control plane does not know is a ``PolicyValidationError``
+    naming the rule; nothing changes then."""
+
+    from agentic_ray.control._trial import CanarySettings, check_fraction
+
+    if canary is not None:
+        check_fraction(canary)
+    if sum((canary is not None, bool(canary_nodes), bool(shadow))) > 1:
+        raise ValueError("apply_policy: give one of canary, canary_nodes and shadow")
+    CanarySettings(canary_window_s, canary_margin)  # ValueError before anything is sent
     policy, source = _as_policy(path_or_policy)
     rt = _state.runtime()
-    info = ray.get(rt.global_handle().apply_policy.remote(policy, source, wait), timeout=120)
-    rt.remember_policy(policy)
-    rt.adopt_policy_sha(policy.sha256)
+    trial = None
+    if canary is not None or canary_nodes or shadow:
+        trial = {"canary": canary, "canary_nodes": list(canary_nodes or ()), "shadow": bool(shadow),
+                 "window_s": canary_window_s, "margin": canary_margin}  # fmt: skip
+    info = _call(rt.global_handle().apply_policy.remote(policy, source, wait, trial))
+    if trial is None:
+        rt.remember_policy(policy)
+        rt.adopt_policy_sha(policy.sha256)
     return info
+
+
+def _call(ref: Any) -> Any:
+    """``ray.get`` of a coordinator call, with the coordinator's refusal raised as its own type."""
+    import ray
+
+    try:
+        return ray.get(ref, timeout=120)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else None
+        if cause is not None:
+            raise cause from None
+        raise
 
 
 def rollback_policy(wait: bool = True) -> dict[str, Any]:
-    """Return to the previous policy version (``ValueError`` when there is none)."""
-    import ray
-
+    """Roll back the running canary or shadow policy, else return to the previous policy version
+    (``ValueError`` when there is neither; nothing changes)."""
     rt = _state.runtime()
-    info = ray.get(rt.global_handle().rollback_policy.remote(wait), timeout=120)
+    info = _call(rt.global_handle().rollback_policy.remote(wait))
     rt.reload_policy()
     return info
+
+
+def promote_policy(wait: bool = True) -> dict[str, Any]:
+    """Make the running canary or shadow policy the active one everywhere (``ValueError`` when none runs;
+    nothing changes)."""
+    rt = _state.runtime()
+    info = _call(rt.global_handle().promote_policy.remote(wait))
+    rt.reload_policy()
+    return info
+
+
+def policy_history() -> list[dict[str, Any]]:
+    """Every kept policy version and trial: ``{version, sha256, revision, source, state, at, by}``, oldest
+    first (state ``active``, ``superseded``, ``canary running``, ``shadow promoted``, ...)."""
+    rt = _state.runtime()
+    return list(_call(rt.global_handle().history.remote()))
 
 
 NO_CONTROL_PLANE = (

@@ -148,7 +148,7 @@ class _Call:
     the proxy's ``StreamingHTTPRequest`` and the metadata to stamp into it, the id its decision records
     carry (``rid``: Serve's request id), the policy version that classified it and its drift workflow."""
 
-    __slots__ = ("drift", "future_id", "http", "meta", "rid", "version")
+    __slots__ = ("drift", "future_id", "http", "meta", "rid", "shadow", "version")
 
     def __init__(self, future_id: int, http: Any = None, meta: dict[str, Any] | None = None, rid: Any = None,
                  version: str | None = None, drift: str | None = None) -> None:  # fmt: skip
@@ -158,6 +158,7 @@ class _Call:
         self.rid = rid
         self.version = version
         self.drift = drift
+        self.shadow: Any = None  # the shadow policy's classification, until the request is routed
 
 
 def _node_id() -> str | None:
@@ -229,6 +230,9 @@ class AgenticRequestRouter(RequestRouter):
         deployment_id = self._deployment_id  # set by RequestRouter.__init__
         self._target = f"deployment {deployment_id.app_name}/{deployment_id.name}" if deployment_id is not None else ""
         self._agentic_loop: Any = None  # this router's event loop, once it routed (policy switches run there)
+        self._shadow: Policy | None = None  # a shadow policy evaluated beside ``policy`` (``_set_shadow``)
+        self._asked: Any = None  # the last request's metadata as asked (for the shadow)
+        self.shadow_counts: dict[str, Any] | None = None
         self._tally: Any = None
         if deployment_id is not None:
             self._join_control_plane(f"{deployment_id.app_name}/{deployment_id.name}")
@@ -255,6 +259,56 @@ class AgenticRequestRouter(RequestRouter):
         if self.metrics is not None:
             with contextlib.suppress(Exception):  # telemetry must not break serving
                 self.metrics.policy_version(policy.version)
+
+    # -- shadow policy --------------------------------------------------------------------------------
+    def _set_shadow(self, policy: Policy | None) -> None:
+        """Evaluate ``policy`` beside the live one on every request from now on (None: stop); it acts on
+        nothing. Counts restart with a new shadow policy."""
+        if policy is None:
+            self._shadow, self.shadow_counts = None, None
+        elif self._shadow is None or self._shadow.sha256 != policy.sha256:
+            self._shadow = policy
+            self.shadow_counts = {"sha": policy.sha256, "evaluated": 0, "would_refuse": 0,
+                                  "would_place_elsewhere": 0, "would_shed": 0}  # fmt: skip
+
+    def _shadow_admit(self, request: Request, call: _Call, now: float) -> None:
+        """Classify the request as asked under the shadow policy: a refusal is counted, a classification
+        kept for the routing decision (``_shadow_route``)."""
+        counts, shadow = self.shadow_counts, self._shadow
+        if counts is None or shadow is None or self._asked is None:
+            return
+        counts["evaluated"] += 1
+        try:
+            call.shadow = shadow.classify(self._asked, now)
+        except (PolicyError, ValueError):
+            self._shadow_differs("would_refuse", request, now, call, None, None)
+
+    def _shadow_route(self, request: Request, call: _Call, decision: Route, now: float) -> None:
+        """The live decision routed to ``decision.replica_id``: would the shadow place it there, and would
+        its budget be met there?"""
+        c, call.shadow = call.shadow, None
+        view = self.state.view(decision.replica_id)
+        if c.allows is not None and view is not None and not c.allows(view.attrs):
+            self._shadow_differs("would_place_elsewhere", request, now, call, decision.replica_id, None)
+            return
+        predicted = decision.predicted_ms
+        may_shed = c.qos.shedding.value != "never"
+        if may_shed and not math.isnan(predicted) and predicted > (c.deadline - now) * 1000.0:
+            self._shadow_differs("would_shed", request, now, call, decision.replica_id, predicted)
+
+    def _shadow_differs(self, what: str, request: Request, now: float, call: _Call, replica_id: Any,
+                        predicted: float | None) -> None:  # fmt: skip
+        """Count a difference; the first 10 of each kind and every 20th after go to the decision log
+        (outcome ``shadow``, reason the difference, the shadow's version)."""
+        counts, shadow = self.shadow_counts, self._shadow
+        if counts is None or shadow is None:
+            return
+        counts[what] += 1
+        n = counts[what]
+        if (n <= 10 or n % 20 == 0) and not self._hook_off:
+            safe_record(self.hook, DecisionEvent("router", "shadow", str(call.rid or request.id), request.qos, what,
+                                                 replica_id, predicted, request.remaining_ms(now), request.rule_ids,
+                                                 shadow.version, None, now))  # fmt: skip
 
     # -- replica facts --------------------------------------------------------------------------------
     def update_replicas(self, replicas: list[RunningReplica]) -> None:
@@ -341,6 +395,8 @@ class AgenticRequestRouter(RequestRouter):
         call = _Call(id(pending_request.future), http, meta if http is not None else None,
                      pending_request.metadata.request_id, self.policy.version,
                      drift_workflow(workflow, meta.get("stage")) if workflow else None)  # fmt: skip
+        if self._shadow is not None:
+            self._shadow_admit(request, call, now)
         tally = self._tally
         if tally is not None:
             tally.offer(request.qos)
@@ -367,7 +423,10 @@ class AgenticRequestRouter(RequestRouter):
                 tenant = _identity.resolve_tenant(self.policy, meta.get("tenant"))
                 if tenant is not None:
                     meta["tenant"] = tenant
-        classification = self.policy.classify(request_meta(meta), now)
+        asked = request_meta(meta)
+        if self._shadow is not None:
+            self._asked = asked
+        classification = self.policy.classify(asked, now)
         request = to_request(
             classification, key, now, meta.get("deadline"), meta.get("model"), meta.get(WORKFLOW_DEADLINE)
         )
@@ -395,6 +454,8 @@ class AgenticRequestRouter(RequestRouter):
         carrier = pending_request.kwargs.get(TRACE_KWARG)  # only sampled contexts travel (with_trace)
         if isinstance(decision, Route):
             replica = self._by_key.get(decision.replica_id)
+            if call.shadow is not None:
+                self._shadow_route(request, call, decision, now)
             if carrier:
                 self._route_span(pending_request.kwargs, carrier, request, decision, now, decision_us)
             if call.http is not None:
