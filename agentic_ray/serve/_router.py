@@ -213,6 +213,9 @@ class AgenticRequestRouter(RequestRouter):
         self.hook = load_hook(kwargs.get("decision_hook"))
         self._push = hook_push(self.hook)
         self._hook_off = isinstance(self.hook, NoopHook)
+        # With a decision log, each admitted request also gets an ``arrive`` record with what a replay needs
+        # (tenant, workflow, stage, model, data class: ``agentic-ray trace export``).
+        self._log_arrivals = getattr(self.hook, "decision_log", None) is not None
         register_policy(self.hook, self.policy.version, self.policy.sha256)
         self.metrics = None
         self._breaker_states: dict[str, str] = {}
@@ -397,6 +400,8 @@ class AgenticRequestRouter(RequestRouter):
                      drift_workflow(workflow, meta.get("stage")) if workflow else None)  # fmt: skip
         if self._shadow is not None:
             self._shadow_admit(request, call, now)
+        if self._log_arrivals:
+            self._arrival(request, meta, call, now)
         tally = self._tally
         if tally is not None:
             tally.offer(request.qos)
@@ -405,6 +410,16 @@ class AgenticRequestRouter(RequestRouter):
         if shed is not None:
             return self._shed(pending_request, candidates, request, shed, now, None, call)
         return self._decide(pending_request, candidates, key, now)
+
+    def _arrival(self, request: Request, meta: dict[str, Any], call: _Call, now: float) -> None:
+        attrs = {k: meta.get(k) for k in ("tenant", "workflow", "stage", "data_class")}
+        attrs["model"] = request.model
+        event = ("router", "arrive", call.rid if call.rid is not None else request.id, request.qos, "", None, None,
+                 request.remaining_ms(now), request.rule_ids, call.version, None, now, {"request": attrs})  # fmt: skip
+        if self._push is not None:
+            self._push(event)
+        else:
+            safe_record(self.hook, DecisionEvent._make(event))
 
     def _classify(self, pending_request: PendingRequest, key: str, now: float, http: Any) -> tuple[Request, dict]:
         """The request's metadata (kwargs, or a direct HTTP request's headers) classified by the policy;
