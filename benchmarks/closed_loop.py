@@ -18,7 +18,8 @@ sequence (alert -> action -> clear -> restore -> revert).
 
 Writes ``benchmarks/results/closed_loop.json``, ``.md`` and ``closed_loop.png``.
 
-    python benchmarks/closed_loop.py [--duration 30] [--slow-at 10] [--rate 30] [--factor 5] [--seed 11]
+    python benchmarks/closed_loop.py [--duration 30] [--slow-at 10] [--rate 50] [--slots 1] [--service-ms 30]
+                                     [--factor 5] [--seed 11]
 """
 
 from __future__ import annotations
@@ -108,17 +109,17 @@ def schedule(rate: float, duration: float, seed: int) -> list[tuple[float, str]]
     return out
 
 
-def deploy(policy_path: str) -> Any:
+def deploy(policy_path: str, slots: int = 1, service_s: float = 0.03) -> Any:
     from ray import serve
 
     import agentic_ray.serve as ars
 
-    @ars.deployment(policy=policy_path, slots=2, num_replicas=3, ray_actor_options={"num_cpus": 0})
+    @ars.deployment(policy=policy_path, slots=slots, num_replicas=3, ray_actor_options={"num_cpus": 0})
     class Model:
         async def __call__(self, _payload: Any = None) -> str:
             from agentic_ray.testing import slowdown
 
-            await asyncio.sleep(0.02 * slowdown.factor())  # TEST HOOK: 5x on the slowed replica
+            await asyncio.sleep(service_s * slowdown.factor())  # TEST HOOK: 5x on the slowed replica
             return "ok"
 
     return serve.run(Model.bind(), name=APP, route_prefix=None)
@@ -186,7 +187,7 @@ def one_run(sdk: Any, folder: Path, loop_on: bool, arrivals: list[tuple[float, s
     version = "loop-on" if loop_on else "loop-off"
     deploy_time = folder / "deploy.yaml"
     deploy_time.write_text(POLICY.format(version="deploy"))
-    handle = deploy(str(deploy_time))
+    handle = deploy(str(deploy_time), args.slots, args.service_ms / 1000.0)
     for _ in range(10):
         handle.remote(None, qos="standard").result(timeout_s=60)
     deadline = time.monotonic() + 60
@@ -263,7 +264,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of arrivals per run")
     parser.add_argument("--slow-at", type=float, default=10.0, help="when the replica slows down")
     parser.add_argument("--factor", type=float, default=5.0, help="its service time multiplier")
-    parser.add_argument("--rate", type=float, default=30.0, help="arrivals per second")
+    parser.add_argument("--rate", type=float, default=50.0, help="arrivals per second")
+    parser.add_argument("--slots", type=int, default=1, help="slots per replica")
+    parser.add_argument("--service-ms", type=float, default=30.0, help="service time per call")
     parser.add_argument("--tail", type=float, default=10.0, help="idle seconds after the arrivals")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
@@ -280,6 +283,7 @@ def main() -> int:
         p99_window_s=2.0,
         min_samples=5,
         burn_windows=((3.0, 1.0, 2.0),),
+        decision_log_dir=str(folder / "logs"),
     )
     runs = []
     with token_ray():
@@ -320,13 +324,20 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Closed loop: a replica slows down 5x, critical SLO attainment with the loop off and on",
         "",
-        f"3 replicas x 2 slots (20 ms calls); {report['arrivals']} seeded Poisson arrivals ({s['rate']:g} rps, "
-        f"critical/standard/sheddable 30/40/30 %, critical budget 80 ms) over {s['duration']:g} s, the same in both "
-        f"runs; at {s['slow_at']:g} s one replica's service time x{s['factor']:g} (test hook). Actions: avoid_replica "
-        "+ tighten_admission (factor 0.5) on a burn-rate alert of critical on the deployment; loop off = the same "
-        "policy with `dry_run: true`. Drift windows: burn rate over 3 s and 1 s (threshold 2), p99 over 2 s. "
-        f"Host: {report['host']['cpus']} CPUs, load {report['host']['load_1m'][0]:.1f} -> "
-        f"{report['host']['load_1m'][1]:.1f}.",
+        " ".join(
+            [
+                f"3 replicas x {s['slots']} slot(s) ({s['service_ms']:g} ms calls);",
+                f"{report['arrivals']} seeded Poisson arrivals ({s['rate']:g} rps,",
+                "critical/standard/sheddable 30/40/30 %, critical budget 80 ms)",
+                f"over {s['duration']:g} s, the same in both runs;",
+                f"at {s['slow_at']:g} s one replica's service time x{s['factor']:g} (test hook).",
+                "Actions: avoid_replica + tighten_admission (factor 0.5) on a burn-rate alert of critical on the",
+                "deployment; loop off = the same policy with `dry_run: true`.",
+                "Drift windows: burn rate over 3 s and 1 s (threshold 2), p99 over 2 s.",
+                f"Host: {report['host']['cpus']} CPUs, load {report['host']['load_1m'][0]:.1f} ->",
+                f"{report['host']['load_1m'][1]:.1f}.",
+            ]
+        ),
         "",
         "| loop | critical attainment | missed | alert at s | >= 99 % again after s (first / for good) |",
         "|---|---:|---:|---:|---:|",

@@ -1,7 +1,7 @@
 """Actions from alerts: the policy's ``actions`` rules turned into what to do now. Pure: ``now`` comes in.
 
 ``ActionPlanner.evaluate(alerts, evidence, now)`` takes the active drift alerts (``DriftDetector``) and
-the evidence of where the trouble is (``Evidence``: each replica's median latency over a window, the
+the evidence of where the trouble is (``Evidence``: each replica's recent latency, the
 alive nodes, each deployment's replica count) and returns the transitions since the last evaluation as
 ``ActionRecord`` values; ``overlay()`` is what should be in force now (``ActionOverlay``), which the
 GlobalCoordinator executes. One entry per (rule, target) carries the hysteresis:
@@ -24,11 +24,12 @@ Targets and their guards:
   be shed, have their caps scaled by ``factor`` (never-shed classes are never capped): on the alert's
   deployment's replicas (``zone``: only those in it), else on the task path's node leases (of ``zone``,
   or every node).
-- ``avoid_replica``: the replica of the alert's deployment whose median latency over the window is at
-  least ``drift_ratio`` times the median of the others' (a robust outlier test: one slow replica cannot
-  drag the reference up). Never the last replica of a deployment that is not avoided; routers keep an
-  avoided replica where a request has no other eligible one (residency), see
-  ``scheduling.routing_state``.
+- ``avoid_replica``: the replica of the alert's deployment whose latency over the evidence window (the
+  upper quartile of its completions over the last 2 s: recent enough that completions from before the
+  drift do not hide it, and robust to one slow request) is at least ``drift_ratio`` times the median of
+  the others' (a robust outlier test: one slow replica cannot drag the reference up). Never the last
+  replica of a deployment that is not avoided; routers keep an avoided replica where a request has no
+  other eligible one (residency), see ``scheduling.routing_state``.
 - ``avoid_node``: the same test over nodes (a node's replicas merged); never the last node not avoided.
 - ``scale_out``: the alert's deployment gets ``replicas`` more, never above ``max_replicas`` (given back
   to the count it had on revert); for an alert on the task path, ``resources`` bundles are asked of the
@@ -68,18 +69,20 @@ __all__ = [
 _Target = tuple[str | None, dict[str, Any], str]  # (target, effect, why not)
 
 LOG_KEPT = 200
-MIN_SAMPLES = 5  # completions in the window before a replica's median counts as evidence
+MIN_SAMPLES = 3  # completions in the window before a replica's figure counts as evidence
+EVIDENCE_QUANTILE = 0.75  # a replica's latency figure: the upper quartile of its recent completions
 
 
 @dataclass(frozen=True, slots=True)
 class ReplicaEvidence:
-    """One replica as the evidence window saw it: median latency (ms) over ``samples`` completions."""
+    """One replica as the evidence window saw it: its latency figure (ms, the upper quartile; see the module
+    docstring) over ``samples`` completions."""
 
     replica_id: str
     deployment: str
     node_id: str = ""
     zone: str = ""
-    median_ms: float | None = None
+    latency_ms: float | None = None
     samples: int = 0
 
 
@@ -323,10 +326,10 @@ class ActionPlanner:
         avoided = self._avoided("avoid_replica")
         if len(mine) - len(avoided & {r.replica_id for r in mine}) <= 1:
             return None, {}, "it would leave no replica of the deployment un-avoided"
-        figures = {r.replica_id: (r.median_ms, r.samples, r.zone) for r in mine if r.replica_id not in avoided}
+        figures = {r.replica_id: (r.latency_ms, r.samples, r.zone) for r in mine if r.replica_id not in avoided}
         worst = _drifted(figures, float(rule.param("drift_ratio")), rule.zone)
         if worst is None:
-            return None, {}, f"no replica's median latency is {rule.param('drift_ratio'):g}x the others'"
+            return None, {}, f"no replica's recent latency is {rule.param('drift_ratio'):g}x the others'"
         return f"replica:{worst}", {"weight": float(rule.param("weight")), "deployment": deployment}, ""
 
     def _avoid_node(self, rule: ActionRule, ev: Evidence) -> _Target:
@@ -339,11 +342,11 @@ class ActionPlanner:
                 by_node.setdefault(r.node_id, []).append(r)
         figures = {}
         for node, reps in by_node.items():
-            medians = [r.median_ms for r in reps if r.median_ms is not None and r.samples >= MIN_SAMPLES]
+            medians = [r.latency_ms for r in reps if r.latency_ms is not None and r.samples >= MIN_SAMPLES]
             figures[node] = (median(medians) if medians else None, sum(r.samples for r in reps), ev.nodes.get(node, ""))
         worst = _drifted(figures, float(rule.param("drift_ratio")), rule.zone)
         if worst is None:
-            return None, {}, f"no node's median latency is {rule.param('drift_ratio'):g}x the others'"
+            return None, {}, f"no node's recent latency is {rule.param('drift_ratio'):g}x the others'"
         return f"node:{worst}", {"weight": float(rule.param("weight"))}, ""
 
     def _scale_out(self, rule: ActionRule, deployment: str | None, ev: Evidence) -> _Target:
@@ -434,7 +437,7 @@ def _min_into(into: dict[str, float], caps: Mapping[str, float]) -> None:
 
 
 def _drifted(figures: Mapping[str, tuple[float | None, int, str]], ratio: float, zone: str | None) -> str | None:
-    """The id whose median is at least ``ratio`` times the median of the others' (None: none is). Only
+    """The id whose figure is at least ``ratio`` times the median of the others' (None: none is). Only
     ids with ``MIN_SAMPLES`` samples count; ``zone`` limits the candidates, not the reference."""
     known = {k: m for k, (m, n, _) in figures.items() if m is not None and n >= MIN_SAMPLES}
     if len(known) < 2:
@@ -451,7 +454,7 @@ def evidence_from(stats: Mapping[str, Any], nodes: Mapping[str, str], counts: Ma
     """``Evidence`` from ``ReplicaWindow.replicas`` (``{replica id: WindowStats}``), the alive nodes and
     the replica counts."""
     reps = tuple(
-        ReplicaEvidence(rid, s.deployment, s.node_id, s.zone, s.median_ms(), s.latency.count)
+        ReplicaEvidence(rid, s.deployment, s.node_id, s.zone, s.quantile_ms(EVIDENCE_QUANTILE), s.latency.count)
         for rid, s in sorted(stats.items())
     )
     return Evidence(reps, dict(nodes), dict(counts))

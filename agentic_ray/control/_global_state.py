@@ -64,7 +64,7 @@ __all__ = ["AlertLogEntry", "ControlEvent", "GlobalState", "LogHeadAnchor", "jud
 
 EVENTS_KEPT = 200
 TRIALS_KEPT = 50
-EVIDENCE_S = 5.0  # the actions' evidence: each replica's figures over the last 5 s
+EVIDENCE_S = 2.0  # the actions' evidence: each replica's figures over the last 2 s (control._actions)
 ALERT_LOG_KEPT = 200
 LOG_HEADS_KEPT = 200
 

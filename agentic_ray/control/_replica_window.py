@@ -49,6 +49,9 @@ class WindowStats:
     def median_ms(self) -> float | None:
         return self.latency.quantile(0.5) if self.latency.count else None
 
+    def quantile_ms(self, q: float) -> float | None:
+        return self.latency.quantile(q) if self.latency.count else None
+
     def p99_ms(self) -> float | None:
         return self.latency.quantile(0.99) if self.latency.count else None
 

@@ -11,7 +11,7 @@ is an error naming the rule, so a typo cannot silently fall back to a default:
                       least this long, and while the alert is active), ``restore_step`` (0.25 of the cut
                       given back per step once it clears), ``restore_every_s`` (2)
 ``avoid_replica``     ``weight`` (0.0: share of routing decisions the drifted replica stays a candidate),
-``avoid_node``        ``drift_ratio`` (2.0: drifted when its median latency is this many times the others'
+``avoid_node``        ``drift_ratio`` (2.0: drifted when its recent latency is this many times the others'
                       median), ``hold_s`` (10)
 ``scale_out``         ``replicas`` (1 per step), ``max_replicas`` (ceiling of a Serve deployment's count;
                       needed for an alert on a deployment), ``resources`` (one bundle asked of the

@@ -71,8 +71,10 @@ def loop(ray_cluster, tmp_path_factory):
                                 decision_log_dir=str(logs))  # fmt: skip
     sdk.init(config=config, wait_s=60)
 
+    # The router learns service times very slowly here (alpha 0.001), so it keeps sending work to the slowed
+    # replica: the control plane's action, not the router's own estimate, has to route around it.
     @ars.deployment(policy=_write(tmp, "v0.yaml", "v0", actions=""), slots=2, num_replicas=3,
-                    ray_actor_options={"num_cpus": 0})  # fmt: skip
+                    router_options={"alpha": 0.001}, ray_actor_options={"num_cpus": 0})  # fmt: skip
     class Model:
         async def __call__(self, payload=None):
             import asyncio
@@ -164,9 +166,14 @@ def test_a_slowed_replica_is_avoided_and_the_log_shows_alert_action_clear_revert
     with Load(handle):
         time.sleep(3.0)  # steady state first
         slowdown.set_slowdown(slow, 5.0)
-        wait_for(lambda: f"replica:{slow}" in {r["target"] for r in sdk.status()["actions"]["log"]
-                                               if r["event"] == "action" and r["rule"] == "slow-replica"},
-                 timeout=90, what="the slowed replica avoided")  # fmt: skip
+        try:
+            wait_for(lambda: f"replica:{slow}" in {r["target"] for r in sdk.status()["actions"]["log"]
+                                                   if r["event"] == "action" and r["rule"] == "slow-replica"},
+                     timeout=90, what="the slowed replica avoided")  # fmt: skip
+        except AssertionError as exc:  # say what the control plane saw
+            st = sdk.status()
+            raise AssertionError(f"{exc}; slowed {slow}; alert log {st['alert_log'][-5:]}; actions log "
+                                 f"{st['actions']['log'][-8:]}; classes {st['classes']}") from None  # fmt: skip
         st = sdk.status()
         assert st["actions"]["overlay"]["avoid_replicas"] == {slow: 0.0}
         slowdown.clear()  # the replica recovers: the alert clears, the actions are reverted
