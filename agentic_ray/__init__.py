@@ -1,8 +1,9 @@
 """agentic-ray: latency budgets, deadline-aware routing and tiered admission on Ray and Ray Serve.
 
 The SDK names (``init``, ``shutdown``, ``task``, ``actor``, ``method``, ``apply_policy``,
-``rollback_policy``, ``status``, ``deployment``) and the policy names (``load_policy``, ``parse_policy``,
-``default_policy``, ``Policy``, ``Classification``, ``RequestMeta``, ``NodeAttrs``) load their modules
+``rollback_policy``, ``promote_policy``, ``policy_history``, ``status``, ``deployment``) and the policy
+names (``load_policy``, ``parse_policy``, ``default_policy``, ``Policy``, ``Classification``,
+``RequestMeta``, ``NodeAttrs``) load their modules
 on first use (PEP 562), so ``import agentic_ray`` and ``import agentic_ray.policies`` never import Ray.
 ``with agentic_ray.budget(150):`` scopes a 150 ms budget for the tasks submitted in the block; the
 deadline values behind it (``Deadline``, ``Budget``, ``StagePlan``, ``deadline_scope``,
@@ -63,6 +64,8 @@ __all__ = [
     "load_policy",
     "method",
     "parse_policy",
+    "policy_history",
+    "promote_policy",
     "rollback_policy",
     "shutdown",
     "status",
@@ -78,6 +81,8 @@ _SDK_NAMES = frozenset(
         "cluster_view",
         "init",
         "method",
+        "policy_history",
+        "promote_policy",
         "rollback_policy",
         "shutdown",
         "status",

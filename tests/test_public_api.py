@@ -41,6 +41,8 @@ PUBLIC = [
     "load_policy",
     "method",
     "parse_policy",
+    "policy_history",
+    "promote_policy",
     "rollback_policy",
     "shutdown",
     "status",

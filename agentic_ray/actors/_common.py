@@ -42,6 +42,7 @@ GLOBAL_NAME = "agentic-global"
 AGENT_PREFIX = "agentic-agent-"
 _KV_NS = "agentic"
 SERVE_TARGETS_KEY = "serve/targets"
+SERVE_OVERLAY_KEY = "serve/overlay"
 
 
 def agent_name(node_id: str) -> str:
@@ -70,6 +71,8 @@ class ControlPlaneConfig:
     ``trusted_keys``: PEM texts of the Ed25519 public keys whose signed bundles may change the policy
     (``policies.signing``); when any is set, unsigned changes and unsigned rollbacks are refused.
     ``budget_raise_fraction``: a class budget raised by more than this is a risky change (two signatures).
+    ``decision_log_dir``: where the GlobalCoordinator writes its decision log (actions, reverts, canary
+    verdicts; ``coordinator-<pid>.jsonl``); default ``AGENTIC_DECISION_LOG_DIR`` of its process, else none.
     """
 
     report_interval_s: float = 0.5
@@ -84,6 +87,7 @@ class ControlPlaneConfig:
     burn_windows: tuple[tuple[float, float, float], ...] = ((3600.0, 300.0, 14.4), (21600.0, 1800.0, 6.0))
     trusted_keys: tuple[str, ...] = ()
     budget_raise_fraction: float = 0.5
+    decision_log_dir: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -153,6 +157,18 @@ def read_serve_targets() -> dict[str, str]:
     """The published ``{deployment: policy sha256}`` (empty when none was published)."""
     raw = kv_get(SERVE_TARGETS_KEY)
     return {} if not raw else {str(k): str(v) for k, v in json.loads(raw).items()}
+
+
+def write_serve_overlay(overlay: dict[str, Any]) -> None:
+    """Publish what Serve's routers and replicas should apply on top of their policy (``SERVE_OVERLAY_KEY``):
+    the actions in force (``ActionOverlay.serve_part``), a canary's replicas and a shadow policy."""
+    kv_put(SERVE_OVERLAY_KEY, json.dumps(overlay, sort_keys=True))
+
+
+def read_serve_overlay() -> dict[str, Any]:
+    """The published overlay (empty when none was published)."""
+    raw = kv_get(SERVE_OVERLAY_KEY)
+    return {} if not raw else dict(json.loads(raw))
 
 
 def load_checkpoint() -> dict[str, Any] | None:

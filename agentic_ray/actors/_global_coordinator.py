@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from typing import Any
 
@@ -52,9 +53,11 @@ from agentic_ray.actors._common import (
     kv_put,
     load_checkpoint,
     save_checkpoint,
+    write_serve_overlay,
     write_serve_targets,
     zone_name,
 )
+from agentic_ray.control._actions import ActionRecord, tightened_leases
 from agentic_ray.control._allocation import leases_by_zone, plan_allocation
 from agentic_ray.control._global_state import GlobalState
 from agentic_ray.control._membership import NodeInfo, alive_nodes, plan_membership
@@ -62,7 +65,7 @@ from agentic_ray.control._reports import ZoneReport
 from agentic_ray.control._serve_state import ServeMember
 from agentic_ray.control._status import agents_info, policy_answer, status_json
 from agentic_ray.control._view import ClusterView, cluster_view
-from agentic_ray.errors import PolicySignatureError
+from agentic_ray.errors import PolicySignatureError, PolicyValidationError, Problem
 from agentic_ray.policies import Policy, default_policy, parse_policy
 from agentic_ray.policies.signing import PolicyBundle, public_keys_from_pem, verify_bundle
 from agentic_ray.telemetry.alerts import publish_drift_report
@@ -99,6 +102,9 @@ class GlobalCoordinator:
             self._checkpoint()
         self._published_serve: dict[str, str] | None = None
         self._trusted: dict[str, Any] | None = None
+        self._published_overlay: dict[str, Any] | None = None
+        self._requested_bundles: tuple[Any, ...] = ()
+        self._decision_log: Any = None
         self.metrics.policy_version(self.state.policy.version)
         self.handles: dict[str, Any] = {}  # node id -> NodeAgent handle
         self.zones: dict[str, Any] = {}  # zone -> ZoneCoordinator handle
@@ -128,6 +134,8 @@ class GlobalCoordinator:
                     if not await self._allocate(now):
                         self._last_alloc = 0.0  # no agent reported yet: try again next loop, not a round later
                 self._evaluate_drift(now)
+                self._execute(self.state.plan_actions(now))
+                await self._watch_trial(now)
                 if self.state.serve.prune(now):
                     self._publish_serve()
                 # Ray drops gauge series not refreshed within ~2 export intervals: set it again each time.
@@ -155,7 +163,14 @@ class GlobalCoordinator:
             self._start_agent(info)
         for node_id in change.drop:
             self._drop_agent(node_id)
-        for node_id in state.rollout.needs_push(state.reported_policies()):
+        reported = state.reported_policies()
+        if state.trial is not None and state.trial.kind == "canary":
+            canary = state.trial.nodes
+            stale = [n for n, sha in reported.items() if sha != state.policy_for(n).sha256]
+            state.rollout.needs_push({n: sha for n, sha in reported.items() if n not in canary})  # acks
+        else:
+            stale = state.rollout.needs_push(reported)
+        for node_id in stale:
             if node_id not in self._pushing:
                 self._pushing[node_id] = asyncio.get_event_loop().create_task(self._push_policy(node_id))
 
@@ -185,8 +200,9 @@ class GlobalCoordinator:
             zone.forget.remote(node_id)
 
     async def _push_policy(self, node_id: str) -> bool:
-        """Send the active policy to ``node_id``'s agent; True when it acknowledged that policy."""
-        policy = self.state.policy
+        """Send its policy to ``node_id``'s agent (the active one, or a canary's on a canary node); True
+        when it acknowledged that policy."""
+        policy = self.state.policy_for(node_id)
         try:
             ack = await asyncio.wait_for(self.handles[node_id].set_policy.remote(policy), self.config.ack_timeout_s)
             self.state.rollout.acknowledge(node_id, ack)  # recorded only while that policy is still active
@@ -211,7 +227,8 @@ class GlobalCoordinator:
         )
         state.allocation = allocation
         self.metrics.coordinator_round("global")
-        for zone, leases in leases_by_zone(allocation, nodes).items():
+        zones = tightened_leases(leases_by_zone(allocation, nodes), state.planner.overlay().node_caps)
+        for zone, leases in zones.items():
             self._zone_handle(zone).push_leases.remote(leases)
         if previous is None or allocation.leases != previous.leases:
             self._checkpoint()
@@ -224,6 +241,157 @@ class GlobalCoordinator:
         except Exception as exc:
             log.warning("global: publishing alerts failed: %r", exc)
         self.state.record_drift(report, now)
+
+    # -- trials ------------------------------------------------------------------------------------
+    async def _watch_trial(self, now: float) -> None:
+        """Keep a canary's replicas current and act on its verdict (promote or roll back, reason logged)."""
+        state = self.state
+        if state.trial is None:
+            return
+        state.refresh_trial()
+        self._publish_overlay()
+        verdict = state.judge_canary(now)
+        if verdict is None:
+            return
+        if verdict.action == "promote":
+            await self._promote(verdict.reason, wait=False)
+        else:
+            await self._end_trial("rolled_back", verdict.reason)
+
+    async def _end_trial(self, outcome: str, reason: str) -> dict[str, Any]:
+        now = time.time()
+        trial = self.state.end_trial(outcome, reason, now)
+        self._log_trial(trial, outcome, reason, now)
+        self._publish_overlay()
+        if trial.kind == "canary":  # its nodes go back to the active policy
+            for n in trial.nodes:
+                if n in self.handles and n not in self._pushing:
+                    self._pushing[n] = asyncio.get_event_loop().create_task(self._push_policy(n))
+        return policy_answer(self.state, trial=trial.to_dict(now) | {"state": outcome, "reason": reason})
+
+    async def _promote(self, reason: str, wait: bool = True) -> dict[str, Any]:
+        trial = self.state.trial
+        if trial is None:
+            raise ValueError("nothing to promote: no canary or shadow policy runs (agentic-ray policy history)")
+        await self._end_trial("promoted", reason)
+        answer = await self.apply_policy(trial.policy, trial.source, wait)
+        return answer | {"promoted": {"kind": trial.kind, "version": trial.policy.version, "reason": reason}}
+
+    async def promote_policy(self, wait: bool = True) -> dict[str, Any]:
+        """Make the running canary or shadow policy the active one everywhere. ``ValueError`` when none runs."""
+        return await self._promote("promoted by hand", wait)
+
+    def _log_trial(self, trial: Any, event: str, reason: str, now: float) -> None:
+        try:
+            dlog = self._log()
+            if dlog is not None:
+                dlog.log_decision(
+                    request_id=f"{trial.kind}:{trial.policy.sha256[:12]}", action=f"control:{trial.kind}_{event}",
+                    qos="", policy_version=trial.policy.version, policy_sha256=trial.policy.sha256, rule_ids=(),
+                    inputs={"baseline_sha": trial.baseline_sha, "nodes": list(trial.nodes),
+                            "replicas": list(trial.replicas)},
+                    predicted={}, outcome=f"{event}: {reason}", ts=now,
+                )  # fmt: skip
+        except Exception as exc:
+            log.warning("global: decision log write failed: %r", exc)
+
+    def _check_actions(self, policy: Policy) -> None:
+        """Refuse a policy whose ``actions`` rules name a deployment the control plane does not know."""
+        known = self.state.serve.deployments
+        registered = ", ".join(sorted(known)) or "none"
+        problems = [
+            Problem(f"actions.rules[{i}].when.deployment",
+                    f"rule {r.id!r}: unknown deployment {r.deployment!r} (registered: {registered})",
+                    None, policy.source or "<policy>")
+            for i, r in enumerate(policy.actions.rules)
+            if r.deployment is not None and r.deployment not in known
+        ]  # fmt: skip
+        if problems:
+            raise PolicyValidationError(problems, policy.source or "<policy>")
+
+    # -- actions -----------------------------------------------------------------------------------
+    def _execute(self, records: list[ActionRecord]) -> None:
+        """Log the actions' transitions and put the planner's overlay in force: Serve's part published to
+        routers and replicas, node caps at the next allocation round (brought forward), replica counts
+        through Serve's controller, resource requests through the autoscaler (``control._actions``)."""
+        for r in records:
+            self._log_action(r)
+            if r.event in ("action", "revert", "skip"):
+                log.info("agentic actions: %s %s %s on %s (%s)", r.event, r.rule, r.action, r.target, r.alert)
+        overlay = self.state.planner.overlay()
+        self._publish_overlay()
+        if any(r.action == "tighten_admission" and "nodes" in r.detail for r in records):
+            self._last_alloc = 0.0  # node caps changed: lease them now
+        scaled = [r for r in records if r.action == "scale_out" and r.event in ("action", "revert")]
+        for r in scaled:
+            if not r.dry_run and "deployment" in r.detail:
+                self._scale(r)
+        if overlay.resources != self._requested_bundles:
+            self._requested_bundles = overlay.resources
+            self._request_resources([dict(b) for b in overlay.resources])
+
+    def _publish_overlay(self) -> None:
+        """Write Serve's overlay (actions in force, canary, shadow) to the KV when it changed."""
+        serve = self.state.serve_overlay()
+        if serve != self._published_overlay:
+            write_serve_overlay(serve)
+            self._published_overlay = serve
+
+    def _scale(self, record: ActionRecord) -> None:
+        """Set a deployment's replica count through Serve's controller (the application must be deployed
+        with ``external_scaler_enabled=True``); a failure is logged and shown in ``status()["events"]``."""
+        app, _, name = str(record.detail["deployment"]).partition("/")
+        replicas = int(record.detail["replicas"])
+        try:
+            from ray.serve._private.common import DeploymentID
+            from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+            controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+            controller.update_deployment_replicas.remote(DeploymentID(name=name, app_name=app), replicas)
+            self.state.record_event(time.time(), "scaled", deployment=record.detail["deployment"], replicas=replicas,
+                                    rule=record.rule)  # fmt: skip
+        except Exception as exc:
+            self.state.record_event(time.time(), "scale_failed", deployment=record.detail["deployment"],
+                                    replicas=replicas, rule=record.rule, reason=repr(exc))  # fmt: skip
+
+    def _request_resources(self, bundles: list[dict[str, float]]) -> None:
+        try:
+            from ray.autoscaler.sdk import request_resources
+
+            request_resources(bundles=bundles)
+            self.state.record_event(time.time(), "resources_requested", bundles=bundles)
+        except Exception as exc:
+            self.state.record_event(time.time(), "resources_request_failed", bundles=bundles, reason=repr(exc))
+
+    def _log(self) -> Any:
+        """This coordinator's decision log (``ControlPlaneConfig.decision_log_dir`` or
+        ``AGENTIC_DECISION_LOG_DIR``), opened on first use; None without one."""
+        if self._decision_log is None:
+            directory = self.config.decision_log_dir or os.environ.get("AGENTIC_DECISION_LOG_DIR")
+            if not directory:
+                return None
+            from agentic_ray.telemetry.audit import open_decision_log
+
+            os.makedirs(directory, exist_ok=True)
+            self._decision_log = open_decision_log(os.path.join(directory, f"coordinator-{os.getpid()}.jsonl"))
+        return self._decision_log
+
+    def _log_action(self, record: ActionRecord) -> None:
+        """One action transition as a decision-log record naming the alert (request id) and the rule."""
+        try:
+            dlog = self._log()
+            if dlog is None:
+                return
+            policy = self.state.policy
+            dlog.log_decision(
+                request_id=record.alert or record.target, action=f"control:{record.event}", qos="",
+                policy_version=policy.version, policy_sha256=policy.sha256, rule_ids=(record.rule,),
+                inputs={"alert": record.alert, "action": record.action, "target": record.target,
+                        "dry_run": record.dry_run},
+                predicted=dict(record.detail), outcome=f"{record.event}:{record.action}", ts=record.at,
+            )  # fmt: skip
+        except Exception as exc:  # the log must not break the control loop
+            log.warning("global: decision log write failed: %r", exc)
 
     # -- inputs ------------------------------------------------------------------------------------
     async def zone_report(self, zone: str, report: ZoneReport | dict[str, Any]) -> None:
@@ -252,7 +420,11 @@ class GlobalCoordinator:
         return target.to_dict()
 
     async def serve_heartbeat(self, member: dict[str, Any]) -> dict[str, Any]:
-        """A router's heartbeat: the policy it runs (its acknowledgement) and the classes it saw."""
+        """A router's heartbeat: the policy it runs (its acknowledgement), the classes it saw and, while a
+        shadow policy runs, its counts of what that policy would have done differently."""
+        shadow, trial = member.get("shadow"), self.state.trial
+        if shadow and trial is not None and trial.kind == "shadow" and shadow.get("sha") == trial.policy.sha256:
+            trial.shadow[str(member["member_id"])] = {k: int(v) for k, v in shadow.items() if k != "sha"}
         return self.state.serve.router_heartbeat(ServeMember.from_dict(member, time.time())).to_dict()
 
     async def report_log_head(self, log_id: str, head: dict[str, Any]) -> None:
@@ -277,17 +449,23 @@ class GlobalCoordinator:
             self._pushing[n] = asyncio.get_event_loop().create_task(self._push_policy(n))
         return policy_answer(self.state, [], **extra)
 
-    async def apply_policy(self, policy: Policy, source: str | None = None, wait: bool = True) -> dict[str, Any]:
+    async def apply_policy(self, policy: Policy, source: str | None = None, wait: bool = True,
+                           trial: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
         """Make ``policy`` active (a compiled ``Policy``, validated by whoever built it), checkpoint it and
         push it to every agent; with ``wait`` returns after the acknowledgements (``acked``/``missing``).
         Applying the active policy again is a no-op that still reports the acknowledgements. A control
-        plane with trusted keys refuses it (``PolicySignatureError("unsigned")``): use ``apply_bundle``."""
+        plane with trusted keys refuses it (``PolicySignatureError("unsigned")``): use ``apply_bundle``.
+
+        ``trial``: ``{"canary": fraction}`` or ``{"canary_nodes": [...]}`` (with ``window_s``, ``margin``)
+        starts it as a canary, ``{"shadow": True}`` in shadow (``control._trial``); ``by``: who asked.
+        Refused (``PolicyValidationError`` / ``ValueError``, nothing changed): an ``actions`` rule naming
+        an unknown deployment, a bad canary, a trial already running."""
         if self.config.trusted_keys:
             raise PolicySignatureError(
                 "unsigned", "this control plane accepts only signed policy bundles (it has trusted keys): "
                 "sign the policy (agentic-ray policy sign) and apply the bundle",
             )  # fmt: skip
-        return await self._apply(policy, source, wait)
+        return await self._apply(policy, source, wait, trial=trial)
 
     async def apply_bundle(self, bundle_json: str, source: str | None = None, wait: bool = True) -> dict[str, Any]:
         """Verify a signed bundle (``policies.signing.verify_bundle`` against the trusted keys, the highest
@@ -336,7 +514,13 @@ class GlobalCoordinator:
         wait: bool,
         signed_by: tuple[str, ...] = (),
         sequence: int | None = None,
+        trial: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        self._check_actions(policy)
+        if trial:
+            return await self._start_trial(policy, source, trial)
+        if self.state.trial is not None and self.state.trial.policy.sha256 != policy.sha256:
+            self.state.check_trial_free()
         now = time.time()
         entry = self.state.rollout.apply(policy, source, now, signed_by, sequence)
         if entry is None:
@@ -354,21 +538,57 @@ class GlobalCoordinator:
             if not verdict["accepted"]:
                 self.state.record_event(now, "serve_policy_refused", deployment=deployment, version=policy.version,
                                         reason=verdict["reason"])  # fmt: skip
+        self._execute(self.state.policy_changed(now))
         return await self._rollout(policy, wait, verdicts)
 
+    async def _start_trial(self, policy: Policy, source: str | None, trial: dict[str, Any]) -> dict[str, Any]:
+        from agentic_ray.control._trial import CanarySettings
+
+        now = time.time()
+        src = source or policy.source or "<policy>"
+        by = trial.get("by")
+        if trial.get("shadow"):
+            started = self.state.start_shadow(policy, src, now, by)
+        else:
+            settings = CanarySettings(float(trial.get("window_s", 60.0)), float(trial.get("margin", 1.0)),
+                                      int(trial.get("min_samples", 20)))  # fmt: skip
+            started = self.state.start_canary(policy, src, now, trial.get("canary"), trial.get("canary_nodes"),
+                                              settings, by)  # fmt: skip
+        kv_put("policy/" + policy.sha256, policy.to_yaml())
+        self.state.serve.add_policy(policy.sha256, {q: c.budget_ms for q, c in policy.classes.items()})
+        self.state.record_event(now, f"{started.kind}_started", version=policy.version, sha256=policy.sha256,
+                                nodes=list(started.nodes), replicas=list(started.replicas))  # fmt: skip
+        self._log_trial(started, "started", "", now)
+        self._publish_overlay()
+        for n in started.nodes:
+            if n in self.handles:
+                self._pushing[n] = asyncio.get_event_loop().create_task(self._push_policy(n))
+        return policy_answer(self.state, trial=started.to_dict(now))
+
     async def rollback_policy(self, wait: bool = True) -> dict[str, Any]:
-        """Return to the previous policy version. ``ValueError`` when there is none. A control plane with
-        trusted keys refuses it: a rollback is a signed bundle (``--rollback``) applied like any change."""
+        """Roll back the running canary or shadow policy, else return to the previous policy version.
+        ``ValueError`` when there is neither. A control plane with trusted keys ends a trial (back to the
+        signed active policy) but refuses a version rollback: that is a signed bundle (``--rollback``)."""
+        if self.state.trial is not None:
+            return await self._end_trial("rolled_back", "rolled back by hand")
         if self.config.trusted_keys:
             raise PolicySignatureError(
                 "unsigned", "this control plane has trusted keys: sign the older policy as a rollback "
                 "(agentic-ray policy sign --rollback) and apply the bundle",
             )  # fmt: skip
+        if len(self.state.rollout.history) < 2:
+            raise ValueError("nothing to roll back: no canary or shadow runs and there is no previous policy version")
         undone = self.state.rollout.active.revision
         entry = self.state.rollout.rollback()
         self.state.record_event(time.time(), "policy_rolled_back", sha256=entry.sha256, version=entry.version)
         serve = self.state.serve.rollback(undone)
+        self._execute(self.state.policy_changed(time.time()))
         return await self._rollout(self.state.policy, wait, serve)
+
+    async def history(self) -> list[dict[str, Any]]:
+        """``policy history``: version, sha256, state, when and by whom, oldest first
+        (``GlobalState.history_rows``)."""
+        return self.state.history_rows(time.time())
 
     async def policy(self) -> dict[str, Any]:
         """The active policy: name, version, sha256, revision, source, canonical YAML ``text``."""

@@ -4,12 +4,15 @@
   as ``FILE:LINE: field.path: reason`` on stderr and the exit code is 2. A valid policy whose regulated
   data classes (``requires_residency``) leave request shapes without a residency rule gets a warning line
   per (data class, tenant): those requests will be refused.
-- ``explain FILE --request key=value ... [--node zone=..,accelerator=..,label.k=v] [--json]``: the class,
-  budget, stage budgets, placement constraints, the entitlement decision and the rule ids that produced
-  them; a request its caller is not entitled to prints the refusal and the rule behind it (exit 1).
+- ``explain FILE --request key=value ... [--node zone=..,accelerator=..,label.k=v] [--alert kind=..,class=..]
+  [--json]``: the class, budget, stage budgets, placement constraints, the entitlement decision and the
+  rule ids that produced them; a request its caller is not entitled to prints the refusal and the rule
+  behind it (exit 1). The policy's ``actions`` rules, and per ``--alert`` the rules that answer it.
 - ``diff OLD NEW [--json]``: the changes in meaning (classes, budgets, rules), not a text diff.
 - ``schema``: the JSON Schema of the policy format.
 - ``keygen``, ``sign``, ``verify``: signed policy bundles (``policy_signing``).
+- ``apply`` (``--canary F`` / ``--shadow``), ``promote``, ``rollback``, ``history``: rollout on a running
+  cluster (``policy_rollout_cmd``).
 """
 
 from __future__ import annotations
@@ -52,6 +55,13 @@ def register(subparsers: Any) -> None:
         metavar="zone=..,accelerator=..,label.KEY=..",
         help="say whether this node is allowed, and by which rules (repeatable)",
     )
+    explain.add_argument(
+        "--alert",
+        action="append",
+        default=[],
+        metavar="kind=..,class=..,workflow=..,deployment=..",
+        help="say which actions rules answer this alert (kind burn_rate or p99_over_budget; repeatable)",
+    )
     explain.add_argument("--now", type=float, default=0.0, help="clock reading for the deadline (default 0)")
     explain.add_argument("--json", action="store_true", help="print JSON")
     explain.set_defaults(func=_explain)
@@ -65,9 +75,11 @@ def register(subparsers: Any) -> None:
     schema = sub.add_parser("schema", help="print the JSON Schema of the policy format")
     schema.set_defaults(func=_schema)
 
+    from agentic_ray.cli.policy_rollout_cmd import register_rollout
     from agentic_ray.cli.policy_signing import register_signing
 
     register_signing(sub)
+    register_rollout(sub)
 
 
 def _no_subcommand(parser: argparse.ArgumentParser) -> int:
@@ -196,6 +208,7 @@ def _explain(args: argparse.Namespace) -> int:
             }
             for n in nodes
         ]
+    report.update(_actions_report(policy, args.alert))
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
         return 0
@@ -228,7 +241,50 @@ def _explain(args: argparse.Namespace) -> int:
             f"node       zone={node['zone']} accelerator={node['accelerator']} labels={node['labels']}: "
             f"{verdict} (preference {entry['preference_score']})"
         )
+    _print_actions(policy, report)
     return 0
+
+
+def _actions_report(policy: Any, alerts: list[str]) -> dict[str, Any]:
+    """The ``actions`` rules (and, per ``--alert``, the rules that answer it) for ``explain``."""
+    from agentic_ray.cli import UsageError
+    from agentic_ray.policies.schema import ALERT_KINDS
+
+    out: dict[str, Any] = {}
+    if policy.actions.rules:
+        out["actions"] = {"dry_run": policy.actions.dry_run, "rules": [r.to_dict() for r in policy.actions.rules]}
+    answers = []
+    for spec in alerts:
+        values = _parse_pairs([spec], "alert")
+        unknown = set(values) - {"kind", "class", "workflow", "stage", "deployment"}
+        if unknown:
+            raise UsageError(f"--alert: unknown key(s) {', '.join(sorted(unknown))}; use kind, class, workflow, "
+                             "stage, deployment")  # fmt: skip
+        kind = values.get("kind", "")
+        if kind not in ALERT_KINDS:
+            raise UsageError(f"--alert: kind must be one of {', '.join(ALERT_KINDS)}, got {kind!r}")
+        workflow = values.get("workflow")
+        if values.get("stage"):
+            workflow = f"{workflow or ''}/{values['stage']}"
+        if values.get("deployment"):
+            workflow = f"serve:{values['deployment']}"
+        rules = policy.actions.matching(kind, values.get("class", ""), workflow)
+        answers.append({"alert": values, "rules": [r.id for r in rules]})
+    if alerts:
+        out["alerts"] = answers
+    return out
+
+
+def _print_actions(policy: Any, report: dict[str, Any]) -> None:
+    actions = report.get("actions")
+    if actions is not None:
+        dry = " (dry run: logged, not done)" if actions["dry_run"] else ""
+        print(f"actions    {len(policy.actions.rules)} rule(s){dry}")
+        for rule in policy.actions.rules:
+            print(f"  {rule.id}: {rule.describe()}")
+    for answer in report.get("alerts", []):
+        alert = ", ".join(f"{k}={v}" for k, v in answer["alert"].items())
+        print(f"alert      {alert}: {', '.join(answer['rules']) or 'no actions rule answers it'}")
 
 
 def _refused(policy: Any, exc: Any, as_json: bool) -> int:

@@ -1,4 +1,6 @@
-"""``agentic-ray sim SCENARIO.yaml --router NAME[,NAME...] [--seed N] [--json OUT]``.
+"""``agentic-ray sim SCENARIO.yaml --router NAME[,NAME...] [--seed N] [--json OUT]``, and
+``agentic-ray sim SCENARIO.yaml --replay TRACE.csv --policy NEW.yaml [--router ...]`` (what-if replay of
+recorded arrivals under the scenario's policy and NEW, per class side by side: ``sim.replay``).
 
 Runs the scenario with each router on the same seeded workload, prints one table row per router and
 class (requests, completed, shed, failed, p50/p99/p99.9 ms, SLO attainment), goodput, router decision
@@ -26,11 +28,19 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--router",
         "-r",
-        required=True,
+        default=None,
         metavar="NAME[,NAME...]",
         help="registered router name(s), comma separated (e.g. agentic,pow2,clairvoyant)",
     )
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    p.add_argument(
+        "--replay",
+        metavar="TRACE.csv",
+        default=None,
+        help="replay recorded arrivals (agentic-ray trace export) instead of the scenario's workload",
+    )
+    p.add_argument("--policy", metavar="NEW.yaml", default=None,
+                   help="with --replay: the policy to compare with the scenario's, side by side")  # fmt: skip
     p.add_argument("--json", dest="json_out", metavar="OUT", default=None, help="write the JSON report here")
     p.set_defaults(func=_run)
 
@@ -90,7 +100,11 @@ def _run(args: argparse.Namespace) -> int:
     from agentic_ray.sim import load_scenario, simulate
     from agentic_ray.sim.simulate import check_router_names
 
-    routers = [n.strip() for n in args.router.split(",") if n.strip()]
+    if (args.replay is None) != (args.policy is None):
+        raise UsageError("--replay and --policy go together: recorded arrivals under the scenario's policy and NEW")
+    if args.router is None and args.replay is None:
+        raise UsageError("--router: give at least one router name")
+    routers = [n.strip() for n in (args.router or "agentic").split(",") if n.strip()]
     if not routers:
         raise UsageError("--router: give at least one router name")
     try:
@@ -103,6 +117,8 @@ def _run(args: argparse.Namespace) -> int:
         if name in ALIASES:
             print(f"note: {ALIASES[name][1]}; running it as {ALIASES[name][0]!r}", file=sys.stderr)
     scenario = load_scenario(args.scenario)
+    if args.replay is not None:
+        return _replay(args, scenario, routers)
     report = simulate(scenario, routers, seed=args.seed, timer=time.perf_counter_ns, cpu_timer=time.process_time_ns)
     text = json.dumps(report, indent=2, allow_nan=False)
     if args.json_out == "-":
@@ -110,6 +126,24 @@ def _run(args: argparse.Namespace) -> int:
         print(format_table(report), file=sys.stderr)
         return 0
     print(format_table(report))
+    if args.json_out:
+        with open(args.json_out, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    return 0
+
+
+def _replay(args: argparse.Namespace, scenario: Any, routers: list[str]) -> int:
+    from agentic_ray.policies import load_policy
+    from agentic_ray.sim.replay import format_replay, replay
+
+    load_policy(args.policy)  # every problem of the new policy, exit 2, before any run
+    report = replay(scenario, args.replay, args.policy, routers, seed=args.seed)
+    text = json.dumps(report, indent=2, allow_nan=False)
+    if args.json_out == "-":
+        print(text)
+        print(format_replay(report), file=sys.stderr)
+        return 0
+    print(format_replay(report))
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")

@@ -179,8 +179,34 @@ def format_status(status: dict[str, Any]) -> str:
             f"  {a.get('id', a.get('kind'))}  value {_num(a.get('value'))}  threshold {_num(a.get('threshold'))}"
             + where
         )
+    out.extend(format_actions(status.get("actions"), status.get("trial")))
     out.extend(format_serve(status.get("serve") or {}))
     return "\n".join(out)
+
+
+def format_actions(actions: dict[str, Any] | None, trial: dict[str, Any] | None) -> list[str]:
+    """The actions in force and their last records, and a running canary or shadow policy."""
+    out: list[str] = []
+    if actions and actions.get("rules"):
+        active = actions.get("active") or []
+        dry = " (dry run)" if actions.get("dry_run") else ""
+        out.append(f"actions {len(actions['rules'])} rule(s){dry}, {len(active) or 'none'} active")
+        for a in active:
+            state = "restoring" if a.get("restoring") else "in force"
+            out.append(
+                f"  {a.get('rule')}  {a.get('action')} on {a.get('target')}  {state}  level {_num(a.get('level'))}"
+            )
+        for r in (actions.get("log") or [])[-5:]:
+            out.append(f"  log {r.get('event'):<8} {r.get('rule')}  {r.get('action')} {r.get('target') or ''}  "
+                       f"{r.get('alert') or ''}".rstrip())  # fmt: skip
+    if trial:
+        where = ""
+        if trial.get("kind") == "canary":
+            where = f"  nodes {len(trial.get('nodes') or [])}, replicas {len(trial.get('replicas') or [])}"
+        else:
+            where = "  " + _compact(trial.get("shadow") or {})
+        out.append(f"trial   {trial.get('kind')} {trial.get('version')} for {_num(trial.get('age_s'), ' s')}{where}")
+    return out
 
 
 def format_serve(serve: dict[str, Any]) -> list[str]:

@@ -9,6 +9,9 @@
   log or several (one per process, in time order); exit 1 when
   there are none.
 - ``head FILE``: record count and last hash, to keep as an anchor.
+- ``export FILE... --csv OUT``: the recorded arrivals (time, class, tenant, workflow, stage, model, data
+  class, observed service time, outcome; ``telemetry.arrivals``) for ``agentic-ray sim SCENARIO --replay
+  OUT --policy NEW.yaml``; exit 1 when the logs hold no request.
 """
 
 from __future__ import annotations
@@ -55,9 +58,30 @@ def register(subparsers: Any) -> None:
     show.add_argument("--json", action="store_true", help="print JSON (one object per line)")
     show.set_defaults(func=_show)
 
+    export = sub.add_parser("export", help="write the recorded arrivals as CSV, for 'agentic-ray sim --replay'")
+    export.add_argument("file", metavar="FILE", nargs="+", help="decision logs (one per process: give them all)")
+    export.add_argument("--csv", required=True, metavar="OUT", help="the CSV file to write")
+    export.set_defaults(func=_export)
+
     head = sub.add_parser("head", help="print the record count and last hash (an anchor for --expect-head)")
     head.add_argument("file", metavar="FILE")
     head.set_defaults(func=_head)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from agentic_ray.telemetry.arrivals import export_arrivals, write_csv
+
+    try:
+        rows = export_arrivals(args.file)
+    except OSError as exc:
+        raise _read_error(getattr(exc, "filename", None) or args.file[0], exc) from None
+    if not rows:
+        print(f"agentic-ray trace export: no request in {', '.join(args.file)}", file=sys.stderr)
+        return 1
+    write_csv(rows, args.csv)
+    served = sum(1 for r in rows if r["service_ms"] != "")
+    print(f"{args.csv}: {len(rows)} arrivals over {rows[-1]['at_s']:.1f} s ({served} with an observed service time)")
+    return 0
 
 
 def _no_subcommand(parser: argparse.ArgumentParser) -> int:

@@ -13,7 +13,12 @@ The shapes are pinned by the CLI and its tests (``agentic-ray status --json`` pr
 - ``serve``: ``{"control_plane": true, "deployments": {"APP/DEPLOYMENT": {policy_version, policy_sha,
   policy_revision, policy_source, acked, missing, classes_seen, routers: [{router_id, node_id,
   policy_version, ...}], replicas: [{replica_id, node_id, zone, accelerator, policy_version, classes:
-  {CLASS: {offered_rps, admitted, shed, p99_ms, budget_ms, ...}}}], refusal?}}}`` (``ServeState.status``).
+  {CLASS: {offered_rps, admitted, shed, p99_ms, budget_ms, ...}}}], refusal?}}}`` (``ServeState.status``);
+- ``actions``: ``{dry_run, rules, active: [{rule, action, target, alerts, started_at, restoring, level,
+  effect}], overlay, log: [{at, event, rule, action, alert, target, detail, dry_run}]}`` (the last 50
+  records; ``ActionPlanner.status``);
+- ``trial``: the running canary (fraction, nodes, replicas, settings) or shadow policy (counts: evaluated,
+  would_refuse, would_place_elsewhere, would_shed), or ``None`` (``control._trial.Trial.to_dict``).
 """
 
 from __future__ import annotations
@@ -111,5 +116,7 @@ def status_json(
             NodeAttrs(n.node_id, n.zone, n.accelerator, n.labels) for n in state.nodes.values()
         ),
         "serve": state.serve.status(now),
+        "actions": state.planner.status(),
+        "trial": state.trial.to_dict(now) if state.trial is not None else None,
         "config": dict(config),
     }

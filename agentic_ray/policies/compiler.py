@@ -33,6 +33,7 @@ from typing import Any
 
 from agentic_ray._budget import StagePlan, StageSpec, deadline_after
 from agentic_ray.errors import EntitlementError, PolicyError
+from agentic_ray.policies.actions import ActionsConfig, compile_actions
 from agentic_ray.policies.classification import Classification, CompiledRule, NodeSelector, _Requirement
 from agentic_ray.policies.entitlements import (
     EntitlementDecision,
@@ -121,6 +122,8 @@ class Policy:
         _drop_unset_stream_budgets(canonical)
         if not canonical.get("costs"):
             canonical.pop("costs", None)  # absent and empty hash alike (and as before the field existed)
+        if canonical.get("actions") is None:
+            canonical.pop("actions", None)  # a policy without actions hashes as before the section existed
         self._canonical_json = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         self.sha256: str = hashlib.sha256(self._canonical_json.encode("utf-8")).hexdigest()
         self.version: str = spec.metadata.version or f"sha256:{self.sha256[:12]}"
@@ -181,6 +184,7 @@ class Policy:
             )
             for rule in spec.rules
         )
+        self.actions: ActionsConfig = compile_actions(spec.actions)
         self._compile_tables()
         self._cache: OrderedDict[tuple[Any, ...], tuple[Any, ...]] = OrderedDict()
 

@@ -158,6 +158,17 @@ def _locate(loc: tuple[Any, ...], data: Any) -> PathKey:
     return tuple(path)
 
 
+def _action_rule_id(path: PathKey, data: Any) -> str | None:
+    """The id of the ``actions`` rule a problem's ``path`` lies in (``actions.rules[i]...``), if any."""
+    if len(path) < 3 or path[:2] != ("actions", "rules") or not isinstance(path[2], int):
+        return None
+    try:
+        rule_id = data["actions"]["rules"][path[2]].get("id")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+    return str(rule_id) if rule_id is not None else f"actions.rules[{path[2]}]"
+
+
 def _schema_problems(exc: ValidationError, data: Any, index: _LineIndex, source: str) -> list[Problem]:
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
@@ -170,6 +181,15 @@ def _schema_problems(exc: ValidationError, data: Any, index: _LineIndex, source:
             reason = "required field is missing"
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], (dict, list)):
             reason = f"{reason} (got {err['input']!r})"
+        rule_id = _action_rule_id(path, data)
+        if rule_id is not None:  # an actions rule problem names its rule (unknown alert, scope, action)
+            what = {"alert": "alert", "do": "action"}.get(str(path[-1]))
+            if err["type"] == "literal_error" and what is not None:
+                expected = err["msg"].replace("Input should be ", "")
+                reason = f"unknown {what} {err.get('input')!r}; expected {expected}"
+            elif err["type"] == "extra_forbidden" and len(path) > 3 and path[3] == "when":
+                reason = "unknown scope; expected class, workflow, stage, deployment or zone"
+            reason = f"rule {rule_id!r}: {reason}"
         key = (format_path(path), reason)
         if key in seen:
             continue

@@ -20,6 +20,9 @@ Document layout (see ``examples/policies/platform.yaml``)::
     rules:     [{id, description?, match: {...}, require: {...}, prefer: {...}}]
     admission: {classes: {NAME: {queue_bound?, shed_threshold?}}, breaker: {...}, retry: {...}}
     costs:     {ACCELERATOR: cost per replica-second}   (e.g. {cpu: 1, gpu: 3}; ranks replicas, prices runs)
+    actions:   {dry_run?, rules: [{id, description?, when: {alert, class?, workflow?, stage?, deployment?, zone?},
+                                   do, factor?, classes?, hold_s?, restore_step?, restore_every_s?, weight?,
+                                   drift_ratio?, replicas?, max_replicas?, resources?}]}
 
 A rule ``match`` field takes one value or a list (any of them matches); ``model`` and ``tenant_region``
 are shell globs (``fnmatch``), the others exact names. An absent field matches everything.
@@ -32,6 +35,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 __all__ = [
+    "ACTION_KINDS",
+    "ALERT_KINDS",
+    "ActionRuleSpec",
+    "ActionsSpec",
+    "AlertMatchSpec",
     "AnonymousSpec",
     "DataClassSpec",
     "EntitlementsSpec",
@@ -198,6 +206,55 @@ class AdmissionSpec(_Model):
     retry: RetrySpec = RetrySpec()
 
 
+ALERT_KINDS = ("burn_rate", "p99_over_budget")
+"""The alerts an ``actions`` rule can answer (``control.DriftDetector``'s kinds)."""
+
+ACTION_KINDS = ("tighten_admission", "avoid_replica", "avoid_node", "scale_out", "notify")
+"""The fixed vocabulary of actions (``control._actions`` decides them, the GlobalCoordinator runs them)."""
+
+DEPLOYMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}/[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+
+class AlertMatchSpec(_Model):
+    """Which alerts a rule answers: the alert kind, narrowed by class, workflow (and stage) or Serve
+    deployment (``APP/DEPLOYMENT``); ``zone`` narrows the nodes and replicas the action touches."""
+
+    alert: Literal["burn_rate", "p99_over_budget"]
+    qos_class: Name | None = Field(default=None, alias="class")
+    workflow: Name | None = None
+    stage: Name | None = None
+    deployment: Annotated[str, Field(pattern=DEPLOYMENT_PATTERN)] | None = None
+    zone: Name | None = None
+
+
+class ActionRuleSpec(_Model):
+    """One rule of ``actions``: when an alert matching ``when`` is active, do ``do``. Which parameters
+    belong to which action (and their defaults) is in ``agentic_ray.policies.actions``."""
+
+    id: Name
+    description: str | None = None
+    when: AlertMatchSpec
+    do: Literal["tighten_admission", "avoid_replica", "avoid_node", "scale_out", "notify"]
+    factor: Fraction | None = None
+    classes: NameList | None = None
+    hold_s: PositiveMs | None = None
+    restore_step: Fraction | None = None
+    restore_every_s: PositiveMs | None = None
+    weight: Annotated[float, Strict(), Field(ge=0, lt=1, allow_inf_nan=False)] | None = None
+    drift_ratio: Annotated[float, Strict(), Field(gt=1, allow_inf_nan=False)] | None = None
+    replicas: Annotated[int, Strict(), Field(ge=1, le=1000)] | None = None
+    max_replicas: Annotated[int, Strict(), Field(ge=1, le=10000)] | None = None
+    resources: dict[Annotated[str, Field(min_length=1)], PositiveMs] | None = None
+
+
+class ActionsSpec(_Model):
+    """The ``actions`` section: rules from alerts to actions, and ``dry_run`` (log what would be done,
+    do nothing)."""
+
+    dry_run: Annotated[bool, Strict()] = False
+    rules: tuple[ActionRuleSpec, ...] = ()
+
+
 class PolicySpec(_Model):
     """The whole policy document."""
 
@@ -213,6 +270,7 @@ class PolicySpec(_Model):
     entitlements: EntitlementsSpec = EntitlementsSpec()
     data_classes: dict[Name, DataClassSpec] = Field(default_factory=dict)
     costs: dict[Name, NonNegativeFloat] = Field(default_factory=dict)
+    actions: ActionsSpec | None = None
 
 
 def policy_json_schema() -> dict[str, Any]:

@@ -10,6 +10,8 @@
   not below it, its ``ttft_ms`` (the first token of a stream) not above it; ``allowed_classes`` (of a
   tenant, of anonymous callers) name defined classes;
 - rule ids are unique;
+- the ``actions`` rules (``actions.check_actions``): unique ids, each action's own parameters only, defined
+  classes, workflows and stages, each problem naming its rule;
 - statically visible contradictions: a rule whose own requirements no node can meet, or two rules where
   one *covers* the other (it matches every request the other matches) and their requirements on zone,
   accelerator or a label are disjoint, so the covered rule can never be satisfied.
@@ -158,6 +160,9 @@ def check_semantics(spec: PolicySpec) -> list[tuple[PathKey, str]]:
     if breaker.max_ejection_s < breaker.ejection_s:
         out.append((("admission", "breaker", "max_ejection_s"), "must be >= ejection_s"))
     _check_rules(spec, out)
+    from agentic_ray.policies.actions import check_actions
+
+    out.extend(check_actions(spec))
     return out
 
 

@@ -23,7 +23,9 @@ __all__ = ["DecisionEvent"]
 
 class DecisionEvent(NamedTuple):
     """One decision. ``where`` is ``"router"`` or ``"gate"``; ``outcome`` is ``route``, ``shed``,
-    ``wait``, ``refuse`` (router: refused before classification, for who sent it or what it asked) or
+    ``wait``, ``refuse`` (router: refused before classification, for who sent it or what it asked),
+    ``arrive`` (router, with a decision log: the request's attributes in ``extra["request"]``, for
+    replay), ``shadow`` (router: what a shadow policy would have done differently, in ``reason``) or
     ``start``, ``enqueue``, ``reject``, ``drop``, ``evict`` (gate).
 
     ``decision_us`` is the time the pure core took to decide (router only, else ``None``);

@@ -43,6 +43,11 @@ pure router's ``choose``. A ``Shed`` ends the request's tracking.
   ranked by its predicted time to first token on each replica, learned from the completed streams the
   replicas publish (``RoutingStats.stream_samples``) or the caller reports (``observe_stream``); other
   requests, and stream requests with no eligible healthy replica, go to the pure router as before.
+- Avoidance (``set_avoid``, the control plane's ``avoid_replica`` / ``avoid_node`` actions): a replica
+  named there, or on a node named there, with weight ``w`` in [0, 1) stays a candidate in a share ``w``
+  of the decisions (a deterministic credit: each decision adds ``w``, a whole credit lets it in once),
+  but only while the request has another eligible healthy candidate: residency and placement rules win
+  over avoidance, so an avoided replica that is the only one a request may use still gets it.
 - Circuit breaking (``breaker.CircuitBreaker``): replicas whose breaker is open are no candidates. When
   every replica the request may use is out, the router's ``Shed("no_healthy_replica")`` carries the time
   until the first of their breakers half-opens as ``retry_after_s`` (the Serve adapter raises it as
@@ -56,7 +61,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,6 +188,9 @@ class RoutingState:
         self._room_reported = False  # some replica reports room per class queue
         self.requests_total = 0  # first attempts admitted (``admit`` without ``hedge_of``)
         self.retries_total = 0  # requests that came back after a replica refused them (``retry``)
+        self._avoid_replicas: dict[str, float] = {}  # replica id -> weight (``set_avoid``)
+        self._avoid_nodes: dict[str, float] = {}  # node id -> weight
+        self._avoid_credit: dict[str, float] = {}
 
     def reconfigure(
         self, classes: Any = None, breaker: BreakerSettings | None = None, retry: RetrySettings | None = None
@@ -201,6 +209,51 @@ class RoutingState:
             self._suspect.clear()
         if retry is not None and retry != self.retry_budget.settings:
             self.retry_budget = RetryBudget(retry)
+
+    def set_avoid(self, replicas: Mapping[str, float], nodes: Mapping[str, float]) -> None:
+        """Route away from these replicas and the replicas of these nodes (``{id: weight}``, weight in
+        [0, 1): the share of decisions they stay candidates in); empty mappings lift it (module docstring)."""
+        for what, weights in (("replicas", replicas), ("nodes", nodes)):
+            for key, w in weights.items():
+                if not 0.0 <= float(w) < 1.0:
+                    raise ValueError(f"avoid {what}[{key!r}]: weight must be in [0, 1), got {w!r}")
+        self._avoid_replicas = {str(k): float(w) for k, w in replicas.items()}
+        self._avoid_nodes = {str(k): float(w) for k, w in nodes.items()}
+        self._avoid_credit = {k: c for k, c in self._avoid_credit.items() if k in self._avoid_replicas}
+
+    @property
+    def avoiding(self) -> bool:
+        """True while some replica or node is avoided."""
+        return bool(self._avoid_replicas or self._avoid_nodes)
+
+    def _thin(self, request: Request, views: list[ReplicaView]) -> list[ReplicaView]:
+        """``views`` without the avoided replicas that sit this decision out, unless none other is left
+        that the request may use (module docstring, "Avoidance")."""
+        by_replica, by_node = self._avoid_replicas, self._avoid_nodes
+        kept: list[ReplicaView] = []
+        avoided: list[tuple[ReplicaView, float]] = []
+        for v in views:
+            w = by_replica.get(v.replica_id)
+            node_w = by_node.get(v.attrs.node_id) if by_node else None
+            if node_w is not None:
+                w = node_w if w is None else min(w, node_w)
+            if w is None:
+                kept.append(v)
+            else:
+                avoided.append((v, w))
+        if not avoided:
+            return views
+        allows = request.allows
+        if not any(v.healthy and (allows is None or allows(v.attrs)) for v in kept):
+            return views  # the avoided ones are all this request may use: placement wins
+        credit = self._avoid_credit
+        for v, w in avoided:
+            c = credit.get(v.replica_id, 0.0) + w
+            if c >= 1.0:
+                c -= 1.0
+                kept.append(v)
+            credit[v.replica_id] = c
+        return kept
 
     # -- replicas -------------------------------------------------------------------------------------
     def update_replicas(self, reports: Iterable[ReplicaReport], now: float) -> None:
@@ -258,6 +311,11 @@ class RoutingState:
     def knows(self, replica_id: str) -> bool:
         """True when ``replica_id`` is a known replica."""
         return replica_id in self._replicas
+
+    def view(self, replica_id: str) -> ReplicaView | None:
+        """The view of ``replica_id`` (None when it is not known)."""
+        rep = self._replicas.get(replica_id)
+        return rep.view if rep is not None else None
 
     def views(self) -> list[ReplicaView]:
         """Every known replica's view (do not modify the list)."""
@@ -404,6 +462,8 @@ class RoutingState:
             views = self._views  # live views, all healthy: nothing to refresh
         else:
             views = self._candidate_views(candidates, now)
+        if self._avoid_replicas or self._avoid_nodes:
+            views = self._thin(request, views)
         if flight.hedge_of is not None:
             avoid = self._call_replica.get(flight.hedge_of, (None, None))[0]
             views = [v for v in views if v.replica_id != avoid]

@@ -24,6 +24,8 @@ from agentic_ray.sdk import _state, _telemetry
 
 __all__ = [
     "apply_policy",
+    "policy_history",
+    "promote_policy",
     "cluster_view",
     "init",
     "rollback_policy",
@@ -208,38 +210,89 @@ def stop_control_plane_actors() -> None:
         internal_kv._internal_kv_del(key, namespace=NAMESPACE)
 
 
-def apply_policy(path_or_policy: Any, wait: bool = True) -> dict[str, Any]:
+def apply_policy(
+    path_or_policy: Any,
+    wait: bool = True,
+    *,
+    canary: float | None = None,
+    canary_nodes: list[str] | None = None,
+    shadow: bool = False,
+    canary_window_s: float = 60.0,
+    canary_margin: float = 1.0,
+) -> dict[str, Any]:
     """Validate (``PolicyValidationError`` for an invalid document: the active policy stays), version
     and push a policy to every agent. Returns ``{name, version, sha256, revision, source, acked,
     missing}`` (node ids that acknowledged / did not within the timeout). ``path_or_policy`` may be a
     signed bundle (``policies.signing.PolicyBundle`` or its file): a control plane with trusted keys
     takes only those (``PolicySignatureError`` otherwise, nothing changed); the answer then also names
     the signing key ids (``signed_by``), the ``sequence`` and the ``risks`` it was checked for. Every
-    change is a ``policy_change`` record in this process's decision log when one is open."""
+    change is a ``policy_change`` record in this process's decision log when one is open.
 
+    ``canary=0.2`` (or ``canary_nodes=[node ids]``) runs it as a canary instead: it governs that fraction
+    of the nodes and of each deployment's replicas (chosen deterministically, never a zone's or a
+    deployment's last), is compared with the active policy by burn rate and p99 over
+    ``canary_window_s`` and promoted when no worse, or rolled back when its burn rate exceeds the
+    baseline's by more than ``canary_margin``. ``shadow=True`` runs it in shadow: every router
+    evaluates it beside the active one and counts what it would have done differently (``status()
+    ["trial"]``), acting on nothing. The answer then has ``trial``. A canary fraction outside (0, 1) is a
+    ``ValueError``; so is a trial while another runs (``promote_policy`` / ``rollback_policy`` first), and
+    an ``actions`` rule naming a deployment the control plane does not know is a ``PolicyValidationError``
+    naming the rule; nothing changes then. A canary or shadow trial takes a policy, not a signed bundle."""
+
+    from agentic_ray.control._trial import CanarySettings, check_fraction
+
+    if canary is not None:
+        check_fraction(canary)
+    if sum((canary is not None, bool(canary_nodes), bool(shadow))) > 1:
+        raise ValueError("apply_policy: give one of canary, canary_nodes and shadow")
+    CanarySettings(canary_window_s, canary_margin)  # ValueError before anything is sent
     rt = _state.runtime()
     bundle = _as_bundle(path_or_policy)
     if bundle is not None:
+        if canary is not None or canary_nodes or shadow:
+            raise ValueError("apply_policy: a signed bundle is applied whole; canary and shadow take a policy")
         info = _get(rt.global_handle().apply_bundle.remote(bundle[0].to_json(), bundle[1], wait), 120)
         _telemetry.log_policy_change(info, "apply_bundle")
         rt.reload_policy()
         return info
     policy, source = _as_policy(path_or_policy)
-    info = _get(rt.global_handle().apply_policy.remote(policy, source, wait), 120)
-    _telemetry.log_policy_change(info, "apply")
-    rt.remember_policy(policy)
-    rt.adopt_policy_sha(policy.sha256)
+    trial = None
+    if canary is not None or canary_nodes or shadow:
+        trial = {"canary": canary, "canary_nodes": list(canary_nodes or ()), "shadow": bool(shadow),
+                 "window_s": canary_window_s, "margin": canary_margin}  # fmt: skip
+    info = _get(rt.global_handle().apply_policy.remote(policy, source, wait, trial), 120)
+    _telemetry.log_policy_change(info, "shadow" if shadow else "canary" if trial else "apply")
+    if trial is None:
+        rt.remember_policy(policy)
+        rt.adopt_policy_sha(policy.sha256)
     return info
 
 
 def rollback_policy(wait: bool = True) -> dict[str, Any]:
-    """Return to the previous policy version (``ValueError`` when there is none)."""
-
+    """Roll back the running canary or shadow policy, else return to the previous policy version
+    (``ValueError`` when there is neither; nothing changes)."""
     rt = _state.runtime()
     info = _get(rt.global_handle().rollback_policy.remote(wait), 120)
     _telemetry.log_policy_change(info, "rollback")
     rt.reload_policy()
     return info
+
+
+def promote_policy(wait: bool = True) -> dict[str, Any]:
+    """Make the running canary or shadow policy the active one everywhere (``ValueError`` when none runs;
+    nothing changes)."""
+    rt = _state.runtime()
+    info = _get(rt.global_handle().promote_policy.remote(wait), 120)
+    _telemetry.log_policy_change(info, "promote")
+    rt.reload_policy()
+    return info
+
+
+def policy_history() -> list[dict[str, Any]]:
+    """Every kept policy version and trial: ``{version, sha256, revision, source, state, at, by}``, oldest
+    first (state ``active``, ``superseded``, ``canary running``, ``shadow promoted``, ...)."""
+    rt = _state.runtime()
+    return list(_get(rt.global_handle().history.remote(), 60))
 
 
 NO_CONTROL_PLANE = (

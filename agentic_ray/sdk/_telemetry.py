@@ -87,8 +87,9 @@ def log_placement(task_name: str, request_id: str, classification: Any, placemen
 
 
 def log_policy_change(info: Any, action: str) -> None:
-    """Append one policy change (``apply``, ``apply_bundle``, ``rollback``) to the decision log: the new
-    version and sha256, and the key ids that signed it (never raises)."""
+    """Append one policy change (``apply``, ``apply_bundle``, ``canary``, ``shadow``, ``promote``,
+    ``rollback``) to the decision log: the new version and sha256, and the key ids that signed it (never
+    raises)."""
     if DECISION_LOG is None:
         return
     with contextlib.suppress(Exception):

@@ -20,6 +20,12 @@ reply is read on a later turn with ``ray.wait(timeout=0)``, like the task path's
   (``record_replica``: a ``ReplicaReport`` and drift summaries from the replica's ``ServeTally``); the
   agent answers the replica's per-class caps from its lease, which the replica's gate enforces
   (``AdmissionGate.set_class_caps``) until they lapse;
+- with the targets it reads the overlay (``serve/overlay``: the actions in force, ``control._actions``)
+  and hands each member its part on the member's loop: routers route away from avoided replicas and
+  nodes (``RoutingState.set_avoid``), replicas scale their classes' caps by a ``tighten_admission``
+  factor (on top of the lease's caps: ``control._actions.tightened_caps``); a canary's replicas switch
+  to its policy (and back to their deployment's target when it ends); routers evaluate a shadow policy
+  beside theirs and report what it would have done differently with their heartbeats;
 - routers send a heartbeat every ``HEARTBEAT_S`` and at once after a switch (``serve_heartbeat``: the
   version they run, their acknowledgement, and the classes they saw), and report the requests they shed
   themselves to their node's agent every ``REPORT_S`` (``record_router``).
@@ -40,7 +46,14 @@ import time
 import weakref
 from typing import Any
 
-from agentic_ray.actors._common import GLOBAL_NAME, NAMESPACE, agent_name, kv_get, read_serve_targets
+from agentic_ray.actors._common import (
+    GLOBAL_NAME,
+    NAMESPACE,
+    agent_name,
+    kv_get,
+    read_serve_overlay,
+    read_serve_targets,
+)
 from agentic_ray.control._reports import ReplicaReport
 from agentic_ray.control._serve_tally import ServeTally
 
@@ -85,6 +98,7 @@ class _Member:
         self.next_heartbeat = 0.0
         self.since = time.time()
         self.summaries: dict[str, Any] = {}
+        self.overlay: Any = None  # the overlay this member took last (``take_overlay``)
 
     @property
     def alive(self) -> bool:
@@ -121,6 +135,19 @@ class _Member:
         else:
             apply()
 
+    def on_loop(self, fn: Any) -> None:
+        """Run ``fn()`` on the owner's loop when it is known (between requests), else now."""
+        loop = self.current_loop()
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(fn)
+        else:
+            fn()
+
+    def take_overlay(self, overlay: dict[str, Any], resolve: Any = None) -> None:
+        """Apply this member's part of the published overlay (see the module docstring); ``resolve(sha)``
+        gives a policy by its sha256 (None when it cannot be loaded)."""
+        self.overlay = overlay
+
     def registration(self) -> dict[str, Any]:
         version, sha = self.policy_ids()
         return {"kind": self.kind, "member_id": self.member_id, "deployment": self.deployment,
@@ -147,6 +174,33 @@ class RouterMember(_Member):
         if owner is not None:
             owner._switch_policy(policy)
 
+    def take_overlay(self, overlay: dict[str, Any], resolve: Any = None) -> None:
+        super().take_overlay(overlay, resolve)
+        replicas = dict(overlay.get("avoid_replicas") or {})
+        nodes = dict(overlay.get("avoid_nodes") or {})
+        shadow_sha = (overlay.get("shadow") or {}).get("sha")
+        shadow = resolve(shadow_sha) if shadow_sha and resolve is not None else None
+
+        def apply() -> None:
+            owner = self._owner()
+            if owner is None or owner.state is None:
+                return
+            try:
+                owner.state.set_avoid(replicas, nodes)
+            except ValueError as exc:
+                log.warning("agentic serve: router %s: bad avoid overlay: %s", self.member_id, exc)
+            owner._set_shadow(shadow)
+
+        self.on_loop(apply)
+
+    def registration(self) -> dict[str, Any]:
+        out = super().registration()
+        owner = self._owner()
+        counts = getattr(owner, "shadow_counts", None)
+        if counts:
+            out["shadow"] = dict(counts)
+        return out
+
 
 class ReplicaMember(_Member):
     """A replica of an agentic deployment (``owner``, the user's object with ``_agentic_admission``)."""
@@ -157,6 +211,9 @@ class ReplicaMember(_Member):
         super().__init__(owner, member_id, deployment, metadata.node_id or "", deploy_text)
         self.metadata = metadata
         self.caps_until: float | None = None  # wall clock when the caps from the agent lapse
+        self.on_canary = False  # switched to a canary's policy (switched back when the canary ends)
+        self.lease_caps: dict[str, int] = {}  # from the agent's lease
+        self.factors: dict[str, float] = {}  # ``tighten_admission`` factors in force here
 
     def policy_ids(self) -> tuple[str, str]:
         owner = self._owner()
@@ -188,13 +245,33 @@ class ReplicaMember(_Member):
                              max(1, limit), version, sha or None, since, now, classes)  # fmt: skip
 
     def set_caps(self, caps: dict[str, int], until: float | None) -> None:
+        """The caps of the agent's lease (until ``until``), tightened by the actions' factors."""
+        self.lease_caps = dict(caps)
+        self.caps_until = until if caps else None
+        self._install()
+
+    def take_overlay(self, overlay: dict[str, Any], resolve: Any = None) -> None:
+        super().take_overlay(overlay, resolve)
+        mine = (overlay.get("serve_caps") or {}).get(self.deployment)
+        zone = mine.get("zone") if mine else None
+        factors = dict(mine.get("classes") or {}) if mine and (zone is None or zone == self.metadata.zone) else {}
+        if factors != self.factors:
+            self.factors = {str(q): float(f) for q, f in factors.items()}
+            self._install()
+
+    def _install(self) -> None:
         owner = self._owner()
         if owner is None:
             return
         gate = owner._agentic_admission.gate
+        caps = self.lease_caps
+        if self.factors:
+            from agentic_ray.control._actions import tightened_caps
+
+            base = {q: gate.slots + gate.queue_bound(q) for q in self.factors}
+            caps = tightened_caps(caps, self.factors, base)
         if caps != gate.class_caps:
             gate.set_class_caps(caps)
-        self.caps_until = until if caps else None
 
 
 class ServePlane:
@@ -210,6 +287,8 @@ class ServePlane:
         self._pending: list[tuple[Any, str, Any]] = []  # (ref, what, member): replies read on later turns
         self._policies: dict[str, Any] = {}  # sha256 -> compiled Policy
         self.targets: dict[str, str] = {}
+        self._overlay_raw: dict[str, Any] | None = None
+        self.overlay: dict[str, Any] = {}
         self.errors = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="agentic-serve-plane", daemon=True)
@@ -286,8 +365,22 @@ class ServePlane:
 
     def _poll(self, members: list[_Member]) -> None:
         self.targets = read_serve_targets()
+        raw = read_serve_overlay()
+        if raw != self._overlay_raw:
+            self._overlay_raw, self.overlay = raw, dict(raw)
+        for m in members:
+            if m.overlay is not self.overlay:
+                m.take_overlay(self.overlay, self._policy)
+        canary = self.overlay.get("canary") or {}
+        canary_sha, on_canary = canary.get("sha"), set(canary.get("replicas") or ())
         for m in members:
             want = self.targets.get(m.deployment)
+            if isinstance(m, ReplicaMember):
+                if canary_sha and m.member_id in on_canary:
+                    want, m.on_canary = canary_sha, True
+                elif m.on_canary:  # the canary ended or moved: back to the deployment's target
+                    want = want or self._deploy_policy(m).sha256
+                    m.on_canary = m.policy_ids()[1] != want
             if not want or m.switching == want or m.policy_ids()[1] == want:
                 continue
             policy = self._policy(want)
@@ -304,6 +397,13 @@ class ServePlane:
 
             policy = self._policies[sha] = parse_policy(text.decode(), source=f"<control plane {sha[:12]}>")
         return policy
+
+    def _deploy_policy(self, m: _Member) -> Any:
+        """The member's deploy-time policy, compiled once (cached by its sha256 like the others)."""
+        from agentic_ray.policies import parse_policy
+
+        policy = parse_policy(m.deploy_text, source=f"<deployment {m.deployment}>")
+        return self._policies.setdefault(policy.sha256, policy)
 
     def _agent(self, ray: Any, node_id: str) -> Any:
         handle = self._agents.get(node_id)

@@ -156,7 +156,7 @@ class _Call:
     the proxy's ``StreamingHTTPRequest`` and the metadata to stamp into it, the id its decision records
     carry (``rid``: Serve's request id), the policy version that classified it and its drift workflow."""
 
-    __slots__ = ("drift", "future_id", "http", "meta", "rid", "version")
+    __slots__ = ("drift", "future_id", "http", "meta", "rid", "shadow", "version")
 
     def __init__(self, future_id: int, http: Any = None, meta: dict[str, Any] | None = None, rid: Any = None,
                  version: str | None = None, drift: str | None = None) -> None:  # fmt: skip
@@ -166,6 +166,7 @@ class _Call:
         self.rid = rid
         self.version = version
         self.drift = drift
+        self.shadow: Any = None  # the shadow policy's classification, until the request is routed
 
 
 def _node_id() -> str | None:
@@ -221,6 +222,9 @@ class AgenticRequestRouter(RequestRouter):
         self.hook = load_hook(kwargs.get("decision_hook"))
         self._push = hook_push(self.hook)
         self._hook_off = isinstance(self.hook, NoopHook)
+        # With a decision log, each admitted request also gets an ``arrive`` record with what a replay needs
+        # (tenant, workflow, stage, model, data class: ``agentic-ray trace export``).
+        self._log_arrivals = getattr(self.hook, "decision_log", None) is not None
         register_policy(self.hook, self.policy.version, self.policy.sha256)
         self.metrics = None
         self._breaker_states: dict[str, str] = {}
@@ -240,6 +244,9 @@ class AgenticRequestRouter(RequestRouter):
         deployment_id = self._deployment_id  # set by RequestRouter.__init__
         self._target = f"deployment {deployment_id.app_name}/{deployment_id.name}" if deployment_id is not None else ""
         self._agentic_loop: Any = None  # this router's event loop, once it routed (policy switches run there)
+        self._shadow: Policy | None = None  # a shadow policy evaluated beside ``policy`` (``_set_shadow``)
+        self._asked: Any = None  # the last request's metadata as asked (for the shadow)
+        self.shadow_counts: dict[str, Any] | None = None
         self._tally: Any = None
         if deployment_id is not None:
             self._join_control_plane(f"{deployment_id.app_name}/{deployment_id.name}")
@@ -266,6 +273,56 @@ class AgenticRequestRouter(RequestRouter):
         if self.metrics is not None:
             with contextlib.suppress(Exception):  # telemetry must not break serving
                 self.metrics.policy_version(policy.version)
+
+    # -- shadow policy --------------------------------------------------------------------------------
+    def _set_shadow(self, policy: Policy | None) -> None:
+        """Evaluate ``policy`` beside the live one on every request from now on (None: stop); it acts on
+        nothing. Counts restart with a new shadow policy."""
+        if policy is None:
+            self._shadow, self.shadow_counts = None, None
+        elif self._shadow is None or self._shadow.sha256 != policy.sha256:
+            self._shadow = policy
+            self.shadow_counts = {"sha": policy.sha256, "evaluated": 0, "would_refuse": 0,
+                                  "would_place_elsewhere": 0, "would_shed": 0}  # fmt: skip
+
+    def _shadow_admit(self, request: Request, call: _Call, now: float) -> None:
+        """Classify the request as asked under the shadow policy: a refusal is counted, a classification
+        kept for the routing decision (``_shadow_route``)."""
+        counts, shadow = self.shadow_counts, self._shadow
+        if counts is None or shadow is None or self._asked is None:
+            return
+        counts["evaluated"] += 1
+        try:
+            call.shadow = shadow.classify(self._asked, now)
+        except (PolicyError, ValueError):
+            self._shadow_differs("would_refuse", request, now, call, None, None)
+
+    def _shadow_route(self, request: Request, call: _Call, decision: Route, now: float) -> None:
+        """The live decision routed to ``decision.replica_id``: would the shadow place it there, and would
+        its budget be met there?"""
+        c, call.shadow = call.shadow, None
+        view = self.state.view(decision.replica_id)
+        if c.allows is not None and view is not None and not c.allows(view.attrs):
+            self._shadow_differs("would_place_elsewhere", request, now, call, decision.replica_id, None)
+            return
+        predicted = decision.predicted_ms
+        may_shed = c.qos.shedding.value != "never"
+        if may_shed and not math.isnan(predicted) and predicted > (c.deadline - now) * 1000.0:
+            self._shadow_differs("would_shed", request, now, call, decision.replica_id, predicted)
+
+    def _shadow_differs(self, what: str, request: Request, now: float, call: _Call, replica_id: Any,
+                        predicted: float | None) -> None:  # fmt: skip
+        """Count a difference; the first 10 of each kind and every 20th after go to the decision log
+        (outcome ``shadow``, reason the difference, the shadow's version)."""
+        counts, shadow = self.shadow_counts, self._shadow
+        if counts is None or shadow is None:
+            return
+        counts[what] += 1
+        n = counts[what]
+        if (n <= 10 or n % 20 == 0) and not self._hook_off:
+            safe_record(self.hook, DecisionEvent("router", "shadow", str(call.rid or request.id), request.qos, what,
+                                                 replica_id, predicted, request.remaining_ms(now), request.rule_ids,
+                                                 shadow.version, None, now))  # fmt: skip
 
     # -- replica facts --------------------------------------------------------------------------------
     def update_replicas(self, replicas: list[RunningReplica]) -> None:
@@ -363,6 +420,10 @@ class AgenticRequestRouter(RequestRouter):
         call = _Call(id(pending_request.future), http, meta if http is not None else None,
                      pending_request.metadata.request_id, self.policy.version,
                      drift_workflow(workflow, meta.get("stage")) if workflow else None)  # fmt: skip
+        if self._shadow is not None:
+            self._shadow_admit(request, call, now)
+        if self._log_arrivals:
+            self._arrival(request, meta, call, now)
         tally = self._tally
         if tally is not None:
             tally.offer(request.qos)
@@ -371,6 +432,16 @@ class AgenticRequestRouter(RequestRouter):
         if shed is not None:
             return self._shed(pending_request, candidates, request, shed, now, None, call)
         return self._decide(pending_request, candidates, key, now)
+
+    def _arrival(self, request: Request, meta: dict[str, Any], call: _Call, now: float) -> None:
+        attrs = {k: meta.get(k) for k in ("tenant", "workflow", "stage", "data_class")}
+        attrs["model"] = request.model
+        event = ("router", "arrive", call.rid if call.rid is not None else request.id, request.qos, "", None, None,
+                 request.remaining_ms(now), request.rule_ids, call.version, None, now, {"request": attrs})  # fmt: skip
+        if self._push is not None:
+            self._push(event)
+        else:
+            safe_record(self.hook, DecisionEvent._make(event))
 
     def _classify(self, pending_request: PendingRequest, key: str, now: float, http: Any) -> tuple[Request, dict]:
         """The request's metadata (kwargs, or a direct HTTP request's headers) classified by the policy;
@@ -389,7 +460,10 @@ class AgenticRequestRouter(RequestRouter):
                 tenant = _identity.resolve_tenant(self.policy, meta.get("tenant"))
                 if tenant is not None:
                     meta["tenant"] = tenant
-        classification = self.policy.classify(request_meta(meta), now)
+        asked = request_meta(meta)
+        if self._shadow is not None:
+            self._asked = asked
+        classification = self.policy.classify(asked, now)
         request = to_request(
             classification, key, now, meta.get("deadline"), meta.get("model"), meta.get(WORKFLOW_DEADLINE)
         )
@@ -417,6 +491,8 @@ class AgenticRequestRouter(RequestRouter):
         carrier = pending_request.kwargs.get(TRACE_KWARG)  # only sampled contexts travel (with_trace)
         if isinstance(decision, Route):
             replica = self._by_key.get(decision.replica_id)
+            if call.shadow is not None:
+                self._shadow_route(request, call, decision, now)
             if carrier:
                 self._route_span(pending_request.kwargs, carrier, request, decision, now, decision_us)
             if call.http is None:

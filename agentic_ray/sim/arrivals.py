@@ -10,7 +10,9 @@
 - Ramp(from, to): a non-homogeneous Poisson process whose rate rises linearly from ``from_rps`` to
   ``to_rps`` over the run, sampled by thinning (Lewis & Shedler 1979): candidates at the peak rate,
   each kept with probability rate(t) / peak.
-- Trace: explicit arrival records read from a CSV file (``at_s``, ``class``, ``model``, ``tenant``).
+- Trace: explicit arrival records read from a CSV file (``at_s``, ``class``, ``model``, ``tenant``, and
+  from ``agentic-ray trace export``: ``workflow``, ``stage``, ``data_class``, ``service_ms``, the
+  observed service time, which a replay uses on every replica group instead of a sampled one).
 
 Every generator takes its ``random.Random`` and reads nothing global.
 """
@@ -83,13 +85,30 @@ class TraceRecord:
     qos: str | None = None
     model: str | None = None
     tenant: str | None = None
+    workflow: str | None = None
+    stage: str | None = None
+    data_class: str | None = None
+    service_ms: float | None = None
+
+
+def _service(path: str | os.PathLike[str], row_no: int, value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        ms = float(value)
+    except ValueError:
+        raise ValueError(f"{path}:{row_no}: service_ms is not a number: {value!r}") from None
+    if not ms > 0 or ms == float("inf"):
+        raise ValueError(f"{path}:{row_no}: service_ms must be a finite number > 0, got {value!r}")
+    return ms
 
 
 def read_trace(path: str | os.PathLike[str]) -> list[TraceRecord]:
-    """Read a CSV trace with a header row: ``at_s`` (required), ``class``, ``model``, ``tenant``.
+    """Read a CSV trace with a header row: ``at_s`` (required), ``class``, ``model``, ``tenant``,
+    ``workflow``, ``stage``, ``data_class``, ``service_ms`` (optional; empty is unknown).
 
     Extra columns are ignored; records are returned sorted by time. A missing ``at_s`` column or a
-    value that is not a number >= 0 raises ``ValueError`` naming the row.
+    value that is not a number >= 0 (``at_s``) or > 0 (``service_ms``) raises ``ValueError`` naming the row.
     """
     records: list[TraceRecord] = []
     with open(path, newline="", encoding="utf-8") as fh:
@@ -104,7 +123,9 @@ def read_trace(path: str | os.PathLike[str]) -> list[TraceRecord]:
             if not at >= 0:
                 raise ValueError(f"{path}:{row_no}: at_s must be >= 0, got {at}")
             records.append(
-                TraceRecord(at, row.get("class") or None, row.get("model") or None, row.get("tenant") or None)
-            )
+                TraceRecord(at, row.get("class") or None, row.get("model") or None, row.get("tenant") or None,
+                            row.get("workflow") or None, row.get("stage") or None, row.get("data_class") or None,
+                            _service(path, row_no, row.get("service_ms")))
+            )  # fmt: skip
     records.sort(key=lambda r: r.at_s)
     return records

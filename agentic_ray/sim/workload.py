@@ -114,11 +114,14 @@ def build_workload(scenario: Scenario, seed: int, policy: Any = None) -> Workloa
         qos = rec.qos or class_mix.pick(attr_rng)
         model = rec.model or model_mix.pick(attr_rng)
         tenant = rec.tenant or (tenant_mix.pick(attr_rng) if tenant_mix else None)
-        data_class = data_mix.pick(attr_rng) if data_mix else None
+        data_class = rec.data_class or (data_mix.pick(attr_rng) if data_mix else None)
         if tokens is None:
             service = tuple((d.get(model) or d["default"]).sample(r) for d, r in zip(dists, service_rngs, strict=True))
+            if rec.service_ms is not None:  # a replayed trace: the observed time, on every group
+                service = (rec.service_ms,) * len(service)
         if policy is not None:
-            meta = RequestMeta(qos=qos, model=model, tenant=tenant, data_class=data_class)
+            meta = RequestMeta(qos=qos, model=model, tenant=tenant, data_class=data_class, workflow=rec.workflow,
+                               stage=rec.stage)  # fmt: skip
             # The scenario's mix says which class each caller was given: not checked against entitlements.
             granted = policy.classify(meta, rec.at_s, check_entitlement=False)
             request = Request.from_classification(granted, id=i, arrival=rec.at_s, model=model)

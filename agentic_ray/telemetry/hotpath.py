@@ -168,6 +168,8 @@ class TelemetryHook:
             counts = Counter(map(_KEY, batch))
             self.totals.update(counts)
             for (where, outcome, qos, reason), k in counts.items():
+                if outcome == "arrive":  # a router's arrival record: for the decision log only
+                    continue
                 try:
                     m = self._metrics(_COMPONENT.get(where, where))
                     m.decision(outcome, qos, k)
@@ -258,7 +260,8 @@ class TelemetryHook:
             policy_version=version,
             policy_sha256=sha,
             rule_ids=list(e.rule_ids or ()),
-            inputs={"where": e.where, "remaining_ms": _number(e.remaining_ms)},
+            inputs={"where": e.where, "remaining_ms": _number(e.remaining_ms)}
+            | dict((e.extra or {}).get("request") or {}),
             predicted={"predicted_ms": _number(e.predicted_ms), "replica_id": e.replica_id},
             outcome=f"{e.outcome}:{e.reason}" if e.reason else str(e.outcome),
             ts=_number(e.at),

@@ -34,6 +34,8 @@ STATUS_KEYS = {
     "events",
     "decision_logs",
     "serve",
+    "actions",
+    "trial",
     "config",
     "unsatisfiable_rules",
 }

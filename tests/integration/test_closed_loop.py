@@ -1,0 +1,234 @@
+"""The closed loop on real Ray and Serve: an actions rule naming an unknown deployment is refused; a
+replica slowed 5x (the test hook ``agentic_ray.testing.slowdown``) raises a burn-rate alert, the
+coordinator avoids that replica and tightens admission, and the log shows alert -> action -> clear ->
+revert; a canary is started, promoted and rolled back, and a shadow policy counts what it would refuse,
+through the ``agentic-ray policy`` CLI. Assertions are on the log's sequence and on counts, not timing."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.integration._control_plane import wait_for
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
+
+APP, DEP = "loop", "loop/Model"
+
+POLICY = """apiVersion: agentic-ray/v1
+kind: Policy
+metadata: {{name: loop-test, version: "{version}"}}
+default_class: standard
+classes:
+  critical: {{priority: 0, budget_ms: 150, shedding: never}}
+  standard: {{priority: 1, budget_ms: {standard}}}
+  sheddable: {{priority: 2, budget_ms: 3000, shedding: first}}
+entitlements: {{anonymous: {{allowed_classes: [{allowed}]}}}}
+"""
+ACTIONS = """actions:
+  rules:
+    - id: slow-replica
+      when: {alert: burn_rate, class: critical, deployment: loop/Model}
+      do: avoid_replica
+      hold_s: 2
+    - id: shed-less
+      when: {alert: burn_rate, class: critical, deployment: loop/Model}
+      do: tighten_admission
+      factor: 0.5
+      hold_s: 2
+      restore_step: 0.5
+      restore_every_s: 0.5
+"""
+
+
+def _write(tmp, name: str, version: str, standard: int = 2000, allowed: str = "critical, standard, sheddable",
+           actions: str = ACTIONS) -> str:  # fmt: skip
+    path = tmp / name
+    path.write_text(POLICY.format(version=version, standard=standard, allowed=allowed) + actions)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def loop(ray_cluster, tmp_path_factory):
+    from ray import serve
+
+    import agentic_ray
+    import agentic_ray.serve as ars
+    from agentic_ray import sdk
+    from agentic_ray.actors._common import ControlPlaneConfig
+
+    tmp = tmp_path_factory.mktemp("loop")
+    logs = tmp / "logs"
+    config = ControlPlaneConfig(report_interval_s=0.25, reconcile_interval_s=0.2, allocate_interval_s=3600.0,
+                                p99_window_s=2.0, min_samples=5, burn_windows=((3.0, 1.0, 2.0),),
+                                decision_log_dir=str(logs))  # fmt: skip
+    sdk.init(config=config, wait_s=60)
+
+    # The router learns service times very slowly here (alpha 0.001), so it keeps sending work to the slowed
+    # replica: the control plane's action, not the router's own estimate, has to route around it.
+    @ars.deployment(policy=_write(tmp, "v0.yaml", "v0", actions=""), slots=2, num_replicas=3,
+                    router_options={"alpha": 0.001}, ray_actor_options={"num_cpus": 0})  # fmt: skip
+    class Model:
+        async def __call__(self, payload=None):
+            import asyncio
+
+            from agentic_ray.testing import slowdown
+
+            await asyncio.sleep(0.02 * slowdown.factor())  # TEST HOOK: the slowed replica sleeps 5x longer
+            return "ok"
+
+    handle = serve.run(Model.bind(), name=APP, route_prefix=None)
+    try:
+        yield {"handle": handle, "tmp": tmp, "logs": logs, "sdk": agentic_ray, "address": ray_cluster.address}
+    finally:
+        from agentic_ray.testing import slowdown
+
+        slowdown.clear()
+        serve.delete(APP)
+        sdk.shutdown(stop_control_plane=True)
+
+
+class Load:
+    """Steady mixed handle calls from a thread (critical, standard, sheddable), results not awaited."""
+
+    def __init__(self, handle, rps: float = 40.0) -> None:
+        self.handle, self.gap, self.sent = handle, 1.0 / rps, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        classes = ("critical", "standard", "critical", "sheddable")
+        while not self.stop.wait(self.gap):
+            try:
+                self.handle.remote(None, qos=classes[self.sent % 4])
+                self.sent += 1
+            except Exception:
+                pass
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+def _deployment(sdk):
+    return sdk.status()["serve"]["deployments"].get(DEP)
+
+
+def _cli(loop, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, RAY_ADDRESS=loop["address"])
+    code = "import sys; from agentic_ray.cli import main; sys.exit(main())"
+    return subprocess.run([sys.executable, "-c", code, "policy", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+def _rule_events(sdk, rule: str) -> list[str]:
+    return [r["event"] for r in sdk.status()["actions"]["log"] if r["rule"] == rule]
+
+
+def _ordered(events: list[str], wanted: list[str]) -> bool:
+    it = iter(events)
+    return all(any(e == w for e in it) for w in wanted)
+
+
+def test_an_actions_rule_naming_an_unknown_deployment_is_refused(loop):
+    from agentic_ray.errors import PolicyValidationError
+
+    sdk, tmp = loop["sdk"], loop["tmp"]
+    before = sdk.status()["policy"]["sha256"]
+    bad = _write(tmp, "bad.yaml", "bad", actions=ACTIONS.replace("deployment: loop/Model", "deployment: nope/X", 1))
+    with pytest.raises(PolicyValidationError, match=r"rule 'slow-replica': unknown deployment 'nope/X'"):
+        sdk.apply_policy(bad)
+    assert sdk.status()["policy"]["sha256"] == before
+
+
+def test_a_slowed_replica_is_avoided_and_the_log_shows_alert_action_clear_revert(loop):
+    from agentic_ray.testing import slowdown
+
+    sdk, handle, tmp = loop["sdk"], loop["handle"], loop["tmp"]
+    assert handle.remote(None, qos="critical").result(timeout_s=60) == "ok"
+    d = wait_for(lambda: (x := _deployment(sdk)) and len(x["replicas"]) == 3 and x, timeout=60,
+                 what="three replicas registered")  # fmt: skip
+    sdk.apply_policy(_write(tmp, "v1.yaml", "v1"))
+    wait_for(lambda: all(r["policy_version"] == "v1" for r in _deployment(sdk)["replicas"]), timeout=60,
+             what="the replicas on v1")  # fmt: skip
+    slow = sorted(r["replica_id"] for r in d["replicas"])[0]
+    with Load(handle):
+        time.sleep(3.0)  # steady state first
+        slowdown.set_slowdown(slow, 5.0)
+        try:
+            wait_for(lambda: f"replica:{slow}" in {r["target"] for r in sdk.status()["actions"]["log"]
+                                                   if r["event"] == "action" and r["rule"] == "slow-replica"},
+                     timeout=90, what="the slowed replica avoided")  # fmt: skip
+        except AssertionError as exc:  # say what the control plane saw
+            st = sdk.status()
+            raise AssertionError(f"{exc}; slowed {slow}; alert log {st['alert_log'][-5:]}; actions log "
+                                 f"{st['actions']['log'][-8:]}; classes {st['classes']}") from None  # fmt: skip
+        st = sdk.status()
+        assert st["actions"]["overlay"]["avoid_replicas"] == {slow: 0.0}
+        slowdown.clear()  # the replica recovers: the alert clears, the actions are reverted
+        wait_for(lambda: _ordered(_rule_events(sdk, "slow-replica"), ["alert", "action", "clear", "revert"]),
+                 timeout=90, what="alert -> action -> clear -> revert")  # fmt: skip
+    wait_for(lambda: _ordered(_rule_events(sdk, "shed-less"), ["alert", "action", "clear", "revert"]), timeout=60,
+             what="tighten_admission reverted")  # fmt: skip
+    events = _rule_events(sdk, "shed-less")
+    assert "restore" in events[events.index("clear") :]  # stepwise restore before the revert
+    records = []
+    for path in glob.glob(str(loop["logs"] / "coordinator-*.jsonl")):
+        with open(path) as fh:
+            records += [json.loads(line) for line in fh]
+    mine = [r["body"] for r in records if r["kind"] == "decision" and r["body"]["rule_ids"] == ["slow-replica"]]
+    assert _ordered([b["action"] for b in mine], ["control:alert", "control:action", "control:clear", "control:revert"])
+    assert all(b["request_id"].startswith("burn_rate:critical|serve:loop/Model") for b in mine)
+
+
+def test_canary_promote_rollback_and_shadow_through_the_cli(loop):
+    sdk, handle, tmp = loop["sdk"], loop["handle"], loop["tmp"]
+    out = _cli(loop, "promote")
+    assert out.returncode == 2 and "nothing to promote" in out.stderr, out
+    out = _cli(loop, "apply", _write(tmp, "v2.yaml", "v2", standard=2500), "--canary", "1.5")
+    assert out.returncode == 2 and "canary: must be a fraction in (0, 1)" in out.stderr
+    with Load(handle, rps=30.0):
+        out = _cli(loop, "apply", _write(tmp, "v2.yaml", "v2", standard=2500), "--canary", "0.5", "--window", "3",
+                   "--margin", "100")  # fmt: skip
+        assert out.returncode == 0 and out.stdout.startswith("canary started: v2"), out
+        trial = sdk.status()["trial"]
+        assert trial["kind"] == "canary" and trial["version"] == "v2"
+        # A canary replica runs v2 while the others keep v1; the canary is promoted when no worse.
+        if trial["replicas"]:
+            wait_for(lambda: any(r["policy_version"] == "v2" for r in _deployment(sdk)["replicas"]), timeout=60,
+                     what="a canary replica on v2")  # fmt: skip
+        wait_for(lambda: sdk.status()["trial"] is None and sdk.status()["policy"]["version"] == "v2", timeout=120,
+                 what="the canary promoted")  # fmt: skip
+        # A canary rolled back by hand.
+        out = _cli(loop, "apply", _write(tmp, "v3.yaml", "v3", standard=2600), "--canary", "0.5", "--window", "600")
+        assert out.returncode == 0, out
+        out = _cli(loop, "rollback")
+        assert out.returncode == 0 and "canary rolled back: v3" in out.stdout, out
+        assert sdk.status()["policy"]["version"] == "v2" and sdk.status()["trial"] is None
+        # A shadow that refuses sheddable callers: counted, nothing refused for real.
+        shadow = _write(tmp, "v4.yaml", "v4", allowed="critical, standard")
+        out = _cli(loop, "apply", shadow, "--shadow")
+        assert out.returncode == 0 and out.stdout.startswith("shadow started: v4"), out
+        wait_for(lambda: sdk.status()["trial"]["shadow"]["would_refuse"] > 0, timeout=60,
+                 what="the shadow's refusals counted")  # fmt: skip
+        counts = sdk.status()["trial"]["shadow"]
+        assert counts["evaluated"] >= counts["would_refuse"] > 0
+    assert handle.remote(None, qos="sheddable").result(timeout_s=60) == "ok"  # the live policy still admits
+    out = _cli(loop, "rollback")
+    assert out.returncode == 0 and "shadow rolled back: v4" in out.stdout, out
+    out = _cli(loop, "history")
+    assert out.returncode == 0
+    states = [line.split()[2:4] for line in out.stdout.splitlines()[2:]]
+    assert ["canary", "promoted"] in states and ["canary", "rolled_back"] in states
+    assert ["shadow", "rolled_back"] in states and [s[0] for s in states if s[0] == "active"] == ["active"]
