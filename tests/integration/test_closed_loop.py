@@ -1,5 +1,5 @@
 """The closed loop on real Ray and Serve: an actions rule naming an unknown deployment is refused; a
-replica slowed 5x (the test hook ``agentic_ray.testing.slowdown``) raises a burn-rate alert, the
+replica slowed 10x (the test hook ``agentic_ray.testing.slowdown``) raises a burn-rate alert, the
 coordinator avoids that replica and tightens admission, and the log shows alert -> action -> clear ->
 revert; a canary is started, promoted and rolled back, and a shadow policy counts what it would refuse,
 through the ``agentic-ray policy`` CLI. Assertions are on the log's sequence and on counts, not timing."""
@@ -79,9 +79,13 @@ def loop(ray_cluster, tmp_path_factory):
         async def __call__(self, payload=None):
             import asyncio
 
+            from ray import serve
+
             from agentic_ray.testing import slowdown
 
-            await asyncio.sleep(0.02 * slowdown.factor())  # TEST HOOK: the slowed replica sleeps 5x longer
+            if payload == "who":
+                return serve.get_replica_context().replica_id.unique_id
+            await asyncio.sleep(0.02 * slowdown.factor())  # TEST HOOK: the slowed replica sleeps longer
             return "ok"
 
     handle = serve.run(Model.bind(), name=APP, route_prefix=None)
@@ -162,10 +166,13 @@ def test_a_slowed_replica_is_avoided_and_the_log_shows_alert_action_clear_revert
     sdk.apply_policy(_write(tmp, "v1.yaml", "v1"))
     wait_for(lambda: all(r["policy_version"] == "v1" for r in _deployment(sdk)["replicas"]), timeout=60,
              what="the replicas on v1")  # fmt: skip
-    slow = sorted(r["replica_id"] for r in d["replicas"])[0]
+    # Slow the replica the router prefers at this load (an idle replica nobody sends to would prove nothing).
+    answers = [handle.remote("who", qos="critical").result(timeout_s=60) for _ in range(10)]
+    slow = max(sorted(set(answers)), key=answers.count)
+    assert slow in {r["replica_id"] for r in d["replicas"]}
     with Load(handle):
         time.sleep(3.0)  # steady state first
-        slowdown.set_slowdown(slow, 5.0)
+        slowdown.set_slowdown(slow, 10.0)  # 200 ms: over the critical budget (150 ms) on its own
         try:
             wait_for(lambda: f"replica:{slow}" in {r["target"] for r in sdk.status()["actions"]["log"]
                                                    if r["event"] == "action" and r["rule"] == "slow-replica"},
