@@ -2,24 +2,27 @@
 and on.
 
 One private local Ray (token authentication on) with the control plane at short drift windows (burn
-rate over 3 s and 1 s, threshold 2; p99 over 2 s), one ``@agentic_ray.deployment`` of 3 replicas x 2
-slots (20 ms per call). The same seeded open-loop Poisson arrivals (``--rate`` rps; critical, standard,
-sheddable 30/40/30 %) run twice, each on a fresh deployment: at ``--slow-at`` s one replica's service
-time goes up ``--factor`` x (the TEST HOOK ``agentic_ray.testing.slowdown``). The control plane's policy
-has two ``actions`` rules on a burn-rate alert of the critical class on the deployment: ``avoid_replica``
-(route away from the replica whose median latency drifted) and ``tighten_admission`` (halve the caps of
+rate over 3 s and 1 s, threshold 2; p99 over 2 s), one ``@agentic_ray.deployment`` of 3 replicas
+(``--slots`` 1 each, ``--service-ms`` 30 per call). The same seeded open-loop Poisson arrivals
+(``--rate`` rps; critical, standard, sheddable 30/40/30 %) run with the loop off and on, ``--rounds``
+times in alternating order, each on a fresh deployment: at ``--slow-at`` s one replica's service time
+goes up ``--factor`` x (the TEST HOOK ``agentic_ray.testing.slowdown``). The control plane's policy has
+two ``actions`` rules on a burn-rate alert of the critical class on the deployment: ``avoid_replica``
+(route away from the replica whose recent latency drifted) and ``tighten_admission`` (halve the caps of
 the less urgent classes); with the loop **off** the same policy runs with ``dry_run: true`` (the log
 says what would be done, nothing is done), with the loop **on** it acts.
 
-Reported per run: critical SLO attainment per second of arrival (requests answered within their class
+``--blind-router`` deploys with a router that learns no service times (its estimates lag the drift, as a
+router in another process or a baseline's would), so routing around the slowed replica is left to the
+control plane. Reported per run: critical SLO attainment per second of arrival (requests answered within their class
 budget / requests sent), when the first alert rose, when attainment was back at or above 99 % after it
 (the first 1 s bucket from which it stays there, and the first one at all), and the actions' log
 sequence (alert -> action -> clear -> restore -> revert).
 
-Writes ``benchmarks/results/closed_loop.json``, ``.md`` and ``closed_loop.png``.
+Writes ``benchmarks/results/closed_loop.json``, ``.md`` and ``closed_loop.png`` (``--out``: another path).
 
     python benchmarks/closed_loop.py [--duration 30] [--slow-at 10] [--rate 50] [--slots 1] [--service-ms 30]
-                                     [--factor 5] [--seed 11]
+                                     [--factor 5] [--seed 11] [--rounds 2] [--blind-router] [--out PATH]
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import secrets
+import statistics
 import tempfile
 import threading
 import time
@@ -109,12 +114,18 @@ def schedule(rate: float, duration: float, seed: int) -> list[tuple[float, str]]
     return out
 
 
-def deploy(policy_path: str, slots: int = 1, service_s: float = 0.03) -> Any:
+# ``--blind-router``: a router that does not learn service times (what a router whose estimates lag sees,
+# or one in another process); the control plane's action then has to route around the slowed replica.
+BLIND_ROUTER = {"alpha": 0.001, "deviation_beta": 0.001, "deviation_k": 0.0, "residual": False}
+
+
+def deploy(policy_path: str, slots: int = 1, service_s: float = 0.03, blind: bool = False) -> Any:
     from ray import serve
 
     import agentic_ray.serve as ars
 
-    @ars.deployment(policy=policy_path, slots=slots, num_replicas=3, ray_actor_options={"num_cpus": 0})
+    @ars.deployment(policy=policy_path, slots=slots, num_replicas=3, ray_actor_options={"num_cpus": 0},
+                    router_options=dict(BLIND_ROUTER) if blind else None)  # fmt: skip
     class Model:
         async def __call__(self, payload: Any = None) -> str:
             from ray import serve
@@ -191,7 +202,7 @@ def one_run(sdk: Any, folder: Path, loop_on: bool, arrivals: list[tuple[float, s
     version = "loop-on" if loop_on else "loop-off"
     deploy_time = folder / "deploy.yaml"
     deploy_time.write_text(POLICY.format(version="deploy"))
-    handle = deploy(str(deploy_time), args.slots, args.service_ms / 1000.0)
+    handle = deploy(str(deploy_time), args.slots, args.service_ms / 1000.0, args.blind_router)
     for _ in range(10):
         handle.remote(None, qos="standard").result(timeout_s=60)
     deadline = time.monotonic() + 60
@@ -274,6 +285,9 @@ def main() -> int:
     parser.add_argument("--service-ms", type=float, default=30.0, help="service time per call")
     parser.add_argument("--tail", type=float, default=10.0, help="idle seconds after the arrivals")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--rounds", type=int, default=2, help="(off, on) pairs, the order alternating")
+    parser.add_argument("--blind-router", action="store_true", help="a router that learns no service times")
+    parser.add_argument("--out", default=str(RESULTS / "closed_loop"), help="output path without suffix")
     args = parser.parse_args()
 
     import agentic_ray
@@ -293,7 +307,8 @@ def main() -> int:
     runs = []
     with token_ray():
         agentic_ray.init(config=config, wait_s=60)
-        for loop_on in (False, True):
+        order = [(False, True) if i % 2 == 0 else (True, False) for i in range(args.rounds)]
+        for loop_on in (x for pair in order for x in pair):
             runs.append(one_run(agentic_ray, folder, loop_on, arrivals, args))
             r = runs[-1]
             print(
@@ -310,11 +325,13 @@ def main() -> int:
         "arrivals": len(arrivals),
         "host": {"cpus": os.cpu_count(), "load_1m": [load0, os.getloadavg()[0]]},
         "runs": runs,
+        "summary": summary(runs),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "closed_loop.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / "closed_loop.md").write_text(markdown(report) + "\n")
-    plot(report, RESULTS / "closed_loop.png")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(report) + "\n")
+    plot(report, out.with_suffix(".png"))
     print(markdown(report))
     return 0
 
@@ -323,9 +340,28 @@ def _f(x: float | None, spec: str = ".1f") -> str:
     return "-" if x is None else format(x, spec)
 
 
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per loop setting: mean critical attainment over the runs, its 95 % t-interval half-width (None with
+    one run) and the runs' recovery figures."""
+    out: dict[str, Any] = {}
+    for name in ("off", "on"):
+        mine = [r for r in runs if r["loop"] == name]
+        vals = [r["critical_attainment"] for r in mine]
+        half = None
+        if len(vals) > 1:
+            t95 = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}.get(len(vals), 2.26)
+            half = t95 * statistics.stdev(vals) / math.sqrt(len(vals))
+        out[name] = {"runs": len(vals), "critical_attainment_mean": statistics.fmean(vals) if vals else None,
+                     "ci95_half_width": half,
+                     "first_99_after_alert_s": [r["recovery_after_alert"]["first_s"] for r in mine],
+                     "stays_99_after_alert_s": [r["recovery_after_alert"]["stays_s"] for r in mine]}  # fmt: skip
+    return out
+
+
 def markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
-    off, on = report["runs"]
+    runs = report["runs"]
+    on = runs[-1]
     lines = [
         "# Closed loop: a replica slows down 5x, critical SLO attainment with the loop off and on",
         "",
@@ -334,7 +370,15 @@ def markdown(report: dict[str, Any]) -> str:
                 f"3 replicas x {s['slots']} slot(s) ({s['service_ms']:g} ms calls);",
                 f"{report['arrivals']} seeded Poisson arrivals ({s['rate']:g} rps,",
                 "critical/standard/sheddable 30/40/30 %, critical budget 80 ms)",
-                f"over {s['duration']:g} s, the same in both runs;",
+                f"over {s['duration']:g} s, the same in every run;",
+                f"{s['rounds']} (off, on) round(s), order alternating;",
+                "router: "
+                + (
+                    "blind (learns no service times: `--blind-router`)"
+                    if s.get("blind_router")
+                    else "agentic, default options"
+                )
+                + ";",
                 f"at {s['slow_at']:g} s one replica's service time x{s['factor']:g} (test hook).",
                 "Actions: avoid_replica + tighten_admission (factor 0.5) on a burn-rate alert of critical on the",
                 "deployment; loop off = the same policy with `dry_run: true`.",
@@ -344,13 +388,23 @@ def markdown(report: dict[str, Any]) -> str:
             ]
         ),
         "",
-        "| loop | critical attainment | missed | alert at s | >= 99 % again after s (first / for good) |",
-        "|---|---:|---:|---:|---:|",
+        "| loop | runs | critical attainment (mean, 95 % CI) |",
+        "|---|---:|---:|",
     ]
-    for r in (off, on):
+    for name, row in report["summary"].items():
+        half = row["ci95_half_width"]
+        ci = "" if half is None else f" +- {100 * half:.2f}"
+        mean = row["critical_attainment_mean"]
+        lines.append(f"| {name} | {row['runs']} | {_f(None if mean is None else 100 * mean, '.2f')} %{ci} |")
+    lines += [
+        "",
+        "| run | loop | critical attainment | missed | alert at s | >= 99 % again after s (first / for good) |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for i, r in enumerate(runs):
         rec = r["recovery_after_alert"]
         lines.append(
-            f"| {r['loop']} | {100 * r['critical_attainment']:.2f} % | {r['critical_missed']} | "
+            f"| {i + 1} | {r['loop']} | {100 * r['critical_attainment']:.2f} % | {r['critical_missed']} | "
             f"{_f(r['alert_s'])} | {_f(rec['first_s'])} / {_f(rec['stays_s'])} |"
         )
     lines += [
@@ -360,13 +414,13 @@ def markdown(report: dict[str, Any]) -> str:
         "| s | " + " | ".join(str(i) for i in range(len(on["critical_attainment_per_s"]))) + " |",
         "|---|" + "---:|" * len(on["critical_attainment_per_s"]),
     ]
-    for r in (off, on):
+    for i, r in enumerate(runs):
         cells = [_f(None if v is None else 100 * v, ".0f") for v in r["critical_attainment_per_s"]]
-        lines.append(f"| {r['loop']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {i + 1} {r['loop']} | " + " | ".join(cells) + " |")
     lines += ["", "Action log (seconds from the start of the run):", ""]
-    for r in (off, on):
+    for i, r in enumerate(runs):
         lines.append(
-            f"- loop {r['loop']}: "
+            f"- run {i + 1}, loop {r['loop']}: "
             + "; ".join(
                 f"{e['t']:.1f} {e['event']} {e['rule']}{' (dry run)' if e['dry_run'] else ''}"
                 for e in r["log"]
@@ -387,7 +441,8 @@ def plot(report: dict[str, Any], out: Path) -> None:
         print("matplotlib not installed (the bench extra): no plot")
         return
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    for r, style in zip(report["runs"], ("--", "-"), strict=True):
+    for r in report["runs"]:
+        style = "-" if r["loop"] == "on" else "--"
         ys = [None if v is None else 100 * v for v in r["critical_attainment_per_s"]]
         ax.plot(range(len(ys)), ys, style, marker="o", markersize=3, label=f"loop {r['loop']}")
         if r["alert_s"] is not None:

@@ -120,14 +120,19 @@ def _run(args: argparse.Namespace) -> int:
     if args.replay is not None:
         return _replay(args, scenario, routers)
     report = simulate(scenario, routers, seed=args.seed, timer=time.perf_counter_ns, cpu_timer=time.process_time_ns)
+    return _emit(args.json_out, report, format_table(report))
+
+
+def _emit(json_out: str | None, report: dict[str, Any], table: str) -> int:
+    """Print the table (to stderr when the JSON goes to stdout, ``-``) and write the JSON report."""
     text = json.dumps(report, indent=2, allow_nan=False)
-    if args.json_out == "-":
+    if json_out == "-":
         print(text)
-        print(format_table(report), file=sys.stderr)
+        print(table, file=sys.stderr)
         return 0
-    print(format_table(report))
-    if args.json_out:
-        with open(args.json_out, "w", encoding="utf-8") as fh:
+    print(table)
+    if json_out:
+        with open(json_out, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")
     return 0
 
@@ -138,13 +143,4 @@ def _replay(args: argparse.Namespace, scenario: Any, routers: list[str]) -> int:
 
     load_policy(args.policy)  # every problem of the new policy, exit 2, before any run
     report = replay(scenario, args.replay, args.policy, routers, seed=args.seed)
-    text = json.dumps(report, indent=2, allow_nan=False)
-    if args.json_out == "-":
-        print(text)
-        print(format_replay(report), file=sys.stderr)
-        return 0
-    print(format_replay(report))
-    if args.json_out:
-        with open(args.json_out, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    return 0
+    return _emit(args.json_out, report, format_replay(report))
