@@ -211,6 +211,10 @@ def one_run(sdk: Any, folder: Path, loop_on: bool, arrivals: list[tuple[float, s
         if len(d.get("replicas") or []) >= 3:
             break
         time.sleep(0.2)
+    # The previous run's alerts must have cleared (its slow completions age out of the drift windows), or
+    # this run would start with an alert, and with the loop on, with actions, that the run did not cause.
+    while time.monotonic() < deadline + 60 and (sdk.status()["alerts"] or sdk.status()["actions"].get("active")):
+        time.sleep(0.5)
     policy = folder / f"{version}.yaml"
     policy.write_text(POLICY.format(version=version) + ACTIONS.format(dry_run=str(not loop_on).lower()))
     sdk.apply_policy(str(policy))

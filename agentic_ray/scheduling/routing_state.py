@@ -451,10 +451,17 @@ class RoutingState:
         at = self.hedge_at(key)
         return at is not None and at <= now < self._flights[key].request.deadline
 
-    def decide(self, key: Hashable, now: float, candidates: Sequence[tuple[str, int | None]] | None = None) -> Decision:
+    def decide(
+        self,
+        key: Hashable,
+        now: float,
+        candidates: Sequence[tuple[str, int | None]] | None = None,
+        pressure: bool = True,
+    ) -> Decision:
         """Route, wait or shed the tracked request ``key`` (module docstring). ``candidates``: the replicas
         it may go to now, each with its current ongoing count (None: as last known); None: every known
-        replica as its view stands. A ``Shed`` stops tracking it."""
+        replica as its view stands. ``pressure``: False skips the pressure rule for this request (the
+        Serve adapter's HTTP requests: see ``serve._router``). A ``Shed`` stops tracking it."""
         self.decision_ns = None
         flight = self._flights[key]
         request = flight.request
@@ -474,7 +481,7 @@ class RoutingState:
         decision: Decision | None = None
         if self._room_reported:
             views, decision = with_room(request, views)
-        if decision is None and self.pressure is not None:
+        if decision is None and pressure and self.pressure is not None:
             views, decision = under_pressure(request, views, self.pressure)
         if decision is None and request.prompt_tokens is not None and self.streams is not None:
             decision = self.streams.choose(request, views, now, getattr(self.core, "pending", None))

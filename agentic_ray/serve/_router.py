@@ -485,7 +485,11 @@ class AgenticRequestRouter(RequestRouter):
     def _decide(self, pending_request: PendingRequest, candidates: list[RunningReplica], key: str, now: float) -> list:
         flight = self.state.flight(key)
         request, call = flight.request, flight.context  # type: ignore[union-attr]
-        decision = self.state.decide(key, now, self._candidates(candidates))
+        # No pressure rule for HTTP requests: an instant 429 to a client that does not back off comes straight
+        # back, and at high concurrency answering those saturates the proxy, which keeps the delay high (a
+        # latch: critical work then expired in the proxy's queues). Over HTTP the replica's own delay limit
+        # holds less urgent work in its gate instead, which paces the clients.
+        decision = self.state.decide(key, now, self._candidates(candidates), pressure=call.http is None)
         decision_ns = self.state.decision_ns
         decision_us = decision_ns / 1000.0 if decision_ns is not None else None
         carrier = pending_request.kwargs.get(TRACE_KWARG)  # only sampled contexts travel (with_trace)
@@ -508,7 +512,7 @@ class AgenticRequestRouter(RequestRouter):
                         decision_us, log_id=call.rid, version=call.version)  # fmt: skip
             return [[replica]] if replica is not None else []
         if isinstance(decision, Wait):
-            if self._blocks_routing(request):
+            if call.http is None and self._blocks_routing(request):  # not over HTTP: see the pressure rule
                 shed = Shed("router_backlog", self._backoff_cap_s, request.rule_ids, math.nan)
                 return self._shed(pending_request, candidates, request, shed, now, decision_us, call, carrier)
             pending_request.routing_context.should_backoff = True

@@ -75,3 +75,17 @@ def test_routing_state_sheds_on_the_reported_delay():
     state.update_replicas([ReplicaReport("a", md, RoutingStats(delay_ms=3.0), 10)], 0.1)
     state.admit("s2", req("standard", now=0.1), 0.1)
     assert isinstance(state.decide("s2", 0.1), Route)
+
+
+def test_a_request_decided_without_pressure_is_not_refused_for_the_delay():
+    """The Serve adapter decides HTTP requests with ``pressure=False``: an instant 429 to a client that does
+    not back off would come straight back and keep the proxy saturated (a latch seen at 120 clients)."""
+    core = create_router("agentic", random.Random(0), classes=CLASSES)
+    state = RoutingState(core, pressure_ms=8.0)
+    md = ReplicaMetadata(zone="eu", slots=2, service_ms={"default": 20.0})
+    state.update_replicas([ReplicaReport("a", md, RoutingStats(delay_ms=40.0), 10)], 0.0)
+    state.admit("http", req("sheddable"), 0.0)
+    assert isinstance(state.decide("http", 0.0, pressure=False), Route)
+    state.admit("handle", req("sheddable"), 0.0)
+    shed = state.decide("handle", 0.0)
+    assert isinstance(shed, Shed) and shed.reason == "host_saturated"
