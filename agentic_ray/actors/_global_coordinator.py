@@ -347,12 +347,22 @@ class GlobalCoordinator:
             from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
 
             controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
-            controller.update_deployment_replicas.remote(DeploymentID(name=name, app_name=app), replicas)
-            self.state.record_event(time.time(), "scaled", deployment=record.detail["deployment"], replicas=replicas,
-                                    rule=record.rule)  # fmt: skip
+            ref = controller.update_deployment_replicas.remote(DeploymentID(name=name, app_name=app), replicas)
         except Exception as exc:
             self.state.record_event(time.time(), "scale_failed", deployment=record.detail["deployment"],
                                     replicas=replicas, rule=record.rule, reason=repr(exc))  # fmt: skip
+            return
+        # Serve's controller answers later (it refuses an application deployed without external_scaler_enabled):
+        # record what it said, not that it was asked.
+        asyncio.get_event_loop().create_task(self._scaled(ref, str(record.detail["deployment"]), replicas, record.rule))
+
+    async def _scaled(self, ref: Any, deployment: str, replicas: int, rule: str) -> None:
+        try:
+            await asyncio.wait_for(ref, timeout=30)
+            self.state.record_event(time.time(), "scaled", deployment=deployment, replicas=replicas, rule=rule)
+        except Exception as exc:
+            self.state.record_event(time.time(), "scale_failed", deployment=deployment, replicas=replicas, rule=rule,
+                                    reason=repr(exc))  # fmt: skip
 
     def _request_resources(self, bundles: list[dict[str, float]]) -> None:
         try:
