@@ -49,6 +49,7 @@ class ServeMember:
     policy_sha: str | None
     seen_at: float = 0.0
     classes: tuple[str, ...] = ()  # classes this member has seen requests of
+    sent_at: float = 0.0  # when the member sent it (0: not said); an older message than the one held loses
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -71,6 +72,7 @@ class ServeMember:
             policy_sha=data.get("policy_sha"),
             seen_at=now,
             classes=tuple(sorted(str(q) for q in data.get("classes") or ())),
+            sent_at=float(data.get("sent_at") or 0.0),
         )
 
 
@@ -168,10 +170,15 @@ class ServeState:
         return dep
 
     def register(self, member: ServeMember) -> DeploymentTarget:
-        """A router or replica registered (or a router's heartbeat); returns its deployment's target."""
+        """A router or replica registered (or a router's heartbeat); returns its deployment's target. A
+        router's heartbeat sent before the one held (``sent_at``) does not replace it."""
         dep = self._deployment(member)
         if member.kind == "router":
-            self.routers[member.member_id] = member
+            held = self.routers.get(member.member_id)
+            # A heartbeat sent before the one held (Ray retried it on a restarted coordinator) is older news:
+            # keeping it would show the router back on the policy it ran before.
+            if held is None or not (member.sent_at and held.sent_at and member.sent_at < held.sent_at):
+                self.routers[member.member_id] = member
         else:
             self.replica_members[member.member_id] = member
         return dep.target

@@ -152,7 +152,7 @@ class _Member:
         version, sha = self.policy_ids()
         return {"kind": self.kind, "member_id": self.member_id, "deployment": self.deployment,
                 "node_id": self.node_id, "policy_version": version, "policy_sha": sha,
-                "classes": self.tally.classes_seen()}  # fmt: skip
+                "classes": self.tally.classes_seen(), "sent_at": time.time()}  # fmt: skip
 
 
 class RouterMember(_Member):

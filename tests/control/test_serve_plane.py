@@ -209,3 +209,20 @@ def test_global_state_takes_zone_replicas_judges_serve_keys_by_class_and_shows_t
     status = status_json(state, 1.0, {}, lambda n: n)
     assert status["serve"]["deployments"][DEP]["replicas"][0]["replica_id"] == "r1"
     assert "serve" in state.checkpoint({})
+
+
+def test_a_router_heartbeat_sent_before_the_one_held_does_not_replace_it():
+    """A heartbeat Ray retried on a restarted coordinator can arrive after a newer one: the router must not
+    be shown back on its older policy (the chaos test's version regression)."""
+    serve = ServeState()
+    newer = ServeMember.from_dict({"kind": "router", "member_id": "rt", "deployment": DEP, "policy_version": "v3",
+                                   "policy_sha": "sha-3", "sent_at": 20.0}, now=21.0)  # fmt: skip
+    older = ServeMember.from_dict({"kind": "router", "member_id": "rt", "deployment": DEP, "policy_version": "v2",
+                                   "policy_sha": "sha-2", "sent_at": 19.0}, now=22.0)  # fmt: skip
+    serve.router_heartbeat(newer)
+    serve.router_heartbeat(older)
+    assert serve.routers["rt"].policy_version == "v3"
+    later = ServeMember.from_dict({"kind": "router", "member_id": "rt", "deployment": DEP, "policy_version": "v4",
+                                   "policy_sha": "sha-4", "sent_at": 23.0}, now=23.5)  # fmt: skip
+    serve.router_heartbeat(later)
+    assert serve.routers["rt"].policy_version == "v4"
