@@ -213,7 +213,10 @@ def one_run(sdk: Any, folder: Path, loop_on: bool, arrivals: list[tuple[float, s
         time.sleep(0.2)
     # The previous run's alerts must have cleared (its slow completions age out of the drift windows), or
     # this run would start with an alert, and with the loop on, with actions, that the run did not cause.
-    while time.monotonic() < deadline + 60 and (sdk.status()["alerts"] or sdk.status()["actions"].get("active")):
+    while time.monotonic() < deadline + 60:
+        st = sdk.status()
+        if not (st["alerts"] or st["actions"].get("active")):
+            break
         time.sleep(0.5)
     policy = folder / f"{version}.yaml"
     policy.write_text(POLICY.format(version=version) + ACTIONS.format(dry_run=str(not loop_on).lower()))
