@@ -1,0 +1,49 @@
+"""``benchmarks/http_front_door.py``: its medians over rounds and its floors, on cases checked by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "http_front_door.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("http_front_door_floors", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(goodput: float, critical: float, standard: float = 1.0, sheddable: float = 1.0) -> dict:
+    return {"goodput_rps": goodput, "critical_attainment": critical, "standard_attainment": standard,
+            "sheddable_attainment": sheddable}  # fmt: skip
+
+
+def test_goodput_at_60_is_judged_against_the_best_level(bench):
+    rows = {"10": _row(223.3, 1.0), "60": _row(202.0, 1.0)}  # 202.0 / 223.3 = 0.9046
+    f = bench.front_door_floors(rows)
+    assert f["best_goodput_rps"] == 223.3 and f["goodput_60_ratio"] == pytest.approx(0.9046, abs=1e-4)
+    assert f["goodput_met"]
+    rows["60"] = _row(200.0, 1.0)  # 200.0 / 223.3 = 0.8957 < 0.9
+    assert not bench.front_door_floors(rows)["goodput_met"]
+
+
+def test_critical_must_reach_99_and_be_at_or_above_every_other_class(bench):
+    assert bench.front_door_floors({"60": _row(200.0, 0.996, 0.99, 0.98)})["critical_met"]
+    assert not bench.front_door_floors({"60": _row(200.0, 0.996, 1.0, 1.0)})["critical_met"]  # the published run
+    assert not bench.front_door_floors({"60": _row(200.0, 0.985, 0.9, 0.9)})["critical_met"]
+
+
+def test_summary_takes_the_median_over_rounds(bench):
+    def run(goodput: float, critical: float) -> dict:
+        return {"goodput_rps": goodput, "throughput_rps": goodput, "reject_p99_ms": float("nan"),
+                "classes": {"critical": {"attainment": critical, "p99_ms": 50.0}}}  # fmt: skip
+
+    raw = {"runs": {"agentic": {"60": [run(190.0, 0.99), run(210.0, 1.0), run(200.0, 0.98)]}}}
+    row = bench.summarize(raw)["table"]["agentic"]["60"]
+    assert row["goodput_rps"] == 200.0 and row["critical_attainment"] == 0.99
+    assert row["standard_attainment"] == 0.0  # a class with no answers counts as missed, not as met
