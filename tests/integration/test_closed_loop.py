@@ -250,7 +250,18 @@ def test_canary_promote_rollback_and_shadow_through_the_cli(loop):
                  what="the shadow's refusals counted")  # fmt: skip
         counts = sdk.status()["trial"]["shadow"]
         assert counts["evaluated"] >= counts["would_refuse"] > 0
-    assert handle.remote(None, qos="sheddable").result(timeout_s=60) == "ok"  # the live policy still admits
+    # The live policy still admits sheddable callers (the shadow refused nobody for real). Once the load stops
+    # the replicas' published delay decays; until then a sheddable call may be refused as host_saturated.
+    from agentic_ray.errors import Overloaded
+
+    def admitted():
+        try:
+            return handle.remote(None, qos="sheddable").result(timeout_s=60) == "ok"
+        except Overloaded as exc:
+            assert "host_saturated" in str(exc), exc  # any other refusal is a failure
+            return False
+
+    wait_for(admitted, timeout=30, what="a sheddable call admitted under the live policy")
     out = _cli(loop, "rollback")
     assert out.returncode == 0 and "shadow rolled back: v4" in out.stdout, out
     out = _cli(loop, "history")
