@@ -80,10 +80,11 @@ def loop(ray_cluster, tmp_path_factory):
 
             from agentic_ray.testing import slowdown
 
+            me = serve.get_replica_context().replica_id.unique_id
             if payload == "who":
-                return serve.get_replica_context().replica_id.unique_id
+                return me
             await asyncio.sleep(0.02 * slowdown.factor())  # TEST HOOK: the slowed replica sleeps longer
-            return "ok"
+            return me if payload == "work-who" else "ok"
 
     # The router here does not learn service times (alpha and deviation_beta 0.001, no deviation term, no
     # residual), so it keeps sending work to the slowed replica whenever it has a free slot: the control
@@ -113,8 +114,10 @@ def loop(ray_cluster, tmp_path_factory):
 class Load:
     """Steady handle calls from a thread, cycling through ``classes``, results not awaited."""
 
-    def __init__(self, handle, rps: float = 40.0, classes=("critical", "standard", "critical", "sheddable")) -> None:
+    def __init__(self, handle, rps: float = 40.0, classes=("critical", "standard", "critical", "sheddable"),
+                 payload: object = None) -> None:  # fmt: skip
         self.handle, self.gap, self.sent, self.classes = handle, 1.0 / rps, 0, tuple(classes)
+        self.payload, self.responses = payload, []  # the responses, kept only when a payload asks for answers
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -122,7 +125,9 @@ class Load:
         classes = self.classes
         while not self.stop.wait(self.gap):
             try:
-                self.handle.remote(None, qos=classes[self.sent % len(classes)])
+                response = self.handle.remote(self.payload, qos=classes[self.sent % len(classes)])
+                if self.payload is not None:
+                    self.responses.append(response)
                 self.sent += 1
             except Exception:
                 pass
@@ -177,14 +182,15 @@ def test_a_slowed_replica_is_avoided_and_the_log_shows_alert_action_clear_revert
     sdk.apply_policy(_write(tmp, "v1.yaml", "v1"))
     wait_for(lambda: all(r["policy_version"] == "v1" for r in _deployment(sdk)["replicas"]), timeout=60,
              what="the replicas on v1")  # fmt: skip
-    # Slow the replica the router prefers at this load (an idle replica nobody sends to would prove nothing).
-    answers = [handle.remote("who", qos="critical").result(timeout_s=60) for _ in range(10)]
-    slow = max(sorted(set(answers)), key=answers.count)
-    assert slow in {r["replica_id"] for r in d["replicas"]}
     # Critical calls only: with less urgent work queued at the slowed replica, critical calls (routed by
     # predicted completion, queue included) could avoid it and the critical alert never rise (1 run in 4).
-    with Load(handle, classes=("critical",)):
+    # Each call answers with the replica that served it, so the replica slowed is the one this load's
+    # router actually sends to (the one it prefers when idle may get nothing under load: CI, 1 run in ~5).
+    with Load(handle, classes=("critical",), payload="work-who") as load:
         time.sleep(3.0)  # steady state first
+        answers = [r.result(timeout_s=60) for r in list(load.responses)]
+        slow = max(sorted(set(answers)), key=answers.count)
+        assert slow in {r["replica_id"] for r in d["replicas"]}
         slowdown.set_slowdown(slow, 10.0)  # 200 ms: over the critical budget (150 ms) on its own
         try:
             wait_for(lambda: f"replica:{slow}" in {r["target"] for r in sdk.status()["actions"]["log"]
