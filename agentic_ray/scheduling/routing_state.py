@@ -594,6 +594,10 @@ class RoutingState:
         flight = self._flights.pop(key, None)
         if flight is None or flight.replica_id is None:
             return flight
+        if flight.call_id is not None:
+            # A finished copy needs no hedge (the caller has its answer): forget where it ran, so the table
+            # holds the calls in flight, not the last ``max_tracked`` ever routed (soak: 100k entries).
+            self._call_replica.pop(flight.call_id, None)
         rid = flight.replica_id
         request = flight.request
         rep = self._replicas.get(rid)

@@ -133,6 +133,18 @@ def test_a_hedge_never_goes_to_its_first_copys_replica_and_is_paid_from_the_budg
     assert isinstance(again, Shed) and again.reason == "hedge_budget_exhausted" and st.flight("c3") is None
 
 
+def test_call_ids_are_forgotten_when_their_request_completes():
+    # Soak finding: the call-id table kept the last 100k calls ever routed. It holds those in flight.
+    st = state()
+    st.update_replicas([report("a", slots=8), report("b", slots=8)], 0.0)
+    for i in range(50):
+        assert isinstance(route(st, f"k{i}", req("standard", now=i * 0.1), i * 0.1, call_id=f"call-{i}"), Route)
+        if i % 10:
+            st.completed(f"k{i}", i * 0.1 + 0.01, service_ms=10.0)
+    assert sorted(st._call_replica) == [f"call-{i}" for i in range(0, 50, 10)]
+    assert len(st._flights) == 5
+
+
 def test_a_hedge_with_no_other_replica_is_shed():
     st = state()
     st.update_replicas([report("only")], 0.0)
