@@ -461,8 +461,15 @@ def noisy_neighbour(cluster: Any, handle: Any, tmp: str, quick: bool) -> dict[st
     http_ledger = Ledger(GRACE_S)
     chaos.records_to_ledger(http["records"], http_ledger, 0.0, BUDGETS)
     classes = report["results"]["agentic"]["classes"]
+    missed: dict[str, dict[str, int]] = {}  # per class, why a request was not answered within budget
+    for r in records.get("agentic", []):
+        if r["outcome"] != "completed" or r["latency_ms"] > r["budget_ms"]:
+            why = missed.setdefault(r["qos"], {})
+            reason = r["reason"] or ("late" if r["outcome"] == "completed" else r["outcome"])
+            why[reason] = why.get(reason, 0) + 1
     row = fault_row(ledger, critical_by_class={q: _r(c.get("slo_attainment", math.nan)) for q, c in classes.items()},
-                    shed_reasons=report["results"]["agentic"].get("shed_reasons", {}))  # fmt: skip
+                    shed_reasons=report["results"]["agentic"].get("shed_reasons", {}),
+                    missed_by_class=missed)  # fmt: skip
     row["http"] = fault_row(http_ledger, by_class={q: _r(http_ledger.attainment(q)) for q in BUDGETS},
                             goodput_rps=_r(http["summary"]["goodput_rps"], 1))  # fmt: skip
     return row

@@ -24,8 +24,9 @@ Requests. ``admit(key, request, now)`` starts tracking a request (a first attemp
 retry budget); ``decide(key, now)`` returns ``Route``, ``Wait`` or ``Shed``; ``routed`` and
 ``completed`` follow it to its end. Every decision sees the replicas' breaker states
 (``ReplicaView.healthy``), then the room in each class queue (``frontdoor.with_room``), then the delay
-each replica reports on the path to it (``pressure.under_pressure``, with ``pressure_ms``), then the
-pure router's ``choose``. A ``Shed`` ends the request's tracking.
+each replica reports on the path to it or this router measured on it (``pressure.under_pressure`` and
+``pressure.TripDelay``, with ``pressure_ms``: ``routed`` times the trip from a ``Route`` to the
+replica's acceptance), then the pure router's ``choose``. A ``Shed`` ends the request's tracking.
 
 - Retries: ``retry(key, now)`` when a request comes back after a replica refused it (Serve's rejection
   protocol) pays one retry from the ``RetryBudget``; when it is spent the request is shed with
@@ -68,11 +69,11 @@ from typing import Any
 from agentic_ray.policies.types import BreakerSettings, NodeAttrs, RetrySettings
 from agentic_ray.scheduling.breaker import BreakerState, CircuitBreaker
 from agentic_ray.scheduling.frontdoor import with_room
-from agentic_ray.scheduling.pressure import PressureRule, under_pressure
+from agentic_ray.scheduling.pressure import PressureRule, TripDelay, under_pressure
 from agentic_ray.scheduling.reports import ReplicaMetadata, RoutingStats
 from agentic_ray.scheduling.retry import RetryBudget
 from agentic_ray.scheduling.streams import StreamRouter, StreamSample
-from agentic_ray.scheduling.types import Decision, ReplicaView, Request, Router, Shed
+from agentic_ray.scheduling.types import Decision, ReplicaView, Request, Route, Router, Shed
 
 __all__ = ["Flight", "ReplicaReport", "RoutingState"]
 
@@ -97,7 +98,7 @@ class Flight:
     ``replica_id`` / ``routed_at``: where and when it was routed (None / 0.0 before); ``context``: the
     caller's own data about it (the Serve adapter keeps its future token and HTTP request there)."""
 
-    __slots__ = ("call_id", "context", "hedge_of", "replica_id", "request", "routed_at")
+    __slots__ = ("call_id", "context", "decided_at", "hedge_of", "replica_id", "request", "routed_at")
 
     def __init__(self, request: Request, call_id: Hashable | None, hedge_of: Hashable | None, context: Any) -> None:
         self.request = request
@@ -106,10 +107,11 @@ class Flight:
         self.context = context
         self.replica_id: str | None = None
         self.routed_at = 0.0
+        self.decided_at = math.nan  # when the last Route for it was decided (trip timing, with pressure)
 
 
 class _Replica:
-    __slots__ = ("inflight", "reported", "sample_seq", "stream_seq", "totals", "view")
+    __slots__ = ("inflight", "published_delay", "reported", "sample_seq", "stream_seq", "totals", "view")
 
     def __init__(self, view: ReplicaView, reported: dict[int, int] | None) -> None:
         self.view = view
@@ -118,6 +120,7 @@ class _Replica:
         self.totals: tuple[int, int] | None = None  # (completed, failed) as last published
         self.sample_seq = -1  # last service sample taken
         self.stream_seq = -1  # last stream sample taken
+        self.published_delay = view.delay_ms  # the delay it published (the view's may be the router's own)
 
 
 def view_of(report: ReplicaReport) -> ReplicaView:
@@ -138,6 +141,9 @@ def view_of(report: ReplicaReport) -> ReplicaView:
     )
     view.ongoing = stats.ongoing
     return view
+
+
+_TRIP_REFRESH_S = 0.05  # how often decisions decay the router's own trip delays while one is high
 
 
 class RoutingState:
@@ -167,6 +173,10 @@ class RoutingState:
         self.pressure = (
             PressureRule(pressure_ms, (c.priority for c in classes.values())) if pressure_ms is not None else None
         )
+        # the router's own trip delays (pressure.TripDelay), with the pressure rule only
+        self.trips = TripDelay() if self.pressure is not None else None
+        self._trip_high = False  # some replica's own trip delay was over the lowest threshold
+        self._trips_refreshed = -math.inf
         self.streams = streams
         self.breaker = CircuitBreaker(breaker)
         self.retry_budget = RetryBudget(retry)
@@ -267,6 +277,9 @@ class RoutingState:
                 rep = _Replica(view, dict(view.queued_by_priority))
             else:
                 rep.view, rep.reported = view, dict(view.queued_by_priority)
+                rep.published_delay = view.delay_ms
+            if self.trips is not None:
+                view.delay_ms = max(view.delay_ms, self.trips.delay_ms(rid, now))
             stats = report.stats or _EMPTY_STATS
             self.breaker.add(rid)
             self._feed_totals(rid, rep, stats, now)
@@ -277,6 +290,8 @@ class RoutingState:
             replicas[rid] = rep
         for gone in self._replicas.keys() - replicas.keys():
             self.breaker.remove(gone)
+            if self.trips is not None:
+                self.trips.forget(gone)
             self._ejected.discard(gone)
             self._suspect.discard(gone)
             if self.streams is not None:
@@ -482,6 +497,8 @@ class RoutingState:
         if self._room_reported:
             views, decision = with_room(request, views)
         if decision is None and pressure and self.pressure is not None:
+            if self._trip_high and now - self._trips_refreshed >= _TRIP_REFRESH_S:
+                self._refresh_trips(now)
             views, decision = under_pressure(request, views, self.pressure)
         if decision is None and request.prompt_tokens is not None and self.streams is not None:
             decision = self.streams.choose(request, views, now, getattr(self.core, "pending", None))
@@ -493,7 +510,24 @@ class RoutingState:
             if decision.reason == "no_healthy_replica":
                 decision = self._circuit_open(request, decision, views, now)
             return self._shed(key, decision)
+        if self.trips is not None and type(decision) is Route:
+            flight.decided_at = now
         return decision
+
+    def _refresh_trips(self, now: float) -> None:
+        """Decay the router's own trip delays into the views (they decay between trips, module docstring
+        of ``pressure``), so a router refusing everything does not keep a stale high delay."""
+        self._trips_refreshed = now
+        trips, high, limit = self.trips, False, self.pressure.target_ms if self.pressure is not None else math.inf
+        if trips is None:
+            return
+        for rid, rep in self._replicas.items():
+            if rep.reported is None:
+                continue
+            own = trips.delay_ms(rid, now)
+            high = high or own > limit
+            rep.view.delay_ms = max(rep.published_delay, own)
+        self._trip_high = high
 
     def _shed(self, key: Hashable, shed: Shed) -> Shed:
         self._flights.pop(key, None)
@@ -574,6 +608,16 @@ class RoutingState:
                 calls.popitem(last=False)
         self.core.on_dispatch(request, replica_id, now)
         rep = self._replicas.get(replica_id)
+        if (
+            self.trips is not None
+            and rep is not None
+            and rep.reported is not None
+            and not math.isnan(flight.decided_at)
+        ):
+            own = self.trips.observe(replica_id, (now - flight.decided_at) * 1000.0, now)
+            rep.view.delay_ms = max(rep.published_delay, own)
+            if self.pressure is not None and own > self.pressure.target_ms:
+                self._trip_high = True
         if rep is not None and rep.reported is not None:
             counts = rep.inflight
             counts[request.priority] = counts.get(request.priority, 0) + 1

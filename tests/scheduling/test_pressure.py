@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 
 from agentic_ray.policies.types import NodeAttrs
-from agentic_ray.scheduling.pressure import PressureRule, under_pressure
+from agentic_ray.scheduling.pressure import PressureRule, TripDelay, under_pressure
 from agentic_ray.scheduling.registry import create_router
 from agentic_ray.scheduling.reports import ReplicaMetadata, RoutingStats
 from agentic_ray.scheduling.routing_state import ReplicaReport, RoutingState
@@ -89,3 +90,68 @@ def test_a_request_decided_without_pressure_is_not_refused_for_the_delay():
     state.admit("handle", req("sheddable"), 0.0)
     shed = state.decide("handle", 0.0)
     assert isinstance(shed, Shed) and shed.reason == "host_saturated"
+
+
+def test_trip_delay_is_the_smoothed_trip_above_the_floor_and_decays_between_trips():
+    trips = TripDelay(alpha=0.5, tau_s=1.0)
+    assert trips.delay_ms("a", 0.0) == 0.0  # unknown replica
+    assert trips.observe("a", 2.0, 0.0) == 0.0  # the first trip is the floor
+    # 40 ms above the floor; the EWMA goes half way there per trip
+    assert trips.observe("a", 42.0, 0.0) == pytest.approx(20.0)
+    assert trips.observe("a", 42.0, 0.0) == pytest.approx(30.0)
+    assert trips.delay_ms("a", 1.0) == pytest.approx(30.0 * math.exp(-1.0))  # a second without trips
+    assert trips.delay_ms("a", 10.0) < 0.01  # no latch: a router that refuses everything forgets it
+    assert trips.observe("a", 1.0, 10.0) == pytest.approx(0.0, abs=0.01)  # a new, lower floor
+    assert trips.observe("a", math.nan, 10.0) == pytest.approx(0.0, abs=0.01)  # no sample
+    trips.forget("a")
+    assert trips.delay_ms("a", 10.0) == 0.0
+    for bad in ({"alpha": 0.0}, {"tau_s": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TripDelay(**bad)
+
+
+def _calm_state() -> RoutingState:
+    core = create_router("agentic", random.Random(0), classes=CLASSES)
+    state = RoutingState(core, pressure_ms=8.0)
+    md = ReplicaMetadata(zone="eu", slots=4, service_ms={"default": 20.0})
+    state.update_replicas([ReplicaReport("a", md, RoutingStats(delay_ms=1.0), 10)], 0.0)
+    return state
+
+
+def _trip(state: RoutingState, key: str, qos: str, decided: float, accepted: float) -> object:
+    state.admit(key, req(qos, now=decided), decided)
+    decision = state.decide(key, decided)
+    if isinstance(decision, Route):
+        state.routed(key, decision.replica_id, accepted)
+        state.completed(key, accepted + 0.02, service_ms=20.0)
+    return decision
+
+
+def test_slow_trips_seen_by_the_router_shed_the_least_urgent_before_the_replica_reports_them():
+    """Noisy neighbour: a starved replica publishes late; the router's own trips (decision to the
+    replica's acceptance) show the delay at once. The replica still reports 1 ms here."""
+    state = _calm_state()
+    t = 0.0
+    for i in range(3):  # calm: 2 ms trips set the floor
+        assert isinstance(_trip(state, f"c{i}", "critical", t, t + 0.002), Route)
+        t += 0.01
+    for i in range(6):  # then 60 ms trips (critical work keeps flowing)
+        assert isinstance(_trip(state, f"slow{i}", "critical", t, t + 0.060), Route)
+        t += 0.01
+    shed = _trip(state, "s", "sheddable", t, t)
+    assert isinstance(shed, Shed) and shed.reason == "host_saturated"
+    assert isinstance(_trip(state, "st", "standard", t, t + 0.002), Shed)  # > 16 ms too
+    assert isinstance(_trip(state, "c", "critical", t, t + 0.002), Route)  # never refused here
+    # No trips for 3 s (everything less urgent refused, no critical work): the delay decays, work flows.
+    t += 3.0
+    assert isinstance(_trip(state, "s2", "sheddable", t, t + 0.002), Route)
+
+
+def test_without_a_pressure_rule_trips_change_nothing():
+    core = create_router("agentic", random.Random(0), classes=CLASSES)
+    state = RoutingState(core)
+    md = ReplicaMetadata(zone="eu", slots=4, service_ms={"default": 20.0})
+    state.update_replicas([ReplicaReport("a", md, RoutingStats(), 10)], 0.0)
+    assert state.trips is None
+    for i in range(5):
+        assert isinstance(_trip(state, f"k{i}", "sheddable", i * 0.01, i * 0.01 + 0.5), Route)
