@@ -561,7 +561,8 @@ class GlobalCoordinator:
             started = self.state.start_shadow(policy, src, now, by)
         else:
             settings = CanarySettings(float(trial.get("window_s", 60.0)), float(trial.get("margin", 1.0)),
-                                      int(trial.get("min_samples", 20)))  # fmt: skip
+                                      int(trial.get("min_samples", 20)),
+                                      float(trial.get("p99_slack", 1.2)))  # fmt: skip
             started = self.state.start_canary(policy, src, now, trial.get("canary"), trial.get("canary_nodes"),
                                               settings, by)  # fmt: skip
         kv_put("policy/" + policy.sha256, policy.to_yaml())

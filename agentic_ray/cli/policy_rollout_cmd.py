@@ -4,7 +4,7 @@ Each connects to the cluster (``--address``, else ``RAY_ADDRESS``, else the loca
 GlobalCoordinator (``agentic-global`` in namespace ``agentic``), as ``agentic-ray status`` does:
 
 - ``apply FILE [--canary F | --canary-nodes ID,... | --shadow] [--window S] [--margin M]
-  [--min-samples N]``: validate the
+  [--min-samples N] [--p99-slack X]``: validate the
   file here (every problem printed, exit 2, nothing sent), then make it active, or start it as a canary
   on that fraction (or those nodes) of the cluster, or in shadow. The coordinator refuses (exit 2,
   nothing changed) a canary fraction outside (0, 1), a trial while another runs, a canary that changes
@@ -42,6 +42,9 @@ def register_rollout(sub: Any) -> None:
     apply.add_argument("--margin", type=float, default=1.0, metavar="M", help=margin_help)
     apply.add_argument("--min-samples", type=int, default=20, metavar="N",
                        help="judge the canary once it served N requests in the window")  # fmt: skip
+    apply.add_argument("--p99-slack", type=float, default=1.2, metavar="X",
+                       help="roll the canary back when, at the end of the window, its p99 exceeds X times the "
+                            "baseline's (default 1.2)")  # fmt: skip
     apply.add_argument("--no-wait", action="store_true", help="do not wait for the agents' acknowledgements")
     _common(apply)
     apply.set_defaults(func=_apply)
@@ -69,7 +72,7 @@ def _apply(args: argparse.Namespace) -> int:
 
     if args.canary is not None:
         check_fraction(args.canary)  # ValueError: exit 2 before connecting
-    CanarySettings(args.window, args.margin, args.min_samples)
+    CanarySettings(args.window, args.margin, args.min_samples, args.p99_slack)
     policy = load_policy(args.file)  # PolicyValidationError: every problem, exit 2
     nodes = [n.strip() for n in (args.canary_nodes or "").split(",") if n.strip()]
     if args.canary_nodes is not None and not nodes:
@@ -77,7 +80,8 @@ def _apply(args: argparse.Namespace) -> int:
     trial = None
     if args.canary is not None or nodes or args.shadow:
         trial = {"canary": args.canary, "canary_nodes": nodes, "shadow": args.shadow, "window_s": args.window,
-                 "margin": args.margin, "min_samples": args.min_samples, "by": _who()}  # fmt: skip
+                 "margin": args.margin, "min_samples": args.min_samples, "p99_slack": args.p99_slack,
+                 "by": _who()}  # fmt: skip
     return _run(args, "apply_policy", policy, os.path.abspath(args.file), not args.no_wait, trial)
 
 

@@ -220,6 +220,7 @@ def apply_policy(
     canary_window_s: float = 60.0,
     canary_margin: float = 1.0,
     canary_min_samples: int = 20,
+    canary_p99_slack: float = 1.2,
 ) -> dict[str, Any]:
     """Validate (``PolicyValidationError`` for an invalid document: the active policy stays), version
     and push a policy to every agent. Returns ``{name, version, sha256, revision, source, acked,
@@ -234,7 +235,8 @@ def apply_policy(
     deployment's last), is compared with the active policy by burn rate and p99 over
     ``canary_window_s`` and promoted when no worse, or rolled back when its burn rate exceeds the
     baseline's by more than ``canary_margin`` (judged once the canary served ``canary_min_samples``
-    requests in the window). ``shadow=True`` runs it in shadow: every router
+    requests in the window) or, at the end of the window, its p99 exceeds ``canary_p99_slack`` times the
+    baseline's. ``shadow=True`` runs it in shadow: every router
     evaluates it beside the active one and counts what it would have done differently (``status()
     ["trial"]``), acting on nothing. The answer then has ``trial``. A canary fraction outside (0, 1) is a
     ``ValueError``; so is a trial while another runs (``promote_policy`` / ``rollback_policy`` first), and
@@ -247,7 +249,7 @@ def apply_policy(
         check_fraction(canary)
     if sum((canary is not None, bool(canary_nodes), bool(shadow))) > 1:
         raise ValueError("apply_policy: give one of canary, canary_nodes and shadow")
-    CanarySettings(canary_window_s, canary_margin, canary_min_samples)  # ValueError before anything is sent
+    CanarySettings(canary_window_s, canary_margin, canary_min_samples, canary_p99_slack)  # ValueError first
     rt = _state.runtime()
     bundle = _as_bundle(path_or_policy)
     if bundle is not None:
@@ -262,7 +264,7 @@ def apply_policy(
     if canary is not None or canary_nodes or shadow:
         trial = {"canary": canary, "canary_nodes": list(canary_nodes or ()), "shadow": bool(shadow),
                  "window_s": canary_window_s, "margin": canary_margin,
-                 "min_samples": canary_min_samples}  # fmt: skip
+                 "min_samples": canary_min_samples, "p99_slack": canary_p99_slack}  # fmt: skip
     info = _get(rt.global_handle().apply_policy.remote(policy, source, wait, trial), 120)
     _telemetry.log_policy_change(info, "shadow" if shadow else "canary" if trial else "apply")
     if trial is None:

@@ -124,3 +124,11 @@ def test_console_script_check_has_no_traceback(tmp_path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"{bad}:4: (document): not UTF-8: invalid byte 0xff at offset 60"
     assert "Traceback" not in proc.stderr
+
+
+def test_apply_rejects_bad_canary_settings_before_connecting(capsys) -> None:
+    # Exit 2 with the field named, and nothing sent: these fail before any cluster is looked for.
+    assert main(["policy", "apply", MINIMAL, "--canary", "0.5", "--p99-slack", "0.5"]) == 2
+    assert "p99_slack: must be >= 1" in capsys.readouterr().err
+    assert main(["policy", "apply", MINIMAL, "--canary", "0.5", "--min-samples", "0"]) == 2
+    assert "min_samples: must be an int >= 1" in capsys.readouterr().err

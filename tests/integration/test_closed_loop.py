@@ -226,8 +226,10 @@ def test_canary_promote_rollback_and_shadow_through_the_cli(loop):
     assert out.returncode == 2 and "canary: must be a fraction in (0, 1)" in out.stderr
     with Load(handle, rps=50.0):
         v2 = _write(tmp, "v2.yaml", "v2", standard=2500)
+        # Generous margins: on a shared two-core host the two halves' p99 differ by chance (CI: 62 vs 49 ms,
+        # rolled back at the default 1.2x); what this test checks is the promotion path, not the judge.
         out = _cli(loop, "apply", v2, "--canary", "0.5", "--window", "10", "--min-samples", "5",
-                   "--margin", "100")  # fmt: skip
+                   "--margin", "100", "--p99-slack", "10")  # fmt: skip
         assert out.returncode == 0 and out.stdout.startswith("canary started: v2"), out
         trial = sdk.status()["trial"]
         assert trial["kind"] == "canary" and trial["version"] == "v2"
