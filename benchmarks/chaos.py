@@ -431,7 +431,11 @@ def remove_node(cluster: Any, handle: Any, tmp: str, quick: bool) -> dict[str, A
     asyncio.run(run())
     placed_on = sum(1 for n in ray.nodes() if n["NodeID"] == node_id)
     ends = [e.answered for e in ledger.entries.values() if e.answered is not None]
-    return fault_row(ledger, recovery_s=(max(ends) - removed["at"]) if ends else math.nan, node_known=placed_on)
+    # Per task: sent relative to the removal, and how long its answer took (s): where the hung ones sit.
+    timeline = sorted((_r(e.sent - removed["at"], 2), _r(e.answered - e.sent, 2) if e.answered else None, e.kind)
+                      for e in ledger.entries.values())  # fmt: skip
+    return fault_row(ledger, recovery_s=(max(ends) - removed["at"]) if ends else math.nan, node_known=placed_on,
+                     timeline=timeline)  # fmt: skip
 
 
 def noisy_neighbour(cluster: Any, handle: Any, tmp: str, quick: bool) -> dict[str, Any]:
