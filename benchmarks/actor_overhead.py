@@ -33,6 +33,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -42,12 +43,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 POLICY = ROOT / "examples" / "policies" / "fraud.yaml"
-
-
-def pct(values: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) by nearest rank."""
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q * len(s) + 0.5) - 1))]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from task_overhead import pct  # noqa: E402  (nearest rank, pinned by tests/testing/test_bench_task_overhead.py)
 
 
 def summary(values: list[float], scale: float = 1000.0) -> dict[str, float]:

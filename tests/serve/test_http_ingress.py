@@ -240,13 +240,17 @@ def test_traceparent_header_chains_into_the_replica_spans(http_path, http_apps):
         assert status == 200 and body["result"]["zone"] == "us-east"
     model = serve.get_deployment_handle("Echo", app_name=http_apps[http_path])
     # Ungated calls go to the replica with the shortest queue (ties: Serve's choice): ask many at once
-    # so the queue spreads them over all three replicas, until the us-east one answers.
+    # so the queue spreads them over all three replicas, until the us-east one answers with the sampled
+    # trace's spans (a span ends after the response is on its way: under load the first ask can be early).
     answers: list = []
-    for _ in range(10):
+    spans = None
+    deadline = time.time() + 60
+    while time.time() < deadline:
         answers = [r.result(timeout_s=30) for r in [model.spans.remote() for _ in range(12)]]
-        if any(zone == "us-east" for zone, _ in answers):
+        spans = next((spans for zone, spans in answers if zone == "us-east"), None)
+        if spans is not None and {"agentic.queue", "agentic.execute"} <= {n for n, t, _ in spans if t == sampled_tid}:
             break
-    spans = next((spans for zone, spans in answers if zone == "us-east"), None)
+        time.sleep(0.2)
     assert spans is not None, sorted({zone for zone, _ in answers})
     mine = {name: parent for name, tid, parent in spans if tid == sampled_tid}
     assert {"agentic.queue", "agentic.execute"} <= set(mine), spans
