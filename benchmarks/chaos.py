@@ -419,12 +419,14 @@ def remove_node(cluster: Any, handle: Any, tmp: str, quick: bool) -> dict[str, A
         removed["at"] = time.time()
         cluster.remove_node(node, allow_graceful=False)
 
+    ref_answers: dict[Any, float] = {}
+
     async def run() -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()
         await asyncio.gather(
             chaos.drive_tasks(eu, ledger, rate_rps=8, duration_s=duration, budgets_ms=budgets, args=(1.0,), seed=5,
-                              mix={"sheddable": 1.0}, check=check, answer_timeout_s=30.0),
+                              mix={"sheddable": 1.0}, check=check, answer_timeout_s=30.0, ref_answers=ref_answers),
             at_time(start, duration / 2, remove),
         )  # fmt: skip
 
@@ -434,8 +436,11 @@ def remove_node(cluster: Any, handle: Any, tmp: str, quick: bool) -> dict[str, A
     # Per task: sent relative to the removal, and how long its answer took (s): where the hung ones sit.
     timeline = sorted((_r(e.sent - removed["at"], 2), _r(e.answered - e.sent, 2) if e.answered else None, e.kind)
                       for e in ledger.entries.values())  # fmt: skip
+    # What a caller of plain ray.get would see: refs that resolved only after deadline + grace.
+    late_refs = sum(1 for key, e in ledger.entries.items()
+                    if ref_answers.get(key, math.inf) > e.deadline + ledger.grace_s)  # fmt: skip
     return fault_row(ledger, recovery_s=(max(ends) - removed["at"]) if ends else math.nan, node_known=placed_on,
-                     timeline=timeline)  # fmt: skip
+                     timeline=timeline, refs_resolved_after_grace=late_refs)  # fmt: skip
 
 
 def noisy_neighbour(cluster: Any, handle: Any, tmp: str, quick: bool) -> dict[str, Any]:
@@ -541,6 +546,8 @@ def overload_ladder(cluster: Any, tmp: str, quick: bool) -> list[dict[str, Any]]
                 "router_rss_mb": _r(chaos.rss_mb(os.getpid()) if path == "handle" else max(
                     (chaos.rss_mb(p) for p in proxies), default=math.nan), 1),
                 "replica_rss_mb": _r(max((chaos.rss_mb(p) for p in replicas), default=math.nan), 1),
+                "by_class": {q: _r(ledger.attainment(q)) for q in BUDGETS},
+                "error_details": dict(sorted(tally.details.items())),
             })  # fmt: skip
             progress(f"ladder {path} {level:>4}x offered {rows[-1]['offered_rps']}/s "
                      f"goodput {rows[-1]['goodput_rps']}/s "

@@ -37,6 +37,8 @@ PUBLIC = [
     "budget",
     "default_policy",
     "deployment",
+    "get",
+    "get_async",
     "init",
     "load_policy",
     "method",

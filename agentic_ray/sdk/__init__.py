@@ -46,7 +46,10 @@ Governed actors (``@agentic_ray.actor``, ``sdk._actors``): placed like tasks, th
 like tasks and carrying the same context, and a bounded priority-then-deadline queue inside each actor
 (``actors._actor_admission``); see that module's docstring.
 
-Modules: ``_tasks`` (``task``, ``AgenticRemoteFunction``, ``budget``), ``_actors`` (``actor``,
+Results: ``agentic_ray.get(refs)`` / ``await agentic_ray.get_async(ref)`` are ``ray.get`` / ``await ref``
+that give up at a task's deadline with ``BudgetExhausted`` (``_results``).
+
+Modules: ``_tasks`` (``task``, ``AgenticRemoteFunction``, ``budget``), ``_results`` (``get``), ``_actors`` (``actor``,
 ``method``, ``AgenticActorClass``, ``AgenticActorHandle``), ``_admin`` (life cycle, policy
 rollout, status), ``_telemetry`` (tracing and decision log from the environment), ``_state`` (this
 process's ``ClusterViewCache``).
@@ -66,6 +69,7 @@ from agentic_ray.sdk._admin import (
     status,
     stop_control_plane_actors,  # noqa: F401  (public as in the former sdk.py, not in __all__)
 )
+from agentic_ray.sdk._results import get, get_async
 from agentic_ray.sdk._state import runtime as _runtime  # noqa: F401  (benchmarks: sdk._runtime())
 from agentic_ray.sdk._tasks import AgenticRemoteFunction, budget, task, workflow
 
@@ -83,6 +87,8 @@ __all__ = [
     "apply_policy",
     "budget",
     "cluster_view",
+    "get",
+    "get_async",
     "init",
     "method",
     "policy_history",

@@ -37,7 +37,7 @@ from agentic_ray.actors._worker import (
 from agentic_ray.control._placement import Placement
 from agentic_ray.errors import BudgetExhausted, EntitlementError
 from agentic_ray.policies import RequestMeta
-from agentic_ray.sdk import _state, _telemetry
+from agentic_ray.sdk import _results, _state, _telemetry
 
 __all__ = ["AgenticRemoteFunction", "budget", "task"]
 
@@ -214,6 +214,7 @@ class AgenticRemoteFunction:
         rt = _state.current()
         if rt is not None:
             rt.track(placement.node_id, ref)
+        _results.remember(ref, deadline_at, self._task_name)  # for agentic_ray.get (sdk._results)
         return ref
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

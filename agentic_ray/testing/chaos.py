@@ -143,9 +143,14 @@ async def drive_tasks(
     args: Sequence[Any] = (),
     check: Callable[[Any], str | None] | None = None,
     answer_timeout_s: float = 30.0,
+    ref_answers: dict[Any, float] | None = None,
 ) -> None:
-    """Open-loop ``fn.options(qos=..., budget_ms=...).remote(*args)`` calls (an ``@agentic_ray.task``);
+    """Open-loop ``fn.options(qos=..., budget_ms=...).remote(*args)`` calls (an ``@agentic_ray.task``),
+    each awaited with ``agentic_ray.get_async`` (a typed ``BudgetExhausted`` at its deadline when the
+    task has not answered by then); ``ref_answers`` (when given) receives, per request key, when its
+    ``ObjectRef`` itself resolved, which is what a caller of plain ``ray.get`` waits for.
     ``check(result)`` may turn a result into an untyped error (its message) e.g. a residency breach."""
+    from agentic_ray.sdk._results import get_async
 
     async def send(i: int, qos: str) -> None:
         budget = float(budgets_ms[qos])
@@ -154,7 +159,9 @@ async def drive_tasks(
         ledger.sent(key, qos, sent, sent + budget / 1000.0)
         try:
             ref = fn.options(qos=qos, budget_ms=budget).remote(*args)
-            result = await asyncio.wait_for(asyncio.wrap_future(ref.future()), budget / 1000.0 + answer_timeout_s)
+            if ref_answers is not None:
+                ref.future().add_done_callback(lambda _f, key=key: ref_answers.setdefault(key, time.time()))
+            result = await get_async(ref, timeout=budget / 1000.0 + answer_timeout_s)
         except asyncio.TimeoutError:
             return
         except Exception as exc:

@@ -114,6 +114,51 @@ def test_task_whose_budget_ran_out_does_not_start(agentic, ray_cluster):
     assert ray.get(marker.count.remote(), timeout=30) == 1
 
 
+def test_get_gives_up_at_the_deadline_with_a_typed_error(agentic):
+    """``agentic_ray.get`` / ``get_async``: a task still waiting for a resource when its deadline passes is
+    answered with ``BudgetExhausted`` then, not when it finally starts (``ray.get`` waits for that)."""
+    import asyncio
+
+    from ray.exceptions import GetTimeoutError
+
+    from agentic_ray.errors import BudgetExhausted
+    from agentic_ray.sdk._results import deadline_of
+
+    @ray.remote(num_cpus=0, resources={"fake_gpu": 1})
+    def hold_gpu(seconds):
+        time.sleep(seconds)
+        return True
+
+    @agentic.task(qos="standard", budget_ms=300, num_cpus=0, resources={"fake_gpu": 1})
+    def queued():
+        return "ran"
+
+    @agentic.task(qos="standard", budget_ms=30_000, num_cpus=0)
+    def double(x):
+        return 2 * x
+
+    holder = hold_gpu.remote(6.0)
+    time.sleep(0.3)  # let the holder take the only fake_gpu
+    late, late_async = queued.remote(), queued.remote()
+    assert deadline_of(late) == pytest.approx(time.time() + 0.3, abs=0.3)
+    with pytest.raises(BudgetExhausted, match="no result by its deadline") as info:
+        agentic.get(late)
+    assert info.value.reason == "deadline_passed"
+    with pytest.raises(BudgetExhausted, match="no result by its deadline"):
+        asyncio.run(agentic.get_async(late_async))
+    assert ray.wait([holder], timeout=0)[0] == []  # both answered while the GPU was still held
+    # Results that are ready come back (a list in order); refs of plain Ray tasks are waited for as ray.get.
+    assert agentic.get([double.remote(1), double.remote(2)]) == [2, 4]
+    assert asyncio.run(agentic.get_async(double.remote(3))) == 6
+    with pytest.raises(GetTimeoutError):
+        agentic.get(hold_gpu.remote(0.0), timeout=0.5)  # no deadline known: ray.get's own timeout
+    with pytest.raises(ValueError, match="grace_s"):
+        agentic.get(double.remote(1), grace_s=-1)
+    assert ray.get(holder, timeout=60)
+    with pytest.raises(BudgetExhausted):  # the worker refused them when they could finally start
+        ray.get(late, timeout=60)
+
+
 def test_child_submitted_after_parent_deadline_is_refused(agentic):
     from agentic_ray.errors import BudgetExhausted
 
