@@ -78,56 +78,80 @@ class ResidualLife:
 class HeadOfLine:
     """The head-of-line wait on a busy single-slot replica, from the requests a router has in flight there.
 
-    The router remembers when it sent each request still in flight (``sent``, cleared by ``answered``);
-    the oldest one on a replica is taken as the running one, started at ``max(sent, last answer from that
-    replica)``, and its expected remaining time is the mean residual life of recent service times
-    (``ResidualLife``). ``wait`` is then ``residual(age) + (ahead - 1) * mean`` instead of
+    The router remembers each request it sent that is still in flight (``sent``, cleared by ``answered``)
+    and follows which of them the replica is executing, as its gate picks them: a request sent to a
+    replica with nothing in flight starts at once; when the executing one is answered (or another one
+    that executed: the guess was wrong), the replica took the most urgent of those still in flight,
+    smallest ``order`` first (the gate's priority, then deadline, then arrival), at that moment. Taking
+    the oldest one instead (FIFO) is wrong under a priority gate: a less urgent request queued before
+    the running one looks like the running one, so the router hedged a critical request that was
+    already running a slow draw (doubling a 200 ms execution) and aged the wrong request. The executing
+    request's expected remaining time is the mean residual life of recent service times
+    (``ResidualLife``); ``wait`` is then ``residual(age) + (ahead - 1) * mean`` instead of
     ``ahead * mean``: a single-slot replica may be running a request far slower than the mean (bimodal
     service), which no replica report shows. At most ``max_tracked`` requests are remembered per replica
     (the oldest forgotten first).
     """
 
-    __slots__ = ("_last_answer", "flights", "life", "max_tracked")
+    __slots__ = ("_running", "flights", "life", "max_tracked")
 
     def __init__(self, life: ResidualLife | None = None, max_tracked: int = 1024) -> None:
         self.life = life if life is not None else ResidualLife()
         self.max_tracked = max_tracked
-        # replica id -> request id -> (sent at, model), insertion-ordered (the first is the oldest)
-        self.flights: dict[str, dict[object, tuple[float, str]]] = {}
-        self._last_answer: dict[str, float] = {}
+        # replica id -> request id -> (sent at, model, order), insertion-ordered (the first is the oldest)
+        self.flights: dict[str, dict[object, tuple[float, str, tuple[float, ...]]]] = {}
+        # replica id -> (request id taken as executing, when it started)
+        self._running: dict[str, tuple[object, float]] = {}
 
-    def sent(self, replica_id: str, request_id: object, model: str, now: float) -> None:
-        """A request was sent to ``replica_id`` at ``now``."""
+    def sent(self, replica_id: str, request_id: object, model: str, now: float, order: tuple[float, ...] = ()) -> None:
+        """A request was sent to ``replica_id`` at ``now``; ``order``: its place in the replica's queue
+        (smaller starts first; all equal: FIFO)."""
         flights = self.flights.get(replica_id)
         if flights is None:
             flights = self.flights[replica_id] = {}
         elif len(flights) >= self.max_tracked:
-            del flights[next(iter(flights))]
-        flights[request_id] = (now, model)
+            self._drop(replica_id, flights, next(iter(flights)), now)
+        flights[request_id] = (now, model, order)
+        if replica_id not in self._running:
+            self._running[replica_id] = (request_id, now)
 
-    def answered(self, replica_id: str, request_id: object, now: float) -> None:
-        """The answer to a request sent to ``replica_id`` arrived at ``now`` (unknown ids are ignored)."""
+    def answered(self, replica_id: str, request_id: object, now: float, executed: bool = True) -> None:
+        """The answer to a request sent to ``replica_id`` arrived at ``now`` (unknown ids are ignored);
+        ``executed``: it ran there (False: refused, dropped or cancelled while queued)."""
         flights = self.flights.get(replica_id)
-        if flights is not None and flights.pop(request_id, None) is not None:
-            self._last_answer[replica_id] = now
+        if flights is None or request_id not in flights:
+            return
+        running = self._running.get(replica_id)
+        if executed or (running is not None and running[0] == request_id):
+            self._drop(replica_id, flights, request_id, now)
+        else:
+            del flights[request_id]
+
+    def _drop(self, replica_id: str, flights: dict[object, tuple[float, str, tuple[float, ...]]], request_id: object,
+              now: float) -> None:  # fmt: skip
+        """``request_id`` left the replica's slot at ``now``: the most urgent one in flight starts."""
+        del flights[request_id]
+        if flights:
+            nxt = min(flights, key=lambda k: flights[k][2])
+            self._running[replica_id] = (nxt, now)
+        else:
+            self._running.pop(replica_id, None)
 
     def running(self, replica_id: str, request_id: object) -> bool:
-        """True when ``request_id`` is the oldest request in flight on ``replica_id`` (taken as the one
-        executing there), False when it waits behind another one or is not in flight there."""
-        flights = self.flights.get(replica_id)
-        return bool(flights) and next(iter(flights)) == request_id  # type: ignore[arg-type]
+        """True when ``request_id`` is taken as the one executing on ``replica_id``, False when it waits
+        behind another one or is not in flight there."""
+        running = self._running.get(replica_id)
+        return running is not None and running[0] == request_id
 
     def wait(self, replica_id: str, now: float, ahead: int, mean_ms: float, table: ServiceTable) -> float:
         """Expected wait (ms) behind ``ahead`` requests on single-slot ``replica_id`` at ``mean_ms`` each;
-        the oldest in-flight request's own mean comes from ``table`` (``mean_ms`` before it has one).
+        the executing request's own mean comes from ``table`` (``mean_ms`` before it has one).
         ``ahead * mean_ms`` when nothing is in flight or too few samples are known."""
-        flights = self.flights.get(replica_id)
-        if not flights:
+        running = self._running.get(replica_id)
+        if running is None:
             return ahead * mean_ms
-        sent, model = flights[next(iter(flights))]
-        started = self._last_answer.get(replica_id, sent)
-        if sent > started:
-            started = sent
+        request_id, started = running
+        model = self.flights[replica_id][request_id][1]
         rest = self.life.residual((now - started) * 1000.0, table.mean(replica_id, model) or mean_ms)
         if rest is None:
             return ahead * mean_ms

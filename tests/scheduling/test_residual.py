@@ -6,7 +6,8 @@ import random
 import pytest
 
 from agentic_ray.scheduling import ReplicaView, Route, create_router
-from agentic_ray.scheduling.residual import ResidualLife
+from agentic_ray.scheduling.residual import HeadOfLine, ResidualLife
+from agentic_ray.scheduling.service_table import ServiceTable
 
 from .conftest import CLASSES, req
 
@@ -79,3 +80,36 @@ def test_age_counts_from_the_last_answer_of_the_replica():
     views[0].ongoing = 1
     pred = r.choose(req("critical", now=1.0, budget_ms=5000), views, 1.0).predicted_ms
     assert pred < 100.0  # a 100 ms-old head would have predicted a ~100 ms residual
+
+
+def test_the_replica_is_taken_to_start_the_most_urgent_request_in_flight_not_the_oldest():
+    head = HeadOfLine()
+    head.sent("r0", "a", "default", 0.000, (2, 5.000, 0.000))  # nothing in flight: starts at once
+    head.sent("r0", "b", "default", 0.001, (2, 5.001, 0.001))  # sheddable, queued first
+    head.sent("r0", "c", "default", 0.002, (0, 0.052, 0.002))  # critical: the gate starts it before b
+    assert head.running("r0", "a") and not head.running("r0", "c")
+    head.answered("r0", "a", 0.010)
+    assert head.running("r0", "c") and not head.running("r0", "b")
+    head.sent("r0", "d", "default", 0.011, (1, 0.311, 0.011))
+    head.answered("r0", "d", 0.012, executed=False)  # refused while queued: c still runs
+    assert head.running("r0", "c")
+    head.sent("r0", "f", "default", 0.013, (0, 0.063, 0.013))
+    head.answered("r0", "b", 0.015)  # b executed after all: the guess was wrong; the most urgent left starts
+    assert head.running("r0", "c") and head._running["r0"] == ("c", 0.015)
+    head.answered("r0", "f", 0.017)
+    head.answered("r0", "c", 0.020)
+    assert head.flights["r0"] == {} and not head.running("r0", "c")
+    head.sent("r0", "e", "default", 0.030, (2, 5.03, 0.03))
+    assert head.running("r0", "e")
+
+
+def test_the_running_request_ages_from_when_it_started():
+    head = HeadOfLine()
+    table = ServiceTable(0.05, 0.25, 2.0)
+    for x in bimodal():
+        head.life.observe(x, 14.75)
+    head.sent("r0", "a", "default", 0.0, (2, 5.0, 0.0))
+    head.sent("r0", "late", "default", 0.001, (2, 5.001, 0.001))
+    head.sent("r0", "urgent", "default", 0.050, (0, 0.1, 0.05))
+    head.answered("r0", "a", 0.100)  # `urgent` started at 0.100 (the oldest, `late`, still waits)
+    assert head.wait("r0", 0.102, 1, 14.75, table) == pytest.approx(head.life.residual(2.0, 14.75))

@@ -26,9 +26,11 @@ the estimate must follow a replica that slows down or dies.
 Head-of-line residual (``residual=True``): a busy single-slot replica (n >= 1) may be running a request
 far slower than the mean (bimodal service: 5 % of requests take 40x the typical time), which no
 replica report shows. The router remembers when it sent each request still in flight (``on_dispatch``,
-cleared by ``observe``); the oldest one on the replica is taken as the running one, started at
-``max(sent, last answer from that replica)``, and its expected remaining time is the mean residual life
-``E[S - age | S > age]`` of recent service times (``ResidualLife`` in ``residual.py``)::
+cleared by ``observe``) and follows which one the replica's gate is executing: a request sent to an idle
+replica starts at once; when the executing one is answered, the most urgent one still in flight there
+(``wait_order``: the gate's order, not the oldest) starts at that moment. Its expected remaining time
+is the mean residual life ``E[S - age | S > age]`` of recent service times (``HeadOfLine`` and
+``ResidualLife`` in ``residual.py``)::
 
     wait  = residual(age) + (n - 1) * m      (instead of n * m)
 
@@ -224,7 +226,7 @@ class AgenticRouter(PendingRouter):
         """Count ``request`` as pending at ``replica_id``; remember when it was sent, and its priority's rate."""
         super().on_dispatch(request, replica_id, now)
         if self.head is not None:
-            self.head.sent(replica_id, request.id, request.model, now)
+            self.head.sent(replica_id, request.id, request.model, now, self.wait_order(request))
         if self.urgency is not None:
             self.urgency.on_dispatch(replica_id, request.priority, now)
 
@@ -234,7 +236,7 @@ class AgenticRouter(PendingRouter):
         """Feed the (replica, model) mean/deviation with a successful request's service time; clear its pending."""
         super().observe(request, replica_id, service_ms, latency_ms, ok, now)
         if self.head is not None:
-            self.head.answered(replica_id, request.id, now)
+            self.head.answered(replica_id, request.id, now, ok)
         if ok:
             self.observe_service(replica_id, request.model, service_ms, now)
 
