@@ -235,6 +235,16 @@ def test_a_class_that_may_be_shed_waits_for_a_full_replica_holding_less_urgent_w
     assert isinstance(d, Shed) and d.reason == "cannot_meet_deadline"
 
 
+def test_a_class_that_may_be_shed_waits_for_a_replica_full_up_to_the_reserve():
+    # gpu holds 3 of 4 positions: the last is the reserve's, so standard work may not take it; it waits
+    # for gpu (where it would overtake the sheddable work) instead of being shed while sheddable is not
+    views = replicas(cpu_ms=150.0, gpu_ms=30.0, max_ongoing=4)
+    views[1].ongoing = 3
+    views[1].queued_by_priority = {2: 2}
+    d = router(reserve=1).choose(req("standard", budget_ms=100), views, 0.0)
+    assert isinstance(d, Wait) and d.reason == "faster_replica_full"
+
+
 def test_reserve_keeps_positions_of_single_slot_replicas_for_the_most_urgent_class():
     views = replicas(cpu_ms=10.0, gpu_ms=10.0, max_ongoing=2)
     for v in views:

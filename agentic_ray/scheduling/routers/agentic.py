@@ -95,6 +95,9 @@ Reserve (``reserve``, default 0): on single-slot replicas, work other than the m
 the last ``reserve`` positions (``max_ongoing - reserve``), so that urgent work can always reach a
 replica's gate, where it starts before the less urgent work queued there, instead of waiting at the
 router while less urgent work holds every position (``hol`` in the SLO matrix: 5 % of requests 40x slower).
+For the "waits for a full replica" rule above, a replica is full for such work at ``max_ongoing - reserve``:
+counting it full only at ``max_ongoing`` shed standard requests in ``hol`` (0.28 %) that one freed
+position on a fast replica would have served, while sheddable work, with a looser budget, was never shed.
 
 Headroom: a class with ``shed_threshold`` (and shedding other than ``never``) is shed with reason
 ``"over_shed_threshold"`` when the least-utilised eligible replica, counting this request, is above the
@@ -301,7 +304,9 @@ class AgenticRouter(PendingRouter):
             return Route(scan.meet.replica_id, scan.meet_pred, "meets_budget", request.rule_ids)
         if scan.now_meet is not None:
             return Route(scan.now_meet.replica_id, scan.now_pred, "meets_present_queue", request.rule_ids)
-        if self._scan(request, replicas, now, need, True, False, full=True, overtakes=True).fastest_pred <= need:
+        # full: at the positions this request may take (the reserve's too), as in the first scan
+        waits = self._scan(request, replicas, now, need, True, False, full=True, overtakes=True, reserve=self.reserve)
+        if waits.fastest_pred <= need:
             return Wait("faster_replica_full")
         return Shed("cannot_meet_deadline", self._retry_after(scan.fastest_pred), request.rule_ids, scan.fastest_pred)
 
