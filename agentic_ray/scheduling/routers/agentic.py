@@ -27,14 +27,18 @@ Head-of-line residual (``residual=True``): a busy single-slot replica (n >= 1) m
 far slower than the mean (bimodal service: 5 % of requests take 40x the typical time), which no
 replica report shows. The router remembers when it sent each request still in flight (``on_dispatch``,
 cleared by ``observe``) and follows which one the replica's gate is executing: a request sent to an idle
-replica starts at once; when the executing one is answered, the most urgent one still in flight there
-(``wait_order``: the gate's order, not the oldest) starts at that moment. Its expected remaining time
-is the mean residual life ``E[S - age | S > age]`` of recent service times (``HeadOfLine`` and
-``ResidualLife`` in ``residual.py``)::
+replica starts when it gets there; when the executing one is answered, the most urgent one that had
+reached the replica when it finished (``wait_order``: the gate's order, not the oldest) started then.
+Its expected remaining time is the mean residual life ``E[S - age | S > age]`` of recent service times
+(``HeadOfLine`` and ``ResidualLife`` in ``residual.py``)::
 
     wait  = residual(age) + (n - 1) * m      (instead of n * m)
 
-Replicas with several slots keep the formula above (one slow request holds one slot of many).
+Replicas with several slots: the n-th request ahead frees a slot when the earliest of the executing
+requests' residuals (a slot with none free now) has passed and the queued ones ahead took the earliest
+free slot for ``m`` each; only while the service time is heavier-tailed than exponential
+(``ResidualLife.heavy``), else the formula above (``HeadOfLine.wait``). The router learns a replica's
+slots from the views it routes to.
 
 Jumping ahead (``arrival_window_s``, default 1 s; None turns it off): the replicas' ``AdmissionGate``
 starts queued work by class priority, so a request that has to queue (n >= slots) also waits for every
@@ -173,7 +177,7 @@ class AgenticRouter(PendingRouter):
     Config keys (all optional): ``classes``, ``safety_margin`` (0.1), ``margin_ms`` (0), ``default_service_ms``
     (50), ``alpha`` (0.05: mean smoothing), ``deviation_beta`` (0.25: deviation smoothing), ``deviation_k``
     (2: deviations added to the mean; 0 predicts with the mean alone), ``residual``
-    (True: predict a single-slot replica's head-of-line wait from its oldest in-flight request's age),
+    (True: predict a busy replica's head-of-line wait from its executing requests' ages),
     ``arrival_window_s`` (1.0: time constant of the per-replica, per-priority dispatch rates that stretch
     a queued request's wait for more urgent work jumping ahead; None turns that off), ``reserve`` (0:
     positions of each single-slot replica kept for the most urgent work).
@@ -222,6 +226,7 @@ class AgenticRouter(PendingRouter):
         self.arrival_window_s = arrival_window_s
         self.table = ServiceTable(alpha, deviation_beta, deviation_k)
         self.head = HeadOfLine() if residual else None
+        self._slots: dict[str, int] = {}  # replica id -> slots, as last routed to
         self.urgency = UrgentRates(arrival_window_s) if arrival_window_s is not None else None
 
     # -- measuring ------------------------------------------------------------------------------------
@@ -229,7 +234,8 @@ class AgenticRouter(PendingRouter):
         """Count ``request`` as pending at ``replica_id``; remember when it was sent, and its priority's rate."""
         super().on_dispatch(request, replica_id, now)
         if self.head is not None:
-            self.head.sent(replica_id, request.id, request.model, now, self.wait_order(request))
+            slots = self._slots.get(replica_id, 1)
+            self.head.sent(replica_id, request.id, request.model, now, self.wait_order(request), slots)
         if self.urgency is not None:
             self.urgency.on_dispatch(replica_id, request.priority, now)
 
@@ -239,6 +245,8 @@ class AgenticRouter(PendingRouter):
         """Feed the (replica, model) mean/deviation with a successful request's service time; clear its pending."""
         super().observe(request, replica_id, service_ms, latency_ms, ok, now)
         if self.head is not None:
+            if ok:
+                self.head.observe_round_trip(latency_ms, service_ms)
             self.head.answered(replica_id, request.id, now, ok)
         if ok:
             self.observe_service(replica_id, request.model, service_ms, now)
@@ -248,9 +256,9 @@ class AgenticRouter(PendingRouter):
         estimates only, not the pending counts. Not finite or negative: ignored."""
         if service_ms is None or not math.isfinite(service_ms) or service_ms < 0:
             return
-        before = self.table.observe(replica_id, model, service_ms, now)
-        if self.head is not None and before is not None:
-            self.head.life.observe(service_ms, before)
+        self.table.observe(replica_id, model, service_ms, now)
+        if self.head is not None:
+            self.head.observe(replica_id, model, service_ms)
 
     def running(self, replica_id: str, request_id: object) -> bool | None:
         """Whether ``request_id`` is taken as executing on single-slot or any ``replica_id`` (the oldest of
@@ -301,14 +309,19 @@ class AgenticRouter(PendingRouter):
         if urgent:
             return self._never_shed(request, replicas, now, need, scan)
         if scan.meet is not None:
-            return Route(scan.meet.replica_id, scan.meet_pred, "meets_budget", request.rule_ids)
+            return self._route(scan.meet, scan.meet_pred, "meets_budget", request)
         if scan.now_meet is not None:
-            return Route(scan.now_meet.replica_id, scan.now_pred, "meets_present_queue", request.rule_ids)
+            return self._route(scan.now_meet, scan.now_pred, "meets_present_queue", request)
         # full: at the positions this request may take (the reserve's too), as in the first scan
         waits = self._scan(request, replicas, now, need, True, False, full=True, overtakes=True, reserve=self.reserve)
         if waits.fastest_pred <= need:
             return Wait("faster_replica_full")
         return Shed("cannot_meet_deadline", self._retry_after(scan.fastest_pred), request.rule_ids, scan.fastest_pred)
+
+    def _route(self, replica: ReplicaView, pred: float, reason: str, request: Request) -> Route:
+        # the replica's slots, for the head-of-line tracking when the request is dispatched there
+        self._slots[replica.replica_id] = replica.slots
+        return Route(replica.replica_id, pred, reason, request.rule_ids)
 
     @staticmethod
     def _none_eligible(request: Request, replicas: list[ReplicaView]) -> Shed:
@@ -326,10 +339,10 @@ class AgenticRouter(PendingRouter):
         (Lin & Kumar, 1984)."""
         fastest, pred = scan.fastest, scan.fastest_pred
         if pred <= need:
-            return Route(fastest.replica_id, pred, "meets_budget", request.rule_ids)  # type: ignore[union-attr]
+            return self._route(fastest, pred, "meets_budget", request)  # type: ignore[arg-type]
         if self._scan(request, replicas, now, need, True, False, full=True).fastest_pred <= need:
             return Wait("faster_replica_full")
-        return Route(fastest.replica_id, pred, "fastest_never_shed", request.rule_ids)  # type: ignore[union-attr]
+        return self._route(fastest, pred, "fastest_never_shed", request)  # type: ignore[arg-type]
 
     def _scan(
         self, request: Request, replicas: list[ReplicaView], now: float, need: float, never: bool, use_util: bool,
@@ -408,8 +421,8 @@ class AgenticRouter(PendingRouter):
         the queue of the moment alone."""
         slots = r.slots
         head = self.head
-        if slots == 1 and head is not None:
-            wait = head.wait(r.replica_id, now, ahead, s, self.table)
+        if head is not None and (slots == 1 or head.life.heavy):  # (HeadOfLine.wait: where ages matter)
+            wait = head.wait(r.replica_id, now, ahead, s, slots)
         else:
             wait = (ahead - slots + 1) / slots * s
         pred_now = wait + s_hi
