@@ -68,6 +68,40 @@ class ResidualLife:
         mean = total / n
         self.heavy = mean > 0 and sum(x * x for x in xs) / n > 2.0 * mean * mean  # E[X^2] > 2 E[X]^2
 
+    def survival(self, age_ms: float, more_ms: float, mean_ms: float) -> float | None:
+        """``P(S > age + more | S > age)``: the chance a request running for ``age_ms`` needs more than
+        ``more_ms`` more (None before ``min_samples``; older than every sample: 1 when ``more_ms`` is
+        below ``max(mean, age)``, its ``residual``, else 0)."""
+        xs = self._sorted
+        if len(xs) < self.min_samples:
+            return None
+        a = age_ms / mean_ms if age_ms > 0 else 0.0
+        i = bisect_right(xs, a)
+        n = len(xs) - i
+        if n == 0:
+            return 1.0 if more_ms < max(mean_ms, age_ms) else 0.0
+        if more_ms <= 0:
+            return 1.0
+        return (len(xs) - bisect_right(xs, a + more_ms / mean_ms, i)) / n
+
+    def residual_survival(self, age_ms: float, more_ms: float, mean_ms: float) -> tuple[float, float] | None:
+        """``(residual(age), survival(age, more))`` with one search for the age (the hot path's read)."""
+        xs = self._sorted
+        if len(xs) < self.min_samples:
+            return None
+        a = age_ms / mean_ms if age_ms > 0 else 0.0
+        i = bisect_right(xs, a)
+        n = len(xs) - i
+        if n == 0:
+            rest = mean_ms if mean_ms > age_ms else age_ms
+            return rest, 1.0 if more_ms < rest else 0.0
+        rest = mean_ms * (self._suffix[i] / n - a)
+        if more_ms <= 0:
+            return rest, 1.0
+        if more_ms == math.inf:
+            return rest, 0.0
+        return rest, (len(xs) - bisect_right(xs, a + more_ms / mean_ms, i)) / n
+
     def residual(self, age_ms: float, mean_ms: float) -> float | None:
         """Expected ms still needed by a request running for ``age_ms`` on a replica with mean ``mean_ms``."""
         xs = self._sorted
@@ -228,36 +262,55 @@ class HeadOfLine:
         running = self._running.get(replica_id)
         return running is not None and request_id in running
 
+    def late(
+        self, replica_id: str, now: float, ahead: int, mean_ms: float, slots: int, within_ms: float
+    ) -> float | None:
+        """The chance that no slot of ``replica_id`` frees for a request with ``ahead >= slots`` requests
+        ahead within ``within_ms`` (queued ones ahead at ``mean_ms`` each): the chance the executing one
+        (several slots: every one of them) still runs ``within_ms - queued ahead x mean`` from now. None
+        when too few samples are known or other requests are queued ahead on several slots."""
+        return self.estimate(replica_id, now, ahead, mean_ms, slots, within_ms)[1]
+
     def wait(self, replica_id: str, now: float, ahead: int, mean_ms: float, slots: int = 1) -> float:
         """Expected wait (ms) until a slot of ``replica_id`` (``slots`` of them) frees for a request with
         ``ahead >= slots`` requests ahead of it, queued ones at ``mean_ms`` each (class docstring); each
         executing one's remaining time from its age and its model's scale there (``mean_ms`` before one
         is known). ``(ahead - slots + 1) / slots * mean_ms`` when too few samples are known."""
-        plain = (ahead - slots + 1) / slots * mean_ms
-        if slots > 1 and not self.life.heavy:
-            return plain  # one slot of several: only a heavy tail makes the executing requests' ages matter
+        return self.estimate(replica_id, now, ahead, mean_ms, slots, math.inf)[0]
+
+    def estimate(
+        self, replica_id: str, now: float, ahead: int, mean_ms: float, slots: int, within_ms: float
+    ) -> tuple[float, float | None]:
+        """``(wait, late)`` in one pass over the executing requests (``wait`` and ``late``)."""
+        queued = ahead - slots
+        plain = (queued + 1) / slots * mean_ms
         running = self._running.get(replica_id)
-        if not running:
-            return plain
+        if not running or (slots > 1 and not self.life.heavy):
+            return plain, None  # several slots: only a heavy tail makes the executing requests' ages matter
         flights = self.flights[replica_id]
-        residual = self.life.residual
+        both = self.life.residual_survival
         scale = self._scale
+        more = within_ms - queued * mean_ms
+        p = 1.0
         free: list[float] = []
         for request_id, started in running.items():
-            rest = residual((now - started) * 1000.0, scale.get((replica_id, flights[request_id][1])) or mean_ms)
-            if rest is None:
-                return plain
-            free.append(rest)
-        if len(free) > slots:
+            got = both((now - started) * 1000.0, more, scale.get((replica_id, flights[request_id][1])) or mean_ms)
+            if got is None:
+                return plain, None
+            free.append(got[0])
+            p *= got[1]
+        if slots == 1:
+            return free[0] + queued * mean_ms, p
+        late = None if queued > 0 else (p if len(free) >= slots else 0.0)
+        if len(free) < slots:
+            free.extend([0.0] * (slots - len(free)))
+        elif len(free) > slots:
             free.sort()
             del free[slots:]
-        while len(free) < slots:
-            free.append(0.0)
-        queued = ahead - slots
-        if slots == 1:
-            return free[0] + queued * mean_ms
+        if queued == 0:
+            return min(free), late
         heapq.heapify(free)
         steps = min(queued, self._QUEUE_STEPS)
         for _ in range(steps):
             heapq.heapreplace(free, free[0] + mean_ms)
-        return free[0] + (queued - steps) / slots * mean_ms
+        return free[0] + (queued - steps) / slots * mean_ms, late

@@ -188,3 +188,27 @@ def test_several_slots_use_the_ages_only_under_a_heavy_tail():
     light.sent("r0", "a", "default", 0.0, slots=2)
     light.sent("r0", "b", "default", 0.0, slots=2)
     assert light.wait("r0", 0.018, 3, 20.0, slots=2) == pytest.approx((3 - 2 + 1) / 2 * 20.0)
+
+
+def test_survival_is_the_chance_to_run_on_past_a_horizon():
+    life = ResidualLife(window=512, min_samples=32, rebuild_every=8)
+    assert life.survival(0.0, 10.0, 14.75) is None
+    for x in bimodal():
+        life.observe(x, 14.75)
+    assert life.survival(0.0, 10.0, 14.75) == pytest.approx(0.05)  # only the slow ones need > 10 ms
+    assert life.survival(10.0, 100.0, 14.75) == 1.0  # 10 ms in: a slow one, 190 ms to go
+    assert life.survival(10.0, 200.0, 14.75) == 0.0
+    assert life.survival(400.0, 100.0, 14.75) == 1.0  # older than anything seen: its age again
+
+
+def test_late_is_the_chance_no_slot_frees_in_time():
+    head = HeadOfLine(ResidualLife(window=64, min_samples=4, rebuild_every=1))
+    for x in (5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 200.0):
+        head.observe("r0", "default", x)
+    head.sent("r0", "a", "default", 0.0, slots=2)
+    assert head.late("r0", 0.001, 2, 5.0, 2, 30.0) == 0.0  # a slot with nothing executing is free
+    head.sent("r0", "b", "default", 0.0, slots=2)
+    assert head.late("r0", 0.001, 2, 5.0, 2, 30.0) == pytest.approx((1 / 7) ** 2)  # both run past 30 ms
+    assert head.late("r0", 0.010, 2, 5.0, 2, 30.0) == 1.0  # both are slow ones
+    assert head.late("r0", 0.001, 3, 5.0, 2, 30.0) is None  # queued work ahead on two slots: not estimated
+    assert head.late("other", 0.001, 2, 5.0, 2, 30.0) is None
