@@ -168,8 +168,8 @@ class HeadOfLine:
         self._scale: dict[tuple[str, str], float] = {}  # exp of it
         # replica id -> request id -> (sent at, model, order), insertion-ordered (the first is the oldest)
         self.flights: dict[str, dict[object, tuple[float, str, tuple[float, ...]]]] = {}
-        # replica id -> request id taken as executing -> when it started (s)
-        self._running: dict[str, dict[object, float]] = {}
+        # replica id -> request id taken as executing -> (when it started (s), its scale's key)
+        self._running: dict[str, dict[object, tuple[float, tuple[str, str]]]] = {}
         self._slots: dict[str, int] = {}
         self._round_trips: deque[float] = deque(maxlen=64)  # latency - service time (ms) of recent answers
         self.round_trip_ms = 0.0  # the least of them: the path there and back, without queueing
@@ -215,7 +215,7 @@ class HeadOfLine:
         flights[request_id] = (now, model, order)
         running = self._running[replica_id]
         if len(running) < slots:
-            running[request_id] = now + self.round_trip_ms / 2000.0
+            running[request_id] = (now + self.round_trip_ms / 2000.0, (replica_id, model))
 
     def answered(self, replica_id: str, request_id: object, now: float, executed: bool = True) -> None:
         """The answer to a request sent to ``replica_id`` arrived at ``now`` (unknown ids are ignored);
@@ -234,7 +234,7 @@ class HeadOfLine:
         self._fill(replica_id, flights, running, now)
 
     def _fill(self, replica_id: str, flights: dict[object, tuple[float, str, tuple[float, ...]]],
-              running: dict[object, float], now: float) -> None:  # fmt: skip
+              running: dict[object, tuple[float, tuple[str, str]]], now: float) -> None:  # fmt: skip
         """A slot freed half a round trip before ``now``: the most urgent requests that had reached the
         replica by then start; with slots still free, the next ones to reach it start when they do."""
         free = self._slots.get(replica_id, 1) - len(running)
@@ -247,13 +247,13 @@ class HeadOfLine:
                     nxt = k
             if nxt is None:
                 break
-            running[nxt] = now - half
+            running[nxt] = (now - half, (replica_id, flights[nxt][1]))
             free -= 1
         for k, f in flights.items():
             if free <= 0:
                 break
             if k not in running:
-                running[k] = f[0] + half
+                running[k] = (f[0] + half, (replica_id, f[1]))
                 free -= 1
 
     def running(self, replica_id: str, request_id: object) -> bool:
@@ -287,14 +287,13 @@ class HeadOfLine:
         running = self._running.get(replica_id)
         if not running or (slots > 1 and not self.life.heavy):
             return plain, None  # several slots: only a heavy tail makes the executing requests' ages matter
-        flights = self.flights[replica_id]
         both = self.life.residual_survival
         scale = self._scale
         more = within_ms - queued * mean_ms
         p = 1.0
         free: list[float] = []
-        for request_id, started in running.items():
-            got = both((now - started) * 1000.0, more, scale.get((replica_id, flights[request_id][1])) or mean_ms)
+        for started, key in running.values():
+            got = both((now - started) * 1000.0, more, scale.get(key) or mean_ms)
             if got is None:
                 return plain, None
             free.append(got[0])

@@ -94,7 +94,7 @@ def test_the_replica_is_taken_to_start_the_most_urgent_request_in_flight_not_the
     assert head.running("r0", "c")
     head.sent("r0", "f", "default", 0.013, (0, 0.063, 0.013))
     head.answered("r0", "b", 0.015)  # b executed after all: the guess was wrong; the most urgent left starts
-    assert head.running("r0", "c") and head._running["r0"] == {"c": 0.015}
+    assert head.running("r0", "c") and head._running["r0"] == {"c": (0.015, ("r0", "default"))}
     head.answered("r0", "f", 0.017)
     head.answered("r0", "c", 0.020)
     assert head.flights["r0"] == {} and not head.running("r0", "c")
@@ -123,11 +123,11 @@ def test_a_request_sent_within_a_round_trip_of_the_answer_had_not_reached_the_re
     head.sent("r0", "c", "default", 0.0095, (0, 0.06, 0.0095))  # reaches r0 at 10.0 ms
     head.answered("r0", "a", 0.010)  # a finished at 9.5 ms: c was still on its way, b started
     assert head.running("r0", "b") and not head.running("r0", "c")
-    assert head._running["r0"] == {"b": pytest.approx(0.0095)}
+    assert head._running["r0"]["b"][0] == pytest.approx(0.0095)
     head.answered("r0", "b", 0.020)
     head.answered("r0", "c", 0.021, executed=False)  # dropped: nothing left
     head.sent("r0", "d", "default", 0.030, (2, 5.03, 0.03))  # idle: starts when it gets there
-    assert head._running["r0"] == {"d": pytest.approx(0.0305)}
+    assert head._running["r0"]["d"][0] == pytest.approx(0.0305)
 
 
 def test_two_slots_free_at_their_running_requests_residuals():
