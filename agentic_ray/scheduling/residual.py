@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 from bisect import bisect_right
 from collections import deque
 
@@ -66,7 +67,7 @@ class ResidualLife:
         self._sorted, self._suffix, self._dirty = xs, suffix, 0
         n = len(xs)
         mean = total / n
-        self.heavy = mean > 0 and sum(x * x for x in xs) / n > 2.0 * mean * mean  # E[X^2] > 2 E[X]^2
+        self.heavy = mean > 0 and sum(map(operator.mul, xs, xs)) / n > 2.0 * mean * mean  # E[X^2] > 2 E[X]^2
 
     def survival(self, age_ms: float, more_ms: float, mean_ms: float) -> float | None:
         """``P(S > age + more | S > age)``: the chance a request running for ``age_ms`` needs more than
@@ -193,9 +194,15 @@ class HeadOfLine:
     def observe_round_trip(self, latency_ms: float, service_ms: float) -> None:
         """An answer came ``latency_ms`` after its request was sent, ``service_ms`` of it executing there."""
         gap = latency_ms - service_ms
-        if math.isfinite(gap) and gap >= 0:
-            self._round_trips.append(gap)
-            self.round_trip_ms = min(self._round_trips)
+        if not (math.isfinite(gap) and gap >= 0):
+            return
+        trips = self._round_trips
+        evicted = trips[0] if len(trips) == trips.maxlen else math.inf
+        trips.append(gap)
+        if gap <= self.round_trip_ms or len(trips) == 1:
+            self.round_trip_ms = gap
+        elif evicted <= self.round_trip_ms:  # the least one left the window
+            self.round_trip_ms = min(trips)
 
     def scale(self, replica_id: str, model: str) -> float | None:
         """The scale (ms) of ``model`` on ``replica_id``; None before its first sample."""

@@ -128,6 +128,9 @@ def test_a_request_sent_within_a_round_trip_of_the_answer_had_not_reached_the_re
     head.answered("r0", "c", 0.021, executed=False)  # dropped: nothing left
     head.sent("r0", "d", "default", 0.030, (2, 5.03, 0.03))  # idle: starts when it gets there
     assert head._running["r0"]["d"][0] == pytest.approx(0.0305)
+    for _ in range(63):
+        head.observe_round_trip(latency_ms=8.0, service_ms=5.0)
+    assert head.round_trip_ms == 3.0  # the 1 ms one left the window of 64: the least of what is left
 
 
 def test_two_slots_free_at_their_running_requests_residuals():
