@@ -1,8 +1,8 @@
 """SLO matrix: every benchmark scenario with every registered router, on the same seeded workload.
 
 For each scenario in ``benchmarks/scenarios/`` (steady, surge, straggler, failure, heterogeneous, hol,
-tenant_skew, residency, inversion, large64) the simulator builds one seeded workload (arrivals, classes,
-models, tenants and per-replica-group service demands) and runs each router on it; figures per class:
+bimodal, tenant_skew, residency, inversion, large64) the simulator builds one seeded workload (arrivals,
+classes, models, tenants and per-replica-group service demands) and runs each router on it; figures per class:
 SLO attainment (completed within budget / all requests; shed and failed are misses; no grace), p50/p99/
 p99.9 latency (nearest rank, completed requests), goodput (completed within budget per measured second),
 shed and failed counts (shed by reason and class), placement violations, the cost of the replica time used
@@ -76,6 +76,7 @@ SCENARIOS = (
     "failure",
     "heterogeneous",
     "hol",
+    "bimodal",
     "tenant_skew",
     "residency",
     "inversion",

@@ -40,19 +40,18 @@ def test_urgent_rates_decay_and_sum_only_more_urgent_work():
     assert rates.load("a", 1, 1000.0, 1, 1000.0) == pytest.approx(1.0)
 
 
-def test_head_of_line_takes_the_oldest_flight_as_the_running_request():
+def test_head_of_line_takes_the_first_of_equally_urgent_flights_as_the_running_request():
     life = ResidualLife(window=64, min_samples=4, rebuild_every=1)
     for x in (5.0, 5.0, 5.0, 200.0):
         life.observe(x, 5.0)  # normalised: three at the mean, one 40x
     head = HeadOfLine(life)
-    table = ServiceTable()
-    assert head.wait("a", 0.0, 3, 5.0, table) == 15.0  # nothing in flight: ahead x mean
+    assert head.wait("a", 0.0, 3, 5.0) == 15.0  # nothing in flight: ahead x mean
     head.sent("a", "r1", "m", 0.0)
     head.sent("a", "r2", "m", 0.001)
     # r1 has run 10 ms (past every fast sample): it is the slow one, 190 ms still to go
-    assert head.wait("a", 0.010, 2, 5.0, table) == pytest.approx(190.0 + 5.0)
+    assert head.wait("a", 0.010, 2, 5.0) == pytest.approx(190.0 + 5.0)
     head.answered("a", "r1", 0.012)  # r2 now runs, started no earlier than that answer: age 0,
-    assert head.wait("a", 0.012, 1, 5.0, table) == pytest.approx(5.0 * (1 + 1 + 1 + 40) / 4)  # the mean draw
+    assert head.wait("a", 0.012, 1, 5.0) == pytest.approx(5.0 * (1 + 1 + 1 + 40) / 4)  # the mean draw
 
 
 def test_a_replica_gate_is_built_as_a_deployment_builds_it():

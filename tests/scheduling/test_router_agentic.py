@@ -235,6 +235,16 @@ def test_a_class_that_may_be_shed_waits_for_a_full_replica_holding_less_urgent_w
     assert isinstance(d, Shed) and d.reason == "cannot_meet_deadline"
 
 
+def test_a_class_that_may_be_shed_waits_for_a_replica_full_up_to_the_reserve():
+    # gpu holds 3 of 4 positions: the last is the reserve's, so standard work may not take it; it waits
+    # for gpu (where it would overtake the sheddable work) instead of being shed while sheddable is not
+    views = replicas(cpu_ms=150.0, gpu_ms=30.0, max_ongoing=4)
+    views[1].ongoing = 3
+    views[1].queued_by_priority = {2: 2}
+    d = router(reserve=1).choose(req("standard", budget_ms=100), views, 0.0)
+    assert isinstance(d, Wait) and d.reason == "faster_replica_full"
+
+
 def test_reserve_keeps_positions_of_single_slot_replicas_for_the_most_urgent_class():
     views = replicas(cpu_ms=10.0, gpu_ms=10.0, max_ongoing=2)
     for v in views:
@@ -260,3 +270,64 @@ def test_an_idle_replica_that_drew_a_slow_request_still_beats_a_busy_one_for_nev
     r.on_dispatch(req("standard", id="running"), "gpu", 0.0)
     d = r.choose(req("critical", budget_ms=30), views, 0.001)
     assert d.replica_id == "cpu"
+
+
+def test_idle_reserve_keeps_free_slots_for_the_most_urgent_class():
+    views = replicas(cpu_ms=10.0, gpu_ms=10.0, max_ongoing=4)
+    views[0].ongoing = 1  # cpu busy; gpu idle: the one free slot
+    views[1].cost = 1.0  # alike but for the load
+    r = router(idle_reserve=1)
+    d = r.choose(req("standard", budget_ms=1000), views, 0.0)
+    assert isinstance(d, Route) and d.replica_id == "cpu"  # queues behind cpu's request, gpu stays free
+    d = r.choose(req("critical", budget_ms=1000), views, 0.0)
+    assert isinstance(d, Route) and d.replica_id == "gpu"
+    views[0].ongoing = 3
+    d = r.choose(req("standard", budget_ms=40), views, 0.0)  # cpu's queue misses 40 ms: held, not shed
+    assert isinstance(d, Wait) and d.reason == "idle_reserved"
+    d = router().choose(req("standard", budget_ms=1000), views, 0.0)
+    assert isinstance(d, Route) and d.replica_id == "gpu"  # without it: the free replica
+    with pytest.raises(ValueError, match="idle_reserve"):
+        router(idle_reserve=-1)
+    with pytest.raises(ValueError, match="late_weight"):
+        router(late_weight=math.inf)
+
+
+class _TailLife:
+    """A residual life whose answers the test sets per age (ms): residual and chance to run on."""
+
+    min_samples = 1
+    heavy = False
+
+    def __init__(self, by_age):
+        self.by_age = by_age
+
+    def _at(self, age_ms):
+        return min(self.by_age.items(), key=lambda kv: abs(kv[0] - age_ms))[1]
+
+    def residual(self, age_ms, mean_ms):
+        return self._at(age_ms)[0]
+
+    def survival(self, age_ms, more_ms, mean_ms):
+        return self._at(age_ms)[1]
+
+    def residual_survival(self, age_ms, more_ms, mean_ms):
+        return self._at(age_ms)
+
+    def observe(self, service_ms, mean_ms):
+        pass
+
+
+def test_never_shed_work_weighs_the_chance_that_the_slot_frees_too_late():
+    # cpu's request has run 200 ms: likely about to end (10 ms on average) but 30 % of such run on past
+    # the budget; gpu's started 1 ms ago: 14 ms on average, 5 % run on. Both cost the same.
+    def pick(**kw):
+        r = router(**kw)
+        r.head.life = _TailLife({200.0: (10.0, 0.3), 1.0: (14.0, 0.05)})
+        views = replicas(cpu_ms=5.0, gpu_ms=5.0, max_ongoing=4, cpu_ongoing=1, gpu_ongoing=1)
+        views[1].cost = 1.0
+        r.on_dispatch(req("standard", now=0.0), "cpu", 0.0)
+        r.on_dispatch(req("standard", now=0.199), "gpu", 0.199)
+        return r.choose(req("critical", now=0.2, budget_ms=50), views, 0.2).replica_id
+
+    assert pick(late_weight=0.0) == "cpu"  # by the mean alone
+    assert pick() == "gpu"  # 10 + 0.3 x 100 > 14 + 0.05 x 100 (late_weight 2 x the 50 ms budget)

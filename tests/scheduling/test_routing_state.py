@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from agentic_ray.policies.types import BreakerSettings, NodeAttrs, QosClass, RetrySettings
+from agentic_ray.policies.types import BreakerSettings, NodeAttrs, QosClass, RetrySettings, Shedding
 from agentic_ray.scheduling.registry import create_router
 from agentic_ray.scheduling.reports import ReplicaMetadata, RoutingStats, ServiceSample
 from agentic_ray.scheduling.routing_state import ReplicaReport, RoutingState, view_of
@@ -249,3 +249,21 @@ def test_a_late_success_while_half_open_does_not_hide_the_probes_success():
     st.completed(1, 1.3)
     st.update_replicas([report("a", failed_total=1, completed_total=2)], 1.4)
     assert st.breaker_state("a", 1.4).value == "closed"
+
+
+def test_a_critical_copy_the_gate_started_ahead_of_older_work_is_not_hedged():
+    # hedge_running=False: the first copy counts as running once the replica's gate would have started
+    # it, even though a less urgent request sent earlier is still in flight there (it waits behind it).
+    classes = dict(CLASSES, critical=QosClass("critical", 0, 500, Shedding.NEVER, hedge_after_ms=10.0))
+    core = create_router("agentic", random.Random(0), classes=classes)
+    st = RoutingState(core, retry=RetrySettings(ratio=1.0, min_per_s=10.0, max_attempts=3), hedge_running=False)
+    st.update_replicas([report("a"), report("b")], 0.0)
+    assert route(st, "s0", req("sheddable"), 0.0).replica_id == "a"  # runs on a
+    st.admit("s1", req("sheddable"), 0.001)
+    st.routed("s1", "a", 0.001)  # a sheddable request queued on a
+    crit = req("critical", classes=classes, now=0.002)
+    st.admit("c", crit, 0.002, call_id="call-c")
+    st.routed("c", "a", 0.002)  # queued on a, ahead of s1 at the gate
+    st.completed("s0", 0.005, service_ms=5.0)  # the replica starts c, not s1
+    shed = st.admit("h", crit, 0.012, hedge_of="call-c")
+    assert isinstance(shed, Shed) and shed.reason == "hedge_first_copy_running"

@@ -26,13 +26,19 @@ the estimate must follow a replica that slows down or dies.
 Head-of-line residual (``residual=True``): a busy single-slot replica (n >= 1) may be running a request
 far slower than the mean (bimodal service: 5 % of requests take 40x the typical time), which no
 replica report shows. The router remembers when it sent each request still in flight (``on_dispatch``,
-cleared by ``observe``); the oldest one on the replica is taken as the running one, started at
-``max(sent, last answer from that replica)``, and its expected remaining time is the mean residual life
-``E[S - age | S > age]`` of recent service times (``ResidualLife`` in ``residual.py``)::
+cleared by ``observe``) and follows which one the replica's gate is executing: a request sent to an idle
+replica starts when it gets there; when the executing one is answered, the most urgent one that had
+reached the replica when it finished (``wait_order``: the gate's order, not the oldest) started then.
+Its expected remaining time is the mean residual life ``E[S - age | S > age]`` of recent service times
+(``HeadOfLine`` and ``ResidualLife`` in ``residual.py``)::
 
     wait  = residual(age) + (n - 1) * m      (instead of n * m)
 
-Replicas with several slots keep the formula above (one slow request holds one slot of many).
+Replicas with several slots: the n-th request ahead frees a slot when the earliest of the executing
+requests' residuals (a slot with none free now) has passed and the queued ones ahead took the earliest
+free slot for ``m`` each; only while the service time is heavier-tailed than exponential
+(``ResidualLife.heavy``), else the formula above (``HeadOfLine.wait``). The router learns a replica's
+slots from the views it routes to.
 
 Jumping ahead (``arrival_window_s``, default 1 s; None turns it off): the replicas' ``AdmissionGate``
 starts queued work by class priority, so a request that has to queue (n >= slots) also waits for every
@@ -93,6 +99,25 @@ Reserve (``reserve``, default 0): on single-slot replicas, work other than the m
 the last ``reserve`` positions (``max_ongoing - reserve``), so that urgent work can always reach a
 replica's gate, where it starts before the less urgent work queued there, instead of waiting at the
 router while less urgent work holds every position (``hol`` in the SLO matrix: 5 % of requests 40x slower).
+For the "waits for a full replica" rule above, a replica is full for such work at ``max_ongoing - reserve``:
+counting it full only at ``max_ongoing`` shed standard requests in ``hol`` (0.28 %) that one freed
+position on a fast replica would have served, while sheddable work, with a looser budget, was never shed.
+
+Idle reserve (``idle_reserve``, default 0): work other than the most urgent may not take one of the last
+``idle_reserve`` free slots over the replicas it may use (trunk reservation: Ott & Krishnan, "State
+dependent routing of telephone traffic and the use of separable routing schemes", ITC 1985, keep the
+last free circuits for the traffic that cannot wait). It queues behind busy replicas instead (its
+prediction decides which, as above), or waits at the router (``Wait("idle_reserved")``) when none meets
+its budget there: it is not shed for a slot it was kept off. Urgent work then usually finds a replica
+with nothing executing; behind any executing request, even one that just started, it risks a slow draw
+(``hol``: a 5 % chance of 200 ms).
+
+Late weight (``late_weight``, default 2): never-shed work ranks a replica where it has to queue by its
+expected completion plus ``late_weight x its budget x P(late)``, P(late) being the chance that no slot
+frees in time for it (``HeadOfLine.late``: every executing request still running ``need - m`` minus the
+queue ahead from now, by the residual life; single-slot replicas, and several slots under a heavy tail).
+The mean alone ranked a replica whose request had run 207 ms of a 200 +- 40 ms slow draw (5 ms left on
+average, a long tail after it) before one whose request had just started.
 
 Headroom: a class with ``shed_threshold`` (and shedding other than ``never``) is shed with reason
 ``"over_shed_threshold"`` when the least-utilised eligible replica, counting this request, is above the
@@ -168,10 +193,12 @@ class AgenticRouter(PendingRouter):
     Config keys (all optional): ``classes``, ``safety_margin`` (0.1), ``margin_ms`` (0), ``default_service_ms``
     (50), ``alpha`` (0.05: mean smoothing), ``deviation_beta`` (0.25: deviation smoothing), ``deviation_k``
     (2: deviations added to the mean; 0 predicts with the mean alone), ``residual``
-    (True: predict a single-slot replica's head-of-line wait from its oldest in-flight request's age),
+    (True: predict a busy replica's head-of-line wait from its executing requests' ages),
     ``arrival_window_s`` (1.0: time constant of the per-replica, per-priority dispatch rates that stretch
     a queued request's wait for more urgent work jumping ahead; None turns that off), ``reserve`` (0:
-    positions of each single-slot replica kept for the most urgent work).
+    positions of each single-slot replica kept for the most urgent work), ``idle_reserve`` (0: free slots
+    over the replicas kept for the most urgent work), ``late_weight`` (2: never-shed work's cost of a
+    likely late slot, in budgets; 0 ranks by the expected completion alone).
     """
 
     name = "agentic"
@@ -191,6 +218,8 @@ class AgenticRouter(PendingRouter):
         residual: bool = True,
         arrival_window_s: float | None = 1.0,
         reserve: int = 0,
+        idle_reserve: int = 0,
+        late_weight: float = 2.0,
     ) -> None:
         super().__init__(rng)
         if not safety_margin >= 0:
@@ -205,9 +234,14 @@ class AgenticRouter(PendingRouter):
             raise ValueError(f"deviation_k: must be a finite number >= 0, got {deviation_k!r}")
         if arrival_window_s is not None and not (arrival_window_s > 0 and math.isfinite(arrival_window_s)):
             raise ValueError(f"arrival_window_s: must be a finite number > 0 or None, got {arrival_window_s!r}")
-        if isinstance(reserve, bool) or not isinstance(reserve, int) or reserve < 0:
-            raise ValueError(f"reserve: must be an integer >= 0, got {reserve!r}")
+        for key, value in (("reserve", reserve), ("idle_reserve", idle_reserve)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key}: must be an integer >= 0, got {value!r}")
+        if not (late_weight >= 0 and math.isfinite(late_weight)):
+            raise ValueError(f"late_weight: must be a finite number >= 0, got {late_weight!r}")
         self.reserve = reserve
+        self.idle_reserve = idle_reserve
+        self.late_weight = late_weight
         self.classes = dict(classes or {})
         self.top_priority = min((c.priority for c in self.classes.values()), default=0)
         self.safety_factor = 1.0 + safety_margin
@@ -217,6 +251,7 @@ class AgenticRouter(PendingRouter):
         self.arrival_window_s = arrival_window_s
         self.table = ServiceTable(alpha, deviation_beta, deviation_k)
         self.head = HeadOfLine() if residual else None
+        self._slots: dict[str, int] = {}  # replica id -> slots, as last routed to
         self.urgency = UrgentRates(arrival_window_s) if arrival_window_s is not None else None
 
     # -- measuring ------------------------------------------------------------------------------------
@@ -224,7 +259,8 @@ class AgenticRouter(PendingRouter):
         """Count ``request`` as pending at ``replica_id``; remember when it was sent, and its priority's rate."""
         super().on_dispatch(request, replica_id, now)
         if self.head is not None:
-            self.head.sent(replica_id, request.id, request.model, now)
+            slots = self._slots.get(replica_id, 1)
+            self.head.sent(replica_id, request.id, request.model, now, self.wait_order(request), slots)
         if self.urgency is not None:
             self.urgency.on_dispatch(replica_id, request.priority, now)
 
@@ -234,7 +270,9 @@ class AgenticRouter(PendingRouter):
         """Feed the (replica, model) mean/deviation with a successful request's service time; clear its pending."""
         super().observe(request, replica_id, service_ms, latency_ms, ok, now)
         if self.head is not None:
-            self.head.answered(replica_id, request.id, now)
+            if ok:
+                self.head.observe_round_trip(latency_ms, service_ms)
+            self.head.answered(replica_id, request.id, now, ok)
         if ok:
             self.observe_service(replica_id, request.model, service_ms, now)
 
@@ -243,9 +281,9 @@ class AgenticRouter(PendingRouter):
         estimates only, not the pending counts. Not finite or negative: ignored."""
         if service_ms is None or not math.isfinite(service_ms) or service_ms < 0:
             return
-        before = self.table.observe(replica_id, model, service_ms, now)
-        if self.head is not None and before is not None:
-            self.head.life.observe(service_ms, before)
+        self.table.observe(replica_id, model, service_ms, now)
+        if self.head is not None:
+            self.head.observe(replica_id, model, service_ms)
 
     def running(self, replica_id: str, request_id: object) -> bool | None:
         """Whether ``request_id`` is taken as executing on single-slot or any ``replica_id`` (the oldest of
@@ -284,7 +322,9 @@ class AgenticRouter(PendingRouter):
         urgent = never or (shedding is _OVERLOADED and request.priority <= self.top_priority)
         need = (remaining - self.margin_ms) / self.safety_factor
         use_util = threshold is not None and not never
-        scan = self._scan(request, replicas, now, need, urgent, use_util, reserve=0 if urgent else self.reserve)
+        held = self._kept_off(request, replicas) if self.idle_reserve and not urgent else None
+        reserve = 0 if urgent else self.reserve
+        scan = self._scan(request, held or replicas, now, need, urgent, use_util, reserve=reserve)
         if scan.candidates == 0:
             return self._none_eligible(request, replicas)
         if scan.fastest is None:
@@ -296,12 +336,21 @@ class AgenticRouter(PendingRouter):
         if urgent:
             return self._never_shed(request, replicas, now, need, scan)
         if scan.meet is not None:
-            return Route(scan.meet.replica_id, scan.meet_pred, "meets_budget", request.rule_ids)
+            return self._route(scan.meet, scan.meet_pred, "meets_budget", request)
         if scan.now_meet is not None:
-            return Route(scan.now_meet.replica_id, scan.now_pred, "meets_present_queue", request.rule_ids)
-        if self._scan(request, replicas, now, need, True, False, full=True, overtakes=True).fastest_pred <= need:
+            return self._route(scan.now_meet, scan.now_pred, "meets_present_queue", request)
+        if held:  # the free slots are kept for urgent work; one frees before long
+            return Wait("idle_reserved")
+        # full: at the positions this request may take (the reserve's too), as in the first scan
+        waits = self._scan(request, replicas, now, need, True, False, full=True, overtakes=True, reserve=self.reserve)
+        if waits.fastest_pred <= need:
             return Wait("faster_replica_full")
         return Shed("cannot_meet_deadline", self._retry_after(scan.fastest_pred), request.rule_ids, scan.fastest_pred)
+
+    def _route(self, replica: ReplicaView, pred: float, reason: str, request: Request) -> Route:
+        # the replica's slots, for the head-of-line tracking when the request is dispatched there
+        self._slots[replica.replica_id] = replica.slots
+        return Route(replica.replica_id, pred, reason, request.rule_ids)
 
     @staticmethod
     def _none_eligible(request: Request, replicas: list[ReplicaView]) -> Shed:
@@ -319,10 +368,10 @@ class AgenticRouter(PendingRouter):
         (Lin & Kumar, 1984)."""
         fastest, pred = scan.fastest, scan.fastest_pred
         if pred <= need:
-            return Route(fastest.replica_id, pred, "meets_budget", request.rule_ids)  # type: ignore[union-attr]
+            return self._route(fastest, pred, "meets_budget", request)  # type: ignore[arg-type]
         if self._scan(request, replicas, now, need, True, False, full=True).fastest_pred <= need:
             return Wait("faster_replica_full")
-        return Route(fastest.replica_id, pred, "fastest_never_shed", request.rule_ids)  # type: ignore[union-attr]
+        return self._route(fastest, pred, "fastest_never_shed", request)  # type: ignore[arg-type]
 
     def _scan(
         self, request: Request, replicas: list[ReplicaView], now: float, need: float, never: bool, use_util: bool,
@@ -340,6 +389,7 @@ class AgenticRouter(PendingRouter):
         urgency = self.urgency
         urgent = urgency.below(prio) if urgency is not None else None
         unit = urgency.unit(now) if urgent else 0.0  # type: ignore[union-attr]
+        late_ms = self.late_weight * (request.deadline - request.arrival) * 1000.0 if never else 0.0
         candidates = 0
         meet = now_meet = fastest = None
         meet_cost = meet_pred = now_cost = now_pred = fastest_pred = fastest_key = min_util = _INF
@@ -364,8 +414,10 @@ class AgenticRouter(PendingRouter):
             s, s_hi = e if e is not None else self._published(r, model)
             if ahead < r.slots:
                 pred = pred_now = s_hi
+                late = 0.0
             else:
-                pred, pred_now = self._queued(r, now, ahead, s, s_hi, urgent.get(rid, 0.0) * unit if urgent else 0.0)
+                rate = urgent.get(rid, 0.0) * unit if urgent else 0.0
+                pred, pred_now, late = self._queued(r, now, ahead, s, s_hi, rate, late_ms, need)
             if use_util:
                 util = (ongoing + 1) / (r.slots if r.max_ongoing == _INF else r.max_ongoing)
                 min_util = util if util < min_util else min_util
@@ -382,10 +434,27 @@ class AgenticRouter(PendingRouter):
                     now_meet, now_cost, now_pred = r, cost, pred_now
             # never-shed work ranks by expected completion (the mean: an idle replica that drew a slow
             # request lately is still faster than a busy one); pred is inf where urgent work saturates
-            key = pred - s_hi + s if never else pred
+            key = (pred - s_hi + s if never else pred) + late
             if key < fastest_key or fastest is None:
                 fastest, fastest_pred, fastest_key = r, pred, key
         return _Scan(candidates, meet, meet_pred, now_meet, now_pred, fastest, fastest_pred, min_util)
+
+    def _kept_off(self, request: Request, replicas: list[ReplicaView]) -> list[ReplicaView] | None:
+        """The replicas without a free slot when at most ``idle_reserve`` slots are free over the healthy
+        replicas ``request`` may use (ongoing counted as ``_scan`` counts it), else None (all may be used)."""
+        pending = self.pending
+        allows = request.allows
+        free = 0
+        busy = []
+        for r in replicas:
+            if r.healthy and (allows is None or allows(r.attrs)):
+                local = pending.get(r.replica_id, 0)
+                ongoing = local if local > r.ongoing else r.ongoing
+                if ongoing < r.slots:
+                    free += r.slots - ongoing
+                else:
+                    busy.append(r)
+        return busy if busy and free <= self.idle_reserve else None
 
     def _published(self, r: ReplicaView, model: str) -> tuple[float, float]:
         """``(mean, mean)``: the replica's published service time before it has answered this router."""
@@ -394,28 +463,32 @@ class AgenticRouter(PendingRouter):
         return s, s
 
     def _queued(
-        self, r: ReplicaView, now: float, ahead: int, s: float, s_hi: float, urgent: float
-    ) -> tuple[float, float]:
-        """``(pred, pred_now)`` on a replica where the request has to queue behind ``ahead`` requests:
-        with more urgent work overtaking (``urgent``: its rate there per ms of service; 0: none), and with
-        the queue of the moment alone."""
+        self, r: ReplicaView, now: float, ahead: int, s: float, s_hi: float, urgent: float, late_ms: float, need: float
+    ) -> tuple[float, float, float]:
+        """``(pred, pred_now, late)`` on a replica where the request has to queue behind ``ahead`` requests:
+        with more urgent work overtaking (``urgent``: its rate there per ms of service; 0: none), with
+        the queue of the moment alone, and ``late_ms`` x P(late): the chance no slot frees in time for it to
+        finish within ``need`` ms (``HeadOfLine.estimate``; 0 where the ages are not used)."""
         slots = r.slots
         head = self.head
-        if slots == 1 and head is not None:
-            wait = head.wait(r.replica_id, now, ahead, s, self.table)
+        late = 0.0
+        if head is not None and (slots == 1 or head.life.heavy):  # (HeadOfLine.estimate: where ages matter)
+            wait, p_late = head.estimate(r.replica_id, now, ahead, s, slots, need - s if late_ms else _INF)
+            if late_ms and p_late:
+                late = p_late * late_ms
         else:
             wait = (ahead - slots + 1) / slots * s
         pred_now = wait + s_hi
         if not urgent:
-            return pred_now, pred_now
+            return pred_now, pred_now, late
         rho = urgent * s / slots
         if rho >= 1.0:
-            return _INF, pred_now  # more urgent work saturates the replica: it never reaches this request
+            return _INF, pred_now, late  # more urgent work saturates the replica: it never reaches this request
         free = 1.0 - rho
         # busy period started by `wait`: mean wait / (1 - rho), variance
         # wait * rho * E[S^2] / E[S] / (1 - rho)^3 (E[S^2] / E[S] ~ s_hi per slot)
         wait = (wait + self.deviation_k * math.sqrt(wait * rho * s_hi / slots / free)) / free
-        return wait + s_hi, pred_now
+        return wait + s_hi, pred_now, late
 
     def _retry_after(self, pred_ms: float) -> float:
         """Retry hint (s): the predicted completion, or one rate window when urgent work saturates it."""
