@@ -669,9 +669,16 @@ def soak(cluster: Any, tmp: str, minutes: float) -> dict[str, Any]:
                 continue
             a, b = warm[0][key], max(s[key] for s in warm[1:])
             growth[key] = _r((b - a) / a if a else (0.0 if b == a else math.inf), 4)
+    # A leak keeps growing; caches filling up do not: the growth over the second half of the samples.
+    half = warm[len(warm) // 2 :] if len(warm) >= 4 else []
+    late_growth = {
+        key: _r((half[-1][key] - half[0][key]) / half[0][key], 4)
+        for key in ("driver_rss_mb", "replica_rss_mb", "coordinator_rss_mb", "agent_rss_mb") if half and half[0][key]
+    }  # fmt: skip
     tally = ledger.tally(time.time())
     return {"minutes": minutes, "rss_growth": growth.get("driver_rss_mb"), "fd_growth": growth.get("driver_fds"),
-            "growth": growth, "samples": samples, "requests": tally.requests, "lost": tally.lost, "hung": tally.hung,
+            "growth": growth, "second_half_growth": late_growth, "ledger_entries": len(ledger), "samples": samples,
+            "requests": tally.requests, "lost": tally.lost, "hung": tally.hung,
             "decision_log_files": files, "rotated": any(f.endswith(".1") for f in files)}  # fmt: skip
 
 
