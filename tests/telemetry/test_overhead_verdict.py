@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "telemetry_overhead.py"
+from tests._bench import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("telemetry_overhead_verdict", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("telemetry_overhead")
 
 
 def test_a_median_under_the_floor_with_a_wide_interval_is_not_a_pass(bench):

@@ -3,20 +3,14 @@ cases checked by hand."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "task_overhead.py"
+from tests._bench import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("task_overhead_figures", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("task_overhead")
 
 
 def test_summary_is_median_and_nearest_rank_p99_in_ms(bench):
