@@ -148,10 +148,20 @@ def test_routers_and_replicas_register_and_live_policy_reaches_them(plane):
 
 def test_serve_p99_over_budget_raises_a_drift_alert_naming_the_deployment(plane):
     sdk, handle = plane["sdk"], plane["handle"]
+    from agentic_ray.errors import BudgetExhausted
+
     # critical: budget 100 ms, never shed; each call takes 200 ms (one at a time, so none expires while
-    # queued), so the class's p99 at the replicas is over its budget.
-    for _ in range(10):
-        assert _call(handle, payload={"sleep": 0.2}, qos="critical") == "ok"
+    # queued), so the class's p99 at the replicas is over its budget. On a loaded host a call can reach the
+    # gate after its 100 ms (refused there, `deadline_passed`: CI, once); ten must be served.
+    served = refused = 0
+    while served < 10:
+        try:
+            assert _call(handle, payload={"sleep": 0.2}, qos="critical") == "ok"
+            served += 1
+        except BudgetExhausted as exc:
+            assert exc.reason == "deadline_passed", exc
+            refused += 1
+            assert refused <= 10, "most critical calls reached the gate after their deadline"
 
     def alert():
         return [a for a in sdk.status()["alerts"] if a["kind"] == "p99_over_budget" and a.get("deployment") == DEP]
