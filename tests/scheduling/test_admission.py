@@ -361,3 +361,28 @@ def test_a_tenant_over_its_share_displaces_its_own_less_urgent_queued_work():
     assert isinstance(res, Enqueued) and [e.request_id for e in res.evicted] == [a_shed.id]
     res = gate.offer(req("standard", tenant="a"), 0.0)  # nothing of a's less urgent left: refused
     assert isinstance(res, Reject) and res.reason == "tenant_share"
+
+
+def test_queued_work_that_cannot_finish_even_at_the_fastest_execution_is_dropped_before_it_starts():
+    """Overload ladder (chaos): under overload EDF starts the requests nearest their deadline, many of
+    which then finish late, so the replica's time goes to late work. A queued request whose time left is
+    below the fastest execution measured here is dropped instead (never-shed work too: it cannot finish)."""
+    for refuse in (True, False):
+        gate = AdmissionGate(1, CLASSES, refuse_infeasible=refuse)
+        first = req("standard", budget_ms=10_000)
+        gate.offer(first, 0.0)
+        gate.finish(first.id, 0.05, service_ms=50.0)  # the fastest execution here: 50 ms
+        running = req("standard", budget_ms=10_000, now=0.05)
+        gate.offer(running, 0.05)
+        doomed = req("critical", budget_ms=90, now=0.05)  # deadline 0.14: 30 ms left at 0.11
+        fits = req("critical", budget_ms=200, now=0.05)  # deadline 0.25: 140 ms left at 0.11
+        for r in (doomed, fits):
+            assert isinstance(gate.offer(r, 0.05), Enqueued)
+        admitted = gate.finish(running.id, 0.11, service_ms=60.0)
+        if refuse:
+            assert [d.request_id for d in admitted.dropped] == [doomed.id]
+            assert admitted.dropped[0].error.reason == "deadline_passed_in_queue"
+            assert "less than the fastest execution here (50.0 ms)" in admitted.dropped[0].error.detail
+            assert [s.request_id for s in admitted.started] == [fits.id]
+        else:  # the gate refuses nothing as infeasible: the doomed request starts (EDF: it is first)
+            assert admitted.dropped == () and [s.request_id for s in admitted.started] == [doomed.id]
