@@ -250,8 +250,17 @@ def test_options_override_and_plain_call_is_refused(agentic):
     def add(a, b=1):
         return a + b
 
+    from agentic_ray.errors import BudgetExhausted
+
     assert ray.get(add.remote(1, b=2), timeout=60) == 3
-    assert ray.get(add.options(qos="critical", num_cpus=0).remote(5), timeout=60) == 6
+    # The critical class's budget is short: on a loaded host the first call placed on a node without a
+    # warm worker may be refused at start (deadline_passed; CI, once). The override must work by the third.
+    for attempt in range(3):
+        try:
+            assert ray.get(add.options(qos="critical", num_cpus=0).remote(5), timeout=60) == 6
+            break
+        except BudgetExhausted as exc:
+            assert exc.reason == "deadline_passed" and attempt < 2, exc
     with pytest.raises(TypeError):
         add(1)
     with pytest.raises(TypeError):  # Ray checks the arguments against the function's own signature
