@@ -73,17 +73,8 @@ class ResidualLife:
         """``P(S > age + more | S > age)``: the chance a request running for ``age_ms`` needs more than
         ``more_ms`` more (None before ``min_samples``; older than every sample: 1 when ``more_ms`` is
         below ``max(mean, age)``, its ``residual``, else 0)."""
-        xs = self._sorted
-        if len(xs) < self.min_samples:
-            return None
-        a = age_ms / mean_ms if age_ms > 0 else 0.0
-        i = bisect_right(xs, a)
-        n = len(xs) - i
-        if n == 0:
-            return 1.0 if more_ms < max(mean_ms, age_ms) else 0.0
-        if more_ms <= 0:
-            return 1.0
-        return (len(xs) - bisect_right(xs, a + more_ms / mean_ms, i)) / n
+        both = self.residual_survival(age_ms, more_ms, mean_ms)
+        return None if both is None else both[1]
 
     def residual_survival(self, age_ms: float, more_ms: float, mean_ms: float) -> tuple[float, float] | None:
         """``(residual(age), survival(age, more))`` with one search for the age (the hot path's read)."""
@@ -105,15 +96,8 @@ class ResidualLife:
 
     def residual(self, age_ms: float, mean_ms: float) -> float | None:
         """Expected ms still needed by a request running for ``age_ms`` on a replica with mean ``mean_ms``."""
-        xs = self._sorted
-        if len(xs) < self.min_samples:
-            return None
-        a = age_ms / mean_ms if age_ms > 0 else 0.0
-        i = bisect_right(xs, a)
-        n = len(xs) - i
-        if n == 0:
-            return max(mean_ms, age_ms)
-        return mean_ms * (self._suffix[i] / n - a)
+        both = self.residual_survival(age_ms, 0.0, mean_ms)
+        return None if both is None else both[0]
 
 
 class HeadOfLine:
