@@ -43,10 +43,14 @@ def remember(ref: Any, deadline_at: float, name: str) -> None:
         deadlines.popitem(last=False)
 
 
+def _entry(ref: Any) -> tuple[float, str] | None:
+    binary = getattr(ref, "binary", None)
+    return _DEADLINES.get(binary()) if binary is not None else None
+
+
 def deadline_of(ref: Any) -> float | None:
     """The deadline (wall-clock seconds) of a task this process submitted, None when unknown."""
-    binary = getattr(ref, "binary", None)
-    entry = _DEADLINES.get(binary()) if binary is not None else None
+    entry = _entry(ref)
     return entry[0] if entry is not None else None
 
 
@@ -55,15 +59,19 @@ def _wait_s(
 ) -> tuple[float | None, tuple[float, str] | None]:
     if grace_s < 0:
         raise ValueError(f"grace_s: must be >= 0, got {grace_s!r}")
-    binary = getattr(ref, "binary", None)
-    entry = _DEADLINES.get(binary()) if binary is not None else None
+    entry = _entry(ref)
     if entry is None:
         return timeout, None
     wait = max(0.0, entry[0] + grace_s - now)
     return (wait if timeout is None else min(wait, timeout)), entry
 
 
-def _late(entry: tuple[float, str], now: float) -> BudgetExhausted:
+def _late(entry: tuple[float, str] | None, grace_s: float, timeout: float | None) -> BudgetExhausted | None:
+    """The typed error for a wait that ended at the task's deadline; None when it ended for ``timeout``
+    first or the task's deadline is unknown (the caller re-raises Ray's timeout then)."""
+    now = time.time()
+    if entry is None or (timeout is not None and now < entry[0] + grace_s):
+        return None
     deadline_at, name = entry
     return BudgetExhausted(
         f"task {name}: no result by its deadline ({(now - deadline_at) * 1000.0:.0f} ms ago); it may still run, "
@@ -84,10 +92,10 @@ def get(refs: Any, *, grace_s: float = 0.0, timeout: float | None = None) -> Any
     try:
         return ray.get(refs, timeout=wait)
     except GetTimeoutError:
-        now = time.time()
-        if entry is None or (timeout is not None and now < entry[0] + grace_s):
+        late = _late(entry, grace_s, timeout)
+        if late is None:
             raise
-        raise _late(entry, now) from None
+        raise late from None
 
 
 async def get_async(ref: Any, *, grace_s: float = 0.0, timeout: float | None = None) -> Any:
@@ -104,7 +112,7 @@ async def get_async(ref: Any, *, grace_s: float = 0.0, timeout: float | None = N
         ready, _ = ray.wait([ref], timeout=0)
         if ready:  # it arrived as the wait ended
             return ray.get(ref, timeout=0)
-        now = time.time()
-        if entry is None or (timeout is not None and now < entry[0] + grace_s):
+        late = _late(entry, grace_s, timeout)
+        if late is None:
             raise
-        raise _late(entry, now) from None
+        raise late from None
