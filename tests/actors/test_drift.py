@@ -103,3 +103,31 @@ def test_config_validation():
         BurnWindow(0.0, 0.0, 1.0)
     with pytest.raises(ValueError):
         DriftDetector().observe(ClassSummary("x"), 0.0, 0.0)
+
+
+def test_memory_stays_bounded_and_burn_rates_exact_to_a_bin_over_hours():
+    """The soak found the global coordinator growing ~0.8 MiB a minute: one latency histogram per report
+    and key, kept for the 6-hour burn window. Deltas past the p99 window keep their counts alone, in
+    bins of a thirtieth of the shortest burn window (10 s for the defaults)."""
+    d = DriftDetector()  # the workbook's windows: (1 h, 5 min), (6 h, 30 min); p99 over 60 s
+    assert d.config.bin_s == 10.0  # the shortest burn window (300 s) / 30
+    exact: list[tuple[float, int, int]] = []
+    t = 0.0
+    for i in range(4 * 3600):  # four hours, a report a second; bad traffic in the last 10 minutes
+        t += 1.0
+        bad = 3 if i >= 4 * 3600 - 600 else 0
+        d.observe(_delta("critical", "fraud", 10, 200, 7, bad), 150.0, t)
+        exact.append((t, 7 + bad, bad))
+        if i % 10 == 0:
+            d.evaluate(t)
+    report = d.evaluate(t)
+    state = d._keys["critical|fraud"]
+    assert len(state.deltas) <= 61 and len(state.binned) <= 4 * 3600 / 10.0 + 1  # not 14,400 histograms
+    for w in (300.0, 3600.0, 21600.0):
+        count = sum(c for at, c, _ in exact if at > t - w)
+        bad = sum(b for at, _, b in exact if at > t - w)
+        want = (bad / count) / (1 - d.config.slo_target)
+        assert d.burn_rate("critical|fraud", w, t) == pytest.approx(want, rel=2 * 10.0 / w)
+    assert report.figures["critical|fraud"]["samples"] == 600  # the p99 window: 60 reports of 10
+    assert report.figures["critical|fraud"]["p99_ms"] > 150.0
+    assert "burn_rate:critical|fraud:3600s/300s" not in {a.id for a in report.active}  # 1 h burn 6.7 < 14.4
