@@ -504,7 +504,9 @@ def _http_load(route: str, *, clients: int | None = None, rate: float | None = N
     return data
 
 
-def overload_ladder(cluster: Any, tmp: str, quick: bool) -> list[dict[str, Any]]:
+def overload_ladder(
+    cluster: Any, tmp: str, quick: bool, levels: tuple[float, ...] = LEVELS, paths: tuple[str, ...] = ("handle", "http")
+) -> list[dict[str, Any]]:
     from ray import serve
 
     from agentic_ray.testing import chaos
@@ -516,8 +518,8 @@ def overload_ladder(cluster: Any, tmp: str, quick: bool) -> list[dict[str, Any]]
     replicas = [chaos.pid_of(a) for _, a in chaos.replica_actors("ladder", DEPLOYMENT)]
     proxies = [chaos.pid_of(a) for _, a in _proxy_actors()]
     asyncio.run(_warm(handle))
-    for path in ("handle", "http"):
-        for level in LEVELS:
+    for path in paths:
+        for level in levels:
             rate = level * LADDER_CAPACITY
             ledger = Ledger(GRACE_S)
             state = _ladder_router_state()
@@ -551,7 +553,8 @@ def overload_ladder(cluster: Any, tmp: str, quick: bool) -> list[dict[str, Any]]
             })  # fmt: skip
             progress(f"ladder {path} {level:>4}x offered {rows[-1]['offered_rps']}/s "
                      f"goodput {rows[-1]['goodput_rps']}/s "
-                     f"reject p99 {rows[-1]['reject_p99_ms']} ms")  # fmt: skip
+                     f"reject p99 {rows[-1]['reject_p99_ms']} ms by class {rows[-1]['by_class']} "
+                     f"errors {rows[-1]['error_details']}")  # fmt: skip
     serve.delete("ladder")
     return rows
 
@@ -649,12 +652,19 @@ def soak(cluster: Any, tmp: str, minutes: float) -> dict[str, Any]:
     ledger = Ledger(GRACE_S)
     anon, _ = tasks(tmp)
 
+    async def settle() -> None:  # answered requests folded into counts: the ledger's memory stays flat
+        while not stop.is_set():
+            await asyncio.sleep(5.0)
+            ledger.settle()
+
     async def run() -> None:
+        settling = asyncio.ensure_future(settle())
         await asyncio.gather(
             chaos.drive_handle(handle, ledger, rate_rps=40, duration_s=duration, budgets_ms=BUDGETS, seed=8),
             chaos.drive_tasks(anon, ledger, rate_rps=2, duration_s=duration, budgets_ms=BUDGETS, seed=9,
                               mix={"standard": 0.5, "sheddable": 0.5}),
         )  # fmt: skip
+        settling.cancel()
 
     asyncio.run(run())
     stop.set()
@@ -702,7 +712,9 @@ SCENARIOS = {
 }
 
 
-def run(quick: bool, only: tuple[str, ...] | None, soak_minutes: float) -> dict[str, Any]:
+def run(
+    quick: bool, only: tuple[str, ...] | None, soak_minutes: float, ladder: dict[str, Any] | None = None
+) -> dict[str, Any]:
     tmp = tempfile.mkdtemp(prefix="agr-chaos-bench-", dir="/tmp")
     result: dict[str, Any] = {"faults": {}, "ladder": [], "soak": {}}
     try:
@@ -723,7 +735,7 @@ def run(quick: bool, only: tuple[str, ...] | None, soak_minutes: float) -> dict[
                 result["faults"][name]["wall_s"] = round(time.time() - started, 1)
                 progress(f"{name}: {json.dumps({k: v for k, v in result['faults'][name].items() if k != 'http'})}")
             if not only or "ladder" in only:
-                result["ladder"] = overload_ladder(cluster, tmp, quick)
+                result["ladder"] = overload_ladder(cluster, tmp, quick, **(ladder or {}))
             if not quick and (not only or "soak" in only):
                 result["soak"] = soak(cluster, tmp, soak_minutes)
     finally:
@@ -805,13 +817,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="every fault shortened, no soak")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join((*FAULTS, 'ladder', 'soak'))}")
     parser.add_argument("--soak-minutes", type=float, default=10.0)
+    parser.add_argument("--levels", help="ladder steps, comma-separated multiples of capacity (default all)")
+    parser.add_argument("--paths", help="ladder paths: handle, http or both (default)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "chaos"))
     args = parser.parse_args(argv)
     only = tuple(s.strip() for s in args.only.split(",")) if args.only else None
     if only and not set(only) <= {*FAULTS, "ladder", "soak"}:
         parser.error(f"--only: unknown {sorted(set(only) - {*FAULTS, 'ladder', 'soak'})}")
+    ladder: dict[str, Any] = {}
+    try:
+        if args.levels:
+            ladder["levels"] = tuple(float(x) for x in args.levels.split(","))
+    except ValueError:
+        parser.error(f"--levels: not numbers: {args.levels!r}")
+    if args.paths:
+        ladder["paths"] = tuple(s.strip() for s in args.paths.split(","))
+        if not set(ladder["paths"]) <= {"handle", "http"}:
+            parser.error(f"--paths: unknown {sorted(set(ladder['paths']) - {'handle', 'http'})}")
     started = time.time()
-    result = run(args.quick, only, args.soak_minutes)
+    result = run(args.quick, only, args.soak_minutes, ladder)
     meta = {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg": [round(x, 2) for x in os.getloadavg()],
             "wall_s": round(time.time() - started, 1), "quick": args.quick}  # fmt: skip
     result["floors"] = floors(result)

@@ -37,13 +37,15 @@ starts only while fewer than ``limit`` run; never-shed work may still use every 
 in one bounded queue per QoS class. When a slot frees, the next request is taken from the class with the
 lowest ``priority`` number, and within it the earliest deadline (FIFO among equal deadlines). Queued
 work whose deadline has passed (``deadline <= now``) is dropped before it can start, and so, with
-``refuse_infeasible``, is work whose time left is below the fastest execution of its model measured
-here (``finish``'s ``service_ms``): it cannot finish in time even if it started now. Under overload EDF
-starts the requests nearest their deadline, so without this the replica's time goes to work that ends
-late (the chaos suite's overload ladder over handles: goodput at 4x capacity 39-46 -> 52-55 requests/s,
-at 10x 14-22 -> 26-36; two runs after, three before). The fastest time, not the mean, so that a heavy
-tail does not drop work that a fast draw would finish. Expiry runs on every ``offer``/``finish``/
-``expire``.
+``refuse_infeasible``, is work whose time left is below a typical execution of its model here (the
+median of the last 31 ``finish`` ``service_ms``) plus the answer's likely trip back to its caller (the
+median of the last 31 trips to this gate, ``note_trip``): it would more likely than not finish late
+even if it started now. Under overload EDF starts the requests nearest their deadline, so without this
+the replica's time goes to work that ends late (the chaos suite's overload ladder over handles: goodput
+at 4x capacity 39-46 -> 52-55 requests/s with the fastest execution as the bar; at 10x 14-22 -> 26-36
+with it, 37-47 with the median and the trip, whose late critical executions fell from ~50 to ~20 per
+4 s). A median, not the mean, so that a heavy tail does not drop work that a typical draw finishes.
+Expiry runs on every ``offer``/``finish``/``expire``.
 
 Bounds. A class's queue bound is ``QosClass.queue_bound`` when set; else, when the class has
 ``max_queue_wait_ms`` and a service-time estimate exists, Little's law (L = lambda W with the queue
@@ -98,6 +100,7 @@ Little's law (Little, 1961).
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import math
@@ -132,6 +135,8 @@ DEFAULT_QUEUE_BOUND = 16  # a replica's queue bound per class until its service 
 MAX_QUEUE_BOUND = 64  # the most a class's budget-sized queue bound grows to on a replica
 
 # The typed error of each refusal reason (built at the edge, when a caller asks for ``.error``).
+_RECENT_EXECUTIONS = 31  # executions per model whose median is the typical execution time
+
 _BUDGET_REASONS = frozenset({"deadline_passed", "cannot_meet_deadline", "deadline_passed_in_queue", "cannot_meet_ttft"})
 
 
@@ -295,7 +300,11 @@ class AdmissionGate:
         self._count: dict[str, int] = {}
         self._class_priority: dict[str, int] = {}
         self._seq = itertools.count()
-        self._fastest_ms: dict[str, float] = {}  # per model, the fastest execution measured here
+        # per model, the recent executions measured here and their median (``_typical_ms``)
+        self._recent_ms: dict[str, collections.deque[float]] = {}
+        self._typical_ms: dict[str, float] = {}
+        self._trips_ms: collections.deque[float] = collections.deque(maxlen=_RECENT_EXECUTIONS)
+        self._trip_ms = 0.0  # the median of the recent trips from the caller to this gate (``note_trip``)
         self.started_total = 0
         self.dropped_total = 0
         self.rejected_total = 0
@@ -479,11 +488,27 @@ class AdmissionGate:
         self._hold(request.tenant, -1)
         if service_ms is not None:
             self.service.observe(service_ms, now, request.model)
-            if service_ms > 0 and service_ms < self._fastest_ms.get(request.model, math.inf):
-                self._fastest_ms[request.model] = service_ms
+            if service_ms > 0:
+                self._observe_execution(request.model, service_ms)
         dropped = self._expire(now)
         started = self._start_queued()
         return Admitted(tuple(started), tuple(dropped))
+
+    def _observe_execution(self, model: str, service_ms: float) -> None:
+        recent = self._recent_ms.get(model)
+        if recent is None:
+            recent = self._recent_ms[model] = collections.deque(maxlen=_RECENT_EXECUTIONS)
+        recent.append(service_ms)
+        ordered = sorted(recent)
+        self._typical_ms[model] = ordered[(len(ordered) - 1) // 2]
+
+    def note_trip(self, trip_ms: float) -> None:
+        """A call's trip from its caller's decision to this gate (ms). Their recent median stands for the
+        answer's trip back when the gate judges whether queued work can still finish in time."""
+        if trip_ms == trip_ms and trip_ms >= 0.0:  # not NaN; a negative trip is clock skew: ignored
+            self._trips_ms.append(trip_ms)
+            ordered = sorted(self._trips_ms)
+            self._trip_ms = ordered[(len(ordered) - 1) // 2]
 
     def set_limit(self, limit: int, now: float) -> Admitted:
         """Run at most ``limit`` calls at once (1 <= limit <= ``slots``). Raising it starts queued work
@@ -577,12 +602,16 @@ class AdmissionGate:
         dropped: list[Dropped] = []
         if not self._queued:
             return dropped
-        fastest = self._fastest_ms if self.refuse_infeasible else {}
+        typical = self._typical_ms if self.refuse_infeasible else {}
         for qos, heap in self._heaps.items():
             while True:
                 entry = self._pop_front(heap)
-                # dropped once even the fastest execution measured here would end after its deadline
-                if entry is None or entry.request.deadline > now + fastest.get(entry.request.model, 0.0) / 1000.0:
+                if entry is None:
+                    break
+                # dropped once a typical execution here (the median) and the answer's trip back to its
+                # caller (the median trip here) would end after its deadline
+                need_ms = typical.get(entry.request.model, 0.0) + (self._trip_ms if typical else 0.0)
+                if entry.request.deadline > now + need_ms / 1000.0:
                     break
                 heapq.heappop(heap)
                 entry.live = False
@@ -595,8 +624,9 @@ class AdmissionGate:
                 if late_ms >= 0:
                     detail = f"deadline passed {late_ms:.1f} ms ago while queued"
                 else:
-                    detail = (f"{-late_ms:.1f} ms left while queued, less than the fastest execution here "
-                              f"({fastest[request.model]:.1f} ms)")  # fmt: skip
+                    medians = f"{typical[request.model]:.1f} + {self._trip_ms:.1f} ms"
+                    detail = (f"{-late_ms:.1f} ms left while queued, less than a typical execution here "
+                              f"and the trip back (medians {medians})")  # fmt: skip
                 dropped.append(Dropped(request.id, qos, "deadline_passed_in_queue", detail, request.rule_ids))
         return dropped
 

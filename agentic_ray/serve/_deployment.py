@@ -169,7 +169,7 @@ def _admission_request(self: Any, kwargs: dict[str, Any]) -> tuple[Any, Any, str
     trace = pop_trace(kwargs) if TRACE_KWARG in kwargs else None
     now = time.time()
     routed_at = meta.get(ROUTED_AT)
-    if routed_at is not None and admission.limiter is not None:
+    if routed_at is not None:
         admission.note_upstream_delay((now - routed_at) * 1000.0)  # the trip from the router to this gate
     classification = self._agentic_policy.classify(request_meta(meta), now)
     request = to_request(

@@ -262,7 +262,9 @@ class ReplicaAdmission:
     def note_upstream_delay(self, delay_ms: float) -> None:
         """A call's wait on its caller's process (a direct HTTP request's body fetch from Serve's proxy,
         a handle call's trip from its router's decision to this gate): when the host or the caller's
-        process is saturated, this grows before anything here does."""
+        process is saturated, this grows before anything here does. The gate also takes it as the likely
+        trip of the answer back (queued work that cannot finish in time counting it is dropped)."""
+        self.gate.note_trip(delay_ms)
         if self.limiter is not None:
             self._apply_limit(self.limiter.upstream(delay_ms, time.time()))
 

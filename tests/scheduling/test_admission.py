@@ -363,18 +363,20 @@ def test_a_tenant_over_its_share_displaces_its_own_less_urgent_queued_work():
     assert isinstance(res, Reject) and res.reason == "tenant_share"
 
 
-def test_queued_work_that_cannot_finish_even_at_the_fastest_execution_is_dropped_before_it_starts():
+def test_queued_work_that_cannot_finish_at_a_typical_execution_is_dropped_before_it_starts():
     """Overload ladder (chaos): under overload EDF starts the requests nearest their deadline, many of
     which then finish late, so the replica's time goes to late work. A queued request whose time left is
-    below the fastest execution measured here is dropped instead (never-shed work too: it cannot finish)."""
+    below a typical execution here (the median of the recent ones) is dropped instead (never-shed work
+    too: it cannot finish)."""
     for refuse in (True, False):
         gate = AdmissionGate(1, CLASSES, refuse_infeasible=refuse)
-        first = req("standard", budget_ms=10_000)
-        gate.offer(first, 0.0)
-        gate.finish(first.id, 0.05, service_ms=50.0)  # the fastest execution here: 50 ms
+        for service_ms in (50.0, 90.0, 40.0):  # median 50 ms; the fastest (40) would keep `doomed`
+            first = req("standard", budget_ms=10_000)
+            gate.offer(first, 0.0)
+            gate.finish(first.id, 0.05, service_ms=service_ms)
         running = req("standard", budget_ms=10_000, now=0.05)
         gate.offer(running, 0.05)
-        doomed = req("critical", budget_ms=90, now=0.05)  # deadline 0.14: 30 ms left at 0.11
+        doomed = req("critical", budget_ms=105, now=0.05)  # deadline 0.155: 45 ms left at 0.11
         fits = req("critical", budget_ms=200, now=0.05)  # deadline 0.25: 140 ms left at 0.11
         for r in (doomed, fits):
             assert isinstance(gate.offer(r, 0.05), Enqueued)
@@ -382,7 +384,32 @@ def test_queued_work_that_cannot_finish_even_at_the_fastest_execution_is_dropped
         if refuse:
             assert [d.request_id for d in admitted.dropped] == [doomed.id]
             assert admitted.dropped[0].error.reason == "deadline_passed_in_queue"
-            assert "less than the fastest execution here (50.0 ms)" in admitted.dropped[0].error.detail
+            assert "less than a typical execution here and the trip back (medians 50.0 + 0.0 ms)" in (
+                admitted.dropped[0].error.detail
+            )
             assert [s.request_id for s in admitted.started] == [fits.id]
         else:  # the gate refuses nothing as infeasible: the doomed request starts (EDF: it is first)
             assert admitted.dropped == () and [s.request_id for s in admitted.started] == [doomed.id]
+
+
+def test_the_answers_trip_back_counts_when_queued_work_is_judged():
+    """Overload ladder at 10x (chaos): a saturated caller's process delays each call's trip to the gate
+    by tens of ms, and the answer's trip back as much; work started with only its execution time left
+    ended late (52 of 356 critical executions). The median trip (``note_trip``) is added to the time a
+    queued request needs."""
+    gate = AdmissionGate(1, CLASSES)
+    first = req("standard", budget_ms=10_000)
+    gate.offer(first, 0.0)
+    gate.finish(first.id, 0.05, service_ms=50.0)
+    for trip_ms in (30.0, float("nan"), -5.0, 40.0, 500.0):  # median of the valid ones: 40 ms
+        gate.note_trip(trip_ms)
+    running = req("standard", budget_ms=10_000, now=0.05)
+    gate.offer(running, 0.05)
+    late = req("critical", budget_ms=140, now=0.05)  # 80 ms left at 0.11: < 50 + 40
+    fits = req("critical", budget_ms=160, now=0.05)  # 100 ms left at 0.11: >= 90
+    for r in (late, fits):
+        assert isinstance(gate.offer(r, 0.05), Enqueued)
+    admitted = gate.finish(running.id, 0.11, service_ms=50.0)
+    assert [d.request_id for d in admitted.dropped] == [late.id]
+    assert "(medians 50.0 + 40.0 ms)" in admitted.dropped[0].error.detail
+    assert [s.request_id for s in admitted.started] == [fits.id]
