@@ -686,10 +686,27 @@ def soak(cluster: Any, tmp: str, minutes: float) -> dict[str, Any]:
         for key in ("driver_rss_mb", "replica_rss_mb", "coordinator_rss_mb", "agent_rss_mb") if half and half[0][key]
     }  # fmt: skip
     tally = ledger.tally(time.time())
+    # Tables that hold work in flight go from 1 to 7 entries and back with the load: their growth is
+    # judged as a trend, entries added per 1,000 requests (least-squares slope over the warm samples).
+    rate = tally.requests / duration if duration else math.nan
+    trend = {key: _r(_slope(warm, key) / rate * 1000.0, 3) for key in SOAK_TABLES if len(warm) >= 2 and rate > 0}
     return {"minutes": minutes, "rss_growth": growth.get("driver_rss_mb"), "fd_growth": growth.get("driver_fds"),
-            "growth": growth, "second_half_growth": late_growth, "ledger_entries": len(ledger), "samples": samples,
+            "growth": growth, "second_half_growth": late_growth, "table_entries_per_1k_requests": trend,
+            "ledger_entries": len(ledger), "samples": samples,
             "requests": tally.requests, "lost": tally.lost, "hung": tally.hung,
             "decision_log_files": files, "rotated": any(f.endswith(".1") for f in files)}  # fmt: skip
+
+
+SOAK_TABLES = ("router_flights", "router_calls", "gate_entries", "coordinator_events", "serve_members")
+
+
+def _slope(samples: list[dict[str, Any]], key: str) -> float:
+    """Least-squares slope (per second) of ``key`` over ``samples``' times."""
+    ts = [s["t"] for s in samples]
+    ys = [float(s[key]) for s in samples]
+    mt, my = sum(ts) / len(ts), sum(ys) / len(ys)
+    var = sum((t - mt) ** 2 for t in ts)
+    return sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=True)) / var if var else 0.0
 
 
 def _router_state_of(app: str) -> Any:
@@ -771,7 +788,11 @@ def floors(result: dict[str, Any]) -> dict[str, Any]:
             out[f"ladder_{path}_retries"] = all((r["retry_ratio"] or 0) <= 0.10 for r in rows)
     soak_row = result.get("soak") or {}
     if soak_row.get("growth"):
-        out["soak_flat"] = all(v is not None and v <= 0.05 for v in soak_row["growth"].values())
+        resources = {k: v for k, v in soak_row["growth"].items() if k not in SOAK_TABLES}
+        out["soak_flat"] = all(v is not None and v <= 0.05 for v in resources.values())
+        # a table leaking one entry per request adds 1,000 per 1,000 requests; flat: under one
+        trend = soak_row.get("table_entries_per_1k_requests") or {}
+        out["soak_tables_flat"] = bool(trend) and all(v is not None and abs(v) < 1.0 for v in trend.values())
         out["soak_logs_rotate"] = bool(soak_row.get("rotated"))
     return out
 
@@ -807,6 +828,8 @@ def markdown(result: dict[str, Any], meta: dict[str, Any]) -> str:
         lines += ["", f"Soak ({soak_row['minutes']} min): {soak_row['requests']} requests, lost {soak_row['lost']}, "
                   f"hung {soak_row['hung']}; growth after warm-up: "
                   + ", ".join(f"{k} {v}" for k, v in soak_row["growth"].items())
+                  + "; tables, entries added per 1,000 requests: "
+                  + ", ".join(f"{k} {v}" for k, v in (soak_row.get("table_entries_per_1k_requests") or {}).items())
                   + f"; decision logs rotated: {soak_row['rotated']}."]  # fmt: skip
     lines += ["", "Floors: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in floors(result).items())]
     return "\n".join(lines) + "\n"

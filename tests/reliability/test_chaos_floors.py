@@ -1,0 +1,39 @@
+"""The chaos benchmark's verdicts on hand-checkable figures (no Ray: pure functions of its module)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests._bench import load_benchmark
+
+bench = load_benchmark("chaos")
+
+
+def _samples(**series: list[float]) -> list[dict[str, float]]:
+    n = len(next(iter(series.values())))
+    return [{"t": 60.0 + 10.0 * i, **{k: v[i] for k, v in series.items()}} for i in range(n)]
+
+
+def test_slope_is_the_least_squares_trend_per_second():
+    assert bench._slope(_samples(x=[0.0, 10.0, 20.0, 30.0]), "x") == pytest.approx(1.0)
+    assert bench._slope(_samples(x=[1.0, 6.0, 1.0, 1.0, 6.0, 1.0]), "x") == pytest.approx(0.0, abs=0.03)
+
+
+def _soak(table: list[float], rss: list[float]) -> dict:
+    return {"growth": {"driver_rss_mb": (max(rss[1:]) - rss[0]) / rss[0], "router_calls": 5.0},
+            "table_entries_per_1k_requests": {"router_calls": bench._slope(_samples(x=table), "x") / 40.0 * 1000},
+            "rotated": True}  # fmt: skip
+
+
+def test_soak_floors_judge_resources_by_growth_and_tables_by_trend():
+    """The soak published 'growth 5.0' (500 %) for a table holding work in flight (1 -> 6 entries) and
+    failed; a table is now judged by entries added per 1,000 requests: a leak of one per request at
+    40 requests/s adds 1,000; in-flight work that comes and goes adds none."""
+    in_flight = [1.0, 6.0, 0.0, 2.0, 6.0, 1.0]
+    leak = [400.0 * i for i in range(6)]  # one entry per request at 40 requests/s, sampled every 10 s
+    flat_rss = [100.0, 101.0, 102.0, 103.0, 104.0, 104.0]  # 4 %
+    f = bench.floors({"faults": {}, "ladder": [], "soak": _soak(in_flight, flat_rss)})
+    assert f == {"soak_flat": True, "soak_tables_flat": True, "soak_logs_rotate": True}
+    assert not bench.floors({"faults": {}, "ladder": [], "soak": _soak(leak, flat_rss)})["soak_tables_flat"]
+    grown = [100.0, 102.0, 104.0, 106.0, 108.0, 110.0]  # 10 %
+    assert not bench.floors({"faults": {}, "ladder": [], "soak": _soak(in_flight, grown)})["soak_flat"]
