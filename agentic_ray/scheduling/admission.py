@@ -134,9 +134,9 @@ _ANY_TENANT = object()
 DEFAULT_QUEUE_BOUND = 16  # a replica's queue bound per class until its service time is known
 MAX_QUEUE_BOUND = 64  # the most a class's budget-sized queue bound grows to on a replica
 
-# The typed error of each refusal reason (built at the edge, when a caller asks for ``.error``).
-_RECENT_EXECUTIONS = 31  # executions per model whose median is the typical execution time
+_RECENT_EXECUTIONS = 31  # executions per model (and trips) whose median is the typical one
 
+# The typed error of each refusal reason (built at the edge, when a caller asks for ``.error``).
 _BUDGET_REASONS = frozenset({"deadline_passed", "cannot_meet_deadline", "deadline_passed_in_queue", "cannot_meet_ttft"})
 
 
