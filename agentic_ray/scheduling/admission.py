@@ -238,6 +238,7 @@ class GateSnapshot:
     rejected_total: int = 0
     evicted_total: int = 0
     limit: int | None = None  # calls run at once now (None: ``slots``)
+    cap_room: Mapping[str, int] = field(default_factory=dict)  # per capped class: cap minus what it holds
 
     @property
     def ongoing(self) -> int:
@@ -350,6 +351,10 @@ class AdmissionGate:
                 p = self._class_priority[qos]
                 by_priority[p] = by_priority.get(p, 0) + n
         bounds = {name: self.queue_bound(name) for name in self.classes}
+        cap_room = {}
+        for qos, cap in self.class_caps.items():
+            held = self._count.get(qos, 0) + sum(1 for r in self._executing.values() if r.qos == qos)
+            cap_room[qos] = max(0, cap - held)
         return GateSnapshot(
             slots=self.slots,
             executing=len(self._executing),
@@ -364,6 +369,7 @@ class AdmissionGate:
             rejected_total=self.rejected_total,
             evicted_total=self.evicted_total,
             limit=self.limit,
+            cap_room=cap_room,
         )
 
     # ----------------------------------------------------------------- settings

@@ -14,7 +14,11 @@ Serve's own ``max_queued_requests`` at the caller).
 ``class_room`` (``ReplicaView.class_room``: per class, the gate's bound minus what the replica last
 reported queued) is a report up to one stats period old: a burst between reports still reaches a gate
 that refuses it, which stays correct, only dearer. A class that is never shed is never refused here: the
-gate admits it over its bound by evicting less critical work. Pure.
+gate admits it over its bound by evicting less critical work. A class the control plane capped at a
+replica (``AdmissionGate.set_class_caps``) has no more room there than its cap leaves
+(``RoutingStats.cap_room``), and when the caps are what leave no replica, the refusal says
+``class_cap`` as the gate's would: the chaos ladder's slowest refusals at 1x and 2x were the gates'
+``class_cap`` ones, each after a round trip to a replica. Pure.
 """
 
 from __future__ import annotations
@@ -44,4 +48,5 @@ def with_room(request: Request, replicas: list[ReplicaView]) -> tuple[list[Repli
         return replicas, None  # nothing eligible: the router's own decision names why
     services = [s for r in full if (s := r.service_ms.get(request.model) or r.service_ms.get("default"))]
     service_ms = sum(services) / len(services) if services else 0.0
-    return replicas, Shed("queue_full", service_ms / max(1, sum(r.slots for r in full)) / 1000.0, request.rule_ids)
+    reason = "class_cap" if all(qos in r.class_capped for r in full) else "queue_full"
+    return replicas, Shed(reason, service_ms / max(1, sum(r.slots for r in full)) / 1000.0, request.rule_ids)

@@ -164,6 +164,7 @@ class RoutingStats:
     failed_total: int = 0
     service_samples: tuple[ServiceSample, ...] = ()
     stream_samples: tuple[StreamReport, ...] = ()
+    cap_room: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def ongoing(self) -> int:
@@ -171,9 +172,18 @@ class RoutingStats:
         return self.executing + self.queued
 
     def class_room(self) -> dict[str, int]:
-        """Per class, how many more requests the replica's gate would queue (bound minus queued)."""
+        """Per class, how many more requests the replica's gate would take: its queue bound minus what is
+        queued, and no more than what the class's cap leaves (``cap_room``, for a class the control plane
+        capped here)."""
         queued = self.queued_by_class
-        return {q: b - queued.get(q, 0) for q, b in self.queue_bounds.items()}
+        room = {q: b - queued.get(q, 0) for q, b in self.queue_bounds.items()}
+        for q, left in self.cap_room.items():
+            room[q] = min(room.get(q, left), left)
+        return room
+
+    def capped(self) -> frozenset[str]:
+        """The classes whose cap here is what leaves them no room (``Overloaded(reason="class_cap")``)."""
+        return frozenset(q for q, left in self.cap_room.items() if left <= 0)
 
     def to_dict(self) -> dict[str, Any]:
         """The plain, JSON-ready dict ``record_routing_stats`` returns (priority keys as strings;
@@ -197,6 +207,8 @@ class RoutingStats:
         }
         if self.stream_samples:
             out["stream_samples"] = [list(s) for s in self.stream_samples]
+        if self.cap_room:
+            out["cap_room"] = dict(self.cap_room)
         return out
 
     @classmethod
@@ -232,6 +244,7 @@ class RoutingStats:
             queued_by_priority=by_priority,
             queued_by_class=_counts(d, "queued_by_class"),
             queue_bounds=_counts(d, "queue_bounds"),
+            cap_room=_counts(d, "cap_room"),
             limit=None if d.get("limit") is None else _whole(d["limit"], "limit", 1),
             delay_ms=_opt_number(d, "delay_ms"),
             service_ms=_service(d, "service_ms"),

@@ -138,6 +138,7 @@ def view_of(report: ReplicaReport) -> ReplicaView:
         cost=md.cost,
         class_room=stats.class_room(),
         delay_ms=stats.delay_ms or 0.0,
+        class_capped=stats.capped(),
     )
     view.ongoing = stats.ongoing
     return view

@@ -83,7 +83,8 @@ class ReplicaView:
     priority when the replica reports them; ``service_ms`` is the replica's EWMA service time per model
     as last reported (routers keep their own estimators too). ``cost`` ranks cheaper replicas first
     (CPU before GPU) when several meet the budget. ``class_room`` is, per class, how many more requests
-    the replica's gate queues (its bound minus what it last reported queued; a class missing: unknown).
+    the replica's gate queues (its bound minus what it last reported queued, no more than its class cap
+    leaves; a class missing: unknown); ``class_capped`` the classes whose cap there leaves no room.
     ``delay_ms`` is the delay the replica last reported on the path to it (``RoutingStats.delay_ms``;
     0 when it reports none): what ``pressure.under_pressure`` sheds less urgent work on.
     """
@@ -99,6 +100,7 @@ class ReplicaView:
     cost: float = 1.0
     class_room: Mapping[str, int] = field(default_factory=dict)
     delay_ms: float = 0.0
+    class_capped: frozenset[str] = frozenset()
 
     @property
     def has_capacity(self) -> bool:

@@ -54,3 +54,41 @@ def test_no_eligible_replica_is_left_to_the_router():
     views = [view("b", {"sheddable": 0}, zone="us")]
     left, shed = with_room(eu_only, views)
     assert shed is None and left == views  # the router's own decision names the placement rule
+
+
+def test_a_class_cap_leaves_no_more_room_than_it_allows_and_its_refusal_says_so():
+    """Overload ladder (chaos): at 1x and 2x the slowest refusals were the gates' ``class_cap`` ones, each
+    after a round trip. A replica publishes what its class caps leave (``cap_room``); the router refuses
+    at once when caps leave no replica, with the gate's reason."""
+    from agentic_ray.scheduling.reports import ReplicaMetadata, RoutingStats
+    from agentic_ray.scheduling.routing_state import ReplicaReport, view_of
+
+    stats = RoutingStats(queued_by_class={"sheddable": 1, "standard": 2},
+                         queue_bounds={"sheddable": 16, "standard": 16},
+                         cap_room={"sheddable": 0, "standard": 5})  # fmt: skip
+    assert stats.class_room() == {"sheddable": 0, "standard": 5}  # min(bound - queued, cap room)
+    assert stats.capped() == frozenset({"sheddable"})
+    again = RoutingStats.from_dict(stats.to_dict())
+    assert again.cap_room == {"sheddable": 0, "standard": 5} and again.class_room() == stats.class_room()
+    assert "cap_room" not in RoutingStats(queue_bounds={"sheddable": 16}).to_dict()  # uncapped: not sent
+    capped = view_of(ReplicaReport("a", ReplicaMetadata(), stats=stats))
+    assert capped.class_room["sheddable"] == 0 and capped.class_capped == frozenset({"sheddable"})
+    _, shed = with_room(req("sheddable"), [capped, view("b", {"sheddable": 0})])
+    assert shed is not None and shed.reason == "queue_full"  # b's queue is full, not capped
+    _, shed = with_room(req("sheddable"), [capped])
+    assert shed is not None and shed.reason == "class_cap"
+
+
+def test_the_gate_publishes_what_its_class_caps_leave():
+    from agentic_ray.scheduling.admission import AdmissionGate
+
+    from .conftest import CLASSES
+
+    gate = AdmissionGate(1, CLASSES)
+    gate.set_class_caps({"sheddable": 2})
+    for _ in range(2):
+        gate.offer(req("sheddable", budget_ms=10_000), 0.0)  # one runs, one queues
+    assert gate.snapshot().cap_room == {"sheddable": 0}
+    assert gate.offer(req("sheddable", budget_ms=10_000), 0.0).reason == "class_cap"  # what the router mirrors
+    gate.set_class_caps({})
+    assert gate.snapshot().cap_room == {}
