@@ -784,7 +784,8 @@ def ray_get(refs: list[Any]) -> None:
 
 def floors(result: dict[str, Any]) -> dict[str, Any]:
     """The issue's floors: lost = hung = version_regressions = 0 per fault; ladder goodput >= 90 % of its
-    peak per path; reject p99 <= 5 ms; retry ratio <= 10 %; critical attainment >= 97 % (noisy)."""
+    peak per path (of what was offered, for a step offered less than the peak); reject p99 <= 5 ms; retry
+    ratio <= 10 %; critical attainment >= 97 % (noisy)."""
     out: dict[str, Any] = {}
     for name, row in result["faults"].items():
         if "error" in row:
@@ -798,7 +799,10 @@ def floors(result: dict[str, Any]) -> dict[str, Any]:
         rows = [r for r in result["ladder"] if r["path"] == path]
         if rows:
             peak = max(r["goodput_rps"] or 0 for r in rows)
-            out[f"ladder_{path}_goodput"] = all((r["goodput_rps"] or 0) >= 0.9 * peak for r in rows)
+            # a step offered less than the peak cannot carry it (0.5x capacity): judged against its offer
+            out[f"ladder_{path}_goodput"] = all(
+                (r["goodput_rps"] or 0) >= 0.9 * min(peak, r["offered_rps"] or 0) for r in rows
+            )
             out[f"ladder_{path}_reject_p99"] = all((r["reject_p99_ms"] or 0) <= 5.0 for r in rows)
             out[f"ladder_{path}_retries"] = all((r["retry_ratio"] or 0) <= 0.10 for r in rows)
     soak_row = result.get("soak") or {}

@@ -37,3 +37,21 @@ def test_soak_floors_judge_resources_by_growth_and_tables_by_trend():
     assert not bench.floors({"faults": {}, "ladder": [], "soak": _soak(leak, flat_rss)})["soak_tables_flat"]
     grown = [100.0, 102.0, 104.0, 106.0, 108.0, 110.0]  # 10 %
     assert not bench.floors({"faults": {}, "ladder": [], "soak": _soak(in_flight, grown)})["soak_flat"]
+
+
+def _step(load: float, offered: float, goodput: float) -> dict:
+    return {"path": "handle", "load": load, "offered_rps": offered, "goodput_rps": goodput, "reject_p99_ms": 1.0,
+            "retry_ratio": 0.0}  # fmt: skip
+
+
+def test_ladder_goodput_is_judged_against_the_peak_or_what_a_step_offered():
+    """The published full run: 31.2 at 0.5x (31.6 offered) is all a half-capacity step can carry; 53.4 at
+    10x is 0.908 of the 58.8 peak. The 0.5x step read as a miss against the peak before."""
+    rows = [_step(0.5, 31.6, 31.2), _step(1, 60.4, 56.4), _step(2, 125.9, 58.8), _step(4, 239.4, 57.7),
+            _step(10, 602.1, 53.4)]  # fmt: skip
+    assert bench.floors({"faults": {}, "ladder": rows})["ladder_handle_goodput"]
+    rows[-1] = _step(10, 602.1, 52.8)  # 0.898 of the peak
+    assert not bench.floors({"faults": {}, "ladder": rows})["ladder_handle_goodput"]
+    rows[-1] = _step(10, 602.1, 53.4)
+    rows[0] = _step(0.5, 31.6, 28.0)  # a collapse below capacity still counts: 0.886 of its offer
+    assert not bench.floors({"faults": {}, "ladder": rows})["ladder_handle_goodput"]
