@@ -615,8 +615,10 @@ class AdmissionGate:
                 if entry is None:
                     break
                 # dropped once a typical execution here (the median) and the answer's trip back to its
-                # caller (the median trip here) would end after its deadline
-                need_ms = typical.get(entry.request.model, 0.0) + (self._trip_ms if typical else 0.0)
+                # caller (the median trip here) would end after its deadline; a model not yet executed
+                # here has no typical execution: only its deadline counts
+                typical_ms = typical.get(entry.request.model)
+                need_ms = 0.0 if typical_ms is None else typical_ms + self._trip_ms
                 if entry.request.deadline > now + need_ms / 1000.0:
                     break
                 heapq.heappop(heap)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from agentic_ray.errors import BudgetExhausted, Overloaded
@@ -413,3 +415,21 @@ def test_the_answers_trip_back_counts_when_queued_work_is_judged():
     assert [d.request_id for d in admitted.dropped] == [late.id]
     assert "(medians 50.0 + 40.0 ms)" in admitted.dropped[0].error.detail
     assert [s.request_id for s in admitted.started] == [fits.id]
+
+
+def test_a_model_not_yet_measured_here_is_judged_by_its_deadline_alone():
+    """Review: with one model measured and a trip noted, a queued request of a model never executed here
+    had the trip added to its need, and its drop read the unmeasured model's median (KeyError). Without a
+    typical execution for its model, queued work is dropped only once its deadline has passed."""
+    gate = AdmissionGate(1, CLASSES)
+    first = req("standard", budget_ms=10_000)
+    gate.offer(first, 0.0)
+    gate.finish(first.id, 0.05, service_ms=50.0)  # model "default" measured
+    gate.note_trip(40.0)
+    running = req("standard", budget_ms=10_000, now=0.05)
+    gate.offer(running, 0.05)
+    other = req("critical", budget_ms=90, now=0.05)
+    other = dataclasses.replace(other, model="other")  # 30 ms left at 0.11: above 0, below the trip
+    assert isinstance(gate.offer(other, 0.05), Enqueued)
+    admitted = gate.finish(running.id, 0.11, service_ms=50.0)
+    assert admitted.dropped == () and [s.request_id for s in admitted.started] == [other.id]
