@@ -522,7 +522,7 @@ def overload_ladder(
         for level in levels:
             rate = level * LADDER_CAPACITY
             ledger = Ledger(GRACE_S)
-            state = _ladder_router_state()
+            state = _router_state_of("ladder")
             r0 = (state.retries_total, state.requests_total) if state is not None else (0, 0)
             begun = time.time()
             if path == "handle":
@@ -531,7 +531,7 @@ def overload_ladder(
             else:
                 data = _http_load("/ladder", rate=rate, duration=step, seed=int(level * 10))
                 chaos.records_to_ledger(data["records"], ledger, begun, BUDGETS)
-            state = _ladder_router_state()
+            state = _router_state_of("ladder")
             retries = requests = 0
             if path == "handle" and state is not None:
                 retries, requests = state.retries_total - r0[0], state.requests_total - r0[1]
@@ -579,16 +579,6 @@ async def _warm(handle: Any) -> None:
     for _ in range(10):
         with contextlib.suppress(Exception):
             await call(handle, None, qos="sheddable")
-
-
-def _ladder_router_state() -> Any:
-    from agentic_ray.serve._plane import plane
-
-    for m in list(plane().members):
-        owner = m._owner() if m.kind == "router" else None
-        if owner is not None and getattr(owner, "_target", "").endswith(f"ladder/{DEPLOYMENT}"):
-            return owner.state
-    return None
 
 
 def _proxy_actors() -> list[tuple[str, Any]]:

@@ -104,6 +104,7 @@ import collections
 import heapq
 import itertools
 import math
+import statistics
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -351,10 +352,7 @@ class AdmissionGate:
                 p = self._class_priority[qos]
                 by_priority[p] = by_priority.get(p, 0) + n
         bounds = {name: self.queue_bound(name) for name in self.classes}
-        cap_room = {}
-        for qos, cap in self.class_caps.items():
-            held = self._count.get(qos, 0) + sum(1 for r in self._executing.values() if r.qos == qos)
-            cap_room[qos] = max(0, cap - held)
+        cap_room = {qos: max(0, cap - self._held(qos)) for qos, cap in self.class_caps.items()}
         return GateSnapshot(
             slots=self.slots,
             executing=len(self._executing),
@@ -471,11 +469,14 @@ class AdmissionGate:
         if cap is None or shedding is Shedding.NEVER:
             return None
         qos = request.qos
-        held = self._count.get(qos, 0) + sum(1 for r in self._executing.values() if r.qos == qos)
-        if held < cap:
+        if self._held(qos) < cap:
             return None
         detail = f"class {qos!r} holds its cap of {cap} at this replica"
         return _Refusal("class_cap", detail, self._retry_after_s(request))
+
+    def _held(self, qos: str) -> int:
+        """Requests of class ``qos`` running or queued here (what its cap counts)."""
+        return self._count.get(qos, 0) + sum(1 for r in self._executing.values() if r.qos == qos)
 
     def _over_tenant_share(self, request: Request, shedding: Shedding) -> _Refusal | None:
         if not self.tenant_shares or shedding is Shedding.NEVER or not self._over_share(request.tenant):
@@ -505,16 +506,14 @@ class AdmissionGate:
         if recent is None:
             recent = self._recent_ms[model] = collections.deque(maxlen=_RECENT_EXECUTIONS)
         recent.append(service_ms)
-        ordered = sorted(recent)
-        self._typical_ms[model] = ordered[(len(ordered) - 1) // 2]
+        self._typical_ms[model] = statistics.median_low(recent)
 
     def note_trip(self, trip_ms: float) -> None:
         """A call's trip from its caller's decision to this gate (ms). Their recent median stands for the
         answer's trip back when the gate judges whether queued work can still finish in time."""
         if trip_ms == trip_ms and trip_ms >= 0.0:  # not NaN; a negative trip is clock skew: ignored
             self._trips_ms.append(trip_ms)
-            ordered = sorted(self._trips_ms)
-            self._trip_ms = ordered[(len(ordered) - 1) // 2]
+            self._trip_ms = statistics.median_low(self._trips_ms)
 
     def set_limit(self, limit: int, now: float) -> Admitted:
         """Run at most ``limit`` calls at once (1 <= limit <= ``slots``). Raising it starts queued work
