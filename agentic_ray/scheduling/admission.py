@@ -81,6 +81,12 @@ once its class holds ``cap`` requests here (running plus queued), even with a sl
 bounds what one replica takes of a class so the rest goes elsewhere or is shed early. Never-shed work is
 never refused by a cap. A class without a cap (and every class after ``set_class_caps({})``) is not
 capped; counting the class's running requests costs O(running) and only happens for a capped class.
+Routers learn a replica's caps from its published stats (``RoutingStats.class_caps``), a stats period
+or more after the gate: ``set_class_caps(caps, now=now, grace_s=g)`` publishes a lowered cap (and a new
+one) at once but enforces the previous one until ``now + g``, so a request a router sent on the cap it
+knew is not refused after a round trip (the chaos ladder at 2x: the control plane moves caps every few
+tenths of a second, and half the gates' ``class_cap`` refusals were of such requests); a raise holds at
+once.
 
 Tenant share caps. With ``tenant_shares`` (tenant name -> share in (0, 1], from the policy's tenants), a
 tenant may hold (executing plus queued) at most ``max(1, floor(share * occupancy))`` of the gate's
@@ -240,6 +246,7 @@ class GateSnapshot:
     evicted_total: int = 0
     limit: int | None = None  # calls run at once now (None: ``slots``)
     cap_room: Mapping[str, int] = field(default_factory=dict)  # per capped class: cap minus what it holds
+    class_caps: Mapping[str, int] = field(default_factory=dict)  # per capped class: its cap here
 
     @property
     def ongoing(self) -> int:
@@ -292,6 +299,7 @@ class AdmissionGate:
         self.streams = streams  # this replica's learned prefill/decode rates (None: no stream budgets)
         self.tenant_shares: dict[str, float] = _checked_shares(tenant_shares)
         self.class_caps: dict[str, int] = {}  # per-class quotas from the control plane (``set_class_caps``)
+        self._lowered: dict[str, tuple[int | None, float]] = {}  # class -> (cap still enforced, until when)
         # Positions (executing + queued) held per tenant, and queued per tenant (for the share caps).
         self._held_by_tenant: dict[str | None, int] = {}
         self._queued_by_tenant: dict[str | None, int] = {}
@@ -368,19 +376,35 @@ class AdmissionGate:
             evicted_total=self.evicted_total,
             limit=self.limit,
             cap_room=cap_room,
+            class_caps=dict(self.class_caps),
         )
 
     # ----------------------------------------------------------------- settings
-    def set_class_caps(self, caps: Mapping[str, int]) -> None:
+    def set_class_caps(self, caps: Mapping[str, int], *, now: float | None = None, grace_s: float = 0.0) -> None:
         """Install per-class caps on running plus queued requests (replacing the previous ones; ``{}``
-        lifts them). Lowering a cap stops nothing that runs or waits: it only refuses new arrivals.
-        ``ValueError`` names a cap that is not an int >= 0."""
+        lifts them). Lowering a cap stops nothing that runs or waits: it only refuses new arrivals. With
+        ``now`` and ``grace_s`` > 0 a cap lowered (or a class newly capped) is published at once and
+        enforced from ``now + grace_s`` on, the previous cap until then (module docstring). ``ValueError``
+        names a cap that is not an int >= 0, and nothing changes."""
         checked: dict[str, int] = {}
         for qos, cap in caps.items():
             if isinstance(cap, bool) or not isinstance(cap, int) or cap < 0:
                 raise ValueError(f"class_caps.{qos}: must be an integer >= 0, got {cap!r}")
             checked[str(qos)] = cap
-        self.class_caps = checked
+        lowered: dict[str, tuple[int | None, float]] = {}
+        if now is not None and grace_s > 0:
+            for qos, cap in checked.items():
+                before = self._enforced(qos, now)
+                if before is None or before > cap:
+                    lowered[qos] = (before, now + grace_s)
+        self.class_caps, self._lowered = checked, lowered
+
+    def _enforced(self, qos: str, now: float) -> int | None:
+        """The cap on ``qos`` enforced at ``now`` (None: uncapped)."""
+        held = self._lowered.get(qos)
+        if held is not None and now < held[1]:
+            return held[0]
+        return self.class_caps.get(qos)
 
     def set_classes(self, classes: Mapping[str, QosClass], tenant_shares: Mapping[str, float] | None = None) -> None:
         """Adopt a new policy's classes and tenant shares between requests. Work already running or
@@ -410,7 +434,7 @@ class AdmissionGate:
         if refusal is None and self.streams is not None and request.prompt_tokens is not None:
             refusal = self._ttft_miss(request, now, shedding)
         if refusal is None and self.class_caps:
-            refusal = self._over_class_cap(request, shedding)
+            refusal = self._over_class_cap(request, shedding, now)
         if refusal is not None:
             return self._reject(request, refusal, dropped)
         cap = self._limit_for(shedding)
@@ -463,12 +487,14 @@ class AdmissionGate:
         miss = ttft_refusal(self.streams, request, qos, now, ahead, self._limit_for(shedding))
         return None if miss is None else _Refusal("cannot_meet_ttft", miss[0], miss[1])
 
-    def _over_class_cap(self, request: Request, shedding: Shedding) -> _Refusal | None:
+    def _over_class_cap(self, request: Request, shedding: Shedding, now: float) -> _Refusal | None:
         """A class that may be shed whose running plus queued requests here reached its cap."""
-        cap = self.class_caps.get(request.qos)
-        if cap is None or shedding is Shedding.NEVER:
-            return None
         qos = request.qos
+        if shedding is Shedding.NEVER or qos not in self.class_caps:
+            return None
+        cap = self._enforced(qos, now) if self._lowered else self.class_caps[qos]
+        if cap is None:
+            return None
         if self._held(qos) < cap:
             return None
         detail = f"class {qos!r} holds its cap of {cap} at this replica"

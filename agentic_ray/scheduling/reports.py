@@ -146,7 +146,9 @@ class RoutingStats:
     ``queued_by_priority`` maps class priority to queued requests, ``queued_by_class`` and
     ``queue_bounds`` class name to queued requests and to the class's current queue bound. ``limit`` is
     the number of calls the replica runs at once now (its slots, or fewer while the process in front of
-    it lags; ``None``: not reported), ``delay_ms`` the delay signal behind that limit."""
+    it lags; ``None``: not reported), ``delay_ms`` the delay signal behind that limit. For each class the
+    control plane capped here, ``cap_room`` is the cap minus what the class holds (running plus queued)
+    and ``class_caps`` the cap itself (so a router can count its own requests sent since against it)."""
 
     executing: int = 0
     queued: int = 0
@@ -165,6 +167,7 @@ class RoutingStats:
     service_samples: tuple[ServiceSample, ...] = ()
     stream_samples: tuple[StreamReport, ...] = ()
     cap_room: Mapping[str, int] = field(default_factory=dict)
+    class_caps: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def ongoing(self) -> int:
@@ -209,6 +212,8 @@ class RoutingStats:
             out["stream_samples"] = [list(s) for s in self.stream_samples]
         if self.cap_room:
             out["cap_room"] = dict(self.cap_room)
+        if self.class_caps:
+            out["class_caps"] = dict(self.class_caps)
         return out
 
     @classmethod
@@ -245,6 +250,7 @@ class RoutingStats:
             queued_by_class=_counts(d, "queued_by_class"),
             queue_bounds=_counts(d, "queue_bounds"),
             cap_room=_counts(d, "cap_room"),
+            class_caps=_counts(d, "class_caps"),
             limit=None if d.get("limit") is None else _whole(d["limit"], "limit", 1),
             delay_ms=_opt_number(d, "delay_ms"),
             service_ms=_service(d, "service_ms"),

@@ -98,7 +98,7 @@ class Flight:
     ``replica_id`` / ``routed_at``: where and when it was routed (None / 0.0 before); ``context``: the
     caller's own data about it (the Serve adapter keeps its future token and HTTP request there)."""
 
-    __slots__ = ("call_id", "context", "decided_at", "hedge_of", "replica_id", "request", "routed_at")
+    __slots__ = ("call_id", "context", "decided_at", "hedge_of", "held_at", "replica_id", "request", "routed_at")
 
     def __init__(self, request: Request, call_id: Hashable | None, hedge_of: Hashable | None, context: Any) -> None:
         self.request = request
@@ -108,15 +108,25 @@ class Flight:
         self.replica_id: str | None = None
         self.routed_at = 0.0
         self.decided_at = math.nan  # when the last Route for it was decided (trip timing, with pressure)
+        self.held_at: str | None = None  # the replica whose ``held`` counts it (class caps, ``_hold``)
 
 
 class _Replica:
-    __slots__ = ("inflight", "published_delay", "reported", "sample_seq", "stream_seq", "totals", "view")
+    __slots__ = ("bounds", "capped", "caps", "held", "inflight", "published_delay", "reported", "room", "sample_seq",
+                 "sent", "stream_seq", "totals", "view")  # fmt: skip
 
     def __init__(self, view: ReplicaView, reported: dict[int, int] | None) -> None:
         self.view = view
         self.reported = reported  # queued per priority as last published; None: a live view
         self.inflight: dict[int, int] = {}  # routed here, not completed, per priority
+        # Class caps (module docstring): the caps and the room and capped classes as published, and this
+        # router's own requests per class from a Route here to their end (``sent``: routed, not yet accepted).
+        self.caps: Mapping[str, int] = {}
+        self.bounds: Mapping[str, int] = {}  # the class queues' bounds as published
+        self.room: Mapping[str, int] = view.class_room
+        self.capped: frozenset[str] = view.class_capped
+        self.held: dict[str, int] = {}
+        self.sent: OrderedDict[Hashable, tuple[str, float]] = OrderedDict()
         self.totals: tuple[int, int] | None = None  # (completed, failed) as last published
         self.sample_seq = -1  # last service sample taken
         self.stream_seq = -1  # last stream sample taken
@@ -144,6 +154,7 @@ def view_of(report: ReplicaReport) -> ReplicaView:
     return view
 
 
+_SENT_TTL_S = 2.0  # a request routed and not accepted within this long stops counting against a class cap
 _TRIP_REFRESH_S = 0.05  # how often decisions decay the router's own trip delays while one is high
 
 
@@ -279,6 +290,9 @@ class RoutingState:
             else:
                 rep.view, rep.reported = view, dict(view.queued_by_priority)
                 rep.published_delay = view.delay_ms
+                rep.room, rep.capped = view.class_room, view.class_capped
+            if report.stats is not None:
+                rep.caps, rep.bounds = report.stats.class_caps, report.stats.queue_bounds
             if self.trips is not None:
                 view.delay_ms = max(view.delay_ms, self.trips.delay_ms(rid, now))
             stats = report.stats or _EMPTY_STATS
@@ -418,7 +432,7 @@ class RoutingState:
         flights = self._flights
         flights[key] = Flight(request, call_id, hedge_of, context)
         if len(flights) > self.max_tracked:
-            flights.popitem(last=False)
+            self._release(*flights.popitem(last=False))
         return None
 
     def _first_copy_running(self, call_id: Hashable) -> bool:
@@ -435,7 +449,9 @@ class RoutingState:
 
     def forget(self, key: Hashable) -> Flight | None:
         """Stop tracking ``key`` without completing it (a request that was never routed, e.g. refused)."""
-        return self._flights.pop(key, None)
+        flight = self._flights.pop(key, None)
+        self._release(key, flight)
+        return flight
 
     def retry(self, key: Hashable, now: float) -> Shed | None:
         """The request came back after a replica refused it: one retry from the budget, or a ``Shed``
@@ -444,7 +460,7 @@ class RoutingState:
         self.retries_total += 1
         if self.retry_budget.try_acquire(1, request.remaining_ms(now), 0.0, now):
             return None
-        self._flights.pop(key, None)
+        self._release(key, self._flights.pop(key, None))
         return Shed("retry_budget_exhausted", 1.0, request.rule_ids)
 
     def hedge_at(self, key: Hashable) -> float | None:
@@ -511,9 +527,72 @@ class RoutingState:
             if decision.reason == "no_healthy_replica":
                 decision = self._circuit_open(request, decision, views, now)
             return self._shed(key, decision)
-        if self.trips is not None and type(decision) is Route:
-            flight.decided_at = now
+        if type(decision) is Route:
+            if self.trips is not None:
+                flight.decided_at = now
+            self._hold(key, flight, decision.replica_id, now)
         return decision
+
+    def _hold(self, key: Hashable, flight: Flight, replica_id: str, now: float) -> None:
+        """Count ``flight`` against ``replica_id``'s class caps from its ``Route`` on (moved from the replica
+        of an earlier decision for it): sent, until ``routed`` says the replica accepted it."""
+        self._release(key, flight)
+        rep = self._replicas.get(replica_id)
+        if rep is None or rep.reported is None:
+            return
+        qos = flight.request.qos
+        rep.held[qos] = rep.held.get(qos, 0) + 1
+        rep.sent[key] = (qos, now)
+        flight.held_at = replica_id
+
+    def _release(self, key: Hashable, flight: Flight | None) -> None:
+        """``flight`` no longer counts against the class caps of the replica that held it."""
+        if flight is None or flight.held_at is None:
+            return
+        rep = self._replicas.get(flight.held_at)
+        flight.held_at = None
+        if rep is None:
+            return
+        rep.sent.pop(key, None)
+        qos = flight.request.qos
+        if rep.held.get(qos, 0) > 0:
+            rep.held[qos] -= 1
+
+    def _own_room(self, rep: _Replica, now: float) -> None:
+        """A replica's room per class queue as this decision sees it: no more than it published, nor
+        than its cap (``class_caps``) or its queue bound minus this router's own requests of the class
+        there (sent or accepted, not ended; all of them taken as queued, since the replica's slots may
+        be running more urgent work). A request sent and not accepted within ``_SENT_TTL_S`` (cancelled
+        while Serve routed it) stops counting."""
+        sent = rep.sent
+        while sent:
+            key, (qos, at) = next(iter(sent.items()))
+            if now - at < _SENT_TTL_S:
+                break
+            sent.popitem(last=False)
+            if rep.held.get(qos, 0) > 0:
+                rep.held[qos] -= 1
+            flight = self._flights.get(key)
+            if flight is not None and flight.held_at == rep.view.replica_id:
+                flight.held_at = None
+        room, caps, bounds = rep.room, rep.caps, rep.bounds
+        adjusted: dict[str, int] | None = None
+        capped: set[str] | None = None
+        for qos, n in rep.held.items():
+            if n <= 0:
+                continue
+            cap, bound = caps.get(qos), bounds.get(qos)
+            left = math.inf if cap is None else cap - n
+            if bound is not None:
+                left = min(left, bound - n)
+            if left < room.get(qos, math.inf):
+                adjusted = adjusted if adjusted is not None else dict(room)
+                adjusted[qos] = int(left)
+            if cap is not None and cap <= n:
+                capped = capped if capped is not None else set(rep.capped)
+                capped.add(qos)
+        rep.view.class_room = adjusted if adjusted is not None else room
+        rep.view.class_capped = frozenset(capped) if capped is not None else rep.capped
 
     def _refresh_trips(self, now: float) -> None:
         """Decay the router's own trip delays into the views (they decay between trips, module docstring
@@ -531,7 +610,7 @@ class RoutingState:
         self._trip_high = high
 
     def _shed(self, key: Hashable, shed: Shed) -> Shed:
-        self._flights.pop(key, None)
+        self._release(key, self._flights.pop(key, None))
         return shed
 
     def _circuit_open(self, request: Request, shed: Shed, views: list[ReplicaView], now: float) -> Shed:
@@ -552,6 +631,8 @@ class RoutingState:
         if candidates is None:
             for reported in self._reported:
                 reported.view.queued_by_priority = self._queued_estimate(reported)
+                if reported.held:
+                    self._own_room(reported, now)
             return self._views
         replicas = self._replicas
         views = []
@@ -564,6 +645,8 @@ class RoutingState:
                 view.ongoing = ongoing
             if rep.reported is not None:
                 view.queued_by_priority = self._queued_estimate(rep)
+                if rep.held:
+                    self._own_room(rep, now)
             views.append(view)
         return views
 
@@ -602,6 +685,11 @@ class RoutingState:
         flight.replica_id = replica_id
         flight.routed_at = now
         request = flight.request
+        if flight.held_at != replica_id:
+            self._hold(key, flight, replica_id, now)
+        held = self._replicas.get(replica_id)
+        if held is not None:
+            held.sent.pop(key, None)  # accepted: counts until it ends
         if flight.call_id is not None:
             calls = self._call_replica
             calls[flight.call_id] = (replica_id, flight.request.id)
@@ -637,6 +725,7 @@ class RoutingState:
         failed it; None: no signal, e.g. refused by admission or, on Serve, learned later from the
         replica's totals). Returns the flight (None when ``key`` was not tracked)."""
         flight = self._flights.pop(key, None)
+        self._release(key, flight)
         if flight is None or flight.replica_id is None:
             return flight
         if flight.call_id is not None:

@@ -19,7 +19,8 @@ reply is read on a later turn with ``ray.wait(timeout=0)``, like the task path's
 - replicas report every ``REPORT_S`` (and at once after a switch) to their node's agent
   (``record_replica``: a ``ReplicaReport`` and drift summaries from the replica's ``ServeTally``); the
   agent answers the replica's per-class caps from its lease, which the replica's gate enforces
-  (``AdmissionGate.set_class_caps``) until they lapse;
+  (``AdmissionGate.set_class_caps``) until they lapse; a lowered cap is enforced ``_CAP_GRACE_S``
+  after it is published (routers see it a stats period or two later: ``RoutingStats.class_caps``);
 - with the targets it reads the overlay (``serve/overlay``: the actions in force, ``control._actions``)
   and hands each member its part on the member's loop: routers route away from avoided replicas and
   nodes (``RoutingState.set_avoid``), replicas scale their classes' caps by a ``tighten_admission``
@@ -271,7 +272,7 @@ class ReplicaMember(_Member):
             base = {q: gate.slots + gate.queue_bound(q) for q in self.factors}
             caps = tightened_caps(caps, self.factors, base)
         if caps != gate.class_caps:
-            gate.set_class_caps(caps)
+            gate.set_class_caps(caps, now=time.time(), grace_s=_CAP_GRACE_S)
 
 
 class ServePlane:
@@ -460,6 +461,7 @@ class ServePlane:
 
 
 _SEQ = itertools.count(1)
+_CAP_GRACE_S = 0.5  # two default routing-stats periods: how late routers may learn of a lowered cap
 _PLANE: ServePlane | None = None
 _PLANE_LOCK = threading.Lock()
 

@@ -363,6 +363,7 @@ class ReplicaAdmission:
             queued_by_class=dict(snap.queued_by_class),
             queue_bounds=dict(snap.queue_bounds),
             cap_room=dict(snap.cap_room),
+            class_caps=dict(snap.class_caps),
             limit=snap.limit if snap.limit is not None else snap.slots,
             delay_ms=round(self.limiter.delay_ms, 3) if self.limiter is not None else None,
             service_ms={k: round(v, 3) for k, v in snap.service_ms_by_model.items()},

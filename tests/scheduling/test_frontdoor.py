@@ -92,3 +92,27 @@ def test_the_gate_publishes_what_its_class_caps_leave():
     assert gate.offer(req("sheddable", budget_ms=10_000), 0.0).reason == "class_cap"  # what the router mirrors
     gate.set_class_caps({})
     assert gate.snapshot().cap_room == {}
+
+
+def test_a_lowered_cap_is_published_at_once_and_enforced_after_the_grace():
+    """Routers learn a cap from the replica's stats a period or more after the gate: a request sent on the
+    cap a router knew is not refused after a round trip for a cap lowered since (chaos ladder at 2x)."""
+    from agentic_ray.scheduling.admission import AdmissionGate, Enqueued, Reject
+
+    from .conftest import CLASSES
+
+    gate = AdmissionGate(1, CLASSES)
+    gate.set_class_caps({"sheddable": 3})
+    for _ in range(2):
+        gate.offer(req("sheddable", budget_ms=10_000), 0.0)  # one runs, one queues: 2 held
+    gate.set_class_caps({"sheddable": 1, "standard": 0}, now=1.0, grace_s=0.5)
+    snap = gate.snapshot()
+    assert snap.class_caps == {"sheddable": 1, "standard": 0} and snap.cap_room == {"sheddable": 0, "standard": 0}
+    assert isinstance(gate.offer(req("sheddable", now=1.2, budget_ms=10_000), 1.2), Enqueued)  # old cap 3 holds
+    assert isinstance(gate.offer(req("standard", now=1.2), 1.2), Enqueued)  # newly capped: not yet
+    refused = gate.offer(req("sheddable", now=1.5, budget_ms=10_000), 1.5)
+    assert isinstance(refused, Reject) and refused.reason == "class_cap"  # the grace is over
+    gate.set_class_caps({"sheddable": 9}, now=2.0, grace_s=0.5)  # a raise holds at once
+    assert isinstance(gate.offer(req("sheddable", now=2.0, budget_ms=10_000), 2.0), Enqueued)
+    gate.set_class_caps({"sheddable": 0})  # no grace asked: at once
+    assert gate.offer(req("sheddable", now=2.0, budget_ms=10_000), 2.0).reason == "class_cap"

@@ -267,3 +267,63 @@ def test_a_critical_copy_the_gate_started_ahead_of_older_work_is_not_hedged():
     st.completed("s0", 0.005, service_ms=5.0)  # the replica starts c, not s1
     shed = st.admit("h", crit, 0.012, hedge_of="call-c")
     assert isinstance(shed, Shed) and shed.reason == "hedge_first_copy_running"
+
+
+def test_a_class_cap_counts_this_routers_own_sends_since_the_report():
+    """Chaos ladder at 2x: most refusals were the gates' ``class_cap`` ones, after a round trip, because a
+    report a stats period old still showed cap room this router had used since. A capped replica publishes
+    its caps; the router counts its own requests there from each ``Route`` to their end against them."""
+    st = state()
+    capped = {"class_caps": {"sheddable": 2}, "cap_room": {"sheddable": 2}, "queue_bounds": {"sheddable": 16}}
+    st.update_replicas([report("a", max_ongoing=math.inf, **capped)], 0.0)
+    assert isinstance(route(st, 1, req("sheddable"), 0.0), Route)
+    st.admit(2, req("sheddable"), 0.0)
+    assert isinstance(st.decide(2, 0.0), Route)  # routed, not yet accepted: counts already
+    shed = route(st, 3, req("sheddable"), 0.0)
+    assert isinstance(shed, Shed) and shed.reason == "class_cap"  # the report still says 2 left
+    st.update_replicas([report("a", max_ongoing=math.inf, **capped)], 0.1)  # a stale report restores nothing
+    st.admit(41, req("sheddable"), 0.1)
+    assert isinstance(st.decide(41, 0.1, [("a", 2)]), Shed)  # with Serve's candidates and their counts
+    assert isinstance(route(st, 4, req("sheddable"), 0.1), Shed)  # and without
+    assert isinstance(route(st, 5, req("standard"), 0.1), Route)  # an uncapped class is not held back
+    st.completed(1, 0.2)
+    assert isinstance(route(st, 6, req("sheddable"), 0.2), Route)  # one ended: one more may go
+    assert isinstance(route(st, 7, req("sheddable"), 0.2), Shed)
+    # request 2 was never accepted (cancelled while Serve routed it): it stops counting after a while
+    assert isinstance(route(st, 8, req("sheddable", now=5.0), 5.0), Route)
+    st.completed(6, 5.1)
+    st.completed(8, 5.1)
+    # what the replica reports bounds the room too (other routers' requests): published 0 left
+    st.update_replicas([report("a", max_ongoing=math.inf, **{**capped, "cap_room": {"sheddable": 0}})], 5.2)
+    assert isinstance(route(st, 9, req("sheddable", now=5.2), 5.2), Shed)
+
+
+def test_a_shed_or_forgotten_request_stops_counting_against_a_cap():
+    st = state()
+    capped = {"class_caps": {"sheddable": 1}, "cap_room": {"sheddable": 1}}
+    st.update_replicas([report("a", max_ongoing=math.inf, **capped), report("b", max_ongoing=math.inf, **capped)],
+                       0.0)  # fmt: skip
+    assert isinstance(route(st, 1, req("sheddable"), 0.0), Route)
+    assert isinstance(route(st, 2, req("sheddable"), 0.0), Route)  # the other replica
+    assert isinstance(route(st, 3, req("sheddable"), 0.0), Shed)
+    st.forget(1)
+    st.retry(2, 0.0)  # came back: still counted where it was last routed until decided again
+    decision = st.decide(2, 0.0)
+    assert isinstance(decision, Route)  # moved, not counted twice: one replica still has room
+    assert isinstance(route(st, 4, req("sheddable"), 0.0), Route)
+    assert isinstance(route(st, 5, req("sheddable"), 0.0), Shed)
+
+
+def test_a_class_queue_counts_this_routers_own_sends_beyond_the_slots():
+    """The same for a queue bound (chaos ladder at 4x: the gates' ``queue_full`` refusals were the slow
+    ones once caps were counted): this router's requests there count as queued (the slots may be busy
+    with more urgent work), whatever the last report said."""
+    st = state()
+    st.update_replicas([report("a", slots=1, max_ongoing=math.inf, queue_bounds={"sheddable": 2})], 0.0)
+    for k in range(2):
+        assert isinstance(route(st, k, req("sheddable"), 0.0), Route)
+    shed = route(st, 2, req("sheddable"), 0.0)
+    assert isinstance(shed, Shed) and shed.reason == "queue_full"
+    assert isinstance(route(st, 3, req("standard"), 0.0), Route)  # another class's queue is not full
+    st.completed(0, 0.1)
+    assert isinstance(route(st, 4, req("sheddable", now=0.1), 0.1), Route)
