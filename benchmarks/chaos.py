@@ -631,6 +631,8 @@ def soak(cluster: Any, tmp: str, minutes: float) -> dict[str, Any]:
                 "object_store_used_mb": (total - free) / 2**20,
                 "router_flights": len(state._flights) if state is not None else 0,
                 "router_calls": len(state._call_replica) if state is not None else 0,
+                "router_sent": sum(len(r.sent) for r in state._replicas.values()) if state is not None else 0,
+                "router_held": sum(sum(r.held.values()) for r in state._replicas.values()) if state is not None else 0,
                 "gate_entries": max(sum(v for k, v in t.items() if k != "pid") for t in gate_tables),
                 "coordinator_events": len(status.get("events", ())), "serve_members": sum(
                     len(d.get("routers", ())) + len(d.get("replicas", ()))
@@ -687,7 +689,15 @@ def soak(cluster: Any, tmp: str, minutes: float) -> dict[str, Any]:
             "decision_log_files": files, "rotated": any(f.endswith(".1") for f in files)}  # fmt: skip
 
 
-SOAK_TABLES = ("router_flights", "router_calls", "gate_entries", "coordinator_events", "serve_members")
+SOAK_TABLES = (
+    "router_flights",
+    "router_calls",
+    "router_sent",
+    "router_held",
+    "gate_entries",
+    "coordinator_events",
+    "serve_members",
+)
 
 
 def _slope(samples: list[dict[str, Any]], key: str) -> float:

@@ -18,13 +18,20 @@ and measured at every concurrency, in an order that alternates across rounds:
 
 Figures per path and concurrency: goodput (answers within their class's budget per second),
 throughput, per-class SLO attainment (shed and failed requests count as misses), p50/p99 of the
-answers, statuses, and the p99 latency of 429/503 answers. Also, for ``agentic`` at 20 clients, the
-same run with 10 % malformed requests interleaved (bad ``x-budget-ms``, unknown class, negative budget,
-a body that is not JSON): their statuses, the good requests' p99 against the clean run, and whether any
-replica restarted.
+answers, statuses, and the p99 latency of 429/503 answers. Also, for ``agentic``, bad input: 10 %
+malformed requests interleaved (bad ``x-budget-ms``, unknown class, negative budget, a body that is not
+JSON): their statuses, whether any replica restarted, and the good requests' p99 against a run without
+them, measured twice. Closed loop at 20 clients, as before: there a malformed request is answered at
+once and its client comes straight back, so fewer good requests wait at a time and the good p99 moves
+with the number of clients waiting, not with what the bad requests cost. Open loop (the verdict): good
+requests at ``BAD_GOOD_RPS`` in both runs (the run with bad input sends 1/0.9 of that rate, one in ten
+malformed), in pairs whose order alternates (clean-dirty, dirty-clean); the floor is judged on the
+median of the pairs' p99 ratios.
 
 Floors (``agentic``): goodput at 60 clients >= 90 % of its best at any concurrency; critical attainment
-at 60 clients >= 99 % and at or above every other class's.
+at 60 clients >= 99 % and at or above every other class's; with bad input, the good requests' p99 (open
+loop, median of pairs) within 5 % of the clean run's, every malformed request answered 4xx, no replica
+restarted.
 
     python benchmarks/http_front_door.py [--quick] [--rounds N] [--paths a,b] [--out PATH]
 """
@@ -48,6 +55,7 @@ BUDGETS = {"critical": 100.0, "standard": 500.0, "sheddable": 2000.0}
 MIX = "critical=0.2,standard=0.4,sheddable=0.4"
 SERVICE_S = 0.02
 SLOTS, REPLICAS = 4, 2
+BAD_GOOD_RPS = 100.0  # the good requests' rate of the open-loop bad-input pairs (about half the best goodput)
 PATHS = ("agentic", "agentic_ingress", "ingress_before", "serve_default", "serve_tuned")
 
 
@@ -103,13 +111,16 @@ def _deploy(path: str) -> str:
     return route
 
 
-def _load(route: str, clients: int, duration: float, warmup: float, bad: float = 0.0, seed: int = 0) -> dict:
-    """Drive ``route`` with the load generator in its own process; its summary (and the records' file)."""
+def _load(route: str, clients: int, duration: float, warmup: float, bad: float = 0.0, seed: int = 0,
+          rate: float | None = None) -> dict:  # fmt: skip
+    """Drive ``route`` with the load generator in its own process (``clients`` closed-loop clients, or
+    open loop at ``rate`` requests/s when given); its summary."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
         out = fh.name
     budgets = ",".join(f"{k}={v}" for k, v in BUDGETS.items())
+    drive = ["--rate", str(rate)] if rate is not None else ["--clients", str(clients)]
     cmd = [sys.executable, "-m", "agentic_ray.testing.http_load", f"http://127.0.0.1:{HTTP_PORT}{route}",
-           "--clients", str(clients), "--duration", str(duration + warmup), "--warmup", str(warmup),
+           *drive, "--duration", str(duration + warmup), "--warmup", str(warmup),
            "--mix", MIX, "--budgets", budgets, "--bad-fraction", str(bad), "--seed", str(seed),
            "--json", out]  # fmt: skip
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, timeout=duration + warmup + 120)
@@ -167,8 +178,10 @@ def run(quick: bool, rounds: int, only: tuple[str, ...] | None = None) -> dict[s
                     before = _replica_pids(path)
                     clean = _load(route, 20, duration, warmup, seed=7 + rnd)
                     dirty = _load(route, 20, duration, warmup, bad=0.1, seed=7 + rnd)
+                    pairs = _open_loop_pairs(route, duration, warmup, rnd)
                     after = _replica_pids(path)
                     bad_input.append({
+                        "open_loop_pairs": pairs,
                         "clean_good_p99_ms": clean["good_p99_ms"], "dirty_good_p99_ms": dirty["good_p99_ms"],
                         "clean_critical_p99_ms": clean["critical_good_p99_ms"],
                         "dirty_critical_p99_ms": dirty["critical_good_p99_ms"],
@@ -178,9 +191,39 @@ def run(quick: bool, rounds: int, only: tuple[str, ...] | None = None) -> dict[s
                         "clean_goodput_rps": clean["goodput_rps"], "dirty_goodput_rps": dirty["goodput_rps"],
                     })  # fmt: skip
                     print_progress(f"round {rnd} bad input: good p99 {clean['good_p99_ms']:.1f} -> "
-                                   f"{dirty['good_p99_ms']:.1f} ms, bad {bad_input[-1]['bad_statuses']}")  # fmt: skip
+                                   f"{dirty['good_p99_ms']:.1f} ms closed loop, open loop "
+                                   f"{[(round(c, 1), round(d, 1)) for c, d, _ in pairs]}, "
+                                   f"bad {bad_input[-1]['bad_statuses']}")  # fmt: skip
     return {"levels": list(levels), "paths": list(paths), "runs": results, "bad_input": bad_input,
             "duration_s": duration, "warmup_s": warmup, "rounds": rounds}  # fmt: skip
+
+
+def _open_loop_pairs(route: str, duration: float, warmup: float, rnd: int) -> list[tuple[float, float, dict]]:
+    """Two pairs ``(clean good p99, dirty good p99, dirty's statuses of bad requests)`` at ``BAD_GOOD_RPS``
+    good requests/s, the first pair clean first, the second dirty first."""
+    pairs = []
+    for k, dirty_first in enumerate((False, True)):
+        seed = 500 + 10 * rnd + k
+        runs = {}
+        for dirty in (dirty_first, not dirty_first):
+            rate = BAD_GOOD_RPS / 0.9 if dirty else BAD_GOOD_RPS
+            runs[dirty] = _load(route, 0, duration, warmup, bad=0.1 if dirty else 0.0, seed=seed, rate=rate)
+        pairs.append((runs[False]["good_p99_ms"], runs[True]["good_p99_ms"],
+                      runs[True]["classes"].get("bad", {}).get("statuses", {})))  # fmt: skip
+    return pairs
+
+
+def bad_input_floor(bad_input: list[dict]) -> dict[str, Any]:
+    """The bad-input floor over every round's open-loop pairs: the median of dirty/clean good p99 <= 1.05,
+    every malformed request answered 4xx, no replica restarted."""
+    ratios = sorted(d / c for b in bad_input for c, d, _ in b.get("open_loop_pairs", ()) if c > 0 and d == d)
+    statuses = [st for b in bad_input for _, _, sts in b.get("open_loop_pairs", ()) for st in sts]
+    statuses += [st for b in bad_input for st in b.get("bad_statuses", {})]
+    median = statistics.median(ratios) if ratios else float("nan")
+    all_4xx = bool(statuses) and all(str(st).startswith("4") for st in statuses)
+    restarted = sum(b.get("replicas_restarted", 0) for b in bad_input)
+    return {"p99_ratios": [round(r, 4) for r in ratios], "median_ratio": median, "all_4xx": all_4xx,
+            "restarted": restarted, "met": median <= 1.05 and all_4xx and restarted == 0}  # fmt: skip
 
 
 def _median(values: list[float]) -> float:
@@ -205,6 +248,8 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     agentic = table.get("agentic")
     if agentic and "60" in agentic:
         floors = front_door_floors(agentic)
+    if raw.get("bad_input"):
+        floors["bad_input"] = bad_input_floor(raw["bad_input"])
     return {"table": table, "floors": floors}
 
 
@@ -238,7 +283,7 @@ def markdown(raw: dict[str, Any], summary: dict[str, Any], meta: dict[str, Any])
                          f"{r['sheddable_attainment']:.3f} | {r['critical_p99_ms']:.0f} | "
                          f"{r['reject_p99_ms']:.1f} |")  # fmt: skip
     f = summary["floors"]
-    if f:
+    if f and "critical_60" in f:
         lines += ["", f"Floors (agentic): goodput at 60 clients {f['goodput_60_ratio']:.2f} of the best "
                   f"({f['best_goodput_rps']:.1f}/s): {'met' if f['goodput_met'] else 'NOT met'} (>= 0.90); "
                   f"critical attainment at 60 clients {f['critical_60']:.3f}: "
@@ -254,6 +299,16 @@ def markdown(raw: dict[str, Any], summary: dict[str, Any], meta: dict[str, Any])
                          f"{b.get('dirty_critical_p99_ms', float('nan')):.1f} | "
                          f"{b['clean_goodput_rps']:.1f} / {b['dirty_goodput_rps']:.1f} | {b['bad_statuses']} | "
                          f"{b['bad_p99_ms']:.1f} | {b['replicas_restarted']} of {b['replicas_before']} |")  # fmt: skip
+        lines += ["", f"Open loop, good requests at {BAD_GOOD_RPS:.0f}/s in both runs of a pair (pairs alternate "
+                  "their order): p99 of good answers, clean / with bad (ms):", ""]  # fmt: skip
+        for i, b in enumerate(raw["bad_input"]):
+            for c, d, sts in b.get("open_loop_pairs", ()):
+                lines.append(f"- round {i}: {c:.1f} / {d:.1f} ({d / c - 1:+.1%}), bad statuses {sts}")
+        bf = f.get("bad_input") or {}
+        if bf:
+            lines += ["", f"Floor (bad input): median p99 ratio {bf['median_ratio']:.3f} over {len(bf['p99_ratios'])} "
+                      f"pairs (<= 1.05), every malformed request 4xx: {bf['all_4xx']}, replicas restarted "
+                      f"{bf['restarted']}: {'met' if bf['met'] else 'NOT met'}."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -41,3 +41,21 @@ def test_summary_takes_the_median_over_rounds(bench):
     row = bench.summarize(raw)["table"]["agentic"]["60"]
     assert row["goodput_rps"] == 200.0 and row["critical_attainment"] == 0.99
     assert row["standard_attainment"] == 0.0  # a class with no answers counts as missed, not as met
+
+
+def test_bad_input_is_judged_on_the_median_of_the_open_loop_pairs(bench):
+    pairs = [(100.0, 104.0, {"400": 30}), (100.0, 120.0, {"400": 31})]  # ratios 1.04, 1.20
+    more = [(50.0, 51.0, {"400": 29}), (80.0, 76.0, {"400": 30})]  # 1.02, 0.95
+    rounds = [{"open_loop_pairs": pairs, "bad_statuses": {"400": 60}, "replicas_restarted": 0},
+              {"open_loop_pairs": more, "bad_statuses": {"400": 58}, "replicas_restarted": 0}]  # fmt: skip
+    f = bench.bad_input_floor(rounds)
+    assert f["p99_ratios"] == [0.95, 1.02, 1.04, 1.2] and f["median_ratio"] == pytest.approx(1.03)
+    assert f["met"]
+    rounds[1]["open_loop_pairs"] = [(50.0, 53.0, {"400": 29}), (80.0, 85.0, {"400": 30})]  # 1.06, 1.0625
+    assert not bench.bad_input_floor(rounds)["met"]  # median (1.06 + 1.0625) / 2 > 1.05
+    rounds[1]["open_loop_pairs"] = more
+    rounds[0]["replicas_restarted"] = 1
+    assert not bench.bad_input_floor(rounds)["met"]
+    rounds[0]["replicas_restarted"] = 0
+    rounds[0]["bad_statuses"] = {"400": 59, "500": 1}
+    assert not bench.bad_input_floor(rounds)["met"]  # a malformed request must get a 4xx
