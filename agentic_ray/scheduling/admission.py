@@ -289,6 +289,8 @@ class AdmissionGate:
             raise ValueError(f"default_queue_bound: must be an integer >= 0, got {default_queue_bound!r}")
         self.slots = slots
         self.limit = slots  # calls run at once now: ``set_limit`` lowers it below ``slots`` (host saturated)
+        self.pace_s = 0.0  # least time between starts of work that may be shed (``set_limit``; 0: none)
+        self._paced_at = -math.inf  # when work that may be shed last started while paced
         self.classes = dict(classes)
         self.top_priority = min((c.priority for c in self.classes.values()), default=0)
         self.default_queue_bound = default_queue_bound
@@ -440,7 +442,7 @@ class AdmissionGate:
         cap = self._limit_for(shedding)
         # Queued work waits only while its own cap is reached (``_start_queued`` runs after every change),
         # so a never-shed arrival under ``slots`` may start past work held back by ``limit``.
-        if len(self._executing) < cap and (not self._queued or cap > self.limit):
+        if len(self._executing) < cap and (not self._queued or cap > self.limit) and self._pace_allows(shedding, now):
             self._executing[rid] = request
             self._hold(request.tenant, 1)
             self.started_total += 1
@@ -524,7 +526,7 @@ class AdmissionGate:
             if service_ms > 0:
                 self._observe_execution(request.model, service_ms)
         dropped = self._expire(now)
-        started = self._start_queued()
+        started = self._start_queued(now)
         return Admitted(tuple(started), tuple(dropped))
 
     def _observe_execution(self, model: str, service_ms: float) -> None:
@@ -541,14 +543,28 @@ class AdmissionGate:
             self._trips_ms.append(trip_ms)
             self._trip_ms = statistics.median_low(self._trips_ms)
 
-    def set_limit(self, limit: int, now: float) -> Admitted:
-        """Run at most ``limit`` calls at once (1 <= limit <= ``slots``). Raising it starts queued work
-        (returned like ``finish``'s); lowering it stops nothing that runs, it only starts less."""
+    def set_limit(self, limit: int, now: float, pace_s: float = 0.0) -> Admitted:
+        """Run at most ``limit`` calls at once (1 <= limit <= ``slots``), and start work that may be shed
+        at most once per ``pace_s`` seconds (0: unpaced; ``limits.DelayLimit`` paces below its floor).
+        Raising either starts queued work (returned like ``finish``'s), and so does calling it again
+        once the pace allows the next start; lowering them stops nothing that runs, it only starts less.
+        ``ValueError`` names a bad value, and nothing changes."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= self.slots:
             raise ValueError(f"limit: must be an integer in [1, {self.slots}], got {limit!r}")
-        self.limit = limit
+        if not (math.isfinite(pace_s) and pace_s >= 0):
+            raise ValueError(f"pace_s: must be a finite number >= 0, got {pace_s!r}")
+        self.limit, self.pace_s = limit, pace_s
         dropped = self._expire(now)
-        return Admitted(tuple(self._start_queued()), tuple(dropped))
+        return Admitted(tuple(self._start_queued(now)), tuple(dropped))
+
+    def _pace_allows(self, shedding: Shedding, now: float) -> bool:
+        """True when work of ``shedding`` may start now under the pace (and then counts the start)."""
+        if self.pace_s <= 0 or shedding is Shedding.NEVER:
+            return True
+        if now - self._paced_at < self.pace_s:
+            return False
+        self._paced_at = now
+        return True
 
     def expire(self, now: float) -> list[Dropped]:
         """Drop queued requests whose deadline has passed (``deadline <= now``); they never start."""
@@ -604,18 +620,21 @@ class AdmissionGate:
         every slot, other work only ``limit`` (lowered while the host is saturated)."""
         return self.slots if shedding is Shedding.NEVER else self.limit
 
-    def _start_queued(self) -> list[Start]:
+    def _start_queued(self, now: float) -> list[Start]:
         started: list[Start] = []
         if len(self._executing) >= self.slots or not self._queued:
             return started
         for qos in self._classes_by_priority():
             heap = self._heaps[qos]
             cls = self.classes.get(qos)
-            cap = self.slots if cls is not None and cls.shedding is Shedding.NEVER else self.limit
+            never = cls is not None and cls.shedding is Shedding.NEVER
+            cap = self.slots if never else self.limit
             while len(self._executing) < cap:
                 entry = self._pop_front(heap)
-                if entry is None:
+                if entry is None or (self.pace_s > 0 and not never and now - self._paced_at < self.pace_s):
                     break
+                if not never and self.pace_s > 0:
+                    self._paced_at = now
                 heapq.heappop(heap)
                 entry.live = False
                 rid = entry.request.id

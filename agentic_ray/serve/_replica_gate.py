@@ -269,8 +269,11 @@ class ReplicaAdmission:
             self._apply_limit(self.limiter.upstream(delay_ms, time.time()))
 
     def _apply_limit(self, limit: int) -> None:
-        if limit != self.gate.limit:
-            self._on_admitted(self.gate.set_limit(limit, time.time()))
+        gate = self.gate
+        pace_s = self.limiter.pace_ms / 1000.0 if self.limiter is not None else 0.0
+        # While paced, every tick may start the next held call (set_limit starts what the pace allows).
+        if limit != gate.limit or pace_s != gate.pace_s or (pace_s > 0 and gate.is_busy()):
+            self._on_admitted(gate.set_limit(limit, time.time(), pace_s))
 
     def _start_lag_timer(self) -> None:
         loop = asyncio.get_running_loop()
@@ -289,7 +292,7 @@ class ReplicaAdmission:
         gate = self.gate
         # Also while the published delay is high: routers shed on it, and only fresh samples lower it.
         calm_ms = limiter.config.target_ms * limiter.config.increase_below
-        if gate.is_busy() or gate.limit < gate.slots or limiter.delay_ms >= calm_ms:
+        if gate.is_busy() or gate.limit < gate.slots or gate.pace_s > 0 or limiter.delay_ms >= calm_ms:
             self._start_lag_timer()
 
     def _expire(self) -> None:

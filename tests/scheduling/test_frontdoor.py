@@ -116,3 +116,21 @@ def test_a_lowered_cap_is_published_at_once_and_enforced_after_the_grace():
     assert isinstance(gate.offer(req("sheddable", now=2.0, budget_ms=10_000), 2.0), Enqueued)
     gate.set_class_caps({"sheddable": 0})  # no grace asked: at once
     assert gate.offer(req("sheddable", now=2.0, budget_ms=10_000), 2.0).reason == "class_cap"
+
+
+def test_a_paced_gate_spaces_the_starts_of_work_that_may_be_shed_but_not_critical_work():
+    from agentic_ray.scheduling.admission import AdmissionGate, Enqueued, Start
+
+    from .conftest import CLASSES
+
+    gate = AdmissionGate(4, CLASSES)
+    gate.set_limit(3, 0.0, pace_s=0.1)
+    assert isinstance(gate.offer(req("sheddable", budget_ms=10_000), 0.0), Start)
+    assert isinstance(gate.offer(req("standard", budget_ms=10_000), 0.05), Enqueued)  # a slot, but not yet
+    assert isinstance(gate.offer(req("critical"), 0.05), Start)  # never paced
+    assert gate.set_limit(3, 0.08, pace_s=0.1).started == ()
+    started = gate.set_limit(3, 0.1, pace_s=0.1).started  # the pace allows the next one
+    assert len(started) == 1
+    assert isinstance(gate.offer(req("sheddable", budget_ms=10_000), 0.15), Enqueued)
+    assert gate.set_limit(3, 0.3, pace_s=0.0).started == ()  # three run: the limit holds it, not the pace
+    assert len(gate.set_limit(4, 0.3, pace_s=0.0).started) == 1

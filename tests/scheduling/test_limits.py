@@ -94,6 +94,9 @@ def test_non_finite_sample_counts_as_congestion():
         ({"interval_s": 0}, "interval_s"),
         ({"min_samples": 0}, "min_samples"),
         ({"min_limit": True}, "min_limit"),
+        ({"max_pace_ms": -1.0}, "max_pace_ms"),
+        ({"pace_start_ms": 0.0}, "pace_start_ms"),
+        ({"pace_relax": 1.0}, "pace_relax"),
     ],
 )
 def test_bad_config_names_the_field(kwargs, field):
@@ -104,3 +107,28 @@ def test_bad_config_names_the_field(kwargs, field):
 def test_bad_max_limit():
     with pytest.raises(ValueError, match="max_limit"):
         DelayLimit(0)
+
+
+def test_at_the_floor_and_still_congested_the_limit_paces_when_asked():
+    """Chaos noisy neighbour over HTTP: limit 1 everywhere and proxy delays of 100-490 ms; one slot still
+    starts a call per service time. Pacing below the floor doubles the time between starts of work that
+    may be shed, up to ``max_pace_ms``, and relaxes before the limit grows again."""
+    plain = DelayLimit(2, CFG)
+    t = feed(plain, 50.0, 0.0)
+    feed(plain, 50.0, t + 0.01)
+    assert (plain.limit, plain.pace_ms) == (1, 0.0)  # off by default
+    cfg = DelayLimitConfig(target_ms=10.0, increase_below=0.5, interval_s=0.2, min_samples=3, pace_start_ms=5.0,
+                           max_pace_ms=30.0, pace_relax=0.5)  # fmt: skip
+    limit = DelayLimit(2, cfg)
+    t = feed(limit, 50.0, 0.0)
+    assert (limit.limit, limit.pace_ms) == (1, 0.0)  # the limit falls first
+    paces = []
+    for _ in range(4):
+        t = feed(limit, 50.0, t + 0.01)
+        paces.append(limit.pace_ms)
+    assert paces == [5.0, 10.0, 20.0, 30.0]  # doubles from the start, capped
+    relaxed = []
+    for _ in range(4):
+        t = feed(limit, 1.0, t + 0.01)
+        relaxed.append((limit.pace_ms, limit.limit))
+    assert relaxed == [(15.0, 1), (7.5, 1), (0.0, 1), (0.0, 2)]  # pace first (0 under the start), then limit
