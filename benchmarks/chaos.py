@@ -664,13 +664,7 @@ def soak(cluster: Any, tmp: str, minutes: float) -> dict[str, Any]:
     files = sorted(os.listdir(logs)) if os.path.isdir(logs) else []
     serve.delete("soak")
     warm = [s for s in samples if s["t"] - samples[0]["t"] >= 60.0] if samples else []
-    growth = {}
-    if len(warm) >= 2:
-        for key in warm[0]:
-            if key == "t":
-                continue
-            a, b = warm[0][key], max(s[key] for s in warm[1:])
-            growth[key] = _r((b - a) / a if a else (0.0 if b == a else math.inf), 4)
+    growth = _growth(warm)
     # A leak keeps growing; caches filling up do not: the growth over the second half of the samples.
     half = warm[len(warm) // 2 :] if len(warm) >= 4 else []
     late_growth = {
@@ -698,6 +692,20 @@ SOAK_TABLES = (
     "coordinator_events",
     "serve_members",
 )
+
+
+def _growth(warm: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Per sampled series, the largest value after the first over the first, minus one (None for a series
+    that starts at 0 and grows: no relative growth; not flat for a resource, and tables are judged by
+    their trend instead)."""
+    growth: dict[str, float | None] = {}
+    if len(warm) >= 2:
+        for key in warm[0]:
+            if key == "t":
+                continue
+            a, b = warm[0][key], max(s[key] for s in warm[1:])
+            growth[key] = _r((b - a) / a, 4) if a else (0.0 if b == a else None)
+    return growth
 
 
 def _slope(samples: list[dict[str, Any]], key: str) -> float:

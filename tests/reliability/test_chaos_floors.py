@@ -39,6 +39,14 @@ def test_soak_floors_judge_resources_by_growth_and_tables_by_trend():
     assert not bench.floors({"faults": {}, "ladder": [], "soak": _soak(in_flight, grown)})["soak_flat"]
 
 
+def test_a_series_starting_at_zero_has_no_relative_growth_and_a_resource_so_is_not_flat():
+    """The soak printed ``inf`` for the router's sent table (0 at warm-up, a few later): not JSON."""
+    g = bench._growth(_samples(router_sent=[0.0, 2.0, 0.0], store=[0.0, 0.0, 0.0], rss=[100.0, 103.0, 102.0]))
+    assert g == {"router_sent": None, "store": 0.0, "rss": 0.03}
+    soak = {"growth": {"object_store_used_mb": None}, "table_entries_per_1k_requests": {"x": 0.0}, "rotated": True}
+    assert not bench.floors({"faults": {}, "ladder": [], "soak": soak})["soak_flat"]
+
+
 def _step(load: float, offered: float, goodput: float) -> dict:
     return {"path": "handle", "load": load, "offered_rps": offered, "goodput_rps": goodput, "reject_p99_ms": 1.0,
             "retry_ratio": 0.0}  # fmt: skip
