@@ -190,13 +190,13 @@ def tasks(tmp: str) -> tuple[Any, Any]:
     return anon, eu
 
 
-def router_state() -> Any:
-    """The driver's agentic router's ``RoutingState`` for the chaos app (None before it routed)."""
+def router_state(app: str = APP) -> Any:
+    """The driver's agentic router's ``RoutingState`` for ``app``'s deployment (None before it routed)."""
     from agentic_ray.serve._plane import plane
 
     for m in list(plane().members):
         owner = m._owner() if m.kind == "router" else None
-        if owner is not None and getattr(owner, "_target", "").endswith(f"{APP}/{DEPLOYMENT}"):
+        if owner is not None and getattr(owner, "_target", "").endswith(f"{app}/{DEPLOYMENT}"):
             return owner.state
     return None
 
@@ -522,7 +522,7 @@ def overload_ladder(
         for level in levels:
             rate = level * LADDER_CAPACITY
             ledger = Ledger(GRACE_S)
-            state = _router_state_of("ladder")
+            state = router_state("ladder")
             r0 = (state.retries_total, state.requests_total) if state is not None else (0, 0)
             begun = time.time()
             if path == "handle":
@@ -531,7 +531,7 @@ def overload_ladder(
             else:
                 data = _http_load("/ladder", rate=rate, duration=step, seed=int(level * 10))
                 chaos.records_to_ledger(data["records"], ledger, begun, BUDGETS)
-            state = _router_state_of("ladder")
+            state = router_state("ladder")
             retries = requests = 0
             if path == "handle" and state is not None:
                 retries, requests = state.retries_total - r0[0], state.requests_total - r0[1]
@@ -617,7 +617,7 @@ def soak(cluster: Any, tmp: str, minutes: float) -> dict[str, Any]:
             g = chaos.global_coordinator()
             gpid = chaos.pid_of(g)
             status = ray.get(g.status.remote(), timeout=10)
-            state = _router_state_of("soak")
+            state = router_state("soak")
             total = ray.cluster_resources().get("object_store_memory", 0.0)
             free = ray.available_resources().get("object_store_memory", 0.0)
             h = serve.get_deployment_handle(DEPLOYMENT, app_name="soak")
@@ -715,16 +715,6 @@ def _slope(samples: list[dict[str, Any]], key: str) -> float:
     mt, my = sum(ts) / len(ts), sum(ys) / len(ys)
     var = sum((t - mt) ** 2 for t in ts)
     return sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=True)) / var if var else 0.0
-
-
-def _router_state_of(app: str) -> Any:
-    from agentic_ray.serve._plane import plane
-
-    for m in list(plane().members):
-        owner = m._owner() if m.kind == "router" else None
-        if owner is not None and getattr(owner, "_target", "").endswith(f"{app}/{DEPLOYMENT}"):
-            return owner.state
-    return None
 
 
 # -- the run -------------------------------------------------------------------------------------------

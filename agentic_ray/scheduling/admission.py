@@ -442,7 +442,8 @@ class AdmissionGate:
         cap = self._limit_for(shedding)
         # Queued work waits only while its own cap is reached (``_start_queued`` runs after every change),
         # so a never-shed arrival under ``slots`` may start past work held back by ``limit``.
-        if len(self._executing) < cap and (not self._queued or cap > self.limit) and self._pace_allows(shedding, now):
+        never = shedding is Shedding.NEVER
+        if len(self._executing) < cap and (not self._queued or cap > self.limit) and self._pace_allows(never, now):
             self._executing[rid] = request
             self._hold(request.tenant, 1)
             self.started_total += 1
@@ -494,10 +495,8 @@ class AdmissionGate:
         qos = request.qos
         if shedding is Shedding.NEVER or qos not in self.class_caps:
             return None
-        cap = self._enforced(qos, now) if self._lowered else self.class_caps[qos]
-        if cap is None:
-            return None
-        if self._held(qos) < cap:
+        cap = self._enforced(qos, now)
+        if cap is None or self._held(qos) < cap:
             return None
         detail = f"class {qos!r} holds its cap of {cap} at this replica"
         return _Refusal("class_cap", detail, self._retry_after_s(request))
@@ -557,9 +556,10 @@ class AdmissionGate:
         dropped = self._expire(now)
         return Admitted(tuple(self._start_queued(now)), tuple(dropped))
 
-    def _pace_allows(self, shedding: Shedding, now: float) -> bool:
-        """True when work of ``shedding`` may start now under the pace (and then counts the start)."""
-        if self.pace_s <= 0 or shedding is Shedding.NEVER:
+    def _pace_allows(self, never: bool, now: float) -> bool:
+        """True when work (``never``: of a never-shed class, which is not paced) may start now under the
+        pace; a start it allows is counted."""
+        if self.pace_s <= 0 or never:
             return True
         if now - self._paced_at < self.pace_s:
             return False
@@ -631,10 +631,8 @@ class AdmissionGate:
             cap = self.slots if never else self.limit
             while len(self._executing) < cap:
                 entry = self._pop_front(heap)
-                if entry is None or (self.pace_s > 0 and not never and now - self._paced_at < self.pace_s):
+                if entry is None or not self._pace_allows(never, now):
                     break
-                if not never and self.pace_s > 0:
-                    self._paced_at = now
                 heapq.heappop(heap)
                 entry.live = False
                 rid = entry.request.id
