@@ -331,3 +331,21 @@ def test_never_shed_work_weighs_the_chance_that_the_slot_frees_too_late():
 
     assert pick(late_weight=0.0) == "cpu"  # by the mean alone
     assert pick() == "gpu"  # 10 + 0.3 x 100 > 14 + 0.05 x 100 (late_weight 2 x the 50 ms budget)
+
+
+def test_a_replica_nobody_measured_is_taken_as_fast_as_its_measured_peers():
+    """Integration (canary): a replica that published no service time ranked at the 50 ms default behind a
+    busy peer measured at ~20 ms, never got a call and never got measured; the canary on it never got the
+    samples it is judged on. With no published time it now counts as the mean of the measured peers."""
+    a = ReplicaView("a", CPU, slots=1, max_ongoing=math.inf, ongoing=1, cost=1.0)
+    b = ReplicaView("b", NodeAttrs(node_id="n3", zone="eu", accelerator="cpu"), slots=1, max_ongoing=math.inf,
+                    ongoing=0, cost=1.0)  # fmt: skip
+    r = router()
+    request = req("standard")
+    for _ in range(5):
+        r.observe(request, "a", 20.0, 21.0, True, 0.0)
+    decision = r.choose(req("standard", budget_ms=45.0), [a, b], 0.0)
+    assert isinstance(decision, Route) and decision.replica_id == "b"  # 20 ms idle, not 50 ms
+    assert math.isclose(decision.predicted_ms, 20.0, rel_tol=0.01)
+    unknown = router().choose(req("standard", budget_ms=1000.0), [b], 0.0)
+    assert isinstance(unknown, Route) and unknown.predicted_ms == 50.0  # nobody measured: the default

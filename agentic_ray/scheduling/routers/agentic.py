@@ -4,7 +4,8 @@ For each eligible replica r (placement ``request.allows(r.attrs)``, healthy, ``o
 it predicts this request's completion time from now::
 
     m     = mean service ms of (r, model): own estimate fed by ``observe``, else r.service_ms[model],
-            else r.service_ms["default"], else ``default_service_ms``
+            else r.service_ms["default"], else the mean over the replicas this router measured for the
+            model, else ``default_service_ms``
     d     = mean deviation of that service time (own estimate; 0 while only the replica's report is known)
     n     = executing on r + queued on r with priority <= this request's (work ahead of its class);
             executing = max(ongoing, local pending) - queued; unreported local pending counts as ahead
@@ -411,7 +412,7 @@ class AgenticRouter(PendingRouter):
             if overtakes and ahead >= ongoing:
                 continue
             e = est.get(rid)
-            s, s_hi = e if e is not None else self._published(r, model)
+            s, s_hi = e if e is not None else self._published(r, model, est)
             if ahead < r.slots:
                 pred = pred_now = s_hi
                 late = 0.0
@@ -456,10 +457,18 @@ class AgenticRouter(PendingRouter):
                     busy.append(r)
         return busy if busy and free <= self.idle_reserve else None
 
-    def _published(self, r: ReplicaView, model: str) -> tuple[float, float]:
-        """``(mean, mean)``: the replica's published service time before it has answered this router."""
+    def _published(
+        self, r: ReplicaView, model: str, measured: Mapping[str, tuple[float, float]]
+    ) -> tuple[float, float]:
+        """``(mean, mean)``: the replica's published service time before it has answered this router; with
+        none published, the mean of the replicas this router measured (``measured``), else
+        ``default_service_ms``. A replica nobody measured yet is taken as fast as its peers, not as the
+        default: with a pessimistic default it ranks behind a busy measured peer, never gets a call and
+        never gets measured (a canary replica starved that way: integration test, ~1 run in 4)."""
         sm = r.service_ms
-        s = sm.get(model) or sm.get("default") or self.default_service_ms
+        s = sm.get(model) or sm.get("default")
+        if not s:
+            s = sum(v[0] for v in measured.values()) / len(measured) if measured else self.default_service_ms
         return s, s
 
     def _queued(
