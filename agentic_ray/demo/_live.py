@@ -93,8 +93,11 @@ def local_ray(num_cpus: int = 2) -> Iterator[str]:
     import ray
     from ray.cluster_utils import Cluster
 
+    from agentic_ray.serve._door import enable
+
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    enable()  # Serve's proxies run the agentic front door (they inherit this process's environment)
     tmp = tempfile.mkdtemp(prefix="agr-demo-", dir="/tmp" if os.path.isdir("/tmp") else None)
     old_tmpdir = os.environ.get("TMPDIR")
     os.environ["TMPDIR"] = tmp

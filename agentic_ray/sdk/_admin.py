@@ -141,6 +141,10 @@ def init(
         if address is not None:
             ray.init(address=address, **ray_init_kwargs)
         else:
+            if "RAY_ADDRESS" not in os.environ:
+                from agentic_ray.serve._door import enable
+
+                enable()  # the local Ray's Serve proxies run the agentic front door (serve._door)
             ray.init(**ray_init_kwargs)  # RAY_ADDRESS when set, else a new local instance
             started = "RAY_ADDRESS" not in os.environ
     coordinator = _global_coordinator(config)

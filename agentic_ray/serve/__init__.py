@@ -40,8 +40,18 @@ __all__ = [
     "call",
     "deployment",
     "ingress_app",
+    "proxy_middlewares",
     "ungated",
 ]
+
+
+def proxy_middlewares() -> list[Any]:
+    """Serve's HTTP proxy callback (``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=agentic_ray.serve:proxy_middlewares``):
+    the front door that refuses at once, in the proxy, the share of requests to agentic routes that
+    their routers would refuse (``_door``)."""
+    from agentic_ray.serve._door import middlewares
+
+    return middlewares()
 
 
 def __getattr__(name: str) -> Any:

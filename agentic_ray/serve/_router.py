@@ -102,6 +102,7 @@ from agentic_ray.scheduling.reports import ReplicaMetadata, RoutingStats
 from agentic_ray.scheduling.routing_state import ReplicaReport, RoutingState
 from agentic_ray.scheduling.streams import stream_router_for
 from agentic_ray.scheduling.types import Request, Route, Shed, Wait
+from agentic_ray.serve import _door as door
 from agentic_ray.serve._hooks import DecisionEvent, NoopHook, hook_push, load_hook, register_policy, safe_record
 from agentic_ray.serve._http_auth import AuthError, HttpAuth
 from agentic_ray.serve._http_direct import (
@@ -448,6 +449,7 @@ class AgenticRequestRouter(RequestRouter):
         its deadline and class are written back where the replica's gate reads them."""
         kwargs = pending_request.kwargs
         if http is not None:
+            door.seen(http.asgi_scope, self)  # the proxy's door throttles this route from now on
             headers = scope_headers(http.asgi_scope)
             meta = meta_from_headers(headers)
             identify(self.http_auth, headers, meta)

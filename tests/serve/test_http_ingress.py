@@ -11,6 +11,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -196,6 +197,25 @@ def test_overload_is_429_with_retry_after(http_path):
         if status == 429:
             assert int(resp_headers["Retry-After"]) >= 1
     assert 200 in statuses
+
+
+def test_the_proxy_door_refuses_at_once_what_the_router_keeps_refusing(http_apps):
+    # One us-east replica of one slot and a sheddable queue of 1: a stream of slow sheddable requests is
+    # mostly refused by the router (queue_full). Once the proxy's door has seen the deployment refuse
+    # more than half of what reached it, it refuses a share of the next ones itself, before Serve's path
+    # (429 door_throttled); about twice what the deployment accepts still reaches the router.
+    headers = {"x-tenant": "globex", "x-qos": "sheddable"}
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda _: _post("/direct", headers, {"sleep": 0.2}), range(160)))
+    errors = Counter(body.get("error") if status != 200 else 200 for status, _, body in results)
+    assert errors["door_throttled"] > 0, errors
+    assert errors["queue_full"] > 0 and errors[200] > 0, errors  # the router still decides what passes
+    door = next(r for r in results if r[0] == 429 and r[2].get("error") == "door_throttled")
+    assert int(door[1]["Retry-After"]) >= 1 and door[2]["qos"] == "sheddable"
+    # A class that is never shed passes the door even now.
+    for _ in range(5):
+        status, _, body = _post("/direct", {"x-tenant": "globex", "x-qos": "critical"})
+        assert status == 200, body
 
 
 def test_deadline_passed_while_queued_is_504(http_path):

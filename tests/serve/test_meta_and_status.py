@@ -84,3 +84,17 @@ def test_importing_the_serve_package_does_not_import_ray():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_proxy_door_is_enabled_unless_a_callback_is_set_already():
+    from agentic_ray.serve._door import ENV, IMPORT_PATH, enable
+
+    env: dict[str, str] = {}
+    assert enable(env) is True and env == {ENV: IMPORT_PATH}
+    mine = {ENV: "my_module:callback"}
+    assert enable(mine) is False and mine == {ENV: "my_module:callback"}  # a user's own callback is kept
+    import importlib
+
+    module, attr = IMPORT_PATH.split(":")  # the form Serve's import_attr takes
+    callback = getattr(importlib.import_module(module), attr)
+    assert [m.cls.__name__ for m in callback()] == ["ProxyDoor"]

@@ -1,0 +1,199 @@
+"""The front door in Serve's HTTP proxy: a cheap 429 for the share of requests the router would refuse.
+
+Why. A direct HTTP request to an ``@agentic_ray.deployment`` (``http_direct``) reaches the agentic router
+only after Serve's proxy did most of its work for it: the HTTP handling, the request's setup, the hop to
+the router's thread, and for an answer the trip back. A refusal by the router costs the proxy about as
+much as a request that is served. In open-loop overload that work is what saturates the host: in the
+chaos suite's HTTP ladder at 10x capacity the routers refused nearly every standard and sheddable
+request at once, yet a refusal reached its client after 0.1-2 s and critical requests, routed within a
+millisecond of reaching the router, came back 504 after 0.8-2.9 s (critical attainment 0.2 %). Refusing
+every standard and sheddable request in the proxy before Serve's path (an experiment) brought critical
+attainment at 10x to 38 %, where at most 50 % fits (critical demand alone is twice capacity).
+
+What. ``ProxyDoor`` is an ASGI middleware that Serve installs in its proxy (Serve's
+``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH``; ``enable()`` sets it to ``IMPORT_PATH``). For a request
+to a route whose deployment is agentic (its router, in this process, registered the route the first
+time it classified a request there: ``seen``), it classifies the request with that router's live policy
+and identity rules and keeps, per route and class, an ``AdaptiveThrottle`` (Google SRE book, ch. 21:
+client-side adaptive throttling): requests attempted, and requests the deployment accepted (answered in
+budget with a status other than 429, 503 or 504; a request counts when its answer starts), over the
+last ``WINDOW_S``. While the deployment accepts at least half of a class, every request of it goes
+through; beyond, a request is refused here with probability ``(requests - 2 x accepts) / (requests +
+1)``: 429, ``Retry-After: 1`` and a JSON body (``{"error": "door_throttled", ...}``), without any of
+Serve's work. About twice what the deployment accepts still reaches the router, which keeps deciding
+(and keeps the estimate fresh). And while the deployment refuses most of a class anyway, that class is
+refused here at least in the share of a more urgent class's requests the deployment missed
+(``throttle.refusal_probability``): less urgent work is turned away first, before it adds to what
+delays critical work in Serve's path.
+
+A class that is never shed is never refused here. Requests the door cannot classify (a bad header, an
+unknown class, a failed identification) go through: the router answers them 400/401/403 as before. So
+do requests to routes no agentic router registered, health checks (``/-/``) and websockets. A class the
+deployment serves is never refused for another class's misses: in a closed loop a client refused at
+once comes straight back, and without that condition 120 closed-loop clients latched at 0 % critical
+attainment, the proxy answering ~1,000 refusals a second.
+
+Limits. A route is known by its prefix (the ASGI ``root_path`` Serve gives the router); a non-agentic
+application under a path beneath an agentic route's prefix (an agentic app at ``/`` and a plain one at
+``/other``) is throttled with the agentic route's classes. With several proxies (one per node) each has
+its own door. Until a route's router has classified its first request, its requests pass.
+
+Cluster setup. The variable must be in the proxy's environment when Serve starts it: ``agentic_ray.init``
+sets it before it starts a local Ray; on a cluster, start Ray with it
+(``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=agentic_ray.serve:proxy_middlewares ray start ...``). A
+callback of your own can return ``agentic_ray.serve.proxy_middlewares()`` plus your middlewares.
+``AGENTIC_PROXY_DOOR=0`` in the proxy's environment turns the door off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from agentic_ray.policies.types import Shedding
+from agentic_ray.scheduling.throttle import AdaptiveThrottle, refusal_probability
+from agentic_ray.serve._http_direct import identify, scope_headers
+from agentic_ray.serve._meta import meta_from_headers, request_meta
+
+__all__ = ["ENV", "IMPORT_PATH", "ProxyDoor", "door_stats", "enable", "middlewares", "seen"]
+
+ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
+IMPORT_PATH = "agentic_ray.serve:proxy_middlewares"
+OFF_ENV = "AGENTIC_PROXY_DOOR"  # "0": the door passes everything through
+K = 2.0
+WINDOW_S = 2.0
+REFUSED_STATUSES = frozenset((429, 503, 504))  # the deployment's refusals for overload or time
+
+_routes: dict[str, Any] = {}  # route prefix (ASGI root_path) -> its router; written from routers' threads
+_lock = threading.Lock()
+
+
+def enable(environ: MutableMapping[str, str] | None = None) -> bool:
+    """Set ``ENV`` to ``IMPORT_PATH`` in ``environ`` (``os.environ`` by default) unless it is set already;
+    True when the door is what it names. Call it before Ray starts: a Ray started by this process passes
+    its environment to Serve's proxies."""
+    env = os.environ if environ is None else environ
+    env.setdefault(ENV, IMPORT_PATH)
+    return env[ENV] == IMPORT_PATH
+
+
+def middlewares() -> list[Any]:
+    """Serve's proxy callback: the Starlette middlewares to install (``[ProxyDoor]``)."""
+    from starlette.middleware import Middleware
+
+    return [Middleware(ProxyDoor)]
+
+
+def seen(scope: Mapping[str, Any], router: Any) -> None:
+    """Called by an agentic router for each direct HTTP request it classifies (``scope``: the proxy's
+    ASGI scope of it): the router's route is registered the first time."""
+    prefix = scope.get("root_path", "")
+    if _routes.get(prefix) is not router:
+        with _lock:
+            _routes[prefix] = router
+
+
+_doors: list[ProxyDoor] = []  # the doors of this process (one per proxy server), for ``door_stats``
+
+
+def door_stats() -> dict[str, dict[str, dict[str, float]]]:
+    """Per route prefix and class, in this process: requests and accepts in the window, the refusal
+    probability now, and the total refused at the door."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    now = time.time()
+    for door in list(_doors):
+        for (prefix, qos), t in list(door.throttles.items()):
+            out.setdefault(prefix, {})[qos] = {
+                "requests": t.requests, "accepts": t.accepts, "probability": round(t.probability(now), 4),
+                "refused_total": door.refused.get((prefix, qos), 0),
+            }  # fmt: skip
+    return out
+
+
+class ProxyDoor:
+    """The ASGI middleware (module docstring)."""
+
+    def __init__(self, app: Any, seed: int = 0) -> None:
+        self.app = app
+        self.off = os.environ.get(OFF_ENV, "1") == "0"
+        self.rng = random.Random(seed)
+        self.throttles: dict[tuple[str, str], AdaptiveThrottle] = {}
+        self.refused: dict[tuple[str, str], int] = {}
+        _doors.append(self)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.off or not _routes or scope.get("type") != "http":
+            return await self.app(scope, receive, send)
+        prefix = _match(scope.get("path", ""))
+        router = _routes.get(prefix) if prefix is not None else None
+        if router is None:
+            return await self.app(scope, receive, send)
+        now = time.time()
+        try:
+            headers = scope_headers(scope)
+            meta = meta_from_headers(headers)
+            identify(router.http_auth, headers, meta)
+            classification = router.policy.classify(request_meta(meta), now)
+        except Exception:  # bad input: the router answers it (400/401/403), as without the door
+            return await self.app(scope, receive, send)
+        qos, deadline = classification.qos, classification.deadline
+        throttle = self._throttle(prefix, qos.name)
+        if qos.shedding is not Shedding.NEVER:
+            urgent = [self._throttle(prefix, n) for n, c in router.policy.classes.items() if c.priority < qos.priority]
+            p = refusal_probability(throttle, urgent, now)
+            if throttle.refuse(now, self.rng, p):
+                key = (prefix, qos.name)
+                self.refused[key] = self.refused.get(key, 0) + 1
+                return await _refuse(send, qos.name, p)
+
+        status: list[int] = []
+
+        async def watched(message: Mapping[str, Any]) -> None:
+            if message.get("type") == "http.response.start":
+                status.append(int(message.get("status", 0)))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            if status:  # a request whose client went away before an answer counts neither way
+                end = time.time()
+                throttle.outcome(end, status[0] not in REFUSED_STATUSES and end <= deadline)
+
+    def _throttle(self, prefix: str, qos: str) -> AdaptiveThrottle:
+        key = (prefix, qos)
+        throttle = self.throttles.get(key)
+        if throttle is None:
+            throttle = self.throttles[key] = AdaptiveThrottle(K, WINDOW_S)
+        return throttle
+
+
+def _match(path: str) -> str | None:
+    """The longest registered route prefix of ``path`` (whole path segments), or None."""
+    if path.startswith("/-/"):
+        return None
+    best: str | None = None
+    for prefix in list(_routes):
+        if (best is None or len(prefix) > len(best)) and (
+            prefix in ("", "/") or path == prefix or path.startswith(prefix + "/")
+        ):
+            best = prefix
+    return best
+
+
+async def _refuse(send: Any, qos: str, probability: float) -> None:
+    """Answer 429 with ``Retry-After: 1`` and a JSON body naming the door's throttle."""
+    body = json.dumps({
+        "error": "door_throttled", "qos": qos, "rule_ids": [],
+        "detail": f"the deployment refuses most {qos} requests now; refused at the proxy with probability "
+                  f"{probability:.2f} (adaptive throttling)",
+    }).encode()  # fmt: skip
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"retry-after", b"1")]  # fmt: skip
+    await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
