@@ -36,7 +36,9 @@ attainment, the proxy answering ~1,000 refusals a second.
 Limits. A route is known by its prefix (the ASGI ``root_path`` Serve gives the router); a non-agentic
 application under a path beneath an agentic route's prefix (an agentic app at ``/`` and a plain one at
 ``/other``) is throttled with the agentic route's classes. With several proxies (one per node) each has
-its own door. Until a route's router has classified its first request, its requests pass.
+its own door. Until a route's router has classified its first request, its requests pass, and a route
+whose router has classified none for ``ROUTE_TTL_S`` (its application deleted or moved) is not gated
+(``seen``); a new router on a route starts with fresh counts.
 
 Cluster setup. The variable must be in the proxy's environment when Serve starts it: ``agentic_ray.init``
 sets it before it starts a local Ray; on a cluster, start Ray with it
@@ -48,6 +50,7 @@ callback of your own can return ``agentic_ray.serve.proxy_middlewares()`` plus y
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import threading
@@ -69,7 +72,9 @@ K = 2.0
 WINDOW_S = 2.0
 REFUSED_STATUSES = frozenset((429, 503, 504))  # the deployment's refusals for overload or time
 
+ROUTE_TTL_S = 5.0  # a route whose router has classified no request for this long is not gated
 _routes: dict[str, Any] = {}  # route prefix (ASGI root_path) -> its router; written from routers' threads
+_seen_at: dict[str, float] = {}  # route prefix -> when its router last classified a request there
 _lock = threading.Lock()
 
 
@@ -89,13 +94,16 @@ def middlewares() -> list[Any]:
     return [Middleware(ProxyDoor)]
 
 
-def seen(scope: Mapping[str, Any], router: Any) -> None:
+def seen(scope: Mapping[str, Any], router: Any, now: float | None = None) -> None:
     """Called by an agentic router for each direct HTTP request it classifies (``scope``: the proxy's
-    ASGI scope of it): the router's route is registered the first time."""
+    ASGI scope of it): registers the router's route, or renews it. A registration lapses after
+    ``ROUTE_TTL_S`` without one: the application was deleted or another took its route (the door never
+    refuses all of a class, so a live router keeps seeing requests)."""
     prefix = scope.get("root_path", "")
     if _routes.get(prefix) is not router:
         with _lock:
             _routes[prefix] = router
+    _seen_at[prefix] = time.time() if now is None else now
 
 
 _doors: list[ProxyDoor] = []  # the doors of this process (one per proxy server), for ``door_stats``
@@ -123,17 +131,22 @@ class ProxyDoor:
         self.off = os.environ.get(OFF_ENV, "1") == "0"
         self.rng = random.Random(seed)
         self.throttles: dict[tuple[str, str], AdaptiveThrottle] = {}
+        self._routers: dict[str, Any] = {}  # route prefix -> the router its throttles count for
         self.refused: dict[tuple[str, str], int] = {}
         _doors.append(self)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if self.off or not _routes or scope.get("type") != "http":
             return await self.app(scope, receive, send)
-        prefix = _match(scope.get("path", ""))
+        now = time.time()
+        prefix = _match(scope.get("path", ""), now)
         router = _routes.get(prefix) if prefix is not None else None
         if router is None:
             return await self.app(scope, receive, send)
-        now = time.time()
+        if self._routers.get(prefix) is not router:  # a new router on the route: start its counts afresh
+            self._routers[prefix] = router
+            for key in [k for k in self.throttles if k[0] == prefix]:
+                del self.throttles[key]
         try:
             headers = scope_headers(scope)
             meta = meta_from_headers(headers)
@@ -173,12 +186,15 @@ class ProxyDoor:
         return throttle
 
 
-def _match(path: str) -> str | None:
-    """The longest registered route prefix of ``path`` (whole path segments), or None."""
+def _match(path: str, now: float) -> str | None:
+    """The longest registered route prefix of ``path`` (whole path segments) whose registration has not
+    lapsed at ``now``, or None."""
     if path.startswith("/-/"):
         return None
     best: str | None = None
     for prefix in list(_routes):
+        if now - _seen_at.get(prefix, -math.inf) > ROUTE_TTL_S:
+            continue
         if (best is None or len(prefix) > len(best)) and (
             prefix in ("", "/") or path == prefix or path.startswith(prefix + "/")
         ):

@@ -98,3 +98,81 @@ def test_the_proxy_door_is_enabled_unless_a_callback_is_set_already():
     module, attr = IMPORT_PATH.split(":")  # the form Serve's import_attr takes
     callback = getattr(importlib.import_module(module), attr)
     assert [m.cls.__name__ for m in callback()] == ["ProxyDoor"]
+
+
+def _door_with(status_for: dict[str, int]):
+    """A ``ProxyDoor`` in front of an ASGI app answering each class with ``status_for[qos]``, and a stand-in
+    router (the policy and identity rules the door reads) registered on ``/infer``."""
+    from agentic_ray.policies import default_policy
+    from agentic_ray.serve import _door
+    from agentic_ray.serve._http_auth import HttpAuth
+
+    class Router:
+        policy = default_policy()
+        http_auth = HttpAuth.from_config(None)
+
+    async def app(scope, receive, send):
+        qos = dict(scope["headers"]).get(b"x-qos", b"").decode()
+        await send({"type": "http.response.start", "status": status_for.get(qos, 200), "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    router = Router()
+    _door.seen({"root_path": "/infer"}, router)
+    return _door.ProxyDoor(app), router
+
+
+def _call(door, qos: str, path: str = "/infer") -> tuple[int, dict]:
+    import asyncio
+    import json
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "path": path, "root_path": "", "headers": [(b"x-qos", qos.encode())]}
+    asyncio.run(door(scope, receive, send))
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], json.loads(body or b"{}")
+
+
+def test_the_door_refuses_what_the_deployment_keeps_refusing_and_never_a_never_shed_class():
+    from agentic_ray.serve import _door
+
+    door, _ = _door_with({"sheddable": 429, "critical": 504})
+    try:
+        statuses = [_call(door, "sheddable") for _ in range(60)]
+        refused = [b for s, b in statuses if b.get("error") == "door_throttled"]
+        assert refused and len(refused) < 60  # some pass, so the router keeps deciding
+        assert all(s == 429 for s, _ in statuses)
+        # never shed: never refused here, even while the deployment misses every one
+        assert all(_call(door, "critical") == (504, {}) for _ in range(20))
+        # a class the deployment serves is not refused for the critical class's misses
+        assert all(_call(door, "standard") == (200, {}) for _ in range(20))
+        # one it refuses anyway is, at least in the share critical misses (all of it now)
+        assert _call(door, "sheddable")[1].get("error") == "door_throttled"
+        assert _door.door_stats()["/infer"]["sheddable"]["refused_total"] == len(refused) + 1
+    finally:
+        _door._routes.clear()
+        _door._doors.clear()
+
+
+def test_the_door_lets_everything_through_on_routes_no_live_agentic_router_has():
+    import time
+
+    from agentic_ray.serve import _door
+
+    door, router = _door_with({"sheddable": 429})
+    try:
+        assert _door._match("/other", time.time()) is None
+        assert _door._match("/infer/x", time.time()) == "/infer"
+        assert _door._match("/-/healthz", time.time()) is None
+        _door.seen({"root_path": "/infer"}, router, now=time.time() - _door.ROUTE_TTL_S - 1)  # lapsed
+        assert _door._match("/infer", time.time()) is None
+        assert all(_call(door, "sheddable")[1].get("error") != "door_throttled" for _ in range(60))
+    finally:
+        _door._routes.clear()
+        _door._doors.clear()
