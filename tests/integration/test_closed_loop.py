@@ -259,7 +259,8 @@ def test_canary_promote_rollback_and_shadow_through_the_cli(loop):
                      timeout=120, what="the canary promoted")  # fmt: skip
         except AssertionError as exc:  # say what the judge saw
             st = sdk.status()
-            raise AssertionError(f"{exc}; trial {st['trial']}; events {st.get('events', [])[-5:]}") from None
+            raise AssertionError(f"{exc}; trial {st['trial']}; events {st.get('events', [])[-5:]}; canary/Model "
+                                 f"replicas {_deployment(sdk, 'canary/Model')['replicas']}") from None  # fmt: skip
         # A canary rolled back by hand.
         out = _cli(loop, "apply", _write(tmp, "v3.yaml", "v3", standard=2600), "--canary", "0.5", "--window", "600")
         assert out.returncode == 0, out
