@@ -194,13 +194,9 @@ def tasks(tmp: str) -> tuple[Any, Any]:
 
 def router_state(app: str = APP) -> Any:
     """The driver's agentic router's ``RoutingState`` for ``app``'s deployment (None before it routed)."""
-    from agentic_ray.serve._plane import plane
+    from agentic_ray.testing import chaos
 
-    for m in list(plane().members):
-        owner = m._owner() if m.kind == "router" else None
-        if owner is not None and getattr(owner, "_target", "").endswith(f"{app}/{DEPLOYMENT}"):
-            return owner.state
-    return None
+    return chaos.router_state(f"{app}/{DEPLOYMENT}")
 
 
 def fault_row(ledger: Any, *, regressions: int = 0, recovery_s: float = math.nan, **extra: Any) -> dict[str, Any]:

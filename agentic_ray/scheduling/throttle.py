@@ -86,14 +86,19 @@ class AdaptiveThrottle:
     def outcome(self, now: float, accepted: bool) -> None:
         """A request that reached the backend ended: ``accepted`` when the backend answered it (did not
         refuse it for overload or time)."""
-        i = self._advance(now)
-        self._requests[i] += 1
-        self.requests += 1
+        i = self._count(now)
         self._reached[i] += 1
         self.reached += 1
         if accepted:
             self._accepts[i] += 1
             self.accepts += 1
+
+    def _count(self, now: float) -> int:
+        """Count an attempted request at ``now``; the index of its bucket."""
+        i = self._advance(now)
+        self._requests[i] += 1
+        self.requests += 1
+        return i
 
     def probability(self, now: float) -> float:
         """The probability of refusing the next request locally (module docstring)."""
@@ -115,9 +120,7 @@ class AdaptiveThrottle:
         if p is None:
             p = self.probability(now)
         if p > 0.0 and rng.random() < p:
-            i = self._advance(now)
-            self._requests[i] += 1
-            self.requests += 1
+            self._count(now)
             return True
         return False
 

@@ -141,12 +141,12 @@ def init(
         if address is not None:
             ray.init(address=address, **ray_init_kwargs)
         else:
-            if "RAY_ADDRESS" not in os.environ:
+            started = "RAY_ADDRESS" not in os.environ  # else ray.init connects to RAY_ADDRESS
+            if started:
                 from agentic_ray.serve._door import enable
 
                 enable()  # the local Ray's Serve proxies run the agentic front door (serve._door)
-            ray.init(**ray_init_kwargs)  # RAY_ADDRESS when set, else a new local instance
-            started = "RAY_ADDRESS" not in os.environ
+            ray.init(**ray_init_kwargs)
     coordinator = _global_coordinator(config)
     if pems:
         _get(coordinator.trust_keys.remote(list(pems)), 60)  # an existing plane takes them, or refuses

@@ -53,7 +53,6 @@ import json
 import math
 import os
 import random
-import threading
 import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -75,7 +74,6 @@ REFUSED_STATUSES = frozenset((429, 503, 504))  # the deployment's refusals for o
 ROUTE_TTL_S = 5.0  # a route whose router has classified no request for this long is not gated
 _routes: dict[str, Any] = {}  # route prefix (ASGI root_path) -> its router; written from routers' threads
 _seen_at: dict[str, float] = {}  # route prefix -> when its router last classified a request there
-_lock = threading.Lock()
 
 
 def enable(environ: MutableMapping[str, str] | None = None) -> bool:
@@ -100,9 +98,7 @@ def seen(scope: Mapping[str, Any], router: Any, now: float | None = None) -> Non
     ``ROUTE_TTL_S`` without one: the application was deleted or another took its route (the door never
     refuses all of a class, so a live router keeps seeing requests)."""
     prefix = scope.get("root_path", "")
-    if _routes.get(prefix) is not router:
-        with _lock:
-            _routes[prefix] = router
+    _routes[prefix] = router  # one dict store each, atomic under the GIL: the last router to see the route wins
     _seen_at[prefix] = time.time() if now is None else now
 
 

@@ -17,7 +17,8 @@ Faults (each kills only what it names, by handle or pid): ``kill_agent(node_id)`
 ``kill_global_coordinator()``, ``kill_replica(app, deployment)``, ``cpu_hog()`` (a busy process of our
 own, one core). Observation: ``agents_info()``, ``VersionWatch`` (every member's policy revision over
 time; a member seen running an older revision than it ran before is a regression), ``pid_of(actor)``,
-``rss_mb(pid)`` and ``open_fds(pid)`` (from ``/proc``; NaN elsewhere).
+``rss_mb(pid)`` and ``open_fds(pid)`` (from ``/proc``; NaN elsewhere), ``router_state(target)`` (this
+process's agentic router of a deployment).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ __all__ = [
     "pid_of",
     "records_to_ledger",
     "replica_actors",
+    "router_state",
     "rss_mb",
 ]
 
@@ -268,6 +270,18 @@ def cpu_hog(cores: int = 1) -> Iterator[list[int]]:
         for p in procs:
             p.kill()
             p.wait(timeout=10)
+
+
+def router_state(target: str) -> Any:
+    """This process's agentic router of ``target`` (``"app/deployment"``): its ``RoutingState``, or None
+    when no router of it has joined this process's Serve plane yet (before its first request)."""
+    from agentic_ray.serve._plane import plane
+
+    for m in list(plane().members):
+        owner = m._owner() if m.kind == "router" else None
+        if owner is not None and getattr(owner, "_target", "").endswith(target):
+            return owner.state
+    return None
 
 
 def pid_of(actor: Any, timeout_s: float = 10.0) -> int | None:

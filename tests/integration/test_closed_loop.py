@@ -141,17 +141,6 @@ class Load:
         self.thread.join(timeout=5)
 
 
-def _router_state(target: str):
-    """This process's agentic router of ``target`` (``app/deployment``): its ``RoutingState``."""
-    from agentic_ray.serve._plane import plane
-
-    for m in list(plane().members):
-        owner = m._owner() if m.kind == "router" else None
-        if owner is not None and getattr(owner, "_target", "").endswith(target):
-            return owner.state
-    raise AssertionError(f"no router of {target} in this process")
-
-
 def _deployment(sdk, dep: str = DEP):
     return sdk.status()["serve"]["deployments"].get(dep)
 
@@ -184,7 +173,7 @@ def test_an_actions_rule_naming_an_unknown_deployment_is_refused(loop):
 
 
 def test_a_slowed_replica_is_avoided_and_the_log_shows_alert_action_clear_revert(loop):
-    from agentic_ray.testing import slowdown
+    from agentic_ray.testing import chaos, slowdown
 
     sdk, handle, tmp = loop["sdk"], loop["handle"], loop["tmp"]
     assert handle.remote(None, qos="critical").result(timeout_s=60) == "ok"
@@ -203,7 +192,9 @@ def test_a_slowed_replica_is_avoided_and_the_log_shows_alert_action_clear_revert
     with Load(handle, classes=("critical",), payload="work-who") as load:
         time.sleep(3.0)  # steady state first
         answers = [r.result(timeout_s=60) for r in list(load.responses)]
-        est = _router_state(DEP).core.table.by_replica("default")
+        state = chaos.router_state(DEP)
+        assert state is not None, f"no router of {DEP} in this process"
+        est = state.core.table.by_replica("default")
         slow = min(sorted(set(answers) & set(est)), key=lambda rid: est[rid][0])
         assert slow in {r["replica_id"] for r in d["replicas"]}
         slowdown.set_slowdown(slow, 10.0)  # 200 ms: over the critical budget (150 ms) on its own
