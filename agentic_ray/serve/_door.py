@@ -26,6 +26,16 @@ refused here at least in the share of a more urgent class's requests the deploym
 (``throttle.refusal_probability``): less urgent work is turned away first, before it adds to what
 delays critical work in Serve's path.
 
+Deadlines. A request the door classified and that has no answer begun ``DEADLINE_SLACK_S`` (0.25 s)
+after its deadline (its class's budget, or the caller's earlier ``x-deadline``) is answered here: 504
+with ``{"error": "deadline_exceeded", ...}``, and Serve's work for it is cancelled (Serve cancels the
+request at its router or replica, as for a client that went away), the way gRPC ends a call at its
+deadline. The gate and the router answer a request whose deadline passes while it waits; this ends the
+ones they cannot see: still in the proxy's queues, or running past their deadline on a replica. An answer
+that has begun is never cut (a stream may outlast the budget). ``AGENTIC_PROXY_DEADLINE_SLACK_S`` sets
+the slack (``inf``: never). Without it, on a saturated host some HTTP requests were answered seconds
+after their deadline (the chaos suite's HTTP ladder at 10x: 55-268 of them more than 1 s late).
+
 A class that is never shed is never refused here. Requests the door cannot classify (a bad header, an
 unknown class, a failed identification) go through: the router answers them 400/401/403 as before. So
 do requests to routes no agentic router registered, health checks (``/-/``) and websockets. A class the
@@ -49,6 +59,7 @@ callback of your own can return ``agentic_ray.serve.proxy_middlewares()`` plus y
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -70,6 +81,19 @@ OFF_ENV = "AGENTIC_PROXY_DOOR"  # "0": the door passes everything through
 K = 2.0
 WINDOW_S = 2.0
 REFUSED_STATUSES = frozenset((429, 503, 504))  # the deployment's refusals for overload or time
+SLACK_ENV = "AGENTIC_PROXY_DEADLINE_SLACK_S"  # "inf": the door never ends a request for its deadline
+
+
+def _slack(text: str | None, default: float = 0.25) -> float:
+    """The deadline slack from ``SLACK_ENV``'s text: a number >= 0 (``inf`` allowed), else ``default``."""
+    try:
+        value = float(text) if text is not None else default
+    except ValueError:
+        return default
+    return value if value >= 0 else default
+
+
+DEADLINE_SLACK_S = _slack(os.environ.get(SLACK_ENV))  # no answer begun this long after the deadline: 504
 
 ROUTE_TTL_S = 5.0  # a route whose router has classified no request for this long is not gated
 _routes: dict[str, Any] = {}  # route prefix (ASGI root_path) -> its router; written from routers' threads
@@ -115,6 +139,7 @@ def door_stats() -> dict[str, dict[str, dict[str, float]]]:
             out.setdefault(prefix, {})[qos] = {
                 "requests": t.requests, "accepts": t.accepts, "probability": round(t.probability(now), 4),
                 "refused_total": door.refused.get((prefix, qos), 0),
+                "timed_out_total": door.timed_out.get((prefix, qos), 0),
             }  # fmt: skip
     return out
 
@@ -129,16 +154,47 @@ class ProxyDoor:
         self.throttles: dict[tuple[str, str], AdaptiveThrottle] = {}
         self._routers: dict[str, Any] = {}  # route prefix -> the router its throttles count for
         self.refused: dict[tuple[str, str], int] = {}
+        self.timed_out: dict[tuple[str, str], int] = {}
+        self._urgent: dict[str, tuple[Any, dict[str, list[str]]]] = {}  # prefix -> (policy, class -> urgent)
         _doors.append(self)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        gated = self._classify(scope)
+        if gated is None:
+            await self.app(scope, receive, send)
+            return
+        prefix, qos, deadline, now, urgent_names = gated
+        throttle = self._throttle(prefix, qos.name)
+        if qos.shedding is not Shedding.NEVER:
+            p = refusal_probability(throttle, [self._throttle(prefix, n) for n in urgent_names], now)
+            if throttle.refuse(now, self.rng, p):
+                key = (prefix, qos.name)
+                self.refused[key] = self.refused.get(key, 0) + 1
+                return await _refuse(send, qos.name, p)
+        status: list[int] = []
+        try:
+            if not await self._forward(scope, receive, send, deadline, now, status):
+                key = (prefix, qos.name)
+                self.timed_out[key] = self.timed_out.get(key, 0) + 1
+                status.append(504)
+                await _deadline_exceeded(send, qos.name, deadline - now, DEADLINE_SLACK_S)
+        finally:
+            if status:  # a request whose client went away before an answer counts neither way
+                end = time.time()
+                throttle.outcome(end, status[0] not in REFUSED_STATUSES and end <= deadline)
+
+    def _classify(self, scope: dict[str, Any]) -> tuple[str, Any, float, float, list[str]] | None:
+        """``(route prefix, class, deadline, now, names of the more urgent classes)`` for a request the door
+        gates; None for one it passes whole (door off, not HTTP, no live agentic route, bad input)."""
         if self.off or not _routes or scope.get("type") != "http":
-            return await self.app(scope, receive, send)
+            return None
         now = time.time()
         prefix = _match(scope.get("path", ""), now)
-        router = _routes.get(prefix) if prefix is not None else None
+        if prefix is None:
+            return None
+        router: Any = _routes.get(prefix)
         if router is None:
-            return await self.app(scope, receive, send)
+            return None
         if self._routers.get(prefix) is not router:  # a new router on the route: start its counts afresh
             self._routers[prefix] = router
             for key in [k for k in self.throttles if k[0] == prefix]:
@@ -149,30 +205,51 @@ class ProxyDoor:
             identify(router.http_auth, headers, meta)
             classification = router.policy.classify(request_meta(meta), now)
         except Exception:  # bad input: the router answers it (400/401/403), as without the door
-            return await self.app(scope, receive, send)
+            return None
         qos, deadline = classification.qos, classification.deadline
-        throttle = self._throttle(prefix, qos.name)
-        if qos.shedding is not Shedding.NEVER:
-            urgent = [self._throttle(prefix, n) for n, c in router.policy.classes.items() if c.priority < qos.priority]
-            p = refusal_probability(throttle, urgent, now)
-            if throttle.refuse(now, self.rng, p):
-                key = (prefix, qos.name)
-                self.refused[key] = self.refused.get(key, 0) + 1
-                return await _refuse(send, qos.name, p)
+        carried = meta.get("deadline")  # a caller's earlier deadline (``x-deadline``) wins, as at the router
+        if carried is not None:
+            deadline = min(deadline, float(carried))
+        return prefix, qos, deadline, now, self._more_urgent(prefix, router.policy, qos)
 
-        status: list[int] = []
+    def _more_urgent(self, prefix: str, policy: Any, qos: Any) -> list[str]:
+        """The names of ``policy``'s classes more urgent than ``qos`` (kept per route until its policy changes)."""
+        cached = self._urgent.get(prefix)
+        if cached is None or cached[0] is not policy:
+            cached = self._urgent[prefix] = (policy, {})
+        names = cached[1].get(qos.name)
+        if names is None:
+            names = cached[1][qos.name] = [n for n, c in policy.classes.items() if c.priority < qos.priority]
+        return names
 
-        async def watched(message: Mapping[str, Any]) -> None:
-            if message.get("type") == "http.response.start":
-                status.append(int(message.get("status", 0)))
-            await send(message)
+    async def _forward(self, scope: dict[str, Any], receive: Any, send: Any, deadline: float, now: float,
+                       status: list[int]) -> bool:  # fmt: skip
+        """Serve's path for the request; False when no answer had begun ``DEADLINE_SLACK_S`` after
+        ``deadline`` (it was cancelled, nothing was sent: the caller answers). ``status`` gets the answer's."""
+        slack = DEADLINE_SLACK_S
+        task = asyncio.current_task()
+        if slack == math.inf or task is None:
+            await self.app(scope, receive, _watch(send, status, None, []))
+            return True
+        expired: list[bool] = []
 
+        def expire() -> None:
+            if not status:
+                expired.append(True)
+                task.cancel()
+
+        loop = asyncio.get_running_loop()
+        timer = loop.call_at(loop.time() + max(0.0, deadline + slack - now), expire)
         try:
-            await self.app(scope, receive, watched)
+            await self.app(scope, receive, _watch(send, status, timer, expired))
+        except asyncio.CancelledError:
+            if not expired:
+                raise
         finally:
-            if status:  # a request whose client went away before an answer counts neither way
-                end = time.time()
-                throttle.outcome(end, status[0] not in REFUSED_STATUSES and end <= deadline)
+            timer.cancel()
+        if expired and hasattr(task, "uncancel"):  # Python >= 3.11: the door's cancellation is handled here
+            task.uncancel()
+        return not expired  # Serve's proxy may end quietly when cancelled: the door still answers
 
     def _throttle(self, prefix: str, qos: str) -> AdaptiveThrottle:
         key = (prefix, qos)
@@ -180,6 +257,22 @@ class ProxyDoor:
         if throttle is None:
             throttle = self.throttles[key] = AdaptiveThrottle(K, WINDOW_S)
         return throttle
+
+
+def _watch(send: Any, status: list[int], timer: asyncio.TimerHandle | None, expired: list[bool]) -> Any:
+    """``send`` that records the answer's status in ``status`` and disarms ``timer`` when the answer begins,
+    and drops every message once ``expired`` (the door answered instead)."""
+
+    async def watched(message: Mapping[str, Any]) -> None:
+        if expired:
+            return
+        if message.get("type") == "http.response.start":
+            if timer is not None:
+                timer.cancel()
+            status.append(int(message.get("status", 0)))
+        await send(message)
+
+    return watched
 
 
 def _match(path: str, now: float) -> str | None:
@@ -208,4 +301,16 @@ async def _refuse(send: Any, qos: str, probability: float) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                (b"retry-after", b"1")]  # fmt: skip
     await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _deadline_exceeded(send: Any, qos: str, budget_s: float, slack_s: float) -> None:
+    """Answer 504 with a JSON body: no answer had begun ``slack_s`` after the deadline."""
+    body = json.dumps({
+        "error": "deadline_exceeded", "qos": qos, "rule_ids": [],
+        "detail": f"no answer within the request's budget ({budget_s * 1000.0:.0f} ms) and "
+                  f"{slack_s:g} s more; cancelled at the proxy",
+    }).encode()  # fmt: skip
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 504, "headers": headers})
     await send({"type": "http.response.body", "body": body})

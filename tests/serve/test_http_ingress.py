@@ -218,6 +218,16 @@ def test_the_proxy_door_refuses_at_once_what_the_router_keeps_refusing(http_apps
         assert status == 200, body
 
 
+def test_the_proxy_door_answers_504_for_a_request_still_running_past_its_deadline(http_apps):
+    # The replica's gate answers a request whose deadline passes while it queues; one that started in time
+    # and runs past its deadline is answered by the proxy's door (its deadline and a slack of 0.25 s),
+    # which cancels it. A first request registers the route with the door (its router saw it).
+    assert _post("/direct", {"x-tenant": "globex", "x-qos": "critical"})[0] == 200
+    status, _, body = _post("/direct", {"x-tenant": "globex", "x-qos": "critical", "x-budget-ms": "300"},
+                            {"sleep": 3.0})  # fmt: skip
+    assert status == 504 and body["error"] == "deadline_exceeded" and body["qos"] == "critical", body
+
+
 def test_deadline_passed_while_queued_is_504(http_path):
     blocker_headers = {"x-tenant": "globex", "x-qos": "critical"}
     with ThreadPoolExecutor(2) as pool:

@@ -176,3 +176,99 @@ def test_the_door_lets_everything_through_on_routes_no_live_agentic_router_has()
     finally:
         _door._routes.clear()
         _door._doors.clear()
+
+
+def _door_app(app):
+    """A ``ProxyDoor`` in front of ``app`` on ``/infer`` with a stand-in router (default policy, no identity)."""
+    from agentic_ray.policies import default_policy
+    from agentic_ray.serve import _door
+    from agentic_ray.serve._http_auth import HttpAuth
+
+    class Router:
+        policy = default_policy()
+        http_auth = HttpAuth.from_config(None)
+
+    router = Router()
+    _door.seen({"root_path": "/infer"}, router)
+    return _door.ProxyDoor(app)
+
+
+def _run_door(door, headers: list[tuple[bytes, bytes]]) -> list[dict]:
+    import asyncio
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "path": "/infer", "root_path": "", "headers": headers}
+    asyncio.run(asyncio.wait_for(door(scope, receive, send), timeout=30))
+    return sent
+
+
+def test_the_door_answers_504_when_nothing_answered_by_the_deadline_and_cancels_the_work(monkeypatch):
+    import asyncio
+    import json
+
+    from agentic_ray.serve import _door
+
+    monkeypatch.setattr(_door, "DEADLINE_SLACK_S", 0.0)
+    cancelled: list[bool] = []
+
+    async def stuck(scope, receive, send):  # Serve's path never answers (a request stuck in a queue)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    door = _door_app(stuck)
+    try:
+        sent = _run_door(door, [(b"x-qos", b"standard"), (b"x-budget-ms", b"50")])
+        assert sent[0]["status"] == 504 and cancelled == [True]
+        body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+        assert body["error"] == "deadline_exceeded" and body["qos"] == "standard" and "50 ms" in body["detail"]
+        stats = _door.door_stats()["/infer"]["standard"]
+        assert stats["timed_out_total"] == 1 and stats["accepts"] == 0 and stats["requests"] == 1
+        # a never-shed class too: its deadline passed, and the door ends it the same way
+        assert _run_door(door, [(b"x-qos", b"critical"), (b"x-budget-ms", b"20")])[0]["status"] == 504
+    finally:
+        _door._routes.clear()
+        _door._doors.clear()
+
+
+def test_the_door_leaves_an_answer_that_began_in_time_and_a_deadline_it_cannot_read(monkeypatch):
+    import asyncio
+
+    from agentic_ray.serve import _door
+
+    monkeypatch.setattr(_door, "DEADLINE_SLACK_S", 0.0)
+
+    async def streams(scope, receive, send):  # the answer begins at once and ends after the deadline
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(0.15)
+        await send({"type": "http.response.body", "body": b"done"})
+
+    door = _door_app(streams)
+    try:
+        sent = _run_door(door, [(b"x-qos", b"standard"), (b"x-budget-ms", b"50")])
+        assert [m.get("status") for m in sent[:1]] == [200] and sent[-1]["body"] == b"done"
+        # a bad budget: the door cannot classify it, so it passes whole to the router (which answers 400)
+        sent = _run_door(door, [(b"x-qos", b"standard"), (b"x-budget-ms", b"-5")])
+        assert sent[0]["status"] == 200 and sent[-1]["body"] == b"done"
+        assert _door.door_stats()["/infer"]["standard"]["timed_out_total"] == 0
+    finally:
+        _door._routes.clear()
+        _door._doors.clear()
+
+
+def test_the_doors_deadline_slack_reads_its_variable():
+    import math
+
+    from agentic_ray.serve._door import _slack
+
+    assert _slack(None) == 0.25 and _slack("1.5") == 1.5 and _slack("inf") == math.inf and _slack("0") == 0.0
+    assert _slack("soon") == 0.25 and _slack("-1") == 0.25  # not a number >= 0: the default
