@@ -190,8 +190,10 @@ class MeanDeviation:
         self.count = 0
         self.last_at: float | None = None
 
-    def observe(self, value: float, now: float) -> None:
-        """Add one sample taken at ``now`` (deviation first, with the old mean, as RFC 6298 orders it)."""
+    def observe(self, value: float, now: float, alpha: float | None = None) -> None:
+        """Add one sample taken at ``now`` (deviation first, with the old mean, as RFC 6298 orders it);
+        ``alpha``: this sample's weight in the mean instead of the configured one (a caller that weighs
+        samples by the time since the last one)."""
         x = _check_sample(value)
         if self.mean is None:
             self.mean = x
@@ -199,7 +201,7 @@ class MeanDeviation:
         else:
             err = x - self.mean
             self.dev += self._beta * (abs(err) - self.dev)
-            self.mean += self._alpha * err
+            self.mean += (self._alpha if alpha is None else alpha) * err
         self.count += 1
         self.last_at = now
 

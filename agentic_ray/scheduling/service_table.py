@@ -21,10 +21,19 @@ replica that had just served a slow request ranked behind a busy one and critica
 the next slow request (``hol`` in the SLO matrix). The slow mode itself stays known: the residual-life
 estimate (``residual.py``) takes the raw samples. A replica that really slows down (a straggler) still
 moves its mean by up to ``alpha * (clip - 1)`` (15 %) per sample.
+
+Irregular samples (``tau_s``). A sample that comes ``gap`` seconds after the replica's previous one
+weighs ``max(alpha, 1 - exp(-gap / tau_s))`` in the mean, unclipped when that is more than ``alpha``
+(the replica may have changed since): the time-decayed EWMA of
+Finagle's and Linkerd's Peak-EWMA balancers, for estimates fed at irregular times. While a replica
+answers often, that is ``alpha``; a replica probed after a long silence (``AgenticRouter``'s
+``probe_after_s``) is re-measured by its first answer instead of by the ~1/alpha answers a fixed alpha
+needs to forget an old value.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from agentic_ray.scheduling.estimators import MeanDeviation
@@ -38,11 +47,15 @@ _EMPTY: Mapping[str, tuple[float, float]] = {}
 class ServiceTable:
     """Mean and mean + ``k`` deviations of service time (ms) per model and replica (module docstring)."""
 
-    __slots__ = ("_hot", "_stats", "alpha", "beta", "clip", "k")
+    __slots__ = ("_hot", "_stats", "alpha", "beta", "clip", "k", "tau_s")
 
-    def __init__(self, alpha: float = 0.05, beta: float = 0.25, k: float = 2.0, clip: float | None = 8.0) -> None:
+    def __init__(self, alpha: float = 0.05, beta: float = 0.25, k: float = 2.0, clip: float | None = 8.0,
+                 tau_s: float | None = None) -> None:  # fmt: skip
         if clip is not None and not clip > 1:
             raise ValueError(f"clip: must be > 1 or None, got {clip!r}")
+        if tau_s is not None and not (tau_s > 0 and math.isfinite(tau_s)):
+            raise ValueError(f"tau_s: must be a finite number > 0 or None, got {tau_s!r}")
+        self.tau_s = tau_s
         self.alpha = alpha
         self.beta = beta
         self.k = k
@@ -60,12 +73,23 @@ class ServiceTable:
             st = stats[replica_id] = MeanDeviation(self.alpha, self.beta)
         before = st.mean
         clip = self.clip
+        alpha = None
+        if before is not None and self.tau_s is not None and st.last_at is not None and now > st.last_at:
+            weight = 1.0 - math.exp(-(now - st.last_at) / self.tau_s)  # time since the last sample
+            if weight > self.alpha:
+                alpha = weight
+                clip = None  # after a long gap the replica may have changed: no outlier clipping
         if clip is not None and before is not None and service_ms > clip * before:
             service_ms = clip * before  # a request-level outlier (bimodal service): see the module docstring
-        st.observe(service_ms, now)
+        st.observe(service_ms, now, alpha)
         mean = st.mean if st.mean is not None else service_ms  # set by the observation just made
         self._hot.setdefault(model, {})[replica_id] = (mean, mean + self.k * st.dev)
         return before
+
+    def last_at(self, replica_id: str, model: str) -> float | None:
+        """When ``replica_id`` last answered ``model`` (None: never)."""
+        st = self._stats.get(model, {}).get(replica_id)
+        return None if st is None else st.last_at
 
     def by_replica(self, model: str) -> Mapping[str, tuple[float, float]]:
         """Replica id -> ``(mean, mean + k * dev)`` for ``model`` (the hot-path read; do not modify)."""

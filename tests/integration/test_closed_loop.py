@@ -145,6 +145,27 @@ def _deployment(sdk, dep: str = DEP):
     return sdk.status()["serve"]["deployments"].get(dep)
 
 
+def _router_views(target: str) -> dict:
+    """This process's router of ``target``: per replica what its decisions see (for failure messages)."""
+    from agentic_ray.testing import chaos
+
+    state = chaos.router_state(target)
+    if state is None:
+        return {}
+    out: dict = {"avoid": [state._avoid_replicas, state._avoid_nodes]}
+    for rid, rep in list(state._replicas.items()):
+        v = rep.view
+        out[rid] = {"ongoing": v.ongoing, "max_ongoing": v.max_ongoing, "healthy": v.healthy, "slots": v.slots,
+                    "queued": dict(v.queued_by_priority), "service_ms": dict(v.service_ms),
+                    "room": dict(v.class_room), "capped": sorted(v.class_capped), "delay_ms": v.delay_ms,
+                    "inflight": dict(rep.inflight), "zone": v.attrs.zone, "cost": v.cost}  # fmt: skip
+    try:
+        out["estimates"] = {k: list(e) for k, e in state.core.table.by_replica("default").items()}
+    except Exception as exc:  # a diagnostic: never the failure itself
+        out["estimates"] = repr(exc)
+    return out
+
+
 def _cli(loop, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = dict(os.environ, RAY_ADDRESS=loop["address"])
     code = "import sys; from agentic_ray.cli import main; sys.exit(main())"
@@ -248,10 +269,11 @@ def test_canary_promote_rollback_and_shadow_through_the_cli(loop):
         try:
             wait_for(lambda: sdk.status()["trial"] is None and sdk.status()["policy"]["version"] == "v2",
                      timeout=120, what="the canary promoted")  # fmt: skip
-        except AssertionError as exc:  # say what the judge saw
+        except AssertionError as exc:  # say what the judge and this process's router saw
             st = sdk.status()
             raise AssertionError(f"{exc}; trial {st['trial']}; events {st.get('events', [])[-5:]}; canary/Model "
-                                 f"replicas {_deployment(sdk, 'canary/Model')['replicas']}") from None  # fmt: skip
+                                 f"replicas {_deployment(sdk, 'canary/Model')['replicas']}; "
+                                 f"router {_router_views('canary/Model')}") from None  # fmt: skip
         # A canary rolled back by hand.
         out = _cli(loop, "apply", _write(tmp, "v3.yaml", "v3", standard=2600), "--canary", "0.5", "--window", "600")
         assert out.returncode == 0, out

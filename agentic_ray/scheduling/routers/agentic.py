@@ -130,6 +130,19 @@ priority first, then earliest deadline, the same discipline as the replicas' ``A
 work held at the router leaves in the order the gate would start it (a plain EDF order would let a
 sheddable request with a near deadline take a freed position ahead of a critical one).
 
+Probing (``probe_after_s``, default 5 s; None turns it off). A replica is ranked by its estimates, and
+an estimate changes only when the replica answers: a replica whose first answers were slow (a cold
+start, a moment of contention) ranks behind its peers, gets no more work, and keeps its old estimate
+for good (an integration test's canary replica got no call for 120 s that way, ~1 run in 10). So a
+request of a class that may be shed, with a replica that meets its budget, goes instead to an idle
+replica no more expensive that answered before but not for ``probe_after_s`` (nor was it probed since),
+when that one meets the budget too (``Route(..., reason="probe_stale")``): at most one probe per replica and
+period, never urgent work, never a busy or dearer replica. Its answer then weighs by the time since the
+replica's previous one (``ServiceTable``'s ``tau_s``, here ``probe_after_s / 2``: at least 86 %), so one
+answer re-measures it (the time-decayed estimates of Finagle's and Linkerd's Peak-EWMA balancers,
+which let an idle endpoint's cost decay so it is tried again). Decisions look for a replica to probe at
+most every 0.25 s.
+
 Circuit breakers: the caller folds a ``CircuitBreaker`` into ``ReplicaView.healthy``
 (``breaker.available(replica_id, now)``); an unhealthy replica is never chosen.
 
@@ -171,6 +184,7 @@ __all__ = ["AgenticRouter"]
 _NEVER = Shedding.NEVER
 _OVERLOADED = Shedding.WHEN_OVERLOADED
 _INF = math.inf
+_PROBE_CHECK_S = 0.25  # how often a decision looks for a replica to probe (``AgenticRouter._probe``)
 
 
 class _Scan(NamedTuple):
@@ -199,7 +213,8 @@ class AgenticRouter(PendingRouter):
     a queued request's wait for more urgent work jumping ahead; None turns that off), ``reserve`` (0:
     positions of each single-slot replica kept for the most urgent work), ``idle_reserve`` (0: free slots
     over the replicas kept for the most urgent work), ``late_weight`` (2: never-shed work's cost of a
-    likely late slot, in budgets; 0 ranks by the expected completion alone).
+    likely late slot, in budgets; 0 ranks by the expected completion alone), ``probe_after_s`` (5: an idle
+    replica silent this long gets the next request that may be shed and that it would meet; None: never).
     """
 
     name = "agentic"
@@ -221,6 +236,7 @@ class AgenticRouter(PendingRouter):
         reserve: int = 0,
         idle_reserve: int = 0,
         late_weight: float = 2.0,
+        probe_after_s: float | None = 5.0,
     ) -> None:
         super().__init__(rng)
         if not safety_margin >= 0:
@@ -240,6 +256,11 @@ class AgenticRouter(PendingRouter):
                 raise ValueError(f"{key}: must be an integer >= 0, got {value!r}")
         if not (late_weight >= 0 and math.isfinite(late_weight)):
             raise ValueError(f"late_weight: must be a finite number >= 0, got {late_weight!r}")
+        if probe_after_s is not None and not (probe_after_s > 0 and math.isfinite(probe_after_s)):
+            raise ValueError(f"probe_after_s: must be a finite number > 0 or None, got {probe_after_s!r}")
+        self.probe_after_s = probe_after_s
+        self._probed: dict[str, float] = {}  # replica id -> when a probe was sent, until it answers
+        self._probe_check_at = -_INF
         self.reserve = reserve
         self.idle_reserve = idle_reserve
         self.late_weight = late_weight
@@ -250,7 +271,8 @@ class AgenticRouter(PendingRouter):
         self.default_service_ms = default_service_ms
         self.deviation_k = deviation_k
         self.arrival_window_s = arrival_window_s
-        self.table = ServiceTable(alpha, deviation_beta, deviation_k)
+        tau = probe_after_s / 2.0 if probe_after_s is not None else None  # a probe's answer weighs >= 86 %
+        self.table = ServiceTable(alpha, deviation_beta, deviation_k, tau_s=tau)
         self.head = HeadOfLine() if residual else None
         self._slots: dict[str, int] = {}  # replica id -> slots, as last routed to
         self.urgency = UrgentRates(arrival_window_s) if arrival_window_s is not None else None
@@ -283,6 +305,8 @@ class AgenticRouter(PendingRouter):
         if service_ms is None or not math.isfinite(service_ms) or service_ms < 0:
             return
         self.table.observe(replica_id, model, service_ms, now)
+        if self._probed:
+            self._probed.pop(replica_id, None)
         if self.head is not None:
             self.head.observe(replica_id, model, service_ms)
 
@@ -337,6 +361,10 @@ class AgenticRouter(PendingRouter):
         if urgent:
             return self._never_shed(request, replicas, now, need, scan)
         if scan.meet is not None:
+            if self.probe_after_s is not None and now >= self._probe_check_at:
+                probe = self._probe(request, held or replicas, now, need, scan.meet)
+                if probe is not None:
+                    return probe
             return self._route(scan.meet, scan.meet_pred, "meets_budget", request)
         if scan.now_meet is not None:
             return self._route(scan.now_meet, scan.now_pred, "meets_present_queue", request)
@@ -439,6 +467,44 @@ class AgenticRouter(PendingRouter):
             if key < fastest_key or fastest is None:
                 fastest, fastest_pred, fastest_key = r, pred, key
         return _Scan(candidates, meet, meet_pred, now_meet, now_pred, fastest, fastest_pred, min_util)
+
+    def _probe(
+        self, request: Request, replicas: list[ReplicaView], now: float, need: float, meet: ReplicaView
+    ) -> Route | None:
+        """A route to an idle replica of ``replicas`` no dearer than ``meet``, meeting the budget, that has
+        not answered (nor been probed) for ``probe_after_s``, if any (module docstring, "Probing"); looked
+        for at most every ``_PROBE_CHECK_S``."""
+        after = self.probe_after_s
+        if after is None:
+            return None
+        self._probe_check_at = now + _PROBE_CHECK_S
+        allows, model, pending = request.allows, request.model, self.pending
+        est = self.table.by_replica(model)
+        for r in replicas:
+            if r is meet or r.cost > meet.cost or not r.healthy or (allows is not None and not allows(r.attrs)):
+                continue
+            rid = r.replica_id
+            if max(pending.get(rid, 0), r.ongoing) >= r.slots or not self._stale(rid, model, now, after):
+                continue
+            e = est.get(rid)
+            pred = e[1] if e is not None else self._published(r, model, est)[1]  # idle: its own service time
+            if pred <= need:
+                if len(self._probed) > 4096:  # probes to replicas that went away before answering
+                    self._probed.clear()
+                self._probed[rid] = now
+                return self._route(r, pred, "probe_stale", request)
+        return None
+
+    def _stale(self, replica_id: str, model: str, now: float, after_s: float) -> bool:
+        """True when ``replica_id`` answered ``model`` before but not (nor was it probed) for ``after_s``
+        seconds; a replica that never answered is priced by its peers (``_published``), not probed."""
+        last = self.table.last_at(replica_id, model)
+        if last is None:
+            return False
+        probed = self._probed.get(replica_id)
+        if probed is not None and probed > last:
+            last = probed
+        return now - last > after_s
 
     def _kept_off(self, request: Request, replicas: list[ReplicaView]) -> list[ReplicaView] | None:
         """The replicas without a free slot when at most ``idle_reserve`` slots are free over the healthy
