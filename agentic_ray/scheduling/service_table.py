@@ -22,13 +22,13 @@ the next slow request (``hol`` in the SLO matrix). The slow mode itself stays kn
 estimate (``residual.py``) takes the raw samples. A replica that really slows down (a straggler) still
 moves its mean by up to ``alpha * (clip - 1)`` (15 %) per sample.
 
-Irregular samples (``tau_s``). A sample that comes ``gap`` seconds after the replica's previous one
-weighs ``max(alpha, 1 - exp(-gap / tau_s))`` in the mean, unclipped when that is more than ``alpha``
-(the replica may have changed since): the time-decayed EWMA of
-Finagle's and Linkerd's Peak-EWMA balancers, for estimates fed at irregular times. While a replica
-answers often, that is ``alpha``; a replica probed after a long silence (``AgenticRouter``'s
-``probe_after_s``) is re-measured by its first answer instead of by the ~1/alpha answers a fixed alpha
-needs to forget an old value.
+Long silences (``tau_s``). A sample that comes ``gap >= 2 * tau_s`` seconds after the replica's previous
+one weighs ``1 - exp(-gap / tau_s)`` (at least 86 %) in the mean, unclipped (the replica may have changed
+since): the time decay of Finagle's and Linkerd's Peak-EWMA estimates, for a replica probed after a long
+silence (``AgenticRouter``'s ``probe_after_s``), which its first answer then re-measures instead of the
+~1/alpha answers a fixed alpha needs to forget an old value. Shorter gaps keep ``alpha``: routers get
+replicas' samples in batches a report apart, and weighing each batch's first sample by the gap before it
+made the estimates follow single samples (the HTTP front door at 120 clients lost 5-15 % of goodput).
 """
 
 from __future__ import annotations
@@ -74,8 +74,9 @@ class ServiceTable:
         before = st.mean
         clip = self.clip
         alpha = None
-        if before is not None and self.tau_s is not None and st.last_at is not None and now > st.last_at:
-            weight = 1.0 - math.exp(-(now - st.last_at) / self.tau_s)  # time since the last sample
+        tau = self.tau_s
+        if before is not None and tau is not None and st.last_at is not None and now - st.last_at >= 2.0 * tau:
+            weight = 1.0 - math.exp(-(now - st.last_at) / tau)  # a long silence since the last sample
             if weight > self.alpha:
                 alpha = weight
                 clip = None  # after a long gap the replica may have changed: no outlier clipping

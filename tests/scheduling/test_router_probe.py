@@ -90,9 +90,11 @@ def test_a_sample_after_a_gap_weighs_by_the_gap_and_is_not_clipped():
     table.observe("r", "m", 100.0, 0.0)
     table.observe("r", "m", 120.0, 0.01)  # a 10 ms gap: 1 - exp(-0.004) < alpha, so alpha: 100 + 1
     assert table.mean("r", "m") == pytest.approx(101.0)
-    table.observe("r", "m", 20.0, 10.01)  # 10 s: weight 1 - exp(-4) = 0.9817
-    assert table.mean("r", "m") == pytest.approx(101.0 - (1 - math.exp(-4.0)) * 81.0)
-    table.observe("r", "m", 1000.0, 40.0)  # not clipped at 8x the mean after a long gap
+    table.observe("r", "m", 141.0, 4.0)  # 4 s: under 2 x tau_s, so alpha still (samples come in batches)
+    assert table.mean("r", "m") == pytest.approx(103.0)
+    table.observe("r", "m", 20.0, 14.0)  # 10 s: weight 1 - exp(-4) = 0.9817
+    assert table.mean("r", "m") == pytest.approx(103.0 - (1 - math.exp(-4.0)) * 83.0)
+    table.observe("r", "m", 1000.0, 44.0)  # not clipped at 8x the mean after a long gap
     assert table.mean("r", "m") > 900.0
     plain = ServiceTable(alpha=0.05, beta=0.25, k=2.0)  # without tau_s: alpha always, outliers clipped
     plain.observe("r", "m", 100.0, 0.0)
