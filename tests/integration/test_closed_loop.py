@@ -94,10 +94,13 @@ def loop(ray_cluster, tmp_path_factory):
                            router_options=learn_nothing, ray_actor_options={"num_cpus": 0})(_Model)  # fmt: skip
 
     handle = serve.run(Model.bind(), name=APP, route_prefix=None)
-    # The canary test's own application: the default (learning) router and one slot per replica, so its
-    # load spreads over every replica and the canary replica gets the samples it is judged on.
+    # The canary test's own application: the learning router and one slot per replica, so its load spreads
+    # over every replica and the canary replica gets the samples it is judged on; with probing (opt-in), so
+    # that a replica whose first answers were slow is tried again instead of starving (the canary replica
+    # once got no call for 120 s, about 1 run in 10).
     Spread = ars.deployment(policy=_write(tmp, "c0.yaml", "v0", actions=""), slots=1, num_replicas=3,
-                            name="Model", ray_actor_options={"num_cpus": 0})(_Model)  # fmt: skip
+                            name="Model", router_options={"probe_after_s": 5.0},
+                            ray_actor_options={"num_cpus": 0})(_Model)  # fmt: skip
     spread = serve.run(Spread.bind(), name=CANARY_APP, route_prefix=None)
     try:
         yield {"handle": handle, "spread": spread, "tmp": tmp, "logs": logs, "sdk": agentic_ray,

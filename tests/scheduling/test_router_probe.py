@@ -24,7 +24,7 @@ def _views(a_ongoing: int = 0, b_ongoing: int = 0, b_cost: float = 1.0) -> list[
 
 def _router(**kw):
     # predictions are the mean alone (no deviation term, no head-of-line ages, no overtaking)
-    kw = {"deviation_k": 0.0, "residual": False, "arrival_window_s": None} | kw
+    kw = {"deviation_k": 0.0, "residual": False, "arrival_window_s": None, "probe_after_s": 5.0} | kw
     r = create_router("agentic", random.Random(0), classes=CLASSES, **kw)
     for i in range(11):
         r.observe_service("A", "default", 20.0, i / 10)  # A: 20 ms, answering all along
@@ -48,7 +48,7 @@ def test_without_probing_a_replica_with_one_slow_first_answer_never_gets_work_ag
 
 
 def test_a_silent_idle_replica_is_probed_and_one_answer_re_measures_it():
-    r = _router()  # probe_after_s 5: time constant 2.5 s
+    r = _router()  # probe_after_s 5 (opt-in): time constant 2.5 s
     picks = [_decide(r, t + 0.5) for t in range(5)]  # 0.5 .. 4.5: B silent for less than 5 s
     assert [d.replica_id for d in picks] == ["A"] * 5
     probe = _decide(r, 5.5)
@@ -76,6 +76,11 @@ def test_what_is_never_probed(qos, budget_ms, views, why):
     r = _router()
     d = r.choose(req(qos, now=8.0, budget_ms=budget_ms), _views(**views), 8.0)
     assert isinstance(d, Route) and d.replica_id == "A" and d.reason != "probe_stale", why
+
+
+def test_probing_is_off_by_default():
+    r = create_router("agentic", random.Random(0), classes=CLASSES)
+    assert r.probe_after_s is None and r.table.tau_s is None
 
 
 def test_probe_after_s_is_checked():
