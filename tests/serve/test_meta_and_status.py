@@ -100,9 +100,9 @@ def test_the_proxy_door_is_enabled_unless_a_callback_is_set_already():
     assert [m.cls.__name__ for m in callback()] == ["ProxyDoor"]
 
 
-def _door_with(status_for: dict[str, int]):
-    """A ``ProxyDoor`` in front of an ASGI app answering each class with ``status_for[qos]``, and a stand-in
-    router (the policy and identity rules the door reads) registered on ``/infer``."""
+def _door_in_front(app):
+    """A ``ProxyDoor`` in front of the ASGI ``app``, and a stand-in router (the default policy, no identity
+    rules: what the door reads) registered on ``/infer``."""
     from agentic_ray.policies import default_policy
     from agentic_ray.serve import _door
     from agentic_ray.serve._http_auth import HttpAuth
@@ -111,19 +111,25 @@ def _door_with(status_for: dict[str, int]):
         policy = default_policy()
         http_auth = HttpAuth.from_config(None)
 
-    async def app(scope, receive, send):
-        qos = dict(scope["headers"]).get(b"x-qos", b"").decode()
-        await send({"type": "http.response.start", "status": status_for.get(qos, 200), "headers": []})
-        await send({"type": "http.response.body", "body": b"{}"})
-
     router = Router()
     _door.seen({"root_path": "/infer"}, router)
     return _door.ProxyDoor(app), router
 
 
-def _call(door, qos: str, path: str = "/infer") -> tuple[int, dict]:
+def _door_with(status_for: dict[str, int]):
+    """``_door_in_front`` of an ASGI app answering each class with ``status_for[qos]`` (200 otherwise)."""
+
+    async def app(scope, receive, send):
+        qos = dict(scope["headers"]).get(b"x-qos", b"").decode()
+        await send({"type": "http.response.start", "status": status_for.get(qos, 200), "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    return _door_in_front(app)
+
+
+def _run_door(door, headers: list[tuple[bytes, bytes]], path: str = "/infer") -> list[dict]:
+    """The messages ``door`` sends for one request with ``headers`` to ``path`` (within 30 s)."""
     import asyncio
-    import json
 
     sent: list[dict] = []
 
@@ -133,8 +139,15 @@ def _call(door, qos: str, path: str = "/infer") -> tuple[int, dict]:
     async def receive():
         return {"type": "http.request", "body": b""}
 
-    scope = {"type": "http", "path": path, "root_path": "", "headers": [(b"x-qos", qos.encode())]}
-    asyncio.run(door(scope, receive, send))
+    scope = {"type": "http", "path": path, "root_path": "", "headers": headers}
+    asyncio.run(asyncio.wait_for(door(scope, receive, send), timeout=30))
+    return sent
+
+
+def _call(door, qos: str, path: str = "/infer") -> tuple[int, dict]:
+    import json
+
+    sent = _run_door(door, [(b"x-qos", qos.encode())], path)
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return sent[0]["status"], json.loads(body or b"{}")
 
@@ -178,37 +191,6 @@ def test_the_door_lets_everything_through_on_routes_no_live_agentic_router_has()
         _door._doors.clear()
 
 
-def _door_app(app):
-    """A ``ProxyDoor`` in front of ``app`` on ``/infer`` with a stand-in router (default policy, no identity)."""
-    from agentic_ray.policies import default_policy
-    from agentic_ray.serve import _door
-    from agentic_ray.serve._http_auth import HttpAuth
-
-    class Router:
-        policy = default_policy()
-        http_auth = HttpAuth.from_config(None)
-
-    router = Router()
-    _door.seen({"root_path": "/infer"}, router)
-    return _door.ProxyDoor(app)
-
-
-def _run_door(door, headers: list[tuple[bytes, bytes]]) -> list[dict]:
-    import asyncio
-
-    sent: list[dict] = []
-
-    async def send(message):
-        sent.append(message)
-
-    async def receive():
-        return {"type": "http.request", "body": b""}
-
-    scope = {"type": "http", "path": "/infer", "root_path": "", "headers": headers}
-    asyncio.run(asyncio.wait_for(door(scope, receive, send), timeout=30))
-    return sent
-
-
 def test_the_door_answers_504_when_nothing_answered_by_the_deadline_and_cancels_the_work(monkeypatch):
     import asyncio
     import json
@@ -225,7 +207,7 @@ def test_the_door_answers_504_when_nothing_answered_by_the_deadline_and_cancels_
             cancelled.append(True)
             raise
 
-    door = _door_app(stuck)
+    door, _ = _door_in_front(stuck)
     try:
         sent = _run_door(door, [(b"x-qos", b"standard"), (b"x-budget-ms", b"50")])
         assert sent[0]["status"] == 504 and cancelled == [True]
@@ -252,7 +234,7 @@ def test_the_door_leaves_an_answer_that_began_in_time_and_a_deadline_it_cannot_r
         await asyncio.sleep(0.15)
         await send({"type": "http.response.body", "body": b"done"})
 
-    door = _door_app(streams)
+    door, _ = _door_in_front(streams)
     try:
         sent = _run_door(door, [(b"x-qos", b"standard"), (b"x-budget-ms", b"50")])
         assert [m.get("status") for m in sent[:1]] == [200] and sent[-1]["body"] == b"done"
@@ -273,3 +255,25 @@ def test_the_doors_deadline_slack_reads_its_variable():
     assert _slack(None) == math.inf  # off unless asked for
     assert _slack("0.25") == 0.25 and _slack("inf") == math.inf and _slack("0") == 0.0
     assert _slack("soon") == math.inf and _slack("-1") == math.inf  # not a number >= 0: the default, off
+
+
+def test_the_door_answers_even_when_the_app_swallows_its_cancellation(monkeypatch):
+    import asyncio
+
+    from agentic_ray.serve import _door
+
+    monkeypatch.setattr(_door, "DEADLINE_SLACK_S", 0.0)
+
+    async def quiet(scope, receive, send):  # as Serve's proxy can: cancelled, it returns without an answer
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            return
+
+    door, _ = _door_in_front(quiet)
+    try:
+        sent = _run_door(door, [(b"x-qos", b"standard"), (b"x-budget-ms", b"30")])
+        assert sent[0]["status"] == 504 and len(sent) == 2
+    finally:
+        _door._routes.clear()
+        _door._doors.clear()

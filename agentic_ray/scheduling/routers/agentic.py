@@ -363,8 +363,9 @@ class AgenticRouter(PendingRouter):
         if urgent:
             return self._never_shed(request, replicas, now, need, scan)
         if scan.meet is not None:
-            if self.probe_after_s is not None and now >= self._probe_check_at:
-                probe = self._probe(request, held or replicas, now, need, scan.meet)
+            after = self.probe_after_s
+            if after is not None and now >= self._probe_check_at:
+                probe = self._probe(request, held or replicas, now, need, scan.meet, after)
                 if probe is not None:
                     return probe
             return self._route(scan.meet, scan.meet_pred, "meets_budget", request)
@@ -471,14 +472,11 @@ class AgenticRouter(PendingRouter):
         return _Scan(candidates, meet, meet_pred, now_meet, now_pred, fastest, fastest_pred, min_util)
 
     def _probe(
-        self, request: Request, replicas: list[ReplicaView], now: float, need: float, meet: ReplicaView
+        self, request: Request, replicas: list[ReplicaView], now: float, need: float, meet: ReplicaView, after: float
     ) -> Route | None:
         """A route to an idle replica of ``replicas`` no dearer than ``meet``, meeting the budget, that has
-        not answered (nor been probed) for ``probe_after_s``, if any (module docstring, "Probing"); looked
+        not answered (nor been probed) for ``after`` seconds, if any (module docstring, "Probing"); looked
         for at most every ``_PROBE_CHECK_S``."""
-        after = self.probe_after_s
-        if after is None:
-            return None
         self._probe_check_at = now + _PROBE_CHECK_S
         allows, model, pending = request.allows, request.model, self.pending
         est = self.table.by_replica(model)
