@@ -23,6 +23,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Serve's proxies run the agentic front door (``serve._door``), as ``agentic_ray.init`` sets up for a local Ray:
 # the nodes inherit this process's environment.
 os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "agentic_ray.serve:proxy_middlewares")
+os.environ.setdefault("RAY_SERVE_PROXY_USE_GRPC", "1")  # ... and reach replicas over gRPC (``serve._door``)
 # ... with its deadline backstop on (off by default: ``serve._door``), which an HTTP test exercises.
 os.environ.setdefault("AGENTIC_PROXY_DEADLINE_SLACK_S", "0.25")
 

@@ -87,12 +87,12 @@ def test_importing_the_serve_package_does_not_import_ray():
 
 
 def test_the_proxy_door_is_enabled_unless_a_callback_is_set_already():
-    from agentic_ray.serve._door import ENV, IMPORT_PATH, enable
+    from agentic_ray.serve._door import ENV, GRPC_ENV, IMPORT_PATH, enable
 
     env: dict[str, str] = {}
-    assert enable(env) is True and env == {ENV: IMPORT_PATH}
-    mine = {ENV: "my_module:callback"}
-    assert enable(mine) is False and mine == {ENV: "my_module:callback"}  # a user's own callback is kept
+    assert enable(env) is True and env == {ENV: IMPORT_PATH, GRPC_ENV: "1"}  # proxies reach replicas over gRPC
+    mine = {ENV: "my_module:callback", GRPC_ENV: "0"}
+    assert enable(mine) is False and mine == {ENV: "my_module:callback", GRPC_ENV: "0"}  # a user's choices are kept
     import importlib
 
     module, attr = IMPORT_PATH.split(":")  # the form Serve's import_attr takes
