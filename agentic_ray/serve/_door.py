@@ -84,8 +84,8 @@ from typing import Any
 
 from agentic_ray.policies.types import Shedding
 from agentic_ray.scheduling.throttle import AdaptiveThrottle, refusal_probability
-from agentic_ray.serve._http_direct import identify, scope_headers
-from agentic_ray.serve._meta import meta_from_headers, request_meta
+from agentic_ray.serve._http_direct import caller_meta, scope_headers
+from agentic_ray.serve._meta import request_meta
 
 __all__ = ["ENV", "GRPC_ENV", "IMPORT_PATH", "ProxyDoor", "door_stats", "enable", "middlewares", "seen"]
 
@@ -217,8 +217,7 @@ class ProxyDoor:
                 del self.throttles[key]
         try:
             headers = scope_headers(scope)
-            meta = meta_from_headers(headers)
-            identify(router.http_auth, headers, meta)
+            meta = caller_meta(router.http_auth, headers)
             classification = router.policy.classify(request_meta(meta), now)
         except Exception:  # bad input: the router answers it (400/401/403), as without the door
             return None

@@ -90,6 +90,15 @@ def refusal(error: Exception) -> tuple[int, dict[str, str], dict[str, Any]]:
     return 400, {}, bad_request_body(error)
 
 
+def caller_meta(auth: HttpAuth, headers: Mapping[str, str]) -> dict[str, Any]:
+    """The request metadata of an HTTP request's (lower-case) ``headers``, with the caller's tenant as
+    ``auth`` establishes it (``HeaderError`` for a bad header, ``AuthError`` when the caller cannot be
+    identified). The router, the proxy's door, the ingress and an unrouted replica all read it so."""
+    meta = meta_from_headers(headers)
+    identify(auth, headers, meta)
+    return meta
+
+
 def identify(auth: HttpAuth, headers: Mapping[str, str], meta: dict[str, Any]) -> None:
     """Put the caller's tenant, as ``auth`` establishes it, into ``meta`` (``AuthError`` if it cannot)."""
     tenant = auth.tenant(headers)
@@ -166,8 +175,7 @@ async def http_response(
     else:  # not routed by an agentic router: this replica identifies and classifies the caller itself
         headers = {str(k).lower(): v for k, v in http_request.headers.items()}
         try:
-            meta = meta_from_headers(headers)
-            identify(replica._agentic_auth, headers, meta)
+            meta = caller_meta(replica._agentic_auth, headers)
         except (HeaderError, AuthError) as exc:
             status, extra, body = refusal(exc)
             return _json_response(body, status, extra)

@@ -60,9 +60,9 @@ from agentic_ray.scheduling.limits import DelayLimit, DelayLimitConfig
 from agentic_ray.serve._call import call
 from agentic_ray.serve._deployment import serve_request_id
 from agentic_ray.serve._http_auth import AuthError, HttpAuth
-from agentic_ray.serve._http_direct import identify, refusal
+from agentic_ray.serve._http_direct import caller_meta, refusal
 from agentic_ray.serve._http_status import http_error
-from agentic_ray.serve._meta import META_KWARG, HeaderError, meta_from_headers, request_meta, to_request
+from agentic_ray.serve._meta import META_KWARG, HeaderError, request_meta, to_request
 from agentic_ray.serve._replica_gate import ReplicaAdmission
 from agentic_ray.telemetry import tracing
 
@@ -106,8 +106,7 @@ class AgenticIngress:
 
     async def __call__(self, request: HttpRequest) -> JSONResponse:
         try:
-            meta = meta_from_headers(request.headers)
-            identify(self.auth, {k.lower(): v for k, v in request.headers.items()}, meta)
+            meta = caller_meta(self.auth, {k.lower(): v for k, v in request.headers.items()})
             now = time.time()
             classification = self.policy.classify(request_meta(meta), now)
         except (HeaderError, AuthError, PolicyError) as exc:

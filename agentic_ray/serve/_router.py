@@ -107,8 +107,8 @@ from agentic_ray.serve._hooks import DecisionEvent, NoopHook, hook_push, load_ho
 from agentic_ray.serve._http_auth import AuthError, HttpAuth
 from agentic_ray.serve._http_direct import (
     HttpShed,
+    caller_meta,
     http_request_of,
-    identify,
     refusal,
     scope_headers,
     stamp,
@@ -120,7 +120,6 @@ from agentic_ray.serve._meta import (
     META_KWARG,
     ROUTED_AT,
     WORKFLOW_DEADLINE,
-    meta_from_headers,
     pop_meta,
     request_meta,
     to_request,
@@ -451,8 +450,7 @@ class AgenticRequestRouter(RequestRouter):
         if http is not None:
             door.seen(http.asgi_scope, self)  # the proxy's door throttles this route from now on
             headers = scope_headers(http.asgi_scope)
-            meta = meta_from_headers(headers)
-            identify(self.http_auth, headers, meta)
+            meta = caller_meta(self.http_auth, headers)
             carrier = trace_carrier(headers)
             if tracing.is_sampled(carrier):
                 kwargs[TRACE_KWARG] = carrier

@@ -100,6 +100,16 @@ def test_the_proxy_door_is_enabled_unless_a_callback_is_set_already():
     assert [m.cls.__name__ for m in callback()] == ["ProxyDoor"]
 
 
+@pytest.fixture
+def door_registry():
+    """The door module's registries (routes, doors) emptied after the test."""
+    from agentic_ray.serve import _door
+
+    yield _door
+    _door._routes.clear()
+    _door._doors.clear()
+
+
 def _door_in_front(app):
     """A ``ProxyDoor`` in front of the ASGI ``app``, and a stand-in router (the default policy, no identity
     rules: what the door reads) registered on ``/infer``."""
@@ -152,46 +162,38 @@ def _call(door, qos: str, path: str = "/infer") -> tuple[int, dict]:
     return sent[0]["status"], json.loads(body or b"{}")
 
 
-def test_the_door_refuses_what_the_deployment_keeps_refusing_and_never_a_never_shed_class():
+def test_the_door_refuses_what_the_deployment_keeps_refusing_and_never_a_never_shed_class(door_registry):
     from agentic_ray.serve import _door
 
     door, _ = _door_with({"sheddable": 429, "critical": 504})
-    try:
-        statuses = [_call(door, "sheddable") for _ in range(60)]
-        refused = [b for s, b in statuses if b.get("error") == "door_throttled"]
-        assert refused and len(refused) < 60  # some pass, so the router keeps deciding
-        assert all(s == 429 for s, _ in statuses)
-        # never shed: never refused here, even while the deployment misses every one
-        assert all(_call(door, "critical") == (504, {}) for _ in range(20))
-        # a class the deployment serves is not refused for the critical class's misses
-        assert all(_call(door, "standard") == (200, {}) for _ in range(20))
-        # one it refuses anyway is, at least in the share critical misses (all of it now)
-        assert _call(door, "sheddable")[1].get("error") == "door_throttled"
-        assert _door.door_stats()["/infer"]["sheddable"]["refused_total"] == len(refused) + 1
-    finally:
-        _door._routes.clear()
-        _door._doors.clear()
+    statuses = [_call(door, "sheddable") for _ in range(60)]
+    refused = [b for s, b in statuses if b.get("error") == "door_throttled"]
+    assert refused and len(refused) < 60  # some pass, so the router keeps deciding
+    assert all(s == 429 for s, _ in statuses)
+    # never shed: never refused here, even while the deployment misses every one
+    assert all(_call(door, "critical") == (504, {}) for _ in range(20))
+    # a class the deployment serves is not refused for the critical class's misses
+    assert all(_call(door, "standard") == (200, {}) for _ in range(20))
+    # one it refuses anyway is, at least in the share critical misses (all of it now)
+    assert _call(door, "sheddable")[1].get("error") == "door_throttled"
+    assert _door.door_stats()["/infer"]["sheddable"]["refused_total"] == len(refused) + 1
 
 
-def test_the_door_lets_everything_through_on_routes_no_live_agentic_router_has():
+def test_the_door_lets_everything_through_on_routes_no_live_agentic_router_has(door_registry):
     import time
 
     from agentic_ray.serve import _door
 
     door, router = _door_with({"sheddable": 429})
-    try:
-        assert _door._match("/other", time.time()) is None
-        assert _door._match("/infer/x", time.time()) == "/infer"
-        assert _door._match("/-/healthz", time.time()) is None
-        _door.seen({"root_path": "/infer"}, router, now=time.time() - _door.ROUTE_TTL_S - 1)  # lapsed
-        assert _door._match("/infer", time.time()) is None
-        assert all(_call(door, "sheddable")[1].get("error") != "door_throttled" for _ in range(60))
-    finally:
-        _door._routes.clear()
-        _door._doors.clear()
+    assert _door._match("/other", time.time()) is None
+    assert _door._match("/infer/x", time.time()) == "/infer"
+    assert _door._match("/-/healthz", time.time()) is None
+    _door.seen({"root_path": "/infer"}, router, now=time.time() - _door.ROUTE_TTL_S - 1)  # lapsed
+    assert _door._match("/infer", time.time()) is None
+    assert all(_call(door, "sheddable")[1].get("error") != "door_throttled" for _ in range(60))
 
 
-def test_the_door_answers_504_when_nothing_answered_by_the_deadline_and_cancels_the_work(monkeypatch):
+def test_the_door_answers_504_when_nothing_answered_by_the_deadline_and_cancels_the_work(monkeypatch, door_registry):
     import asyncio
     import json
 
@@ -208,21 +210,17 @@ def test_the_door_answers_504_when_nothing_answered_by_the_deadline_and_cancels_
             raise
 
     door, _ = _door_in_front(stuck)
-    try:
-        sent = _run_door(door, [(b"x-qos", b"standard"), (b"x-budget-ms", b"50")])
-        assert sent[0]["status"] == 504 and cancelled == [True]
-        body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
-        assert body["error"] == "deadline_exceeded" and body["qos"] == "standard" and "50 ms" in body["detail"]
-        stats = _door.door_stats()["/infer"]["standard"]
-        assert stats["timed_out_total"] == 1 and stats["accepts"] == 0 and stats["requests"] == 1
-        # a never-shed class too: its deadline passed, and the door ends it the same way
-        assert _run_door(door, [(b"x-qos", b"critical"), (b"x-budget-ms", b"20")])[0]["status"] == 504
-    finally:
-        _door._routes.clear()
-        _door._doors.clear()
+    sent = _run_door(door, [(b"x-qos", b"standard"), (b"x-budget-ms", b"50")])
+    assert sent[0]["status"] == 504 and cancelled == [True]
+    body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    assert body["error"] == "deadline_exceeded" and body["qos"] == "standard" and "50 ms" in body["detail"]
+    stats = _door.door_stats()["/infer"]["standard"]
+    assert stats["timed_out_total"] == 1 and stats["accepts"] == 0 and stats["requests"] == 1
+    # a never-shed class too: its deadline passed, and the door ends it the same way
+    assert _run_door(door, [(b"x-qos", b"critical"), (b"x-budget-ms", b"20")])[0]["status"] == 504
 
 
-def test_the_door_leaves_an_answer_that_began_in_time_and_a_deadline_it_cannot_read(monkeypatch):
+def test_the_door_leaves_an_answer_that_began_in_time_and_a_deadline_it_cannot_read(monkeypatch, door_registry):
     import asyncio
 
     from agentic_ray.serve import _door
@@ -235,16 +233,12 @@ def test_the_door_leaves_an_answer_that_began_in_time_and_a_deadline_it_cannot_r
         await send({"type": "http.response.body", "body": b"done"})
 
     door, _ = _door_in_front(streams)
-    try:
-        sent = _run_door(door, [(b"x-qos", b"standard"), (b"x-budget-ms", b"50")])
-        assert [m.get("status") for m in sent[:1]] == [200] and sent[-1]["body"] == b"done"
-        # a bad budget: the door cannot classify it, so it passes whole to the router (which answers 400)
-        sent = _run_door(door, [(b"x-qos", b"standard"), (b"x-budget-ms", b"-5")])
-        assert sent[0]["status"] == 200 and sent[-1]["body"] == b"done"
-        assert _door.door_stats()["/infer"]["standard"]["timed_out_total"] == 0
-    finally:
-        _door._routes.clear()
-        _door._doors.clear()
+    sent = _run_door(door, [(b"x-qos", b"standard"), (b"x-budget-ms", b"50")])
+    assert [m.get("status") for m in sent[:1]] == [200] and sent[-1]["body"] == b"done"
+    # a bad budget: the door cannot classify it, so it passes whole to the router (which answers 400)
+    sent = _run_door(door, [(b"x-qos", b"standard"), (b"x-budget-ms", b"-5")])
+    assert sent[0]["status"] == 200 and sent[-1]["body"] == b"done"
+    assert _door.door_stats()["/infer"]["standard"]["timed_out_total"] == 0
 
 
 def test_the_doors_deadline_slack_reads_its_variable():
@@ -257,7 +251,7 @@ def test_the_doors_deadline_slack_reads_its_variable():
     assert _slack("soon") == math.inf and _slack("-1") == math.inf  # not a number >= 0: the default, off
 
 
-def test_the_door_answers_even_when_the_app_swallows_its_cancellation(monkeypatch):
+def test_the_door_answers_even_when_the_app_swallows_its_cancellation(monkeypatch, door_registry):
     import asyncio
 
     from agentic_ray.serve import _door
@@ -271,9 +265,5 @@ def test_the_door_answers_even_when_the_app_swallows_its_cancellation(monkeypatc
             return
 
     door, _ = _door_in_front(quiet)
-    try:
-        sent = _run_door(door, [(b"x-qos", b"standard"), (b"x-budget-ms", b"30")])
-        assert sent[0]["status"] == 504 and len(sent) == 2
-    finally:
-        _door._routes.clear()
-        _door._doors.clear()
+    sent = _run_door(door, [(b"x-qos", b"standard"), (b"x-budget-ms", b"30")])
+    assert sent[0]["status"] == 504 and len(sent) == 2
