@@ -133,6 +133,13 @@ class _Replica:
         self.published_delay = view.delay_ms  # the delay it published (the view's may be the router's own)
 
 
+def _unhold(rep: _Replica, key: Hashable, qos: str) -> None:
+    """Request ``key`` (of class ``qos``) no longer counts against ``rep``'s class caps."""
+    rep.sent.pop(key, None)
+    if rep.held.get(qos, 0) > 0:
+        rep.held[qos] -= 1
+
+
 def view_of(report: ReplicaReport) -> ReplicaView:
     """The ``ReplicaView`` of a published report (see the module docstring)."""
     md = report.metadata
@@ -551,12 +558,8 @@ class RoutingState:
             return
         rep = self._replicas.get(flight.held_at)
         flight.held_at = None
-        if rep is None:
-            return
-        rep.sent.pop(key, None)
-        qos = flight.request.qos
-        if rep.held.get(qos, 0) > 0:
-            rep.held[qos] -= 1
+        if rep is not None:
+            _unhold(rep, key, flight.request.qos)
 
     def _own_room(self, rep: _Replica, now: float) -> None:
         """A replica's room per class queue as this decision sees it: no more than it published, nor
@@ -569,9 +572,7 @@ class RoutingState:
             key, (qos, at) = next(iter(sent.items()))
             if now - at < _SENT_TTL_S:
                 break
-            sent.popitem(last=False)
-            if rep.held.get(qos, 0) > 0:
-                rep.held[qos] -= 1
+            _unhold(rep, key, qos)
             flight = self._flights.get(key)
             if flight is not None and flight.held_at == rep.view.replica_id:
                 flight.held_at = None
