@@ -56,3 +56,17 @@ def test_every_tenant_class_and_data_class_has_an_allowed_node(path):
         assert any(c.allows(n) for n in nodes), f"{path.name}: nowhere to run {tenant}/{qos}/{data}"
         checked += 1
     assert checked >= len(policy.tenants) * len(policy.classes)
+
+
+def test_every_ray_container_sets_what_the_serve_proxies_read():
+    """A cluster's proxies get no job environment: the front door and the gRPC transport that
+    ``agentic_ray.init()`` sets up for a local Ray must be in every node's container."""
+    from agentic_ray.serve._door import ENV, GRPC_ENV, IMPORT_PATH
+
+    spec = yaml.safe_load(MANIFEST.read_text())["spec"]
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    containers = [c for g in groups for c in g["template"]["spec"]["containers"]]
+    assert len(containers) == len(groups) >= 4
+    for container in containers:
+        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        assert env.get(ENV) == IMPORT_PATH and env.get(GRPC_ENV) == "1", container["name"]
