@@ -24,8 +24,6 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # the nodes inherit this process's environment.
 os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "agentic_ray.serve:proxy_middlewares")
 os.environ.setdefault("RAY_SERVE_PROXY_USE_GRPC", "1")  # ... and reach replicas over gRPC (``serve._door``)
-# ... with its deadline backstop on (off by default: ``serve._door``), which an HTTP test exercises.
-os.environ.setdefault("AGENTIC_PROXY_DEADLINE_SLACK_S", "0.25")
 
 # The labelled three-node test cluster: two nodes in eu-west, one in us-east with a GPU-like resource.
 CLUSTER_NODES = (

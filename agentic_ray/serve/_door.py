@@ -26,18 +26,20 @@ refused here at least in the share of a more urgent class's requests the deploym
 (``throttle.refusal_probability``): less urgent work is turned away first, before it adds to what
 delays critical work in Serve's path.
 
-Deadlines (opt-in: ``AGENTIC_PROXY_DEADLINE_SLACK_S``, a number of seconds; unset or ``inf``: off). A
+Deadlines (``AGENTIC_PROXY_DEADLINE_SLACK_S``, seconds, default ``0.25``; ``inf`` turns it off). A
 request the door classified and that has no answer begun ``DEADLINE_SLACK_S`` after its deadline (its
 class's budget, or the caller's earlier ``x-deadline``) is answered here: 504 with
 ``{"error": "deadline_exceeded", ...}``, and Serve's work for it is cancelled (Serve cancels the request
 at its router or replica, as for a client that went away), the way gRPC ends a call at its deadline.
 The gate and the router answer a request whose deadline passes while it waits; this ends the ones they
 cannot see: still in the proxy's queues, or running past their deadline on a replica. An answer that
-has begun is never cut (a stream may outlast the budget). Measured with 0.25 s: in the chaos suite's
-HTTP noisy neighbour (60 closed-loop clients) no request was answered more than 1 s after its deadline
-in four runs (8 in the run before); but under open-loop overload the cancellations cost the saturated
-proxy more than they save: the HTTP ladder at 4x gave 31.5 and 43.4 requests/s with it against 51.6 and
-50.2 without, refusals' p99 1.5-2.7 s against 0.1-0.5 s. So it is off unless asked for.
+has begun is never cut (a stream may outlast the budget). Measured with proxies reaching replicas over
+gRPC (below), quick chaos runs in alternating pairs: the HTTP ladder at 10x gave 48.0 and 41.2
+requests/s in budget with it against 36.0 and 37.0 without, with 0 and 22 requests answered more than
+1 s after their deadline against 412 and 116, at 4x 56.0 and 55.0 against 52.8 and 52.2; the HTTP
+noisy neighbour 6 and 2 such requests against 20 and 4. Over Ray actor calls (the earlier transport) the
+cancellations cost the saturated proxy more than they saved (4x: 31.5 and 43.4 against 51.6 and 50.2),
+so it was off by default until the transport changed.
 
 A class that is never shed is never refused here. Requests the door cannot classify (a bad header, an
 unknown class, a failed identification) go through: the router answers them 400/401/403 as before. So
@@ -96,11 +98,12 @@ OFF_ENV = "AGENTIC_PROXY_DOOR"  # "0": the door passes everything through
 K = 2.0
 WINDOW_S = 2.0
 REFUSED_STATUSES = frozenset((429, 503, 504))  # the deployment's refusals for overload or time
-SLACK_ENV = "AGENTIC_PROXY_DEADLINE_SLACK_S"  # seconds after a deadline the door answers 504; unset: never
+SLACK_ENV = "AGENTIC_PROXY_DEADLINE_SLACK_S"  # seconds after a deadline the door answers 504; inf: never
+DEFAULT_SLACK_S = 0.25
 
 
-def _slack(text: str | None, default: float = math.inf) -> float:
-    """The deadline slack from ``SLACK_ENV``'s text: a number >= 0 (``inf``: off), else ``default`` (off)."""
+def _slack(text: str | None, default: float = DEFAULT_SLACK_S) -> float:
+    """The deadline slack from ``SLACK_ENV``'s text: a number >= 0 (``inf``: off), else ``default``."""
     try:
         value = float(text) if text is not None else default
     except ValueError:

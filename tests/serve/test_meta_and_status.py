@@ -246,9 +246,9 @@ def test_the_doors_deadline_slack_reads_its_variable():
 
     from agentic_ray.serve._door import _slack
 
-    assert _slack(None) == math.inf  # off unless asked for
-    assert _slack("0.25") == 0.25 and _slack("inf") == math.inf and _slack("0") == 0.0
-    assert _slack("soon") == math.inf and _slack("-1") == math.inf  # not a number >= 0: the default, off
+    assert _slack(None) == 0.25  # on by default
+    assert _slack("0.5") == 0.5 and _slack("inf") == math.inf and _slack("0") == 0.0  # inf: off
+    assert _slack("soon") == 0.25 and _slack("-1") == 0.25  # not a number >= 0: the default
 
 
 def test_the_door_answers_even_when_the_app_swallows_its_cancellation(monkeypatch, door_registry):
