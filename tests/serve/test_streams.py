@@ -31,7 +31,10 @@ def streamer(ray_cluster, tmp_path_factory):
     path = tmp_path_factory.mktemp("policy") / "policy.yaml"
     path.write_text(POLICY)
 
-    @ars.deployment(policy=str(path), slots=2, num_replicas=1, ray_actor_options={"num_cpus": 0})
+    # No host-pressure shedding (delay_target_ms=None): under a loaded CI host the router would refuse
+    # batch streams as host_saturated before their time to first token is judged, which these tests pin.
+    @ars.deployment(policy=str(path), slots=2, num_replicas=1, delay_target_ms=None,
+                    ray_actor_options={"num_cpus": 0})  # fmt: skip
     class Streamer:
         """A synthetic token streamer: sleeps per prompt token, then per output token."""
 
