@@ -105,7 +105,7 @@ def door_registry():
     """The door module's registries (routes, doors) emptied after the test."""
     from agentic_ray.serve import _door
 
-    yield _door
+    yield
     _door._routes.clear()
     _door._doors.clear()
 
