@@ -60,6 +60,7 @@ SERVICE_S = 0.02
 LADDER_SERVICE_S = 0.05
 LADDER_CAPACITY = 3 * 1 / LADDER_SERVICE_S  # three one-slot replicas
 LEVELS = (0.5, 1.0, 2.0, 4.0, 10.0)
+SOAK_HTTP_RPS = 20.0  # beside 40 requests/s over handles and 2 tasks/s: a fifth of the soak deployment's 300/s
 FAULTS = ("kill_agent", "kill_coordinator", "kill_replica", "remove_node", "noisy_neighbour")
 APP, DEPLOYMENT = "chaos", "Model"
 
@@ -541,6 +542,9 @@ def overload_ladder(
                 "path": path, "load": level, "offered_rps": _r(len(ledger) / step, 1),
                 "goodput_rps": _r(good / step, 1),
                 "reject_p99_ms": _r(refusal_p99_ms(ledger), 2),
+                # refusals by the router or a gate only (not ``throttled`` in the caller: serve._handle_throttle)
+                "reject_p99_ms_past_caller": _r(refusal_p99_ms(ledger, skip=CALLER_REFUSALS), 2),
+                "refused_in_caller": sum(1 for e in ledger.entries.values() if e.detail.startswith(CALLER_REFUSALS)),
                 "retry_ratio": _r(retries / requests, 4) if requests else (0.0 if path == "handle" else None),
                 "lost": tally.lost, "hung": tally.hung, "untyped_errors": tally.untyped_error,
                 "router_rss_mb": _r(chaos.rss_mb(os.getpid()) if path == "handle" else max(
@@ -558,15 +562,20 @@ def overload_ladder(
 
 
 REFUSALS = ("Overloaded:", "BudgetExhausted:cannot_meet", "CircuitOpen:", "http:429", "http:503")
+CALLER_REFUSALS = ("Overloaded:throttled",)  # refused by ``serve.call`` in the caller (client-side throttle)
 
 
-def refusal_p99_ms(ledger: Any) -> float:
+def refusal_p99_ms(ledger: Any, skip: tuple[str, ...] = ()) -> float:
     """p99 latency (ms) of the refusals (admission said no: ``Overloaded``, ``cannot_meet_*``, 429/503),
-    not of work that expired while it waited (``deadline_passed*``, 504), which took its wait."""
+    not of work that expired while it waited (``deadline_passed*``, 504), which took its wait; refusals
+    whose detail starts with one of ``skip`` left out."""
     values = sorted(
         (e.answered - e.sent) * 1000.0
         for e in ledger.entries.values()
-        if e.kind == "typed" and e.answered is not None and e.detail.startswith(REFUSALS)
+        if e.kind == "typed"
+        and e.answered is not None
+        and e.detail.startswith(REFUSALS)
+        and not (skip and e.detail.startswith(skip))
     )
     return values[max(0, math.ceil(0.99 * len(values)) - 1)] if values else math.nan
 
@@ -590,8 +599,10 @@ def _proxy_actors() -> list[tuple[str, Any]]:
     return out
 
 
-def soak(cluster: Any, tmp: str, minutes: float) -> dict[str, Any]:
-    """Steady load for ``minutes``; resources and tables sampled every 10 s (module docstring)."""
+def soak(cluster: Any, tmp: str, minutes: float, http_rps: float = SOAK_HTTP_RPS) -> dict[str, Any]:
+    """Steady load for ``minutes`` over handles, tasks and HTTP (``http_rps`` open-loop requests/s through
+    Serve's proxies, the front door and the gRPC transport); resources (the proxies' too) and tables
+    sampled every 10 s (module docstring)."""
     import ray
     from ray import serve
 
@@ -607,6 +618,7 @@ def soak(cluster: Any, tmp: str, minutes: float) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     stop = threading.Event()
     agents = [ray.get_actor(agent_name(n["NodeID"]), namespace=NAMESPACE) for n in ray.nodes() if n["Alive"]]
+    proxies = [chaos.pid_of(a) for _, a in _proxy_actors()]
 
     def sample() -> None:
         while not stop.wait(10.0):
@@ -626,6 +638,8 @@ def soak(cluster: Any, tmp: str, minutes: float) -> dict[str, Any]:
                 "replica_fds": max(chaos.open_fds(p) for p in rep_pids),
                 "coordinator_rss_mb": chaos.rss_mb(gpid), "coordinator_fds": chaos.open_fds(gpid),
                 "agent_rss_mb": max(chaos.rss_mb(chaos.pid_of(a)) for a in agents),
+                "proxy_rss_mb": max((chaos.rss_mb(p) for p in proxies), default=0.0),
+                "proxy_fds": max((chaos.open_fds(p) for p in proxies), default=0.0),
                 "object_store_used_mb": (total - free) / 2**20,
                 "router_flights": len(state._flights) if state is not None else 0,
                 "router_calls": len(state._call_replica) if state is not None else 0,
@@ -647,6 +661,16 @@ def soak(cluster: Any, tmp: str, minutes: float) -> dict[str, Any]:
             await asyncio.sleep(5.0)
             ledger.settle()
 
+    http: dict[str, Any] = {}
+
+    def drive_http() -> None:  # the generator is its own process: this thread only waits for it
+        http.update(_http_load("/soak", rate=http_rps, duration=duration, seed=10))
+
+    http_begun = time.time()
+    http_thread = threading.Thread(target=drive_http, daemon=True)
+    if http_rps > 0:
+        http_thread.start()
+
     async def run() -> None:
         settling = asyncio.ensure_future(settle())
         await asyncio.gather(
@@ -657,8 +681,13 @@ def soak(cluster: Any, tmp: str, minutes: float) -> dict[str, Any]:
         settling.cancel()
 
     asyncio.run(run())
+    if http_rps > 0:
+        http_thread.join(timeout=300)
     stop.set()
     thread.join(timeout=30)
+    http_ledger = Ledger(GRACE_S)
+    chaos.records_to_ledger(http.get("records", []), http_ledger, http_begun, BUDGETS)
+    http_tally = http_ledger.tally(time.time())
     files = sorted(os.listdir(logs)) if os.path.isdir(logs) else []
     serve.delete("soak")
     warm = [s for s in samples if s["t"] - samples[0]["t"] >= 60.0] if samples else []
@@ -667,7 +696,8 @@ def soak(cluster: Any, tmp: str, minutes: float) -> dict[str, Any]:
     half = warm[len(warm) // 2 :] if len(warm) >= 4 else []
     late_growth = {
         key: _r((half[-1][key] - half[0][key]) / half[0][key], 4)
-        for key in ("driver_rss_mb", "replica_rss_mb", "coordinator_rss_mb", "agent_rss_mb") if half and half[0][key]
+        for key in ("driver_rss_mb", "replica_rss_mb", "coordinator_rss_mb", "agent_rss_mb", "proxy_rss_mb")
+        if half and half[0][key]
     }  # fmt: skip
     tally = ledger.tally(time.time())
     # Tables that hold work in flight go from 1 to 7 entries and back with the load: their growth is
@@ -678,6 +708,11 @@ def soak(cluster: Any, tmp: str, minutes: float) -> dict[str, Any]:
             "growth": growth, "second_half_growth": late_growth, "table_entries_per_1k_requests": trend,
             "ledger_entries": len(ledger), "samples": samples,
             "requests": tally.requests, "lost": tally.lost, "hung": tally.hung,
+            "http": {"rate_rps": http_rps, "requests": http_tally.requests, "ok": http_tally.ok,
+                     "typed_errors": http_tally.typed_error, "untyped_errors": http_tally.untyped_error,
+                     "lost": http_tally.lost, "hung": http_tally.hung,
+                     "by_class": {q: _r(http_ledger.attainment(q)) for q in BUDGETS},
+                     "error_details": dict(sorted(http_tally.details.items()))},
             "decision_log_files": files, "rotated": any(f.endswith(".1") for f in files)}  # fmt: skip
 
 
@@ -809,6 +844,8 @@ def floors(result: dict[str, Any]) -> dict[str, Any]:
         trend = soak_row.get("table_entries_per_1k_requests") or {}
         out["soak_tables_flat"] = bool(trend) and all(v is not None and abs(v) < 1.0 for v in trend.values())
         out["soak_logs_rotate"] = bool(soak_row.get("rotated"))
+        http_row = soak_row.get("http") or {}
+        out["soak_nothing_lost"] = all(row.get(k) == 0 for row in (soak_row, http_row) if row for k in ("lost", "hung"))
     return out
 
 
@@ -846,6 +883,11 @@ def markdown(result: dict[str, Any], meta: dict[str, Any]) -> str:
                   + "; tables, entries added per 1,000 requests: "
                   + ", ".join(f"{k} {v}" for k, v in (soak_row.get("table_entries_per_1k_requests") or {}).items())
                   + f"; decision logs rotated: {soak_row['rotated']}."]  # fmt: skip
+        h = soak_row.get("http") or {}
+        if h:
+            lines += ["", f"Soak over HTTP ({h['rate_rps']} requests/s beside the handles): {h['requests']} requests, "
+                      f"ok {h['ok']}, typed {h['typed_errors']}, untyped {h['untyped_errors']}, lost {h['lost']}, "
+                      f"hung {h['hung']}; attainment by class {h['by_class']}."]  # fmt: skip
     lines += ["", "Floors: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in floors(result).items())]
     return "\n".join(lines) + "\n"
 

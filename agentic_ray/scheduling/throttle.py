@@ -35,16 +35,21 @@ so a refusal adds load instead of removing it (measured: 120 closed-loop HTTP cl
 condition latched at 0 % critical attainment, the proxy answering ~1,000 refusals a second).
 
 ``AdaptiveThrottle`` keeps the two counts in ``buckets`` buckets covering ``window_s`` (a sliding window
-advanced by ``now``). Pure: time comes in as ``now``, randomness as a seeded ``random.Random``.
+advanced by ``now``). ``ClassThrottles`` keeps one per backend (a route, a deployment) and class, and
+applies ``refusal_probability`` across a backend's classes: the proxy's front door (``serve._door``) and
+``serve.call`` (handle calls) each keep one. Pure: time comes in as ``now``, randomness as a seeded
+``random.Random``.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-__all__ = ["MIN_REQUESTS", "AdaptiveThrottle", "refusal_probability"]
+from agentic_ray.policies.types import QosClass, Shedding
+
+__all__ = ["MIN_REQUESTS", "AdaptiveThrottle", "ClassThrottles", "refusal_probability"]
 
 MIN_REQUESTS = 5  # requests of a more urgent class in the window before its misses count
 
@@ -137,3 +142,80 @@ def refusal_probability(own: AdaptiveThrottle, more_urgent: Iterable[AdaptiveThr
         if m > p:
             p = m
     return p
+
+
+class ClassThrottles:
+    """An ``AdaptiveThrottle`` per backend (any hashable key: a route, a deployment) and class.
+
+    ``admit`` decides for one request of a class (never-shed classes always pass, and so does every
+    request while the class's window holds fewer than ``MIN_REQUESTS``: the book's formula refuses half
+    of the next requests after a single refusal) with ``refusal_probability`` over the backend's more
+    urgent classes; ``outcome`` counts the answer of one
+    that passed. ``bind`` names the backend's current owner (its router): a new owner starts with fresh
+    counts, as the old counts described another backend. Not thread-safe: one event loop's caller (a
+    lost update from another thread only perturbs the estimate)."""
+
+    def __init__(self, k: float = 2.0, window_s: float = 2.0, seed: int = 0) -> None:
+        AdaptiveThrottle(k, window_s)  # validates k and window_s here, not at the first request
+        self.k, self.window_s = k, window_s
+        self.rng = random.Random(seed)
+        self.throttles: dict[tuple[object, str], AdaptiveThrottle] = {}
+        self.refused: dict[tuple[object, str], int] = {}  # refused by ``admit``, per backend and class
+        self._owners: dict[object, int] = {}  # key -> id() of its owner (no reference kept: owners may go away)
+        self._urgent: dict[object, tuple[Mapping[str, QosClass], dict[str, list[str]]]] = {}
+
+    def bind(self, key: object, owner: object) -> None:
+        """``owner`` now serves ``key``; a different owner than before drops ``key``'s counts."""
+        if self._owners.get(key) == id(owner):
+            return
+        self._owners[key] = id(owner)
+        for k in [k for k in self.throttles if k[0] == key]:
+            del self.throttles[k]
+
+    def throttle(self, key: object, qos: str) -> AdaptiveThrottle:
+        """``key``'s throttle of class ``qos`` (created empty)."""
+        throttle = self.throttles.get((key, qos))
+        if throttle is None:
+            throttle = self.throttles[(key, qos)] = AdaptiveThrottle(self.k, self.window_s)
+        return throttle
+
+    def admit(self, key: object, classes: Mapping[str, QosClass], qos: QosClass, now: float) -> float | None:
+        """None to let a request of ``qos`` through to ``key`` (its answer then goes to ``outcome``); the
+        refusal probability when it is refused here (counted as attempted and in ``refused``)."""
+        if qos.shedding is Shedding.NEVER:
+            return None
+        own = self.throttle(key, qos.name)
+        own._advance(now)
+        if own.requests < MIN_REQUESTS:  # one refused call of a quiet caller is no evidence of overload
+            return None
+        urgent = [self.throttle(key, n) for n in self._more_urgent(key, classes, qos)]
+        p = refusal_probability(own, urgent, now)
+        if not own.refuse(now, self.rng, p):
+            return None
+        self.refused[(key, qos.name)] = self.refused.get((key, qos.name), 0) + 1
+        return p
+
+    def outcome(self, key: object, qos: str, now: float, accepted: bool) -> None:
+        """A request of ``qos`` that ``admit`` let through to ``key`` ended (``AdaptiveThrottle.outcome``)."""
+        self.throttle(key, qos).outcome(now, accepted)
+
+    def stats(self, now: float) -> dict[object, dict[str, dict[str, float]]]:
+        """Per key and class: requests and accepts in the window, the refusal probability now (the class's
+        own), and the total refused by ``admit``."""
+        out: dict[object, dict[str, dict[str, float]]] = {}
+        for (key, qos), t in list(self.throttles.items()):
+            out.setdefault(key, {})[qos] = {
+                "requests": t.requests, "accepts": t.accepts, "probability": round(t.probability(now), 4),
+                "refused_total": self.refused.get((key, qos), 0),
+            }  # fmt: skip
+        return out
+
+    def _more_urgent(self, key: object, classes: Mapping[str, QosClass], qos: QosClass) -> list[str]:
+        """The names of ``classes`` more urgent than ``qos`` (kept per key until ``classes`` changes)."""
+        cached = self._urgent.get(key)
+        if cached is None or cached[0] is not classes:
+            cached = self._urgent[key] = (classes, {})
+        names = cached[1].get(qos.name)
+        if names is None:
+            names = cached[1][qos.name] = [n for n, c in classes.items() if c.priority < qos.priority]
+        return names

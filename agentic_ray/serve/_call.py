@@ -17,6 +17,11 @@
   sent once the deadline has passed. The replica's code runs twice for a hedged call, so hedge only
   idempotent methods.
 
+**Client-side throttling** (``serve._handle_throttle``): while the deployment refuses most calls of a
+class that may be shed, that share of the class's calls is refused here at once with
+``Overloaded(reason="throttled")``, without a trip through Serve's router (``AGENTIC_CALL_THROTTLE=0``:
+off).
+
 Raises what the handle call raises (``AdmissionError`` subclasses for shed work), except that Ray's
 actor errors of a replica that died or became unreachable while it held the call (``ActorDiedError``,
 ``ActorUnavailableError``) become ``ReplicaFailed`` (an ``AgenticRayError``, ``retry_after_s`` about
@@ -34,6 +39,7 @@ from typing import Any
 
 from agentic_ray._budget import current_deadline, current_workflow, deadline_after
 from agentic_ray.errors import ReplicaFailed
+from agentic_ray.serve import _handle_throttle
 from agentic_ray.serve._meta import CALL_ID, HEDGE_OF, META_KWARG, WORKFLOW_DEADLINE, pop_meta
 
 __all__ = ["CALL_ID", "HEDGE_OF", "call", "call_meta"]
@@ -74,15 +80,27 @@ async def call(handle: Any, *args: Any, hedge_after_ms: float | None = None, **k
         raise ValueError(f"hedge_after_ms: must be > 0, got {hedge_after_ms!r}")
     from ray.exceptions import RayActorError
 
+    now = time.time()
+    meta = call_meta(kwargs, now)
+    ticket = _handle_throttle.admit(handle, meta, now)  # raises Overloaded when refused here
     try:
-        return await _call(handle, args, hedge_after_ms, kwargs)
+        result = await _call(handle, args, hedge_after_ms, kwargs, meta)
     except RayActorError as exc:
-        raise ReplicaFailed(f"the replica running the call failed: {type(exc).__name__}", type(exc).__name__,
-                            _REPLICA_RETRY_AFTER_S) from exc  # fmt: skip
+        failed = ReplicaFailed(f"the replica running the call failed: {type(exc).__name__}", type(exc).__name__,
+                               _REPLICA_RETRY_AFTER_S)  # fmt: skip
+        _handle_throttle.outcome(ticket, failed)
+        raise failed from exc
+    except asyncio.CancelledError:  # the caller went away: counted neither way
+        raise
+    except BaseException as exc:
+        _handle_throttle.outcome(ticket, exc)
+        raise
+    _handle_throttle.outcome(ticket, None)
+    return result
 
 
-async def _call(handle: Any, args: tuple, hedge_after_ms: float | None, kwargs: dict[str, Any]) -> Any:
-    meta = call_meta(kwargs, time.time())
+async def _call(handle: Any, args: tuple, hedge_after_ms: float | None, kwargs: dict[str, Any],
+                meta: dict[str, Any]) -> Any:  # fmt: skip
     first = handle.remote(*args, **{META_KWARG: meta}, **kwargs)
     if hedge_after_ms is None:
         return await first

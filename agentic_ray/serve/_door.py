@@ -79,13 +79,11 @@ import asyncio
 import json
 import math
 import os
-import random
 import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from agentic_ray.policies.types import Shedding
-from agentic_ray.scheduling.throttle import AdaptiveThrottle, refusal_probability
+from agentic_ray.scheduling.throttle import ClassThrottles
 from agentic_ray.serve._http_direct import caller_meta, scope_headers
 from agentic_ray.serve._meta import request_meta
 
@@ -150,16 +148,13 @@ _doors: list[ProxyDoor] = []  # the doors of this process (one per proxy server)
 
 def door_stats() -> dict[str, dict[str, dict[str, float]]]:
     """Per route prefix and class, in this process: requests and accepts in the window, the refusal
-    probability now, and the total refused at the door."""
+    probability now, and the totals refused and timed out at the door."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     now = time.time()
     for door in list(_doors):
-        for (prefix, qos), t in list(door.throttles.items()):
-            out.setdefault(prefix, {})[qos] = {
-                "requests": t.requests, "accepts": t.accepts, "probability": round(t.probability(now), 4),
-                "refused_total": door.refused.get((prefix, qos), 0),
-                "timed_out_total": door.timed_out.get((prefix, qos), 0),
-            }  # fmt: skip
+        for prefix, classes in door.gates.stats(now).items():
+            for qos, row in classes.items():
+                out.setdefault(str(prefix), {})[qos] = {**row, "timed_out_total": door.timed_out.get((prefix, qos), 0)}
     return out
 
 
@@ -169,12 +164,8 @@ class ProxyDoor:
     def __init__(self, app: Any, seed: int = 0) -> None:
         self.app = app
         self.off = os.environ.get(OFF_ENV, "1") == "0"
-        self.rng = random.Random(seed)
-        self.throttles: dict[tuple[str, str], AdaptiveThrottle] = {}
-        self._routers: dict[str, Any] = {}  # route prefix -> the router its throttles count for
-        self.refused: dict[tuple[str, str], int] = {}
+        self.gates = ClassThrottles(K, WINDOW_S, seed)  # per route prefix (bound to its router) and class
         self.timed_out: dict[tuple[str, str], int] = {}
-        self._urgent: dict[str, tuple[Any, dict[str, list[str]]]] = {}  # prefix -> (policy, class -> urgent)
         _doors.append(self)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -182,14 +173,10 @@ class ProxyDoor:
         if gated is None:
             await self.app(scope, receive, send)
             return
-        prefix, qos, deadline, now, urgent_names = gated
-        throttle = self._throttle(prefix, qos.name)
-        if qos.shedding is not Shedding.NEVER:
-            p = refusal_probability(throttle, [self._throttle(prefix, n) for n in urgent_names], now)
-            if throttle.refuse(now, self.rng, p):
-                key = (prefix, qos.name)
-                self.refused[key] = self.refused.get(key, 0) + 1
-                return await _refuse(send, qos.name, p)
+        prefix, qos, deadline, now, classes = gated
+        p = self.gates.admit(prefix, classes, qos, now)
+        if p is not None:
+            return await _refuse(send, qos.name, p)
         status: list[int] = []
         try:
             if not await self._forward(scope, receive, send, deadline, now, status):
@@ -200,11 +187,11 @@ class ProxyDoor:
         finally:
             if status:  # a request whose client went away before an answer counts neither way
                 end = time.time()
-                throttle.outcome(end, status[0] not in REFUSED_STATUSES and end <= deadline)
+                self.gates.outcome(prefix, qos.name, end, status[0] not in REFUSED_STATUSES and end <= deadline)
 
-    def _classify(self, scope: dict[str, Any]) -> tuple[str, Any, float, float, list[str]] | None:
-        """``(route prefix, class, deadline, now, names of the more urgent classes)`` for a request the door
-        gates; None for one it passes whole (door off, not HTTP, no live agentic route, bad input)."""
+    def _classify(self, scope: dict[str, Any]) -> tuple[str, Any, float, float, Any] | None:
+        """``(route prefix, class, deadline, now, the policy's classes)`` for a request the door gates; None
+        for one it passes whole (door off, not HTTP, no live agentic route, bad input)."""
         if self.off or not _routes or scope.get("type") != "http":
             return None
         now = time.time()
@@ -214,10 +201,7 @@ class ProxyDoor:
         router: Any = _routes.get(prefix)
         if router is None:
             return None
-        if self._routers.get(prefix) is not router:  # a new router on the route: start its counts afresh
-            self._routers[prefix] = router
-            for key in [k for k in self.throttles if k[0] == prefix]:
-                del self.throttles[key]
+        self.gates.bind(prefix, router)  # a new router on the route starts with fresh counts
         try:
             headers = scope_headers(scope)
             meta = caller_meta(router.http_auth, headers)
@@ -228,17 +212,7 @@ class ProxyDoor:
         carried = meta.get("deadline")  # a caller's earlier deadline (``x-deadline``) wins, as at the router
         if carried is not None:
             deadline = min(deadline, float(carried))
-        return prefix, qos, deadline, now, self._more_urgent(prefix, router.policy, qos)
-
-    def _more_urgent(self, prefix: str, policy: Any, qos: Any) -> list[str]:
-        """The names of ``policy``'s classes more urgent than ``qos`` (kept per route until its policy changes)."""
-        cached = self._urgent.get(prefix)
-        if cached is None or cached[0] is not policy:
-            cached = self._urgent[prefix] = (policy, {})
-        names = cached[1].get(qos.name)
-        if names is None:
-            names = cached[1][qos.name] = [n for n, c in policy.classes.items() if c.priority < qos.priority]
-        return names
+        return prefix, qos, deadline, now, router.policy.classes
 
     async def _forward(self, scope: dict[str, Any], receive: Any, send: Any, deadline: float, now: float,
                        status: list[int]) -> bool:  # fmt: skip
@@ -268,13 +242,6 @@ class ProxyDoor:
         if expired and hasattr(task, "uncancel"):  # Python >= 3.11: the door's cancellation is handled here
             task.uncancel()
         return not expired  # Serve's proxy may end quietly when cancelled: the door still answers
-
-    def _throttle(self, prefix: str, qos: str) -> AdaptiveThrottle:
-        key = (prefix, qos)
-        throttle = self.throttles.get(key)
-        if throttle is None:
-            throttle = self.throttles[key] = AdaptiveThrottle(K, WINDOW_S)
-        return throttle
 
 
 def _watch(send: Any, status: list[int], timer: asyncio.TimerHandle | None, expired: list[bool]) -> Any:

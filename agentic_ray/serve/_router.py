@@ -103,6 +103,7 @@ from agentic_ray.scheduling.routing_state import ReplicaReport, RoutingState
 from agentic_ray.scheduling.streams import stream_router_for
 from agentic_ray.scheduling.types import Request, Route, Shed, Wait
 from agentic_ray.serve import _door as door
+from agentic_ray.serve import _handle_throttle
 from agentic_ray.serve._hooks import DecisionEvent, NoopHook, hook_push, load_hook, register_policy, safe_record
 from agentic_ray.serve._http_auth import AuthError, HttpAuth
 from agentic_ray.serve._http_direct import (
@@ -249,6 +250,7 @@ class AgenticRequestRouter(RequestRouter):
         self.shadow_counts: dict[str, Any] | None = None
         self._tally: Any = None
         if deployment_id is not None:
+            _handle_throttle.register(deployment_id, self)  # ``serve.call`` throttles with this router's policy
             self._join_control_plane(f"{deployment_id.app_name}/{deployment_id.name}")
 
     def _join_control_plane(self, deployment: str) -> None:

@@ -22,7 +22,7 @@ def test_slope_is_the_least_squares_trend_per_second():
 def _soak(table: list[float], rss: list[float]) -> dict:
     return {"growth": {"driver_rss_mb": (max(rss[1:]) - rss[0]) / rss[0], "router_calls": 5.0},
             "table_entries_per_1k_requests": {"router_calls": bench._slope(_samples(x=table), "x") / 40.0 * 1000},
-            "rotated": True}  # fmt: skip
+            "rotated": True, "lost": 0, "hung": 0}  # fmt: skip
 
 
 def test_soak_floors_judge_resources_by_growth_and_tables_by_trend():
@@ -33,7 +33,7 @@ def test_soak_floors_judge_resources_by_growth_and_tables_by_trend():
     leak = [400.0 * i for i in range(6)]  # one entry per request at 40 requests/s, sampled every 10 s
     flat_rss = [100.0, 101.0, 102.0, 103.0, 104.0, 104.0]  # 4 %
     f = bench.floors({"faults": {}, "ladder": [], "soak": _soak(in_flight, flat_rss)})
-    assert f == {"soak_flat": True, "soak_tables_flat": True, "soak_logs_rotate": True}
+    assert f == {"soak_flat": True, "soak_tables_flat": True, "soak_logs_rotate": True, "soak_nothing_lost": True}
     assert not bench.floors({"faults": {}, "ladder": [], "soak": _soak(leak, flat_rss)})["soak_tables_flat"]
     grown = [100.0, 102.0, 104.0, 106.0, 108.0, 110.0]  # 10 %
     assert not bench.floors({"faults": {}, "ladder": [], "soak": _soak(in_flight, grown)})["soak_flat"]
@@ -63,3 +63,28 @@ def test_ladder_goodput_is_judged_against_the_peak_or_what_a_step_offered():
     rows[-1] = _step(10, 602.1, 53.4)
     rows[0] = _step(0.5, 31.6, 28.0)  # a collapse below capacity still counts: 0.886 of its offer
     assert not bench.floors({"faults": {}, "ladder": rows})["ladder_handle_goodput"]
+
+
+def test_the_soak_loses_nothing_over_handles_or_http():
+    soak = _soak([1.0, 2.0, 1.0, 2.0], [100.0, 100.0, 100.0, 100.0])
+    soak["http"] = {"lost": 0, "hung": 0}
+    assert bench.floors({"faults": {}, "ladder": [], "soak": soak})["soak_nothing_lost"]
+    soak["http"]["hung"] = 1
+    assert not bench.floors({"faults": {}, "ladder": [], "soak": soak})["soak_nothing_lost"]
+    soak["http"]["hung"], soak["lost"] = 0, 2
+    assert not bench.floors({"faults": {}, "ladder": [], "soak": soak})["soak_nothing_lost"]
+
+
+def test_refusal_p99_counts_refusals_only_and_can_leave_the_callers_own_out():
+    from agentic_ray.testing.ledger import Ledger
+
+    ledger = Ledger(1.0)
+    answers = [("Overloaded:throttled", 0.0001)] * 90 + [("Overloaded:queue_full", 0.004)] * 9
+    answers += [("Overloaded:class_cap", 0.020), ("BudgetExhausted:deadline_passed_in_queue", 0.5)]
+    for i, (detail, took) in enumerate(answers):
+        ledger.sent(i, "standard", 100.0, 101.0)
+        ledger.answered(i, 100.0 + took, "typed", detail)
+    # 100 refusals (the expired one is not a refusal): the 99th slowest is a 4 ms queue_full
+    assert bench.refusal_p99_ms(ledger) == pytest.approx(4.0)
+    # past the caller: 10 refusals, the p99 is the slowest, the 20 ms class_cap
+    assert bench.refusal_p99_ms(ledger, skip=bench.CALLER_REFUSALS) == pytest.approx(20.0)

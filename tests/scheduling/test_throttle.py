@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agentic_ray.scheduling.throttle import MIN_REQUESTS, AdaptiveThrottle, refusal_probability
+from agentic_ray.policies.types import QosClass, Shedding
+from agentic_ray.scheduling.throttle import MIN_REQUESTS, AdaptiveThrottle, ClassThrottles, refusal_probability
 
 
 class Draw:
@@ -127,3 +128,78 @@ def test_local_refusals_do_not_count_as_backend_misses():
         assert t.refuse(1.0, Draw(0.0), p=1.0)
     assert (t.requests, t.reached, t.accepts) == (25, 5, 5)
     assert t.miss_ratio(1.0) == 0.0  # the backend accepted all it saw
+
+
+CLASSES = {
+    "critical": QosClass("critical", 0, 150.0, Shedding.NEVER),
+    "standard": QosClass("standard", 1, 800.0, Shedding.WHEN_OVERLOADED),
+    "sheddable": QosClass("sheddable", 2, 5000.0, Shedding.FIRST),
+}
+
+
+def _gates(draw: float = 0.0) -> ClassThrottles:
+    gates = ClassThrottles(k=2.0, window_s=2.0)
+    gates.rng = Draw(draw)  # type: ignore[assignment]
+    return gates
+
+
+def test_class_throttles_refuse_a_class_the_backend_refuses_and_count_it():
+    gates = _gates(draw=0.5)
+    for _ in range(9):
+        gates.outcome("d", "standard", 1.0, accepted=False)
+    gates.outcome("d", "standard", 1.0, accepted=True)
+    # 10 requests, 1 accept: p = (10 - 2) / 11 = 0.727 > draw 0.5
+    assert gates.admit("d", CLASSES, CLASSES["standard"], 1.0) == pytest.approx(8 / 11)
+    assert gates.refused == {("d", "standard"): 1}
+    assert gates.stats(1.0)["d"]["standard"] == {
+        "requests": 11, "accepts": 1, "probability": round(9 / 12, 4), "refused_total": 1,
+    }  # fmt: skip
+    assert gates.throttle("d", "standard").requests == 11
+    assert gates.admit("other", CLASSES, CLASSES["standard"], 1.0) is None  # per backend
+    assert gates.admit("d", CLASSES, CLASSES["sheddable"], 1.0) is None  # per class: sheddable has no counts
+
+
+def test_class_throttles_never_refuse_a_never_shed_class():
+    gates = _gates(draw=0.0)
+    for _ in range(20):
+        gates.outcome("d", "critical", 1.0, accepted=False)
+    assert gates.admit("d", CLASSES, CLASSES["critical"], 1.0) is None
+    assert gates.refused == {}
+
+
+def test_class_throttles_need_min_requests_in_the_window_before_refusing():
+    # One refused call of a quiet caller: the book's formula alone would refuse the next one with p = 1/2.
+    gates = _gates(draw=0.0)
+    for _ in range(MIN_REQUESTS - 1):
+        gates.outcome("d", "standard", 1.0, accepted=False)
+    assert gates.admit("d", CLASSES, CLASSES["standard"], 1.0) is None
+    gates.outcome("d", "standard", 1.0, accepted=False)
+    assert gates.admit("d", CLASSES, CLASSES["standard"], 1.0) is not None
+    assert gates.admit("d", CLASSES, CLASSES["standard"], 4.0) is None  # the window slid past them
+
+
+def test_class_throttles_refuse_less_urgent_work_by_a_more_urgent_class_misses():
+    gates = _gates(draw=0.85)
+    for ok in [True] + [False] * 9:  # critical misses 0.9
+        gates.outcome("d", "critical", 1.0, ok)
+    for ok in [True] * 4 + [False] * 6:  # sheddable: backend misses 0.6, own p = 2/11 < draw
+        gates.outcome("d", "sheddable", 1.0, ok)
+    assert gates.admit("d", CLASSES, CLASSES["sheddable"], 1.0) == pytest.approx(0.9)
+
+
+def test_class_throttles_start_afresh_for_a_new_owner():
+    gates = _gates(draw=0.0)
+    owner, other = object(), object()
+    gates.bind("d", owner)
+    for _ in range(10):
+        gates.outcome("d", "standard", 1.0, accepted=False)
+    gates.bind("d", owner)  # the same owner keeps its counts
+    assert gates.admit("d", CLASSES, CLASSES["standard"], 1.0) is not None
+    gates.bind("d", other)
+    assert gates.throttle("d", "standard").requests == 0
+    assert gates.admit("d", CLASSES, CLASSES["standard"], 1.0) is None
+
+
+def test_class_throttles_refuse_bad_settings_at_construction():
+    with pytest.raises(ValueError, match="window_s"):
+        ClassThrottles(window_s=0.0)
