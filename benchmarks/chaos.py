@@ -712,7 +712,8 @@ def soak(cluster: Any, tmp: str, minutes: float, http_rps: float = SOAK_HTTP_RPS
                      "typed_errors": http_tally.typed_error, "untyped_errors": http_tally.untyped_error,
                      "lost": http_tally.lost, "hung": http_tally.hung,
                      "by_class": {q: _r(http_ledger.attainment(q)) for q in BUDGETS},
-                     "error_details": dict(sorted(http_tally.details.items()))},
+                     "error_details": dict(sorted(http_tally.details.items())),
+                     "failures": [r for r in http.get("records", []) if r["status"] in (0, 500, 502)][:20]},
             "decision_log_files": files, "rotated": any(f.endswith(".1") for f in files)}  # fmt: skip
 
 

@@ -91,8 +91,10 @@ class _Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def request(self, raw: bytes) -> tuple[int, float | None]:
-        """Send one request, read its response; ``(status, retry_after_s)``. Reconnects when closed."""
-        if self.writer is None or self.writer.is_closing():
+        """Send one request, read its response; ``(status, retry_after_s)``. Reconnects when closed, by
+        either side: a server closes a keep-alive connection idle past its timeout (Serve's proxies after
+        90 s), and reusing it would fail the request, as a pooling HTTP client checks before reuse."""
+        if self.writer is None or self.writer.is_closing() or (self.reader is not None and self.reader.at_eof()):
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
         self.writer.write(raw)

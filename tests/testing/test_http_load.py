@@ -117,3 +117,34 @@ def test_bad_fraction_sends_malformed_requests_labelled_bad():
 def test_open_loop_keeps_its_rate_when_the_server_is_slow():
     records, _ = _run({"duration_s": 1.0, "rate_rps": 100.0, "mix": {"critical": 1}, "seed": 3})
     assert 70 <= len(records) <= 130  # Poisson arrivals at 100/s for 1 s
+
+
+def test_a_pooled_connection_the_server_closed_while_idle_is_replaced_not_failed():
+    """The HTTP soak saw 3 of 12,039 requests fail with status 0: Serve's proxies close a keep-alive
+    connection idle for 90 s, and the open-loop pool reused such connections."""
+    from agentic_ray.testing.http_load import _Connection
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:  # a keep-alive timeout of 50 ms
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 0.05)
+                length = int(head.decode("latin-1").lower().split("content-length:")[1].split("\r\n")[0])
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def main() -> list[int]:
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        raw = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}"
+        async with srv:
+            conn = _Connection("127.0.0.1", port)
+            first, _ = await conn.request(raw)
+            await asyncio.sleep(0.3)  # the server has closed the idle connection
+            second, _ = await conn.request(raw)
+            conn.close()
+        return [first, second]
+
+    assert asyncio.run(main()) == [200, 200]
