@@ -220,6 +220,17 @@ def _deploy(path: str, scenario: Scenario, policy: Policy, timeout_s: float) -> 
     raise TimeoutError(f"the {path} demo service did not start within {timeout_s:.0f} s")
 
 
+def _send(path: str, handle: Any, payload: Any, qos: str, budget_ms: float) -> Any:
+    """One request of the replay: on the agentic path through ``agentic_ray.serve.call`` (the SDK's call
+    from async code: the class and budget as metadata, the caller-side throttle), on the default path a
+    plain handle call."""
+    if path != "agentic":
+        return handle.remote(payload)
+    from agentic_ray.serve import call
+
+    return call(handle, payload, qos=qos, budget_ms=budget_ms)
+
+
 async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario, policy: Policy,
                   options: LiveOptions, records: list[dict[str, Any]] | None = None) -> RunResult:  # fmt: skip
     budgets = dict(workload.class_budget_ms)
@@ -235,10 +246,9 @@ async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario
         payload = {"service_ms": {g: round(ms, 3) for g, ms in zip(groups, item.service_ms, strict=True)}}
         budget_ms = budgets[req.qos]
         sent = time.time()
-        kwargs = {"_agentic": {"qos": req.qos, "deadline": sent + budget_ms / 1000.0}} if path == "agentic" else {}
         outcome, reason, answer = "failed", "", None
         try:
-            answer = await asyncio.wait_for(handle.remote(payload, **kwargs), options.request_timeout_s)
+            answer = await asyncio.wait_for(_send(path, handle, payload, req.qos, budget_ms), options.request_timeout_s)
             outcome = "completed"
         except AdmissionError as exc:
             outcome, reason = "shed", exc.reason
