@@ -220,15 +220,19 @@ def _deploy(path: str, scenario: Scenario, policy: Policy, timeout_s: float) -> 
     raise TimeoutError(f"the {path} demo service did not start within {timeout_s:.0f} s")
 
 
-def _send(path: str, handle: Any, payload: Any, qos: str, budget_ms: float) -> Any:
-    """One request of the replay: on the agentic path through ``agentic_ray.serve.call`` (the SDK's call
-    from async code: the class and budget as metadata, the caller-side throttle), on the default path a
-    plain handle call."""
+async def _send(path: str, handle: Any, payload: Any, qos: str, budget_ms: float) -> Any:
+    """One request of the replay: on the agentic path through ``agentic_ray.serve.call`` inside a budget
+    scope of ``budget_ms`` (the SDK's call from async code: the class as metadata, the scope's deadline,
+    the caller-side throttle; a scope, not ``budget_ms=``, because a workload's budget is the class's up to
+    float rounding, and asking for more than the class's budget is refused), on the default path a plain
+    handle call."""
     if path != "agentic":
-        return handle.remote(payload)
+        return await handle.remote(payload)
+    from agentic_ray.sdk._tasks import budget
     from agentic_ray.serve import call
 
-    return call(handle, payload, qos=qos, budget_ms=budget_ms)
+    with budget(budget_ms):
+        return await call(handle, payload, qos=qos)
 
 
 async def _replay(path: str, handle: Any, workload: Workload, scenario: Scenario, policy: Policy,

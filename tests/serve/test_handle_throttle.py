@@ -1,6 +1,6 @@
 """Client-side throttling of handle calls on real Serve: while the router refuses most of a class,
 ``serve.call`` refuses that share in the caller (``Overloaded``, reason ``throttled``), never a class that
-is never shed; ``AGENTIC_CALL_THROTTLE=0`` turns it off."""
+is never shed; ``AGENTIC_CALL_THROTTLE=0`` turns it off. And the demo's replay calls through ``call``."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def slow_app(ray_cluster, tmp_path_factory):
 
     @ars.deployment(policy=str(path), slots=1, num_replicas=1, ray_actor_options={"num_cpus": 0})
     class Slow:
-        async def __call__(self) -> str:
+        async def __call__(self, payload: object = None) -> str:
             await asyncio.sleep(0.1)  # 10 calls/s: far below what the test offers
             return "ok"
 
@@ -93,3 +93,18 @@ def test_the_throttle_turns_off_in_the_callers_environment(slow_app, monkeypatch
     assert "throttled" not in outcomes and outcomes["ok"] < 60, outcomes
     after = _handle_throttle.stats()["throttle-test/Slow"]["standard"]["refused_total"]
     assert after == before
+
+
+def test_the_demo_replay_calls_within_a_budget_scope_so_float_noise_is_not_a_bigger_budget(slow_app):
+    """A workload's budget is its class's up to float rounding (deadline - arrival): asked as ``budget_ms``
+    it exceeds the class's and is refused (every critical request of serve_live's agreement run failed
+    with ``EntitlementError``); the replay's budget scope only ever shortens the class's deadline."""
+    import agentic_ray.serve as ars
+    from agentic_ray.demo._live import _send
+    from agentic_ray.errors import EntitlementError
+
+    noisy = 5000.0 * (1 + 1e-12)
+    with pytest.raises(EntitlementError):
+        asyncio.run(ars.call(slow_app, qos="critical", budget_ms=noisy))
+    assert asyncio.run(_send("agentic", slow_app, None, "critical", noisy)) == "ok"
+    assert asyncio.run(_send("default", slow_app, None, "critical", noisy)) == "ok"
