@@ -107,4 +107,3 @@ def test_the_demo_replay_calls_within_a_budget_scope_so_float_noise_is_not_a_big
     with pytest.raises(EntitlementError):
         asyncio.run(ars.call(slow_app, qos="critical", budget_ms=noisy))
     assert asyncio.run(_send("agentic", slow_app, None, "critical", noisy)) == "ok"
-    assert asyncio.run(_send("default", slow_app, None, "critical", noisy)) == "ok"
