@@ -13,11 +13,12 @@ see SECURITY.md; the binding keeps honest code inside its tenant, it does not co
 from __future__ import annotations
 
 import os
+from collections.abc import MutableMapping
 from typing import Any
 
 from agentic_ray.errors import EntitlementError
 
-__all__ = ["ENV", "bind", "bound", "resolve_tenant"]
+__all__ = ["ENV", "bind", "bound", "resolve_tenant", "run_as"]
 
 ENV = "AGENTIC_TENANT"
 _bound: str | None = os.environ.get(ENV) or None  # a job's workers are bound from their start
@@ -37,6 +38,13 @@ def bind(tenant: str | None) -> str | None:
 def bound() -> str | None:
     """The tenant this process is bound to (``None``: unbound)."""
     return _bound
+
+
+def run_as(policy: Any, meta: MutableMapping[str, Any]) -> None:
+    """In a bound process, set ``meta``'s ``tenant`` to the one its call runs as (``resolve_tenant``, which
+    may raise ``EntitlementError``); in an unbound one, leave ``meta`` as it is."""
+    if _bound is not None:
+        meta["tenant"] = resolve_tenant(policy, meta.get("tenant"))
 
 
 def resolve_tenant(policy: Any, requested: str | None) -> str | None:

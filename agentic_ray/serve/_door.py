@@ -85,7 +85,7 @@ from typing import Any
 
 from agentic_ray.scheduling.throttle import ClassThrottles
 from agentic_ray.serve._http_direct import caller_meta, scope_headers
-from agentic_ray.serve._meta import request_meta
+from agentic_ray.serve._meta import class_and_deadline
 
 __all__ = ["ENV", "GRPC_ENV", "IMPORT_PATH", "ProxyDoor", "door_stats", "enable", "middlewares", "seen"]
 
@@ -204,14 +204,10 @@ class ProxyDoor:
         self.gates.bind(prefix, router)  # a new router on the route starts with fresh counts
         try:
             headers = scope_headers(scope)
-            meta = caller_meta(router.http_auth, headers)
-            classification = router.policy.classify(request_meta(meta), now)
+            # a caller's earlier deadline (``x-deadline``) wins, as at the router
+            qos, deadline = class_and_deadline(router.policy, caller_meta(router.http_auth, headers), now)
         except Exception:  # bad input: the router answers it (400/401/403), as without the door
             return None
-        qos, deadline = classification.qos, classification.deadline
-        carried = meta.get("deadline")  # a caller's earlier deadline (``x-deadline``) wins, as at the router
-        if carried is not None:
-            deadline = min(deadline, float(carried))
         return prefix, qos, deadline, now, router.policy.classes
 
     async def _forward(self, scope: dict[str, Any], receive: Any, send: Any, deadline: float, now: float,

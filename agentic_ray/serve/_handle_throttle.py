@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 from agentic_ray import _identity
 from agentic_ray.errors import AdmissionError, Overloaded, ReplicaFailed
 from agentic_ray.scheduling.throttle import ClassThrottles
-from agentic_ray.serve._meta import request_meta
+from agentic_ray.serve._meta import class_and_deadline
 
 __all__ = ["ENV", "Ticket", "admit", "outcome", "register", "stats"]
 
@@ -80,20 +80,13 @@ def admit(handle: Any, meta: Mapping[str, Any], now: float) -> Ticket | None:
     router = _routers.get(key) if key is not None else None
     if router is None:
         return None
+    policy = router.policy
     try:
-        policy = router.policy
         asked = dict(meta)
-        if _identity.bound() is not None:  # as the router does for a bound process
-            tenant = _identity.resolve_tenant(policy, asked.get("tenant"))
-            if tenant is not None:
-                asked["tenant"] = tenant
-        classification = policy.classify(request_meta(asked), now)
+        _identity.run_as(policy, asked)  # as the router does for a bound process
+        qos, deadline = class_and_deadline(policy, asked, now)
     except Exception:  # bad input: the router answers it with its typed error
         return None
-    qos, deadline = classification.qos, classification.deadline
-    carried = meta.get("deadline")
-    if carried is not None:
-        deadline = min(deadline, float(carried))
     with _lock:
         _gates.bind(key, router)
         p = _gates.admit(key, policy.classes, qos, now)

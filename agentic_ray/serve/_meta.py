@@ -110,6 +110,18 @@ def request_meta(meta: Mapping[str, Any]) -> RequestMeta:
     return RequestMeta.from_mapping({k: meta[k] for k in _META_FIELDS if k in meta})
 
 
+def class_and_deadline(policy: Any, meta: Mapping[str, Any], now: float) -> tuple[Any, float]:
+    """The class ``policy`` gives the wire dict ``meta`` at ``now`` and the request's deadline: the class's,
+    or the caller's earlier one carried in ``meta`` (as the router keeps it). Raises what
+    ``policy.classify`` and ``request_meta`` raise for bad input."""
+    classification = policy.classify(request_meta(meta), now)
+    deadline = classification.deadline
+    carried = meta.get("deadline")
+    if carried is not None:
+        deadline = min(deadline, float(carried))
+    return classification.qos, deadline
+
+
 def meta_from_headers(headers: Mapping[str, str]) -> dict[str, Any]:
     """The wire dict of an HTTP request's headers (no deadline yet). Raises ``HeaderError``."""
     meta: dict[str, Any] = {}

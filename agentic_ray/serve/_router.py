@@ -458,10 +458,7 @@ class AgenticRequestRouter(RequestRouter):
                 kwargs[TRACE_KWARG] = carrier
         else:
             meta = pop_meta(kwargs)
-            if _identity._bound is not None:  # a handle call from a bound process runs as its tenant
-                tenant = _identity.resolve_tenant(self.policy, meta.get("tenant"))
-                if tenant is not None:
-                    meta["tenant"] = tenant
+            _identity.run_as(self.policy, meta)  # a handle call from a bound process runs as its tenant
         asked = request_meta(meta)
         if self._shadow is not None:
             self._asked = asked

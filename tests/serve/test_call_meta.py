@@ -8,7 +8,7 @@ import pytest
 from agentic_ray._budget import Deadline, deadline_scope
 from agentic_ray.policies import RequestMeta, default_policy
 from agentic_ray.serve._call import CALL_ID, call_meta
-from agentic_ray.serve._meta import to_request
+from agentic_ray.serve._meta import class_and_deadline, to_request
 
 
 def test_budget_ms_becomes_an_absolute_deadline_and_each_call_gets_an_id():
@@ -65,3 +65,16 @@ def test_a_stage_inside_a_workflow_run_gets_its_share_of_what_the_run_has_left()
         meta = call_meta({"workflow": "rag"}, now=10.0)
     assert meta["workflow_deadline"] == 10.6 and meta["deadline"] == 10.6
     assert "workflow_deadline" not in call_meta({"workflow": "rag"}, now=10.0)  # no run: none carried
+
+
+def test_the_door_and_the_handle_throttle_keep_the_earlier_of_the_class_and_the_carried_deadline():
+    policy = default_policy()
+    budget_s = policy.classes["critical"].budget_ms / 1000.0
+    qos, deadline = class_and_deadline(policy, {"qos": "critical"}, 100.0)
+    assert qos.name == "critical" and deadline == pytest.approx(100.0 + budget_s)
+    earlier = 100.0 + budget_s / 2
+    assert class_and_deadline(policy, {"qos": "critical", "deadline": earlier}, 100.0)[1] == earlier
+    later = 100.0 + budget_s * 2  # a carried deadline never stretches the class's
+    assert class_and_deadline(policy, {"qos": "critical", "deadline": later}, 100.0)[1] == pytest.approx(
+        100.0 + budget_s
+    )

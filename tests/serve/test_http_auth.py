@@ -156,6 +156,19 @@ def test_a_bound_process_runs_as_its_tenant_and_acts_only_for_those_listed(unbou
         _identity.resolve_tenant(policy, "umbrella")
 
 
+def test_run_as_writes_the_bound_tenant_into_a_calls_metadata_and_leaves_an_unbound_one(unbound):
+    policy = parse_policy(POLICY)
+    meta = {"qos": "critical", "tenant": "acme"}
+    _identity.run_as(policy, meta)
+    assert meta == {"qos": "critical", "tenant": "acme"}  # unbound: as named
+    _identity.bind("gateway")
+    meta = {"qos": "critical"}
+    _identity.run_as(policy, meta)
+    assert meta == {"qos": "critical", "tenant": "gateway"}
+    with pytest.raises(EntitlementError):
+        _identity.run_as(policy, {"tenant": "acme"})
+
+
 def test_the_job_environment_binds_and_cannot_be_contradicted(unbound, monkeypatch):
     monkeypatch.setenv(_identity.ENV, "acme")
     assert _identity.bind(None) == "acme" == _identity.bound()
