@@ -3,11 +3,14 @@ No Ray: manual times."""
 
 from __future__ import annotations
 
+import multiprocessing
+import re
+
 import pytest
 
 from agentic_ray._budget import Deadline, deadline_scope
 from agentic_ray.policies import RequestMeta, default_policy
-from agentic_ray.serve._call import CALL_ID, call_meta
+from agentic_ray.serve._call import CALL_ID, call_meta, new_call_id
 from agentic_ray.serve._meta import class_and_deadline, to_request
 
 
@@ -17,6 +20,23 @@ def test_budget_ms_becomes_an_absolute_deadline_and_each_call_gets_an_id():
     assert kwargs == {"other": 1}  # the agentic keywords moved into the metadata
     assert meta["deadline"] == 100.08 and meta["qos"] == "critical"
     assert meta[CALL_ID] != call_meta({}, now=100.0)[CALL_ID]
+
+
+def _child_ids(queue: multiprocessing.Queue) -> None:
+    queue.put([new_call_id() for _ in range(3)])
+
+
+def test_call_ids_are_unique_in_a_process_and_across_a_fork():
+    ids = [new_call_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids) and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_ids, args=(queue,))
+    child.start()
+    theirs = queue.get(timeout=30)
+    child.join(30)
+    assert not set(theirs) & set(ids)
+    assert {i[:16] for i in theirs} != {ids[0][:16]}  # the child drew its own prefix, not the parent's
 
 
 def test_the_enclosing_scope_wins_when_it_is_earlier_and_only_then():
