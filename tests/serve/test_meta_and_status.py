@@ -277,3 +277,48 @@ def test_the_door_answers_even_when_the_app_swallows_its_cancellation(monkeypatc
     door, _ = _door_in_front(quiet)
     sent = _run_door(door, [(b"x-qos", b"standard"), (b"x-budget-ms", b"30")])
     assert sent[0]["status"] == 504 and len(sent) == 2
+
+
+def test_the_door_refuses_the_least_urgent_class_first_while_the_proxy_loop_lags(door_registry):
+    import json
+
+    from agentic_ray.serve import _door
+
+    door, _ = _door_with({})
+    door.lag.ensure = lambda: None  # the lag is set by hand here, not measured
+    assert door.lag_target_ms == _door.DEFAULT_LAG_TARGET_MS == 20.0
+    door.lag.value_ms = 30.0  # above the least urgent level's 20 ms, below the next one's 40
+    status, body = _call(door, "sheddable")
+    assert status == 429 and body["error"] == "door_saturated" and "30 ms" in body["detail"]
+    assert _call(door, "standard") == (200, {}) and _call(door, "critical") == (200, {})
+    door.lag.value_ms = 50.0
+    assert _call(door, "standard")[1]["error"] == "door_saturated"
+    door.lag.value_ms = 10_000.0  # the most urgent, never-shed class is never refused for the lag
+    assert _call(door, "critical") == (200, {})
+    door.lag.value_ms = 5.0
+    assert _call(door, "sheddable") == (200, {})
+    stats = _door.door_stats()["/infer"]
+    assert stats["sheddable"]["saturated_total"] == 1 and stats["standard"]["saturated_total"] == 1
+    assert stats["critical"]["saturated_total"] == 0
+    assert json.loads(json.dumps(stats))  # plain numbers
+
+
+def test_the_door_lag_probe_measures_a_blocked_loop_and_is_off_at_inf(door_registry):
+    import asyncio
+    import math
+    import time
+
+    from agentic_ray.serve import _door
+
+    async def go() -> float:
+        lag = _door.LoopLag(probe_s=0.005)
+        lag.ensure()
+        await asyncio.sleep(0.02)
+        time.sleep(0.1)  # a request's work holding the loop
+        await asyncio.sleep(0.02)
+        return lag.value_ms
+
+    assert asyncio.run(go()) > 10.0  # ~95 ms late, smoothed with alpha 0.3
+    assert _door.ProxyDoor(None, lag_target_ms=math.inf).lag is None
+    assert _door._slack("inf", _door.DEFAULT_LAG_TARGET_MS) == math.inf
+    assert _door._slack("bad", _door.DEFAULT_LAG_TARGET_MS) == 20.0
