@@ -53,13 +53,12 @@ noisy neighbour 6 and 2 such requests against 20 and 4. Over Ray actor calls (th
 cancellations cost the saturated proxy more than they saved (4x: 31.5 and 43.4 against 51.6 and 50.2),
 so it was off by default until the transport changed.
 
-A class that is never shed is refused here only for its own misses: beyond twice what the deployment
-answers of it by the deadline, while it misses at least half of it (``scheduling.throttle``). Requests
-the door cannot classify (a bad header, an unknown class, a failed identification) go through: the
-router answers them 400/401/403 as before. So do requests to routes no agentic router registered, health
-checks (``/-/``) and websockets. A class the deployment serves is never refused for another class's
-misses: in a closed loop a client refused at once comes straight back, and without that condition 120
-closed-loop clients latched at 0 % critical attainment, the proxy answering ~1,000 refusals a second.
+A class that is never shed is never refused here. Requests the door cannot classify (a bad header, an
+unknown class, a failed identification) go through: the router answers them 400/401/403 as before. So do
+requests to routes no agentic router registered, health checks (``/-/``) and websockets. A class the
+deployment serves is never refused for another class's misses: in a closed loop a client refused at once
+comes straight back, and without that condition 120 closed-loop clients latched at 0 % critical
+attainment, the proxy answering ~1,000 refusals a second.
 
 Limits. A route is known by its prefix (the ASGI ``root_path`` Serve gives the router); a non-agentic
 application under a path beneath an agentic route's prefix (an agentic app at ``/`` and a plain one at

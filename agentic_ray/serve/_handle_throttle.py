@@ -15,11 +15,9 @@ deployment accepted (answered, by a result or the method's own exception, by the
 over the last ``WINDOW_S``. While the deployment accepts at least half of a class, every call of it goes
 through; beyond, a call is refused in the caller with probability ``(requests - 2 x accepts) /
 (requests + 1)`` (or a more urgent class's miss ratio while this class is mostly refused anyway), with
-``Overloaded(reason="throttled")``, before any of Serve's work. A never-shed class is refused here only
-for its own misses: beyond twice what the deployment answers of it, while it misses at least half
-(more of it than the deployment can take; at 10x capacity a fifth of the load is critical, twice the
-capacity). The call is classified with the live policy of this process's agentic router of the
-deployment (the router registers itself when Serve builds it, on the handle's first request); before it exists,
+``Overloaded(reason="throttled")``, before any of Serve's work. Never-shed classes are never refused
+here. The call is classified with the live policy of this process's agentic router of the deployment
+(the router registers itself when Serve builds it, on the handle's first request); before it exists,
 and for a call its policy cannot classify (the router answers that one), calls pass.
 
 Measured (chaos suite's quick handle ladder, 4 s steps, two alternating pairs on this two-core host):
@@ -74,7 +72,7 @@ def register(deployment_id: Any, router: Any) -> None:
 
 def admit(handle: Any, meta: Mapping[str, Any], now: float) -> Ticket | None:
     """Decide for a call on ``handle`` with wire metadata ``meta``: None when it is not throttled (off, no
-    router yet, unclassifiable, or let through); a ``Ticket`` when it goes through; raises
+    router yet, never-shed class, unclassifiable); a ``Ticket`` when it goes through; raises
     ``Overloaded(reason="throttled")`` when it is refused here."""
     if os.environ.get(ENV, "1") == "0":
         return None
