@@ -110,7 +110,7 @@ def door_registry():
     _door._doors.clear()
 
 
-def _door_in_front(app):
+def _door_in_front(app, **door_options):
     """A ``ProxyDoor`` in front of the ASGI ``app``, and a stand-in router (the default policy, no identity
     rules: what the door reads) registered on ``/infer``."""
     from agentic_ray.policies import default_policy
@@ -123,10 +123,10 @@ def _door_in_front(app):
 
     router = Router()
     _door.seen({"root_path": "/infer"}, router)
-    return _door.ProxyDoor(app), router
+    return _door.ProxyDoor(app, **door_options), router
 
 
-def _door_with(status_for: dict[str, int]):
+def _door_with(status_for: dict[str, int], **door_options):
     """``_door_in_front`` of an ASGI app answering each class with ``status_for[qos]`` (200 otherwise)."""
 
     async def app(scope, receive, send):
@@ -134,7 +134,7 @@ def _door_with(status_for: dict[str, int]):
         await send({"type": "http.response.start", "status": status_for.get(qos, 200), "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    return _door_in_front(app)
+    return _door_in_front(app, **door_options)
 
 
 def _run_door(door, headers: list[tuple[bytes, bytes]], path: str = "/infer") -> list[dict]:
@@ -281,9 +281,9 @@ def test_the_door_refuses_the_least_urgent_class_first_while_the_proxy_loop_lags
 
     from agentic_ray.serve import _door
 
-    door, _ = _door_with({})
+    assert _door_with({})[0].lag is None  # off by default
+    door, _ = _door_with({}, lag_target_ms=20.0)
     door.lag.ensure = lambda: None  # the lag is set by hand here, not measured
-    assert door.lag_target_ms == _door.DEFAULT_LAG_TARGET_MS == 20.0
     door.lag.value_ms = 30.0  # above the least urgent level's 20 ms, below the next one's 40
     status, body = _call(door, "sheddable")
     assert status == 429 and body["error"] == "door_saturated" and "30 ms" in body["detail"]
@@ -317,5 +317,5 @@ def test_the_door_lag_probe_measures_a_blocked_loop_and_is_off_at_inf(door_regis
 
     assert asyncio.run(go()) > 10.0  # ~95 ms late, smoothed with alpha 0.3
     assert _door.ProxyDoor(None, lag_target_ms=math.inf).lag is None
-    assert _door._slack("inf", _door.DEFAULT_LAG_TARGET_MS) == math.inf
-    assert _door._slack("bad", _door.DEFAULT_LAG_TARGET_MS) == 20.0
+    assert _door._slack("inf", 20.0) == math.inf and _door._slack("bad", 20.0) == 20.0
+    assert math.isinf(_door.DEFAULT_LAG_TARGET_MS)
