@@ -50,9 +50,10 @@ def test_sheddable_work_is_refused_once_every_node_closed_it_and_critical_still_
             refused = exc
         time.sleep(0.05)
     assert refused is not None, f"never refused after {len(refs)} sheddable tasks"
-    # 6 slots (cap 2 on each of 3 nodes) plus what arrives while the view catches up (~0.5 s of 20/s);
-    # without counting tasks queued in Ray (placed, not started) this took ~500 tasks here.
-    assert len(refs) <= 100, f"refused only after {len(refs)} tasks: queued work was not counted"
+    # 6 slots (cap 2 on each of 3 nodes) plus what arrives while the view catches up (~0.5 s of 20/s;
+    # 121 tasks once on a host half as fast); without counting tasks queued in Ray (placed, not started)
+    # this took ~500 tasks here.
+    assert len(refs) <= 200, f"refused only after {len(refs)} tasks: queued work was not counted"
     assert isinstance(refused, AdmissionError) and refused.reason == "node_caps"
     assert refused.retry_after_s is not None and refused.retry_after_s > 0
     view = agentic.cluster_view()

@@ -200,13 +200,14 @@ def test_caps_from_the_lease_reach_the_gates(plane):
         return None
 
     # Every replica's report gets its caps back within a report period; then sheddable work is refused
-    # at both gates (cap 0), while critical and standard work is still admitted.
-    assert wait_for(refused, timeout=20, what="a class_cap refusal") == "class_cap"
+    # at both gates (cap 0), while critical and standard work is still admitted. (On a slow host a router
+    # may also refuse sheddable work for the replicas' delay, ``host_saturated``: not what this checks.)
+    wait_for(lambda: refused() == "class_cap", timeout=20, what="a class_cap refusal")
     wait_for(lambda: all(refused() is not None for _ in range(6)), timeout=20, what="both gates capped")
     assert _call(handle, qos="critical") == "ok"
-    assert _call(handle, qos="standard") == "ok"
+    wait_for(lambda: _call(handle, qos="standard") == "ok", timeout=20, what="standard admitted")
     lease(False)
-    wait_for(lambda: all(refused() is None for _ in range(4)), timeout=20, what="caps lifted")
+    wait_for(lambda: all(refused() != "class_cap" for _ in range(4)), timeout=20, what="caps lifted")
 
 
 def test_one_http_request_is_followed_by_its_id_through_ingress_router_gate_and_completion(plane):
