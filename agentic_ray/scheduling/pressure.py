@@ -74,9 +74,13 @@ class PressureRule:
 
     def threshold_ms(self, request: Request) -> float | None:
         """The delay above which ``request`` is refused here (None: never)."""
-        if request.shedding is Shedding.NEVER:
+        return self.threshold_for(request.priority, request.shedding)
+
+    def threshold_for(self, priority: int, shedding: Shedding) -> float | None:
+        """The delay above which work of ``priority`` and ``shedding`` is refused (None: never)."""
+        if shedding is Shedding.NEVER:
             return None
-        return self.thresholds.get(request.priority)
+        return self.thresholds.get(priority)
 
 
 class TripDelay:

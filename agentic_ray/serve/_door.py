@@ -98,7 +98,7 @@ import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from agentic_ray.policies.types import QosClass, Shedding
+from agentic_ray.policies.types import QosClass
 from agentic_ray.scheduling.pressure import PressureRule
 from agentic_ray.scheduling.throttle import ClassThrottles
 from agentic_ray.serve._http_direct import caller_meta, scope_headers
@@ -250,12 +250,12 @@ class ProxyDoor:
 
     def _lag_limit_ms(self, classes: Mapping[str, QosClass], qos: QosClass) -> float | None:
         """The proxy's loop lag above which ``qos`` is refused here (None: never; starts the probe)."""
-        if self.lag is None or qos.shedding is Shedding.NEVER:
+        if self.lag is None:
             return None
         self.lag.ensure()
         if self._rules is None or self._rules[0] is not classes:
             self._rules = (classes, PressureRule(self.lag_target_ms, (c.priority for c in classes.values())))
-        return self._rules[1].thresholds.get(qos.priority)
+        return self._rules[1].threshold_for(qos.priority, qos.shedding)
 
     def _classify(self, scope: dict[str, Any]) -> tuple[str, Any, float, float, Any] | None:
         """``(route prefix, class, deadline, now, the policy's classes)`` for a request the door gates; None
@@ -340,39 +340,32 @@ def _match(path: str, now: float) -> str | None:
     return best
 
 
+async def _answer(send: Any, status: int, error: str, qos: str, detail: str, retry_after: bool) -> None:
+    """Answer ``status`` with a JSON body (``error``, ``qos``, no rule ids, ``detail``), and ``Retry-After:
+    1`` when ``retry_after``."""
+    body = json.dumps({"error": error, "qos": qos, "rule_ids": [], "detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if retry_after:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def _refuse(send: Any, qos: str, probability: float) -> None:
     """Answer 429 with ``Retry-After: 1`` and a JSON body naming the door's throttle."""
-    body = json.dumps({
-        "error": "door_throttled", "qos": qos, "rule_ids": [],
-        "detail": f"the deployment refuses most {qos} requests now; refused at the proxy with probability "
-                  f"{probability:.2f} (adaptive throttling)",
-    }).encode()  # fmt: skip
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"retry-after", b"1")]  # fmt: skip
-    await send({"type": "http.response.start", "status": 429, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    detail = (f"the deployment refuses most {qos} requests now; refused at the proxy with probability "
+              f"{probability:.2f} (adaptive throttling)")  # fmt: skip
+    await _answer(send, 429, "door_throttled", qos, detail, retry_after=True)
 
 
 async def _saturated(send: Any, qos: str, lag_ms: float) -> None:
     """Answer 429 with ``Retry-After: 1``: the proxy itself is saturated (its event loop lags)."""
-    body = json.dumps({
-        "error": "door_saturated", "qos": qos, "rule_ids": [],
-        "detail": f"the proxy is saturated (its event loop runs {lag_ms:.0f} ms late); {qos} requests are "
-                  "refused first",
-    }).encode()  # fmt: skip
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"retry-after", b"1")]  # fmt: skip
-    await send({"type": "http.response.start", "status": 429, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    detail = f"the proxy is saturated (its event loop runs {lag_ms:.0f} ms late); {qos} requests are refused first"
+    await _answer(send, 429, "door_saturated", qos, detail, retry_after=True)
 
 
 async def _deadline_exceeded(send: Any, qos: str, budget_s: float, slack_s: float) -> None:
     """Answer 504 with a JSON body: no answer had begun ``slack_s`` after the deadline."""
-    body = json.dumps({
-        "error": "deadline_exceeded", "qos": qos, "rule_ids": [],
-        "detail": f"no answer within the request's budget ({budget_s * 1000.0:.0f} ms) and "
-                  f"{slack_s:g} s more; cancelled at the proxy",
-    }).encode()  # fmt: skip
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 504, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    detail = (f"no answer within the request's budget ({budget_s * 1000.0:.0f} ms) and {slack_s:g} s more; "
+              "cancelled at the proxy")  # fmt: skip
+    await _answer(send, 504, "deadline_exceeded", qos, detail, retry_after=False)

@@ -176,6 +176,7 @@ def test_the_door_refuses_what_the_deployment_keeps_refusing_and_never_a_never_s
     statuses = [_call(door, "sheddable") for _ in range(60)]
     refused = [b for s, b in statuses if b.get("error") == "door_throttled"]
     assert refused and len(refused) < 60  # some pass, so the router keeps deciding
+    assert all("probability" in b["detail"] and b["qos"] == "sheddable" and b["rule_ids"] == [] for b in refused)
     assert all(s == 429 for s, _ in statuses)
     # never shed: never refused here, even while the deployment misses every one
     assert all(_call(door, "critical") == (504, {}) for _ in range(20))
@@ -221,6 +222,8 @@ def test_the_door_answers_504_when_nothing_answered_by_the_deadline_and_cancels_
     assert sent[0]["status"] == 504 and cancelled == [True]
     body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
     assert body["error"] == "deadline_exceeded" and body["qos"] == "standard" and "50 ms" in body["detail"]
+    headers = dict(sent[0]["headers"])
+    assert b"retry-after" not in headers and int(headers[b"content-length"]) == len(sent[1]["body"])
     stats = _door.door_stats()["/infer"]["standard"]
     assert stats["timed_out_total"] == 1 and stats["accepts"] == 0 and stats["requests"] == 1
     # a never-shed class too: its deadline passed, and the door ends it the same way
@@ -285,8 +288,10 @@ def test_the_door_refuses_the_least_urgent_class_first_while_the_proxy_loop_lags
     door, _ = _door_with({}, lag_target_ms=20.0)
     door.lag.ensure = lambda: None  # the lag is set by hand here, not measured
     door.lag.value_ms = 30.0  # above the least urgent level's 20 ms, below the next one's 40
-    status, body = _call(door, "sheddable")
-    assert status == 429 and body["error"] == "door_saturated" and "30 ms" in body["detail"]
+    sent = _run_door(door, [(b"x-qos", b"sheddable")])
+    body = json.loads(sent[1]["body"])
+    assert sent[0]["status"] == 429 and body["error"] == "door_saturated" and "30 ms" in body["detail"]
+    assert dict(sent[0]["headers"])[b"retry-after"] == b"1"
     assert _call(door, "standard") == (200, {}) and _call(door, "critical") == (200, {})
     door.lag.value_ms = 50.0
     assert _call(door, "standard")[1]["error"] == "door_saturated"
