@@ -335,7 +335,9 @@ class AgenticRequestRouter(RequestRouter):
 
     def _rebuild(self, replicas: list[RunningReplica]) -> None:
         now = time.time()
-        self.state.update_replicas([_report(r) for r in replicas], now)
+        reports = [_report(r) for r in replicas]
+        self.state.update_replicas(reports, now)
+        self.door_slots = sum(r.metadata.slots for r in reports)  # the proxy's door sizes its limit by it
         self._by_key = {_replica_key(r.replica_id): r for r in replicas}
         for gone in set(self._breaker_states) - set(self._by_key):
             self._breaker_states.pop(gone, None)

@@ -1,0 +1,206 @@
+"""The proxy door's in-flight limit: requests beyond it wait at the door, most urgent first (pure ASGI)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+
+@pytest.fixture
+def door_registry(monkeypatch):
+    """The door module's registries emptied after the test; limits as small as the slots ask for."""
+    from agentic_ray.serve import _door
+
+    monkeypatch.setattr(_door, "MIN_INFLIGHT", 1)
+    yield
+    _door._routes.clear()
+    _door._doors.clear()
+
+
+class _App:
+    """An ASGI app that holds each request until ``free`` is set for it, and records the order of entry."""
+
+    def __init__(self) -> None:
+        self.entered: list[str] = []
+        self.free: dict[str, asyncio.Event] = {}
+
+    async def __call__(self, scope, receive, send):
+        name = dict(scope["headers"])[b"x-name"].decode()
+        self.entered.append(name)
+        await self.free.setdefault(name, asyncio.Event()).wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    def release(self, name: str) -> None:
+        self.free.setdefault(name, asyncio.Event()).set()
+
+
+def _door_for(app, slots: int, **options):
+    from agentic_ray.policies import default_policy
+    from agentic_ray.serve import _door
+    from agentic_ray.serve._http_auth import HttpAuth
+
+    class Router:
+        policy = default_policy()
+        http_auth = HttpAuth.from_config(None)
+        door_slots = slots
+
+    _door.seen({"root_path": "/infer"}, Router())
+    return _door.ProxyDoor(app, **options)
+
+
+async def _request(door, name: str, qos: str, budget_ms: float | None = None) -> tuple[int, dict]:
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    headers = [(b"x-qos", qos.encode()), (b"x-name", name.encode())]
+    if budget_ms is not None:
+        headers.append((b"x-budget-ms", str(budget_ms).encode()))
+    await door({"type": "http", "path": "/infer", "root_path": "", "headers": headers}, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], json.loads(body or b"{}")
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def _one_inside(name: str, qos: str):
+    """An app, a door with a limit of one in front of it, and a request of ``qos`` inside (its task)."""
+    app = _App()
+    door = _door_for(app, slots=1, inflight_per_slot=1.0)
+    task = asyncio.create_task(_request(door, name, qos))
+    await _settle()
+    return app, door, task
+
+
+def test_requests_past_the_limit_wait_and_the_more_urgent_goes_in_first(door_registry):
+    from agentic_ray.serve import _door
+
+    async def go():
+        app, door, first = await _one_inside("first", "sheddable")
+        waiters = [asyncio.create_task(_request(door, n, q)) for n, q in
+                   (("shed", "sheddable"), ("crit", "critical"), ("std", "standard"))]  # fmt: skip
+        await _settle()
+        # critical (never shed) goes in at once, counted; the others wait at the door, before Serve's path
+        assert app.entered == ["first", "crit"]
+        assert _door.door_stats()["/infer"]["*"] == {"limit": 1, "inflight": 2, "waiting": 2}
+        for name in ("first", "crit", "std", "shed"):
+            app.release(name)
+            await _settle()
+        results = await asyncio.wait_for(asyncio.gather(first, *waiters), 10)
+        assert app.entered == ["first", "crit", "std", "shed"]
+        assert [s for s, _ in results] == [200, 200, 200, 200]
+        stats = _door.door_stats()["/infer"]
+        assert stats["*"] == {"limit": 1, "inflight": 0, "waiting": 0}
+        # the throttle judges the deployment by what went in at once, not by requests held at the door
+        assert stats["sheddable"]["requests"] == 1 and stats["standard"].get("requests", 0) == 0
+
+    asyncio.run(go())
+
+
+def test_a_waiter_past_its_deadline_gets_504_and_a_full_queue_refuses_the_least_urgent(monkeypatch, door_registry):
+    from agentic_ray.serve import _door
+
+    monkeypatch.setattr(_door, "WAITING_PER_INFLIGHT", 1)
+
+    async def go():
+        app, door, first = await _one_inside("first", "sheddable")
+        late = await asyncio.wait_for(_request(door, "late", "standard", budget_ms=30), 10)
+        assert late[0] == 504 and late[1]["error"] == "deadline_exceeded" and "door" in late[1]["detail"]
+        shed = asyncio.create_task(_request(door, "shed", "sheddable"))
+        await _settle()
+        std = asyncio.create_task(_request(door, "std", "standard"))  # displaces the sheddable waiter
+        status, body = await asyncio.wait_for(shed, 10)
+        assert status == 429 and body["error"] == "door_queue_full" and body["qos"] == "sheddable"
+        refused = await asyncio.wait_for(_request(door, "shed2", "sheddable"), 10)  # not more urgent: refused
+        assert refused[0] == 429 and refused[1]["error"] == "door_queue_full"
+        crit = asyncio.create_task(_request(door, "crit", "critical"))  # never shed: never refused, waits
+        await _settle()
+        app.release("first")
+        app.release("crit")
+        app.release("std")
+        assert [(await asyncio.wait_for(t, 10))[0] for t in (first, crit, std)] == [200, 200, 200]
+        assert app.entered == ["first", "crit", "std"]
+        stats = _door.door_stats()["/infer"]
+        assert stats["standard"]["timed_out_total"] == 1 and stats["sheddable"]["door_full_total"] == 2
+        assert stats["critical"]["door_full_total"] == 0 and stats["*"]["inflight"] == 0
+
+    asyncio.run(go())
+
+
+def test_a_client_that_leaves_while_waiting_or_inside_frees_its_place(door_registry):
+    from agentic_ray.serve import _door
+
+    async def go():
+        app, door, inside = await _one_inside("inside", "standard")
+        waiting = asyncio.create_task(_request(door, "waiting", "standard"))
+        await _settle()
+        waiting.cancel()  # the client went away at the door
+        inside.cancel()  # and one inside Serve's path
+        await asyncio.gather(waiting, inside, return_exceptions=True)
+        assert _door.door_stats()["/infer"]["*"] == {"limit": 1, "inflight": 0, "waiting": 0}
+        app.release("next")
+        assert await asyncio.wait_for(_request(door, "next", "sheddable"), 10) == (200, {})
+
+    asyncio.run(go())
+
+
+def test_the_limit_follows_the_routes_slots_and_is_off_at_zero(monkeypatch, door_registry):
+    from agentic_ray.serve import _door
+
+    async def go():
+        app = _App()
+        door = _door_for(app, slots=3, inflight_per_slot=2.0)
+        app.release("a")
+        assert await _request(door, "a", "standard") == (200, {})
+        assert _door.door_stats()["/infer"]["*"]["limit"] == 6
+        monkeypatch.setattr(_door, "MIN_INFLIGHT", 16)  # the default least limit
+        assert await _request(door, "a", "standard") == (200, {})
+        assert _door.door_stats()["/infer"]["*"]["limit"] == 16
+        plain = _door.ProxyDoor(app, inflight_per_slot=0.0)
+        assert await _request(plain, "a", "standard") == (200, {}) and plain.limits == {}
+
+    asyncio.run(go())
+    assert _door._slack("0", 2.0) == 0.0 and _door._slack(None, 2.0) == 2.0
+
+
+def test_a_waiter_without_the_time_an_answer_takes_is_answered_504_at_the_door(door_registry):
+    from agentic_ray.serve import _door
+
+    async def go():
+        app = _App()
+        door = _door_for(app, slots=1, inflight_per_slot=1.0)
+        app.release("quick")
+        assert await _request(door, "quick", "standard") == (200, {})
+        assert 0.0 < door.path_s["/infer"] < 1.0  # learnt from the answer
+        first = asyncio.create_task(_request(door, "first", "standard"))
+        await _settle()
+        door.path_s["/infer"] = 0.05
+        # 60 ms of budget and answers take 50: it gives up at 10 ms, not at its deadline
+        loop = asyncio.get_running_loop()
+        at = loop.time()
+        status, body = await asyncio.wait_for(_request(door, "short", "standard", budget_ms=60), 10)
+        assert (status, body["error"]) == (504, "deadline_exceeded") and loop.time() - at < 0.05
+        # let in only after answers started taking longer than it has left: 504, and its place goes on
+        door.path_s["/infer"] = 0.0
+        late = asyncio.create_task(_request(door, "late", "standard", budget_ms=100))
+        after = asyncio.create_task(_request(door, "after", "sheddable"))
+        await _settle()
+        door.path_s["/infer"] = 0.5
+        await asyncio.sleep(0.02)
+        app.release("first")
+        app.release("after")
+        assert (await asyncio.wait_for(late, 10))[0] == 504
+        assert await asyncio.wait_for(after, 10) == (200, {}) and await first == (200, {})
+        assert "late" not in app.entered and _door.door_stats()["/infer"]["standard"]["timed_out_total"] == 2
+
+    asyncio.run(go())
