@@ -26,9 +26,9 @@ refused here at least in the share of a more urgent class's requests the deploym
 (``throttle.refusal_probability``): less urgent work is turned away first, before it adds to what
 delays critical work in Serve's path.
 
-In-flight limit (``AGENTIC_PROXY_INFLIGHT_PER_SLOT``, default ``2``; ``0`` turns it off). Past the
+In-flight limit (``AGENTIC_PROXY_INFLIGHT_PER_SLOT``, default ``3``; ``0`` turns it off). Past the
 door, every request shares the proxy's event loop and Serve's queues first come, first served. So the
-door lets at most twice the route's replica slots (``door_slots``, which its router sums from what the
+door lets at most three times the route's replica slots (``door_slots``, which its router sums from what the
 replicas publish; at least ``MIN_INFLIGHT``) into Serve's path at once, per proxy. The rest wait at the
 door, where a waiting request costs a future and a timer, and go in by class priority, then deadline
 (``scheduling.inflight.InflightQueue``). A class that is never shed goes in at once but counts, so less
@@ -37,20 +37,24 @@ that the least urgent is refused, 429 ``{"error": "door_queue_full"}``. A waiter
 closer than the time an answer takes once past the door (``path_s``, smoothed) is answered 504 at the
 door instead of being sent to miss. Held requests are not counted by the throttle: their wait is the
 door's doing, not the deployment's, and refusing closed-loop clients for it brings them straight back.
-Measured on two slow cores (``http_front_door``'s example, 16 s runs, on and off alternating, five
-pairs; the last with this code, the others with a tighter limit for few slots or without the path-time
-check, neither of which changes this example):
+Measured on two slow cores (``http_front_door``'s example, 16 s runs; not stored benchmarks), first at
+twice the slots, on and off alternating (five pairs, the last with this code, the others with a tighter
+limit for few slots or without the path-time check, neither of which changes this example):
 
 - 120 closed-loop clients: 94.5, 86.8, 105.2, 98.7 and 104.1 requests/s in budget, critical 98.1-99.7 %,
   against 1.9, 5.5, 1.8, 92.1 and 3.5/s without (critical 0 % in four, 51 % in one: the door's throttle
   latched, refusing standard and sheddable ~400 times a second to clients that came straight back);
 - 60 clients: 114.2, 107.2, 116.2, 125.4 and 108.4/s (mean 114.3), critical 89.0-100 % (100 % in two),
-  against 120.1, 110.3, 123.2, 127.1 and 127.8/s (mean 121.7), critical 85.3-98.4 %: about 6 % less
-  goodput for more of critical in budget;
-- open loop (the chaos suite's quick HTTP ladder, three one-slot replicas, two pairs): equal within the
-  noise up to 4x (4x: 36.8 and 16.0 against 33.2, 19.0 and 26.8), lower at 10x (13.0 and 7.2 against
-  18.0, 11.0 and 28.0 in three runs), where the critical class alone is twice the capacity and fills
-  the limit.
+  against 120.1, 110.3, 123.2, 127.1 and 127.8/s (mean 121.7), critical 85.3-98.4 %: less goodput for
+  more of critical in budget. Then two, three and four times the slots, alternating 3/2/4/4/2/3: at 60
+  clients 115.4 and 114.2/s (critical 98.3 and 98.6 %) at 2x, 116.4 and 142.6 (99.0 and 99.5 %) at 3x,
+  129.5 and 128.7 (98.5 and 100 %) at 4x; at 120 clients critical 99.2 and 99.2 %, 71.4 and 98.1 %,
+  97.7 and 95.2 %, goodput 83.4-107.3 in all. Three is the default: the limit must also cover requests
+  in transit between the proxy and the replicas, which a slow host makes longer;
+- open loop (the chaos suite's quick HTTP ladder, three one-slot replicas, where the limit is its floor of
+  16, two pairs): equal within the noise up to 4x (4x: 36.8 and 16.0 against 33.2, 19.0 and 26.8), lower
+  at 10x (13.0 and 7.2 against 18.0, 11.0 and 28.0 in three runs), where the critical class alone is
+  twice the capacity and fills the limit.
 
 Saturation (``AGENTIC_PROXY_LAG_TARGET_MS``, milliseconds; off by default). The throttles react to what
 the deployment refused over the last seconds; when the proxy itself is the bottleneck (its event loop
@@ -158,7 +162,7 @@ LAG_ENV = "AGENTIC_PROXY_LAG_TARGET_MS"  # the least urgent class is refused abo
 DEFAULT_LAG_TARGET_MS = math.inf  # off unless asked for (module docstring: it did not help when measured)
 LAG_TARGET_MS = _slack(os.environ.get(LAG_ENV), DEFAULT_LAG_TARGET_MS)
 INFLIGHT_ENV = "AGENTIC_PROXY_INFLIGHT_PER_SLOT"  # in-flight limit per replica slot of the route; 0: none
-INFLIGHT_PER_SLOT = _slack(os.environ.get(INFLIGHT_ENV), 2.0)
+INFLIGHT_PER_SLOT = _slack(os.environ.get(INFLIGHT_ENV), 3.0)
 PATH_ALPHA = 0.1  # smoothing of the time an answer takes once past the door
 MIN_INFLIGHT = 16  # the least in-flight limit: few slots of short calls need more than 2 each in flight
 WAITING_PER_INFLIGHT = 8  # requests that may be shed held at the door, per unit of the in-flight limit
