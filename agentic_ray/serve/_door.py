@@ -164,8 +164,8 @@ LAG_TARGET_MS = _slack(os.environ.get(LAG_ENV), DEFAULT_LAG_TARGET_MS)
 INFLIGHT_ENV = "AGENTIC_PROXY_INFLIGHT_PER_SLOT"  # in-flight limit per replica slot of the route; 0: none
 INFLIGHT_PER_SLOT = _slack(os.environ.get(INFLIGHT_ENV), 3.0)
 PATH_ALPHA = 0.1  # smoothing of the time an answer takes once past the door
-MIN_INFLIGHT = 16  # the least in-flight limit: few slots of short calls need more than 2 each in flight
-WAITING_PER_INFLIGHT = 8  # requests that may be shed held at the door, per unit of the in-flight limit
+MIN_INFLIGHT = 16  # the least in-flight limit: few slots of short calls need more than 3 each in flight
+WAITING_PER_INFLIGHT = 8  # requests held at the door at most, per unit of the in-flight limit
 PROBE_S = 0.02  # how often the door's probe measures the proxy's event loop
 
 ROUTE_TTL_S = 5.0  # a route whose router has classified no request for this long is not gated
@@ -293,7 +293,8 @@ class ProxyDoor:
             key = (prefix, qos.name)
             if entered == "expired":
                 self.timed_out[key] = self.timed_out.get(key, 0) + 1
-                return await _deadline_exceeded(send, qos.name, deadline - now, 0.0, "held at the proxy's door")
+                where = "held at the proxy's door until too little of it was left"
+                return await _deadline_exceeded(send, qos.name, deadline - now, 0.0, where)
             self.door_full[key] = self.door_full.get(key, 0) + 1
             return await _door_full(send, qos.name)
         status: list[int] = []
