@@ -24,7 +24,8 @@ JSON): their statuses, whether any replica restarted, and the good requests' p99
 them, measured twice. Closed loop at 20 clients, as before: there a malformed request is answered at
 once and its client comes straight back, so fewer good requests wait at a time and the good p99 moves
 with the number of clients waiting, not with what the bad requests cost. Open loop (the verdict): good
-requests at ``BAD_GOOD_RPS`` in both runs (the run with bad input sends 1/0.9 of that rate, one in ten
+requests at ``bad_input_rate`` in both runs (half the best goodput of the round's ``agentic`` levels, at
+most ``BAD_GOOD_RPS``: below saturation on any host; the run with bad input sends 1/0.9 of that rate, one in ten
 malformed), in pairs whose order alternates (clean-dirty, dirty-clean); the floor is judged on the
 median of the pairs' p99 ratios.
 
@@ -55,7 +56,7 @@ BUDGETS = {"critical": 100.0, "standard": 500.0, "sheddable": 2000.0}
 MIX = "critical=0.2,standard=0.4,sheddable=0.4"
 SERVICE_S = 0.02
 SLOTS, REPLICAS = 4, 2
-BAD_GOOD_RPS = 100.0  # the good requests' rate of the open-loop bad-input pairs (about half the best goodput)
+BAD_GOOD_RPS = 100.0  # the most good requests/s of the open-loop bad-input pairs (``bad_input_rate``)
 PATHS = ("agentic", "agentic_ingress", "ingress_before", "serve_default", "serve_tuned")
 
 
@@ -178,10 +179,11 @@ def run(quick: bool, rounds: int, only: tuple[str, ...] | None = None) -> dict[s
                     before = _replica_pids(path)
                     clean = _load(route, 20, duration, warmup, seed=7 + rnd)
                     dirty = _load(route, 20, duration, warmup, bad=0.1, seed=7 + rnd)
-                    pairs = _open_loop_pairs(route, duration, warmup, rnd)
+                    rate = bad_input_rate([r[-1]["goodput_rps"] for r in results[path].values() if r])
+                    pairs = _open_loop_pairs(route, duration, warmup, rnd, rate)
                     after = _replica_pids(path)
                     bad_input.append({
-                        "open_loop_pairs": pairs,
+                        "open_loop_pairs": pairs, "good_rps": rate,
                         "clean_good_p99_ms": clean["good_p99_ms"], "dirty_good_p99_ms": dirty["good_p99_ms"],
                         "clean_critical_p99_ms": clean["critical_good_p99_ms"],
                         "dirty_critical_p99_ms": dirty["critical_good_p99_ms"],
@@ -198,16 +200,24 @@ def run(quick: bool, rounds: int, only: tuple[str, ...] | None = None) -> dict[s
             "duration_s": duration, "warmup_s": warmup, "rounds": rounds}  # fmt: skip
 
 
-def _open_loop_pairs(route: str, duration: float, warmup: float, rnd: int) -> list[tuple[float, float, dict]]:
-    """Two pairs ``(clean good p99, dirty good p99, dirty's statuses of bad requests)`` at ``BAD_GOOD_RPS``
-    good requests/s, the first pair clean first, the second dirty first."""
+def bad_input_rate(goodputs: list[float]) -> float:
+    """Good requests/s for the open-loop bad-input pairs: half the best of ``goodputs``, between 20 and
+    ``BAD_GOOD_RPS``. Near saturation a p99 measures queueing, not what the bad requests cost: on a host
+    whose best was 126/s, 100/s gave pairs of -14.7 % and +336.7 %."""
+    return min(BAD_GOOD_RPS, max(20.0, max(goodputs, default=0.0) / 2.0))
+
+
+def _open_loop_pairs(route: str, duration: float, warmup: float, rnd: int,
+                     rate: float) -> list[tuple[float, float, dict]]:  # fmt: skip
+    """Two pairs ``(clean good p99, dirty good p99, dirty's statuses of bad requests)`` at ``rate`` good
+    requests/s, the first pair clean first, the second dirty first."""
     pairs = []
     for k, dirty_first in enumerate((False, True)):
         seed = 500 + 10 * rnd + k
         runs = {}
         for dirty in (dirty_first, not dirty_first):
-            rate = BAD_GOOD_RPS / 0.9 if dirty else BAD_GOOD_RPS
-            runs[dirty] = _load(route, 0, duration, warmup, bad=0.1 if dirty else 0.0, seed=seed, rate=rate)
+            sent = rate / 0.9 if dirty else rate
+            runs[dirty] = _load(route, 0, duration, warmup, bad=0.1 if dirty else 0.0, seed=seed, rate=sent)
         pairs.append((runs[False]["good_p99_ms"], runs[True]["good_p99_ms"],
                       runs[True]["classes"].get("bad", {}).get("statuses", {})))  # fmt: skip
     return pairs
@@ -299,11 +309,13 @@ def markdown(raw: dict[str, Any], summary: dict[str, Any], meta: dict[str, Any])
                          f"{b.get('dirty_critical_p99_ms', float('nan')):.1f} | "
                          f"{b['clean_goodput_rps']:.1f} / {b['dirty_goodput_rps']:.1f} | {b['bad_statuses']} | "
                          f"{b['bad_p99_ms']:.1f} | {b['replicas_restarted']} of {b['replicas_before']} |")  # fmt: skip
-        lines += ["", f"Open loop, good requests at {BAD_GOOD_RPS:.0f}/s in both runs of a pair (pairs alternate "
-                  "their order): p99 of good answers, clean / with bad (ms):", ""]  # fmt: skip
+        lines += ["", "Open loop, good requests at half the round's best goodput (at most "
+                  f"{BAD_GOOD_RPS:.0f}/s) in both runs of a pair (pairs alternate their order): p99 of good answers, "
+                  "clean / with bad (ms):", ""]  # fmt: skip
         for i, b in enumerate(raw["bad_input"]):
             for c, d, sts in b.get("open_loop_pairs", ()):
-                lines.append(f"- round {i}: {c:.1f} / {d:.1f} ({d / c - 1:+.1%}), bad statuses {sts}")
+                lines.append(f"- round {i}, {b.get('good_rps', BAD_GOOD_RPS):.0f}/s: {c:.1f} / {d:.1f} "
+                             f"({d / c - 1:+.1%}), bad statuses {sts}")  # fmt: skip
         bf = f.get("bad_input") or {}
         if bf:
             lines += ["", f"Floor (bad input): median p99 ratio {bf['median_ratio']:.3f} over {len(bf['p99_ratios'])} "

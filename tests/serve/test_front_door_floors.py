@@ -43,6 +43,12 @@ def test_summary_takes_the_median_over_rounds(bench):
     assert row["standard_attainment"] == 0.0  # a class with no answers counts as missed, not as met
 
 
+def test_the_bad_input_rate_is_half_the_best_goodput_within_bounds(bench):
+    assert bench.bad_input_rate([120.0, 126.0, 99.0]) == 63.0
+    assert bench.bad_input_rate([275.2, 266.4]) == bench.BAD_GOOD_RPS == 100.0  # a fast host: as before
+    assert bench.bad_input_rate([10.0]) == 20.0 and bench.bad_input_rate([]) == 20.0
+
+
 def test_bad_input_is_judged_on_the_median_of_the_open_loop_pairs(bench):
     pairs = [(100.0, 104.0, {"400": 30}), (100.0, 120.0, {"400": 31})]  # ratios 1.04, 1.20
     more = [(50.0, 51.0, {"400": 29}), (80.0, 76.0, {"400": 30})]  # 1.02, 0.95
