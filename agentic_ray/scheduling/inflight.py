@@ -38,9 +38,7 @@ class InflightQueue(Generic[T]):
     ``max_waiting`` of them (module docstring)."""
 
     def __init__(self, limit: int, max_waiting: int) -> None:
-        if limit < 1 or max_waiting < 0:
-            raise ValueError(f"limit must be >= 1 and max_waiting >= 0, got {limit} and {max_waiting}")
-        self.limit, self.max_waiting = limit, max_waiting
+        self.limit, self.max_waiting = _sizes(limit, max_waiting)
         self.inflight = 0
         self._seq = 0
         self._waiting: list[tuple[int, float, int, T]] = []  # sorted: most urgent first
@@ -93,9 +91,7 @@ class InflightQueue(Generic[T]):
     def set_limit(self, limit: int, max_waiting: int, alive: Callable[[T], bool] = lambda _: True) -> list[T]:
         """Resize; the waiters a larger limit admits at once. A smaller limit admits nothing more until
         enough admitted requests end."""
-        if limit < 1 or max_waiting < 0:
-            raise ValueError(f"limit must be >= 1 and max_waiting >= 0, got {limit} and {max_waiting}")
-        self.limit, self.max_waiting = limit, max_waiting
+        self.limit, self.max_waiting = _sizes(limit, max_waiting)
         return self._admit(alive)
 
     def _admit(self, alive: Callable[[T], bool]) -> list[T]:
@@ -112,6 +108,13 @@ class InflightQueue(Generic[T]):
         i = bisect.bisect_left(self._waiting, _key(entry), key=_key)
         del self._waiting[i]
         del self._entries[entry[3]]
+
+
+def _sizes(limit: int, max_waiting: int) -> tuple[int, int]:
+    """``(limit, max_waiting)``, or ValueError naming both when ``limit < 1`` or ``max_waiting < 0``."""
+    if limit < 1 or max_waiting < 0:
+        raise ValueError(f"limit must be >= 1 and max_waiting >= 0, got {limit} and {max_waiting}")
+    return limit, max_waiting
 
 
 def _key(entry: tuple[int, float, int, object]) -> tuple[int, float, int]:

@@ -125,6 +125,7 @@ import json
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -262,15 +263,15 @@ class ProxyDoor:
         self.app = app
         self.off = os.environ.get(OFF_ENV, "1") == "0"
         self.gates = ClassThrottles(K, WINDOW_S, seed)  # per route prefix (bound to its router) and class
-        self.timed_out: dict[tuple[str, str], int] = {}
-        self.saturated: dict[tuple[str, str], int] = {}
+        self.timed_out: Counter[tuple[str, str]] = Counter()  # per (route prefix, class)
+        self.saturated: Counter[tuple[str, str]] = Counter()
         target = LAG_TARGET_MS if lag_target_ms is None else lag_target_ms
         self.lag = LoopLag() if 0 < target < math.inf else None
         self.lag_target_ms = target
         self._rules: tuple[Any, PressureRule] | None = None  # (the classes it was built for, the rule)
         self.per_slot = INFLIGHT_PER_SLOT if inflight_per_slot is None else inflight_per_slot
         self.limits: dict[str, InflightQueue[asyncio.Future]] = {}  # per route prefix
-        self.door_full: dict[tuple[str, str], int] = {}
+        self.door_full: Counter[tuple[str, str]] = Counter()
         self.path_s: dict[str, float] = {}  # per route: how long an answer takes once in (EWMA, seconds)
         _doors.append(self)
 
@@ -283,7 +284,7 @@ class ProxyDoor:
         limit = self._lag_limit_ms(classes, qos)
         if limit is not None and self.lag is not None and self.lag.value_ms > limit:
             key = (prefix, qos.name)
-            self.saturated[key] = self.saturated.get(key, 0) + 1
+            self.saturated[key] += 1
             return await _saturated(send, qos.name, self.lag.value_ms)
         p = self.gates.admit(prefix, classes, qos, now)
         if p is not None:
@@ -292,17 +293,17 @@ class ProxyDoor:
         if entered in ("expired", "full"):
             key = (prefix, qos.name)
             if entered == "expired":
-                self.timed_out[key] = self.timed_out.get(key, 0) + 1
+                self.timed_out[key] += 1
                 where = "held at the proxy's door until too little of it was left"
                 return await _deadline_exceeded(send, qos.name, deadline - now, 0.0, where)
-            self.door_full[key] = self.door_full.get(key, 0) + 1
+            self.door_full[key] += 1
             return await _door_full(send, qos.name)
         status: list[int] = []
         entered_at = time.time()
         try:
             if not await self._forward(scope, receive, send, deadline, now, status):
                 key = (prefix, qos.name)
-                self.timed_out[key] = self.timed_out.get(key, 0) + 1
+                self.timed_out[key] += 1
                 status.append(504)
                 await _deadline_exceeded(send, qos.name, deadline - now, DEADLINE_SLACK_S)
         finally:
@@ -365,8 +366,7 @@ class ProxyDoor:
         if limiter is None:
             limiter = self.limits[prefix] = InflightQueue(limit, WAITING_PER_INFLIGHT * limit)
         elif limiter.limit != limit:
-            for ticket in limiter.set_limit(limit, WAITING_PER_INFLIGHT * limit, _waiting):
-                ticket.set_result(True)
+            _let_in(limiter.set_limit(limit, WAITING_PER_INFLIGHT * limit, _waiting))
         return limiter
 
     def _lag_limit_ms(self, classes: Mapping[str, QosClass], qos: QosClass) -> float | None:
@@ -431,7 +431,12 @@ class ProxyDoor:
 
 def _release(limiter: InflightQueue[asyncio.Future]) -> None:
     """An admitted request ended: let the most urgent waiters in."""
-    for ticket in limiter.release(_waiting):
+    _let_in(limiter.release(_waiting))
+
+
+def _let_in(tickets: list[asyncio.Future]) -> None:
+    """Wake the waiters ``InflightQueue`` admitted."""
+    for ticket in tickets:
         ticket.set_result(True)
 
 

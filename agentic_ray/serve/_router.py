@@ -204,6 +204,7 @@ class AgenticRequestRouter(RequestRouter):
     """Deadline- and placement-aware Serve request router (see the module docstring)."""
 
     state: RoutingState | None = None  # built by initialize_state
+    door_slots: int = 0  # the slots its replicas publish, summed (``_rebuild``): the proxy's door sizes by it
 
     def initialize_state(self, **kwargs: Any) -> None:
         """Build the policy, the routing state (pure router, breaker, retry budget) and the hook from
@@ -337,7 +338,7 @@ class AgenticRequestRouter(RequestRouter):
         now = time.time()
         reports = [_report(r) for r in replicas]
         self.state.update_replicas(reports, now)
-        self.door_slots = sum(r.metadata.slots for r in reports)  # the proxy's door sizes its limit by it
+        self.door_slots = sum(r.metadata.slots for r in reports)
         self._by_key = {_replica_key(r.replica_id): r for r in replicas}
         for gone in set(self._breaker_states) - set(self._by_key):
             self._breaker_states.pop(gone, None)
