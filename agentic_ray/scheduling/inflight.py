@@ -8,16 +8,28 @@ them at once and critical requests (budget 100 ms) missed in the proxy's queues 
 nothing per held request (a future and a timer), keeps its loop short, and lets the most urgent waiting
 request in first whenever one ends.
 
-What. ``InflightQueue`` admits at most ``limit`` requests at once; the rest wait, ordered by class
-priority (lower first), then deadline, then arrival (a concurrency limit in the manner of Netflix's
-``concurrency-limits`` and Envoy's adaptive concurrency filter, with a priority queue in front of it
-instead of an immediate refusal; SRE book ch. 21: reject the least important work first). Waiting is
-bounded by ``max_waiting``: an arrival into a full queue refuses the least urgent waiter (latest deadline
-of the lowest priority), or itself when none waiting is less urgent. ``admit_now`` counts a request
-let in past the limit and the queue (the door's classes that are never shed: never held, but counted, so
-that less urgent work waits while they fill the limit). A waiter leaves
-when its caller gives up (``leave``: its deadline passed). ``release`` ends an admitted request and
-admits the most urgent waiters that fit. ``set_limit`` resizes (the deployment's replicas changed).
+What. ``InflightQueue`` admits a request while fewer than ``limit`` requests of its priority or a more
+urgent one are in (a concurrency limit in the manner of Netflix's ``concurrency-limits`` and Envoy's
+adaptive concurrency filter, with a priority queue in front of it instead of an immediate refusal; SRE
+book ch. 21: reject the least important work first). Counting only the same or more urgent work means
+less urgent work already in never holds a more urgent arrival back (the router behind the door serves
+the more urgent first anyway), while the least urgent class sees the whole count: in all, at most
+``limit`` per priority level are in. The rest wait, ordered by class priority (lower first), then
+deadline, then arrival.
+
+Within a priority, the order adapts to overload (Maurer, "Fail at Scale", ACM Queue 13(8), 2015:
+adaptive LIFO). While fewer of a priority wait than ``limit`` (less than one round of what is let in),
+the earliest deadline goes first (EDF, best while every waiter can still make it). Once more wait, the
+queue is standing: serving its oldest makes every answer as late as the queue is long, and under
+sustained overload the same capacity serves the same number either way. So the latest deadline goes
+first: answers stay fresh, and the oldest waiters, which would be served late, expire or are refused.
+Waiting is bounded by ``max_waiting``: an arrival into a full queue refuses the least valuable waiter of
+the lowest priority waiting (the latest deadline, or while that priority is standing the earliest), or
+itself when it is less urgent than every waiter, or of that priority and not standing with the latest
+deadline. ``admit_now`` counts a request let in past the limit and the queue (the door lets a class that is
+never shed in so when the queue has no room for it). A waiter leaves when its caller gives up
+(``leave``: its deadline passed). ``release`` ends an admitted request and admits the most urgent waiters
+that fit. ``set_limit`` resizes (the deployment's replicas changed).
 
 Pure: no clock, no asyncio; tickets are the caller's opaque objects (the door uses futures).
 """
@@ -25,6 +37,7 @@ Pure: no clock, no asyncio; tickets are the caller's opaque objects (the door us
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -34,15 +47,24 @@ T = TypeVar("T", bound=Hashable)
 
 
 class InflightQueue(Generic[T]):
-    """At most ``limit`` admitted at once, the rest waiting by (priority, deadline, arrival), at most
-    ``max_waiting`` of them (module docstring)."""
+    """At most ``limit`` admitted at once per priority and above, the rest waiting by (priority, deadline,
+    arrival), at most ``max_waiting`` of them (module docstring)."""
 
     def __init__(self, limit: int, max_waiting: int) -> None:
         self.limit, self.max_waiting = _sizes(limit, max_waiting)
-        self.inflight = 0
+        self._admitted: dict[int, int] = {}  # priority -> how many of it are in
         self._seq = 0
         self._waiting: list[tuple[int, float, int, T]] = []  # sorted: most urgent first
         self._entries: dict[T, tuple[int, float, int, T]] = {}
+
+    @property
+    def inflight(self) -> int:
+        """How many are in, of every priority."""
+        return sum(self._admitted.values())
+
+    def inflight_upto(self, priority: int) -> int:
+        """How many are in of ``priority`` or a more urgent one (lower number): what ``limit`` bounds for it."""
+        return sum(n for p, n in self._admitted.items() if p <= priority)
 
     @property
     def waiting(self) -> int:
@@ -53,25 +75,31 @@ class InflightQueue(Generic[T]):
         """A request arrives: ``(admitted now, tickets refused)``. Refused are the waiter it displaced, or
         ``ticket`` itself when the queue is full of more urgent work; otherwise ``ticket`` waits (admitted
         False, nothing refused) until ``release`` admits it or ``leave`` removes it."""
-        if self.inflight < self.limit and not self._waiting:
-            self.inflight += 1
+        if self.inflight_upto(priority) < self.limit and not (self._waiting and self._waiting[0][0] <= priority):
+            self._count(priority, 1)
             return True, []
         self._seq += 1
         entry = (priority, deadline, self._seq, ticket)
         refused: list[T] = []
         if len(self._waiting) >= self.max_waiting:
-            if not self._waiting or _key(entry) >= _key(self._waiting[-1]):
+            if not self._waiting:
                 return False, [ticket]
-            victim = self._waiting[-1]
+            lowest = self._waiting[-1][0]
+            start = self._block_start(lowest)
+            standing = len(self._waiting) - start > self.limit
+            if priority > lowest or (priority == lowest and not standing and _key(entry) >= _key(self._waiting[-1])):
+                return False, [ticket]
+            victim = self._waiting[start] if standing else self._waiting[-1]
             self._remove(victim)
             refused.append(victim[3])
         bisect.insort(self._waiting, entry, key=_key)
         self._entries[ticket] = entry
         return False, refused
 
-    def admit_now(self) -> None:
-        """Count one admitted at once, past the limit and the queue (a class that is never shed)."""
-        self.inflight += 1
+    def admit_now(self, priority: int) -> None:
+        """Count one of ``priority`` admitted at once, past the limit and the queue (a class that is never
+        shed, for which the queue had no room)."""
+        self._count(priority, 1)
 
     def leave(self, ticket: T) -> bool:
         """A waiter gives up (deadline, caller gone): True when it was waiting (removed), False when it
@@ -82,10 +110,10 @@ class InflightQueue(Generic[T]):
         self._remove(entry)
         return True
 
-    def release(self, alive: Callable[[T], bool] = lambda _: True) -> list[T]:
-        """An admitted request ended: the waiters admitted in its place, most urgent first (a waiter for
-        which ``alive`` is False is dropped instead)."""
-        self.inflight = max(0, self.inflight - 1)
+    def release(self, priority: int, alive: Callable[[T], bool] = lambda _: True) -> list[T]:
+        """An admitted request of ``priority`` ended: the waiters admitted in its place, most urgent first
+        (a waiter for which ``alive`` is False is dropped instead)."""
+        self._count(priority, -1)
         return self._admit(alive)
 
     def set_limit(self, limit: int, max_waiting: int, alive: Callable[[T], bool] = lambda _: True) -> list[T]:
@@ -96,13 +124,26 @@ class InflightQueue(Generic[T]):
 
     def _admit(self, alive: Callable[[T], bool]) -> list[T]:
         admitted: list[T] = []
-        while self._waiting and self.inflight < self.limit:
-            entry = self._waiting.pop(0)
+        # the head's priority is the most urgent waiting: when it does not fit, no less urgent one does
+        while self._waiting and self.inflight_upto(self._waiting[0][0]) < self.limit:
+            end = self._block_start(self._waiting[0][0] + 1)
+            entry = self._waiting.pop(end - 1 if end > self.limit else 0)  # standing: latest deadline first
             del self._entries[entry[3]]
             if alive(entry[3]):
-                self.inflight += 1
+                self._count(entry[0], 1)
                 admitted.append(entry[3])
         return admitted
+
+    def _count(self, priority: int, delta: int) -> None:
+        n = self._admitted.get(priority, 0) + delta
+        if n > 0:
+            self._admitted[priority] = n
+        else:
+            self._admitted.pop(priority, None)
+
+    def _block_start(self, priority: int) -> int:
+        """Index of the first waiter of ``priority`` or a less urgent one."""
+        return bisect.bisect_left(self._waiting, (priority, -math.inf, -1), key=_key)
 
     def _remove(self, entry: tuple[int, float, int, T]) -> None:
         i = bisect.bisect_left(self._waiting, _key(entry), key=_key)

@@ -28,18 +28,23 @@ delays critical work in Serve's path.
 
 In-flight limit (``AGENTIC_PROXY_INFLIGHT_PER_SLOT``, default ``3``; ``0`` turns it off). Past the
 door, every request shares the proxy's event loop and Serve's queues first come, first served. So the
-door lets at most three times the route's replica slots (``door_slots``, which its router sums from what the
-replicas publish; at least ``MIN_INFLIGHT``) into Serve's path at once, per proxy. The rest wait at the
-door, where a waiting request costs a future and a timer, and go in by class priority, then deadline
-(``scheduling.inflight.InflightQueue``). A class that is never shed goes in at once but counts, so less
-urgent work waits while it fills the limit. At most ``WAITING_PER_INFLIGHT`` times the limit wait: past
-that the least urgent is refused, 429 ``{"error": "door_queue_full"}``. A waiter whose deadline comes
-closer than the time an answer takes once past the door (``path_s``, smoothed) is answered 504 at the
-door instead of being sent to miss. Held requests are not counted by the throttle: their wait is the
-door's doing, not the deployment's, and refusing closed-loop clients for it brings them straight back.
-Measured on two slow cores (``http_front_door``'s example, 16 s runs; not stored benchmarks), first at
-twice the slots, on and off alternating (five pairs, the last with this code, the others with a tighter
-limit for few slots or without the path-time check, neither of which changes this example):
+door lets a request into Serve's path only while fewer than three times the route's replica slots
+(``door_slots``, which its router sums from what the replicas publish; at least ``MIN_INFLIGHT``) of
+its class's priority or a more urgent one are in, per proxy (``scheduling.inflight.InflightQueue``):
+less urgent work inside never holds a more urgent request back (the router serves it first anyway),
+and the least urgent class sees the whole count. The rest wait at the door, where a waiting request
+costs a future and a timer, and go in by class priority, then deadline; a standing queue (more waiters
+of a priority than the limit) lets its latest deadline in first (adaptive LIFO), so answers under
+sustained overload stay fresh. At most ``WAITING_PER_INFLIGHT`` times the limit wait: past that the
+least valuable is refused, 429 ``{"error": "door_queue_full"}``. A class that is never shed waits too,
+ahead of every less urgent one, but is never refused for a full queue: it goes in past the limit
+instead. A waiter whose deadline comes closer than the time an answer takes once past the door
+(``path_s``, smoothed) is answered 504 at the door instead of being sent to miss. Held requests are not
+counted by the throttle: their wait is the door's doing, not the deployment's, and refusing closed-loop
+clients for it brings them straight back. Measured on two slow cores (``http_front_door``'s example,
+16 s runs; not stored benchmarks), first with one limit for every class, never-shed classes let in at
+once, at twice the slots, on and off alternating (five pairs; four of them
+with a tighter limit for few slots or without the path-time check, neither of which changes this example):
 
 - 120 closed-loop clients: 94.5, 86.8, 105.2, 98.7 and 104.1 requests/s in budget, critical 98.1-99.7 %,
   against 1.9, 5.5, 1.8, 92.1 and 3.5/s without (critical 0 % in four, 51 % in one: the door's throttle
@@ -51,10 +56,25 @@ limit for few slots or without the path-time check, neither of which changes thi
   129.5 and 128.7 (98.5 and 100 %) at 4x; at 120 clients critical 99.2 and 99.2 %, 71.4 and 98.1 %,
   97.7 and 95.2 %, goodput 83.4-107.3 in all. Three is the default: the limit must also cover requests
   in transit between the proxy and the replicas, which a slow host makes longer;
-- open loop (the chaos suite's quick HTTP ladder, three one-slot replicas, where the limit is its floor of
-  16, two pairs): equal within the noise up to 4x (4x: 36.8 and 16.0 against 33.2, 19.0 and 26.8), lower
-  at 10x (13.0 and 7.2 against 18.0, 11.0 and 28.0 in three runs), where the critical class alone is
-  twice the capacity and fills the limit.
+- open loop (the chaos suite's quick HTTP ladder, three one-slot replicas, where the limit was its floor
+  of 16, two pairs): equal within the noise up to 4x (4x: 36.8 and 16.0 against 33.2, 19.0 and 26.8),
+  lower at 10x (13.0 and 7.2 against 18.0, 11.0 and 28.0 in three runs), where the critical class alone
+  is twice the capacity, went in at once and filled the limit.
+
+Then the limit per priority, never-shed classes held, and the floor: the same ladder's 4 s steps at 4x
+and 10x, each run on a fresh cluster, alternating. Counting per priority and holding critical work gave
+47.0, 50.0 (4x) and 30.0, 24.2 requests/s in budget (10x), adding adaptive LIFO 49.8, 37.8 and 35.5,
+26.5, against 39.0, 41.5 and 18.5, 30.0 before: within the noise, but a served sheddable request's
+median latency at 10x fell from 2.6-4.0 s to 0.9-1.0 s with LIFO. The floor decided it: sixteen in
+flight for three one-slot replicas of 50 ms is over 200 ms of queue at the router, more than the
+critical budget (150 ms), so nearly every critical request let in missed after costing the proxy its
+whole path (at 10x 0-4 of 455 critical requests in budget, 23.5-29.8/s in all). With a floor under
+the slots' multiple (nine in flight) 10x gave 35.8 and 49.8/s, critical 15 and 122 in budget, and six
+in flight (twice the slots) 46.8 and 37.0/s, critical 69 and 56, the surplus critical requests answered
+504 at the door after a median of 6-43 ms instead of after 0.4 s. So the floor is ``MIN_INFLIGHT``
+= 8, which a route of more than two slots does not reach.
+
+
 
 Saturation (``AGENTIC_PROXY_LAG_TARGET_MS``, milliseconds; off by default). The throttles react to what
 the deployment refused over the last seconds; when the proxy itself is the bottleneck (its event loop
@@ -165,7 +185,7 @@ LAG_TARGET_MS = _slack(os.environ.get(LAG_ENV), DEFAULT_LAG_TARGET_MS)
 INFLIGHT_ENV = "AGENTIC_PROXY_INFLIGHT_PER_SLOT"  # in-flight limit per replica slot of the route; 0: none
 INFLIGHT_PER_SLOT = _slack(os.environ.get(INFLIGHT_ENV), 3.0)
 PATH_ALPHA = 0.1  # smoothing of the time an answer takes once past the door
-MIN_INFLIGHT = 16  # the least in-flight limit: few slots of short calls need more than 3 each in flight
+MIN_INFLIGHT = 8  # the least in-flight limit: a replica of one slot and short calls needs more than 3 in flight
 WAITING_PER_INFLIGHT = 8  # requests held at the door at most, per unit of the in-flight limit
 PROBE_S = 0.02  # how often the door's probe measures the proxy's event loop
 
@@ -312,7 +332,7 @@ class ProxyDoor:
                     path_s = self.path_s.get(prefix)
                     took = time.time() - entered_at
                     self.path_s[prefix] = took if path_s is None else path_s + PATH_ALPHA * (took - path_s)
-                _release(limiter)
+                _release(limiter, qos.priority)
             if status and entered is None:  # one held at the door, or whose client left, is not counted
                 end = time.time()
                 self.gates.outcome(prefix, qos.name, end, status[0] not in REFUSED_STATUSES and end <= deadline)
@@ -322,13 +342,11 @@ class ProxyDoor:
         """Wait at the door for room in the route's in-flight limit: ``(None, the limit to release when
         done)`` when in at once (no limit: ``(None, None)``), ``("waited", the limit)`` when in after
         waiting; ``"expired"`` when the deadline passed waiting, ``"full"`` when refused for more urgent
-        work."""
+        work (never for a class that is never shed: it goes in past the limit instead)."""
         limiter = self._limiter(prefix)
         if limiter is None:
             return None, None
-        if qos.shedding is Shedding.NEVER:
-            limiter.admit_now()
-            return None, limiter
+        never = qos.shedding is Shedding.NEVER
         ticket = asyncio.get_running_loop().create_future()
         admitted, refused = limiter.arrive(ticket, qos.priority, deadline)
         for other in refused:
@@ -337,21 +355,26 @@ class ProxyDoor:
         if admitted:
             return None, limiter
         if refused and refused[-1] is ticket:
+            if never:
+                limiter.admit_now(qos.priority)
+                return None, limiter
             return "full", None
         path_s = self.path_s.get(prefix, 0.0)  # a waiter let in with less time left than this would miss
         try:
             granted = await asyncio.wait_for(ticket, max(0.0, deadline - path_s - now))
             if granted and time.time() > deadline - self.path_s.get(prefix, 0.0):  # answers got slower
-                _release(limiter)
+                _release(limiter, qos.priority)
                 return "expired", None
         except asyncio.TimeoutError:
             limiter.leave(ticket)
             return "expired", None
         except BaseException:  # the client went away while it waited
             if not limiter.leave(ticket) and ticket.done() and not ticket.cancelled() and ticket.result():
-                _release(limiter)
+                _release(limiter, qos.priority)
             raise
-        return ("waited", limiter) if granted else ("full", None)
+        if not granted and never:  # displaced from a full queue by more urgent work: in past the limit
+            limiter.admit_now(qos.priority)
+        return ("waited", limiter) if granted or never else ("full", None)
 
     def _limiter(self, prefix: str) -> InflightQueue[asyncio.Future] | None:
         """The route's in-flight limit, sized to its replicas' slots now (None: off, or no replica)."""
@@ -429,9 +452,9 @@ class ProxyDoor:
         return not expired  # Serve's proxy may end quietly when cancelled: the door still answers
 
 
-def _release(limiter: InflightQueue[asyncio.Future]) -> None:
-    """An admitted request ended: let the most urgent waiters in."""
-    _let_in(limiter.release(_waiting))
+def _release(limiter: InflightQueue[asyncio.Future], priority: int) -> None:
+    """An admitted request of ``priority`` ended: let the most urgent waiters in."""
+    _let_in(limiter.release(priority, _waiting))
 
 
 def _let_in(tickets: list[asyncio.Future]) -> None:

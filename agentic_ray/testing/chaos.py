@@ -182,9 +182,10 @@ def records_to_ledger(
     budgets_ms: Mapping[str, float],
     tag: str = "http",
 ) -> None:
-    """``http_load`` records (``sent_s`` from ``start``, ``status``, ``latency_ms``) into ``ledger``.
-    200: ok; 4xx, 503, 504: typed (the front door's JSON refusals); status 0 after the generator's
-    timeout: no answer; anything else: untyped."""
+    """``http_load`` records (``sent_s`` from ``start``, ``status``, ``latency_ms``, ``error``) into
+    ``ledger``. 200: ok; 4xx, 503, 504: typed (the front door's JSON refusals; detail ``http:STATUS`` and
+    the body's ``:error`` when it named one); status 0 after the generator's timeout: no answer; anything
+    else: untyped."""
     for i, r in enumerate(records):
         qos = str(r["qos"])
         sent = start + float(r["sent_s"])
@@ -195,7 +196,8 @@ def records_to_ledger(
         if status == 200:
             ledger.answered(key, at, "ok")
         elif 400 <= status < 500 or status in (503, 504):
-            ledger.answered(key, at, "typed", f"http:{status}")
+            error = r.get("error")
+            ledger.answered(key, at, "typed", f"http:{status}:{error}" if error else f"http:{status}")
         elif status == 0 and float(r["latency_ms"]) >= 0.99 * float(r.get("timeout_ms", math.inf)):
             continue  # the generator gave up waiting: no answer
         else:

@@ -42,13 +42,16 @@ _BAD_KINDS = ("bad_budget", "unknown_class", "negative_budget", "bad_body")
 @dataclass(frozen=True, slots=True)
 class Record:
     """One request: when it was sent (seconds from the run's start), its class, HTTP status (0: the
-    connection failed), latency in ms and the ``Retry-After`` it got (None when none)."""
+    connection failed), latency in ms, the ``Retry-After`` it got (None when none) and, for an answer
+    other than 200, the ``error`` of its JSON body (agentic-ray's refusals name their reason there: a
+    door's ``door_throttled``, the router's ``deadline_exceeded``; None when the body has none)."""
 
     sent_s: float
     qos: str
     status: int
     latency_ms: float
     retry_after_s: float | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +93,9 @@ class _Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def request(self, raw: bytes) -> tuple[int, float | None]:
-        """Send one request, read its response; ``(status, retry_after_s)``. Reconnects when closed, by
+    async def request(self, raw: bytes) -> tuple[int, float | None, str | None]:
+        """Send one request, read its response; ``(status, retry_after_s, error)`` (``error``: see
+        ``Record``). Reconnects when closed, by
         either side: a server closes a keep-alive connection idle past its timeout (Serve's proxies after
         90 s), and reusing it would fail the request, as a pooling HTTP client checks before reuse."""
         if self.writer is None or self.writer.is_closing() or (self.reader is not None and self.reader.at_eof()):
@@ -116,17 +120,20 @@ class _Connection:
                     retry = None
             elif name == "connection" and value.strip().lower() == "close":
                 close = True
+        body = b""
         if chunked:
             while True:
                 size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                await self.reader.readexactly(size + 2)  # the chunk and its CRLF
+                chunk = await self.reader.readexactly(size + 2)  # the chunk and its CRLF
+                if status != 200 and len(body) < 4096:  # a refusal's small JSON body, for its ``error``
+                    body += chunk[:-2]
                 if size == 0:
                     break
         elif length:
-            await self.reader.readexactly(length)
+            body = await self.reader.readexactly(length)
         if close:
             self.close()
-        return status, retry
+        return status, retry, _error_of(body) if status != 200 else None
 
     def close(self) -> None:
         if self.writer is not None:
@@ -172,14 +179,24 @@ class _Requests:
         return qos, ("\r\n".join(lines) + "\r\n\r\n").encode() + data
 
 
+def _error_of(body: bytes) -> str | None:
+    """The ``error`` field of a JSON object ``body``, or None."""
+    try:
+        value = json.loads(body).get("error") if body.startswith(b"{") else None
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 async def _one(conn: _Connection, raw: bytes, qos: str, start: float, timeout_s: float) -> Record:
     sent = time.perf_counter()
     try:
-        status, retry = await asyncio.wait_for(conn.request(raw), timeout_s)
+        status, retry, error = await asyncio.wait_for(conn.request(raw), timeout_s)
     except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError, IndexError):
         conn.close()
-        status, retry = 0, None
-    return Record(round(sent - start, 6), qos, status, round((time.perf_counter() - sent) * 1000.0, 3), retry)
+        status, retry, error = 0, None, None
+    latency_ms = round((time.perf_counter() - sent) * 1000.0, 3)
+    return Record(round(sent - start, 6), qos, status, latency_ms, retry, error)
 
 
 async def _closed_loop(spec: LoadSpec, requests: _Requests, start: float, end: float) -> list[Record]:

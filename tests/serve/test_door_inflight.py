@@ -90,7 +90,8 @@ def test_requests_past_the_limit_wait_and_the_more_urgent_goes_in_first(door_reg
         waiters = [asyncio.create_task(_request(door, n, q)) for n, q in
                    (("shed", "sheddable"), ("crit", "critical"), ("std", "standard"))]  # fmt: skip
         await _settle()
-        # critical (never shed) goes in at once, counted; the others wait at the door, before Serve's path
+        # critical goes in at once (a less urgent request inside does not hold it back), counted; the
+        # others wait at the door, before Serve's path
         assert app.entered == ["first", "crit"]
         assert _door.door_stats()["/infer"]["*"] == {"limit": 1, "inflight": 2, "waiting": 2}
         for name in ("first", "crit", "std", "shed"):
@@ -113,7 +114,7 @@ def test_a_waiter_past_its_deadline_gets_504_and_a_full_queue_refuses_the_least_
     monkeypatch.setattr(_door, "WAITING_PER_INFLIGHT", 1)
 
     async def go():
-        app, door, first = await _one_inside("first", "sheddable")
+        app, door, first = await _one_inside("first", "critical")
         late = await asyncio.wait_for(_request(door, "late", "standard", budget_ms=30), 10)
         assert late[0] == 504 and late[1]["error"] == "deadline_exceeded" and "door" in late[1]["detail"]
         shed = asyncio.create_task(_request(door, "shed", "sheddable"))
@@ -123,15 +124,20 @@ def test_a_waiter_past_its_deadline_gets_504_and_a_full_queue_refuses_the_least_
         assert status == 429 and body["error"] == "door_queue_full" and body["qos"] == "sheddable"
         refused = await asyncio.wait_for(_request(door, "shed2", "sheddable"), 10)  # not more urgent: refused
         assert refused[0] == 429 and refused[1]["error"] == "door_queue_full"
-        crit = asyncio.create_task(_request(door, "crit", "critical"))  # never shed: never refused, waits
+        crit = asyncio.create_task(_request(door, "crit", "critical"))  # waits behind critical, displaces std
+        status, body = await asyncio.wait_for(std, 10)
+        assert status == 429 and body["error"] == "door_queue_full" and body["qos"] == "standard"
+        # the queue is full of critical work: a class that is never shed goes in past the limit, not refused
+        crit2 = asyncio.create_task(_request(door, "crit2", "critical"))
         await _settle()
-        app.release("first")
-        app.release("crit")
-        app.release("std")
-        assert [(await asyncio.wait_for(t, 10))[0] for t in (first, crit, std)] == [200, 200, 200]
-        assert app.entered == ["first", "crit", "std"]
+        assert app.entered == ["first", "crit2"] and _door.door_stats()["/infer"]["*"]["inflight"] == 2
+        for name in ("first", "crit", "crit2"):
+            app.release(name)
+        assert [(await asyncio.wait_for(t, 10))[0] for t in (first, crit, crit2)] == [200, 200, 200]
+        assert app.entered == ["first", "crit2", "crit"]
         stats = _door.door_stats()["/infer"]
-        assert stats["standard"]["timed_out_total"] == 1 and stats["sheddable"]["door_full_total"] == 2
+        assert stats["standard"]["timed_out_total"] == 1 and stats["standard"]["door_full_total"] == 1
+        assert stats["sheddable"]["door_full_total"] == 2
         assert stats["critical"]["door_full_total"] == 0 and stats["*"]["inflight"] == 0
 
     asyncio.run(go())

@@ -69,9 +69,15 @@ class _Server:
                 qos = head.split("x-qos:")[1].split("\r\n")[0].strip() if "x-qos:" in head else ""
                 self.seen.append((qos, body))
                 if qos == "sheddable":
-                    writer.write(b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 2\r\n\r\n{}")
+                    writer.write(
+                        b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 27\r\n\r\n"
+                        b'{"error": "door_throttled"}'
+                    )
                 elif "x-budget-ms" in head or qos == "platinum" or not body.endswith(b"}"):
-                    writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n\r\n{}")
+                    writer.write(
+                        b"HTTP/1.1 400 Bad Request\r\ntransfer-encoding: chunked\r\n\r\n"
+                        b'9\r\n{"error":\r\n0c\r\n "bad_body"}\r\n0\r\n\r\n'
+                    )  # JSON in two chunks
                 else:
                     writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
                 await writer.drain()
@@ -98,6 +104,9 @@ def test_closed_loop_reads_chunked_and_sized_answers_and_retry_after():
     assert by_class == {"critical", "sheddable"}
     assert all(r.status == 200 for r in records if r.qos == "critical")
     assert all(r.status == 429 and r.retry_after_s == 1.0 for r in records if r.qos == "sheddable")
+    # a refusal's JSON body names its reason; a 200's is not read for one
+    assert {r.error for r in records if r.qos == "sheddable"} == {"door_throttled"}
+    assert {r.error for r in records if r.qos == "critical"} == {None}
 
 
 def test_honoring_retry_after_slows_a_refused_client():
@@ -112,6 +121,7 @@ def test_bad_fraction_sends_malformed_requests_labelled_bad():
     bad = [r for r in records if r.qos == "bad"]
     assert 0.3 < len(bad) / len(records) < 0.7
     assert all(r.status == 400 for r in bad) and all(r.status == 200 for r in records if r.qos != "bad")
+    assert {r.error for r in bad} == {"bad_body"}  # read from a chunked body
 
 
 def test_open_loop_keeps_its_rate_when_the_server_is_slow():
@@ -141,9 +151,9 @@ def test_a_pooled_connection_the_server_closed_while_idle_is_replaced_not_failed
         raw = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}"
         async with srv:
             conn = _Connection("127.0.0.1", port)
-            first, _ = await conn.request(raw)
+            first, _, _ = await conn.request(raw)
             await asyncio.sleep(0.3)  # the server has closed the idle connection
-            second, _ = await conn.request(raw)
+            second, _, _ = await conn.request(raw)
             conn.close()
         return [first, second]
 
