@@ -34,7 +34,7 @@ at 60 clients >= 99 % and at or above every other class's; with bad input, the g
 loop, median of pairs) within 5 % of the clean run's, every malformed request answered 4xx, no replica
 restarted.
 
-    python benchmarks/http_front_door.py [--quick] [--rounds N] [--paths a,b] [--out PATH]
+    python benchmarks/http_front_door.py [--quick] [--rounds N] [--paths a,b] [--clients 60,120] [--out PATH]
 """
 
 from __future__ import annotations
@@ -152,10 +152,11 @@ def _replica_pids(path: str) -> set[int]:
             if a.get("State") == "ALIVE" and f"ServeReplica:{path}:" in (a.get("ActorClassName") or "")}  # fmt: skip
 
 
-def run(quick: bool, rounds: int, only: tuple[str, ...] | None = None) -> dict[str, Any]:
+def run(quick: bool, rounds: int, only: tuple[str, ...] | None = None,
+        counts: tuple[int, ...] | None = None) -> dict[str, Any]:  # fmt: skip
     from agentic_ray.demo import local_ray, print_progress
 
-    levels = (5, 20, 60) if quick else (5, 10, 20, 60, 120)
+    levels = counts or ((5, 20, 60) if quick else (5, 10, 20, 60, 120))
     duration, warmup = (6.0, 1.0) if quick else (10.0, 2.0)
     paths = only or (("agentic", "agentic_ingress", "serve_tuned") if quick else PATHS)
     results: dict[str, dict[str, list[dict]]] = {p: {str(c): [] for c in levels} for p in paths}
@@ -330,13 +331,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--out", default="benchmarks/results/http_front_door")
     parser.add_argument("--paths", help=f"comma-separated subset of {','.join(PATHS)}")
+    parser.add_argument("--clients", help="comma-separated closed-loop client counts (default: per --quick)")
     args = parser.parse_args(argv)
+    try:
+        clients = tuple(int(c) for c in args.clients.split(",")) if args.clients else None
+    except ValueError:
+        parser.error(f"--clients: not a comma-separated list of integers: {args.clients!r}")
+    if clients and min(clients) < 1:
+        parser.error(f"--clients: each count must be >= 1, got {args.clients!r}")
     only = tuple(p.strip() for p in args.paths.split(",")) if args.paths else None
     if only and not set(only) <= set(PATHS):
         parser.error(f"--paths: unknown {sorted(set(only) - set(PATHS))}; choose from {', '.join(PATHS)}")
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 2)
     started = time.time()
-    raw = run(args.quick, rounds, only)
+    raw = run(args.quick, rounds, only, clients)
     summary = summarize(raw)
     meta = {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg": [round(x, 2) for x in os.getloadavg()],
             "wall_s": round(time.time() - started, 1), "quick": args.quick}  # fmt: skip

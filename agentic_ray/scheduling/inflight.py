@@ -31,6 +31,13 @@ never shed in so when the queue has no room for it). A waiter leaves when its ca
 (``leave``: its deadline passed). ``release`` ends an admitted request and admits the most urgent waiters
 that fit. ``set_limit`` resizes (the deployment's replicas changed).
 
+How long a waiter that may be refused waits is bounded the way Maurer's article pairs with adaptive LIFO
+(controlled delay, after Nichols and Jacobson's CoDel, ACM Queue 10(5), 2012): ``ControlledDelay`` allows
+``interval_s`` while the queue has been empty within the last ``interval_s``, and only ``target_s`` once
+it has stood longer. A burst waits to be absorbed; a queue that stands under sustained overload refuses
+its waiters after milliseconds instead of after their whole budget, so a refusal is quick and the waiter
+let in is a fresh one.
+
 Pure: no clock, no asyncio; tickets are the caller's opaque objects (the door uses futures).
 """
 
@@ -41,7 +48,7 @@ import math
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["InflightQueue"]
+__all__ = ["ControlledDelay", "InflightQueue"]
 
 T = TypeVar("T", bound=Hashable)
 
@@ -160,3 +167,28 @@ def _sizes(limit: int, max_waiting: int) -> tuple[int, int]:
 
 def _key(entry: tuple[int, float, int, object]) -> tuple[int, float, int]:
     return entry[0], entry[1], entry[2]
+
+
+class ControlledDelay:
+    """The longest a waiter that may be refused should wait (module docstring): ``interval_s`` while the
+    queue has been empty within the last ``interval_s``, else ``target_s``. Tell it the queue's length
+    before each arrival and after each departure (``observe``); times are the caller's clock, seconds."""
+
+    def __init__(self, target_s: float = 0.005, interval_s: float = 0.1) -> None:
+        if not 0 <= target_s <= interval_s:
+            raise ValueError(f"need 0 <= target_s <= interval_s, got {target_s} and {interval_s}")
+        self.target_s, self.interval_s = target_s, interval_s
+        self._empty_at = -math.inf
+
+    def observe(self, waiting: int, now: float) -> None:
+        """The queue holds ``waiting`` at ``now`` (before an arrival joins it, after a waiter leaves it)."""
+        if waiting == 0:
+            self._empty_at = now
+
+    def standing(self, now: float) -> bool:
+        """The queue has not been empty for ``interval_s`` or longer (never, when ``interval_s`` is infinite)."""
+        return self.interval_s < math.inf and now - self._empty_at >= self.interval_s
+
+    def max_wait_s(self, now: float) -> float:
+        """How long a waiter joining at ``now`` may wait."""
+        return self.target_s if self.standing(now) else self.interval_s

@@ -135,3 +135,21 @@ def test_bad_sizes_are_refused(limit, max_waiting):
         InflightQueue(limit, max_waiting)
     with pytest.raises(ValueError, match="limit must be >= 1"):
         InflightQueue(1, 1).set_limit(limit, max_waiting)
+
+
+def test_controlled_delay_allows_the_interval_until_the_queue_has_stood_that_long():
+    from agentic_ray.scheduling.inflight import ControlledDelay
+
+    delay = ControlledDelay(target_s=0.5, interval_s=2.0)
+    delay.observe(0, now=10.0)  # an arrival finds the queue empty
+    assert delay.max_wait_s(10.0) == 2.0 and not delay.standing(10.0)
+    delay.observe(3, now=11.0)  # arrivals find waiters: it has not stood an interval yet
+    assert delay.max_wait_s(11.0) == 2.0
+    delay.observe(2, now=12.0)
+    assert delay.standing(12.0) and delay.max_wait_s(12.0) == 0.5
+    delay.observe(0, now=15.0)  # emptied: a burst waits the interval again
+    assert delay.max_wait_s(15.0) == 2.0 and delay.max_wait_s(16.5) == 2.0 and delay.max_wait_s(17.0) == 0.5
+    off = ControlledDelay(target_s=0.5, interval_s=float("inf"))  # never observed empty, and never standing
+    assert off.max_wait_s(1e9) == float("inf")
+    with pytest.raises(ValueError, match="target_s <= interval_s"):
+        ControlledDelay(target_s=0.2, interval_s=0.1)

@@ -210,3 +210,29 @@ def test_a_waiter_without_the_time_an_answer_takes_is_answered_504_at_the_door(d
         assert "late" not in app.entered and _door.door_stats()["/infer"]["standard"]["timed_out_total"] == 2
 
     asyncio.run(go())
+
+
+def test_a_standing_queue_refuses_shed_able_waiters_after_a_short_wait_but_not_critical(monkeypatch, door_registry):
+    from agentic_ray.serve import _door
+
+    monkeypatch.setattr(_door, "DOOR_INTERVAL_S", 0.05)
+
+    async def go():
+        app, door, first = await _one_inside("first", "critical")
+        crit = asyncio.create_task(_request(door, "crit", "critical", budget_ms=5000))
+        await _settle()  # the queue is not empty from here on: after the interval it stands
+        shed = await asyncio.wait_for(_request(door, "shed", "sheddable"), 10)  # waits the interval
+        assert shed[0] == 429 and shed[1]["error"] == "door_queue_delay" and "controlled delay" in shed[1]["detail"]
+        await asyncio.sleep(0.06)
+        std = await asyncio.wait_for(_request(door, "std", "standard"), 10)  # the queue stands: the target
+        assert std[0] == 429 and std[1]["error"] == "door_queue_delay"
+        assert not crit.done()  # a class that is never shed waits for its deadline, not the interval
+        app.release("first")
+        app.release("crit")
+        assert [(await asyncio.wait_for(t, 10))[0] for t in (first, crit)] == [200, 200]
+        assert app.entered == ["first", "crit"]
+        stats = _door.door_stats()["/infer"]
+        assert stats["sheddable"]["door_delay_total"] == 1 and stats["standard"]["door_delay_total"] == 1
+        assert stats["critical"]["door_delay_total"] == 0 and stats["*"] == {"limit": 1, "inflight": 0, "waiting": 0}
+
+    asyncio.run(go())
