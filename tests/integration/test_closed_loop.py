@@ -144,6 +144,17 @@ class Load:
         self.thread.join(timeout=5)
 
 
+def _answer(response) -> str | None:
+    """The replica that answered ``response``, or None when it was refused (a slow host can miss the
+    critical budget of 150 ms before admission: ``BudgetExhausted(deadline_passed)`` names no replica)."""
+    from agentic_ray.errors import AgenticRayError
+
+    try:
+        return response.result(timeout_s=60)
+    except AgenticRayError:
+        return None
+
+
 def _deployment(sdk, dep: str = DEP):
     return sdk.status()["serve"]["deployments"].get(dep)
 
@@ -218,7 +229,8 @@ def test_a_slowed_replica_is_avoided_and_the_log_shows_alert_action_clear_revert
     # the router spread its first calls over all three replicas and the most-answered was not the first).
     with Load(handle, classes=("critical",), payload="work-who") as load:
         time.sleep(3.0)  # steady state first
-        answers = [r.result(timeout_s=60) for r in list(load.responses)]
+        answers = [a for a in map(_answer, list(load.responses)) if a is not None]
+        assert answers, "no critical call answered in the first 3 s"
         state = chaos.router_state(DEP)
         assert state is not None, f"no router of {DEP} in this process"
         est = state.core.table.by_replica("default")
