@@ -17,6 +17,17 @@
   sent once the deadline has passed. The replica's code runs twice for a hedged call, so hedge only
   idempotent methods.
 
+**Deadline** (``AGENTIC_CALL_DEADLINE_SLACK_S``, seconds, default ``0.25``; ``inf`` turns it off). A call
+with no answer ``DEADLINE_SLACK_S`` after its deadline (the class's budget as this process's router of the
+deployment keeps it, or the caller's earlier ``budget_ms`` / scope) raises
+``BudgetExhausted(reason="deadline_exceeded")`` here, and Serve's work for it is cancelled
+(``DeploymentResponse.cancel``: taken out of the router's queue, or cancelled on its replica), as gRPC ends a
+call at its deadline and as the proxy's door answers 504 (``serve._door``). Without it a call that Serve's
+router holds while every replica is full is answered only when a replica takes it: in the chaos suite's
+``kill_agent`` on a slow host, 40 of 247 calls (all critical, which is never shed) heard their
+``deadline_passed`` 1-6 s after their deadline. A caller that cancels the call (it went away) cancels
+Serve's work for it too.
+
 **Client-side throttling** (``serve._handle_throttle``): while the deployment refuses most calls of a
 class that may be shed, that share of the class's calls is refused here at once with
 ``Overloaded(reason="throttled")``, without a trip through Serve's router (``AGENTIC_CALL_THROTTLE=0``:
@@ -34,19 +45,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import os
 import time
 import uuid
 from typing import Any
 
 from agentic_ray._budget import current_deadline, current_workflow, deadline_after
-from agentic_ray.errors import ReplicaFailed
+from agentic_ray.errors import BudgetExhausted, ReplicaFailed
 from agentic_ray.serve import _handle_throttle
-from agentic_ray.serve._meta import CALL_ID, HEDGE_OF, META_KWARG, WORKFLOW_DEADLINE, pop_meta
+from agentic_ray.serve._meta import CALL_ID, HEDGE_OF, META_KWARG, WORKFLOW_DEADLINE, env_number, pop_meta
 
 __all__ = ["CALL_ID", "HEDGE_OF", "call", "call_meta"]
 
 _REPLICA_RETRY_AFTER_S = 1.0  # about when Serve's routers have dropped a dead replica
+SLACK_ENV = "AGENTIC_CALL_DEADLINE_SLACK_S"  # seconds after a call's deadline it is cancelled; inf: never
+DEFAULT_SLACK_S = 0.25
+DEADLINE_SLACK_S = env_number(os.environ.get(SLACK_ENV), DEFAULT_SLACK_S)
 _IDS: tuple[int, str, itertools.count] = (-1, "", itertools.count())
 
 
@@ -99,8 +114,9 @@ async def call(handle: Any, *args: Any, hedge_after_ms: float | None = None, **k
     now = time.time()
     meta = call_meta(kwargs, now)
     ticket = _handle_throttle.admit(handle, meta, now)  # raises Overloaded when refused here
+    deadline = _handle_throttle.deadline_for(handle, meta, now)
     try:
-        result = await _call(handle, args, hedge_after_ms, kwargs, meta)
+        result = await _within(_call(handle, args, hedge_after_ms, kwargs, meta), deadline, DEADLINE_SLACK_S)
     except RayActorError as exc:
         failed = ReplicaFailed(f"the replica running the call failed: {type(exc).__name__}", type(exc).__name__,
                                _REPLICA_RETRY_AFTER_S)  # fmt: skip
@@ -115,16 +131,45 @@ async def call(handle: Any, *args: Any, hedge_after_ms: float | None = None, **k
     return result
 
 
+async def _within(work: Any, deadline: float | None, slack_s: float) -> Any:
+    """``await work``, but past ``deadline + slack_s`` cancel it and raise ``BudgetExhausted``
+    (``deadline_exceeded``); no bound when ``deadline`` is None or ``slack_s`` infinite."""
+    if deadline is None or not math.isfinite(slack_s):
+        return await work
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline + slack_s - time.time()))
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if done:
+        return task.result()
+    task.cancel()  # ``_call`` cancels Serve's work for it
+    raise BudgetExhausted(f"no answer {slack_s * 1000:.0f} ms after the call's deadline: cancelled",
+                          reason="deadline_exceeded")  # fmt: skip
+
+
 async def _call(handle: Any, args: tuple, hedge_after_ms: float | None, kwargs: dict[str, Any],
                 meta: dict[str, Any]) -> Any:  # fmt: skip
     first = handle.remote(*args, **{META_KWARG: meta}, **kwargs)
     if hedge_after_ms is None:
-        return await first
+        try:
+            return await first
+        except asyncio.CancelledError:  # past its deadline, or the caller went away: so does Serve's work
+            with contextlib.suppress(Exception):
+                first.cancel()
+            raise
     first_task = asyncio.ensure_future(_answer(first))
-    done, _ = await asyncio.wait({first_task}, timeout=hedge_after_ms / 1000.0)
-    deadline = meta.get("deadline")
-    if done or (deadline is not None and time.time() >= deadline):
-        return await first_task
+    try:
+        done, _ = await asyncio.wait({first_task}, timeout=hedge_after_ms / 1000.0)
+        deadline = meta.get("deadline")
+        if done or (deadline is not None and time.time() >= deadline):
+            return await first_task
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            first.cancel()
+        first_task.cancel()
+        raise
     hedge_meta = {**meta, CALL_ID: new_call_id(), HEDGE_OF: meta[CALL_ID]}
     second = handle.remote(*args, **{META_KWARG: hedge_meta}, **kwargs)
     second_task = asyncio.ensure_future(_answer(second))

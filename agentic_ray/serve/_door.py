@@ -166,7 +166,7 @@ from agentic_ray.scheduling.inflight import ControlledDelay, InflightQueue
 from agentic_ray.scheduling.pressure import PressureRule
 from agentic_ray.scheduling.throttle import ClassThrottles
 from agentic_ray.serve._http_direct import caller_meta, scope_headers
-from agentic_ray.serve._meta import class_and_deadline
+from agentic_ray.serve._meta import class_and_deadline, env_number
 
 __all__ = ["ENV", "GRPC_ENV", "IMPORT_PATH", "ProxyDoor", "door_stats", "enable", "middlewares", "seen"]
 
@@ -183,11 +183,7 @@ DEFAULT_SLACK_S = 0.25
 
 def _slack(text: str | None, default: float = DEFAULT_SLACK_S) -> float:
     """The deadline slack from ``SLACK_ENV``'s text: a number >= 0 (``inf``: off), else ``default``."""
-    try:
-        value = float(text) if text is not None else default
-    except ValueError:
-        return default
-    return value if value >= 0 else default
+    return env_number(text, default)
 
 
 DEADLINE_SLACK_S = _slack(os.environ.get(SLACK_ENV))  # no answer begun this long after the deadline: 504

@@ -44,7 +44,7 @@ from agentic_ray.errors import AdmissionError, Overloaded, ReplicaFailed
 from agentic_ray.scheduling.throttle import ClassThrottles
 from agentic_ray.serve._meta import class_and_deadline
 
-__all__ = ["ENV", "Ticket", "admit", "outcome", "register", "stats"]
+__all__ = ["ENV", "Ticket", "admit", "deadline_for", "outcome", "register", "stats"]
 
 ENV = "AGENTIC_CALL_THROTTLE"  # "0": calls are never refused in the caller
 K = 2.0
@@ -96,6 +96,23 @@ def admit(handle: Any, meta: Mapping[str, Any], now: float) -> Ticket | None:
             " (adaptive throttling)", reason="throttled", retry_after_s=RETRY_AFTER_S,
         )  # fmt: skip
     return Ticket(key, qos.name, deadline)
+
+
+def deadline_for(handle: Any, meta: Mapping[str, Any], now: float) -> float | None:
+    """The deadline of a call on ``handle`` with wire metadata ``meta`` as this process's router of the
+    deployment keeps it (its class's, or the caller's earlier one); ``meta``'s own deadline (or None) before
+    that router exists or when its policy cannot classify the call. Counts nothing."""
+    carried = meta.get("deadline")
+    key = getattr(handle, "deployment_id", None)
+    router = _routers.get(key) if key is not None else None
+    if router is None:
+        return None if carried is None else float(carried)
+    try:
+        asked = dict(meta)
+        _identity.run_as(router.policy, asked)
+        return class_and_deadline(router.policy, asked, now)[1]
+    except Exception:  # bad input: the router answers it with its typed error
+        return None if carried is None else float(carried)
 
 
 def outcome(ticket: Ticket | None, error: BaseException | None, now: float | None = None) -> None:

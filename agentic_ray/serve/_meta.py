@@ -43,6 +43,7 @@ __all__ = [
     "META_KWARG",
     "STREAM_KEYS",
     "WORKFLOW_DEADLINE",
+    "env_number",
     "HeaderError",
     "meta_from_headers",
     "policy_error_header",
@@ -82,6 +83,16 @@ class HeaderError(ValueError):
 
     def __reduce__(self):
         return (HeaderError, (self.header, self.reason))
+
+
+def env_number(text: str | None, default: float) -> float:
+    """A setting's number from an environment variable's ``text``: a number >= 0 (``inf``: off), else
+    ``default`` (unset, not a number, or negative)."""
+    try:
+        value = float(text) if text is not None else default
+    except ValueError:
+        return default
+    return value if value >= 0 else default
 
 
 def pop_meta(kwargs: MutableMapping[str, Any]) -> dict[str, Any]:

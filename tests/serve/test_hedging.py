@@ -1,6 +1,7 @@
 """``agentic_ray.serve.call`` on real Serve: hedged requests go to another replica and win when the first
 copy is slow; a hedge with no other replica is refused and the first copy still answers; the caller's
-budget scope reaches the replica's gate."""
+budget scope reaches the replica's gate; a call with no answer past its deadline raises
+``deadline_exceeded`` and its work on the replica is cancelled."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ def hedge_app(ray_cluster, tmp_path_factory):
         def __init__(self) -> None:
             self.slow: str | None = None
             self.calls: list[str] = []
+            self.cancels: list[str] = []
 
         def claim(self, replica: str) -> bool:
             self.calls.append(replica)
@@ -52,8 +54,14 @@ def hedge_app(ray_cluster, tmp_path_factory):
                 return True
             return False
 
+        def cancelled(self, replica: str) -> None:
+            self.cancels.append(replica)
+
         def reset(self) -> None:
-            self.slow, self.calls = None, []
+            self.slow, self.calls, self.cancels = None, [], []
+
+        def cancelled_calls(self) -> list:
+            return list(self.cancels)
 
         def state(self) -> tuple:
             return self.slow, list(self.calls)
@@ -67,9 +75,13 @@ def hedge_app(ray_cluster, tmp_path_factory):
             async def __call__(self, sleep_s: float = 0.0) -> str:
                 me = serve.get_replica_context().replica_id.unique_id
                 counter = ray.get_actor("hedge-first-call", namespace="hedge-test")
-                if await counter.claim.remote(me):
-                    await asyncio.sleep(SLOW_S)
-                await asyncio.sleep(sleep_s)
+                try:
+                    if await counter.claim.remote(me):
+                        await asyncio.sleep(SLOW_S)
+                    await asyncio.sleep(sleep_s)
+                except asyncio.CancelledError:
+                    counter.cancelled.remote(me)
+                    raise
                 return me
 
         return Model
@@ -148,6 +160,42 @@ def test_the_callers_budget_scope_reaches_the_replica_gate(hedge_app):
     assert error.reason in ("deadline_passed_in_queue", "cannot_meet_deadline", "deadline_passed"), error
     slow, calls = ray.get(hedge_app["first"].state.remote(), timeout=30)
     assert calls == [slow]  # the scoped call never ran
+
+
+def test_a_call_with_no_answer_past_its_deadline_raises_and_its_replica_work_is_cancelled(hedge_app):
+    import ray
+
+    import agentic_ray.serve as ars
+    from agentic_ray.errors import BudgetExhausted
+    from agentic_ray.serve import _call
+
+    ray.get(hedge_app["first"].reset.remote(), timeout=30)
+
+    async def go():
+        t0 = time.monotonic()
+        with pytest.raises(BudgetExhausted) as info:  # never shed: it runs, and would answer after SLOW_S
+            await ars.call(hedge_app["one"], qos="critical", budget_ms=300)
+        return info.value, time.monotonic() - t0
+
+    error, elapsed = asyncio.run(go())
+    assert error.reason == "deadline_exceeded", error
+    assert 0.3 + _call.DEADLINE_SLACK_S <= elapsed < SLOW_S, elapsed
+    slow, calls = ray.get(hedge_app["first"].state.remote(), timeout=30)
+    assert calls == [slow]
+    end = time.monotonic() + 15
+    while ray.get(hedge_app["first"].cancelled_calls.remote(), timeout=30) != [slow]:  # Serve's work ended too
+        assert time.monotonic() < end, "the replica's work for the expired call was not cancelled"
+        time.sleep(0.1)
+
+
+def test_the_call_deadline_slack_is_on_by_default():
+    from agentic_ray.serve import _call
+    from agentic_ray.serve._meta import env_number
+
+    assert _call.DEFAULT_SLACK_S == 0.25 and env_number(None, _call.DEFAULT_SLACK_S) == 0.25
+    assert env_number("1.5", 0.25) == 1.5 and env_number("0", 0.25) == 0.0
+    assert env_number("inf", 0.25) == float("inf")  # off
+    assert env_number("-1", 0.25) == env_number("soon", 0.25) == 0.25
 
 
 def test_hedge_after_ms_must_be_positive(hedge_app):
