@@ -15,7 +15,10 @@ Two ways to drive load:
 
 The class of each request is drawn from ``mix`` with a seeded ``random.Random``; ``bad_fraction`` of the
 requests are malformed on purpose (a bad ``x-budget-ms``, an unknown class, a negative budget, a body
-that is not JSON), each recorded with class ``"bad"``.
+that is not JSON), each recorded with class ``"bad"``. With ``bad_window_s`` (open loop only) the
+malformed draws are sent only in odd windows of that length (0 is clean, 1 has bad input, ...) and
+dropped in even ones: the well-formed arrivals are the same Poisson stream in both, so one run compares
+clean and dirty windows side by side under the same host conditions (``benchmarks/http_front_door.py``).
 
     python -m agentic_ray.testing.http_load http://127.0.0.1:8000/infer --clients 60 --duration 10 \\
         --mix critical=0.2,standard=0.4,sheddable=0.4 --json out.json
@@ -67,6 +70,7 @@ class LoadSpec:
     body: str = '{"prompt": "hi"}'
     headers: Mapping[str, str] = field(default_factory=dict)
     bad_fraction: float = 0.0
+    bad_window_s: float | None = None
     honor_retry_after: bool = False
     retry_after_cap_s: float = 1.0
     timeout_s: float = 30.0
@@ -83,6 +87,8 @@ class LoadSpec:
             raise ValueError(f"duration_s: must be > 0, got {self.duration_s!r}")
         if not 0.0 <= self.bad_fraction < 1.0:
             raise ValueError(f"bad_fraction: must be in [0, 1), got {self.bad_fraction!r}")
+        if self.bad_window_s is not None and not (self.bad_window_s > 0 and self.rate_rps is not None):
+            raise ValueError(f"bad_window_s: must be > 0 and needs rate_rps (open loop), got {self.bad_window_s!r}")
         if not self.mix or any(w < 0 for w in self.mix.values()) or sum(self.mix.values()) <= 0:
             raise ValueError(f"mix: needs a positive weight, got {dict(self.mix)!r}")
 
@@ -245,6 +251,8 @@ async def _open_loop(spec: LoadSpec, requests: _Requests, start: float, end: flo
         if delay > 0:
             await asyncio.sleep(delay)
         qos, raw = requests.next()
+        if qos == "bad" and spec.bad_window_s and int((at - start) // spec.bad_window_s) % 2 == 0:
+            continue  # a clean window: the malformed draw is dropped, the well-formed stream unchanged
         task = asyncio.ensure_future(send(qos, raw))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -342,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mix", type=_parse_mix, default={"critical": 0.2, "standard": 0.4, "sheddable": 0.4})
     parser.add_argument("--budgets", type=_parse_mix, default={"critical": 100, "standard": 500, "sheddable": 2000})
     parser.add_argument("--bad-fraction", type=float, default=0.0)
+    parser.add_argument("--bad-window", type=float, dest="bad_window_s", help="bad input in odd windows only (s)")
     parser.add_argument("--honor-retry-after", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write {summary, records} here")
@@ -351,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         spec = LoadSpec(url=args.url, duration_s=args.duration, mix=args.mix, clients=args.clients,
                         rate_rps=args.rate_rps, seed=args.seed, bad_fraction=args.bad_fraction,
-                        honor_retry_after=args.honor_retry_after)  # fmt: skip
+                        bad_window_s=args.bad_window_s, honor_retry_after=args.honor_retry_after)  # fmt: skip
     except ValueError as exc:
         parser.error(str(exc))
     records = asyncio.run(run_load(spec))

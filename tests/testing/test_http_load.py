@@ -47,6 +47,8 @@ def test_p99_is_the_99th_percentile_not_the_95th():
         ({"rate_rps": -1.0}, "rate_rps"),
         ({"clients": 1, "bad_fraction": 1.0}, "bad_fraction"),
         ({"clients": 1, "mix": {"a": 0.0}}, "mix"),
+        ({"clients": 1, "bad_fraction": 0.1, "bad_window_s": 1.0}, "bad_window_s"),  # open loop only
+        ({"rate_rps": 5.0, "bad_window_s": 0.0}, "bad_window_s"),
     ],
 )
 def test_spec_validation(kwargs, match):
@@ -122,6 +124,17 @@ def test_bad_fraction_sends_malformed_requests_labelled_bad():
     assert 0.3 < len(bad) / len(records) < 0.7
     assert all(r.status == 400 for r in bad) and all(r.status == 200 for r in records if r.qos != "bad")
     assert {r.error for r in bad} == {"bad_body"}  # read from a chunked body
+
+
+def test_bad_input_in_odd_windows_only_leaves_the_well_formed_stream_unchanged():
+    spec = {"duration_s": 1.2, "rate_rps": 200.0, "mix": {"critical": 1}, "bad_fraction": 0.3, "seed": 5}
+    windowed, _ = _run({**spec, "bad_window_s": 0.2})
+    every, _ = _run(spec)
+    bad = [r for r in windowed if r.qos == "bad"]
+    assert bad and all(int(r.sent_s // 0.2) % 2 == 1 for r in bad)  # windows 1, 3, 5 only
+    assert 0.3 * len([r for r in every if r.qos == "bad"]) < len(bad) < 0.7 * len([r for r in every if r.qos == "bad"])
+    # the same seeded draws: the well-formed requests are the same in number with and without the windows
+    assert abs(len([r for r in windowed if r.qos != "bad"]) - len([r for r in every if r.qos != "bad"])) <= 2
 
 
 def test_open_loop_keeps_its_rate_when_the_server_is_slow():
