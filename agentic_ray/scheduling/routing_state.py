@@ -535,10 +535,26 @@ class RoutingState:
                 decision = self._circuit_open(request, decision, views, now)
             return self._shed(key, decision)
         if type(decision) is Route:
-            if self.trips is not None:
-                flight.decided_at = now
-            self._hold(key, flight, decision.replica_id, now)
+            self._sent(key, flight, decision.replica_id, now)
         return decision
+
+    def _sent(self, key: Hashable, flight: Flight, replica_id: str, now: float) -> None:
+        """Book a ``Route`` of ``flight`` to ``replica_id``: when it was decided (for the trip), its hold on
+        the replica's class caps, and its copy's replica (a hedge decided before ``routed`` avoids it)."""
+        if self.trips is not None:
+            flight.decided_at = now
+        self._hold(key, flight, replica_id, now)
+        if flight.call_id is not None:
+            self._note_call(flight.call_id, replica_id, flight.request.id)
+
+    def _note_call(self, call_id: Hashable, replica_id: str, request_id: Any) -> None:
+        """Remember that copy ``call_id`` went to ``replica_id`` (at its ``Route``, then at ``routed``: a
+        saturated host may accept a call long after the router sent it, and a hedge sent meanwhile must
+        not go to the same replica)."""
+        calls = self._call_replica
+        calls[call_id] = (replica_id, request_id)
+        if len(calls) > self.max_tracked:
+            calls.popitem(last=False)
 
     def _hold(self, key: Hashable, flight: Flight, replica_id: str, now: float) -> None:
         """Count ``flight`` against ``replica_id``'s class caps from its ``Route`` on (moved from the replica
@@ -692,10 +708,7 @@ class RoutingState:
         if held is not None:
             held.sent.pop(key, None)  # accepted: counts until it ends
         if flight.call_id is not None:
-            calls = self._call_replica
-            calls[flight.call_id] = (replica_id, flight.request.id)
-            if len(calls) > self.max_tracked:
-                calls.popitem(last=False)
+            self._note_call(flight.call_id, replica_id, flight.request.id)
         self.core.on_dispatch(request, replica_id, now)
         rep = self._replicas.get(replica_id)
         if (

@@ -133,6 +133,20 @@ def test_a_hedge_never_goes_to_its_first_copys_replica_and_is_paid_from_the_budg
     assert isinstance(again, Shed) and again.reason == "hedge_budget_exhausted" and st.flight("c3") is None
 
 
+def test_a_hedge_decided_before_the_first_copy_was_accepted_still_avoids_its_replica():
+    """CI on a saturated host: the first copy's replica accepted it (``routed``) more than 200 ms after the
+    router sent it; the hedge, due at 200 ms, went to the same and only replica. The copy's replica is
+    known from its ``Route`` on."""
+    st = state()
+    st.update_replicas([report("only")], 0.0)
+    assert st.admit("c1", req("standard"), 0.0, call_id="call-1") is None
+    assert st.decide("c1", 0.0).replica_id == "only"  # sent, not yet accepted
+    shed = route(st, "c2", req("standard"), 0.2, hedge_of="call-1")
+    assert isinstance(shed, Shed) and shed.reason == "no_hedge_replica"
+    st.update_replicas([report("only"), report("other")], 0.3)
+    assert route(st, "c3", req("standard"), 0.3, hedge_of="call-1").replica_id == "other"
+
+
 def test_call_ids_are_forgotten_when_their_request_completes():
     # Soak finding: the call-id table kept the last 100k calls ever routed. It holds those in flight.
     st = state()
