@@ -114,7 +114,7 @@ async def call(handle: Any, *args: Any, hedge_after_ms: float | None = None, **k
     now = time.time()
     meta = call_meta(kwargs, now)
     ticket = _handle_throttle.admit(handle, meta, now)  # raises Overloaded when refused here
-    deadline = _handle_throttle.deadline_for(handle, meta, now)
+    deadline = _handle_throttle.deadline_for(handle, meta, now, ticket)  # classified once when admitted
     try:
         result = await _within(_call(handle, args, hedge_after_ms, kwargs, meta), deadline, DEADLINE_SLACK_S)
     except RayActorError as exc:

@@ -70,26 +70,37 @@ def register(deployment_id: Any, router: Any) -> None:
     _routers[deployment_id] = router
 
 
-def admit(handle: Any, meta: Mapping[str, Any], now: float) -> Ticket | None:
-    """Decide for a call on ``handle`` with wire metadata ``meta``: None when it is not throttled (off, no
-    router yet, never-shed class, unclassifiable); a ``Ticket`` when it goes through; raises
-    ``Overloaded(reason="throttled")`` when it is refused here."""
-    if os.environ.get(ENV, "1") == "0":
-        return None
+def _classified(handle: Any, meta: Mapping[str, Any], now: float) -> tuple[Any, Any, Any, float] | None:
+    """``(deployment key, router, class, deadline)`` of a call on ``handle`` with wire metadata ``meta`` as
+    this process's router of the deployment classifies it (as the router does for a bound process); None
+    before that router exists or when its policy cannot classify the call (the router answers such bad
+    input with its typed error)."""
     key = getattr(handle, "deployment_id", None)
     router = _routers.get(key) if key is not None else None
     if router is None:
         return None
-    policy = router.policy
     try:
         asked = dict(meta)
-        _identity.run_as(policy, asked)  # as the router does for a bound process
-        qos, deadline = class_and_deadline(policy, asked, now)
-    except Exception:  # bad input: the router answers it with its typed error
+        _identity.run_as(router.policy, asked)
+        qos, deadline = class_and_deadline(router.policy, asked, now)
+    except Exception:
         return None
+    return key, router, qos, deadline
+
+
+def admit(handle: Any, meta: Mapping[str, Any], now: float) -> Ticket | None:
+    """Decide for a call on ``handle`` with wire metadata ``meta``: None when it is not throttled (off, no
+    router yet, unclassifiable); a ``Ticket`` (with the call's deadline) when it goes through; raises
+    ``Overloaded(reason="throttled")`` when it is refused here."""
+    if os.environ.get(ENV, "1") == "0":
+        return None
+    classified = _classified(handle, meta, now)
+    if classified is None:
+        return None
+    key, router, qos, deadline = classified
     with _lock:
         _gates.bind(key, router)
-        p = _gates.admit(key, policy.classes, qos, now)
+        p = _gates.admit(key, router.policy.classes, qos, now)
     if p is not None:
         raise Overloaded(
             f"the deployment refuses most {qos.name} calls now; refused in the caller with probability {p:.2f}"
@@ -98,21 +109,18 @@ def admit(handle: Any, meta: Mapping[str, Any], now: float) -> Ticket | None:
     return Ticket(key, qos.name, deadline)
 
 
-def deadline_for(handle: Any, meta: Mapping[str, Any], now: float) -> float | None:
+def deadline_for(handle: Any, meta: Mapping[str, Any], now: float, ticket: Ticket | None = None) -> float | None:
     """The deadline of a call on ``handle`` with wire metadata ``meta`` as this process's router of the
-    deployment keeps it (its class's, or the caller's earlier one); ``meta``'s own deadline (or None) before
-    that router exists or when its policy cannot classify the call. Counts nothing."""
+    deployment keeps it (its class's, or the caller's earlier one): ``ticket``'s when ``admit`` gave one
+    (classified already), else classified here; ``meta``'s own deadline (or None) before that router exists
+    or when its policy cannot classify the call. Counts nothing."""
+    if ticket is not None:
+        return ticket.deadline
+    classified = _classified(handle, meta, now)
+    if classified is not None:
+        return classified[3]
     carried = meta.get("deadline")
-    key = getattr(handle, "deployment_id", None)
-    router = _routers.get(key) if key is not None else None
-    if router is None:
-        return None if carried is None else float(carried)
-    try:
-        asked = dict(meta)
-        _identity.run_as(router.policy, asked)
-        return class_and_deadline(router.policy, asked, now)[1]
-    except Exception:  # bad input: the router answers it with its typed error
-        return None if carried is None else float(carried)
+    return None if carried is None else float(carried)
 
 
 def outcome(ticket: Ticket | None, error: BaseException | None, now: float | None = None) -> None:
