@@ -110,13 +110,13 @@ def chaos_cluster(tmp: str):
     from ray.cluster_utils import Cluster
 
     import agentic_ray
+    from agentic_ray._ray_env import prepare
     from agentic_ray.actors._common import ControlPlaneConfig
     from agentic_ray.demo._live import free_port
-    from agentic_ray.serve._door import enable
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ["TMPDIR"] = tmp
-    enable()  # Serve's proxies run the agentic front door (they inherit this process's environment)
+    prepare()  # the front door in Serve's proxies, workers at normal priority (they inherit this environment)
     # Ray's GCS declares a node dead after health_check_failure_threshold missed checks, every
     # health_check_period_ms (defaults 5 x 3 s: ~15 s in which tasks on a removed node just wait). A
     # cluster that must re-place work within budgets lowers them; so does this one (~1.5 s).

@@ -24,6 +24,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # the nodes inherit this process's environment.
 os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "agentic_ray.serve:proxy_middlewares")
 os.environ.setdefault("RAY_SERVE_PROXY_USE_GRPC", "1")  # ... and reach replicas over gRPC (``serve._door``)
+os.environ.setdefault("RAY_worker_niceness", "0")  # ... and workers at the host's normal priority (``_ray_env``)
 
 # The labelled three-node test cluster: two nodes in eu-west, one in us-east with a GPU-like resource.
 CLUSTER_NODES = (

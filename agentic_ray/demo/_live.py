@@ -93,11 +93,11 @@ def local_ray(num_cpus: int = 2) -> Iterator[str]:
     import ray
     from ray.cluster_utils import Cluster
 
-    from agentic_ray.serve._door import enable
+    from agentic_ray._ray_env import prepare
 
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    enable()  # Serve's proxies run the agentic front door (they inherit this process's environment)
+    prepare()  # the front door in Serve's proxies, workers at normal priority (they inherit this environment)
     tmp = tempfile.mkdtemp(prefix="agr-demo-", dir="/tmp" if os.path.isdir("/tmp") else None)
     old_tmpdir = os.environ.get("TMPDIR")
     os.environ["TMPDIR"] = tmp

@@ -143,9 +143,9 @@ def init(
         else:
             started = "RAY_ADDRESS" not in os.environ  # else ray.init connects to RAY_ADDRESS
             if started:
-                from agentic_ray.serve._door import enable
+                from agentic_ray._ray_env import prepare
 
-                enable()  # the local Ray's Serve proxies run the agentic front door (serve._door)
+                prepare()  # the local Ray's proxies run the front door, its workers at normal priority
             ray.init(**ray_init_kwargs)
     coordinator = _global_coordinator(config)
     if pems:

@@ -59,9 +59,9 @@ def test_every_tenant_class_and_data_class_has_an_allowed_node(path):
 
 
 def test_every_ray_container_sets_what_the_serve_proxies_read():
-    """A cluster's proxies get no job environment: the front door and the gRPC transport that
-    ``agentic_ray.init()`` sets up for a local Ray must be in every node's container."""
-    from agentic_ray.serve._door import ENV, GRPC_ENV, IMPORT_PATH
+    """A cluster's proxies get no job environment: the front door, the gRPC transport and the workers'
+    niceness that ``agentic_ray.init()`` sets up for a local Ray must be in every node's container."""
+    from agentic_ray._ray_env import prepare
 
     spec = yaml.safe_load(MANIFEST.read_text())["spec"]
     groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
@@ -69,4 +69,6 @@ def test_every_ray_container_sets_what_the_serve_proxies_read():
     assert len(containers) == len(groups) >= 4
     for container in containers:
         env = {e["name"]: e["value"] for e in container.get("env", [])}
-        assert env.get(ENV) == IMPORT_PATH and env.get(GRPC_ENV) == "1", container["name"]
+        wanted: dict[str, str] = {}
+        prepare(wanted)
+        assert {k: env.get(k) for k in wanted} == wanted, container["name"]
