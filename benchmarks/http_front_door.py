@@ -154,11 +154,11 @@ def _good_p99(records: list[dict], warmup: float, qos: str | None) -> float:
 
 
 def p99(values: list[float]) -> float:
-    """The 99th percentile of ``values`` by nearest rank (NaN when empty)."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[max(0, -(-99 * len(ordered) // 100) - 1)]
+    """The 99th percentile of ``values`` by nearest rank (``sim.metrics.percentile``; NaN when empty)."""
+    from agentic_ray.sim.metrics import percentile
+
+    value = percentile(sorted(values), 0.99)
+    return float("nan") if value is None else value
 
 
 def _replica_pids(path: str) -> set[int]:

@@ -38,7 +38,6 @@ import argparse
 import contextlib
 import itertools
 import json
-import math
 import os
 import platform
 import shutil
@@ -60,9 +59,14 @@ NODES = (
 
 
 def pct(values: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) by nearest rank: the ``ceil(q * n)``-th smallest value."""
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, math.ceil(q * len(s) - 1e-9) - 1))]
+    """The ``q`` quantile (0..1) by nearest rank: the ``ceil(q * n)``-th smallest value
+    (``sim.metrics.percentile``). ``values`` must not be empty."""
+    from agentic_ray.sim.metrics import percentile
+
+    value = percentile(sorted(values), q)
+    if value is None:
+        raise ValueError("values: empty")
+    return value
 
 
 def summary(values: list[float], scale: float = 1000.0) -> dict[str, float]:
