@@ -114,10 +114,12 @@ def init(
     """Connect to Ray (or start an embedded local Ray) and make sure the control plane runs.
 
     ``address`` / ``RAY_ADDRESS`` (set by ``ray job submit``) connect to a cluster; otherwise a local
-    Ray starts. Idempotent: when Ray is already initialised it is reused. ``policy`` (path or
-    ``Policy``) is validated here (``PolicyValidationError``, nothing changed) and rolled out; without it
-    the control plane keeps its active policy (the built-in default at first start). Waits up to
-    ``wait_s`` for every alive node's agent to report. ``tenant`` binds this process to a tenant (also
+    Ray starts, with the environment of ``agentic_ray._ray_env.prepare`` (the front door in Serve's
+    proxies, gRPC to replicas, workers at niceness 0; a variable already set is kept). Idempotent:
+    when Ray is already initialised it is reused. ``policy`` (path or ``Policy``) is validated here
+    (``PolicyValidationError``, nothing changed) and rolled out; without it the control plane keeps its
+    active policy (the built-in default at first start). Waits up to ``wait_s`` for every alive node's
+    agent to report. ``tenant`` binds this process to a tenant (also
     ``AGENTIC_TENANT``, which binds a job's workers too; module ``agentic_ray._identity``): its tasks and
     handle calls then run as that tenant. ``trusted_keys``: Ed25519 public keys (PEM file paths or texts)
     whose signed bundles alone may change the policy from then on (``policies.signing``): a control
