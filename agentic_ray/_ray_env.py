@@ -13,9 +13,11 @@ priority on its host: under Linux's fair scheduler a niceness-15 process has wei
 niceness 0, so beside one busy normal process it gets about 3 % of a core, and the kernel's load
 balancer, which balances weights, piles the light niced workers onto the busy process's core. In the
 chaos suite's noisy neighbour (a busy process of the harness's own, niceness 0, on a two-core host) that
-was where the critical work went: every replica, agent and proxy at niceness 15, critical attainment over
-handles 0.46-0.76 in six quick runs; with ``RAY_worker_niceness=0``, 0.948 and 0.974 (standard
-0.52-0.62 against 0.23-0.34), the same code. Ray's job supervisor sets the same variable to 0 for a job's
+was where the critical work went: five alternating pairs of quick runs of the same code gave critical
+attainment over handles 0.44-0.86 with ``RAY_worker_niceness=0`` against 0.22-0.45 at 15 (higher in
+every pair), and over HTTP no request hung against 1-10 per run. The caller of a handle (niceness 0 in
+a benchmark's driver) no longer outweighs the workers: its refusals' p99 in the overload ladder rose
+from 4-8 ms to 20-110 ms. Ray's job supervisor sets the same variable to 0 for a job's
 driver (``dashboard/modules/job/job_manager.py``); a worker reads it from its own environment at start,
 so a ``runtime_env`` can set it per actor too.
 

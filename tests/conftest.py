@@ -20,11 +20,11 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")
 if os.environ["RAY_AUTH_MODE"] == "token" and not os.environ.get("RAY_AUTH_TOKEN_PATH"):
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-# Serve's proxies run the agentic front door (``serve._door``), as ``agentic_ray.init`` sets up for a local Ray:
-# the nodes inherit this process's environment.
-os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "agentic_ray.serve:proxy_middlewares")
-os.environ.setdefault("RAY_SERVE_PROXY_USE_GRPC", "1")  # ... and reach replicas over gRPC (``serve._door``)
-os.environ.setdefault("RAY_worker_niceness", "0")  # ... and workers at the host's normal priority (``_ray_env``)
+# What ``agentic_ray.init`` sets up for a local Ray (``agentic_ray._ray_env.prepare``): the front door in Serve's
+# proxies, gRPC to replicas, workers at the host's normal priority. The nodes inherit this process's environment.
+from agentic_ray._ray_env import prepare  # after the auth variables above: it imports agentic_ray
+
+prepare()
 
 # The labelled three-node test cluster: two nodes in eu-west, one in us-east with a GPU-like resource.
 CLUSTER_NODES = (

@@ -67,8 +67,8 @@ def test_every_ray_container_sets_what_the_serve_proxies_read():
     groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
     containers = [c for g in groups for c in g["template"]["spec"]["containers"]]
     assert len(containers) == len(groups) >= 4
+    wanted: dict[str, str] = {}
+    prepare(wanted)
     for container in containers:
         env = {e["name"]: e["value"] for e in container.get("env", [])}
-        wanted: dict[str, str] = {}
-        prepare(wanted)
         assert {k: env.get(k) for k in wanted} == wanted, container["name"]
