@@ -113,6 +113,7 @@ def chaos_cluster(tmp: str):
     from agentic_ray._ray_env import prepare
     from agentic_ray.actors._common import ControlPlaneConfig
     from agentic_ray.demo._live import free_port
+    from agentic_ray.testing.local_cluster import close
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ["TMPDIR"] = tmp
@@ -137,12 +138,7 @@ def chaos_cluster(tmp: str):
         serve.start(http_options={"host": "127.0.0.1", "port": HTTP_PORT})
         yield cluster
     finally:
-        with contextlib.suppress(Exception):
-            serve.shutdown()
-        with contextlib.suppress(Exception):
-            agentic_ray.shutdown(stop_control_plane=True)
-        ray.shutdown()
-        cluster.shutdown()
+        close(cluster)
 
 
 def deploy_model(tmp: str, app: str = APP, replicas: int = 3, slots: int = 2, service_s: float = SERVICE_S,

@@ -113,8 +113,10 @@ def init(
 ) -> dict[str, Any]:
     """Connect to Ray (or start an embedded local Ray) and make sure the control plane runs.
 
-    ``address`` / ``RAY_ADDRESS`` (set by ``ray job submit``) connect to a cluster; otherwise a local
-    Ray starts, with the environment of ``agentic_ray._ray_env.prepare`` (the front door in Serve's
+    ``address`` / ``RAY_ADDRESS`` (set by ``ray job submit``) connect to a cluster, the same variables
+    then going in the job's ``runtime_env`` (``_ray_env.job_runtime_env``: this job's workers and a Serve
+    it starts get them; a value of yours, in ``runtime_env`` or the submitted job's, is kept); otherwise a
+    local Ray starts, with the environment of ``agentic_ray._ray_env.prepare`` (the front door in Serve's
     proxies, gRPC to replicas, workers at niceness 0; a variable already set is kept). Idempotent:
     when Ray is already initialised it is reused. ``policy`` (path or ``Policy``) is validated here
     (``PolicyValidationError``, nothing changed) and rolled out; without it the control plane keeps its
@@ -139,16 +141,17 @@ def init(
     new_policy = _as_policy(policy) if policy is not None and bundle is None else None
     started = False
     if not ray.is_initialized():
-        ray_init_kwargs.setdefault("log_to_driver", True)
-        if address is not None:
-            ray.init(address=address, **ray_init_kwargs)
-        else:
-            started = "RAY_ADDRESS" not in os.environ  # else ray.init connects to RAY_ADDRESS
-            if started:
-                from agentic_ray._ray_env import prepare
+        from agentic_ray._ray_env import job_runtime_env, prepare
 
-                prepare()  # the local Ray's proxies run the front door, its workers at normal priority
-            ray.init(**ray_init_kwargs)
+        ray_init_kwargs.setdefault("log_to_driver", True)
+        started = address is None and "RAY_ADDRESS" not in os.environ  # else ray.init connects to a cluster
+        if started:
+            prepare()  # the local Ray's proxies run the front door, its workers at normal priority
+        else:  # a cluster started without them: the job's workers, and a Serve it starts, get them instead
+            runtime_env = job_runtime_env(ray_init_kwargs.get("runtime_env"))
+            if runtime_env is not None:
+                ray_init_kwargs["runtime_env"] = runtime_env
+        ray.init(address=address, **ray_init_kwargs)
     coordinator = _global_coordinator(config)
     if pems:
         _get(coordinator.trust_keys.remote(list(pems)), 60)  # an existing plane takes them, or refuses
