@@ -212,7 +212,7 @@ def format_actions(actions: dict[str, Any] | None, trial: dict[str, Any] | None)
 def format_serve(serve: dict[str, Any]) -> list[str]:
     """The ``serve`` section as table lines: per deployment its policy (and a refusal), its routers and
     replicas with the version each runs, and per replica and class offered rate, admitted, shed, p99 and
-    budget."""
+    budget; then a warning for each process started without agentic-ray's environment."""
     if not serve:
         return []
     if serve.get("control_plane") is False:
@@ -239,4 +239,6 @@ def format_serve(serve: dict[str, Any]) -> list[str]:
                     f"  admitted {_num(c.get('admitted')):>5}  shed {_num(c.get('shed')):>5}"
                     f"  p99 {_num(c.get('p99_ms'), ' ms'):>10}  budget {_num(c.get('budget_ms'), ' ms'):>10}"
                 )
+    for line in serve.get("environment") or []:
+        out.append(f"  warning: {line} (README: Labelled clusters)")
     return out

@@ -32,7 +32,8 @@ from typing import Any
 
 from agentic_ray.control._reports import ReplicaReport
 
-__all__ = ["DeploymentTarget", "Refusal", "ServeMember", "ServeState", "refusal_reason"]
+__all__ = ["DeploymentTarget", "Refusal", "ServeMember", "ServeState", "environment_findings", "process_of",
+           "refusal_reason"]  # fmt: skip
 
 _KINDS = ("router", "replica")
 
@@ -50,6 +51,7 @@ class ServeMember:
     seen_at: float = 0.0
     classes: tuple[str, ...] = ()  # classes this member has seen requests of
     sent_at: float = 0.0  # when the member sent it (0: not said); an older message than the one held loses
+    process: Mapping[str, Any] = field(default_factory=dict)  # its process: niceness, proxy, door (``process_of``)
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -73,7 +75,46 @@ class ServeMember:
             seen_at=now,
             classes=tuple(sorted(str(q) for q in data.get("classes") or ())),
             sent_at=float(data.get("sent_at") or 0.0),
+            process=process_of(data.get("process")),
         )
+
+
+_PROCESS_FIELDS = {"niceness": int, "proxy": bool, "door": bool}
+
+
+def process_of(data: Any) -> dict[str, Any]:
+    """The known fields of a member's ``process`` (``agentic_ray._ray_env.process_env``): ``niceness``
+    (int), ``proxy`` and ``door`` (bool); a field of another type, or anything else, is left out (a
+    member of another version must not break registration)."""
+    if not isinstance(data, Mapping):
+        return {}
+    return {k: data[k] for k, kind in _PROCESS_FIELDS.items()
+            if isinstance(data.get(k), kind) and (kind is bool or not isinstance(data[k], bool))}  # fmt: skip
+
+
+def environment_findings(serve_status: Mapping[str, Any]) -> list[str]:
+    """What the ``serve`` section of ``status()`` shows of processes started without agentic-ray's
+    environment (``agentic_ray._ray_env``), one line each, per deployment: routers in Serve's proxies
+    without the front door, and routers and replicas at a niceness above 0 (Ray's default for workers is
+    15: they yield to every normal process on the host)."""
+    out = []
+    for name, dep in sorted((serve_status.get("deployments") or {}).items()):
+        members = [("router", r.get("router_id"), r) for r in dep.get("routers") or []]
+        members += [("replica", r.get("replica_id"), r) for r in dep.get("replicas") or []]
+        doorless = [mid for _, mid, r in members if (r.get("process") or {}).get("door") is False]
+        niced: dict[int, list[str]] = {}
+        for kind, mid, r in members:
+            niceness = (r.get("process") or {}).get("niceness")
+            if isinstance(niceness, int) and niceness > 0:
+                niced.setdefault(niceness, []).append(f"{kind} {mid}")
+        if doorless:
+            out.append(f"{name}: {len(doorless)} router(s) in Serve proxies without the front door "
+                       f"({', '.join(sorted(doorless))}): the proxies started without "
+                       "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH")  # fmt: skip
+        for niceness, who in sorted(niced.items()):
+            out.append(f"{name}: {len(who)} at niceness {niceness} ({', '.join(sorted(who))}): "
+                       "started without RAY_worker_niceness=0")  # fmt: skip
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +236,10 @@ class ServeState:
                 continue  # an older report than the one held (two zones during a move): keep the newer
             self.replicas[r.replica_id] = r
             self.replica_seen[r.replica_id] = now
+            held = self.replica_members.get(r.replica_id)  # its registration said what its process is
             member = ServeMember("replica", r.replica_id, r.deployment, r.node_id, r.policy_version, r.policy_sha,
-                                 now, tuple(q for q, c in r.classes.items() if c.offered))  # fmt: skip
+                                 now, tuple(q for q, c in r.classes.items() if c.offered),
+                                 process=held.process if held is not None else {})  # fmt: skip
             self._deployment(member)
             self.replica_members[r.replica_id] = member
 
@@ -280,8 +323,9 @@ class ServeState:
 
     def status(self, now: float) -> dict[str, Any]:
         """The ``serve`` section of ``status()``: per deployment its target policy, every router and
-        replica with the version it runs, per-class figures of each replica's latest report, and the
-        refusal of the last rollout it refused."""
+        replica with the version it runs and its process (``process_of``), per-class figures of each
+        replica's latest report, and the refusal of the last rollout it refused; ``environment``: the
+        lines of ``environment_findings``."""
         out: dict[str, Any] = {}
         for name in sorted(self.deployments):
             dep = self.deployments[name]
@@ -301,12 +345,12 @@ class ServeState:
             if dep.refusal is not None:
                 entry["refusal"] = dep.refusal.to_dict()
             out[name] = entry
-        return {"control_plane": True, "deployments": out}
+        return {"control_plane": True, "deployments": out, "environment": environment_findings({"deployments": out})}
 
     @staticmethod
     def _router_row(m: ServeMember, now: float) -> dict[str, Any]:
         return {"router_id": m.member_id, "node_id": m.node_id, "policy_version": m.policy_version,
-                "policy_sha": m.policy_sha, "age_s": now - m.seen_at}  # fmt: skip
+                "policy_sha": m.policy_sha, "age_s": now - m.seen_at, "process": dict(m.process)}  # fmt: skip
 
     def _replica_row(self, m: ServeMember, now: float) -> dict[str, Any]:
         r = self.replicas.get(m.member_id)
@@ -317,6 +361,7 @@ class ServeState:
             "accelerator": None,
             "policy_version": m.policy_version,
             "policy_sha": m.policy_sha,
+            "process": dict(m.process),
             "classes": {},
         }
         if r is None:

@@ -12,8 +12,10 @@ The shapes are pinned by the CLI and its tests (``agentic-ray status --json`` pr
   ``decision_logs`` (``{log id: {count, hash, at}}``), ``config``, ``at``, ``started_at``;
 - ``serve``: ``{"control_plane": true, "deployments": {"APP/DEPLOYMENT": {policy_version, policy_sha,
   policy_revision, policy_source, acked, missing, classes_seen, routers: [{router_id, node_id,
-  policy_version, ...}], replicas: [{replica_id, node_id, zone, accelerator, policy_version, classes:
-  {CLASS: {offered_rps, admitted, shed, p99_ms, budget_ms, ...}}}], refusal?}}}`` (``ServeState.status``);
+  policy_version, process, ...}], replicas: [{replica_id, node_id, zone, accelerator, policy_version, process,
+  classes: {CLASS: {offered_rps, admitted, shed, p99_ms, budget_ms, ...}}}], refusal?}}, "environment":
+  [line]}`` (``ServeState.status``; ``process``: niceness, proxy, door; ``environment``: what was started
+  without agentic-ray's environment, ``_serve_state.environment_findings``);
 - ``actions``: ``{dry_run, rules, active: [{rule, action, target, alerts, started_at, restoring, level,
   effect}], overlay, log: [{at, event, rule, action, alert, target, detail, dry_run}]}`` (the last 50
   records; ``ActionPlanner.status``);

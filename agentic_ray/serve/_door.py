@@ -215,11 +215,22 @@ def enable(environ: MutableMapping[str, str] | None = None) -> bool:
     return env[ENV] == IMPORT_PATH
 
 
+_installed = False  # set when Serve's proxy in this process asked for the door (``middlewares``)
+
+
 def middlewares() -> list[Any]:
     """Serve's proxy callback: the Starlette middlewares to install (``[ProxyDoor]``)."""
+    global _installed
     from starlette.middleware import Middleware
 
+    _installed = True
     return [Middleware(ProxyDoor)]
+
+
+def installed() -> bool:
+    """Whether Serve's proxy in this process installed the door (its callback variable named it when the
+    proxy started)."""
+    return _installed
 
 
 def seen(scope: Mapping[str, Any], router: Any, now: float | None = None) -> None:

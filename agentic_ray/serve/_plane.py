@@ -47,6 +47,7 @@ import time
 import weakref
 from typing import Any
 
+from agentic_ray._ray_env import process_env
 from agentic_ray.actors._common import (
     GLOBAL_NAME,
     NAMESPACE,
@@ -100,6 +101,7 @@ class _Member:
         self.since = time.time()
         self.summaries: dict[str, Any] = {}
         self.overlay: Any = None  # the overlay this member took last (``take_overlay``)
+        self.process = process_env()  # its process's niceness, and in a proxy whether the door is in
 
     @property
     def alive(self) -> bool:
@@ -153,7 +155,7 @@ class _Member:
         version, sha = self.policy_ids()
         return {"kind": self.kind, "member_id": self.member_id, "deployment": self.deployment,
                 "node_id": self.node_id, "policy_version": version, "policy_sha": sha,
-                "classes": self.tally.classes_seen(), "sent_at": time.time()}  # fmt: skip
+                "classes": self.tally.classes_seen(), "sent_at": time.time(), "process": self.process}  # fmt: skip
 
 
 class RouterMember(_Member):

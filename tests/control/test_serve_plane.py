@@ -226,3 +226,48 @@ def test_a_router_heartbeat_sent_before_the_one_held_does_not_replace_it():
                                    "policy_sha": "sha-4", "sent_at": 23.0}, now=23.5)  # fmt: skip
     serve.router_heartbeat(later)
     assert serve.routers["rt"].policy_version == "v4"
+
+
+def _registration(mid: str, process: object, kind: str = "router") -> dict:
+    return {"kind": kind, "member_id": mid, "deployment": DEP, "policy_version": "v1", "policy_sha": "sha-1",
+            "process": process}  # fmt: skip
+
+
+def test_status_names_routers_in_proxies_without_the_door_and_processes_at_a_niceness_above_0():
+    """What ``agentic-ray status`` warns of: a proxy started without the door's variable, and routers or
+    replicas at Ray's default niceness (``_ray_env``); a router outside a proxy has no door to miss."""
+    serve = ServeState()
+    serve.register(ServeMember.from_dict(_registration("proxy-a", {"niceness": 15, "proxy": True, "door": False}), 1.0))
+    serve.register(ServeMember.from_dict(_registration("proxy-b", {"niceness": 0, "proxy": True, "door": True}), 1.0))
+    serve.register(ServeMember.from_dict(_registration("driver", {"niceness": 0, "proxy": False}), 1.0))
+    serve.register(ServeMember.from_dict(_registration("rep-1", {"niceness": 15}, kind="replica"), 1.0))
+    # A replica's report (through its agent) keeps what its registration said of its process.
+    t = ServeTally(DEP)
+    t.offer("standard")
+    report, _ = _report(t, replica_id="rep-1", version="v1", sha="sha-1", at=2.0)
+    serve.ingest_replicas([report], 2.0)
+    status = serve.status(2.5)
+    rows = {r["router_id"]: r["process"] for r in status["deployments"][DEP]["routers"]}
+    assert rows["proxy-a"] == {"niceness": 15, "proxy": True, "door": False}
+    assert status["deployments"][DEP]["replicas"][0]["process"] == {"niceness": 15}
+    assert status["environment"] == [
+        f"{DEP}: 1 router(s) in Serve proxies without the front door (proxy-a): the proxies started without "
+        "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH",
+        f"{DEP}: 2 at niceness 15 (replica rep-1, router proxy-a): started without RAY_worker_niceness=0",
+    ]
+    from agentic_ray.cli.status_cmd import format_serve
+
+    lines = format_serve(status)
+    assert sum("warning:" in line for line in lines) == 2
+
+
+def test_a_members_process_keeps_only_known_fields_of_the_right_type():
+    """A member of another version (or a bad value) must not break registration: unknown or mistyped
+    fields are left out, the rest kept."""
+    m = ServeMember.from_dict(_registration("r", {"niceness": True, "proxy": "yes", "door": False, "x": 1}), 1.0)
+    assert m.process == {"door": False}
+    assert ServeMember.from_dict(_registration("r", "not a mapping"), 1.0).process == {}
+    assert ServeMember.from_dict(_registration("r", None), 1.0).process == {}
+    serve = ServeState()
+    serve.register(ServeMember.from_dict(_registration("r", {"niceness": 0, "proxy": True, "door": True}), 1.0))
+    assert serve.status(1.5)["environment"] == []
