@@ -57,6 +57,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentic_ray.sim.metrics import bootstrap_ci
+
 HTTP_PORT = int(os.environ.get("AGENTIC_BENCH_HTTP_PORT", "31950"))
 BUDGETS = {"critical": 100.0, "standard": 500.0, "sheddable": 2000.0}
 MIX = "critical=0.2,standard=0.4,sheddable=0.4"
@@ -268,11 +270,8 @@ def windowed_ratio(pairs: list, floor: float = BAD_FLOOR, resamples: int = BOOTS
     def ratio(chosen: list) -> float:
         return p99([v for _, d in chosen for v in d]) / p99([v for c, _ in chosen for v in c])
 
-    rng = random.Random(seed)
     clean, dirty = p99([v for c, _ in pairs for v in c]), p99([v for _, d in pairs for v in d])
-    ratios = sorted(ratio(rng.choices(pairs, k=len(pairs))) for _ in range(resamples))
-    lo = ratios[max(0, int(0.025 * resamples) - 1)]
-    hi = ratios[min(resamples - 1, int(0.975 * resamples))]
+    lo, hi = bootstrap_ci(pairs, ratio, random.Random(seed), resamples)
     verdict = "met" if hi <= floor else "exceeded" if lo > floor else "unresolved"
     return {"ratio": round(dirty / clean, 4), "ci95": [round(lo, 4), round(hi, 4)], "pairs": len(pairs),
             "clean_p99_ms": clean, "dirty_p99_ms": dirty, "verdict": verdict}  # fmt: skip

@@ -51,6 +51,7 @@ from pathlib import Path
 
 from agentic_ray.scheduling.types import Route, Shed
 from agentic_ray.serve._hooks import NoopHook
+from agentic_ray.sim.metrics import bootstrap_ci
 from agentic_ray.telemetry.tracing import TracingConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -167,11 +168,7 @@ def median_ci(
     replacement; Efron & Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 13). Seeded."""
     if not ratios:
         raise ValueError("ratios: need at least one round")
-    rng = random.Random(seed)
-    n = len(ratios)
-    meds = sorted(statistics.median(rng.choices(ratios, k=n)) for _ in range(resamples))
-    lo = meds[max(0, int(0.025 * resamples) - 1)]
-    hi = meds[min(resamples - 1, int(0.975 * resamples))]
+    lo, hi = bootstrap_ci(ratios, statistics.median, random.Random(seed), resamples)
     return statistics.median(ratios), lo, hi
 
 
