@@ -111,6 +111,7 @@ def test_a_cluster_started_without_the_variables_gets_them_through_the_agentic_j
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["plain_job_task"] == 15  # the cluster has none of the variables: Ray's default
     assert out["agentic_job_task"] == 0
+    assert out["coordinator"] == {"niceness": 0, "proxy": False}  # the control plane it started, and its agents
     with_ = out["with"]
     assert with_["http"]["result"] == 0  # the replica
     dep = with_["serve"]["deployments"]["probe/Probe"]

@@ -45,6 +45,7 @@ from typing import Any
 
 import ray
 
+from agentic_ray._ray_env import process_env
 from agentic_ray.actors._common import (
     NAMESPACE,
     ControlPlaneConfig,
@@ -87,6 +88,7 @@ class GlobalCoordinator:
         import agentic_ray.scheduling._allocator_arrays  # noqa: F401
 
         now = time.time()
+        self.process = process_env()  # what this process runs with (niceness): status shows it
         self.metrics = AgenticMetrics(RayMetrics(), "coordinator")
         ckpt = None
         try:
@@ -627,8 +629,9 @@ class GlobalCoordinator:
         observed p99 and burn rates), ``alerts`` (active), ``alert_log``, ``allocation``, ``events``,
         ``restored`` (from checkpoint), ``decision_logs`` (``{log id: {count, hash, at}}``: checkpoint
         heads of per-process decision logs), ``serve`` (deployments, their routers and replicas with the
-        policy version each runs and per-class figures, refusals)."""
-        return status_json(self.state, time.time(), self.config.to_dict(), agent_name)
+        policy version each runs and per-class figures, refusals), ``process`` (this coordinator's:
+        niceness)."""
+        return status_json(self.state, time.time(), self.config.to_dict(), agent_name, self.process)
 
     async def ping(self) -> float:
         return time.time()

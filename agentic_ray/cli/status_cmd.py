@@ -140,6 +140,10 @@ def format_status(status: dict[str, Any]) -> str:
     )
     if missing:
         out.append(f"  not yet acked: {', '.join(str(m)[:12] for m in missing)}")
+    niceness = (status.get("process") or {}).get("niceness")
+    if isinstance(niceness, int) and niceness > 0:
+        out.append(f"  warning: the GlobalCoordinator runs at niceness {niceness}: the control plane was started "
+                   "without RAY_worker_niceness=0 (README: Labelled clusters)")  # fmt: skip
     zones = status.get("zones") or {}
     out.append(f"zones   {len(zones)}")
     for zone in sorted(zones):

@@ -19,6 +19,9 @@ The shapes are pinned by the CLI and its tests (``agentic-ray status --json`` pr
 - ``actions``: ``{dry_run, rules, active: [{rule, action, target, alerts, started_at, restoring, level,
   effect}], overlay, log: [{at, event, rule, action, alert, target, detail, dry_run}]}`` (the last 50
   records; ``ActionPlanner.status``);
+- ``process``: the GlobalCoordinator's own process (``niceness``): a control plane started without
+  ``RAY_worker_niceness=0`` runs at Ray's 15, and its zones and agents, which inherit its environment
+  (or have their nodes' own), most likely too;
 - ``trial``: the running canary (fraction, nodes, replicas, settings) or shadow policy (counts: evaluated,
   would_refuse, would_place_elsewhere, would_shed), or ``None`` (``control._trial.Trial.to_dict``).
 """
@@ -86,10 +89,15 @@ def _zones(state: GlobalState, now: float, agent_name: Callable[[str], str]) -> 
 
 
 def status_json(
-    state: GlobalState, now: float, config: Mapping[str, Any], agent_name: Callable[[str], str]
+    state: GlobalState,
+    now: float,
+    config: Mapping[str, Any],
+    agent_name: Callable[[str], str],
+    process: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``status()`` at ``now`` (see the module docstring); ``agent_name(node_id)`` names each agent actor
-    and ``config`` is the control plane's settings as JSON."""
+    """``status()`` at ``now`` (see the module docstring); ``agent_name(node_id)`` names each agent actor,
+    ``config`` is the control plane's settings as JSON and ``process`` what the coordinator's own process
+    runs with (``_ray_env.process_env``)."""
     return {
         "at": now,
         "started_at": state.started_at,
@@ -121,4 +129,5 @@ def status_json(
         "actions": state.planner.status(),
         "trial": state.trial.to_dict(now) if state.trial is not None else None,
         "config": dict(config),
+        "process": dict(process or {}),
     }

@@ -38,6 +38,7 @@ STATUS_KEYS = {
     "trial",
     "config",
     "unsatisfiable_rules",
+    "process",
 }
 AGENT_KEYS = {
     "node_id",
@@ -110,6 +111,9 @@ def test_status_keeps_its_json_shape():
     status = status_json(st, 10.0, {"report_interval_s": 0.5}, lambda n: "agentic-agent-" + n[:12])
     assert set(status) == STATUS_KEYS
     json.dumps(status)
+    assert status["process"] == {}  # none given
+    assert status_json(st, 10.0, {}, str, {"niceness": 15, "proxy": False})["process"] == {"niceness": 15,
+                                                                                        "proxy": False}  # fmt: skip
     assert status["policy"] == {
         "name": "fraud",
         "version": st.policy.version,

@@ -46,6 +46,7 @@ def main(gcs_port: int, http_port: int, temp_dir: str) -> dict:
 
         agentic_ray.init(address=cluster.address, wait_s=60, log_to_driver=False)
         out["agentic_job_task"] = ray.get(niceness.remote(), timeout=120)
+        out["coordinator"] = agentic_ray.status().get("process")  # the control plane this job started
         out["with"] = _serve_probe(agentic_ray, serve, http_port)
         # The same without the job's variables (AGENTIC_JOB_RUNTIME_ENV=0): a Serve started as on a cluster
         # of Ray's defaults, which ``status`` must warn of.

@@ -95,3 +95,12 @@ def test_format_status_says_when_there_is_no_control_plane():
     assert status["control_plane"] is False and status["serve"]["control_plane"] is False
     assert "deploy-time policies" in NO_CONTROL_PLANE
     assert "deploy-time policies" in format_status(status)
+
+
+def test_format_status_warns_of_a_control_plane_at_a_niceness_above_0():
+    """A GlobalCoordinator started without ``RAY_worker_niceness=0`` (a job on a cluster of Ray's defaults
+    before ``init`` put it in the job's runtime_env) says so; at 0, or with no figure, nothing is said."""
+    warned = format_status({**STATUS, "process": {"niceness": 15, "proxy": False}})
+    assert "warning: the GlobalCoordinator runs at niceness 15" in warned
+    assert "warning" not in format_status({**STATUS, "process": {"niceness": 0, "proxy": False}})
+    assert "warning" not in format_status(STATUS)
