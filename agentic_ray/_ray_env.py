@@ -32,10 +32,10 @@ ran at niceness 0 with the door's variable, a plain task of another job at 15. O
 started, the replicas of an application this job deploys get them too (Serve gives a deployment without
 a ``runtime_env`` of its own the deploying job's, ``serve/_private/build_app.py``), its proxies not: what
 runs already keeps its environment, as do other jobs' workers and a control plane another job started
-(``agentic-ray status`` warns of proxies without the door and of routers and replicas above niceness 0,
-from what each reports of its process: ``process_env``). Starting
-Ray with the variables (``RAY_worker_niceness=0 ray start ...``; ``examples/kuberay/raycluster.yaml`` sets
-them in every container) covers every process from the start.
+(``agentic-ray status`` warns of proxies without the door and of a GlobalCoordinator, routers and
+replicas above niceness 0, from what each reports of its process: ``process_env``). Starting Ray with
+the variables (``RAY_worker_niceness=0 ray start ...``; ``examples/kuberay/raycluster.yaml`` sets them in
+every container) covers every process from the start.
 
 A value of your own is kept everywhere: in the environment (``RAY_worker_niceness=15`` keeps Ray's
 default), in ``runtime_env`` ``env_vars`` given to ``init``, or in the runtime_env of a submitted job.
@@ -71,14 +71,11 @@ def prepare(environ: MutableMapping[str, str] | None = None) -> None:
 def variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The variables ``prepare`` sets, with the values a Ray started from ``environ`` (``os.environ`` by
     default) would inherit: the process's own where it has them."""
-    env = dict(os.environ if environ is None else environ)
-    before = set(env)
-    prepare(env)
     from agentic_ray.serve._door import ENV, GRPC_ENV
 
-    names = (ENV, GRPC_ENV, WORKER_NICENESS_ENV)
-    assert set(env) - before <= set(names)  # prepare sets nothing else
-    return {name: env[name] for name in names}
+    env = dict(os.environ if environ is None else environ)
+    prepare(env)
+    return {name: env[name] for name in (ENV, GRPC_ENV, WORKER_NICENESS_ENV)}
 
 
 def job_runtime_env(runtime_env: Mapping[str, Any] | None = None,
@@ -115,7 +112,8 @@ def _submitted_env_vars(environ: Mapping[str, str]) -> Mapping[str, Any]:
 
 
 def process_env() -> dict[str, Any]:
-    """What this process runs with, for a router's or replica's registration (``agentic-ray status``):
+    """What this process runs with, for ``agentic-ray status`` (the GlobalCoordinator's own, and each
+    router's and replica's registration):
     ``niceness`` (None where the platform has none), ``proxy`` (whether it is one of Serve's proxies)
     and, in a proxy, ``door`` (whether the proxy installed the front door)."""
     from agentic_ray.serve import _door
