@@ -89,7 +89,8 @@ def test_a_cluster_started_without_the_variables_gets_them_through_the_agentic_j
     """On a Ray started with Ray's defaults, a plain job's task runs at niceness 15; ``agentic_ray.init``
     with the address puts the variables in its job's runtime_env, so its task, the Serve it starts
     (controller, proxy, replicas: the controller's children) run at 0 and the proxy installs the door,
-    which its router reports (``agentic-ray status`` then has nothing to warn of); with
+    which its router reports (``agentic-ray status`` then has nothing to warn of; a control plane started
+    by a job without them runs at 15, and ``init`` warns of it); with
     ``AGENTIC_JOB_RUNTIME_ENV=0`` the Serve it starts has neither, and status warns of both; an agentic
     job deploying onto that Serve gets its replicas at 0, not its proxy."""
     import shutil
@@ -112,6 +113,10 @@ def test_a_cluster_started_without_the_variables_gets_them_through_the_agentic_j
     assert out["plain_job_task"] == 15  # the cluster has none of the variables: Ray's default
     assert out["agentic_job_task"] == 0
     assert out["coordinator"] == {"niceness": 0, "proxy": False}  # the control plane it started, and its agents
+    assert out["warnings"] == []
+    # A control plane a job without the runtime_env started (AGENTIC_JOB_RUNTIME_ENV=0) runs at 15: init says so.
+    assert out["niced_coordinator"] == {"niceness": 15, "proxy": False}
+    assert len(out["niced_warnings"]) == 1 and "runs at niceness 15" in out["niced_warnings"][0]
     with_ = out["with"]
     assert with_["http"]["result"] == 0  # the replica
     dep = with_["serve"]["deployments"]["probe/Probe"]

@@ -635,3 +635,8 @@ class GlobalCoordinator:
 
     async def ping(self) -> float:
         return time.time()
+
+    async def process_info(self) -> dict[str, Any]:
+        """What this coordinator's process runs with (``_ray_env.process_env``: niceness); ``init`` warns
+        when it is above 0."""
+        return dict(self.process)

@@ -153,6 +153,7 @@ def init(
                 ray_init_kwargs["runtime_env"] = runtime_env
         ray.init(address=address, **ray_init_kwargs)
     coordinator = _global_coordinator(config)
+    _warn_of_niceness(coordinator)
     if pems:
         _get(coordinator.trust_keys.remote(list(pems)), 60)  # an existing plane takes them, or refuses
     info = ray.get(coordinator.policy.remote(), timeout=60)
@@ -175,6 +176,26 @@ def init(
             break
         time.sleep(0.1)
     return info
+
+
+def _warn_of_niceness(coordinator: Any) -> None:
+    """Log a warning when the control plane runs above niceness 0: Ray's default for workers, on a cluster
+    started without ``RAY_worker_niceness=0`` whose control plane a job without agentic-ray's runtime_env
+    started (``ray.init`` before ``agentic_ray.init``, or ``AGENTIC_JOB_RUNTIME_ENV=0``)."""
+    import ray
+
+    try:
+        niceness = ray.get(coordinator.process_info.remote(), timeout=60).get("niceness")
+    except Exception:  # a coordinator of an older version has no such call: nothing to say
+        return
+    if isinstance(niceness, int) and niceness > 0:
+        log.warning(
+            "agentic_ray.init: the control plane runs at niceness %d (Ray's default for workers): it and the "
+            "node agents yield to every normal process on their hosts. Start Ray with RAY_worker_niceness=0, or "
+            "call agentic_ray.init(address=...) instead of ray.init and restart the control plane "
+            "(agentic_ray.shutdown(stop_control_plane=True)); README: Labelled clusters",
+            niceness,
+        )
 
 
 def shutdown(stop_control_plane: bool | None = None) -> None:

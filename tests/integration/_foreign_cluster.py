@@ -1,8 +1,9 @@
 """Run in its own process by ``tests/test_ray_env.py``: a Ray started with none of agentic-ray's variables
-(as ``ray start`` with Ray's defaults), then a plain job and an agentic job on it (``agentic_ray.init``
-with an address), a Serve the agentic job starts and a direct HTTP request to an ``@agentic_ray.deployment``;
-the same with ``AGENTIC_JOB_RUNTIME_ENV=0``; then an agentic job deploying onto that Serve.
-Prints one JSON line: the niceness each process ran at, and the ``serve`` section of ``agentic_ray.status()``.
+(as ``ray start`` with Ray's defaults), then a plain job and agentic jobs on it (``agentic_ray.init`` with
+an address): one with ``AGENTIC_JOB_RUNTIME_ENV=0`` whose control plane is then stopped; one that starts
+the control plane again, a Serve and a direct HTTP request to an ``@agentic_ray.deployment``; the same
+with ``AGENTIC_JOB_RUNTIME_ENV=0``; then an agentic job deploying onto that Serve. Prints one JSON line:
+the niceness each process ran at, init's warnings, and the ``serve`` section of ``agentic_ray.status()``.
 
 Usage: ``python _foreign_cluster.py GCS_PORT HTTP_PORT TEMP_DIR``.
 """
@@ -10,6 +11,7 @@ Usage: ``python _foreign_cluster.py GCS_PORT HTTP_PORT TEMP_DIR``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -44,9 +46,22 @@ def main(gcs_port: int, http_port: int, temp_dir: str) -> dict:
 
         import agentic_ray
 
+        warnings = _Warnings()
+        logging.getLogger("agentic_ray.sdk._admin").addHandler(warnings)
+        # A control plane started by a job without agentic-ray's runtime_env (AGENTIC_JOB_RUNTIME_ENV=0, as
+        # after a plain ray.init): Ray's niceness, which init warns of; then stopped.
+        os.environ[JOB_ENV_SWITCH] = "0"
+        agentic_ray.init(address=cluster.address, wait_s=60, log_to_driver=False)
+        out["niced_coordinator"] = agentic_ray.status().get("process")
+        out["niced_warnings"] = warnings.take()
+        agentic_ray.shutdown(stop_control_plane=True)
+        ray.shutdown()
+        del os.environ[JOB_ENV_SWITCH]
+
         agentic_ray.init(address=cluster.address, wait_s=60, log_to_driver=False)
         out["agentic_job_task"] = ray.get(niceness.remote(), timeout=120)
         out["coordinator"] = agentic_ray.status().get("process")  # the control plane this job started
+        out["warnings"] = warnings.take()
         out["with"] = _serve_probe(agentic_ray, serve, http_port)
         # The same without the job's variables (AGENTIC_JOB_RUNTIME_ENV=0): a Serve started as on a cluster
         # of Ray's defaults, which ``status`` must warn of.
@@ -64,6 +79,21 @@ def main(gcs_port: int, http_port: int, temp_dir: str) -> dict:
     finally:
         close(cluster)
     return out
+
+
+class _Warnings(logging.Handler):
+    """The messages of the warnings logged to it since the last ``take``."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def take(self) -> list[str]:
+        out, self.messages = self.messages, []
+        return out
 
 
 def _serve_probe(agentic_ray: object, serve: object, http_port: int, want_door: bool = True,
