@@ -140,8 +140,10 @@ def format_status(status: dict[str, Any]) -> str:
     )
     if missing:
         out.append(f"  not yet acked: {', '.join(str(m)[:12] for m in missing)}")
-    niceness = (status.get("process") or {}).get("niceness")
-    if isinstance(niceness, int) and niceness > 0:
+    from agentic_ray.control._serve_state import niced
+
+    niceness = niced(status.get("process"))
+    if niceness is not None:
         out.append(f"  warning: the GlobalCoordinator runs at niceness {niceness}: the control plane was started "
                    "without RAY_worker_niceness=0 (README: Labelled clusters)")  # fmt: skip
     zones = status.get("zones") or {}

@@ -32,8 +32,8 @@ from typing import Any
 
 from agentic_ray.control._reports import ReplicaReport
 
-__all__ = ["DeploymentTarget", "Refusal", "ServeMember", "ServeState", "environment_findings", "process_of",
-           "refusal_reason"]  # fmt: skip
+__all__ = ["DeploymentTarget", "Refusal", "ServeMember", "ServeState", "environment_findings", "niced",
+           "process_of", "refusal_reason"]  # fmt: skip
 
 _KINDS = ("router", "replica")
 
@@ -92,6 +92,13 @@ def process_of(data: Any) -> dict[str, Any]:
             if isinstance(data.get(k), kind) and (kind is bool or not isinstance(data[k], bool))}  # fmt: skip
 
 
+def niced(process: Any) -> int | None:
+    """The niceness of a ``process`` report (``process_of``'s fields) when it is above 0, Ray's default
+    for workers being 15; None otherwise (0, or not reported)."""
+    niceness = process.get("niceness") if isinstance(process, Mapping) else None
+    return niceness if isinstance(niceness, int) and not isinstance(niceness, bool) and niceness > 0 else None
+
+
 def environment_findings(serve_status: Mapping[str, Any]) -> list[str]:
     """What the ``serve`` section of ``status()`` shows of processes started without agentic-ray's
     environment (``agentic_ray._ray_env``), one line each, per deployment: routers in Serve's proxies
@@ -102,16 +109,16 @@ def environment_findings(serve_status: Mapping[str, Any]) -> list[str]:
         members = [("router", r.get("router_id"), r) for r in dep.get("routers") or []]
         members += [("replica", r.get("replica_id"), r) for r in dep.get("replicas") or []]
         doorless = [mid for _, mid, r in members if (r.get("process") or {}).get("door") is False]
-        niced: dict[int, list[str]] = {}
+        by_niceness: dict[int, list[str]] = {}
         for kind, mid, r in members:
-            niceness = (r.get("process") or {}).get("niceness")
-            if isinstance(niceness, int) and niceness > 0:
-                niced.setdefault(niceness, []).append(f"{kind} {mid}")
+            niceness = niced(r.get("process"))
+            if niceness is not None:
+                by_niceness.setdefault(niceness, []).append(f"{kind} {mid}")
         if doorless:
             out.append(f"{name}: {len(doorless)} router(s) in Serve proxies without the front door "
                        f"({', '.join(sorted(doorless))}): the proxies started without "
                        "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH")  # fmt: skip
-        for niceness, who in sorted(niced.items()):
+        for niceness, who in sorted(by_niceness.items()):
             out.append(f"{name}: {len(who)} at niceness {niceness} ({', '.join(sorted(who))}): "
                        "started without RAY_worker_niceness=0")  # fmt: skip
     return out

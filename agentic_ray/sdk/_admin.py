@@ -184,11 +184,13 @@ def _warn_of_niceness(coordinator: Any) -> None:
     started (``ray.init`` before ``agentic_ray.init``, or ``AGENTIC_JOB_RUNTIME_ENV=0``)."""
     import ray
 
+    from agentic_ray.control._serve_state import niced
+
     try:
-        niceness = ray.get(coordinator.process_info.remote(), timeout=60).get("niceness")
+        niceness = niced(ray.get(coordinator.process_info.remote(), timeout=60))
     except Exception:  # a coordinator of an older version has no such call: nothing to say
         return
-    if isinstance(niceness, int) and niceness > 0:
+    if niceness is not None:
         log.warning(
             "agentic_ray.init: the control plane runs at niceness %d (Ray's default for workers): it and the "
             "node agents yield to every normal process on their hosts. Start Ray with RAY_worker_niceness=0, or "
