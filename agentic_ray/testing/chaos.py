@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from agentic_ray.testing.http_load import bounded
 from agentic_ray.testing.ledger import Ledger
 
 __all__ = [
@@ -122,7 +123,7 @@ async def drive_handle(
         ledger.sent(key, qos, sent, sent + budget / 1000.0)
         try:
             coro = call(handle, payload, qos=qos, budget_ms=budget)
-            await asyncio.wait_for(coro, budget / 1000.0 + ledger.grace_s + answer_timeout_s)
+            await bounded(coro, budget / 1000.0 + ledger.grace_s + answer_timeout_s)  # in this task: no hop
             ledger.answered(key, time.time(), "ok")
         except asyncio.TimeoutError:
             return  # no answer: lost

@@ -171,3 +171,31 @@ def test_a_pooled_connection_the_server_closed_while_idle_is_replaced_not_failed
         return [first, second]
 
     assert asyncio.run(main()) == [200, 200]
+
+
+def test_bounded_awaits_in_the_calling_task_and_times_out():
+    """``bounded`` runs the work in the caller's task (no loop turn before it starts, which a busy load
+    generator counted as latency) and cancels it at its timeout."""
+    from agentic_ray.testing.http_load import bounded
+
+    async def go():
+        outer = asyncio.current_task()
+        seen: list[object] = []
+        cancelled: list[bool] = []
+
+        async def work(sleep_s: float) -> str:
+            seen.append(asyncio.current_task())
+            try:
+                await asyncio.sleep(sleep_s)
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+            return "done"
+
+        assert await bounded(work(0.0), 5.0) == "done"
+        with pytest.raises(asyncio.TimeoutError):
+            await bounded(work(5.0), 0.01)
+        return outer, seen, cancelled
+
+    outer, seen, cancelled = asyncio.run(go())
+    assert seen == [outer, outer] and cancelled == [True]
