@@ -113,9 +113,11 @@ def test_a_cluster_started_without_the_variables_gets_them_through_the_agentic_j
     assert out["plain_job_task"] == 15  # the cluster has none of the variables: Ray's default
     assert out["agentic_job_task"] == 0
     assert out["coordinator"] == {"niceness": 0, "proxy": False}  # the control plane it started, and its agents
+    assert out["agents"] == [{"niceness": 0, "proxy": False}]  # reported in the agent's snapshots (wire v4)
     assert out["warnings"] == []
     # A control plane a job without the runtime_env started (AGENTIC_JOB_RUNTIME_ENV=0) runs at 15: init says so.
     assert out["niced_coordinator"] == {"niceness": 15, "proxy": False}
+    assert out["niced_agents"] == [{"niceness": 15, "proxy": False}]  # agentic-ray status warns of them
     assert len(out["niced_warnings"]) == 1 and "runs at niceness 15" in out["niced_warnings"][0]
     with_ = out["with"]
     assert with_["http"]["result"] == 0  # the replica

@@ -55,6 +55,7 @@ from typing import Any
 
 import ray
 
+from agentic_ray._ray_env import process_env
 from agentic_ray.actors._common import NAMESPACE, ControlPlaneConfig, zone_name
 from agentic_ray.actors._probe import AcceleratorProbe
 from agentic_ray.actors._worker import Ended, Placed, Refused, Started, TaskEvent, decode_events
@@ -100,6 +101,7 @@ class NodeAgentImpl:
         self.config = ControlPlaneConfig.from_dict(config)
         self.incarnation = uuid.uuid4().hex[:8]
         self.started_at = time.time()
+        self.process = process_env()  # what this process runs with (niceness), in every snapshot
         self.probe = AcceleratorProbe(nvml=nvml)
         self.accelerator: dict[str, Any] = self.probe.sample()
         self._probed_at = time.monotonic()
@@ -308,6 +310,7 @@ class NodeAgentImpl:
             accelerator=self.accelerator,
             policy_sha=self.policy_sha,
             caps=dict(self.caps),
+            process=self.process,
         )
 
     def take_report(self) -> AgentReport:

@@ -161,6 +161,15 @@ def format_status(status: dict[str, Any]) -> str:
             state = a.get("accelerator_state")
             if state:
                 out.append(f"      accelerator: {_compact(state)}")
+        by_niceness: dict[int, list[str]] = {}
+        for a in agents:
+            agent_niceness = niced(a.get("process"))
+            if agent_niceness is not None:
+                by_niceness.setdefault(agent_niceness, []).append(str(a.get("node_id", "-"))[:12])
+        for agent_niceness, nodes in sorted(by_niceness.items()):
+            names = ", ".join(sorted(nodes))
+            out.append(f"    warning: {len(nodes)} agent(s) run at niceness {agent_niceness} ({names}): "
+                       "started without RAY_worker_niceness=0 (README: Labelled clusters)")  # fmt: skip
     classes = status.get("classes") or {}
     out.append(f"classes {len(classes)}")
     for key in sorted(classes):

@@ -5,7 +5,7 @@ pickle: flat frozen dataclasses of plain fields, summaries shipped as ``ClassSum
 being turned into dicts and back at every hop, see "Pickled form" below):
 
 - ``NodeSnapshot``: one node as its agent sees it (in-flight and queued per class, closed classes, caps,
-  EWMA service times, accelerator state, acknowledged policy);
+  EWMA service times, accelerator state, acknowledged policy, the agent's own process);
 - ``PlacementFacts``: the part of a snapshot placement reads; an agent sends a snapshot between full
   reports only when these changed;
 - ``AgentReport``: agent -> zone, a snapshot plus the summary delta since the previous full report
@@ -22,9 +22,13 @@ Serve replica on the node (``replica_caps``) (GlobalCoordinator -> zone -> agent
 Every value projects to the JSON shape the control plane used before these types (``to_dict``), which
 is what ``agentic-ray status`` and the agents' ``stats()`` show.
 
-**Wire versions.** ``WIRE_VERSION`` 3 added the Serve replicas (``ReplicaReport``, ``AgentReport.replicas``,
-``ZoneReport.replicas``, ``NodeLease.replica_caps``, all defaulting to empty); version 2 is the same types
-without them (its pickles still load); version 1 was plain dicts with the keys ``to_dict``
+**Wire versions.** ``WIRE_VERSION`` 4 added ``NodeSnapshot.process`` (the agent's process: niceness,
+``_ray_env.process_env``), appended last with a default: a snapshot pickles as ``_node_snapshot_v4`` and
+as fifteen fields inside agent and zone reports, whose constructors (v2, v3) build a snapshot of
+fourteen fields (an older agent's) or fifteen alike. Version 3 added the Serve replicas (``ReplicaReport``,
+``AgentReport.replicas``, ``ZoneReport.replicas``, ``NodeLease.replica_caps``, all defaulting to empty);
+version 2 is the same types without them (its pickles still load); version 1 was plain dicts with the
+keys ``to_dict``
 writes (and a lease as four positional arguments). Consumers accept both (``from_wire``), so in a rolling
 restart an agent still running the old code keeps reporting to a new zone, and an old zone to a new
 GlobalCoordinator. The reverse is not handled: a process of the old code cannot read these types (a new
@@ -63,7 +67,7 @@ __all__ = [
     "ZoneReport",
 ]
 
-WIRE_VERSION = 3
+WIRE_VERSION = 4
 """Version of the report/lease wire shape (1: plain dicts; 2: the types of this module; 3: + Serve replicas)."""
 
 
@@ -71,7 +75,9 @@ WIRE_VERSION = 3
 class NodeSnapshot:
     """One node as placement and the coordinators see it. ``inflight`` counts running plus queued tasks;
     ``inflight_by_class`` the running ones, ``queued_by_class`` those placed there and not started.
-    ``at`` is the agent's wall clock when it took the snapshot; ``accelerator`` the probe's sample."""
+    ``at`` is the agent's wall clock when it took the snapshot; ``accelerator`` the probe's sample;
+    ``process`` what the agent's process runs with (``_ray_env.process_env``: ``niceness``; empty from an
+    agent of wire version 3 or older)."""
 
     node_id: str
     zone: str
@@ -87,9 +93,10 @@ class NodeSnapshot:
     accelerator: Mapping[str, Any] = field(default_factory=dict)
     policy_sha: str | None = None
     caps: Mapping[str, int] = field(default_factory=dict)
+    process: Mapping[str, Any] = field(default_factory=dict)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return _node_snapshot_v2, _snapshot_fields(self)
+        return _node_snapshot_v4, _snapshot_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (wire version 1, and what ``stats()`` shows)."""
@@ -108,6 +115,7 @@ class NodeSnapshot:
             "accelerator": self.accelerator,
             "policy_sha": self.policy_sha,
             "caps": dict(self.caps),
+            "process": dict(self.process),
         }
 
     @classmethod
@@ -128,6 +136,7 @@ class NodeSnapshot:
             accelerator=data.get("accelerator") or {},
             policy_sha=data.get("policy_sha"),
             caps=dict(data.get("caps") or {}),
+            process=dict(data.get("process") or {}),
         )
 
     @classmethod
@@ -369,6 +378,7 @@ def _snapshot_fields(s: NodeSnapshot) -> tuple[Any, ...]:
         s.accelerator,
         s.policy_sha,
         s.caps,
+        s.process,
     )
 
 
@@ -382,6 +392,10 @@ def _summary_of(fields: tuple[Any, ...]) -> ClassSummary:
 
 
 def _node_snapshot_v2(*fields: Any) -> NodeSnapshot:
+    return NodeSnapshot(*fields)
+
+
+def _node_snapshot_v4(*fields: Any) -> NodeSnapshot:  # fifteen fields: ``process`` last
     return NodeSnapshot(*fields)
 
 

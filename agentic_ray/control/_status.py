@@ -6,7 +6,8 @@ The shapes are pinned by the CLI and its tests (``agentic-ray status --json`` pr
 - ``policy``: name, version, sha256, revision, source, ``acked`` / ``missing`` agents (node ids);
 - ``history``: sha256, version, revision, source of each kept version, oldest first;
 - ``zones``: ``{zone: [agent]}``, an agent being node_id, agent (actor name), accelerator,
-  accelerator_state, inflight_by_class, closed_classes, caps, policy_sha, incarnation, report_age_s;
+  accelerator_state, inflight_by_class, closed_classes, caps, policy_sha, incarnation, report_age_s,
+  process (the agent's own: ``niceness``; empty until it reported, or from an agent of wire version 3);
 - ``classes``: per summary key the drift figures (budget_ms, p99_ms, samples, attainment, burn_*);
 - ``alerts`` (active), ``alert_log`` (last 50), ``allocation``, ``events`` (last 50), ``restored``,
   ``decision_logs`` (``{log id: {count, hash, at}}``), ``config``, ``at``, ``started_at``;
@@ -83,6 +84,7 @@ def _zones(state: GlobalState, now: float, agent_name: Callable[[str], str]) -> 
                 "policy_sha": snap.policy_sha if snap is not None else None,
                 "incarnation": snap.incarnation if snap is not None else None,
                 "report_age_s": (now - snap.at) if snap is not None else None,
+                "process": dict(snap.process) if snap is not None else {},
             }
         )
     return zones

@@ -41,6 +41,7 @@ STATUS_KEYS = {
     "process",
 }
 AGENT_KEYS = {
+    "process",
     "node_id",
     "agent",
     "accelerator",
@@ -135,7 +136,7 @@ def test_status_keeps_its_json_shape():
     assert b == {
         "node_id": "b", "agent": "agentic-agent-b", "accelerator": "cpu", "accelerator_state": None,
         "inflight_by_class": {}, "closed_classes": [], "caps": {}, "policy_sha": None, "incarnation": None,
-        "report_age_s": None,
+        "report_age_s": None, "process": {},
     }  # fmt: skip
     assert status["allocation"] == {
         "revision": 2, "leases": {"a": {"critical": 9}}, "granted_at": 9.5, "lease_s": 3.0,

@@ -42,6 +42,7 @@ def test_snapshot_projects_to_the_json_of_wire_version_1_and_back():
         "accelerator": {"kind": "cpu", "gpus": []},
         "policy_sha": "abc",
         "caps": {"critical": 8, "sheddable": 1},
+        "process": {},
     }
     assert NodeSnapshot.from_wire(d) == SNAP and NodeSnapshot.from_wire(SNAP) is SNAP
     with pytest.raises(KeyError, match="incarnation"):
@@ -62,10 +63,32 @@ def test_reports_pickle_to_equal_values():
 
 def test_report_types_pickle_under_a_versioned_constructor():
     """The pickled form names ``_<type>_v2`` (version 3 only when Serve replicas ride along: then
-    ``_v3``, tests/control/test_reports_v3.py): a later wire version keeps those names loading."""
-    assert WIRE_VERSION == 3
-    for value in (SNAP, AgentReport(SNAP), ZoneReport("z")):
+    ``_v3``, tests/control/test_reports_v3.py; a snapshot alone ``_v4``, since it carries the agent's
+    process): a later wire version keeps those names loading."""
+    assert WIRE_VERSION == 4
+    assert SNAP.__reduce__()[0].__name__ == "_node_snapshot_v4"
+    for value in (AgentReport(SNAP), ZoneReport("z")):
         assert value.__reduce__()[0].__name__.endswith("_v2")
+
+
+def test_snapshots_carry_the_agents_process_and_older_agents_snapshots_still_load():
+    """Wire version 4: ``process`` rides last in a snapshot's fields, alone and inside agent and zone
+    reports; the fourteen fields of an agent of version 3 or older still build a snapshot (no process)."""
+    from agentic_ray.control import _reports
+
+    mine = snapshot("n2", at=1.0, process={"niceness": 15, "proxy": False})
+    for value in (mine, AgentReport(mine), ZoneReport("z", {"n2": mine})):
+        assert pickle.loads(pickle.dumps(value)) == value
+    assert pickle.loads(pickle.dumps(AgentReport(mine))).snapshot.process == {"niceness": 15, "proxy": False}
+    assert mine.to_dict()["process"] == {"niceness": 15, "proxy": False}
+    assert NodeSnapshot.from_dict(mine.to_dict()) == mine
+    old = _reports._snapshot_fields(SNAP)[:-1]  # what a version-3 agent sent
+    assert len(old) == 14
+    assert _reports._node_snapshot_v2(*old) == SNAP and SNAP.process == {}
+    assert _reports._agent_report_v2(old, {}).snapshot == SNAP
+    assert _reports._zone_report_v2("z", {"n1": old}, {}, {}).nodes["n1"] == SNAP
+    del_process = {k: v for k, v in mine.to_dict().items() if k != "process"}  # a version-1 dict of old
+    assert NodeSnapshot.from_dict(del_process).process == {}
 
 
 def test_version_1_dicts_are_read_by_the_new_consumers():

@@ -22,6 +22,16 @@ from agentic_ray.serve._door import ENV, GRPC_ENV
 from agentic_ray.testing.local_cluster import close
 
 
+def _agent_processes(agentic_ray, wait_s: float = 60.0) -> list:
+    """The ``process`` of every node agent in ``status()["zones"]``, once each has reported one."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        agents = [a for rows in (agentic_ray.status().get("zones") or {}).values() for a in rows]
+        if (agents and all(a.get("process") for a in agents)) or time.monotonic() > deadline:
+            return [a.get("process") for a in agents]
+        time.sleep(0.5)
+
+
 def main(gcs_port: int, http_port: int, temp_dir: str) -> dict:
     for name in (ENV, GRPC_ENV, WORKER_NICENESS_ENV, JOB_ENV_SWITCH):
         os.environ.pop(name, None)
@@ -53,6 +63,7 @@ def main(gcs_port: int, http_port: int, temp_dir: str) -> dict:
         os.environ[JOB_ENV_SWITCH] = "0"
         agentic_ray.init(address=cluster.address, wait_s=60, log_to_driver=False)
         out["niced_coordinator"] = agentic_ray.status().get("process")
+        out["niced_agents"] = _agent_processes(agentic_ray)
         out["niced_warnings"] = warnings.take()
         agentic_ray.shutdown(stop_control_plane=True)
         ray.shutdown()
@@ -61,6 +72,7 @@ def main(gcs_port: int, http_port: int, temp_dir: str) -> dict:
         agentic_ray.init(address=cluster.address, wait_s=60, log_to_driver=False)
         out["agentic_job_task"] = ray.get(niceness.remote(), timeout=120)
         out["coordinator"] = agentic_ray.status().get("process")  # the control plane this job started
+        out["agents"] = _agent_processes(agentic_ray)
         out["warnings"] = warnings.take()
         out["with"] = _serve_probe(agentic_ray, serve, http_port)
         # The same without the job's variables (AGENTIC_JOB_RUNTIME_ENV=0): a Serve started as on a cluster

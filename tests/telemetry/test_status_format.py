@@ -104,3 +104,21 @@ def test_format_status_warns_of_a_control_plane_at_a_niceness_above_0():
     assert "warning: the GlobalCoordinator runs at niceness 15" in warned
     assert "warning" not in format_status({**STATUS, "process": {"niceness": 0, "proxy": False}})
     assert "warning" not in format_status(STATUS)
+
+
+def test_format_status_warns_of_agents_at_a_niceness_above_0():
+    """Agents a control plane started without ``RAY_worker_niceness=0`` created run at Ray's 15: one warning
+    per zone and niceness, naming the nodes; an agent at 0 or without a figure (wire version 3) is not named."""
+    zones = {
+        "eu-west": [{"node_id": "a" * 20, "process": {"niceness": 15, "proxy": False}},
+                    {"node_id": "b1", "process": {"niceness": 0, "proxy": False}},
+                    {"node_id": "c1", "process": {"niceness": 15, "proxy": False}}],
+        "us-east": [{"node_id": "d1", "process": {}}, {"node_id": "e1"}],
+    }  # fmt: skip
+    text = format_status({**STATUS, "zones": zones})
+    warned = [line.strip() for line in text.splitlines() if "warning" in line]
+    assert warned == [
+        "warning: 2 agent(s) run at niceness 15 (aaaaaaaaaaaa, c1): started without RAY_worker_niceness=0 "
+        "(README: Labelled clusters)"
+    ]
+    assert "warning" not in format_status(STATUS)
