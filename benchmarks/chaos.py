@@ -520,9 +520,11 @@ def overload_ladder(
             state = router_state("ladder")
             r0 = (state.retries_total, state.requests_total) if state is not None else (0, 0)
             begun = time.time()
+            lag: list[float] = []
             if path == "handle":
-                asyncio.run(chaos.drive_handle(handle, ledger, rate_rps=rate, duration_s=step, budgets_ms=BUDGETS,
-                                               seed=int(level * 10)))  # fmt: skip
+                with chaos.wakeup_lag() as lag:  # how late the calling process runs: a refusal's floor
+                    asyncio.run(chaos.drive_handle(handle, ledger, rate_rps=rate, duration_s=step,
+                                                   budgets_ms=BUDGETS, seed=int(level * 10)))  # fmt: skip
             else:
                 data = _http_load("/ladder", rate=rate, duration=step, seed=int(level * 10))
                 chaos.records_to_ledger(data["records"], ledger, begun, BUDGETS)
@@ -541,6 +543,8 @@ def overload_ladder(
                 # refusals by the router or a gate only (not ``throttled`` in the caller: serve._handle_throttle)
                 "reject_p99_ms_past_caller": _r(refusal_p99_ms(ledger, skip=CALLER_REFUSALS), 2),
                 "refused_in_caller": sum(1 for e in ledger.entries.values() if e.detail.startswith(CALLER_REFUSALS)),
+                # p99 of how much later than asked a thread of the calling process woke (handles only)
+                "caller_wakeup_p99_ms": _r(chaos.quantile_ms(lag, 0.99), 2) if lag else None,
                 "retry_ratio": _r(retries / requests, 4) if requests else (0.0 if path == "handle" else None),
                 "lost": tally.lost, "hung": tally.hung, "untyped_errors": tally.untyped_error,
                 "router_rss_mb": _r(chaos.rss_mb(os.getpid()) if path == "handle" else max(
@@ -550,8 +554,8 @@ def overload_ladder(
                 "error_details": dict(sorted(tally.details.items())),
             })  # fmt: skip
             progress(f"ladder {path} {level:>4}x offered {rows[-1]['offered_rps']}/s "
-                     f"goodput {rows[-1]['goodput_rps']}/s "
-                     f"reject p99 {rows[-1]['reject_p99_ms']} ms by class {rows[-1]['by_class']} "
+                     f"goodput {rows[-1]['goodput_rps']}/s reject p99 {rows[-1]['reject_p99_ms']} ms "
+                     f"(caller wake-up p99 {rows[-1]['caller_wakeup_p99_ms']} ms) by class {rows[-1]['by_class']} "
                      f"errors {rows[-1]['error_details']}")  # fmt: skip
     serve.delete("ladder")
     return rows
@@ -565,15 +569,17 @@ def refusal_p99_ms(ledger: Any, skip: tuple[str, ...] = ()) -> float:
     """p99 latency (ms) of the refusals (admission said no: ``Overloaded``, ``cannot_meet_*``, 429/503),
     not of work that expired while it waited (``deadline_passed*``, 504), which took its wait; refusals
     whose detail starts with one of ``skip`` left out."""
-    values = sorted(
+    from agentic_ray.testing.chaos import quantile_ms
+
+    values = [
         (e.answered - e.sent) * 1000.0
         for e in ledger.entries.values()
         if e.kind == "typed"
         and e.answered is not None
         and e.detail.startswith(REFUSALS)
         and not (skip and e.detail.startswith(skip))
-    )
-    return values[max(0, math.ceil(0.99 * len(values)) - 1)] if values else math.nan
+    ]
+    return quantile_ms(values, 0.99)
 
 
 async def _warm(handle: Any) -> None:
@@ -865,13 +871,13 @@ def markdown(result: dict[str, Any], meta: dict[str, Any]) -> str:
                          "| - |")  # fmt: skip
     if result["ladder"]:
         lines += ["", "Overload ladder (capacity 60 requests/s):", "",
-                  "| path | load | offered/s | goodput/s | reject p99 ms | retry ratio | lost | hung "
-                  "| router RSS MB | replica RSS MB |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+                  "| path | load | offered/s | goodput/s | reject p99 ms | caller wake-up p99 ms | retry ratio "
+                  "| lost | hung | router RSS MB | replica RSS MB |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         for r in result["ladder"]:
             lines.append(f"| {r['path']} | {r['load']}x | {r['offered_rps']} | {r['goodput_rps']} | "
-                         f"{r['reject_p99_ms']} | {r['retry_ratio']} | {r['lost']} | {r['hung']} | "
-                         f"{r['router_rss_mb']} | {r['replica_rss_mb']} |")  # fmt: skip
+                         f"{r['reject_p99_ms']} | {r.get('caller_wakeup_p99_ms', '-')} | {r['retry_ratio']} | "
+                         f"{r['lost']} | {r['hung']} | {r['router_rss_mb']} | {r['replica_rss_mb']} |")  # fmt: skip
     soak_row = result.get("soak") or {}
     if soak_row:
         lines += ["", f"Soak ({soak_row['minutes']} min): {soak_row['requests']} requests, lost {soak_row['lost']}, "

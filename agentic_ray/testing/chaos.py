@@ -42,6 +42,8 @@ __all__ = [
     "agents_info",
     "answer_kind",
     "cpu_hog",
+    "quantile_ms",
+    "wakeup_lag",
     "drive_handle",
     "drive_tasks",
     "global_coordinator",
@@ -273,6 +275,39 @@ def cpu_hog(cores: int = 1) -> Iterator[list[int]]:
         for p in procs:
             p.kill()
             p.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def wakeup_lag(period_s: float = 0.002) -> Iterator[list[float]]:
+    """How late this process gets to run, for the duration of the block: a thread sleeps ``period_s`` at a
+    time and records how much longer each sleep took (ms) in the list it yields. That is the wait a
+    synchronous piece of this process's work sees (a refusal in the caller, ``serve._handle_throttle``):
+    the kernel running other processes on a busy host, and the GIL held by this process's other threads
+    (Serve's router thread)."""
+    import threading
+
+    samples: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            at = time.perf_counter()
+            time.sleep(period_s)
+            samples.append(max(0.0, (time.perf_counter() - at - period_s) * 1000.0))
+
+    thread = threading.Thread(target=probe, name="wakeup-lag", daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def quantile_ms(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` by nearest rank (NaN when empty)."""
+    ranked = sorted(values)
+    return ranked[max(0, math.ceil(q * len(ranked)) - 1)] if ranked else math.nan
 
 
 def router_state(target: str) -> Any:

@@ -88,3 +88,36 @@ def test_refusal_p99_counts_refusals_only_and_can_leave_the_callers_own_out():
     assert bench.refusal_p99_ms(ledger) == pytest.approx(4.0)
     # past the caller: 10 refusals, the p99 is the slowest, the 20 ms class_cap
     assert bench.refusal_p99_ms(ledger, skip=bench.CALLER_REFUSALS) == pytest.approx(20.0)
+
+
+def test_quantile_is_the_nearest_rank():
+    from agentic_ray.testing.chaos import quantile_ms
+
+    values = [float(v) for v in range(100, 0, -1)]  # 1..100 in reverse: sorted first
+    assert quantile_ms(values, 0.99) == 99.0 and quantile_ms(values, 0.5) == 50.0
+    assert quantile_ms([7.0], 0.99) == 7.0 and quantile_ms([3.0, 1.0], 1.0) == 3.0
+    assert quantile_ms([], 0.99) != quantile_ms([], 0.99)  # NaN
+
+
+def test_wakeup_lag_measures_how_late_a_thread_of_this_process_runs():
+    """A thread of this process holding the GIL delays the probe's wake-ups: the lag reads it (Python's
+    switch interval, 5 ms by default, at least), where an idle process reads little."""
+    import sys
+    import time
+
+    from agentic_ray.testing.chaos import quantile_ms, wakeup_lag
+
+    with wakeup_lag() as idle:
+        time.sleep(0.3)
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.02)  # 20 ms: a pure-Python busy loop keeps the GIL that long at a time
+    try:
+        with wakeup_lag() as busy:
+            end = time.perf_counter() + 0.5
+            while time.perf_counter() < end:
+                pass
+    finally:
+        sys.setswitchinterval(previous)
+    assert len(idle) > 10 and busy
+    assert max(busy) >= 10.0  # a wake-up waited for the GIL at least half the switch interval
+    assert quantile_ms(busy, 0.5) > quantile_ms(idle, 0.5)
