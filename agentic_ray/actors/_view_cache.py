@@ -147,9 +147,16 @@ class ClusterViewCache:
         self.view_error = None
 
     def _refresh_loop(self) -> None:
+        import ray
+
         while not self._stop.wait(VIEW_REFRESH_S):
             if time.monotonic() - self.last_used > VIEW_IDLE_S:
                 continue  # nobody placed work lately (an idle worker): do not poll the coordinator
+            if not ray.is_initialized():
+                # After a plain ray.shutdown(): a Ray call here would auto-init (start or join a
+                # cluster behind the caller's back) and the caller's next init would fail.
+                self._global = None
+                continue
             self.try_refresh()
 
     def try_refresh(self, timeout: float = 2.0) -> bool:

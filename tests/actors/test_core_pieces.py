@@ -154,3 +154,35 @@ def test_accounting_thread_never_restarts_ray_after_shutdown():
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+
+
+@pytest.mark.ray  # starts Ray in a subprocess
+def test_view_thread_never_restarts_ray_after_shutdown():
+    """A plain ``ray.shutdown()`` after ``agentic_ray.init`` (not ``agentic_ray.shutdown``) leaves this
+    process's view thread running: it must not call Ray then, or Ray's auto-init starts or joins a cluster
+    behind the caller's back and the next ``init`` fails ("ray.init twice"; seen in CI)."""
+    code = (
+        "import os, time, tempfile, ray\n"
+        "from agentic_ray.actors import _view_cache\n"
+        "ray.init(num_cpus=1, include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix='agr-view-'))\n"
+        "cache = _view_cache.ClusterViewCache()\n"
+        "calls = []\n"
+        "fetch = cache.fetch_view\n"
+        "def counted(*a, **k):\n"
+        "    calls.append(ray.is_initialized())  # False: a call after shutdown, which auto-inits Ray\n"
+        "    return fetch(*a, **k)\n"
+        "cache.fetch_view = counted\n"
+        "cache.last_used = time.monotonic() - 2 * _view_cache.VIEW_IDLE_S  # idle: no call in flight\n"
+        "time.sleep(5 * _view_cache.VIEW_REFRESH_S)\n"
+        "ray.shutdown()\n"
+        "cache.last_used = time.monotonic()  # in use again: the thread polls\n"
+        "time.sleep(10 * _view_cache.VIEW_REFRESH_S)\n"
+        "late = calls.count(False)\n"
+        "assert not late, f'the view thread called Ray {late} time(s) after shutdown'\n"
+        "assert not ray.is_initialized(), 'the view thread started Ray again'\n"
+        "cache.stop()\n"
+    )
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
