@@ -8,7 +8,9 @@ deadline (the chaos suite's ``remove_node``: refusals 5.2-7.2 s after submission
 ``get(ref)`` waits at most until the ref's deadline plus ``grace_s`` and then raises
 ``BudgetExhausted(reason="deadline_passed")`` naming the task; a result that is ready is returned even
 after the deadline. The task is not cancelled (Ray's cancel interrupts a running function; a queued one
-is refused by its worker when it starts). ``get`` of a list waits for each in turn, each until its own
+is refused by its worker when it starts); its late result is taken when it comes (``ref.future()``), so
+a refusal the caller was already told of is not logged again by Ray as an "Unhandled error" when the ref
+is dropped. ``get`` of a list waits for each in turn, each until its own
 deadline, and raises for the first that misses it.
 
 Refs this process did not submit through ``@agentic_ray.task`` (no deadline known here) are waited for
@@ -20,6 +22,7 @@ held, so their objects are freed as usual).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
 from typing import Any
@@ -80,6 +83,13 @@ def _late(entry: tuple[float, str] | None, grace_s: float, timeout: float | None
     )
 
 
+def _abandon(ref: Any) -> None:
+    """Take ``ref``'s late result when it comes and drop it: the caller already has its typed error, and
+    Ray logs an error object nobody fetched as "Unhandled error" when its last ref goes."""
+    with contextlib.suppress(Exception):  # not a Ray ObjectRef, or Ray shut down: nothing to take
+        ref.future()
+
+
 def get(refs: Any, *, grace_s: float = 0.0, timeout: float | None = None) -> Any:
     """``ray.get(refs)``, but each ref of an ``@agentic_ray.task`` is waited for at most until its
     deadline plus ``grace_s``: ``BudgetExhausted(reason="deadline_passed")`` then (module docstring)."""
@@ -95,6 +105,7 @@ def get(refs: Any, *, grace_s: float = 0.0, timeout: float | None = None) -> Any
         late = _late(entry, grace_s, timeout)
         if late is None:
             raise
+        _abandon(refs)
         raise late from None
 
 
@@ -115,4 +126,5 @@ async def get_async(ref: Any, *, grace_s: float = 0.0, timeout: float | None = N
         late = _late(entry, grace_s, timeout)
         if late is None:
             raise
+        _abandon(ref)
         raise late from None

@@ -159,6 +159,47 @@ def test_get_gives_up_at_the_deadline_with_a_typed_error(agentic):
         ray.get(late, timeout=60)
 
 
+
+def test_a_refusal_after_get_gave_up_is_not_logged_as_unhandled(agentic, monkeypatch):
+    """The caller of ``agentic_ray.get`` / ``get_async`` already holds the typed error when the task's worker
+    later refuses it: Ray must not log that refusal as an "Unhandled error" when the ref is dropped."""
+    import asyncio
+    import gc
+
+    import ray._private.worker as ray_worker
+
+    from agentic_ray.errors import BudgetExhausted
+
+    unhandled: list[str] = []
+    monkeypatch.setattr(ray_worker, "_unhandled_error_handler", lambda e: unhandled.append(repr(e)))
+
+    @ray.remote(num_cpus=0, resources={"fake_gpu": 1})
+    def hold_gpu(seconds):
+        time.sleep(seconds)
+        return True
+
+    @agentic.task(qos="standard", budget_ms=300, num_cpus=0, resources={"fake_gpu": 1})
+    def queued():
+        return "ran"
+
+    holder = hold_gpu.remote(3.0)
+    time.sleep(0.3)  # let the holder take the only fake_gpu
+    late, late_async, witness = queued.remote(), queued.remote(), queued.remote()
+    with pytest.raises(BudgetExhausted, match="no result by its deadline"):
+        agentic.get(late)
+    with pytest.raises(BudgetExhausted, match="no result by its deadline"):
+        asyncio.run(agentic.get_async(late_async))
+    assert ray.get(holder, timeout=60)
+    with pytest.raises(BudgetExhausted):  # the witness queued beside them: their refusals have come too
+        ray.get(witness, timeout=60)
+    time.sleep(1.0)
+    del late, late_async
+    gc.collect()
+    deadline = time.monotonic() + 3.0
+    while not unhandled and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [e for e in unhandled if "BudgetExhausted" in e], unhandled
+
 def test_child_submitted_after_parent_deadline_is_refused(agentic):
     from agentic_ray.errors import BudgetExhausted
 
