@@ -854,7 +854,8 @@ def floors(result: dict[str, Any]) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = ["# Chaos suite", "", f"Host: {meta['cpus']} CPUs, {meta['platform']}; load {meta['loadavg']}; "
-             f"{'quick' if meta['quick'] else 'full'} run, {meta['wall_s']} s.", "",
+             f"{'quick' if meta['quick'] else 'full'} run, {meta['wall_s']} s; the driver's GIL switch interval "
+             f"{meta.get('switch_interval_ms', 5.0)} ms.", "",
              "| fault | requests | ok | typed errors | untyped | lost | hung | version regressions "
              "| critical attainment | recovery s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for name, r in result["faults"].items():
@@ -902,8 +903,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     parser.add_argument("--levels", help="ladder steps, comma-separated multiples of capacity (default all)")
     parser.add_argument("--paths", help="ladder paths: handle, http or both (default)")
+    parser.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        help="the driver's (the handles' caller's) GIL switch interval (default Python's 5 ms)",
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "chaos"))
     args = parser.parse_args(argv)
+    if args.switch_interval_ms is not None:
+        if not 0 < args.switch_interval_ms <= 100:
+            parser.error(f"--switch-interval-ms: must be in (0, 100], got {args.switch_interval_ms}")
+        sys.setswitchinterval(args.switch_interval_ms / 1000.0)
     only = tuple(s.strip() for s in args.only.split(",")) if args.only else None
     if only and not set(only) <= {*FAULTS, "ladder", "soak"}:
         parser.error(f"--only: unknown {sorted(set(only) - {*FAULTS, 'ladder', 'soak'})}")
@@ -920,7 +930,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     result = run(args.quick, only, args.soak_minutes, ladder)
     meta = {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg": [round(x, 2) for x in os.getloadavg()],
-            "wall_s": round(time.time() - started, 1), "quick": args.quick}  # fmt: skip
+            "wall_s": round(time.time() - started, 1), "quick": args.quick,
+            "switch_interval_ms": round(sys.getswitchinterval() * 1000.0, 3)}  # fmt: skip
     result["floors"] = floors(result)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

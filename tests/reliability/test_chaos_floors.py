@@ -121,3 +121,26 @@ def test_wakeup_lag_measures_how_late_a_thread_of_this_process_runs():
     assert len(idle) > 10 and busy
     assert max(busy) >= 10.0  # a wake-up waited for the GIL at least half the switch interval
     assert quantile_ms(busy, 0.5) > quantile_ms(idle, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["--only", "kill_everything"], "--only"),
+        (["--levels", "1,two"], "--levels"),
+        (["--paths", "grpc"], "--paths"),
+        (["--switch-interval-ms", "0"], "--switch-interval-ms"),
+        (["--switch-interval-ms", "500"], "--switch-interval-ms"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_flag_before_any_work(argv, field, capsys):
+    """A usage error is refused before the benchmark starts Ray (exit 2, the flag named, no traceback),
+    and a refused switch interval leaves the interpreter's as it was."""
+    import sys
+
+    before = sys.getswitchinterval()
+    with pytest.raises(SystemExit) as info:
+        bench.main(argv)
+    assert info.value.code == 2
+    assert field in capsys.readouterr().err
+    assert sys.getswitchinterval() == before
