@@ -159,7 +159,6 @@ def test_get_gives_up_at_the_deadline_with_a_typed_error(agentic):
         ray.get(late, timeout=60)
 
 
-
 def test_a_refusal_after_get_gave_up_is_not_logged_as_unhandled(agentic, monkeypatch):
     """The caller of ``agentic_ray.get`` / ``get_async`` already holds the typed error when the task's worker
     later refuses it: Ray must not log that refusal as an "Unhandled error" when the ref is dropped."""
@@ -199,6 +198,7 @@ def test_a_refusal_after_get_gave_up_is_not_logged_as_unhandled(agentic, monkeyp
     while not unhandled and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [e for e in unhandled if "BudgetExhausted" in e], unhandled
+
 
 def test_child_submitted_after_parent_deadline_is_refused(agentic):
     from agentic_ray.errors import BudgetExhausted
