@@ -542,6 +542,7 @@ def overload_ladder(
                 "reject_p99_ms": _r(refusal_p99_ms(ledger), 2),
                 # refusals by the router or a gate only (not ``throttled`` in the caller: serve._handle_throttle)
                 "reject_p99_ms_past_caller": _r(refusal_p99_ms(ledger, skip=CALLER_REFUSALS), 2),
+                "reject_p99_ms_by_reason": refusal_p99_by_reason(ledger),
                 "refused_in_caller": sum(1 for e in ledger.entries.values() if e.detail.startswith(CALLER_REFUSALS)),
                 # p99 of how much later than asked a thread of the calling process woke (handles only)
                 "caller_wakeup_p99_ms": _r(chaos.quantile_ms(lag, 0.99), 2) if lag else None,
@@ -580,6 +581,18 @@ def refusal_p99_ms(ledger: Any, skip: tuple[str, ...] = ()) -> float:
         and not (skip and e.detail.startswith(skip))
     ]
     return quantile_ms(values, 0.99)
+
+
+def refusal_p99_by_reason(ledger: Any) -> dict[str, float | None]:
+    """``refusal_p99_ms`` per refusal reason (the detail up to its first space: ``Overloaded:class_cap``),
+    to tell which decision point is slow to say no."""
+    from agentic_ray.testing.chaos import quantile_ms
+
+    by: dict[str, list[float]] = {}
+    for e in ledger.entries.values():
+        if e.kind == "typed" and e.answered is not None and e.detail.startswith(REFUSALS):
+            by.setdefault(e.detail.split(" ", 1)[0], []).append((e.answered - e.sent) * 1000.0)
+    return {k: _r(quantile_ms(v, 0.99), 2) for k, v in sorted(by.items())}
 
 
 async def _warm(handle: Any) -> None:

@@ -88,6 +88,12 @@ def test_refusal_p99_counts_refusals_only_and_can_leave_the_callers_own_out():
     assert bench.refusal_p99_ms(ledger) == pytest.approx(4.0)
     # past the caller: 10 refusals, the p99 is the slowest, the 20 ms class_cap
     assert bench.refusal_p99_ms(ledger, skip=bench.CALLER_REFUSALS) == pytest.approx(20.0)
+    # per reason (the expired request is no refusal): each its own nearest-rank p99
+    assert bench.refusal_p99_by_reason(ledger) == {
+        "Overloaded:class_cap": pytest.approx(20.0),
+        "Overloaded:queue_full": pytest.approx(4.0),
+        "Overloaded:throttled": pytest.approx(0.1),
+    }
 
 
 def test_quantile_is_the_nearest_rank():
