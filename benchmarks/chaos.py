@@ -61,6 +61,9 @@ LADDER_SERVICE_S = 0.05
 LADDER_CAPACITY = 3 * 1 / LADDER_SERVICE_S  # three one-slot replicas
 LEVELS = (0.5, 1.0, 2.0, 4.0, 10.0)
 SOAK_HTTP_RPS = 20.0  # beside 40 requests/s over handles and 2 tasks/s: a fifth of the soak deployment's 300/s
+# the switches whose setting a run records (the arms of an A/B; no other variable, which may hold secrets)
+KNOBS = ("AGENTIC_CALL_THROTTLE", "AGENTIC_CALL_EARLY_REFUSAL", "AGENTIC_PROXY_INFLIGHT_PER_SLOT",
+         "AGENTIC_PROXY_QUEUE_INTERVAL_MS", "AGENTIC_PROXY_DOOR", "RAY_SERVE_PROXY_USE_GRPC")  # fmt: skip
 FAULTS = ("kill_agent", "kill_coordinator", "kill_replica", "remove_node", "noisy_neighbour")
 APP, DEPLOYMENT = "chaos", "Model"
 
@@ -519,6 +522,7 @@ def overload_ladder(
             ledger = Ledger(GRACE_S)
             state = router_state("ladder")
             r0 = (state.retries_total, state.requests_total) if state is not None else (0, 0)
+            early0 = refused_early("ladder")
             begun = time.time()
             lag: list[float] = []
             if path == "handle":
@@ -544,6 +548,8 @@ def overload_ladder(
                 "reject_p99_ms_past_caller": _r(refusal_p99_ms(ledger, skip=CALLER_REFUSALS), 2),
                 "reject_p99_ms_by_reason": refusal_p99_by_reason(ledger),
                 "refused_in_caller": sum(1 for e in ledger.entries.values() if e.detail.startswith(CALLER_REFUSALS)),
+                # the router's own refusals made in the caller's thread (serve._handle_throttle early refusal)
+                "refused_early": refused_early("ladder") - early0 if path == "handle" else None,
                 # p99 of how much later than asked a thread of the calling process woke (handles only)
                 "caller_wakeup_p99_ms": _r(chaos.quantile_ms(lag, 0.99), 2) if lag else None,
                 "retry_ratio": _r(retries / requests, 4) if requests else (0.0 if path == "handle" else None),
@@ -581,6 +587,14 @@ def refusal_p99_ms(ledger: Any, skip: tuple[str, ...] = ()) -> float:
         and not (skip and e.detail.startswith(skip))
     ]
     return quantile_ms(values, 0.99)
+
+
+def refused_early(app: str) -> int:
+    """Calls of ``app`` this process refused so far with its router's own rules, in the caller."""
+    from agentic_ray.serve import _handle_throttle
+
+    rows = _handle_throttle.stats().get(f"{app}/{DEPLOYMENT}", {})
+    return int(sum(c.get("refused_early_total", 0) for c in rows.values()))
 
 
 def refusal_p99_by_reason(ledger: Any) -> dict[str, float | None]:
@@ -944,7 +958,8 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.quick, only, args.soak_minutes, ladder)
     meta = {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg": [round(x, 2) for x in os.getloadavg()],
             "wall_s": round(time.time() - started, 1), "quick": args.quick,
-            "switch_interval_ms": round(sys.getswitchinterval() * 1000.0, 3)}  # fmt: skip
+            "switch_interval_ms": round(sys.getswitchinterval() * 1000.0, 3),
+            "env": {k: os.environ[k] for k in KNOBS if k in os.environ}}  # fmt: skip
     result["floors"] = floors(result)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ clear it). Pure.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from agentic_ray.policies.types import Shedding
 from agentic_ray.scheduling.types import ReplicaView, Request, Shed
@@ -132,16 +132,23 @@ class TripDelay:
 
 
 def under_pressure(
-    request: Request, replicas: list[ReplicaView], rule: PressureRule | None
+    request: Request,
+    replicas: list[ReplicaView],
+    rule: PressureRule | None,
+    delay_of: Callable[[ReplicaView], float] | None = None,
 ) -> tuple[list[ReplicaView], Shed | None]:
-    """The replicas whose published delay is within ``request``'s threshold (all of them when it has
-    none), and ``Shed("host_saturated")`` when that leaves none of the healthy replicas it may use."""
+    """The replicas whose delay is within ``request``'s threshold (all of them when it has none), and
+    ``Shed("host_saturated")`` when that leaves none of the healthy replicas it may use. A replica's delay
+    is its view's ``delay_ms``, or ``delay_of(view)`` when given."""
     if rule is None:
         return replicas, None
     limit = rule.threshold_ms(request)
     if limit is None:
         return replicas, None
-    calm = [r for r in replicas if r.delay_ms <= limit]
+    if delay_of is None:
+        calm = [r for r in replicas if r.delay_ms <= limit]
+    else:
+        calm = [r for r in replicas if delay_of(r) <= limit]
     if len(calm) == len(replicas):
         return replicas, None
     allows = request.allows

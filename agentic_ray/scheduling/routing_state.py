@@ -538,6 +538,33 @@ class RoutingState:
             self._sent(key, flight, decision.replica_id, now)
         return decision
 
+    def refuse_early(self, request: Request, now: float, *, pressure: bool = True) -> Shed | None:
+        """What ``decide`` would shed ``request`` for before it chooses a replica: no room for its class at
+        any replica it may use (``class_cap`` / ``queue_full``), or the pressure rule (``host_saturated``),
+        judged on the views as they stand (the last report, and this router's own sends as of its last
+        decision) and the trip delays decayed to ``now``. None: let ``decide`` judge it (also while a
+        breaker holds a replica out, whose half-open probe only ``decide`` can send). Tracks and changes
+        nothing, so a caller may ask from another thread than the one deciding: it reads a copy of the
+        list of views (a race reads a view one decision old). ``pressure``: False leaves the pressure rule
+        to ``decide``."""
+        if self._ejected:
+            return None
+        views = list(self._views)
+        shed: Shed | None = None
+        if self._room_reported:
+            views, shed = with_room(request, views)
+        if shed is None and pressure and self.pressure is not None:
+            replicas, trips = self._replicas, self.trips
+
+            def delay_of(view: ReplicaView) -> float:
+                rep = replicas.get(view.replica_id)
+                if rep is None or trips is None or rep.reported is None:
+                    return view.delay_ms
+                return max(rep.published_delay, trips.delay_ms(view.replica_id, now))
+
+            _, shed = under_pressure(request, views, self.pressure, delay_of)
+        return shed
+
     def _sent(self, key: Hashable, flight: Flight, replica_id: str, now: float) -> None:
         """Book a ``Route`` of ``flight`` to ``replica_id``: when it was decided (for the trip), its hold on
         the replica's class caps, and its copy's replica (a hedge decided before ``routed`` avoids it)."""

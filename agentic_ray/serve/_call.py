@@ -31,7 +31,9 @@ Serve's work for it too.
 **Client-side throttling** (``serve._handle_throttle``): while the deployment refuses most calls of a
 class that may be shed, that share of the class's calls is refused here at once with
 ``Overloaded(reason="throttled")``, without a trip through Serve's router (``AGENTIC_CALL_THROTTLE=0``:
-off).
+off); and a call the router of this process would refuse before choosing a replica (no room for its
+class anywhere; with ``AGENTIC_CALL_EARLY_REFUSAL=all`` the pressure rule too) is refused here with the
+router's own error (early refusal; ``0``: off).
 
 Raises what the handle call raises (``AdmissionError`` subclasses for shed work), except that Ray's
 actor errors of a replica that died or became unreachable while it held the call (``ActorDiedError``,

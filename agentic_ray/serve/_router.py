@@ -37,6 +37,11 @@ adapter only does Serve's I/O. Per routing attempt (``choose_replicas``) it
      future and stops (raising inside ``choose_replicas`` would be swallowed and hang the request: Ray
      2.60's ``RequestRouter._fulfill_pending_requests`` logs any exception and leaves the future pending).
 
+Early refusal (``refuse_early``): ``serve.call`` asks the router of its process, in the caller's thread,
+whether it would refuse a handle call before choosing a replica (``RoutingState.refuse_early``: no room
+for the class anywhere, and optionally the pressure rule); if so the caller raises the same typed error at once, and
+the refusal is recorded on this router's loop as its own (``serve._handle_throttle``).
+
 ``on_request_routed`` / ``on_request_completed`` tell the state where the request went and that it ended;
 a replica whose actor died or became unavailable is a failure for its breaker. Every decision goes to the
 decision hook.
@@ -615,6 +620,42 @@ class AgenticRequestRouter(RequestRouter):
             self._push(event)
         else:
             safe_record(self.hook, DecisionEvent._make(event))
+
+    # -- early refusal, in the caller's thread (serve._handle_throttle) --------------------------------
+    def refuse_early(self, meta: dict[str, Any], now: float, *, pressure: bool = True) -> AdmissionError | None:
+        """The refusal this router would make of a handle call with wire metadata ``meta`` before choosing
+        a replica (no room for its class anywhere it may go, or the pressure rule:
+        ``RoutingState.refuse_early``), decided in the caller's thread, without the hop to this router's
+        thread and back, which under overload is most of such a refusal's latency (the chaos ladder's
+        per-reason p99). None: let the router decide (also before it routed anything, for a call its
+        policy cannot classify, or on any error here). The refusal is recorded on this router's loop as
+        one of its own sheds (decision event, control-plane tally)."""
+        state, loop = self.state, self._agentic_loop
+        if state is None or loop is None:
+            return None
+        try:
+            asked = dict(meta)
+            _identity.run_as(self.policy, asked)
+            classification = self.policy.classify(request_meta(asked), now)
+            log_id = asked.get(CALL_ID)
+            request = to_request(classification, log_id, now, asked.get("deadline"), asked.get("model"),
+                                 asked.get(WORKFLOW_DEADLINE))  # fmt: skip
+            shed = state.refuse_early(request, now, pressure=pressure)
+            if shed is None:
+                return None
+            workflow = asked.get("workflow")
+            drift = drift_workflow(workflow, asked.get("stage")) if workflow else None
+            loop.call_soon_threadsafe(self._early_shed, request, shed, now, log_id, self.policy.version, drift)
+        except Exception:  # the router decides instead
+            return None
+        return shed_error(shed, self._target)
+
+    def _early_shed(self, request: Request, shed: Shed, now: float, log_id: Any, version: str, drift: Any) -> None:
+        """Record a refusal ``refuse_early`` made in a caller's thread (run on this router's loop)."""
+        self._event("shed", request, shed.reason, now, None, shed.predicted_ms, None, log_id=log_id, version=version)
+        if self._tally is not None:
+            self._tally.offer(request.qos)
+            self._tally.shed(request.qos, shed.reason, 0.0, drift)
 
     # -- feedback -------------------------------------------------------------------------------------
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:

@@ -204,6 +204,26 @@ def test_caps_from_the_lease_reach_the_gates(plane):
     # may also refuse sheddable work for the replicas' delay, ``host_saturated``: not what this checks.)
     wait_for(lambda: refused() == "class_cap", timeout=20, what="a class_cap refusal")
     wait_for(lambda: all(refused() is not None for _ in range(6)), timeout=20, what="both gates capped")
+    # ``serve.call`` refuses what the driver's router would refuse (no room for the class at any replica)
+    # in the caller's thread, without the hop to the router's thread: same typed error, counted apart.
+    import asyncio
+
+    from agentic_ray.serve import _handle_throttle, call
+
+    async def call_reason():
+        try:
+            await call(handle, None, qos="sheddable")
+        except Overloaded as exc:
+            return exc.reason
+        return None
+
+    def refused_early() -> int:
+        return _handle_throttle.stats().get(DEP, {}).get("sheddable", {}).get("refused_early_total", 0)
+
+    before = refused_early()
+    wait_for(lambda: asyncio.run(call_reason()) == "class_cap" and refused_early() > before, timeout=20,
+             what="a class_cap refusal in the caller")  # fmt: skip
+    assert asyncio.run(call(handle, None, qos="critical")) == "ok"  # never refused in the caller
     assert _call(handle, qos="critical") == "ok"
     wait_for(lambda: _call(handle, qos="standard") == "ok", timeout=20, what="standard admitted")
     lease(False)

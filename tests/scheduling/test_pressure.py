@@ -155,3 +155,51 @@ def test_without_a_pressure_rule_trips_change_nothing():
     assert state.trips is None
     for i in range(5):
         assert isinstance(_trip(state, f"k{i}", "sheddable", i * 0.01, i * 0.01 + 0.5), Route)
+
+
+def test_refuse_early_sheds_what_decide_would_on_the_delay_and_tracks_nothing():
+    """``serve.call`` asks ``refuse_early`` in the caller's thread, before the hop to Serve's router thread
+    (the slow part of a refusal under load): it must agree with ``decide`` and change no state."""
+    state = _calm_state()
+    t = 0.0
+    for i in range(3):
+        _trip(state, f"c{i}", "critical", t, t + 0.002)
+        t += 0.01
+    for i in range(6):
+        _trip(state, f"slow{i}", "critical", t, t + 0.060)
+        t += 0.01
+    before = (state.requests_total, state.trips.delay_ms("a", t))
+    early = state.refuse_early(req("sheddable", now=t), t)
+    assert isinstance(early, Shed) and early.reason == "host_saturated"
+    assert state.refuse_early(req("critical", now=t), t) is None  # the most urgent: never here
+    assert state.refuse_early(req("sheddable", now=t), t, pressure=False) is None  # the rule left to decide
+    assert (state.requests_total, state.trips.delay_ms("a", t)) == before  # nothing tracked or observed
+    state.admit("s", req("sheddable", now=t), t)
+    decided = state.decide("s", t)
+    assert isinstance(decided, Shed) and decided.reason == early.reason  # decide agrees
+    # The trip delay decays to ``now`` here even with no decision since (the view keeps the old value
+    # until the router's next refresh): no latch when every less urgent call is refused in the caller.
+    assert state.views()[0].delay_ms > 8.0
+    assert state.refuse_early(req("sheddable", now=t + 3.0), t + 3.0) is None
+
+
+def test_refuse_early_sheds_a_class_without_room_and_defers_to_decide_while_a_breaker_holds_one_out():
+    from agentic_ray.policies.types import BreakerSettings
+
+    core = create_router("agentic", random.Random(0), classes=CLASSES)
+    state = RoutingState(core, breaker=BreakerSettings(consecutive_failures=1, ejection_s=5.0))
+    md = ReplicaMetadata(zone="eu", slots=1, service_ms={"default": 20.0})
+    capped = RoutingStats(class_caps={"sheddable": 0}, cap_room={"sheddable": 0})
+    state.update_replicas([ReplicaReport("a", md, capped, 10), ReplicaReport("b", md, capped, 10)], 0.0)
+    early = state.refuse_early(req("sheddable"), 0.0)
+    assert isinstance(early, Shed) and early.reason == "class_cap"
+    assert state.refuse_early(req("standard"), 0.0) is None  # an uncapped class goes to decide
+    state.admit("s", req("sheddable"), 0.0)
+    assert state.decide("s", 0.0) == early  # decide agrees, retry-after and rules included
+    # one replica open for the class again: the class has room somewhere
+    state.update_replicas([ReplicaReport("a", md, capped, 10), ReplicaReport("b", md, RoutingStats(), 10)], 0.1)
+    assert state.refuse_early(req("sheddable", now=0.1), 0.1) is None
+    # a replica ejected by its breaker: only decide knows when its probe may go
+    state.update_replicas([ReplicaReport("a", md, capped, 10), ReplicaReport("b", md, capped, 10)], 0.2)
+    state.replica_failed("b", 0.2)
+    assert state.refuse_early(req("sheddable", now=0.2), 0.2) is None

@@ -98,3 +98,15 @@ def test_the_door_and_the_handle_throttle_keep_the_earlier_of_the_class_and_the_
     assert class_and_deadline(policy, {"qos": "critical", "deadline": later}, 100.0)[1] == pytest.approx(
         100.0 + budget_s
     )
+
+
+def test_early_refusal_mode_reads_its_variable_and_names_a_bad_value_once(caplog):
+    from agentic_ray.serve import _handle_throttle as throttle
+
+    assert throttle.early_mode(None) == "room"  # the default: no room for the class anywhere
+    assert [throttle.early_mode(v) for v in ("0", "room", "all")] == ["0", "room", "all"]
+    with caplog.at_level("WARNING", logger="agentic_ray.serve._handle_throttle"):
+        assert throttle.early_mode("true-ish") == "room"
+        assert throttle.early_mode("true-ish") == "room"
+    warnings = [r.getMessage() for r in caplog.records if "AGENTIC_CALL_EARLY_REFUSAL" in r.getMessage()]
+    assert len(warnings) == 1 and "'true-ish'" in warnings[0] and "0, room, all" in warnings[0]
