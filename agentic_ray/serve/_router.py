@@ -39,8 +39,8 @@ adapter only does Serve's I/O. Per routing attempt (``choose_replicas``) it
 
 Early refusal (``refuse_early``): ``serve.call`` asks the router of its process, in the caller's thread,
 whether it would refuse a handle call before choosing a replica (``RoutingState.refuse_early``: no room
-for the class anywhere, and optionally the pressure rule); if so the caller raises the same typed error at once, and
-the refusal is recorded on this router's loop as its own (``serve._handle_throttle``).
+for the class anywhere, and optionally the pressure rule); if so the caller raises the same typed error
+at once, and the refusal is recorded on this router's loop as its own (``serve._handle_throttle``).
 
 ``on_request_routed`` / ``on_request_completed`` tell the state where the request went and that it ended;
 a replica whose actor died or became unavailable is a failure for its breaker. Every decision goes to the
