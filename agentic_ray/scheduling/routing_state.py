@@ -27,7 +27,7 @@ retry budget); ``decide(key, now)`` returns ``Route``, ``Wait`` or ``Shed``; ``r
 each replica reports on the path to it or this router measured on it (``pressure.under_pressure`` and
 ``pressure.TripDelay``, with ``pressure_ms``: ``routed`` times the trip from a ``Route`` to the
 replica's acceptance), then the pure router's ``choose``. A ``Shed`` ends the request's tracking.
-``refuse_early(request, now)`` answers, without tracking anything, whether the first two of those would
+``refuse_early(request, now)`` answers, without tracking anything, whether the room or delay check would
 shed a request now (another thread may ask it: ``serve.call`` does, in the caller's).
 
 - Retries: ``retry(key, now)`` when a request comes back after a replica refused it (Serve's rejection
