@@ -65,7 +65,7 @@ from agentic_ray import _identity
 from agentic_ray.errors import AdmissionError, Overloaded, ReplicaFailed
 from agentic_ray.policies.types import Shedding
 from agentic_ray.scheduling.throttle import ClassThrottles
-from agentic_ray.serve._meta import class_and_deadline
+from agentic_ray.serve._meta import classified_deadline, request_meta
 
 __all__ = ["EARLY_ENV", "ENV", "Ticket", "admit", "deadline_for", "early_mode", "outcome", "register", "stats"]
 
@@ -112,11 +112,19 @@ def register(deployment_id: Any, router: Any) -> None:
     _routers[deployment_id] = router
 
 
-def _classified(handle: Any, meta: Mapping[str, Any], now: float) -> tuple[Any, Any, Any, float] | None:
-    """``(deployment key, router, class, deadline)`` of a call on ``handle`` with wire metadata ``meta`` as
-    this process's router of the deployment classifies it (as the router does for a bound process); None
-    before that router exists or when its policy cannot classify the call (the router answers such bad
-    input with its typed error)."""
+class _Classified(NamedTuple):
+    key: Any  # the deployment
+    router: Any
+    classification: Any
+    asked: dict[str, Any]  # the wire metadata as classified (run as the process's tenant)
+    deadline: float
+
+
+def _classified(handle: Any, meta: Mapping[str, Any], now: float) -> _Classified | None:
+    """A call on ``handle`` with wire metadata ``meta`` as this process's router of the deployment
+    classifies it (as the router does for a bound process), with its deadline; None before that router
+    exists or when its policy cannot classify the call (the router answers such bad input with its typed
+    error)."""
     key = getattr(handle, "deployment_id", None)
     router = _routers.get(key) if key is not None else None
     if router is None:
@@ -124,10 +132,11 @@ def _classified(handle: Any, meta: Mapping[str, Any], now: float) -> tuple[Any, 
     try:
         asked = dict(meta)
         _identity.run_as(router.policy, asked)
-        qos, deadline = class_and_deadline(router.policy, asked, now)
+        classification = router.policy.classify(request_meta(asked), now)
+        _, deadline = classified_deadline(classification, asked)
     except Exception:
         return None
-    return key, router, qos, deadline
+    return _Classified(key, router, classification, asked, deadline)
 
 
 def admit(handle: Any, meta: Mapping[str, Any], now: float) -> Ticket | None:
@@ -139,7 +148,7 @@ def admit(handle: Any, meta: Mapping[str, Any], now: float) -> Ticket | None:
     classified = _classified(handle, meta, now)
     if classified is None:
         return None
-    key, router, qos, deadline = classified
+    key, router, qos = classified.key, classified.router, classified.classification.qos
     with _lock:
         _gates.bind(key, router)
         p = _gates.admit(key, router.policy.classes, qos, now)
@@ -148,10 +157,10 @@ def admit(handle: Any, meta: Mapping[str, Any], now: float) -> Ticket | None:
             f"the deployment refuses most {qos.name} calls now; refused in the caller with probability {p:.2f}"
             " (adaptive throttling)", reason="throttled", retry_after_s=RETRY_AFTER_S,
         )  # fmt: skip
-    ticket = Ticket(key, qos.name, deadline)
+    ticket = Ticket(key, qos.name, classified.deadline)
     mode = early_mode(os.environ.get(EARLY_ENV))
     if qos.shedding is not Shedding.NEVER and mode != "0":
-        early = router.refuse_early(meta, now, pressure=mode == "all")
+        early = router.refuse_early(classified.classification, classified.asked, now, pressure=mode == "all")
         if early is not None:  # what the router would refuse before choosing a replica
             outcome(ticket, early, now)
             with _lock:
@@ -169,7 +178,7 @@ def deadline_for(handle: Any, meta: Mapping[str, Any], now: float, ticket: Ticke
         return ticket.deadline
     classified = _classified(handle, meta, now)
     if classified is not None:
-        return classified[3]
+        return classified.deadline
     carried = meta.get("deadline")
     return None if carried is None else float(carried)
 

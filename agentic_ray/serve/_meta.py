@@ -125,7 +125,11 @@ def class_and_deadline(policy: Any, meta: Mapping[str, Any], now: float) -> tupl
     """The class ``policy`` gives the wire dict ``meta`` at ``now`` and the request's deadline: the class's,
     or the caller's earlier one carried in ``meta`` (as the router keeps it). Raises what
     ``policy.classify`` and ``request_meta`` raise for bad input."""
-    classification = policy.classify(request_meta(meta), now)
+    return classified_deadline(policy.classify(request_meta(meta), now), meta)
+
+
+def classified_deadline(classification: Any, meta: Mapping[str, Any]) -> tuple[Any, float]:
+    """``class_and_deadline`` of a request already classified as ``classification``."""
     deadline = classification.deadline
     carried = meta.get("deadline")
     if carried is not None:

@@ -622,29 +622,29 @@ class AgenticRequestRouter(RequestRouter):
             safe_record(self.hook, DecisionEvent._make(event))
 
     # -- early refusal, in the caller's thread (serve._handle_throttle) --------------------------------
-    def refuse_early(self, meta: dict[str, Any], now: float, *, pressure: bool = True) -> AdmissionError | None:
-        """The refusal this router would make of a handle call with wire metadata ``meta`` before choosing
-        a replica (no room for its class anywhere it may go, or the pressure rule:
-        ``RoutingState.refuse_early``), decided in the caller's thread, without the hop to this router's
-        thread and back, which under overload is most of such a refusal's latency (the chaos ladder's
-        per-reason p99). None: let the router decide (also before it routed anything, for a call its
-        policy cannot classify, or on any error here). The refusal is recorded on this router's loop as
-        one of its own sheds (decision event, control-plane tally)."""
+    def refuse_early(
+        self, classification: Any, meta: dict[str, Any], now: float, *, pressure: bool = True
+    ) -> AdmissionError | None:
+        """The refusal this router would make of a handle call before choosing a replica (no room for its
+        class anywhere it may go, or the pressure rule: ``RoutingState.refuse_early``), decided in the
+        caller's thread, without the hop to this router's thread and back, which under overload is most of
+        such a refusal's latency (the chaos ladder's per-reason p99). ``classification``: the call as this
+        router's policy classifies it; ``meta``: its wire metadata as classified (run as the caller's
+        tenant; ``serve._handle_throttle`` did both). None: let the router decide (also before it routed
+        anything, or on any error here). The refusal is recorded on this router's loop as one of its own
+        sheds (decision event, control-plane tally)."""
         state, loop = self.state, self._agentic_loop
         if state is None or loop is None:
             return None
         try:
-            asked = dict(meta)
-            _identity.run_as(self.policy, asked)
-            classification = self.policy.classify(request_meta(asked), now)
-            log_id = asked.get(CALL_ID)
-            request = to_request(classification, log_id, now, asked.get("deadline"), asked.get("model"),
-                                 asked.get(WORKFLOW_DEADLINE))  # fmt: skip
+            log_id = meta.get(CALL_ID)
+            request = to_request(classification, log_id, now, meta.get("deadline"), meta.get("model"),
+                                 meta.get(WORKFLOW_DEADLINE))  # fmt: skip
             shed = state.refuse_early(request, now, pressure=pressure)
             if shed is None:
                 return None
-            workflow = asked.get("workflow")
-            drift = drift_workflow(workflow, asked.get("stage")) if workflow else None
+            workflow = meta.get("workflow")
+            drift = drift_workflow(workflow, meta.get("stage")) if workflow else None
             loop.call_soon_threadsafe(self._early_shed, request, shed, now, log_id, self.policy.version, drift)
         except Exception:  # the router decides instead
             return None

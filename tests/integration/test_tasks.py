@@ -114,6 +114,22 @@ def test_task_whose_budget_ran_out_does_not_start(agentic, ray_cluster):
     assert ray.get(marker.count.remote(), timeout=30) == 1
 
 
+def _gpu_holder_and_queued(agentic):
+    """A plain Ray task that holds the cluster's only ``fake_gpu`` for its argument's seconds, and an
+    ``@agentic.task`` (300 ms budget) that needs it: queued behind the holder, it misses its deadline."""
+
+    @ray.remote(num_cpus=0, resources={"fake_gpu": 1})
+    def hold_gpu(seconds):
+        time.sleep(seconds)
+        return True
+
+    @agentic.task(qos="standard", budget_ms=300, num_cpus=0, resources={"fake_gpu": 1})
+    def queued():
+        return "ran"
+
+    return hold_gpu, queued
+
+
 def test_get_gives_up_at_the_deadline_with_a_typed_error(agentic):
     """``agentic_ray.get`` / ``get_async``: a task still waiting for a resource when its deadline passes is
     answered with ``BudgetExhausted`` then, not when it finally starts (``ray.get`` waits for that)."""
@@ -124,14 +140,7 @@ def test_get_gives_up_at_the_deadline_with_a_typed_error(agentic):
     from agentic_ray.errors import BudgetExhausted
     from agentic_ray.sdk._results import deadline_of
 
-    @ray.remote(num_cpus=0, resources={"fake_gpu": 1})
-    def hold_gpu(seconds):
-        time.sleep(seconds)
-        return True
-
-    @agentic.task(qos="standard", budget_ms=300, num_cpus=0, resources={"fake_gpu": 1})
-    def queued():
-        return "ran"
+    hold_gpu, queued = _gpu_holder_and_queued(agentic)
 
     @agentic.task(qos="standard", budget_ms=30_000, num_cpus=0)
     def double(x):
@@ -172,15 +181,7 @@ def test_a_refusal_after_get_gave_up_is_not_logged_as_unhandled(agentic, monkeyp
     unhandled: list[str] = []
     monkeypatch.setattr(ray_worker, "_unhandled_error_handler", lambda e: unhandled.append(repr(e)))
 
-    @ray.remote(num_cpus=0, resources={"fake_gpu": 1})
-    def hold_gpu(seconds):
-        time.sleep(seconds)
-        return True
-
-    @agentic.task(qos="standard", budget_ms=300, num_cpus=0, resources={"fake_gpu": 1})
-    def queued():
-        return "ran"
-
+    hold_gpu, queued = _gpu_holder_and_queued(agentic)
     holder = hold_gpu.remote(3.0)
     time.sleep(0.3)  # let the holder take the only fake_gpu
     late, late_async, witness = queued.remote(), queued.remote(), queued.remote()
