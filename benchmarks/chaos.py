@@ -578,15 +578,16 @@ def refusal_p99_ms(ledger: Any, skip: tuple[str, ...] = ()) -> float:
     whose detail starts with one of ``skip`` left out."""
     from agentic_ray.testing.chaos import quantile_ms
 
-    values = [
-        (e.answered - e.sent) * 1000.0
+    return quantile_ms([ms for detail, ms in _refusals(ledger) if not (skip and detail.startswith(skip))], 0.99)
+
+
+def _refusals(ledger: Any) -> list[tuple[str, float]]:
+    """``(detail, latency ms)`` of each refusal in ``ledger`` (``refusal_p99_ms``)."""
+    return [
+        (e.detail, (e.answered - e.sent) * 1000.0)
         for e in ledger.entries.values()
-        if e.kind == "typed"
-        and e.answered is not None
-        and e.detail.startswith(REFUSALS)
-        and not (skip and e.detail.startswith(skip))
+        if e.kind == "typed" and e.answered is not None and e.detail.startswith(REFUSALS)
     ]
-    return quantile_ms(values, 0.99)
 
 
 def refused_early(app: str) -> int:
@@ -603,9 +604,8 @@ def refusal_p99_by_reason(ledger: Any) -> dict[str, float | None]:
     from agentic_ray.testing.chaos import quantile_ms
 
     by: dict[str, list[float]] = {}
-    for e in ledger.entries.values():
-        if e.kind == "typed" and e.answered is not None and e.detail.startswith(REFUSALS):
-            by.setdefault(e.detail.split(" ", 1)[0], []).append((e.answered - e.sent) * 1000.0)
+    for detail, ms in _refusals(ledger):
+        by.setdefault(detail.split(" ", 1)[0], []).append(ms)
     return {k: _r(quantile_ms(v, 0.99), 2) for k, v in sorted(by.items())}
 
 
