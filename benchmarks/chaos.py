@@ -882,7 +882,8 @@ def floors(result: dict[str, Any]) -> dict[str, Any]:
 def markdown(result: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = ["# Chaos suite", "", f"Host: {meta['cpus']} CPUs, {meta['platform']}; load {meta['loadavg']}; "
              f"{'quick' if meta['quick'] else 'full'} run, {meta['wall_s']} s; the driver's GIL switch interval "
-             f"{meta.get('switch_interval_ms', 5.0)} ms.", "",
+             f"{meta.get('switch_interval_ms', 5.0)} ms; a 10M-iteration Python loop took "
+             f"{meta.get('host_loop_s', 'n/a')} s before the run (the host's speed).", "",
              "| fault | requests | ok | typed errors | untyped | lost | hung | version regressions "
              "| critical attainment | recovery s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for name, r in result["faults"].items():
@@ -954,9 +955,13 @@ def main(argv: list[str] | None = None) -> int:
         ladder["paths"] = tuple(s.strip() for s in args.paths.split(","))
         if not set(ladder["paths"]) <= {"handle", "http"}:
             parser.error(f"--paths: unknown {sorted(set(ladder['paths']) - {'handle', 'http'})}")
+    from agentic_ray.testing.chaos import host_loop_s
+
+    loop_s = host_loop_s()  # before the cluster starts: the host's speed, not the suite's load
     started = time.time()
     result = run(args.quick, only, args.soak_minutes, ladder)
     meta = {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg": [round(x, 2) for x in os.getloadavg()],
+            "host_loop_s": round(loop_s, 3),
             "wall_s": round(time.time() - started, 1), "quick": args.quick,
             "switch_interval_ms": round(sys.getswitchinterval() * 1000.0, 3),
             "env": {k: os.environ[k] for k in KNOBS if k in os.environ}}  # fmt: skip

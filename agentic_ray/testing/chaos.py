@@ -304,6 +304,19 @@ def wakeup_lag(period_s: float = 0.002) -> Iterator[list[float]]:
         thread.join(timeout=5)
 
 
+def host_loop_s(iterations: int = 10_000_000, timer: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds this process takes for an empty Python loop of ``iterations``: how fast the host runs
+    Python now, so that results of runs on different hosts (or one host at different times) can be told
+    apart. The chaos suite measured its floors on hosts from 0.33 s to 0.56 s for the default loop, and
+    a figure from the slower end of that range is not comparable with one from the faster."""
+    if iterations < 1:
+        raise ValueError(f"iterations: must be >= 1, got {iterations!r}")
+    start = timer()
+    for _ in range(iterations):
+        pass
+    return timer() - start
+
+
 def quantile_ms(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile of ``values`` by nearest rank (NaN when empty)."""
     ranked = sorted(values)

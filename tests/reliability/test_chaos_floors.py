@@ -105,6 +105,21 @@ def test_quantile_is_the_nearest_rank():
     assert quantile_ms([], 0.99) != quantile_ms([], 0.99)  # NaN
 
 
+def test_host_loop_is_the_time_the_loop_took_and_the_table_names_it():
+    """Each result records how fast the host ran Python before the run (a 10M-iteration loop), so figures
+    from a slow host are not read against a fast one's."""
+    from agentic_ray.testing.chaos import host_loop_s
+
+    ticks = iter([10.0, 10.45])
+    assert host_loop_s(1000, timer=lambda: next(ticks)) == pytest.approx(0.45)
+    assert host_loop_s(1000) > 0.0
+    with pytest.raises(ValueError, match="iterations"):
+        host_loop_s(0)
+    meta = {"cpus": 2, "platform": "p", "loadavg": [0.1], "quick": True, "wall_s": 1.0, "host_loop_s": 0.56}
+    table = bench.markdown({"faults": {}, "ladder": [], "soak": None, "floors": {}}, meta)
+    assert "loop took 0.56 s before the run" in table
+
+
 def test_wakeup_lag_measures_how_late_a_thread_of_this_process_runs():
     """A thread of this process holding the GIL delays the probe's wake-ups: the lag reads it (Python's
     switch interval, 5 ms by default, at least), where an idle process reads little."""
