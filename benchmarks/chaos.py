@@ -63,7 +63,9 @@ LEVELS = (0.5, 1.0, 2.0, 4.0, 10.0)
 SOAK_HTTP_RPS = 20.0  # beside 40 requests/s over handles and 2 tasks/s: a fifth of the soak deployment's 300/s
 # the switches whose setting a run records (the arms of an A/B; no other variable, which may hold secrets)
 KNOBS = ("AGENTIC_CALL_THROTTLE", "AGENTIC_CALL_EARLY_REFUSAL", "AGENTIC_PROXY_INFLIGHT_PER_SLOT",
-         "AGENTIC_PROXY_QUEUE_INTERVAL_MS", "AGENTIC_PROXY_DOOR", "RAY_SERVE_PROXY_USE_GRPC")  # fmt: skip
+         "AGENTIC_PROXY_QUEUE_INTERVAL_MS", "AGENTIC_PROXY_DOOR", "AGENTIC_CALL_INFLIGHT_PER_SLOT",
+         "AGENTIC_CALL_QUEUE_INTERVAL_MS",
+         "RAY_SERVE_PROXY_USE_GRPC")  # fmt: skip
 FAULTS = ("kill_agent", "kill_coordinator", "kill_replica", "remove_node", "noisy_neighbour")
 APP, DEPLOYMENT = "chaos", "Model"
 

@@ -35,6 +35,14 @@ off); and a call the router of this process would refuse before choosing a repli
 class anywhere; with ``AGENTIC_CALL_EARLY_REFUSAL=all`` the pressure rule too) is refused here with the
 router's own error (early refusal; ``0``: off).
 
+**In-flight limit** (``serve._call_door``): at most a few calls per replica slot of the deployment
+(``AGENTIC_CALL_INFLIGHT_PER_SLOT``, default ``3``; ``0``: off) are in Serve's path from this process
+at once, per priority level; the rest wait here by priority and deadline (the freshest first once the
+queue stands) if never shed, until too little of their budget is left
+(``BudgetExhausted(reason="deadline_exceeded")``); a call that may be shed is refused at once
+(``Overloaded(reason="caller_queue_delay")``; ``AGENTIC_CALL_QUEUE_INTERVAL_MS`` lets it wait). A call let
+in after waiting is put to the early refusal again, its room judged anew.
+
 Raises what the handle call raises (``AdmissionError`` subclasses for shed work), except that Ray's
 actor errors of a replica that died or became unreachable while it held the call (``ActorDiedError``,
 ``ActorUnavailableError``) become ``ReplicaFailed`` (an ``AgenticRayError``, ``retry_after_s`` about
@@ -55,7 +63,7 @@ from typing import Any
 
 from agentic_ray._budget import current_deadline, current_workflow, deadline_after
 from agentic_ray.errors import BudgetExhausted, ReplicaFailed
-from agentic_ray.serve import _handle_throttle
+from agentic_ray.serve import _call_door, _handle_throttle
 from agentic_ray.serve._meta import CALL_ID, HEDGE_OF, META_KWARG, WORKFLOW_DEADLINE, env_number, pop_meta
 
 __all__ = ["CALL_ID", "HEDGE_OF", "call", "call_meta"]
@@ -117,8 +125,11 @@ async def call(handle: Any, *args: Any, hedge_after_ms: float | None = None, **k
     meta = call_meta(kwargs, now)
     ticket = _handle_throttle.admit(handle, meta, now)  # raises Overloaded when refused here
     deadline = _handle_throttle.deadline_for(handle, meta, now, ticket)  # classified once when admitted
+    entered = await _enter(handle, meta, now, ticket, deadline)  # raises when held here too long or displaced
+    accepted = False
     try:
         result = await _within(_call(handle, args, hedge_after_ms, kwargs, meta), deadline, DEADLINE_SLACK_S)
+        accepted = True
     except RayActorError as exc:
         failed = ReplicaFailed(f"the replica running the call failed: {type(exc).__name__}", type(exc).__name__,
                                _REPLICA_RETRY_AFTER_S)  # fmt: skip
@@ -129,8 +140,29 @@ async def call(handle: Any, *args: Any, hedge_after_ms: float | None = None, **k
     except BaseException as exc:
         _handle_throttle.outcome(ticket, exc)
         raise
+    finally:
+        if entered is not None:
+            entered.done(accepted)
     _handle_throttle.outcome(ticket, None)
     return result
+
+
+async def _enter(handle: Any, meta: dict[str, Any], now: float, ticket: Any, deadline: float | None) -> Any:
+    """Room in Serve's path for the call (``serve._call_door``): an ``Entered`` to finish, or None when no
+    limit applies (no router of the deployment in this process yet, no deadline, the door off)."""
+    if deadline is None or not 0 < _call_door.per_slot() < math.inf:
+        return None
+    classified = _handle_throttle.class_for(handle, meta, now, ticket)
+    if classified is None:
+        return None
+    key, router, qos = classified
+    entered = await _call_door.enter(key, router, qos, deadline)
+    if entered is not None and entered.waited:  # the router's room may be gone after the wait: ask again
+        early = _handle_throttle.recheck(handle, meta, time.time(), ticket)
+        if early is not None:
+            entered.done(False)
+            raise early
+    return entered
 
 
 async def _within(work: Any, deadline: float | None, slack_s: float) -> Any:

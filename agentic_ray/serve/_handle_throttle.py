@@ -67,7 +67,10 @@ from agentic_ray.policies.types import Shedding
 from agentic_ray.scheduling.throttle import ClassThrottles
 from agentic_ray.serve._meta import classified_deadline, request_meta
 
-__all__ = ["EARLY_ENV", "ENV", "Ticket", "admit", "deadline_for", "early_mode", "outcome", "register", "stats"]
+__all__ = [
+    "EARLY_ENV", "ENV", "Ticket", "admit", "class_for", "deadline_for", "early_mode", "outcome", "recheck",
+    "register", "stats",
+]  # fmt: skip
 
 ENV = "AGENTIC_CALL_THROTTLE"  # "0": calls are never refused in the caller
 EARLY_ENV = "AGENTIC_CALL_EARLY_REFUSAL"  # "room" (default): no room only; "all": the pressure rule too; "0"
@@ -158,15 +161,49 @@ def admit(handle: Any, meta: Mapping[str, Any], now: float) -> Ticket | None:
             " (adaptive throttling)", reason="throttled", retry_after_s=RETRY_AFTER_S,
         )  # fmt: skip
     ticket = Ticket(key, qos.name, classified.deadline)
-    mode = early_mode(os.environ.get(EARLY_ENV))
-    if qos.shedding is not Shedding.NEVER and mode != "0":
-        early = router.refuse_early(classified.classification, classified.asked, now, pressure=mode == "all")
-        if early is not None:  # what the router would refuse before choosing a replica
-            outcome(ticket, early, now)
-            with _lock:
-                _early[(key, qos.name)] = _early.get((key, qos.name), 0) + 1
-            raise early
+    early = _refuse_early(classified, ticket, now)
+    if early is not None:  # what the router would refuse before choosing a replica
+        raise early
     return ticket
+
+
+def _refuse_early(classified: _Classified, ticket: Ticket, now: float) -> AdmissionError | None:
+    """The router's early refusal of the call (``EARLY_ENV``'s mode), counted; None to let it go on."""
+    qos = classified.classification.qos
+    mode = early_mode(os.environ.get(EARLY_ENV))
+    if qos.shedding is Shedding.NEVER or mode == "0":
+        return None
+    early = classified.router.refuse_early(classified.classification, classified.asked, now, pressure=mode == "all")
+    if early is not None:
+        outcome(ticket, early, now)
+        with _lock:
+            _early[(classified.key, qos.name)] = _early.get((classified.key, qos.name), 0) + 1
+    return early
+
+
+def recheck(handle: Any, meta: Mapping[str, Any], now: float, ticket: Ticket | None) -> AdmissionError | None:
+    """The router's early refusal of a call ``admit`` let through, asked again at ``now`` (it waited in
+    ``serve._call_door`` meanwhile, and the room it was judged on may be gone); None to send it."""
+    if ticket is None or os.environ.get(ENV, "1") == "0":
+        return None
+    classified = _classified(handle, meta, now)
+    return None if classified is None else _refuse_early(classified, ticket, now)
+
+
+def class_for(
+    handle: Any, meta: Mapping[str, Any], now: float, ticket: Ticket | None = None
+) -> tuple[Any, Any, Any] | None:
+    """``(deployment key, router, QosClass)`` of a call on ``handle`` as this process's router of the
+    deployment classifies it (``ticket``'s class when ``admit`` gave one); None before that router exists
+    or when its policy cannot classify the call. Counts nothing (``serve._call_door`` admits by it)."""
+    if ticket is not None:
+        router = _routers.get(ticket.key)
+        qos = router.policy.classes.get(ticket.qos) if router is not None else None
+        return None if qos is None else (ticket.key, router, qos)
+    classified = _classified(handle, meta, now)
+    if classified is None:
+        return None
+    return classified.key, classified.router, classified.classification.qos
 
 
 def deadline_for(handle: Any, meta: Mapping[str, Any], now: float, ticket: Ticket | None = None) -> float | None:
