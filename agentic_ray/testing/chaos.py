@@ -305,15 +305,16 @@ def wakeup_lag(period_s: float = 0.002) -> Iterator[list[float]]:
 
 
 def host_loop_s(iterations: int = 10_000_000, timer: Callable[[], float] = time.perf_counter) -> float:
-    """Seconds this process takes for an empty Python loop of ``iterations``: how fast the host runs
-    Python now, so that results of runs on different hosts (or one host at different times) can be told
-    apart. The chaos suite measured its floors on hosts from 0.33 s to 0.56 s for the default loop, and
-    a figure from the slower end of that range is not comparable with one from the faster."""
+    """Seconds this process takes for an empty Python loop of ``iterations`` run as module-level code (as
+    ``python -c "for i in range(10_000_000): pass"`` runs it: the loop variable is a global), how fast the
+    host runs Python now, so that results of runs on different hosts (or one host at different times) can
+    be told apart. (Without the interpreter's start-up: ``time python3 -c ...`` adds ~0.1 s. The chaos
+    suite's floors were measured on hosts where that command took 0.33 s to 0.56 s.)"""
     if iterations < 1:
         raise ValueError(f"iterations: must be >= 1, got {iterations!r}")
+    code = compile(f"for i in range({int(iterations)}): pass", "<host_loop_s>", "exec")
     start = timer()
-    for _ in range(iterations):
-        pass
+    exec(code, {})
     return timer() - start
 
 
