@@ -57,7 +57,7 @@ import time
 import weakref
 from typing import Any
 
-from agentic_ray.errors import BudgetExhausted, Overloaded
+from agentic_ray.errors import AdmissionError, BudgetExhausted, Overloaded
 from agentic_ray.policies.types import QosClass, Shedding
 from agentic_ray.scheduling.inflight import ControlledDelay, InflightQueue
 from agentic_ray.serve._meta import env_number
@@ -147,16 +147,12 @@ async def enter(key: Any, router: Any, qos: QosClass, deadline: float) -> Entere
         raise _full(qos.name)
     left_s = max(0.0, deadline - (door.path_s or 0.0) - now)
     bound_s = left_s if never else min(left_s, door.delay.max_wait_s(now))
+    if bound_s <= 0:  # no wait at all (by default, a call that may be shed): no future to await and cancel
+        raise _gave_up(door, ticket, qos.name, now, bound_s < left_s)
     try:
         granted = await asyncio.wait_for(ticket, bound_s)
     except asyncio.TimeoutError:
-        door.queue.leave(ticket)
-        door.delay.observe(door.queue.waiting, time.time())
-        if bound_s < left_s:
-            door.delayed += 1
-            raise _delayed(qos.name, time.time() - now) from None
-        door.expired += 1
-        raise _expired(qos.name, door.path_s) from None
+        raise _gave_up(door, ticket, qos.name, now, bound_s < left_s) from None
     except BaseException:  # the caller went away while it waited
         if not door.queue.leave(ticket) and ticket.done() and not ticket.cancelled() and ticket.result():
             Entered(door, qos.priority).done(False)
@@ -173,6 +169,17 @@ async def enter(key: Any, router: Any, qos: QosClass, deadline: float) -> Entere
         door.expired += 1
         raise _expired(qos.name, door.path_s)
     return entered
+
+
+def _gave_up(door: _Door, ticket: asyncio.Future, qos: str, since: float, delayed: bool) -> AdmissionError:
+    """A waiter leaves the queue at its bound, counted: refused (``delayed``: controlled delay) or out of time."""
+    door.queue.leave(ticket)
+    door.delay.observe(door.queue.waiting, time.time())
+    if delayed:
+        door.delayed += 1
+        return _delayed(qos, time.time() - since)
+    door.expired += 1
+    return _expired(qos, door.path_s)
 
 
 def _door_of(loop: asyncio.AbstractEventLoop, key: Any, limit: int) -> _Door:

@@ -184,7 +184,7 @@ def _refuse_early(classified: _Classified, ticket: Ticket, now: float) -> Admiss
 def recheck(handle: Any, meta: Mapping[str, Any], now: float, ticket: Ticket | None) -> AdmissionError | None:
     """The router's early refusal of a call ``admit`` let through, asked again at ``now`` (it waited in
     ``serve._call_door`` meanwhile, and the room it was judged on may be gone); None to send it."""
-    if ticket is None or os.environ.get(ENV, "1") == "0":
+    if ticket is None:  # not classified by ``admit`` (no router yet, or the throttle off): nothing to ask
         return None
     classified = _classified(handle, meta, now)
     return None if classified is None else _refuse_early(classified, ticket, now)
