@@ -64,7 +64,7 @@ SOAK_HTTP_RPS = 20.0  # beside 40 requests/s over handles and 2 tasks/s: a fifth
 # the switches whose setting a run records (the arms of an A/B; no other variable, which may hold secrets)
 KNOBS = ("AGENTIC_CALL_THROTTLE", "AGENTIC_CALL_EARLY_REFUSAL", "AGENTIC_PROXY_INFLIGHT_PER_SLOT",
          "AGENTIC_PROXY_QUEUE_INTERVAL_MS", "AGENTIC_PROXY_DOOR", "AGENTIC_CALL_INFLIGHT_PER_SLOT",
-         "AGENTIC_CALL_QUEUE_INTERVAL_MS",
+         "AGENTIC_CALL_QUEUE_INTERVAL_MS", "AGENTIC_PROXY_ADAPTIVE_LIMIT",
          "RAY_SERVE_PROXY_USE_GRPC")  # fmt: skip
 FAULTS = ("kill_agent", "kill_coordinator", "kill_replica", "remove_node", "noisy_neighbour")
 APP, DEPLOYMENT = "chaos", "Model"
