@@ -228,6 +228,15 @@ def test_the_proxy_door_answers_504_for_a_request_still_running_past_its_deadlin
     assert status == 504 and body["error"] == "deadline_exceeded" and body["qos"] == "critical", body
 
 
+def test_the_door_counts_serves_proxies_as_serve_reports_them(http_apps):
+    from ray import serve
+
+    from agentic_ray.serve._proxy_count import _proxy_count
+
+    proxies = serve.status().proxies  # node id -> status, one per node Serve runs a proxy on
+    assert len(proxies) >= 1 and _proxy_count() == len(proxies)
+
+
 def test_deadline_passed_while_queued_is_504(http_path):
     blocker_headers = {"x-tenant": "globex", "x-qos": "critical"}
     with ThreadPoolExecutor(2) as pool:
