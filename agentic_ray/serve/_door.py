@@ -101,6 +101,12 @@ samples) at or under ``TARGET_SHARE`` (half) of the tightest class budget of the
   69-183 requests/s at 10 clients across runs); standard attainment at 120 clients 0.83-0.87 against
   0.88-0.99.
 
+Limit: the floor assumes requests spread over the proxies. When one proxy of several takes all the
+traffic (clients that only reach the head node's) and the target cannot be met even at the floor (a
+deployment whose calls take longer than half the tightest budget), that proxy keeps only its share of
+the slots in flight and the replicas run below capacity; turn the adaptive limit off there, or give
+the route a policy whose tightest budget the deployment can meet.
+
 A latency-gradient controller against the path's recent minimum (Envoy's, Netflix's) was tried first
 and not kept: on a saturated host the unqueued path is itself slow, the minimum came from loaded
 samples, and it left 4-12 in flight per proxy (critical 7-33 %); without the slots' share as its floor
