@@ -501,8 +501,8 @@ class ProxyDoor:
         if adaptive is None:
             return
         limit = adaptive.observe(took_s, limiter.inflight, time.time())
-        if limit != limiter.limit:
-            _let_in(limiter.set_limit(limit, WAITING_PER_INFLIGHT * adaptive.max_limit, _waiting))
+        if limit != limiter.limit:  # the queue's size stays what ``_limiter`` set from the slots
+            _let_in(limiter.set_limit(limit, limiter.max_waiting, _waiting))
 
     def _lag_limit_ms(self, classes: Mapping[str, QosClass], qos: QosClass) -> float | None:
         """The proxy's loop lag above which ``qos`` is refused here (None: never; starts the probe)."""
