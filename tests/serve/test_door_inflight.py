@@ -240,9 +240,11 @@ def test_a_standing_queue_refuses_shed_able_waiters_after_a_short_wait_but_not_c
 
 
 def test_the_limit_follows_the_path_time_between_the_proxy_share_of_the_slots_and_the_cap(monkeypatch, door_registry):
-    from agentic_ray.serve import _door
+    from agentic_ray.serve import _door, _proxy_count
 
     monkeypatch.setattr(_door, "ADAPTIVE_INTERVAL_S", 0.0)  # a step every five answers
+    # one proxy, whatever Ray this process joined earlier in the session (its Serve may run several)
+    monkeypatch.setattr(_proxy_count, "_proxy_count", lambda: 1)
 
     async def rounds(door, app, n: int, width: int, tag: str) -> list[int]:
         limits = []
@@ -258,7 +260,7 @@ def test_the_limit_follows_the_path_time_between_the_proxy_share_of_the_slots_an
 
     async def go():
         app = _App()
-        door = _door_for(app, slots=4, inflight_per_slot=3.0)  # cap 12; floor 4: no Ray here, so one proxy
+        door = _door_for(app, slots=4, inflight_per_slot=3.0)  # cap 12; floor 4 (4 slots, one proxy)
         monkeypatch.setattr(_door, "TARGET_SHARE", 1000.0)  # every answer well under target
         grown = await rounds(door, app, 12, 12, "fast")
         assert 4 < grown[0] < 12 and grown == sorted(grown) and grown[-1] == 12  # from the floor (4) up to the cap
