@@ -102,12 +102,27 @@ def _call(handle, **kw):
     return handle.remote(payload, **kw).result(timeout_s=60)
 
 
+def _critical_ok(handle, tries: int = 3) -> bool:
+    """A critical call answered "ok". Its 100 ms budget can pass on a loaded 2-core host before the
+    replica admits it (a typed ``BudgetExhausted``); this test is about registration and policy, not
+    latency, so such an expiry is retried a few times rather than failing the test."""
+    from agentic_ray.errors import BudgetExhausted
+
+    for _ in range(tries - 1):
+        try:
+            return _call(handle, qos="critical") == "ok"
+        except BudgetExhausted:
+            continue
+    return _call(handle, qos="critical") == "ok"
+
+
 def test_routers_and_replicas_register_and_live_policy_reaches_them(plane):
     from agentic_ray.errors import EntitlementError
 
     sdk, handle, tmp = plane["sdk"], plane["handle"], plane["tmp"]
-    for qos in ("critical", "standard", "sheddable"):
+    for qos in ("standard", "sheddable"):
         assert _call(handle, qos=qos) == "ok"
+    assert _critical_ok(handle)
     assert _call(handle, qos="standard", budget_ms=3000) == "ok"
     d = wait_for(lambda: _all_run(sdk, "v0"), timeout=30, what="the deployment registered on v0")
     assert d["policy_source"] == "deployment" and d["acked"]
