@@ -68,6 +68,7 @@ from agentic_ray.control._serve_tally import drift_workflow
 from agentic_ray.policies import Policy, default_policy, load_policy
 from agentic_ray.scheduling.admission import DEFAULT_QUEUE_BOUND, MAX_QUEUE_BOUND, replica_gate, tenant_shares_of
 from agentic_ray.scheduling.reports import ReplicaMetadata
+from agentic_ray.serve._door_call import JSON_CALL_KEY
 from agentic_ray.serve._hooks import DEFAULT_HOOK, DecisionHook, load_hook, register_policy
 from agentic_ray.serve._http_auth import HttpAuth
 from agentic_ray.serve._meta import ROUTED_AT, WORKFLOW_DEADLINE, pop_meta, request_meta, to_request, with_tokens
@@ -417,6 +418,11 @@ def deployment(
         if not isinstance(cls, type):
             raise TypeError("agentic_ray.deployment decorates a class")
         user_init = cls.__init__
+        gated_names = _gated_names(cls)
+        # the proxy door may call __call__ directly for an HTTP request (``_door_call``): gated, not a stream
+        call = inspect.getattr_static(cls, "__call__", None)
+        json_call = "__call__" in gated_names and not (
+            inspect.isgeneratorfunction(call) or inspect.isasyncgenfunction(call))  # fmt: skip
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             user_init(self, *args, **kwargs)
@@ -425,7 +431,7 @@ def deployment(
             self._agentic_auth = auth
 
         def record_replica_metadata(self) -> dict[str, Any]:
-            return self._agentic_metadata.to_dict()
+            return {**self._agentic_metadata.to_dict(), JSON_CALL_KEY: json_call}
 
         def record_routing_stats(self) -> dict[str, Any]:
             return self._agentic_admission.routing_stats()
@@ -438,7 +444,7 @@ def deployment(
             "__qualname__": cls.__qualname__,
             "__doc__": cls.__doc__,
         }
-        for name in _gated_names(cls):
+        for name in gated_names:
             namespace[name] = _wrap_method(name, getattr(cls, name))
         for name in _ungated_names(cls):
             namespace[name] = _strip_meta(getattr(cls, name))

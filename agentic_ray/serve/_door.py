@@ -208,6 +208,7 @@ from agentic_ray.scheduling.inflight import ControlledDelay, InflightQueue
 from agentic_ray.scheduling.pressure import PressureRule
 from agentic_ray.scheduling.target_limit import TargetLimit
 from agentic_ray.scheduling.throttle import ClassThrottles
+from agentic_ray.serve._door_call import direct_app, proxy_router
 from agentic_ray.serve._http_direct import caller_meta, scope_headers
 from agentic_ray.serve._meta import class_and_deadline, env_number
 from agentic_ray.serve._proxy_count import ProxyCount
@@ -297,8 +298,8 @@ _doors: list[ProxyDoor] = []  # the doors of this process (one per proxy server)
 
 def door_stats() -> dict[str, dict[str, dict[str, float]]]:
     """Per route prefix and class, in this process: requests and accepts in the window, the refusal
-    probability now, and the totals refused at the door (``saturated_total``, ``door_full_total``,
-    ``door_delay_total``) and
+    probability now, the totals refused at the door (``saturated_total``, ``door_full_total``,
+    ``door_delay_total``), answered by its direct call (``direct_total``: ``_door_call``) and
     timed out there (``timed_out_total``). Under the key ``"*"`` of a route: its in-flight limit now
     (``limit``, ``inflight``, ``waiting``), when it has one, and when that limit is adaptive its ``floor``,
     ``cap``, ``target_ms`` and the last interval's median path time (``median_ms``, NaN before one)."""
@@ -309,7 +310,8 @@ def door_stats() -> dict[str, dict[str, dict[str, float]]]:
             for qos, row in classes.items():
                 out.setdefault(str(prefix), {})[qos] = dict(row)
         for name, counts in (("timed_out_total", door.timed_out), ("saturated_total", door.saturated),
-                             ("door_full_total", door.door_full), ("door_delay_total", door.door_delay)):  # fmt: skip
+                             ("door_full_total", door.door_full), ("door_delay_total", door.door_delay),
+                             ("direct_total", door.direct)):  # fmt: skip
             for (prefix, qos), n in list(counts.items()):
                 out.setdefault(str(prefix), {}).setdefault(qos, {})[name] = n
         for prefix, limiter in list(door.limits.items()):
@@ -322,7 +324,8 @@ def door_stats() -> dict[str, dict[str, dict[str, float]]]:
     for classes in out.values():
         for qos, row in classes.items():
             if qos != "*":
-                for name in ("timed_out_total", "saturated_total", "door_full_total", "door_delay_total"):
+                for name in ("timed_out_total", "saturated_total", "door_full_total", "door_delay_total",
+                             "direct_total"):  # fmt: skip
                     row.setdefault(name, 0)
     return out
 
@@ -372,9 +375,11 @@ class ProxyDoor:
         self.targets: dict[str, TargetLimit] = {}  # per route prefix, when adaptive
         self._proxies = ProxyCount()
         self.door_full: Counter[tuple[str, str]] = Counter()
+        self.direct: Counter[tuple[str, str]] = Counter()  # answered by the direct call (``_door_call``)
         self.door_delay: Counter[tuple[str, str]] = Counter()
         self.delays: dict[str, ControlledDelay] = {}  # per route prefix: how long a waiter may wait
         self.path_s: dict[str, float] = {}  # per route: how long an answer takes once in (EWMA, seconds)
+        self._routes_table: list[Any] | None = None  # [Serve's ProxyRouter or None], once looked up
         _doors.append(self)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -382,7 +387,7 @@ class ProxyDoor:
         if gated is None:
             await self.app(scope, receive, send)
             return
-        prefix, qos, deadline, now, classes = gated
+        prefix, qos, deadline, now, classes, router, headers, meta = gated
         limit = self._lag_limit_ms(classes, qos)
         if limit is not None and self.lag is not None and self.lag.value_ms > limit:
             key = (prefix, qos.name)
@@ -406,11 +411,15 @@ class ProxyDoor:
         status: list[int] = []
         entered_at = time.time()
         try:
-            if not await self._forward(scope, receive, send, deadline, now, status):
+            direct = direct_app(self._serve_routes(), scope, router, headers, meta, deadline, qos.name)
+            if not await self._forward(direct or self.app, scope, receive, send, deadline, now, status):
                 key = (prefix, qos.name)
                 self.timed_out[key] += 1
                 status.append(504)
                 await _deadline_exceeded(send, qos.name, deadline - now, DEADLINE_SLACK_S)
+            elif direct is not None:  # the router answered for its route without seeing an HTTP request
+                seen(scope, router)
+                self.direct[(prefix, qos.name)] += 1
         finally:
             if limiter is not None:
                 if status and status[0] not in REFUSED_STATUSES:
@@ -469,6 +478,12 @@ class ProxyDoor:
             limiter.admit_now(qos.priority)
         return ("waited", limiter) if granted or never else ("full", None)
 
+    def _serve_routes(self) -> Any | None:
+        """Serve's route table in this proxy (``_door_call.proxy_router``), found once."""
+        if self._routes_table is None:
+            self._routes_table = [proxy_router(self.app)]
+        return self._routes_table[0]
+
     def _limiter(self, prefix: str) -> InflightQueue[asyncio.Future] | None:
         """The route's in-flight limit, sized to its replicas' slots now (None: off, or no replica)."""
         if not 0 < self.per_slot < math.inf:
@@ -513,9 +528,10 @@ class ProxyDoor:
             self._rules = (classes, PressureRule(self.lag_target_ms, (c.priority for c in classes.values())))
         return self._rules[1].threshold_for(qos.priority, qos.shedding)
 
-    def _classify(self, scope: dict[str, Any]) -> tuple[str, Any, float, float, Any] | None:
-        """``(route prefix, class, deadline, now, the policy's classes)`` for a request the door gates; None
-        for one it passes whole (door off, not HTTP, no live agentic route, bad input)."""
+    def _classify(self, scope: dict[str, Any]) -> tuple[str, Any, float, float, Any, Any, dict, dict] | None:
+        """``(route prefix, class, deadline, now, the policy's classes, the route's router, the lower-case
+        headers, the identified wire dict)`` for a request the door gates; None for one it passes whole
+        (door off, not HTTP, no live agentic route, bad input)."""
         if self.off or not _routes or scope.get("type") != "http":
             return None
         now = time.time()
@@ -529,19 +545,21 @@ class ProxyDoor:
         try:
             headers = scope_headers(scope)
             # a caller's earlier deadline (``x-deadline``) wins, as at the router
-            qos, deadline = class_and_deadline(router.policy, caller_meta(router.http_auth, headers), now)
+            meta = caller_meta(router.http_auth, headers)
+            qos, deadline = class_and_deadline(router.policy, meta, now)
         except Exception:  # bad input: the router answers it (400/401/403), as without the door
             return None
-        return prefix, qos, deadline, now, router.policy.classes
+        return prefix, qos, deadline, now, router.policy.classes, router, headers, meta
 
-    async def _forward(self, scope: dict[str, Any], receive: Any, send: Any, deadline: float, now: float,
+    async def _forward(self, app: Any, scope: dict[str, Any], receive: Any, send: Any, deadline: float, now: float,
                        status: list[int]) -> bool:  # fmt: skip
-        """Serve's path for the request; False when no answer had begun ``DEADLINE_SLACK_S`` after
-        ``deadline`` (it was cancelled, nothing was sent: the caller answers). ``status`` gets the answer's."""
+        """``app`` (Serve's path, or the door's direct call: ``_door_call``) for the request; False when no
+        answer had begun ``DEADLINE_SLACK_S`` after ``deadline`` (it was cancelled, nothing was sent: the
+        caller answers). ``status`` gets the answer's."""
         slack = DEADLINE_SLACK_S
         task = asyncio.current_task()
         if slack == math.inf or task is None:
-            await self.app(scope, receive, _watch(send, status, None, []))
+            await app(scope, receive, _watch(send, status, None, []))
             return True
         expired: list[bool] = []
 
@@ -553,7 +571,7 @@ class ProxyDoor:
         loop = asyncio.get_running_loop()
         timer = loop.call_at(loop.time() + max(0.0, deadline + slack - now), expire)
         try:
-            await self.app(scope, receive, _watch(send, status, timer, expired))
+            await app(scope, receive, _watch(send, status, timer, expired))
         except asyncio.CancelledError:
             if not expired:
                 raise

@@ -109,6 +109,7 @@ from agentic_ray.scheduling.streams import stream_router_for
 from agentic_ray.scheduling.types import Request, Route, Shed, Wait
 from agentic_ray.serve import _door as door
 from agentic_ray.serve import _handle_throttle
+from agentic_ray.serve._door_call import JSON_CALL_KEY
 from agentic_ray.serve._hooks import DecisionEvent, NoopHook, hook_push, load_hook, register_policy, safe_record
 from agentic_ray.serve._http_auth import AuthError, HttpAuth
 from agentic_ray.serve._http_direct import (
@@ -210,6 +211,7 @@ class AgenticRequestRouter(RequestRouter):
 
     state: RoutingState | None = None  # built by initialize_state
     door_slots: int = 0  # the slots its replicas publish, summed (``_rebuild``): the proxy's door sizes by it
+    door_direct: bool = False  # every replica answers the door's direct call (``_door_call.JSON_CALL_KEY``)
 
     def initialize_state(self, **kwargs: Any) -> None:
         """Build the policy, the routing state (pure router, breaker, retry budget) and the hook from
@@ -344,6 +346,7 @@ class AgenticRequestRouter(RequestRouter):
         reports = [_report(r) for r in replicas]
         self.state.update_replicas(reports, now)
         self.door_slots = sum(r.metadata.slots for r in reports)
+        self.door_direct = bool(replicas) and all((r.replica_metadata or {}).get(JSON_CALL_KEY) for r in replicas)
         self._by_key = {_replica_key(r.replica_id): r for r in replicas}
         for gone in set(self._breaker_states) - set(self._by_key):
             self._breaker_states.pop(gone, None)

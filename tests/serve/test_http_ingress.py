@@ -109,8 +109,16 @@ def http_apps(ray_cluster, tmp_path_factory):
             import ray
 
             await asyncio.sleep(float(payload.get("sleep", 0.0)) if isinstance(payload, dict) else 0.0)
+            if isinstance(payload, dict) and payload.get("fail"):
+                raise ValueError("asked to fail")
             # The zone as the replica's own node reports it, not as the router believed it.
-            return {"zone": ray.get_runtime_context().get_node_labels().get("zone")}
+            out = {"zone": ray.get_runtime_context().get_node_labels().get("zone")}
+            if isinstance(payload, dict) and payload.get("how"):  # how the call came: Serve's HTTP or a handle
+                from ray.serve.context import _get_serve_request_context
+
+                context = _get_serve_request_context()
+                out.update(serve_http=context.is_http_request, request_id=context.request_id)
+            return out
 
         @ars.ungated
         def spans(self) -> tuple:
@@ -235,6 +243,49 @@ def test_the_door_counts_serves_proxies_as_serve_reports_them(http_apps):
 
     proxies = serve.status().proxies  # node id -> status, one per node Serve runs a proxy on
     assert len(proxies) >= 1 and _proxy_count() == len(proxies)
+
+
+def test_the_door_calls_the_deployment_by_handle_once_it_knows_the_route(http_apps):
+    # A proxy's first request on a route registers it with that proxy's door (its router saw it on
+    # Serve's path; the cluster's proxies share the port); from then on the door sends what it lets in as
+    # one handle call (``_door_call``): the replica sees no HTTP request, Serve's request id is the
+    # caller's x-request-id and comes back in the answer.
+    for attempt in range(30):
+        status, headers, body = _post("/direct", {"x-tenant": "acme", "x-qos": "critical",
+                                                  "x-request-id": f"rid-door-{attempt}"}, {"how": True})  # fmt: skip
+        assert status == 200 and body["qos"] == "critical", body
+        if body["result"]["serve_http"] is False:
+            break
+        time.sleep(0.2)  # the proxy's router publishes its replicas' metadata a moment after they start
+    assert body["result"] == {"zone": "eu-west", "serve_http": False, "request_id": f"rid-door-{attempt}"}, body
+    assert headers["x-request-id"] == f"rid-door-{attempt}"
+    # The user's error: 500 either way; by the direct call as JSON naming no more than its type (each of
+    # the cluster's proxies shares the port and learns the route from a request of its own first).
+    answers = [_post("/direct", {"x-tenant": "acme"}, {"fail": True}) for _ in range(12)]
+    assert {status for status, _, _ in answers} == {500}
+    assert {"error": "call_failed", "qos": "critical", "detail": "ValueError"} in [b for _, _, b in answers], answers
+
+
+def test_the_door_sends_another_apps_route_under_an_agentic_prefix_to_that_app(http_apps):
+    # A plain Serve app whose route lies under the agentic route's prefix: the door may classify its
+    # requests with the agentic route's classes (documented), but Serve's route table decides where they
+    # go, never the door's direct call.
+    from ray import serve
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0})
+    class Other:
+        async def __call__(self, request) -> dict:
+            return {"other": True}
+
+    serve.run(Other.bind(), name="http-other", route_prefix="/direct/other")
+    try:
+        for _ in range(6):
+            status, _, body = _post("/direct", {"x-tenant": "acme"})  # the doors know /direct, and keep it
+            assert status == 200 and "zone" in body["result"], body
+            status, _, body = _post("/direct/other", {"x-tenant": "acme"})
+            assert status == 200 and body == {"other": True}, body
+    finally:
+        serve.delete("http-other")
 
 
 def test_deadline_passed_while_queued_is_504(http_path):
