@@ -174,6 +174,12 @@ its own door. Until a route's router has classified its first request, its reque
 whose router has classified none for ``ROUTE_TTL_S`` (its application deleted or moved) is not gated
 (``seen``); a new router on a route starts with fresh counts.
 
+Direct call (``AGENTIC_PROXY_DIRECT_CALL``, default on; ``0``: off). A request the door lets in to a
+deployment whose replicas offer it goes to the deployment as one handle call made here, not through
+Serve's HTTP path (``serve._door_call``: the body read here, Serve's route table's handle for the path,
+the door's metadata and deadline; about a third of the CPU per request). The router, which then sees a
+handle call and no HTTP request, is renewed as the route's by each direct answer (``seen``).
+
 Transport. ``enable()`` also sets ``RAY_SERVE_PROXY_USE_GRPC=1`` (unless it is set): Serve's proxies then
 send requests to replicas over the replicas' gRPC servers instead of Ray actor calls (a flag of Ray
 2.60's ``serve/_private/constants.py``; the gRPC data plane that Ray's throughput-optimized mode is built

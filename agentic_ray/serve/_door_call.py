@@ -42,11 +42,12 @@ from agentic_ray.errors import AdmissionError
 from agentic_ray.serve._http_status import http_error
 from agentic_ray.serve._meta import META_KWARG
 
-__all__ = ["DIRECT_ENV", "JSON_CALL_KEY", "direct_app", "proxy_router", "route_handle"]
+__all__ = ["DIRECT_ENV", "DOOR_CALL", "JSON_CALL_KEY", "direct_app", "proxy_router", "route_handle"]
 
 DIRECT_ENV = "AGENTIC_PROXY_DIRECT_CALL"  # "0": every request the door lets in takes Serve's HTTP path
 DIRECT = os.environ.get(DIRECT_ENV, "1") != "0"
 JSON_CALL_KEY = "http_json_call"  # replica metadata: its __call__ answers HTTP with the JSON protocol
+DOOR_CALL = "door_call"  # wire key (True): the router treats the call as the HTTP request it is
 _SERVE_HEADERS = ("serve_multiplexed_model_id", "serve-multiplexed-model-id", "x-session-id")
 _META_KEYS = ("qos", "budget_ms", "tenant", "data_class", "workflow", "stage", "model", "prompt_tokens",
               "max_tokens", "workflow_deadline")  # fmt: skip
@@ -99,6 +100,7 @@ def direct_app(routes: Any, scope: Mapping[str, Any], router: Any, headers: Mapp
 
     wire = {k: meta[k] for k in _META_KEYS if meta.get(k) is not None}
     wire["deadline"] = deadline
+    wire[DOOR_CALL] = True
     carrier = trace_carrier(headers)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -5,7 +5,9 @@ its application. Serve's proxy then sends each HTTP request straight to a replic
 deployment's own request router, which runs inside the proxy (Serve builds a ``DeploymentHandle``
 per route in the proxy, and the handle's router is the deployment's ``request_router_class``). There is no
 ingress deployment in between: a request costs one replica call instead of two, and the first code of
-ours that sees it is the agentic router, before any replica work.
+ours that sees it is the agentic router, before any replica work. (Once a proxy's door knows the route,
+what it lets in goes to the deployment as a handle call instead, ``_door_call``; this path remains for the
+rest: each proxy's first request on a route, streams, Serve's multiplexing, the door turned off.)
 
 Router side (in the proxy; ``http_request_of``, ``stamp``, ``HttpShed``): the request's only argument
 is the proxy's pickled ``StreamingHTTPRequest`` (the ASGI scope with the headers, no body). The router

@@ -109,7 +109,7 @@ from agentic_ray.scheduling.streams import stream_router_for
 from agentic_ray.scheduling.types import Request, Route, Shed, Wait
 from agentic_ray.serve import _door as door
 from agentic_ray.serve import _handle_throttle
-from agentic_ray.serve._door_call import JSON_CALL_KEY
+from agentic_ray.serve._door_call import DOOR_CALL, JSON_CALL_KEY
 from agentic_ray.serve._hooks import DecisionEvent, NoopHook, hook_push, load_hook, register_policy, safe_record
 from agentic_ray.serve._http_auth import AuthError, HttpAuth
 from agentic_ray.serve._http_direct import (
@@ -163,7 +163,7 @@ class _Call:
     the proxy's ``StreamingHTTPRequest`` and the metadata to stamp into it, the id its decision records
     carry (``rid``: Serve's request id), the policy version that classified it and its drift workflow."""
 
-    __slots__ = ("drift", "future_id", "http", "meta", "rid", "shadow", "version")
+    __slots__ = ("drift", "future_id", "held", "http", "meta", "rid", "shadow", "version")
 
     def __init__(self, future_id: int, http: Any = None, meta: dict[str, Any] | None = None, rid: Any = None,
                  version: str | None = None, drift: str | None = None) -> None:  # fmt: skip
@@ -174,6 +174,9 @@ class _Call:
         self.version = version
         self.drift = drift
         self.shadow: Any = None  # the shadow policy's classification, until the request is routed
+        # an HTTP request, on Serve's path or sent by the proxy's door (which holds and paces its clients):
+        # no pressure rule, no router_backlog refusal (see ``_decide``)
+        self.held = http is not None
 
 
 def _node_id() -> str | None:
@@ -433,6 +436,7 @@ class AgenticRequestRouter(RequestRouter):
         call = _Call(id(pending_request.future), http, meta if http is not None else None,
                      pending_request.metadata.request_id, self.policy.version,
                      drift_workflow(workflow, meta.get("stage")) if workflow else None)  # fmt: skip
+        call.held = call.held or meta.get(DOOR_CALL) is True
         if self._shadow is not None:
             self._shadow_admit(request, call, now)
         if self._log_arrivals:
@@ -498,8 +502,9 @@ class AgenticRequestRouter(RequestRouter):
         # No pressure rule for HTTP requests: an instant 429 to a client that does not back off comes straight
         # back, and at high concurrency answering those saturates the proxy, which keeps the delay high (a
         # latch: critical work then expired in the proxy's queues). Over HTTP the replica's own delay limit
-        # holds less urgent work in its gate instead, which paces the clients.
-        decision = self.state.decide(key, now, self._candidates(candidates), pressure=call.http is None)
+        # holds less urgent work in its gate instead, which paces the clients (and the proxy's door holds
+        # the requests it sends by handle call: ``_door_call``).
+        decision = self.state.decide(key, now, self._candidates(candidates), pressure=not call.held)
         decision_ns = self.state.decision_ns
         decision_us = decision_ns / 1000.0 if decision_ns is not None else None
         carrier = pending_request.kwargs.get(TRACE_KWARG)  # only sampled contexts travel (with_trace)
@@ -522,7 +527,7 @@ class AgenticRequestRouter(RequestRouter):
                         decision_us, log_id=call.rid, version=call.version)  # fmt: skip
             return [[replica]] if replica is not None else []
         if isinstance(decision, Wait):
-            if call.http is None and self._blocks_routing(request):  # not over HTTP: see the pressure rule
+            if not call.held and self._blocks_routing(request):  # not over HTTP: see the pressure rule
                 shed = Shed("router_backlog", self._backoff_cap_s, request.rule_ids, math.nan)
                 return self._shed(pending_request, candidates, request, shed, now, decision_us, call, carrier)
             pending_request.routing_context.should_backoff = True
