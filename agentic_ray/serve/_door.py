@@ -172,13 +172,15 @@ application under a path beneath an agentic route's prefix (an agentic app at ``
 ``/other``) is throttled with the agentic route's classes. With several proxies (one per node) each has
 its own door. Until a route's router has classified its first request, its requests pass, and a route
 whose router has classified none for ``ROUTE_TTL_S`` (its application deleted or moved) is not gated
-(``seen``); a new router on a route starts with fresh counts.
+(``seen``) unless Serve's route table in the proxy still sends the prefix to that router's deployment
+(an idle route stays gated); a new router on a route starts with fresh counts.
 
 Direct call (``AGENTIC_PROXY_DIRECT_CALL``, default on; ``0``: off). A request the door lets in to a
 deployment whose replicas offer it goes to the deployment as one handle call made here, not through
 Serve's HTTP path (``serve._door_call``: the body read here, Serve's route table's handle for the path,
-the door's metadata and deadline; about a third of the CPU per request). The router, which then sees a
-handle call and no HTTP request, is renewed as the route's by each direct answer (``seen``).
+the door's metadata and deadline; about a third of the CPU per request). The router that classifies such
+a call registers for the door's route as for an HTTP request (``seen``), so a redeployed application's
+new router takes the route over after one call.
 
 Transport. ``enable()`` also sets ``RAY_SERVE_PROXY_USE_GRPC=1`` (unless it is set): Serve's proxies then
 send requests to replicas over the replicas' gRPC servers instead of Ray actor calls (a flag of Ray
@@ -214,7 +216,7 @@ from agentic_ray.scheduling.inflight import ControlledDelay, InflightQueue
 from agentic_ray.scheduling.pressure import PressureRule
 from agentic_ray.scheduling.target_limit import TargetLimit
 from agentic_ray.scheduling.throttle import ClassThrottles
-from agentic_ray.serve._door_call import direct_app, proxy_router
+from agentic_ray.serve._door_call import direct_app, proxy_router, routed_handle
 from agentic_ray.serve._http_direct import caller_meta, scope_headers
 from agentic_ray.serve._meta import class_and_deadline, env_number
 from agentic_ray.serve._proxy_count import ProxyCount
@@ -417,14 +419,13 @@ class ProxyDoor:
         status: list[int] = []
         entered_at = time.time()
         try:
-            direct = direct_app(self._serve_routes(), scope, router, headers, meta, deadline, qos.name)
+            direct = direct_app(self._serve_routes(), scope, prefix, router, headers, meta, deadline, qos.name)
             if not await self._forward(direct or self.app, scope, receive, send, deadline, now, status):
                 key = (prefix, qos.name)
                 self.timed_out[key] += 1
                 status.append(504)
                 await _deadline_exceeded(send, qos.name, deadline - now, DEADLINE_SLACK_S)
-            elif direct is not None:  # the router answered for its route without seeing an HTTP request
-                seen(scope, router)
+            elif direct is not None:  # its router registered for the route when it classified the call
                 self.direct[(prefix, qos.name)] += 1
         finally:
             if limiter is not None:
@@ -484,6 +485,16 @@ class ProxyDoor:
             limiter.admit_now(qos.priority)
         return ("waited", limiter) if granted or never else ("full", None)
 
+    def _still_routed(self, prefix: str) -> bool:
+        """Whether Serve's route table in this proxy still sends ``prefix`` to the deployment of the router
+        registered for it; renews the registration when it does (an idle route stays gated, a deleted or
+        replaced one lapses as before)."""
+        router = _routes.get(prefix)
+        if routed_handle(self._serve_routes(), prefix or "/", router) is None:
+            return False
+        seen({"root_path": prefix}, router)
+        return True
+
     def _serve_routes(self) -> Any | None:
         """Serve's route table in this proxy (``_door_call.proxy_router``), found once."""
         if self._routes_table is None:
@@ -541,7 +552,7 @@ class ProxyDoor:
         if self.off or not _routes or scope.get("type") != "http":
             return None
         now = time.time()
-        prefix = _match(scope.get("path", ""), now)
+        prefix = _match(scope.get("path", ""), now, self._still_routed)
         if prefix is None:
             return None
         router: Any = _routes.get(prefix)
@@ -634,18 +645,18 @@ def _watch(send: Any, status: list[int], timer: asyncio.TimerHandle | None, expi
     return watched
 
 
-def _match(path: str, now: float) -> str | None:
+def _match(path: str, now: float, routed: Any = None) -> str | None:
     """The longest registered route prefix of ``path`` (whole path segments) whose registration has not
-    lapsed at ``now``, or None."""
+    lapsed at ``now`` (or, lapsed, that ``routed(prefix)`` says Serve still sends to its router's
+    deployment), or None."""
     if path.startswith("/-/"):
         return None
     best: str | None = None
     for prefix in list(_routes):
-        if now - _seen_at.get(prefix, -math.inf) > ROUTE_TTL_S:
+        covers = prefix in ("", "/") or path == prefix or path.startswith(prefix + "/")
+        if not covers or (best is not None and len(prefix) <= len(best)):
             continue
-        if (best is None or len(prefix) > len(best)) and (
-            prefix in ("", "/") or path == prefix or path.startswith(prefix + "/")
-        ):
+        if now - _seen_at.get(prefix, -math.inf) <= ROUTE_TTL_S or (routed is not None and routed(prefix)):
             best = prefix
     return best
 

@@ -13,11 +13,12 @@ What. For a request the door let in (``ProxyDoor``; never one it refused), ``dir
 ASGI app that reads the body in the proxy (not JSON: 400 here, as the replica would), calls the route's
 deployment through the ``DeploymentHandle`` Serve's proxy would use for the request (its route table's
 match for the path, checked to be the deployment of the agentic router the door classified with: the
-same router; not streamed, over the proxy's transport)
-with the request's metadata as the handle path carries it (``_agentic``: the class and budget asked,
-the tenant the door's identification established, the data class, workflow, stage, model, token
-counts, and the deadline the door fixed; the W3C trace carrier when sampled), and answers as the
-replica would: ``{"result": ..., "qos": ...}`` (a starlette ``Response`` the method returns is sent as
+same router; not streamed, over the proxy's transport) with the request's metadata as the handle path
+carries it (``_agentic``: the class and budget asked, the tenant the door's identification established,
+the data class, workflow, token counts, the deadline the door fixed and ``DOOR_CALL``, the door's route:
+the router registers for it and exempts the call from the refusals HTTP requests are exempt from; the
+W3C trace carrier when sampled), and
+answers as the replica would: ``{"result": ..., "qos": ...}`` (a starlette ``Response`` the method returns is sent as
 it is); an admission error with its status (``http_status.http_error``; 504 for a deadline that passed,
 which Serve's proxy cannot send); any other error 500 ``{"error": "call_failed"}``. Serve's request id
 (``x-request-id``, or a new one) is the call's, as on Serve's path, and comes back in the answer's
@@ -42,12 +43,12 @@ from agentic_ray.errors import AdmissionError
 from agentic_ray.serve._http_status import http_error
 from agentic_ray.serve._meta import META_KWARG
 
-__all__ = ["DIRECT_ENV", "DOOR_CALL", "JSON_CALL_KEY", "direct_app", "proxy_router", "route_handle"]
+__all__ = ["DIRECT_ENV", "DOOR_CALL", "JSON_CALL_KEY", "direct_app", "proxy_router", "route_handle", "routed_handle"]
 
 DIRECT_ENV = "AGENTIC_PROXY_DIRECT_CALL"  # "0": every request the door lets in takes Serve's HTTP path
 DIRECT = os.environ.get(DIRECT_ENV, "1") != "0"
 JSON_CALL_KEY = "http_json_call"  # replica metadata: its __call__ answers HTTP with the JSON protocol
-DOOR_CALL = "door_call"  # wire key (True): the router treats the call as the HTTP request it is
+DOOR_CALL = "door_call"  # wire key: the door's route prefix; the router registers for it, treats it as HTTP
 _SERVE_HEADERS = ("serve_multiplexed_model_id", "serve-multiplexed-model-id", "x-session-id")
 _META_KEYS = ("qos", "budget_ms", "tenant", "data_class", "workflow", "stage", "model", "prompt_tokens",
               "max_tokens", "workflow_deadline")  # fmt: skip
@@ -70,27 +71,34 @@ def route_handle(routes: Any, scope: Mapping[str, Any], router: Any) -> Any | No
     """The ``DeploymentHandle`` Serve's proxy would send this request to (``routes``: its ``ProxyRouter``),
     as a unary call over the proxy's transport, when it is ``router``'s deployment; else None (another
     application's route, no route, or none of Serve's)."""
+    handle = routed_handle(routes, str(scope.get("path", ""))[len(str(scope.get("root_path", ""))) :], router)
+    return handle.options(stream=False) if handle is not None else None
+
+
+def routed_handle(routes: Any, path: str, router: Any) -> Any | None:
+    """Serve's handle for ``path`` in its route table ``routes`` when it is ``router``'s deployment, else None."""
     deployment = getattr(router, "_deployment_id", None)
     if routes is None or deployment is None:
         return None
     try:
-        matched = routes.match_route(str(scope.get("path", ""))[len(str(scope.get("root_path", ""))) :])
+        matched = routes.match_route(path)
         if matched is None:
             return None
         handle = matched[1]
         if (handle.deployment_name, handle.app_name) != (deployment.name, deployment.app_name):
             return None
-        return handle.options(stream=False)
+        return handle
     except Exception:  # Serve's internals moved: Serve's path
         return None
 
 
-def direct_app(routes: Any, scope: Mapping[str, Any], router: Any, headers: Mapping[str, str],
+def direct_app(routes: Any, scope: Mapping[str, Any], prefix: str, router: Any, headers: Mapping[str, str],
                meta: Mapping[str, Any], deadline: float, qos: str) -> Any | None:  # fmt: skip
     """An ASGI app that answers the request by a direct call (module docstring), or None when it takes
-    Serve's path. ``routes``: Serve's ``ProxyRouter`` (``proxy_router``); ``headers``: the request's,
-    lower-case; ``meta``: the wire dict the door classified (identified); ``deadline``: the one the door
-    fixed."""
+    Serve's path. ``routes``: Serve's ``ProxyRouter`` (``proxy_router``); ``prefix``: the door's route
+    (the router that classifies the call registers for it, as for an HTTP request it sees);
+    ``headers``: the request's, lower-case; ``meta``: the wire dict the door classified (identified);
+    ``deadline``: the one the door fixed."""
     if not DIRECT or not getattr(router, "door_direct", False) or any(h in headers for h in _SERVE_HEADERS):
         return None
     handle = route_handle(routes, scope, router)
@@ -100,7 +108,7 @@ def direct_app(routes: Any, scope: Mapping[str, Any], router: Any, headers: Mapp
 
     wire = {k: meta[k] for k in _META_KEYS if meta.get(k) is not None}
     wire["deadline"] = deadline
-    wire[DOOR_CALL] = True
+    wire[DOOR_CALL] = prefix
     carrier = trace_carrier(headers)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -116,7 +124,7 @@ def direct_app(routes: Any, scope: Mapping[str, Any], router: Any, headers: Mapp
 
             if is_sampled(carrier):
                 kwargs[TRACE_KWARG] = carrier
-        token = _request_context(scope, rid, router)
+        token = _request_context(scope, prefix, rid, router)
         try:
             result = await handle.remote(payload, **kwargs)
         except AdmissionError as exc:
@@ -150,7 +158,7 @@ async def _body(receive: Any) -> bytes:
     return b"".join(chunks)
 
 
-def _request_context(scope: Mapping[str, Any], rid: str, router: Any) -> Any:
+def _request_context(scope: Mapping[str, Any], route: str, rid: str, router: Any) -> Any:
     """Set Serve's request context for the call (its request id and route; not marked HTTP, which would
     make the replica expect Serve's HTTP request); the token to reset it, or None."""
     try:
@@ -159,7 +167,7 @@ def _request_context(scope: Mapping[str, Any], rid: str, router: Any) -> Any:
         deployment = router._deployment_id
         client = scope.get("client")
         return _serve_request_context.set(_RequestContext(
-            route=str(scope.get("root_path", "")), request_id=rid, app_name=deployment.app_name,
+            route=route, request_id=rid, app_name=deployment.app_name,
             _client=f"{client[0]}:{client[1]}" if client else ""))  # fmt: skip
     except Exception:
         return None

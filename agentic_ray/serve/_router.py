@@ -436,7 +436,10 @@ class AgenticRequestRouter(RequestRouter):
         call = _Call(id(pending_request.future), http, meta if http is not None else None,
                      pending_request.metadata.request_id, self.policy.version,
                      drift_workflow(workflow, meta.get("stage")) if workflow else None)  # fmt: skip
-        call.held = call.held or meta.get(DOOR_CALL) is True
+        route = meta.get(DOOR_CALL)
+        if isinstance(route, str):  # sent by the proxy's door for its route: held there, as HTTP requests are
+            call.held = True
+            door.seen({"root_path": route}, self)  # this router answers for the route now (a redeploy's new one)
         if self._shadow is not None:
             self._shadow_admit(request, call, now)
         if self._log_arrivals:

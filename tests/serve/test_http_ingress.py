@@ -113,11 +113,10 @@ def http_apps(ray_cluster, tmp_path_factory):
                 raise ValueError("asked to fail")
             # The zone as the replica's own node reports it, not as the router believed it.
             out = {"zone": ray.get_runtime_context().get_node_labels().get("zone")}
-            if isinstance(payload, dict) and payload.get("how"):  # how the call came: Serve's HTTP or a handle
+            if isinstance(payload, dict) and payload.get("how"):  # the request id Serve gave the call
                 from ray.serve.context import _get_serve_request_context
 
-                context = _get_serve_request_context()
-                out.update(serve_http=context.is_http_request, request_id=context.request_id)
+                out["request_id"] = _get_serve_request_context().request_id
             return out
 
         @ars.ungated
@@ -246,24 +245,30 @@ def test_the_door_counts_serves_proxies_as_serve_reports_them(http_apps):
 
 
 def test_the_door_calls_the_deployment_by_handle_once_it_knows_the_route(http_apps):
+    from agentic_ray.serve import _door
+
     # A proxy's first request on a route registers it with that proxy's door (its router saw it on
     # Serve's path; the cluster's proxies share the port); from then on the door sends what it lets in as
-    # one handle call (``_door_call``): the replica sees no HTTP request, Serve's request id is the
-    # caller's x-request-id and comes back in the answer.
-    for attempt in range(30):
-        status, headers, body = _post("/direct", {"x-tenant": "acme", "x-qos": "critical",
-                                                  "x-request-id": f"rid-door-{attempt}"}, {"how": True})  # fmt: skip
-        assert status == 200 and body["qos"] == "critical", body
-        if body["result"]["serve_http"] is False:
+    # one handle call (``_door_call``). The user's error tells the paths apart: Serve's path answers 500
+    # "Internal Server Error", the direct call 500 with JSON naming no more than the error's type.
+    direct = {"error": "call_failed", "qos": "critical", "detail": "ValueError"}
+    answers = []
+    for _ in range(40):
+        answers.append(_post("/direct", {"x-tenant": "acme"}, {"fail": True}))
+        if [b for _, _, b in answers[-6:]] == [direct] * 6:
             break
-        time.sleep(0.2)  # the proxy's router publishes its replicas' metadata a moment after they start
-    assert body["result"] == {"zone": "eu-west", "serve_http": False, "request_id": f"rid-door-{attempt}"}, body
-    assert headers["x-request-id"] == f"rid-door-{attempt}"
-    # The user's error: 500 either way; by the direct call as JSON naming no more than its type (each of
-    # the cluster's proxies shares the port and learns the route from a request of its own first).
-    answers = [_post("/direct", {"x-tenant": "acme"}, {"fail": True}) for _ in range(12)]
+        time.sleep(0.1)  # the proxies' routers publish their replicas' metadata a moment after they start
     assert {status for status, _, _ in answers} == {500}
-    assert {"error": "call_failed", "qos": "critical", "detail": "ValueError"} in [b for _, _, b in answers], answers
+    assert [b for _, _, b in answers[-6:]] == [direct] * 6, answers
+    # Serve's request id is the caller's x-request-id (the replica sees it) and comes back in the answer.
+    status, headers, body = _post("/direct", {"x-tenant": "acme", "x-request-id": "rid-door"}, {"how": True})
+    assert status == 200 and body == {"result": {"zone": "eu-west", "request_id": "rid-door"}, "qos": "critical"}
+    assert headers["x-request-id"] == "rid-door"
+    # An idle route stays the door's while Serve still routes it to the deployment: after more than the
+    # registration's lifetime without a request, the next ones are still direct calls.
+    time.sleep(_door.ROUTE_TTL_S + 1.0)
+    idle = [_post("/direct", {"x-tenant": "acme"}, {"fail": True})[2] for _ in range(6)]
+    assert idle == [direct] * 6, idle
 
 
 def test_the_door_sends_another_apps_route_under_an_agentic_prefix_to_that_app(http_apps):

@@ -198,6 +198,11 @@ def test_the_door_lets_everything_through_on_routes_no_live_agentic_router_has(d
     assert _door._match("/-/healthz", time.time()) is None
     _door.seen({"root_path": "/infer"}, router, now=time.time() - _door.ROUTE_TTL_S - 1)  # lapsed
     assert _door._match("/infer", time.time()) is None
+    # ...unless Serve's route table still sends the prefix to the router's deployment (asked only then)
+    asked: list[str] = []
+    assert _door._match("/infer/x", time.time(), lambda p: asked.append(p) or True) == "/infer"
+    assert _door._match("/other", time.time(), lambda p: asked.append(p) or True) is None and asked == ["/infer"]
+    assert _door._match("/infer", time.time(), lambda p: False) is None
     assert all(_call(door, "sheddable")[1].get("error") != "door_throttled" for _ in range(60))
 
 
