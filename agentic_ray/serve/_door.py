@@ -170,7 +170,9 @@ attainment, the proxy answering ~1,000 refusals a second.
 Limits. A route is known by its prefix (the ASGI ``root_path`` Serve gives the router); a non-agentic
 application under a path beneath an agentic route's prefix (an agentic app at ``/`` and a plain one at
 ``/other``) is throttled with the agentic route's classes. With several proxies (one per node) each has
-its own door. Until a route's router has classified its first request, its requests pass, and a route
+its own door. A route is learnt from Serve's route table in the proxy when an agentic router of the
+proxy routes its deployment (``_learn``), else when its router has classified its first request (until
+then its requests pass), and a route
 whose router has classified none for ``ROUTE_TTL_S`` (its application deleted or moved) is not gated
 (``seen``) unless Serve's route table in the proxy still sends the prefix to that router's deployment
 (an idle route stays gated); a new router on a route starts with fresh counts.
@@ -216,6 +218,7 @@ from agentic_ray.scheduling.inflight import ControlledDelay, InflightQueue
 from agentic_ray.scheduling.pressure import PressureRule
 from agentic_ray.scheduling.target_limit import TargetLimit
 from agentic_ray.scheduling.throttle import ClassThrottles
+from agentic_ray.serve import _handle_throttle
 from agentic_ray.serve._door_call import direct_app, proxy_router, routed_handle
 from agentic_ray.serve._http_direct import caller_meta, scope_headers
 from agentic_ray.serve._meta import class_and_deadline, env_number
@@ -485,6 +488,27 @@ class ProxyDoor:
             limiter.admit_now(qos.priority)
         return ("waited", limiter) if granted or never else ("full", None)
 
+    def _learn(self, path: str, now: float) -> str | None:
+        """The route Serve's route table in this proxy matches ``path`` to, registered now when an agentic
+        router of this process routes its deployment (before that router has seen a request: the first
+        burst on a route is held at the door too); None otherwise."""
+        routes = self._serve_routes()
+        if routes is None or path.startswith("/-/"):
+            return None
+        try:
+            matched = routes.match_route(path)
+            if matched is None:
+                return None
+            route, handle = matched[0], matched[1]
+            router = _handle_throttle.router_of(handle.deployment_name, handle.app_name)
+        except Exception:  # Serve's internals moved: as before, the router registers the route
+            return None
+        if router is None or getattr(router, "policy", None) is None:
+            return None
+        prefix = "" if route == "/" else str(route)  # the root path Serve gives the router (none for "/")
+        seen({"root_path": prefix}, router, now)
+        return prefix
+
     def _still_routed(self, prefix: str) -> bool:
         """Whether Serve's route table in this proxy still sends ``prefix`` to the deployment of the router
         registered for it; renews the registration when it does (an idle route stays gated, a deleted or
@@ -549,10 +573,13 @@ class ProxyDoor:
         """``(route prefix, class, deadline, now, the policy's classes, the route's router, the lower-case
         headers, the identified wire dict)`` for a request the door gates; None for one it passes whole
         (door off, not HTTP, no live agentic route, bad input)."""
-        if self.off or not _routes or scope.get("type") != "http":
+        if self.off or scope.get("type") != "http":
             return None
         now = time.time()
-        prefix = _match(scope.get("path", ""), now, self._still_routed)
+        path = scope.get("path", "")
+        prefix = _match(path, now, self._still_routed) if _routes else None
+        if prefix is None:
+            prefix = self._learn(path, now)
         if prefix is None:
             return None
         router: Any = _routes.get(prefix)

@@ -271,6 +271,27 @@ def test_the_door_calls_the_deployment_by_handle_once_it_knows_the_route(http_ap
     assert idle == [direct] * 6, idle
 
 
+def test_the_door_knows_a_new_agentic_route_from_its_first_request(http_apps):
+    # Serve's route table in the proxy and the agentic router Serve built there for the route's handle
+    # tell the door the route before any request: the first one on every proxy is a direct call too.
+    from ray import serve
+
+    import agentic_ray.serve as ars
+
+    @ars.deployment(slots=1, ray_actor_options={"num_cpus": 0, "label_selector": {"zone": "eu-west"}})
+    class Fresh:
+        async def __call__(self, payload):
+            raise ValueError("asked to fail")
+
+    serve.run(Fresh.bind(), name="http-fresh", route_prefix="/fresh")
+    time.sleep(1.0)  # the proxies hear of the route and its replica by long poll, a moment after
+    try:
+        answers = [_post("/fresh", {}, {})[::2] for _ in range(6)]
+        assert [(status, body.get("error")) for status, body in answers] == [(500, "call_failed")] * 6, answers
+    finally:
+        serve.delete("http-fresh")
+
+
 def test_the_door_sends_another_apps_route_under_an_agentic_prefix_to_that_app(http_apps):
     # A plain Serve app whose route lies under the agentic route's prefix: the door may classify its
     # requests with the agentic route's classes (documented), but Serve's route table decides where they
