@@ -172,10 +172,10 @@ application under a path beneath an agentic route's prefix (an agentic app at ``
 ``/other``) is throttled with the agentic route's classes. With several proxies (one per node) each has
 its own door. A route is learnt from Serve's route table in the proxy when an agentic router of the
 proxy routes its deployment (``_learn``), else when its router has classified its first request (until
-then its requests pass), and a route
-whose router has classified none for ``ROUTE_TTL_S`` (its application deleted or moved) is not gated
-(``seen``) unless Serve's route table in the proxy still sends the prefix to that router's deployment
-(an idle route stays gated); a new router on a route starts with fresh counts.
+then its requests pass). A route whose router has classified none for ``ROUTE_TTL_S`` (its application
+deleted or moved) is not gated (``seen``) unless Serve's route table in the proxy still sends the prefix
+to that router's deployment (an idle route stays gated); a new router on a route starts with fresh
+counts.
 
 Direct call (``AGENTIC_PROXY_DIRECT_CALL``, default on; ``0``: off). A request the door lets in to a
 deployment whose replicas offer it goes to the deployment as one handle call made here, not through
