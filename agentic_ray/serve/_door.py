@@ -205,7 +205,6 @@ callback of your own can return ``agentic_ray.serve.proxy_middlewares()`` plus y
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import time
@@ -219,7 +218,7 @@ from agentic_ray.scheduling.pressure import PressureRule
 from agentic_ray.scheduling.target_limit import TargetLimit
 from agentic_ray.scheduling.throttle import ClassThrottles
 from agentic_ray.serve import _handle_throttle
-from agentic_ray.serve._door_call import direct_app, proxy_router, routed_handle
+from agentic_ray.serve._door_call import direct_app, proxy_router, routed_handle, send_json
 from agentic_ray.serve._http_direct import caller_meta, scope_headers
 from agentic_ray.serve._meta import class_and_deadline, env_number
 from agentic_ray.serve._proxy_count import ProxyCount
@@ -500,7 +499,7 @@ class ProxyDoor:
             if matched is None:
                 return None
             route, handle = matched[0], matched[1]
-            router = _handle_throttle.router_of(handle.deployment_name, handle.app_name)
+            router = _handle_throttle.router_for(handle.deployment_id)
         except Exception:  # Serve's internals moved: as before, the router registers the route
             return None
         if router is None or getattr(router, "policy", None) is None:
@@ -691,12 +690,8 @@ def _match(path: str, now: float, routed: Any = None) -> str | None:
 async def _answer(send: Any, status: int, error: str, qos: str, detail: str, retry_after: bool) -> None:
     """Answer ``status`` with a JSON body (``error``, ``qos``, no rule ids, ``detail``), and ``Retry-After:
     1`` when ``retry_after``."""
-    body = json.dumps({"error": error, "qos": qos, "rule_ids": [], "detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if retry_after:
-        headers.append((b"retry-after", b"1"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    body = {"error": error, "qos": qos, "rule_ids": [], "detail": detail}
+    await send_json(send, status, body, {"retry-after": "1"} if retry_after else None)
 
 
 async def _refuse(send: Any, qos: str, probability: float) -> None:

@@ -43,7 +43,16 @@ from agentic_ray.errors import AdmissionError
 from agentic_ray.serve._http_status import http_error
 from agentic_ray.serve._meta import META_KWARG
 
-__all__ = ["DIRECT_ENV", "DOOR_CALL", "JSON_CALL_KEY", "direct_app", "proxy_router", "route_handle", "routed_handle"]
+__all__ = [
+    "DIRECT_ENV",
+    "DOOR_CALL",
+    "JSON_CALL_KEY",
+    "direct_app",
+    "proxy_router",
+    "route_handle",
+    "routed_handle",
+    "send_json",
+]
 
 DIRECT_ENV = "AGENTIC_PROXY_DIRECT_CALL"  # "0": every request the door lets in takes Serve's HTTP path
 DIRECT = os.environ.get(DIRECT_ENV, "1") != "0"
@@ -85,9 +94,7 @@ def routed_handle(routes: Any, path: str, router: Any) -> Any | None:
         if matched is None:
             return None
         handle = matched[1]
-        if (handle.deployment_name, handle.app_name) != (deployment.name, deployment.app_name):
-            return None
-        return handle
+        return handle if handle.deployment_id == deployment else None
     except Exception:  # Serve's internals moved: Serve's path
         return None
 
@@ -190,9 +197,14 @@ def _with_request_id(send: Any, rid: str) -> Any:
 
 
 async def _send_json(send: Any, status: int, body: Any, rid: str, headers: Mapping[str, str] | None = None) -> None:
+    await send_json(send, status, body, {"x-request-id": rid, **(headers or {})})
+
+
+async def send_json(send: Any, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+    """Answer ``status`` on ASGI ``send`` with ``body`` as JSON and ``headers`` (the door's answers too).
+    ``TypeError`` / ``ValueError`` before anything is sent when ``body`` is not JSON."""
     data = json.dumps(body).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-           (b"x-request-id", rid.encode())]  # fmt: skip
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     raw += [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": data})

@@ -115,12 +115,9 @@ def register(deployment_id: Any, router: Any) -> None:
     _routers[deployment_id] = router
 
 
-def router_of(name: str, app_name: str) -> Any | None:
-    """The router this process registered for the deployment ``app_name``/``name`` (None: none)."""
-    for key, router in list(_routers.items()):
-        if getattr(key, "name", None) == name and getattr(key, "app_name", None) == app_name:
-            return router
-    return None
+def router_for(deployment_id: Any) -> Any | None:
+    """The router this process registered (``register``) for ``deployment_id`` (None: none)."""
+    return _routers.get(deployment_id)
 
 
 class _Classified(NamedTuple):

@@ -166,7 +166,7 @@ class _Call:
     __slots__ = ("drift", "future_id", "held", "http", "meta", "rid", "shadow", "version")
 
     def __init__(self, future_id: int, http: Any = None, meta: dict[str, Any] | None = None, rid: Any = None,
-                 version: str | None = None, drift: str | None = None) -> None:  # fmt: skip
+                 version: str | None = None, drift: str | None = None, held: bool = False) -> None:  # fmt: skip
         self.future_id = future_id
         self.http = http
         self.meta = meta or {}
@@ -176,7 +176,7 @@ class _Call:
         self.shadow: Any = None  # the shadow policy's classification, until the request is routed
         # an HTTP request, on Serve's path or sent by the proxy's door (which holds and paces its clients):
         # no pressure rule, no router_backlog refusal (see ``_decide``)
-        self.held = http is not None
+        self.held = held or http is not None
 
 
 def _node_id() -> str | None:
@@ -433,13 +433,13 @@ class AgenticRequestRouter(RequestRouter):
                 return [candidates]
             return self._fail(pending_request, candidates, exc)
         workflow = meta.get("workflow")
+        route = meta.get(DOOR_CALL)  # sent by the proxy's door for its route: held there, as HTTP requests are
+        if isinstance(route, str):
+            door.seen({"root_path": route}, self)  # this router answers for the route now (a redeploy's new one)
         call = _Call(id(pending_request.future), http, meta if http is not None else None,
                      pending_request.metadata.request_id, self.policy.version,
-                     drift_workflow(workflow, meta.get("stage")) if workflow else None)  # fmt: skip
-        route = meta.get(DOOR_CALL)
-        if isinstance(route, str):  # sent by the proxy's door for its route: held there, as HTTP requests are
-            call.held = True
-            door.seen({"root_path": route}, self)  # this router answers for the route now (a redeploy's new one)
+                     drift_workflow(workflow, meta.get("stage")) if workflow else None,
+                     held=isinstance(route, str))  # fmt: skip
         if self._shadow is not None:
             self._shadow_admit(request, call, now)
         if self._log_arrivals:
