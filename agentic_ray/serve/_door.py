@@ -213,14 +213,15 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from agentic_ray.policies.types import QosClass, Shedding
-from agentic_ray.scheduling.inflight import ControlledDelay, InflightQueue
+from agentic_ray.scheduling.inflight import ControlledDelay, InflightQueue, WaitForecast
 from agentic_ray.scheduling.pressure import PressureRule
 from agentic_ray.scheduling.target_limit import TargetLimit
 from agentic_ray.scheduling.throttle import ClassThrottles
 from agentic_ray.serve import _handle_throttle
 from agentic_ray.serve._door_call import direct_app, proxy_router, routed_handle, send_json
 from agentic_ray.serve._http_direct import caller_meta, scope_headers
-from agentic_ray.serve._meta import class_and_deadline, env_number
+from agentic_ray.serve._http_status import http_error
+from agentic_ray.serve._meta import classified_deadline, env_number, request_meta
 from agentic_ray.serve._proxy_count import ProxyCount
 
 __all__ = ["ENV", "GRPC_ENV", "IMPORT_PATH", "ProxyDoor", "door_stats", "enable", "middlewares", "seen"]
@@ -259,6 +260,12 @@ DOOR_TARGET_S = 0.005  # a waiter that may be refused waits this long at most on
 INTERVAL_ENV = "AGENTIC_PROXY_QUEUE_INTERVAL_MS"  # ...that is, once it has not been empty this long (100: the
 DOOR_INTERVAL_S = _slack(os.environ.get(INTERVAL_ENV), math.inf) / 1000.0  # article's); off (inf) by default
 PROBE_S = 0.02  # how often the door's probe measures the proxy's event loop
+FORECAST_ENV = "AGENTIC_PROXY_WAIT_FORECAST"  # "0": no refusal at arrival for a forecast wait; queue LIFO
+FORECAST = os.environ.get(FORECAST_ENV, "1") != "0"
+MARGIN_ENV = "AGENTIC_PROXY_FORECAST_MARGIN"  # refused when the forecast wait and path exceed this x time left
+FORECAST_MARGIN = max(1.0, _slack(os.environ.get(MARGIN_ENV), 2.0))
+EARLY_ENV = "AGENTIC_PROXY_EARLY_REFUSAL"  # "0": the router's room check is not asked at the door
+EARLY = os.environ.get(EARLY_ENV, "1") != "0"
 
 ROUTE_TTL_S = 5.0  # a route whose router has classified no request for this long is not gated
 _routes: dict[str, Any] = {}  # route prefix (ASGI root_path) -> its router; written from routers' threads
@@ -321,7 +328,8 @@ def door_stats() -> dict[str, dict[str, dict[str, float]]]:
                 out.setdefault(str(prefix), {})[qos] = dict(row)
         for name, counts in (("timed_out_total", door.timed_out), ("saturated_total", door.saturated),
                              ("door_full_total", door.door_full), ("door_delay_total", door.door_delay),
-                             ("direct_total", door.direct)):  # fmt: skip
+                             ("direct_total", door.direct), ("door_wait_total", door.door_wait),
+                             ("refused_early_total", door.refused_early)):  # fmt: skip
             for (prefix, qos), n in list(counts.items()):
                 out.setdefault(str(prefix), {}).setdefault(qos, {})[name] = n
         for prefix, limiter in list(door.limits.items()):
@@ -335,7 +343,7 @@ def door_stats() -> dict[str, dict[str, dict[str, float]]]:
         for qos, row in classes.items():
             if qos != "*":
                 for name in ("timed_out_total", "saturated_total", "door_full_total", "door_delay_total",
-                             "direct_total"):  # fmt: skip
+                             "direct_total", "door_wait_total", "refused_early_total"):  # fmt: skip
                     row.setdefault(name, 0)
     return out
 
@@ -369,7 +377,8 @@ class ProxyDoor:
     """The ASGI middleware (module docstring)."""
 
     def __init__(self, app: Any, seed: int = 0, lag_target_ms: float | None = None,
-                 inflight_per_slot: float | None = None, adaptive: bool | None = None) -> None:  # fmt: skip
+                 inflight_per_slot: float | None = None, adaptive: bool | None = None,
+                 forecast: bool | None = None, early: bool | None = None) -> None:  # fmt: skip
         self.app = app
         self.off = os.environ.get(OFF_ENV, "1") == "0"
         self.gates = ClassThrottles(K, WINDOW_S, seed)  # per route prefix (bound to its router) and class
@@ -390,6 +399,11 @@ class ProxyDoor:
         self.delays: dict[str, ControlledDelay] = {}  # per route prefix: how long a waiter may wait
         self.path_s: dict[str, float] = {}  # per route: how long an answer takes once in (EWMA, seconds)
         self._routes_table: list[Any] | None = None  # [Serve's ProxyRouter or None], once looked up
+        self.forecast = FORECAST if forecast is None else forecast
+        self.forecasts: dict[str, WaitForecast] = {}  # per route prefix, when ``forecast``
+        self.door_wait: Counter[tuple[str, str]] = Counter()  # refused at arrival for a forecast wait
+        self.early = EARLY if early is None else early
+        self.refused_early: Counter[tuple[str, str]] = Counter()  # the router's room check, at arrival
         _doors.append(self)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -397,7 +411,7 @@ class ProxyDoor:
         if gated is None:
             await self.app(scope, receive, send)
             return
-        prefix, qos, deadline, now, classes, router, headers, meta = gated
+        prefix, qos, deadline, now, classes, router, headers, meta, classification = gated
         limit = self._lag_limit_ms(classes, qos)
         if limit is not None and self.lag is not None and self.lag.value_ms > limit:
             key = (prefix, qos.name)
@@ -406,9 +420,16 @@ class ProxyDoor:
         p = self.gates.admit(prefix, classes, qos, now)
         if p is not None:
             return await _refuse(send, qos.name, p)
-        entered, limiter = await self._enter(prefix, qos, deadline, now)
-        if entered in ("expired", "full", "delayed"):
+        early = self._early(prefix, qos, router, classification, meta, now)
+        if early is not None:  # no room for its class at any replica: the router's refusal, at once
+            status_code, extra, body = http_error(early)
+            return await send_json(send, status_code, {**body, "qos": qos.name}, extra)
+        entered, limiter, wait_s = await self._enter(prefix, qos, deadline, now)
+        if entered in ("expired", "full", "delayed", "forecast"):
             key = (prefix, qos.name)
+            if entered == "forecast":
+                self.door_wait[key] += 1
+                return await _door_wait(send, qos.name, wait_s, self.path_s.get(prefix, 0.0), deadline - now)
             if entered == "expired":
                 self.timed_out[key] += 1
                 where = "held at the proxy's door until too little of it was left"
@@ -420,6 +441,9 @@ class ProxyDoor:
             return await _door_full(send, qos.name)
         status: list[int] = []
         entered_at = time.time()
+        forecast = self.forecasts.get(prefix) if limiter is not None else None
+        if forecast is not None:  # it takes the queue's rate from every less urgent waiter
+            forecast.let_in(qos.priority, entered_at)
         try:
             direct = direct_app(self._serve_routes(), scope, prefix, router, headers, meta, deadline, qos.name)
             if not await self._forward(direct or self.app, scope, receive, send, deadline, now, status):
@@ -441,17 +465,35 @@ class ProxyDoor:
                 end = time.time()
                 self.gates.outcome(prefix, qos.name, end, status[0] not in REFUSED_STATUSES and end <= deadline)
 
+    def _early(self, prefix: str, qos: QosClass, router: Any, classification: Any, meta: dict[str, Any],
+               now: float) -> Any | None:  # fmt: skip
+        """The router's refusal of the request for want of room for its class at every replica it may use
+        (``refuse_early`` without the pressure rule), asked on arrival, before it waits at the door (a
+        refusal after waiting takes the wait); counted against the class in the throttle, as the router's
+        would be. None: no refusal (a class never shed, the check off, or a router without it)."""
+        refuse = getattr(router, "refuse_early", None) if self.early else None
+        if refuse is None or qos.shedding is Shedding.NEVER:
+            return None
+        early = refuse(classification, meta, now, pressure=False)
+        if early is not None:
+            self.refused_early[(prefix, qos.name)] += 1
+            self.gates.outcome(prefix, qos.name, now, False)
+        return early
+
     async def _enter(self, prefix: str, qos: QosClass, deadline: float,
-                     now: float) -> tuple[str | None, InflightQueue[asyncio.Future] | None]:  # fmt: skip
+                     now: float) -> tuple[str | None, InflightQueue[asyncio.Future] | None, float]:  # fmt: skip
         """Wait at the door for room in the route's in-flight limit: ``(None, the limit to release when
-        done)`` when in at once (no limit: ``(None, None)``), ``("waited", the limit)`` when in after
-        waiting; ``"expired"`` when the deadline passed waiting, ``"full"`` when refused for more urgent
-        work, ``"delayed"`` when it waited as long as a standing queue allows (``ControlledDelay``; neither
-        for a class that is never shed: it goes in past the limit when refused, and waits its deadline)."""
+        done, 0)`` when in at once (no limit: ``(None, None, 0)``), ``("waited", the limit, 0)`` when in
+        after waiting; ``"forecast"`` (with the forecast wait, seconds) when refused on arrival because
+        the queue ahead would keep it past its deadline (``WaitForecast``), ``"expired"`` when the deadline
+        passed waiting, ``"full"`` when refused for more urgent work, ``"delayed"`` when it waited as long
+        as a standing queue allows (``ControlledDelay``; none of these for a class that is never shed: it
+        goes in past the limit when refused, and waits its deadline)."""
         limiter = self._limiter(prefix)
         if limiter is None:
-            return None, None
+            return None, None, 0.0
         never = qos.shedding is Shedding.NEVER
+        forecast = self._forecast(prefix)
         ticket = asyncio.get_running_loop().create_future()
         delay = self.delays.get(prefix)
         if delay is None:
@@ -462,30 +504,44 @@ class ProxyDoor:
             if other is not ticket and not other.done():
                 other.set_result(False)
         if admitted:
-            return None, limiter
+            return None, limiter, 0.0
         if refused and refused[-1] is ticket:
             if never:
                 limiter.admit_now(qos.priority)
-                return None, limiter
-            return "full", None
+                return None, limiter, 0.0
+            return "full", None, 0.0
         path_s = self.path_s.get(prefix, 0.0)  # a waiter let in with less time left than this would miss
+        if forecast is not None and not never:
+            wait_s = forecast.wait_s(limiter.position(ticket) or 0, qos.priority, limiter.limit, path_s, now)
+            if now + (wait_s + path_s) / FORECAST_MARGIN > deadline:  # it would wait past its deadline: refused now
+                limiter.leave(ticket)
+                return "forecast", None, wait_s
         left_s = max(0.0, deadline - path_s - now)
         bound_s = math.inf if never else delay.max_wait_s(now)
         try:
             granted = await asyncio.wait_for(ticket, min(left_s, bound_s))
             if granted and time.time() > deadline - self.path_s.get(prefix, 0.0):  # answers got slower
                 _release(limiter, qos.priority)
-                return "expired", None
+                return "expired", None, 0.0
         except asyncio.TimeoutError:
             limiter.leave(ticket)
-            return ("delayed" if bound_s < left_s else "expired"), None
+            return ("delayed" if bound_s < left_s else "expired"), None, 0.0
         except BaseException:  # the client went away while it waited
             if not limiter.leave(ticket) and ticket.done() and not ticket.cancelled() and ticket.result():
                 _release(limiter, qos.priority)
             raise
         if not granted and never:  # displaced from a full queue by more urgent work: in past the limit
             limiter.admit_now(qos.priority)
-        return ("waited", limiter) if granted or never else ("full", None)
+        return ("waited", limiter, 0.0) if granted or never else ("full", None, 0.0)
+
+    def _forecast(self, prefix: str) -> WaitForecast | None:
+        """The route's ``WaitForecast`` (None: the forecast is off)."""
+        if not self.forecast:
+            return None
+        forecast = self.forecasts.get(prefix)
+        if forecast is None:
+            forecast = self.forecasts[prefix] = WaitForecast()
+        return forecast
 
     def _learn(self, path: str, now: float) -> str | None:
         """The route Serve's route table in this proxy matches ``path`` to, registered now when an agentic
@@ -547,6 +603,7 @@ class ProxyDoor:
             limiter = self.limits[prefix] = InflightQueue(limit, WAITING_PER_INFLIGHT * cap)
         elif limiter.limit != limit or limiter.max_waiting != WAITING_PER_INFLIGHT * cap:
             _let_in(limiter.set_limit(limit, WAITING_PER_INFLIGHT * cap, _waiting))
+        limiter.lifo = _never_shed(router.policy.classes) if self.forecast else True
         return limiter
 
     def _follow(self, prefix: str, limiter: InflightQueue[asyncio.Future], took_s: float) -> None:
@@ -568,10 +625,10 @@ class ProxyDoor:
             self._rules = (classes, PressureRule(self.lag_target_ms, (c.priority for c in classes.values())))
         return self._rules[1].threshold_for(qos.priority, qos.shedding)
 
-    def _classify(self, scope: dict[str, Any]) -> tuple[str, Any, float, float, Any, Any, dict, dict] | None:
+    def _classify(self, scope: dict[str, Any]) -> tuple[str, Any, float, float, Any, Any, dict, dict, Any] | None:
         """``(route prefix, class, deadline, now, the policy's classes, the route's router, the lower-case
-        headers, the identified wire dict)`` for a request the door gates; None for one it passes whole
-        (door off, not HTTP, no live agentic route, bad input)."""
+        headers, the identified wire dict, the policy's classification)`` for a request the door gates;
+        None for one it passes whole (door off, not HTTP, no live agentic route, bad input)."""
         if self.off or scope.get("type") != "http":
             return None
         now = time.time()
@@ -589,10 +646,11 @@ class ProxyDoor:
             headers = scope_headers(scope)
             # a caller's earlier deadline (``x-deadline``) wins, as at the router
             meta = caller_meta(router.http_auth, headers)
-            qos, deadline = class_and_deadline(router.policy, meta, now)
+            classification = router.policy.classify(request_meta(meta), now)
+            qos, deadline = classified_deadline(classification, meta)
         except Exception:  # bad input: the router answers it (400/401/403), as without the door
             return None
-        return prefix, qos, deadline, now, router.policy.classes, router, headers, meta
+        return prefix, qos, deadline, now, router.policy.classes, router, headers, meta, classification
 
     async def _forward(self, app: Any, scope: dict[str, Any], receive: Any, send: Any, deadline: float, now: float,
                        status: list[int]) -> bool:  # fmt: skip
@@ -637,6 +695,22 @@ def _target_s(classes: Mapping[str, QosClass]) -> float:
             _tightest.clear()
         cached = _tightest[id(classes)] = (classes, min(c.budget_ms for c in classes.values()) / 1000.0)
     return TARGET_SHARE * cached[1]
+
+
+_never: dict[int, tuple[Any, frozenset[int]]] = {}  # id(classes) -> (classes, priorities of never-shed ones)
+
+
+def _never_shed(classes: Mapping[str, QosClass]) -> frozenset[int]:
+    """The priorities of the classes that are never shed (cached per classes object): with the forecast on,
+    the door's queue serves them adaptive LIFO (they are never refused on arrival, so under overload their
+    queue stands and the freshest should go first), every other priority earliest deadline first."""
+    cached = _never.get(id(classes))
+    if cached is None or cached[0] is not classes:
+        if len(_never) > 64:
+            _never.clear()
+        never = frozenset(c.priority for c in classes.values() if c.shedding is Shedding.NEVER)
+        cached = _never[id(classes)] = (classes, never)
+    return cached[1]
 
 
 def _release(limiter: InflightQueue[asyncio.Future], priority: int) -> None:
@@ -711,6 +785,14 @@ async def _door_full(send: Any, qos: str) -> None:
     """Answer 429 with ``Retry-After: 1``: the door's queue is full of more urgent work."""
     detail = f"the deployment is at its in-flight limit and the proxy's queue is full of more urgent work than {qos}"
     await _answer(send, 429, "door_queue_full", qos, detail, retry_after=True)
+
+
+async def _door_wait(send: Any, qos: str, wait_s: float, path_s: float, budget_s: float) -> None:
+    """Answer 429 with ``Retry-After: 1``: the queue ahead would keep it past its deadline (``WaitForecast``)."""
+    detail = (f"the deployment is at its in-flight limit and the proxy's queue ahead of this {qos} request would "
+              f"take about {wait_s * 1000.0:.0f} ms, then {path_s * 1000.0:.0f} ms to answer: past its deadline "
+              f"in {budget_s * 1000.0:.0f} ms; refused on arrival")  # fmt: skip
+    await _answer(send, 429, "door_queue_wait", qos, detail, retry_after=True)
 
 
 async def _door_delay(send: Any, qos: str, waited_s: float) -> None:

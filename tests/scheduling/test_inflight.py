@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from agentic_ray.scheduling.inflight import InflightQueue
+from agentic_ray.scheduling.inflight import InflightQueue, WaitForecast
 
 
 def test_admits_up_to_the_limit_then_the_most_urgent_waiter_first():
@@ -153,3 +155,51 @@ def test_controlled_delay_allows_the_interval_until_the_queue_has_stood_that_lon
     assert off.max_wait_s(1e9) == float("inf")
     with pytest.raises(ValueError, match="target_s <= interval_s"):
         ControlledDelay(target_s=0.2, interval_s=0.1)
+
+
+def test_without_lifo_a_standing_queue_stays_earliest_deadline_first_and_tells_positions():
+    q: InflightQueue[str] = InflightQueue(limit=1, max_waiting=4, lifo=False)
+    q.arrive("in", 2, 0.0)
+    for name, deadline in (("b", 2.0), ("c", 3.0), ("d", 4.0)):  # three wait for one place
+        assert q.arrive(name, 2, deadline) == (False, [])
+    assert [q.position(n) for n in ("b", "c", "d")] == [0, 1, 2] and q.position("in") is None
+    q.arrive("crit", 0, 9.0)  # in at once: no critical work in
+    q.arrive("std", 1, 5.0)  # waits ahead of every sheddable waiter
+    assert q.position("std") == 0 and q.position("d") == 3
+    assert q.arrive("e", 2, 5.0) == (False, ["e"])  # full: the latest deadline of the lowest priority goes
+    assert q.release(0) == ["std"]
+    assert q.release(1) == [] and q.release(2) == ["b"] and q.release(2) == ["c"]  # earliest deadline first
+
+
+def test_wait_forecast_drains_at_limit_over_path_time_less_more_urgent_arrivals():
+    f = WaitForecast(tau_s=1.0)
+    assert f.wait_s(3, 2, limit=4, path_s=0.1, now=0.0) == pytest.approx(0.1)  # 4 / 0.1 = 40 a second
+    for _ in range(20):
+        f.let_in(0, 0.0)  # critical at 20 a second (decayed over one second)
+    f.let_in(2, 0.0)  # its own priority does not go ahead of it
+    assert f.rate(0, 0.0) == pytest.approx(20.0) and f.rate(0, 1.0) == pytest.approx(20.0 / math.e)
+    assert f.urgent_rate(2, 0.0) == pytest.approx(20.0) and f.urgent_rate(0, 0.0) == 0.0
+    assert f.wait_s(3, 2, limit=4, path_s=0.1, now=0.0) == pytest.approx(4 / 20.0)  # 40 - 20 left
+    assert f.wait_s(3, 0, limit=4, path_s=0.1, now=0.0) == pytest.approx(0.1)  # critical: nothing ahead
+    for _ in range(40):
+        f.let_in(2, 0.0)  # 41 sheddable let in a second: 61 in all, more than 40: the rate is what went in
+    assert f.wait_s(3, 2, limit=4, path_s=0.1, now=0.0) == pytest.approx(4 / 41.0)  # 61 - 20
+    g = WaitForecast(tau_s=1.0)
+    for _ in range(100):
+        g.let_in(0, 0.0)  # more urgent work takes all 100 a second: at least 5 % of it left, 5 a second
+    assert g.wait_s(3, 2, limit=4, path_s=0.1, now=0.0) == pytest.approx(4 / 5.0)
+    assert f.wait_s(3, 2, limit=4, path_s=0.0, now=0.0) == 0.0  # nothing measured: no forecast
+    with pytest.raises(ValueError, match="tau_s"):
+        WaitForecast(tau_s=0.0)
+
+
+def test_lifo_may_hold_for_some_priorities_only():
+    q: InflightQueue[str] = InflightQueue(limit=1, max_waiting=8, lifo=frozenset({0}))
+    q.arrive("in-shed", 2, 0.0)
+    q.arrive("in-crit", 0, 0.0)  # both in: the critical one counts only its own priority
+    for name, deadline in (("c1", 1.0), ("c2", 2.0), ("s1", 1.0), ("s2", 2.0)):  # two of each wait: standing
+        q.arrive(name, 0 if name.startswith("c") else 2, deadline)
+    assert q.release(0) == ["c2"]  # priority 0 is LIFO: the latest deadline first
+    assert q.release(0) == ["c1"] and q.release(0) == []
+    assert q.release(2) == ["s1"]  # priority 2 is not: the earliest deadline first, though standing
+

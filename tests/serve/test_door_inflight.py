@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -184,7 +185,7 @@ def test_a_waiter_without_the_time_an_answer_takes_is_answered_504_at_the_door(d
 
     async def go():
         app = _App()
-        door = _door_for(app, slots=1, inflight_per_slot=1.0)
+        door = _door_for(app, slots=1, inflight_per_slot=1.0, forecast=False)  # the backstop, not the forecast
         app.release("quick")
         assert await _request(door, "quick", "standard") == (200, {})
         assert 0.0 < door.path_s["/infer"] < 1.0  # learnt from the answer
@@ -208,6 +209,58 @@ def test_a_waiter_without_the_time_an_answer_takes_is_answered_504_at_the_door(d
         assert (await asyncio.wait_for(late, 10))[0] == 504
         assert await asyncio.wait_for(after, 10) == (200, {}) and await first == (200, {})
         assert "late" not in app.entered and _door.door_stats()["/infer"]["standard"]["timed_out_total"] == 2
+
+    asyncio.run(go())
+
+
+def test_an_arrival_the_queue_would_keep_past_its_deadline_is_refused_at_once(door_registry):
+    from agentic_ray.serve import _door
+
+    async def go():
+        app = _App()
+        door = _door_for(app, slots=1, inflight_per_slot=1.0)  # one in flight
+        first = asyncio.create_task(_request(door, "first", "critical"))
+        await _settle()
+        door.path_s["/infer"] = 0.04  # answers take 40 ms once let in: the queue drains 25 a second
+        # first in the queue: waits ~40 ms, answered ~40 ms later, in a budget of 1 s: it waits
+        fits = asyncio.create_task(_request(door, "fits", "standard", budget_ms=1000))
+        await _settle()
+        # second in the queue (behind the standard waiter): 2 / (25 - 1 critical let in a second) = 83 ms
+        # of wait and 40 of answer, more than FORECAST_MARGIN (2) times its 55 ms budget: refused on
+        # arrival, 429
+        assert _door.FORECAST_MARGIN == 2.0
+        loop = asyncio.get_running_loop()
+        at = loop.time()
+        status, body = await asyncio.wait_for(_request(door, "late", "sheddable", budget_ms=55), 10)
+        assert (status, body["error"], body["qos"]) == (429, "door_queue_wait", "sheddable")
+        assert loop.time() - at < 0.02 and "refused on arrival" in body["detail"]
+        # more urgent work let in takes the queue's rate first: with critical let in at ~26 a second
+        # (the whole rate) a standard request waits (ahead + 1) / (5 % of 26) = 0.77 s: past twice 0.3 s
+        for _ in range(25):
+            door.forecasts["/infer"].let_in(0, time.time())  # the door's clock
+        shed = await asyncio.wait_for(_request(door, "shed", "standard", budget_ms=300), 10)
+        assert (shed[0], shed[1]["error"]) == (429, "door_queue_wait")
+        assert not fits.done() and "late" not in app.entered and "shed" not in app.entered
+        app.release("first")
+        app.release("fits")
+        assert [(await asyncio.wait_for(t, 10))[0] for t in (first, fits)] == [200, 200]
+        stats = _door.door_stats()["/infer"]
+        assert stats["standard"]["door_wait_total"] == 1 and stats["sheddable"]["door_wait_total"] == 1
+        assert stats["critical"]["door_wait_total"] == 0 and stats["*"]["waiting"] == 0
+        # off: the same late arrival waits instead (and gives up at its deadline less the path's time)
+        app2 = _App()
+        off = _door_for(app2, slots=1, inflight_per_slot=1.0, forecast=False)
+        inside = asyncio.create_task(_request(off, "inside", "critical"))
+        await _settle()
+        off.path_s["/infer"] = 0.04
+        waiters = [asyncio.create_task(_request(off, "w0", "standard", budget_ms=1000)),
+                   asyncio.create_task(_request(off, "w1", "sheddable", budget_ms=55))]  # fmt: skip
+        await _settle()
+        assert off.limits["/infer"].waiting == 2
+        app2.release("inside")
+        for name in ("w0", "w1"):
+            app2.release(name)
+        await asyncio.wait_for(asyncio.gather(inside, *waiters), 10)
 
     asyncio.run(go())
 
