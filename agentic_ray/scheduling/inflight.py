@@ -11,25 +11,28 @@ request in first whenever one ends.
 What. ``InflightQueue`` admits a request while fewer than ``limit`` requests of its priority or a more
 urgent one are in (a concurrency limit in the manner of Netflix's ``concurrency-limits`` and Envoy's
 adaptive concurrency filter, with a priority queue in front of it instead of an immediate refusal; SRE
-book ch. 21: reject the least important work first). Counting only the same or more urgent work means
-less urgent work already in never holds a more urgent arrival back (the router behind the door serves
-the more urgent first anyway), while the least urgent class sees the whole count: in all, at most
-``limit`` per priority level are in. The rest wait, ordered by class priority (lower first), then
-deadline, then arrival.
+book ch. 21: reject the least important work first). Counting only the same or more urgent work means less
+urgent work already in never holds a more urgent arrival back (the router behind the door serves the more
+urgent first anyway), while the least urgent class sees the whole count: in all, at most ``limit`` per
+priority level are in. The rest wait, ordered by class priority (lower first), then deadline, then
+arrival.
 
-Within a priority, the order adapts to overload (Maurer, "Fail at Scale", ACM Queue 13(8), 2015:
-adaptive LIFO). While fewer of a priority wait than ``limit`` (less than one round of what is let in),
-the earliest deadline goes first (EDF, best while every waiter can still make it). Once more wait, the
-queue is standing: serving its oldest makes every answer as late as the queue is long, and under
-sustained overload the same capacity serves the same number either way. So the latest deadline goes
-first: answers stay fresh, and the oldest waiters, which would be served late, expire or are refused.
-Waiting is bounded by ``max_waiting``: an arrival into a full queue refuses the least valuable waiter of
-the lowest priority waiting (the latest deadline, or while that priority is standing the earliest), or
-itself when it is less urgent than every waiter, or of that priority and not standing with the latest
-deadline. ``admit_now`` counts a request let in past the limit and the queue (the door lets a class that is
-never shed in so when the queue has no room for it). A waiter leaves when its caller gives up
-(``leave``: its deadline passed). ``release`` ends an admitted request and admits the most urgent waiters
-that fit. ``set_limit`` resizes (the deployment's replicas changed).
+Within a priority, the order adapts to overload (Maurer, "Fail at Scale", ACM Queue 13(8), 2015: adaptive
+LIFO). While fewer of a priority wait than ``limit`` (less than one round of what is let in), the earliest
+deadline goes first (EDF, best while every waiter can still make it). Once more wait, the queue is
+standing: serving its oldest makes every answer as late as the queue is long, and under sustained overload
+the same capacity serves the same number either way. So the latest deadline goes first: answers stay
+fresh, and the oldest waiters, which would be served late, expire or are refused. Waiting is bounded by
+``max_waiting``: an arrival into a full queue refuses the least valuable waiter of the lowest priority
+waiting (the latest deadline, or while that priority is standing the earliest), or itself when it is less
+urgent than every waiter, or of that priority and not standing with the latest deadline. ``admit_now``
+counts a request let in past the limit and the queue (the door lets a class that is never shed in so when
+the queue has no room for it). A waiter leaves when its caller gives up (``leave``: its deadline passed).
+``release`` ends an admitted request and admits the most urgent waiters that fit; a waiter that ``ready``
+says may not go in yet (the door: its class has no room at any replica, so the router would refuse it)
+holds back the rest of its priority but not less urgent work. ``set_limit`` resizes (the deployment's
+replicas changed). With ``lifo`` False (or a set of priorities that keep it), a standing queue stays
+earliest deadline first: for a queue that admits only what a ``WaitForecast`` says will make its deadline.
 
 How long a waiter that may be refused waits is bounded the way Maurer's article pairs with adaptive LIFO
 (controlled delay, after Nichols and Jacobson's CoDel, ACM Queue 10(5), 2012): ``ControlledDelay`` allows
@@ -62,6 +65,9 @@ class InflightQueue(Generic[T]):
         # which priorities serve a standing queue latest deadline first: True all, False none (earliest
         # deadline first always, for a queue that admits only what a ``WaitForecast`` says fits), or a set
         self.lifo = lifo
+        # whether a waiter may go in now (its class has room downstream); one that may not holds back
+        # the rest of its priority, not the less urgent ones. None: every waiter may
+        self.ready: Callable[[T], bool] | None = None
         self._admitted: dict[int, int] = {}  # priority -> how many of it are in
         self._seq = 0
         self._waiting: list[tuple[int, float, int, T]] = []  # sorted: most urgent first
@@ -140,15 +146,22 @@ class InflightQueue(Generic[T]):
 
     def _admit(self, alive: Callable[[T], bool]) -> list[T]:
         admitted: list[T] = []
-        # the head's priority is the most urgent waiting: when it does not fit, no less urgent one does
-        while self._waiting and self.inflight_upto(self._waiting[0][0]) < self.limit:
-            end = self._block_start(self._waiting[0][0] + 1)
-            standing = self._lifo(self._waiting[0][0]) and end > self.limit
-            entry = self._waiting.pop(end - 1 if standing else 0)  # standing: latest deadline first
-            del self._entries[entry[3]]
-            if alive(entry[3]):
+        start, ready = 0, self.ready  # start: the first waiter of the most urgent priority not held back
+        # that priority's count covers every less urgent one's too: when it does not fit, none does
+        while start < len(self._waiting) and self.inflight_upto(self._waiting[start][0]) < self.limit:
+            priority = self._waiting[start][0]
+            end = self._block_start(priority + 1)
+            standing = self._lifo(priority) and end - start > self.limit
+            index = end - 1 if standing else start  # standing: latest deadline first
+            ticket = self._waiting[index][3]
+            if ready is not None and alive(ticket) and not ready(ticket):
+                start = end  # no room for it now: its priority waits, a less urgent one may go in
+                continue
+            entry = self._waiting.pop(index)
+            del self._entries[ticket]
+            if alive(ticket):
                 self._count(entry[0], 1)
-                admitted.append(entry[3])
+                admitted.append(ticket)
         return admitted
 
     def _lifo(self, priority: int) -> bool:

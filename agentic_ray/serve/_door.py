@@ -403,6 +403,7 @@ class ProxyDoor:
         self.forecasts: dict[str, WaitForecast] = {}  # per route prefix, when ``forecast``
         self.door_wait: Counter[tuple[str, str]] = Counter()  # refused at arrival for a forecast wait
         self.early = EARLY if early is None else early
+        self._held: dict[asyncio.Future, tuple[Any, Any, dict[str, Any]]] = {}  # waiter -> router, class, meta
         self.refused_early: Counter[tuple[str, str]] = Counter()  # the router's room check, at arrival
         _doors.append(self)
 
@@ -424,7 +425,7 @@ class ProxyDoor:
         if early is not None:  # no room for its class at any replica: the router's refusal, at once
             status_code, extra, body = http_error(early)
             return await send_json(send, status_code, {**body, "qos": qos.name}, extra)
-        entered, limiter, wait_s = await self._enter(prefix, qos, deadline, now)
+        entered, limiter, wait_s = await self._enter(prefix, qos, deadline, now, (router, classification, meta))
         if entered in ("expired", "full", "delayed", "forecast"):
             key = (prefix, qos.name)
             if entered == "forecast":
@@ -480,20 +481,22 @@ class ProxyDoor:
             self.gates.outcome(prefix, qos.name, now, False)
         return early
 
-    async def _enter(self, prefix: str, qos: QosClass, deadline: float,
-                     now: float) -> tuple[str | None, InflightQueue[asyncio.Future] | None, float]:  # fmt: skip
+    async def _enter(self, prefix: str, qos: QosClass, deadline: float, now: float,
+                     held: tuple[Any, Any, dict[str, Any]]) -> tuple[str | None, InflightQueue[asyncio.Future] | None,
+                                                                     float]:  # fmt: skip
         """Wait at the door for room in the route's in-flight limit: ``(None, the limit to release when
         done, 0)`` when in at once (no limit: ``(None, None, 0)``), ``("waited", the limit, 0)`` when in
         after waiting; ``"forecast"`` (with the forecast wait, seconds) when refused on arrival because
         the queue ahead would keep it past its deadline (``WaitForecast``), ``"expired"`` when the deadline
         passed waiting, ``"full"`` when refused for more urgent work, ``"delayed"`` when it waited as long
         as a standing queue allows (``ControlledDelay``; none of these for a class that is never shed: it
-        goes in past the limit when refused, and waits its deadline)."""
+        goes in past the limit when refused, and waits its deadline). ``held``: the route's router, the
+        request's classification and wire dict, to ask while it waits whether its class has room
+        (``_ready``)."""
         limiter = self._limiter(prefix)
         if limiter is None:
             return None, None, 0.0
         never = qos.shedding is Shedding.NEVER
-        forecast = self._forecast(prefix)
         ticket = asyncio.get_running_loop().create_future()
         delay = self.delays.get(prefix)
         if delay is None:
@@ -511,13 +514,14 @@ class ProxyDoor:
                 return None, limiter, 0.0
             return "full", None, 0.0
         path_s = self.path_s.get(prefix, 0.0)  # a waiter let in with less time left than this would miss
-        if forecast is not None and not never:
-            wait_s = forecast.wait_s(limiter.position(ticket) or 0, qos.priority, limiter.limit, path_s, now)
-            if now + (wait_s + path_s) / FORECAST_MARGIN > deadline:  # it would wait past its deadline: refused now
-                limiter.leave(ticket)
-                return "forecast", None, wait_s
+        wait_s = None if never else self._forecast_refusal(prefix, limiter, ticket, qos.priority, deadline, now)
+        if wait_s is not None:  # it would wait past its deadline: refused now, not then
+            limiter.leave(ticket)
+            return "forecast", None, wait_s
         left_s = max(0.0, deadline - path_s - now)
         bound_s = math.inf if never else delay.max_wait_s(now)
+        if self.early and not never:
+            self._held[ticket] = held
         try:
             granted = await asyncio.wait_for(ticket, min(left_s, bound_s))
             if granted and time.time() > deadline - self.path_s.get(prefix, 0.0):  # answers got slower
@@ -530,18 +534,37 @@ class ProxyDoor:
             if not limiter.leave(ticket) and ticket.done() and not ticket.cancelled() and ticket.result():
                 _release(limiter, qos.priority)
             raise
+        finally:
+            self._held.pop(ticket, None)
         if not granted and never:  # displaced from a full queue by more urgent work: in past the limit
             limiter.admit_now(qos.priority)
         return ("waited", limiter, 0.0) if granted or never else ("full", None, 0.0)
 
-    def _forecast(self, prefix: str) -> WaitForecast | None:
-        """The route's ``WaitForecast`` (None: the forecast is off)."""
+    def _ready(self, ticket: asyncio.Future) -> bool:
+        """Whether a waiter may be let in now: its class has room at a replica it may use, as its router
+        sees it (``has_room``), or the door does not know (a class never shed, the check off). One that
+        may not waits on, holding back its priority but not less urgent work (``InflightQueue.ready``):
+        let in, the router would refuse it (``class_cap``) after its wait."""
+        held = self._held.get(ticket)
+        if held is None:
+            return True
+        router, classification, meta = held
+        has_room = getattr(router, "has_room", None)
+        return has_room is None or has_room(classification, meta, time.time())
+
+    def _forecast_refusal(self, prefix: str, limiter: InflightQueue[asyncio.Future], ticket: asyncio.Future,
+                          priority: int, deadline: float, now: float) -> float | None:  # fmt: skip
+        """The forecast wait (seconds) of ``ticket``, waiting in ``limiter``, when it and the path's time
+        exceed ``FORECAST_MARGIN`` times what is left of its budget (refuse it now); None otherwise (or
+        with the forecast off)."""
         if not self.forecast:
             return None
         forecast = self.forecasts.get(prefix)
         if forecast is None:
             forecast = self.forecasts[prefix] = WaitForecast()
-        return forecast
+        path_s = self.path_s.get(prefix, 0.0)
+        wait_s = forecast.wait_s(limiter.position(ticket) or 0, priority, limiter.limit, path_s, now)
+        return wait_s if now + (wait_s + path_s) / FORECAST_MARGIN > deadline else None
 
     def _learn(self, path: str, now: float) -> str | None:
         """The route Serve's route table in this proxy matches ``path`` to, registered now when an agentic
@@ -601,6 +624,7 @@ class ProxyDoor:
             limit = adaptive.set_bounds(floor, limit)
         if limiter is None:
             limiter = self.limits[prefix] = InflightQueue(limit, WAITING_PER_INFLIGHT * cap)
+            limiter.ready = self._ready
         elif limiter.limit != limit or limiter.max_waiting != WAITING_PER_INFLIGHT * cap:
             _let_in(limiter.set_limit(limit, WAITING_PER_INFLIGHT * cap, _waiting))
         limiter.lifo = _never_shed(router.policy.classes) if self.forecast else True

@@ -661,6 +661,21 @@ class AgenticRequestRouter(RequestRouter):
             return None
         return shed_error(shed, self._target)
 
+    def has_room(self, classification: Any, meta: dict[str, Any], now: float) -> bool:
+        """Whether a replica the request may use has room for its class now, as ``refuse_early`` judges it
+        without the pressure rule; records nothing (the proxy's door asks it of a request waiting there
+        before letting it in). True also when the router cannot judge (before it routed anything, or on
+        any error here)."""
+        state = self.state
+        if state is None or self._agentic_loop is None:
+            return True
+        try:
+            request = to_request(classification, meta.get(CALL_ID), now, meta.get("deadline"), meta.get("model"),
+                                 meta.get(WORKFLOW_DEADLINE))  # fmt: skip
+            return state.refuse_early(request, now, pressure=False) is None
+        except Exception:
+            return True
+
     def _early_shed(self, request: Request, shed: Shed, now: float, log_id: Any, version: str, drift: Any) -> None:
         """Record a refusal ``refuse_early`` made in a caller's thread (run on this router's loop)."""
         self._event("shed", request, shed.reason, now, None, shed.predicted_ms, None, log_id=log_id, version=version)

@@ -203,3 +203,17 @@ def test_lifo_may_hold_for_some_priorities_only():
     assert q.release(0) == ["c1"] and q.release(0) == []
     assert q.release(2) == ["s1"]  # priority 2 is not: the earliest deadline first, though standing
 
+
+def test_a_waiter_that_is_not_ready_holds_its_priority_back_not_the_less_urgent():
+    blocked = {"s1"}  # its class has no room downstream now
+    q: InflightQueue[str] = InflightQueue(limit=1, max_waiting=8, lifo=False)
+    q.ready = lambda ticket: ticket not in blocked
+    q.arrive("in", 1, 0.0)
+    q.arrive("s1", 1, 1.0)  # standard, not ready
+    q.arrive("s2", 1, 2.0)
+    q.arrive("x1", 2, 1.0)  # sheddable
+    assert q.release(1) == ["x1"]  # the standard block waits (its head has no room), the sheddable goes
+    assert q.waiting == 2 and q.position("s1") == 0
+    blocked.clear()
+    assert q.release(2) == ["s1"]  # room again: the standard head first
+    assert q.release(1) == ["s2"] and q.waiting == 0

@@ -365,3 +365,41 @@ def test_the_limit_stays_at_the_slots_multiple_when_adaptive_is_off(monkeypatch,
         assert _door.door_stats()["/infer"]["*"]["limit"] == 12
 
     asyncio.run(go())
+
+
+def test_a_waiter_whose_class_has_no_room_waits_while_less_urgent_work_goes_in(door_registry):
+    from agentic_ray.policies import default_policy
+    from agentic_ray.serve import _door
+    from agentic_ray.serve._http_auth import HttpAuth
+
+    full = {"standard"}  # classes with no room at any replica, as the router sees it
+
+    class Router:
+        policy = default_policy()
+        http_auth = HttpAuth.from_config(None)
+        door_slots = 1
+
+        def has_room(self, classification, meta, now):
+            return classification.qos.name not in full
+
+    async def go():
+        app = _App()
+        _door.seen({"root_path": "/infer"}, Router())
+        door = _door.ProxyDoor(app, inflight_per_slot=1.0)
+        first = asyncio.create_task(_request(door, "first", "standard"))
+        await _settle()
+        std = asyncio.create_task(_request(door, "std", "standard"))
+        shed = asyncio.create_task(_request(door, "shed", "sheddable"))
+        await _settle()
+        app.release("first")
+        await _settle()
+        # the standard waiter would be refused by the router (class_cap) if let in: the sheddable goes
+        assert app.entered == ["first", "shed"] and not std.done()
+        full.clear()  # room again
+        app.release("shed")
+        app.release("std")
+        results = await asyncio.wait_for(asyncio.gather(first, std, shed), 10)
+        assert [s for s, _ in results] == [200, 200, 200] and app.entered == ["first", "shed", "std"]
+        assert door._held == {}
+
+    asyncio.run(go())
