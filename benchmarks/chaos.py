@@ -482,8 +482,23 @@ def noisy_neighbour(cluster: Any, handle: Any, tmp: str, quick: bool) -> dict[st
                     shed_reasons=report["results"]["agentic"].get("shed_reasons", {}),
                     missed_by_class=missed)  # fmt: skip
     row["http"] = fault_row(http_ledger, by_class={q: _r(http_ledger.attainment(q)) for q in BUDGETS},
-                            goodput_rps=_r(http["summary"]["goodput_rps"], 1))  # fmt: skip
+                            goodput_rps=_r(http["summary"]["goodput_rps"], 1),
+                            missed_by_class=http_misses(http["records"]))  # fmt: skip
     return row
+
+
+def http_misses(records: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per class, why HTTP requests were not answered within budget: ``late`` (200 past the budget) or
+    ``status:error`` (``504:deadline_exceeded``; ``0:`` a failed connection)."""
+    out: dict[str, dict[str, int]] = {}
+    for r in records:
+        budget = BUDGETS.get(r["qos"])
+        if budget is None or (r["status"] == 200 and r["latency_ms"] <= budget):
+            continue
+        why = "late" if r["status"] == 200 else f"{r['status']}:{r.get('error') or ''}"
+        by = out.setdefault(r["qos"], {})
+        by[why] = by.get(why, 0) + 1
+    return {q: dict(sorted(v.items())) for q, v in sorted(out.items())}
 
 
 def _http_load(route: str, *, clients: int | None = None, rate: float | None = None, duration: float,

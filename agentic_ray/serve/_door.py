@@ -116,6 +116,43 @@ and not kept: on a saturated host the unqueued path is itself slow, the minimum 
 samples, and it left 4-12 in flight per proxy (critical 7-33 %); without the slots' share as its floor
 it also starved the one-proxy example (96-112 against 102-183 requests/s).
 
+Refused on arrival, not after waiting (``AGENTIC_PROXY_WAIT_FORECAST`` and ``AGENTIC_PROXY_EARLY_REFUSAL``,
+both default on; ``0`` turns each off). A request the door held and then refused took its wait: in the
+chaos suite's quick HTTP ladder the refusals' p99 at 2x / 4x / 10x was 0.6 / 1.7-2.8 / 0.9-1.7 s, waiters
+displaced from a full queue by more urgent work (``door_queue_full``) or let in to be refused by the
+router. So three decisions moved to arrival or to the queue:
+
+- a request of a class that may be shed that has to wait is refused at once, 429 ``{"error":
+  "door_queue_wait"}`` with ``Retry-After: 1``, when ``scheduling.inflight.WaitForecast`` says the queue
+  ahead of it (earliest deadline first) would take, with the path's own time, more than
+  ``FORECAST_MARGIN`` (2; ``AGENTIC_PROXY_FORECAST_MARGIN``) times what is left of its budget. The queue
+  drains at the larger of ``limit / path_s`` and the rate requests were let in lately, less what more
+  urgent work let in takes. With the forecast on, the queue of those classes is earliest deadline first
+  even when it stands (they are in it only when forecast to make it); never-shed classes, which are never
+  refused, keep adaptive LIFO (earliest deadline first for them halved critical attainment at 10x, 0.09
+  against 0.29 in one pair: under overload it serves the oldest, already late). The margin: at 1, 120
+  closed-loop clients on one proxy (``http_front_door``) gave 184-302 requests/s in budget with critical
+  at 22-78 % in three runs, against 257-354 and 100 % at 2: the forecast ran up to ~2x long there, and
+  each refusal brings a closed-loop client straight back; counting arrivals instead of what was let in (a
+  refused client comes back as a new arrival, of any class) fell to 8.5;
+- the router's room check (``refuse_early`` without the pressure rule: no room for the class at any
+  replica it may use) is asked on arrival, so a request of a class with no room is refused (429
+  ``class_cap`` / ``queue_full``) before it waits;
+- a waiter whose class has no room when its turn comes (``has_room``, asked of the router without
+  recording anything) is not let in to be refused: it waits on, holding back its priority but not less
+  urgent work (``InflightQueue.ready``).
+
+Measured (quick HTTP ladder, alternating; the same code with both variables ``0`` as the other arm): in
+three pairs ``door_queue_wait`` answered at 6-31 ms p99 at every step, no ``door_queue_full``, requests/s
+in budget at 10x 45.5, 53.5, 42.0 against 47.0, 51.0, 48.0 (within the noise). The refusals' p99 is still
+0.6-4.8 s from 2x: the router's ``class_cap`` after its own wait (a held call it answers ``Wait`` until its
+class is capped) and ``cannot_meet_deadline`` of requests let in late in their budget; the room check at
+the queue cut ``class_cap`` at 10x from 239 and 11 to 17 and 12 in two pairs. On one proxy
+(``http_front_door``, 10 / 60 / 120 closed-loop clients, two pairs): 261.2 / 320.8 / 353.7 and 265.0 /
+352.2 / 267.2 requests/s in budget, every class 100 %, against 246.5 / 319.3 / 205.7 and 266.5 / 342.5 /
+257.0, sheddable at 120 clients 63 and 71 %. ``door_stats`` counts ``door_wait_total`` and
+``refused_early_total``.
+
 Controlled delay (``AGENTIC_PROXY_QUEUE_INTERVAL_MS``; off by default). A request of a class that may be
 shed waits at most the interval (100 in Maurer's article) while the door's queue has been empty within
 it, and ``DOOR_TARGET_S`` (5 ms) once the queue has stood longer (``scheduling.inflight.ControlledDelay``),
