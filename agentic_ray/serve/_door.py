@@ -145,9 +145,11 @@ router. So three decisions moved to arrival or to the queue:
 Measured (quick HTTP ladder, alternating; the same code with both variables ``0`` as the other arm): in
 three pairs ``door_queue_wait`` answered at 6-31 ms p99 at every step, no ``door_queue_full``, requests/s
 in budget at 10x 45.5, 53.5, 42.0 against 47.0, 51.0, 48.0 (within the noise). The refusals' p99 is still
-0.6-4.8 s from 2x: the router's ``class_cap`` after its own wait (a held call it answers ``Wait`` until its
-class is capped) and ``cannot_meet_deadline`` of requests let in late in their budget; the room check at
-the queue cut ``class_cap`` at 10x from 239 and 11 to 17 and 12 in two pairs. On one proxy
+0.6-4.8 s from 2x: ``class_cap`` and ``cannot_meet_deadline`` of requests that waited before they were
+refused downstream (having the router hold a call it had answered ``Wait`` until its class had room, a
+trial, changed nothing in two runs, so the ``class_cap`` ones are most likely the replicas' gates', whose
+counts include every proxy's requests); the room check at the queue cut ``class_cap`` at 10x from 239 and
+11 to 17 and 12 in two pairs. On one proxy
 (``http_front_door``, 10 / 60 / 120 closed-loop clients, two pairs): 261.2 / 320.8 / 353.7 and 265.0 /
 352.2 / 267.2 requests/s in budget, every class 100 %, against 246.5 / 319.3 / 205.7 and 266.5 / 342.5 /
 257.0, sheddable at 120 clients 63 and 71 %. ``door_stats`` counts ``door_wait_total`` and

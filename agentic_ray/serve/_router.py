@@ -158,6 +158,13 @@ def shed_error(shed: Shed, target: str = "") -> AdmissionError:
     return Overloaded(detail, reason=reason, rule_ids=shed.rule_ids, retry_after_s=shed.retry_after_s)
 
 
+def _early_request(classification: Any, meta: dict[str, Any], now: float) -> Request:
+    """The ``Request`` a call classified as ``classification`` with wire dict ``meta`` would be, for the
+    checks made before it reaches this router's thread (``refuse_early``, ``has_room``)."""
+    return to_request(classification, meta.get(CALL_ID), now, meta.get("deadline"), meta.get("model"),
+                      meta.get(WORKFLOW_DEADLINE))  # fmt: skip
+
+
 class _Call:
     """The Serve side of a tracked request (``Flight.context``): its future, for a direct HTTP request
     the proxy's ``StreamingHTTPRequest`` and the metadata to stamp into it, the id its decision records
@@ -649,8 +656,7 @@ class AgenticRequestRouter(RequestRouter):
             return None
         try:
             log_id = meta.get(CALL_ID)
-            request = to_request(classification, log_id, now, meta.get("deadline"), meta.get("model"),
-                                 meta.get(WORKFLOW_DEADLINE))  # fmt: skip
+            request = _early_request(classification, meta, now)
             shed = state.refuse_early(request, now, pressure=pressure)
             if shed is None:
                 return None
@@ -670,9 +676,7 @@ class AgenticRequestRouter(RequestRouter):
         if state is None or self._agentic_loop is None:
             return True
         try:
-            request = to_request(classification, meta.get(CALL_ID), now, meta.get("deadline"), meta.get("model"),
-                                 meta.get(WORKFLOW_DEADLINE))  # fmt: skip
-            return state.refuse_early(request, now, pressure=False) is None
+            return state.refuse_early(_early_request(classification, meta, now), now, pressure=False) is None
         except Exception:
             return True
 
