@@ -403,3 +403,48 @@ def test_a_waiter_whose_class_has_no_room_waits_while_less_urgent_work_goes_in(d
         assert door._held == {}
 
     asyncio.run(go())
+
+
+def test_the_routers_room_check_is_asked_on_arrival_before_any_wait(door_registry):
+    from agentic_ray.errors import Overloaded
+    from agentic_ray.policies import default_policy
+    from agentic_ray.serve import _door
+    from agentic_ray.serve._http_auth import HttpAuth
+
+    asked: list[str] = []
+
+    class Router:
+        policy = default_policy()
+        http_auth = HttpAuth.from_config(None)
+        door_slots = 1
+
+        def refuse_early(self, classification, meta, now, *, pressure=True):
+            asked.append(classification.qos.name)
+            assert pressure is False  # the room check only: the pressure rule stays the router's
+            if classification.qos.name == "sheddable":
+                return Overloaded("no room for sheddable at any replica", reason="class_cap", retry_after_s=2.0)
+            return None
+
+    async def go():
+        app = _App()
+        _door.seen({"root_path": "/infer"}, Router())
+        door = _door.ProxyDoor(app, inflight_per_slot=1.0)
+        inside = asyncio.create_task(_request(door, "inside", "standard"))
+        await _settle()
+        # the limit is full: a sheddable request would wait; the room check refuses it first, at once
+        status, body = await asyncio.wait_for(_request(door, "shed", "sheddable"), 10)
+        assert (status, body["error"], body["qos"]) == (429, "class_cap", "sheddable")
+        assert "shed" not in app.entered and door.limits["/infer"].waiting == 0
+        crit = asyncio.create_task(_request(door, "crit", "critical"))  # never shed: never asked
+        await _settle()
+        assert asked == ["standard", "sheddable"]
+        app.release("inside")
+        app.release("crit")
+        assert [(await asyncio.wait_for(t, 10))[0] for t in (inside, crit)] == [200, 200]
+        assert _door.door_stats()["/infer"]["sheddable"]["refused_early_total"] == 1
+        off = _door.ProxyDoor(app, inflight_per_slot=1.0, early=False)
+        app.release("shed2")
+        assert (await asyncio.wait_for(_request(off, "shed2", "sheddable"), 10))[0] == 200  # not asked
+        assert asked == ["standard", "sheddable"]
+
+    asyncio.run(go())
