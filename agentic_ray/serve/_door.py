@@ -256,6 +256,7 @@ from agentic_ray.scheduling.inflight import ControlledDelay, InflightQueue, Wait
 from agentic_ray.scheduling.pressure import PressureRule
 from agentic_ray.scheduling.target_limit import TargetLimit
 from agentic_ray.scheduling.throttle import ClassThrottles
+from agentic_ray.serve import _door_answers as answers
 from agentic_ray.serve import _handle_throttle
 from agentic_ray.serve._door_call import direct_app, proxy_router, routed_handle, send_json
 from agentic_ray.serve._http_direct import caller_meta, scope_headers
@@ -456,10 +457,10 @@ class ProxyDoor:
         if limit is not None and self.lag is not None and self.lag.value_ms > limit:
             key = (prefix, qos.name)
             self.saturated[key] += 1
-            return await _saturated(send, qos.name, self.lag.value_ms)
+            return await answers.saturated(send, qos.name, self.lag.value_ms)
         p = self.gates.admit(prefix, classes, qos, now)
         if p is not None:
-            return await _refuse(send, qos.name, p)
+            return await answers.refuse(send, qos.name, p)
         early = self._early(prefix, qos, router, classification, meta, now)
         if early is not None:  # no room for its class at any replica: the router's refusal, at once
             status_code, extra, body = http_error(early)
@@ -469,16 +470,16 @@ class ProxyDoor:
             key = (prefix, qos.name)
             if entered == "forecast":
                 self.door_wait[key] += 1
-                return await _door_wait(send, qos.name, wait_s, self.path_s.get(prefix, 0.0), deadline - now)
+                return await answers.door_wait(send, qos.name, wait_s, self.path_s.get(prefix, 0.0), deadline - now)
             if entered == "expired":
                 self.timed_out[key] += 1
                 where = "held at the proxy's door until too little of it was left"
-                return await _deadline_exceeded(send, qos.name, deadline - now, 0.0, where)
+                return await answers.deadline_exceeded(send, qos.name, deadline - now, 0.0, where)
             if entered == "delayed":
                 self.door_delay[key] += 1
-                return await _door_delay(send, qos.name, time.time() - now)
+                return await answers.door_delay(send, qos.name, time.time() - now)
             self.door_full[key] += 1
-            return await _door_full(send, qos.name)
+            return await answers.door_full(send, qos.name)
         status: list[int] = []
         entered_at = time.time()
         forecast = self.forecasts.get(prefix) if limiter is not None else None
@@ -490,7 +491,7 @@ class ProxyDoor:
                 key = (prefix, qos.name)
                 self.timed_out[key] += 1
                 status.append(504)
-                await _deadline_exceeded(send, qos.name, deadline - now, DEADLINE_SLACK_S)
+                await answers.deadline_exceeded(send, qos.name, deadline - now, DEADLINE_SLACK_S)
             elif direct is not None:  # its router registered for the route when it classified the call
                 self.direct[(prefix, qos.name)] += 1
         finally:
@@ -822,51 +823,3 @@ def _match(path: str, now: float, routed: Any = None) -> str | None:
         if now - _seen_at.get(prefix, -math.inf) <= ROUTE_TTL_S or (routed is not None and routed(prefix)):
             best = prefix
     return best
-
-
-async def _answer(send: Any, status: int, error: str, qos: str, detail: str, retry_after: bool) -> None:
-    """Answer ``status`` with a JSON body (``error``, ``qos``, no rule ids, ``detail``), and ``Retry-After:
-    1`` when ``retry_after``."""
-    body = {"error": error, "qos": qos, "rule_ids": [], "detail": detail}
-    await send_json(send, status, body, {"retry-after": "1"} if retry_after else None)
-
-
-async def _refuse(send: Any, qos: str, probability: float) -> None:
-    """Answer 429 with ``Retry-After: 1`` and a JSON body naming the door's throttle."""
-    detail = (f"the deployment refuses most {qos} requests now; refused at the proxy with probability "
-              f"{probability:.2f} (adaptive throttling)")  # fmt: skip
-    await _answer(send, 429, "door_throttled", qos, detail, retry_after=True)
-
-
-async def _saturated(send: Any, qos: str, lag_ms: float) -> None:
-    """Answer 429 with ``Retry-After: 1``: the proxy itself is saturated (its event loop lags)."""
-    detail = f"the proxy is saturated (its event loop runs {lag_ms:.0f} ms late); {qos} requests are refused first"
-    await _answer(send, 429, "door_saturated", qos, detail, retry_after=True)
-
-
-async def _door_full(send: Any, qos: str) -> None:
-    """Answer 429 with ``Retry-After: 1``: the door's queue is full of more urgent work."""
-    detail = f"the deployment is at its in-flight limit and the proxy's queue is full of more urgent work than {qos}"
-    await _answer(send, 429, "door_queue_full", qos, detail, retry_after=True)
-
-
-async def _door_wait(send: Any, qos: str, wait_s: float, path_s: float, budget_s: float) -> None:
-    """Answer 429 with ``Retry-After: 1``: the queue ahead would keep it past its deadline (``WaitForecast``)."""
-    detail = (f"the deployment is at its in-flight limit and the proxy's queue ahead of this {qos} request would "
-              f"take about {wait_s * 1000.0:.0f} ms, then {path_s * 1000.0:.0f} ms to answer: past its deadline "
-              f"in {budget_s * 1000.0:.0f} ms; refused on arrival")  # fmt: skip
-    await _answer(send, 429, "door_queue_wait", qos, detail, retry_after=True)
-
-
-async def _door_delay(send: Any, qos: str, waited_s: float) -> None:
-    """Answer 429 with ``Retry-After: 1``: it waited at the door as long as a standing queue allows."""
-    detail = (f"the deployment is at its in-flight limit and the proxy's queue has stood for a while; {qos} "
-              f"refused after waiting {waited_s * 1000.0:.0f} ms (controlled delay)")  # fmt: skip
-    await _answer(send, 429, "door_queue_delay", qos, detail, retry_after=True)
-
-
-async def _deadline_exceeded(send: Any, qos: str, budget_s: float, slack_s: float,
-                             where: str = "cancelled at the proxy") -> None:  # fmt: skip
-    """Answer 504 with a JSON body: no answer had begun ``slack_s`` after the deadline."""
-    detail = f"no answer within the request's budget ({budget_s * 1000.0:.0f} ms) and {slack_s:g} s more; {where}"
-    await _answer(send, 504, "deadline_exceeded", qos, detail, retry_after=False)
