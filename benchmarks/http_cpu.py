@@ -44,6 +44,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentic_ray.testing.chaos import actor_pids, cpu_s
+
 REPO = Path(__file__).resolve().parents[1]
 HTTP_PORT = int(os.environ.get("AGENTIC_BENCH_CPU_HTTP_PORT", "31970"))
 ARMS = ("http_direct", "http_serve_path", "handle")
@@ -52,17 +54,6 @@ SERVICE_S = 0.005
 IDLE_S = 3.0
 BUDGETS = {"critical": 2000.0, "standard": 5000.0, "sheddable": 10000.0}  # nothing shed: CPU per answer
 MIX = "critical=0.2,standard=0.4,sheddable=0.4"
-TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (NaN when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) * TICK_S  # utime, stime: fields 14 and 15 of stat(5)
 
 
 def per_request_ms(before: float, after: float, idle_rate: float, seconds: float, requests: int) -> float:
@@ -72,15 +63,6 @@ def per_request_ms(before: float, after: float, idle_rate: float, seconds: float
     if requests <= 0:
         return math.nan
     return max(0.0, (after - before) - idle_rate * seconds) / requests * 1000.0
-
-
-def _pids(kind: str) -> list[int]:
-    """Live actor process ids whose class name contains ``kind`` (from the GCS actor table)."""
-    import ray
-
-    table = ray._private.state.actors()
-    return sorted({int(a["Pid"]) for a in table.values()
-                   if a.get("State") == "ALIVE" and kind in (a.get("ActorClassName") or "")})  # fmt: skip
 
 
 def _deploy() -> Any:
@@ -134,19 +116,27 @@ def run_arm(arm: str, rate: float, duration: float, seed: int) -> dict[str, Any]
         # warm every path the arm uses (router, replicas, proxy, the door's route)
         _handle(handle, 20.0, 1.0, seed + 7) if arm == "handle" else _http(20.0, 1.0, seed + 7)
         time.sleep(1.0)
-        procs = {"proxy": _pids("ProxyActor"), "replicas": _pids("ServeReplica:cpu:"), "caller": [os.getpid()]}
-        idle0 = {k: [cpu_s(p) for p in v] for k, v in procs.items()}
+        procs = {
+            "proxy": actor_pids("ProxyActor"),
+            "replicas": actor_pids("ServeReplica:cpu:"),
+            "caller": [os.getpid()],
+        }
+
+        def spent() -> dict[str, float]:  # CPU seconds so far, per kind of process
+            return {kind: sum(cpu_s(p) for p in pids) for kind, pids in procs.items()}
+
+        idle0 = spent()
         time.sleep(IDLE_S)
-        idle1 = {k: [cpu_s(p) for p in v] for k, v in procs.items()}
+        idle1 = spent()
         began = time.time()
-        before = {k: [cpu_s(p) for p in v] for k, v in procs.items()}
+        before = spent()
         ok = _handle(handle, rate, duration, seed) if arm == "handle" else _http(rate, duration, seed)
-        after = {k: [cpu_s(p) for p in v] for k, v in procs.items()}
+        after = spent()
         window = time.time() - began
     row: dict[str, Any] = {"arm": arm, "ok": ok, "window_s": round(window, 2), "pids": procs}
     for kind in procs:
-        idle = sum(idle1[kind]) - sum(idle0[kind])
-        row[f"{kind}_ms"] = round(per_request_ms(sum(before[kind]), sum(after[kind]), idle / IDLE_S, window, ok), 3)
+        idle = idle1[kind] - idle0[kind]
+        row[f"{kind}_ms"] = round(per_request_ms(before[kind], after[kind], idle / IDLE_S, window, ok), 3)
         row[f"{kind}_idle_rate"] = round(idle / IDLE_S, 4)
     row["server_ms"] = round(row["proxy_ms"] + row["replicas_ms"] + (row["caller_ms"] if arm == "handle" else 0.0), 3)
     return row
@@ -167,13 +157,19 @@ def _arm_in_subprocess(arm: str, rate: float, duration: float, seed: int) -> dic
     return row
 
 
+# Student's t 0.975 quantile by sample size (degrees of freedom n - 1); the normal's 1.96 past 31
+_T975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262, 11: 2.228,
+         12: 2.201, 13: 2.179, 14: 2.160, 15: 2.145, 16: 2.131, 17: 2.120, 18: 2.110, 19: 2.101, 20: 2.093,
+         21: 2.086, 22: 2.080, 23: 2.074, 24: 2.069, 25: 2.064, 26: 2.060, 27: 2.056, 28: 2.052, 29: 2.048,
+         30: 2.045, 31: 2.042}  # fmt: skip
+
+
 def t_interval(values: list[float]) -> tuple[float, float, float]:
     """Mean and 95 % t-interval of ``values`` (the interval is NaN for fewer than two)."""
     mean = statistics.fmean(values)
     if len(values) < 2:
         return mean, math.nan, math.nan
-    t = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
-    half = t.get(len(values), 2.0) * statistics.stdev(values) / math.sqrt(len(values))
+    half = _T975.get(len(values), 1.96) * statistics.stdev(values) / math.sqrt(len(values))
     return mean, mean - half, mean + half
 
 

@@ -164,13 +164,11 @@ def p99(values: list[float]) -> float:
 
 
 def _replica_pids(path: str) -> set[int]:
-    """The process ids of the path's live replicas, from the GCS actor table (not through the replicas:
-    after a saturating run a call routed to them can wait behind the work still draining)."""
-    import ray
+    """The process ids of the path's live replicas (``testing.chaos.actor_pids``: from the GCS actor table,
+    not through the replicas)."""
+    from agentic_ray.testing.chaos import actor_pids
 
-    table = ray._private.state.actors()  # no dashboard in this local Ray, so not ray.util.state
-    return {int(a["Pid"]) for a in table.values()
-            if a.get("State") == "ALIVE" and f"ServeReplica:{path}:" in (a.get("ActorClassName") or "")}  # fmt: skip
+    return set(actor_pids(f"ServeReplica:{path}:"))
 
 
 def run(quick: bool, rounds: int, only: tuple[str, ...] | None = None,

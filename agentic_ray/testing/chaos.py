@@ -17,8 +17,9 @@ Faults (each kills only what it names, by handle or pid): ``kill_agent(node_id)`
 ``kill_global_coordinator()``, ``kill_replica(app, deployment)``, ``cpu_hog()`` (a busy process of our
 own, one core). Observation: ``agents_info()``, ``VersionWatch`` (every member's policy revision over
 time; a member seen running an older revision than it ran before is a regression), ``pid_of(actor)``,
-``rss_mb(pid)`` and ``open_fds(pid)`` (from ``/proc``; NaN elsewhere), ``router_state(target)`` (this
-process's agentic router of a deployment).
+``actor_pids(kind)`` (from the GCS actor table), ``rss_mb(pid)``, ``cpu_s(pid)`` and ``open_fds(pid)``
+(from ``/proc``; NaN elsewhere), ``router_state(target)`` (this process's agentic router of a
+deployment).
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ from agentic_ray.testing.ledger import Ledger
 
 __all__ = [
     "VersionWatch",
+    "actor_pids",
     "agents_info",
     "answer_kind",
     "cpu_hog",
+    "cpu_s",
     "quantile_ms",
     "wakeup_lag",
     "drive_handle",
@@ -344,6 +347,30 @@ def pid_of(actor: Any, timeout_s: float = 10.0) -> int | None:
         return int(ray.get(actor.__ray_call__.remote(lambda self: os.getpid()), timeout=timeout_s))
     except Exception:
         return None
+
+
+def actor_pids(kind: str) -> list[int]:
+    """The process ids of the live actors whose class name contains ``kind`` (``"ProxyActor"``,
+    ``"ServeReplica:<app>:"``), from the GCS actor table, not through the actors (after a saturating run a
+    call to them can wait behind the work still draining; no dashboard is needed either)."""
+    import ray
+
+    table = ray._private.state.actors()
+    return sorted({int(a["Pid"]) for a in table.values()
+                   if a.get("State") == "ALIVE" and kind in (a.get("ActorClassName") or "")})  # fmt: skip
+
+
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+
+
+def cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of ``pid`` so far, from ``/proc/<pid>/stat`` (NaN when unknown)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * _TICK_S  # utime, stime: fields 14 and 15 of stat(5)
+    except (OSError, ValueError, IndexError):
+        return math.nan
 
 
 def rss_mb(pid: int | None) -> float:

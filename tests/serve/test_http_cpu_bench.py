@@ -37,5 +37,8 @@ def test_summary_is_the_mean_with_a_t_interval_per_arm(bench):
     mean, low, high = s["handle"]["replicas_ms"]
     # mean 4, sd 1, n 3: 4 +- 4.303 / sqrt(3) = 4 +- 2.484
     assert mean == 4.0 and low == pytest.approx(1.516, abs=1e-3) and high == pytest.approx(6.484, abs=1e-3)
+    # twelve rounds of 0 and 2: mean 1, sd sqrt(12 / 11), t(11 df) 2.201: 1 +- 2.201 x 1.0445 / sqrt(12)
+    mean, low, high = bench.t_interval([0.0, 2.0] * 6)
+    assert mean == 1.0 and low == pytest.approx(1 - 0.66364, abs=1e-4) and high == pytest.approx(1.66364, abs=1e-4)
     one = bench.summarize(rows[:1])["handle"]["server_ms"]
     assert one[0] == 8.0 and math.isnan(one[1])
