@@ -38,17 +38,25 @@ class _App:
         self.free.setdefault(name, asyncio.Event()).set()
 
 
-def _door_for(app, slots: int, route_policy=None, **options):
-    from agentic_ray.policies import default_policy
+class _Router:
+    """A stand-in for the route's agentic router: what the door reads of it (policy, identity rules, the
+    replicas' slots); tests add the router methods they exercise in a subclass."""
+
+    def __init__(self, slots: int = 1, route_policy=None) -> None:
+        from agentic_ray.policies import default_policy
+        from agentic_ray.serve._http_auth import HttpAuth
+
+        self.policy = default_policy() if route_policy is None else route_policy
+        self.http_auth = HttpAuth.from_config(None)
+        self.door_slots = slots
+
+
+def _door_for(app, slots: int = 1, route_policy=None, router: _Router | None = None, **options):
+    """A door in front of ``app`` for the route ``/infer``, whose router is ``router`` (default: a plain
+    ``_Router`` of ``slots`` slots and ``route_policy``)."""
     from agentic_ray.serve import _door
-    from agentic_ray.serve._http_auth import HttpAuth
 
-    class Router:
-        policy = default_policy() if route_policy is None else route_policy
-        http_auth = HttpAuth.from_config(None)
-        door_slots = slots
-
-    _door.seen({"root_path": "/infer"}, Router())
+    _door.seen({"root_path": "/infer"}, router if router is not None else _Router(slots, route_policy))
     return _door.ProxyDoor(app, **options)
 
 
@@ -368,24 +376,15 @@ def test_the_limit_stays_at_the_slots_multiple_when_adaptive_is_off(monkeypatch,
 
 
 def test_a_waiter_whose_class_has_no_room_waits_while_less_urgent_work_goes_in(door_registry):
-    from agentic_ray.policies import default_policy
-    from agentic_ray.serve import _door
-    from agentic_ray.serve._http_auth import HttpAuth
-
     full = {"standard"}  # classes with no room at any replica, as the router sees it
 
-    class Router:
-        policy = default_policy()
-        http_auth = HttpAuth.from_config(None)
-        door_slots = 1
-
+    class Router(_Router):
         def has_room(self, classification, meta, now):
             return classification.qos.name not in full
 
     async def go():
         app = _App()
-        _door.seen({"root_path": "/infer"}, Router())
-        door = _door.ProxyDoor(app, inflight_per_slot=1.0)
+        door = _door_for(app, router=Router(), inflight_per_slot=1.0)
         first = asyncio.create_task(_request(door, "first", "standard"))
         await _settle()
         std = asyncio.create_task(_request(door, "std", "standard"))
@@ -407,17 +406,11 @@ def test_a_waiter_whose_class_has_no_room_waits_while_less_urgent_work_goes_in(d
 
 def test_the_routers_room_check_is_asked_on_arrival_before_any_wait(door_registry):
     from agentic_ray.errors import Overloaded
-    from agentic_ray.policies import default_policy
     from agentic_ray.serve import _door
-    from agentic_ray.serve._http_auth import HttpAuth
 
     asked: list[str] = []
 
-    class Router:
-        policy = default_policy()
-        http_auth = HttpAuth.from_config(None)
-        door_slots = 1
-
+    class Router(_Router):
         def refuse_early(self, classification, meta, now, *, pressure=True):
             asked.append(classification.qos.name)
             assert pressure is False  # the room check only: the pressure rule stays the router's
@@ -427,8 +420,7 @@ def test_the_routers_room_check_is_asked_on_arrival_before_any_wait(door_registr
 
     async def go():
         app = _App()
-        _door.seen({"root_path": "/infer"}, Router())
-        door = _door.ProxyDoor(app, inflight_per_slot=1.0)
+        door = _door_for(app, router=Router(), inflight_per_slot=1.0)
         inside = asyncio.create_task(_request(door, "inside", "standard"))
         await _settle()
         # the limit is full: a sheddable request would wait; the room check refuses it first, at once
